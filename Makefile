@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create .venv on first use and install the pinned environment (constraints.txt).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO ?= demo
+
+.PHONY: demo test install clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[workstation,edge,dashboard,dev]'
+	touch $(STAMP)
+
+# Main job on the built-in default: a paper-size synthetic cohort, validated and re-labelled.
+demo: $(STAMP)
+	$(BIN)/sarco synth $(DEMO)/cohort --size paper --seed 1
+	$(BIN)/sarco validate $(DEMO)/cohort
+	$(BIN)/sarco label $(DEMO)/cohort --standard awgs2019 --out $(DEMO)/labels-awgs2019.csv
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean-demo:
+	rm -rf $(DEMO)

@@ -1,0 +1,3 @@
+"""Central dashboard: subscribes to the fleet's MQTT topics, stores every result once and
+serves the staff web page and REST API. Console script ``sarco-dashboard`` arrives with its
+issue."""

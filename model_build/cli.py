@@ -1,0 +1,21 @@
+"""The ``sarco`` command line (workstation).
+
+Each sub-command lives in its own module under ``model_build.commands`` and registers itself
+through ``register(app)``, so adding a command never means editing a shared file beyond the
+list below.
+"""
+
+import typer
+
+from model_build.commands import criteria, label, synth, validate
+
+app = typer.Typer(
+    name="sarco",
+    help="Sarcopenia screening from muscle ultrasound: cohorts, criteria, synthetic data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for command_module in (synth, validate, criteria, label):
+    command_module.register(app)

@@ -1,0 +1,1 @@
+"""One module per ``sarco`` sub-command; each exposes ``register(app)``."""

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/sarco synth $(DEMO)/cohort --size paper --seed 1
 	$(BIN)/sarco validate $(DEMO)/cohort
-	$(BIN)/sarco label $(DEMO)/cohort --standard awgs2019 --out $(DEMO)/labels-awgs2019.csv
+	$(BIN)/sarco label $(DEMO)/cohort --standard awgs2019 --out $(DEMO)/labels-awgs2019.csv --check
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -6,6 +6,7 @@ wrong role (a reference measurement used as a model input) would silently leak t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def _column_spec(path: Path, name: str, raw: object) -> ColumnSpec:
     bounds = raw.get("range")
     if bounds is not None:
         if (not isinstance(bounds, (list, tuple)) or len(bounds) != 2
-                or not all(isinstance(b, (int, float)) for b in bounds) or bounds[0] > bounds[1]):
+                or not all(isinstance(b, (int, float)) and not math.isnan(b) for b in bounds)
+                or bounds[0] > bounds[1]):
             raise SchemaError(f"{where}.range is {bounds!r}; fix: write [low, high] with low <= high")
         bounds = (float(bounds[0]), float(bounds[1]))
     levels = raw.get("levels")
@@ -106,14 +108,21 @@ def load_schema(path: str | Path) -> Schema:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SchemaError(f"{path}: not found; fix: write a schema.yaml (see docs/cohort-format.md)") from None
-    except yaml.YAMLError as error:
+    except UnicodeDecodeError:
+        raise SchemaError(f"{path}: not UTF-8 text; fix: save it as UTF-8") from None
+    except OSError as error:
+        raise SchemaError(f"{path}: cannot be read ({error.strerror}); fix: make it a readable file") from None
+    except (yaml.YAMLError, ValueError) as error:  # PyYAML raises ValueError for e.g. `2001-13-01`
         raise SchemaError(f"{path}: not valid YAML ({error}); fix: check indentation and colons") from None
     if not isinstance(raw, dict):
         raise SchemaError(f"{path}: expected a mapping with `label` and `columns`")
     version = raw.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
         raise SchemaError(f"{path}: format_version {version!r} is not supported; fix: use {FORMAT_VERSION}")
-    definition = (raw.get("label") or {}).get("definition", "given")
+    label = raw.get("label") or {}
+    if not isinstance(label, dict):
+        raise SchemaError(f"{path}: label is {label!r}; fix: write `label: {{definition: given}}`")
+    definition = label.get("definition", "given")
     if definition not in LABEL_DEFINITIONS:
         raise SchemaError(f"{path}: label.definition is {definition!r}; "
                           f"fix: use one of {', '.join(LABEL_DEFINITIONS)}")

@@ -1,0 +1,232 @@
+"""Do the listed images and videos exist, decode completely, and belong to one participant each?
+
+Every file is decoded in full (a truncated file often opens fine and fails only on its last
+rows or frames) and hashed, so the same recording filed under two participants is caught even
+under two names. Decoding runs in a thread pool: Pillow, OpenCV and hashlib release the GIL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from model_build.cohort.findings import Finding, Place
+from model_build.cohort.listings import media_format, path_problem
+
+# FFmpeg prints its own complaints about broken videos to stderr; the findings say it better.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402  (must see the log level above before its first video is opened)
+import pydicom  # noqa: E402
+from pydicom.errors import InvalidDicomError  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
+
+PNG_END = b"IEND\xaeB`\x82"
+# What Pillow may call each listed format (a JPEG from a camera can be MPO, a BMP a DIB).
+PILLOW_FORMATS = {"png": ("PNG",), "jpeg": ("JPEG", "MPO"), "bmp": ("BMP", "DIB"), "tiff": ("TIFF",)}
+# Containers that store no frame count get it estimated from duration x rate, which can be
+# one frame off; a truncated recording loses far more than that.
+FRAME_COUNT_SLACK = 1
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One listed file: which listing row names it, whose it is, and how to decode it."""
+
+    file: str
+    row: int
+    participant_id: str
+    relative: str
+    format: str
+
+    @property
+    def place(self) -> Place:
+        return Place(self.file, self.row, "path")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with one file; the caller adds where (listing, row, path)."""
+
+    message: str
+    hint: str
+    severity: str = "error"
+
+
+@dataclass(frozen=True)
+class MediaCheck:
+    """What inspecting one file found: its content hash (None if unreadable) and problems."""
+
+    sha256: str | None
+    findings: tuple[Finding, ...] = ()
+
+
+def media_items(listings: dict[str, pd.DataFrame]) -> list[MediaItem]:
+    """The rows whose path is usable (the others already have a finding), in file then row order."""
+    items = []
+    for file, frame in listings.items():
+        for row, participant, relative in zip(frame.index, frame["participant_id"], frame["path"]):
+            if path_problem(relative, file) is None:
+                items.append(MediaItem(file, int(row), participant, relative, media_format(relative, file)))
+    return items
+
+
+def check_media(root: Path, items: list[MediaItem],
+                on_progress: Callable[[int, int], None] | None = None) -> list[Finding]:
+    """Inspect every file (in parallel), then report content shared between rows."""
+    checks: list[MediaCheck | None] = [None] * len(items)
+    workers = min(8, 2 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(inspect_media_file, root / item.relative, item): index
+                   for index, item in enumerate(items)}
+        for done, future in enumerate(as_completed(futures), start=1):
+            checks[futures[future]] = future.result()
+            if on_progress is not None:
+                on_progress(done, len(items))
+    findings = [finding for check in checks for finding in check.findings]
+    return findings + _shared_content(items, checks)
+
+
+def inspect_media_file(path: Path, item: MediaItem) -> MediaCheck:
+    """Check that one listed file exists, is complete and decodes.
+
+    This is the one place that looks inside a media file, so per-image checks (scan area
+    found, pixel size known, burned-in text) belong here as further findings.
+    """
+    try:
+        problem = _file_problem(path)
+        if problem is not None:
+            return MediaCheck(None, (_finding(item, problem),))
+        if item.format == "video":
+            digest = _sha256_of_file(path)
+            problem = _video_problem(path)
+        else:
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            problem = (_dicom_problem(data, item.file == "videos.csv") if item.format == "dicom"
+                       else _image_problem(data, item.format))
+    except OSError as error:
+        return MediaCheck(None, (_finding(item, Problem(f"cannot be read ({error.strerror})",
+                                                        "check that the file is readable")),))
+    return MediaCheck(digest, () if problem is None else (_finding(item, problem),))
+
+
+def _finding(item: MediaItem, problem: Problem) -> Finding:
+    return Finding(problem.severity, item.file, item.row, "path", f"{item.relative}: {problem.message}",
+                   problem.hint)
+
+
+def _file_problem(path: Path) -> Problem | None:
+    if path.is_dir():
+        return Problem("is a folder, not a file", "list the files inside it, one row each")
+    if not path.exists():
+        return Problem("file not found", _missing_hint(path))
+    if path.stat().st_size == 0:
+        return Problem("file is empty (0 bytes)", "copy the file again from its source")
+    return None
+
+
+def _missing_hint(path: Path) -> str:
+    """Suggest a file whose name differs only in letter case, a common copy-from-Windows slip."""
+    if path.parent.is_dir():
+        for sibling in path.parent.iterdir():
+            if sibling.name.lower() == path.name.lower():
+                return f"the folder has {sibling.name!r}: correct the letter case of the path"
+    return "copy the file into the cohort folder, or correct its path (relative to the cohort folder)"
+
+
+def _sha256_of_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _image_problem(data: bytes, kind: str) -> Problem | None:
+    resend = "copy the file again from its source, or export it again"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            found = image.format
+    except UnidentifiedImageError:
+        return Problem(f"is not a {kind.upper()} image (its content is not a known image format)", resend)
+    except Exception as error:  # decoders raise many types on damaged data; each is a finding
+        if "truncated" in str(error):
+            return Problem(f"truncated {kind.upper()} image ({error})", resend)
+        return Problem(f"corrupt {kind.upper()} image ({type(error).__name__}: {error})", resend)
+    if found not in PILLOW_FORMATS[kind]:
+        return Problem(f"holds a {found} image, not {kind.upper()}", "rename it with the extension of its format",
+                       severity="warning")
+    if kind == "png" and not data.endswith(PNG_END):
+        # Pillow decodes a PNG whose final chunk is cut off; the missing IEND marker shows it.
+        return Problem("truncated PNG image (no end marker)", resend)
+    return None
+
+
+def _dicom_problem(data: bytes, as_video: bool) -> Problem | None:
+    resend = "export the file again from the scanner or PACS"
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+    except InvalidDicomError:
+        return Problem("is not a DICOM file (no DICM header)", f"{resend} as DICOM Part 10, or convert it to PNG")
+    except Exception as error:  # a damaged header can fail anywhere in the parser
+        return Problem(f"corrupt DICOM ({type(error).__name__}: {error})", resend)
+    if "PixelData" not in dataset:
+        return Problem("DICOM has no pixel data", "list image objects only (not reports or presentation states)")
+    try:
+        pixels = dataset.pixel_array
+    except Exception as error:  # truncated or undecodable pixel data, unsupported syntax...
+        return Problem(f"corrupt DICOM: pixel data cannot be decoded ({type(error).__name__}: {error})", resend)
+    if as_video and (pixels.ndim < 3 or int(dataset.get("NumberOfFrames", 1) or 1) < 2):
+        return Problem("DICOM holds a single frame, not a cine recording", "list it in images.csv instead")
+    return None
+
+
+def _video_problem(path: Path) -> Problem | None:
+    resend = "export the recording again (MP4 or AVI)"
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return Problem("cannot be opened as a video (truncated, corrupt or an unknown codec)", resend)
+        expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        decoded = 0
+        while capture.grab():  # grab decodes the frame without converting it: faster than read
+            decoded += 1
+    finally:
+        capture.release()
+    if decoded == 0:
+        return Problem("video has no decodable frame", resend)
+    if expected > 0 and decoded < expected - FRAME_COUNT_SLACK:
+        return Problem(f"truncated or corrupt video: {decoded} of {expected} frames decode", resend)
+    return None
+
+
+def _shared_content(items: list[MediaItem], checks: list[MediaCheck]) -> list[Finding]:
+    """Same bytes under two participants leaks between them; under one it double-weighs."""
+    findings = []
+    first: dict[str, MediaItem] = {}
+    for item, check in zip(items, checks):
+        if check.sha256 is None:
+            continue
+        earlier = first.setdefault(check.sha256, item)
+        if earlier is item:
+            continue
+        same_as = f"{item.relative}: same content as {earlier.file} row {earlier.row} ({earlier.relative})"
+        if earlier.participant_id != item.participant_id:
+            findings.append(item.place.error(
+                f"{same_as}, which belongs to participant {earlier.participant_id}, not {item.participant_id}",
+                "a recording belongs to one participant: remove the wrong row or replace the file"))
+        else:
+            findings.append(item.place.warning(
+                f"{same_as} of the same participant",
+                "remove one of the rows: a file listed twice counts twice in training"))
+    return findings

@@ -7,7 +7,7 @@ list below.
 
 import typer
 
-from model_build.commands import criteria, deidentify, label, synth, validate
+from model_build.commands import criteria, deidentify, label, sign, synth, validate
 
 app = typer.Typer(
     name="sarco",
@@ -17,5 +17,5 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for command_module in (synth, validate, criteria, label, deidentify):
+for command_module in (synth, validate, criteria, label, deidentify, sign):
     command_module.register(app)

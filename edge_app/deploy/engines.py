@@ -1,0 +1,209 @@
+"""TensorRT engines beside a bundle: what to build, and whether what was built still fits.
+
+An engine only runs on the GPU and the TensorRT version it was built with, and only computes
+the model whose ONNX it came from. So each engine has a metadata file recording exactly that,
+and :func:`stale_reason` compares it with the bundle and the platform: a JetPack upgrade, a new
+bundle or a damaged engine file means a rebuild. This module is pure Python; the build itself
+is edge_app.deploy.tensorrt_build (device only).
+
+Engines live in ``<bundle>.engines/`` next to the bundle folder (never inside it: the manifest
+would refuse them), ``model.<precision>.engine`` with ``model.<precision>.json``; the self-test
+points ``selected.engine`` at the one the service should use.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from edge_app.bundle import ONNX
+from edge_app.deploy import DeployError
+from edge_app.deploy.files import atomic_write, read_json, sha256_file, write_json
+from edge_app.mqtt.schema import utc_timestamp
+
+ENGINE_FORMAT = 1
+PRECISIONS = ("fp16", "int8")
+# Both come from the INT8 bundle `sarco-calibrate` makes; `sarco sign --int8` adds them to the
+# float bundle the device receives (docs/deployment.md)
+QDQ_ONNX = "model.qdq.onnx"  # explicit INT8 (Q/DQ) graph: the INT8 bundle's model.onnx
+CALIBRATION_CACHE = "calibration.cache"  # TensorRT 8.x calibration cache (target tensorrt-cache)
+SELECTED = "selected.engine"
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What an engine is tied to."""
+
+    tensorrt_version: str  # e.g. "10.3.0"
+    gpu_name: str  # e.g. "Orin"
+    compute_capability: str  # e.g. "8.7"
+
+    @property
+    def tensorrt_major(self) -> int:
+        return int(self.tensorrt_version.split(".")[0])
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe label: ``trt10.3.0-sm87-orin``."""
+        gpu = re.sub(r"[^a-z0-9]+", "-", self.gpu_name.lower()).strip("-")
+        return f"trt{self.tensorrt_version}-sm{self.compute_capability.replace('.', '')}-{gpu}"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """One engine to build: which graph, which builder flags."""
+
+    precision: str  # fp16 | int8
+    onnx: Path
+    source: str  # float-onnx | qdq-onnx | float-onnx+calibration-cache
+    strongly_typed: bool  # TensorRT >= 10: precisions come from the graph's own types
+    calibration_cache: Path | None = None
+
+
+@dataclass(frozen=True)
+class EngineMeta:
+    precision: str
+    source: str
+    onnx_sha256: str
+    calibration_cache_sha256: str | None
+    strongly_typed: bool
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    engine_sha256: str
+    built_at: str
+    build_seconds: float
+    format_version: int = ENGINE_FORMAT
+
+
+def engines_dir(bundle: Path) -> Path:
+    bundle = Path(bundle)
+    return bundle.parent / f"{bundle.name}.engines"
+
+
+def engine_path(bundle: Path, precision: str) -> Path:
+    return engines_dir(bundle) / f"model.{precision}.engine"
+
+
+def meta_path(engine: Path) -> Path:
+    return engine.with_suffix(".json")
+
+
+def plan_builds(bundle: Path, platform: Platform) -> tuple[list[BuildPlan], list[str]]:
+    """The engines to build for ``bundle`` on ``platform``, and notes on what is left out.
+
+    - FP16 from the float ONNX, always (the baseline the INT8 engine must beat);
+    - INT8 from the Q/DQ ONNX: strongly typed on TensorRT >= 10 (INT8 where the graph
+      quantizes, its own FP16/FP32 elsewhere), INT8+FP16 flags on 8.x;
+    - else INT8 from the float ONNX and a calibration cache, on TensorRT 8.x only (implicit
+      calibration is deprecated from 10.1 and removed in 11).
+    """
+    bundle = Path(bundle)
+    if not (bundle / ONNX).is_file():
+        raise DeployError(f"{bundle / ONNX}: not found; the bundle has no ONNX graph")
+    if platform.tensorrt_major < 8:
+        raise DeployError(f"TensorRT {platform.tensorrt_version}: too old; use JetPack 5.1.x "
+                          "(TensorRT 8.5) or JetPack 6.x (TensorRT 10)")
+    modern = platform.tensorrt_major >= 10
+    plans = [BuildPlan("fp16", bundle / ONNX, "float-onnx", strongly_typed=False)]
+    notes = []
+    if (bundle / QDQ_ONNX).is_file():
+        plans.append(BuildPlan("int8", bundle / QDQ_ONNX, "qdq-onnx", strongly_typed=modern))
+    elif (bundle / CALIBRATION_CACHE).is_file() and not modern:
+        plans.append(BuildPlan("int8", bundle / ONNX, "float-onnx+calibration-cache",
+                               strongly_typed=False,
+                               calibration_cache=bundle / CALIBRATION_CACHE))
+    elif (bundle / CALIBRATION_CACHE).is_file():
+        notes.append(f"no INT8 engine: TensorRT {platform.tensorrt_version} needs the Q/DQ "
+                     f"graph ({QDQ_ONNX}); the bundle has only a TensorRT 8.x calibration cache")
+    else:
+        notes.append(f"no INT8 engine: the bundle has neither {QDQ_ONNX} nor "
+                     f"{CALIBRATION_CACHE} (run calibration on the workstation)")
+    return plans, notes
+
+
+def read_meta(engine: Path) -> EngineMeta | None:
+    """The engine's metadata, or None when it is missing or unreadable (then: rebuild)."""
+    try:
+        raw = read_json(meta_path(engine))
+        names = {f.name for f in fields(EngineMeta)}
+        if set(raw) != names:
+            return None
+        return EngineMeta(**raw)
+    except (DeployError, TypeError):
+        return None
+
+
+def stale_reason(bundle: Path, plan: BuildPlan, platform: Platform) -> str | None:
+    """Why the engine for ``plan`` must be (re)built, or None when it is up to date."""
+    engine = engine_path(bundle, plan.precision)
+    if not engine.is_file():
+        return "not built yet"
+    meta = read_meta(engine)
+    if meta is None or meta.format_version != ENGINE_FORMAT:
+        return "no readable metadata"
+    checks = [
+        ("TensorRT version", meta.tensorrt_version, platform.tensorrt_version),
+        ("GPU", meta.gpu_name, platform.gpu_name),
+        ("compute capability", meta.compute_capability, platform.compute_capability),
+        ("graph", f"{meta.source} {meta.onnx_sha256}", f"{plan.source} {sha256_file(plan.onnx)}"),
+        ("calibration cache", meta.calibration_cache_sha256,
+         sha256_file(plan.calibration_cache) if plan.calibration_cache else None),
+        ("typing", meta.strongly_typed, plan.strongly_typed),
+    ]
+    for what, built, now in checks:
+        if built != now:
+            return f"{what} changed ({built} -> {now})"
+    if sha256_file(engine) != meta.engine_sha256:
+        return "engine file damaged (its SHA-256 differs from the metadata)"
+    return None
+
+
+def save_engine(bundle: Path, plan: BuildPlan, platform: Platform, serialized: bytes,
+                build_seconds: float) -> EngineMeta:
+    """Write the engine, then its metadata (a crash in between leaves an engine without
+    metadata, which counts as stale)."""
+    engine = engine_path(bundle, plan.precision)
+    meta_path(engine).unlink(missing_ok=True)
+    atomic_write(engine, serialized)
+    meta = EngineMeta(
+        precision=plan.precision, source=plan.source, onnx_sha256=sha256_file(plan.onnx),
+        calibration_cache_sha256=sha256_file(plan.calibration_cache)
+        if plan.calibration_cache else None,
+        strongly_typed=plan.strongly_typed, tensorrt_version=platform.tensorrt_version,
+        gpu_name=platform.gpu_name, compute_capability=platform.compute_capability,
+        engine_sha256=sha256_file(engine), built_at=utc_timestamp(time.time()),
+        build_seconds=round(build_seconds, 2))
+    write_json(meta_path(engine), asdict(meta))
+    return meta
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    precision: str
+    action: str  # built | up-to-date
+    reason: str  # why it was (re)built, or "" when up to date
+    meta: EngineMeta | None
+
+
+def ensure_engines(bundle: Path, platform: Platform,
+                   build: Callable[[BuildPlan], tuple[bytes, float]],
+                   force: bool = False) -> tuple[list[EngineStatus], list[str]]:
+    """Build every planned engine that is missing or stale (all of them with ``force``);
+    returns what happened per precision and the planning notes."""
+    plans, notes = plan_builds(bundle, platform)
+    engines_dir(bundle).mkdir(parents=True, exist_ok=True)
+    statuses = []
+    for plan in plans:
+        reason = "forced" if force else stale_reason(bundle, plan, platform)
+        if reason is None:
+            statuses.append(EngineStatus(plan.precision, "up-to-date", "",
+                                         read_meta(engine_path(bundle, plan.precision))))
+            continue
+        serialized, seconds = build(plan)
+        meta = save_engine(bundle, plan, platform, serialized, seconds)
+        statuses.append(EngineStatus(plan.precision, "built", reason, meta))
+    return statuses, notes

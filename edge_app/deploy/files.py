@@ -1,0 +1,55 @@
+"""Small file helpers shared by the deployment modules: every write is atomic (a temporary file
+in the same folder, flushed to disk, then renamed over the target), so a power cut during an
+update leaves the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edge_app.deploy import DeployError
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: dict[str, Any], mode: int = 0o644) -> None:
+    atomic_write(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode(), mode)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; DeployError naming the file when it is missing or broken."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DeployError(f"{path}: not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DeployError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise DeployError(f"{path}: expected a JSON object")
+    return data
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,100 @@
+"""Helpers for the deployment tests (no tests here): a device layout in a temporary folder,
+a signing key trusted by it, and signed update packages made with the real `sarco sign`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from edge_app.deploy.layout import DeviceLayout
+from edge_app.deploy.signing import generate_keypair
+from tests.test_edge_support import make_bundle, write_video
+
+
+def sarco_app():  # noqa: ANN201
+    """The `sarco sign` / `sarco keygen` commands on a Typer app of their own (the lead
+    registers them in model_build/cli.py)."""
+    import typer
+
+    from model_build.commands import sign
+
+    app = typer.Typer()
+    sign.register(app)
+    return app
+
+
+def edge_app_with_deploy():  # noqa: ANN201
+    from edge_app.cli import app as edge
+    from edge_app.deploy.cli import register
+
+    if "selftest" not in {c.name for c in edge.registered_commands}:
+        register(edge)
+    return edge
+
+
+def device_layout(root: Path, trusted: Path | None = None) -> DeviceLayout:
+    """/etc/sarco-edge and /var/lib/sarco-edge under ``root``; ``trusted``: a public key."""
+    layout = DeviceLayout(config_dir=root / "etc", data_dir=root / "var")
+    layout.trusted_keys.mkdir(parents=True, exist_ok=True)
+    layout.data_dir.mkdir(parents=True, exist_ok=True)
+    if trusted is not None:
+        (layout.trusted_keys / trusted.name).write_bytes(trusted.read_bytes())
+    return layout
+
+
+def signing_key(folder: Path, name: str = "release") -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    private, public = folder / f"{name}.key", folder / f"{name}.pub"
+    if not private.exists():
+        generate_keypair(private, public, None)
+    return private, public
+
+
+def golden_video(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "golden.avi"
+    if not path.exists():
+        write_video(path, [("live", 12)], width=320, height=240)
+    return path
+
+
+def signed_package(folder: Path, key: Path, version: str, *sign_options: str,
+                   **model_options: float) -> Path:
+    """A bundle of the tiny model, signed by `sarco sign` into ``folder/<version>.tar``."""
+    bundle = make_bundle(folder / f"bundle-{version}", **model_options)
+    out = folder / f"{version}.sarco-bundle.tar"
+    result = CliRunner().invoke(sarco_app(), [
+        "sign", str(bundle), "--key", str(key), "--version", version, "--out", str(out),
+        "--golden-frames", str(golden_video(folder / "frames")), "--golden-count", "6",
+        *sign_options])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def write_edge_config(path: Path, layout: DeviceLayout, video: Path, **sections: dict) -> Path:
+    """An edge.toml as jetson/setup.sh writes it, pointing at ``layout``; ``sections`` add
+    keys (e.g. mqtt={"broker": ...})."""
+    tables = {
+        "device": {"site": "clinic-a", "device": "edge-01", "data_dir": str(layout.data_dir)},
+        "model": {"bundle": str(layout.current_bundle), "backend": "onnx-cpu"},
+        "capture": {"source": str(video)},
+        "display": {"headless": True},
+    }
+    for name, values in sections.items():
+        tables.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {_toml(value)}" for key, value in values.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -103,7 +103,7 @@ def make_cohort(root: Path, *, seed: int = 0, n_participants: int = 6, images: b
             write_video(root / relative, rng)
             cohort.videos.append(root / relative)
             listing.append({"participant_id": participant, "path": relative, "muscle": "rectus_femoris",
-                            "view": "transverse", "side": "R"})
+                            "view": "transverse", "side": "R", "mm_per_pixel": "0.1"})
         write_csv(root / "videos.csv", listing)
     return cohort
 

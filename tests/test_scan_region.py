@@ -163,3 +163,13 @@ def test_tracker_adopts_a_new_layout_once_confirmed():
     seen = [tracker.update(deeper) for _ in range(6)]
     assert box_iou(seen[2], box) >= 0.98  # the first re-check alone changes nothing
     assert box_iou(seen[-1], (500, 90, 900, 690)) >= 0.95
+
+
+@pytest.mark.parametrize("width", [289, 337, 405])
+def test_odd_widths_do_not_index_outside_the_half_size_labels(width):
+    """Regression: the half-size label lookup must clip points of the last odd column."""
+    rng = np.random.default_rng(width)
+    frame = np.zeros((300, width), np.uint8)
+    frame[20:280, 30:width] = rng.integers(40, 220, size=(260, width - 30), dtype=np.uint8)
+    x0, y0, x1, y1 = find_scan_region(frame)
+    assert x1 <= width and y1 <= 300 and x1 - x0 > width // 2

@@ -59,7 +59,9 @@ def find_scan_region(pixels: np.ndarray) -> Box:
     # pixel is set only if all four it stands for are (so no gap between blobs closes).
     half = cv2.resize(big * np.uint8(255), (big.shape[1] // 2, big.shape[0] // 2), interpolation=cv2.INTER_AREA)
     count, labels, stats, _ = cv2.connectedComponentsWithStats((half == 255).view(np.uint8), connectivity=8)
-    hits = labels[core_points[0] // 2, core_points[1] // 2]
+    # Odd sizes lose their last row/column at half size: clip so edge points stay inside.
+    hits = labels[np.minimum(core_points[0] // 2, labels.shape[0] - 1),
+                  np.minimum(core_points[1] // 2, labels.shape[1] - 1)]
     shared = np.bincount(hits, minlength=count)
     shared[0] = 0
     best = int(np.argmax(shared))

@@ -51,15 +51,18 @@ class Place:
 
 @dataclass
 class ValidationReport:
-    """All findings about one cohort folder and a few counts describing it.
+    """All findings about one cohort folder, a few counts describing it, and the media table.
 
-    ``ok`` is the cohort's usability: warnings and infos do not make it unusable.
+    ``ok`` is the cohort's usability: warnings and infos do not make it unusable. ``media`` has
+    one dict per listed file (empty with ``--no-media``): listing, row, participant, path and
+    what was found in the file (format, size, frames, scan box, pixel size, burned-in text).
     """
 
     root: Path
     findings: list[Finding] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     media_checked: bool = True
+    media: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +80,7 @@ class ValidationReport:
             "counts": {severity: severities.get(severity, 0) for severity in SEVERITIES},
             "summary": self.summary,
             "findings": [finding.to_dict() for finding in self.findings],
+            "media": self.media,
         }
 
 

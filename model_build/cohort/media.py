@@ -1,8 +1,12 @@
 """Do the listed images and videos exist, decode completely, and belong to one participant each?
+And what does each show: scan box, physical pixel size, burned-in text?
 
 Every file is decoded in full (a truncated file often opens fine and fails only on its last
 rows or frames) and hashed, so the same recording filed under two participants is caught even
-under two names. Decoding runs in a thread pool: Pillow, OpenCV and hashlib release the GIL.
+under two names. Every file that decodes is then described by
+:func:`model_build.imaging_report.describe_media` (one row of the media table), because training
+needs the scan box and the pixel size of each file and a cohort must not leave the hospital with
+names burned into its pixels. Work runs in a thread pool: Pillow, OpenCV and hashlib release the GIL.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from model_build.cohort.findings import Finding, Place
-from model_build.cohort.listings import media_format, path_problem
+from model_build.cohort.listings import LISTINGS, MEDIA_COLUMNS, media_format, path_problem
+from model_build.cohort.values import cell_problem
 
 # FFmpeg prints its own complaints about broken videos to stderr; the findings say it better.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -28,6 +33,8 @@ import pydicom  # noqa: E402
 from pydicom.errors import InvalidDicomError  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
+from model_build.imaging_report import MediaError, describe_media  # noqa: E402
+
 PNG_END = b"IEND\xaeB`\x82"
 # What Pillow may call each listed format (a JPEG from a camera can be MPO, a BMP a DIB).
 PILLOW_FORMATS = {"png": ("PNG",), "jpeg": ("JPEG", "MPO"), "bmp": ("BMP", "DIB"), "tiff": ("TIFF",)}
@@ -35,17 +42,24 @@ PILLOW_FORMATS = {"png": ("PNG",), "jpeg": ("JPEG", "MPO"), "bmp": ("BMP", "DIB"
 # one frame off; a truncated recording loses far more than that.
 FRAME_COUNT_SLACK = 1
 _CHUNK = 1 << 20
+# What describe_media says about a file, as the media table (and `--json`) carries it.
+DESCRIBED = ("format", "width", "height", "frames", "scan_box", "scan_box_source", "mm_per_pixel",
+             "pixel_size_source", "burned_in_text", "burned_in_annotation_flag")
+ROWS_NAMED = 5  # a summary finding names this many rows; the media table lists them all
 
 
 @dataclass(frozen=True)
 class MediaItem:
-    """One listed file: which listing row names it, whose it is, and how to decode it."""
+    """One listed file: which listing row names it, whose it is, how to decode it, and the
+    pixel size facts its row gives (None when the cell is empty or invalid)."""
 
     file: str
     row: int
     participant_id: str
     relative: str
     format: str
+    mm_per_pixel: float | None = None
+    depth_mm: float | None = None
 
     @property
     def place(self) -> Place:
@@ -63,25 +77,41 @@ class Problem:
 
 @dataclass(frozen=True)
 class MediaCheck:
-    """What inspecting one file found: its content hash (None if unreadable) and problems."""
+    """What inspecting one file found: its content hash (None if unreadable), problems, and
+    describe_media's summary (None when the file does not decode)."""
 
     sha256: str | None
     findings: tuple[Finding, ...] = ()
+    description: dict | None = None
 
 
 def media_items(listings: dict[str, pd.DataFrame]) -> list[MediaItem]:
     """The rows whose path is usable (the others already have a finding), in file then row order."""
     items = []
     for file, frame in listings.items():
+        sizes = {name: _numbers(frame, name) for name in ("mm_per_pixel", "depth_mm")}
         for row, participant, relative in zip(frame.index, frame["participant_id"], frame["path"]):
             if path_problem(relative, file) is None:
-                items.append(MediaItem(file, int(row), participant, relative, media_format(relative, file)))
+                items.append(MediaItem(file, int(row), participant, relative, media_format(relative, file),
+                                       sizes["mm_per_pixel"].get(row), sizes["depth_mm"].get(row)))
     return items
 
 
+def _numbers(frame: pd.DataFrame, name: str) -> dict[int, float]:
+    """The valid cells of an optional numeric column by row (invalid ones already have an error)."""
+    if name not in frame.columns:
+        return {}
+    return {row: float(raw) for row, raw in frame[name].items()
+            if raw and cell_problem(raw, MEDIA_COLUMNS[name]) is None}
+
+
 def check_media(root: Path, items: list[MediaItem],
-                on_progress: Callable[[int, int], None] | None = None) -> list[Finding]:
-    """Inspect every file (in parallel), then report content shared between rows."""
+                on_progress: Callable[[int, int], None] | None = None) -> tuple[list[Finding], list[dict]]:
+    """Inspect every file (in parallel); the findings, and the media table (one row per item).
+
+    Beyond each file's own findings: content shared between rows, and per listing one
+    summary each of the files whose pixel size is unknown and of those with burned-in text.
+    """
     checks: list[MediaCheck | None] = [None] * len(items)
     workers = min(8, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -92,14 +122,16 @@ def check_media(root: Path, items: list[MediaItem],
             if on_progress is not None:
                 on_progress(done, len(items))
     findings = [finding for check in checks for finding in check.findings]
-    return findings + _shared_content(items, checks)
+    table = [media_row(item, check.description) for item, check in zip(items, checks)]
+    return findings + _shared_content(items, checks) + _listing_summaries(table), table
 
 
 def inspect_media_file(path: Path, item: MediaItem) -> MediaCheck:
-    """Check that one listed file exists, is complete and decodes.
+    """Check that one listed file exists, is complete and decodes, then describe it.
 
-    This is the one place that looks inside a media file, so per-image checks (scan area
-    found, pixel size known, burned-in text) belong here as further findings.
+    This is the one place that looks inside a media file. A file that does not decode is not
+    described (its error says why); one whose scan box is not found gets a warning here, the
+    pixel size and burned-in text are summarised per listing by :func:`check_media`.
     """
     try:
         problem = _file_problem(path)
@@ -116,7 +148,71 @@ def inspect_media_file(path: Path, item: MediaItem) -> MediaCheck:
     except OSError as error:
         return MediaCheck(None, (_finding(item, Problem(f"cannot be read ({error.strerror})",
                                                         "check that the file is readable")),))
-    return MediaCheck(digest, () if problem is None else (_finding(item, problem),))
+    found = () if problem is None else (_finding(item, problem),)
+    if problem is not None and problem.severity == "error":
+        return MediaCheck(digest, found)
+    try:
+        description = describe_media(path, item.mm_per_pixel, item.depth_mm)
+    except MediaError as error:  # decodes for the check above, yet not for training: say why
+        return MediaCheck(digest, (*found, _finding(item, _media_error_problem(error, path))))
+    except Exception as error:  # a fault of the image analysis must not stop the other 1,000 files
+        return MediaCheck(digest, (*found, _finding(item, Problem(
+            f"could not be described ({type(error).__name__}: {error})",
+            "the file decodes; this is a fault in sarco's image analysis: report it with the file",
+            severity="warning"))))
+    if description["scan_box"] is None:
+        found += (_finding(item, Problem(
+            "no scan box found: no B-mode area among its pixels",
+            "check that the file shows a B-mode ultrasound image; if it does, crop it to the B-mode area "
+            "or export it as DICOM with ultrasound regions", severity="warning")),)
+    return MediaCheck(digest, found, description)
+
+
+def _media_error_problem(error: MediaError, path: Path) -> Problem:
+    """MediaError says ``PATH: what; fix``; the finding names the path itself."""
+    text = str(error).removeprefix(f"{path}: ")
+    message, separator, hint = text.rpartition("; ")
+    return Problem(message, hint) if separator else Problem(text, "export the file again, or convert it to PNG")
+
+
+def media_row(item: MediaItem, description: dict | None) -> dict:
+    """One row of the media table: where the file is listed and what describe_media says of it
+    (``described`` False, and the listing's format only, when the file does not decode)."""
+    row = {"file": item.file, "row": item.row, "participant_id": item.participant_id, "path": item.relative,
+           "described": description is not None}
+    row.update({key: None if description is None else description[key] for key in DESCRIBED})
+    if description is None:
+        row["format"] = item.format
+    return row
+
+
+def _listing_summaries(table: list[dict]) -> list[Finding]:
+    """Per listing, one finding for all files of unknown pixel size and one for burned-in text:
+    both are common to whole exports, so a finding per file would bury everything else."""
+    findings = []
+    for file in LISTINGS:
+        described = [row for row in table if row["file"] == file and row["described"]]
+        unknown = [row["row"] for row in described if row["mm_per_pixel"] is None]
+        if unknown:
+            findings.append(Place(file, None, "mm_per_pixel").warning(
+                f"pixel size unknown for {len(unknown)} of {len(described)} files ({_rows(unknown)}): "
+                "without it images cannot be brought to one physical scale",
+                "add an mm_per_pixel column (or depth_mm, the imaging depth, when the scan box is found), "
+                "or use DICOM files with ultrasound regions"))
+        text = [row["row"] for row in described if row["burned_in_text"]]
+        if text:
+            findings.append(Place(file, None, "path").info(
+                f"burned-in text or markers in {len(text)} of {len(described)} files ({_rows(text)}; "
+                "text found in the pixels, or DICOM BurnedInAnnotation YES)",
+                "`sarco deidentify` masks it, and blanks everything outside the scan box, "
+                "before the cohort leaves the hospital"))
+    return findings
+
+
+def _rows(rows: list[int]) -> str:
+    named = ", ".join(str(row) for row in rows[:ROWS_NAMED])
+    more = f" and {len(rows) - ROWS_NAMED} more" if len(rows) > ROWS_NAMED else ""
+    return f"row{'s' if len(rows) > 1 else ''} {named}{more}"
 
 
 def _finding(item: MediaItem, problem: Problem) -> Finding:

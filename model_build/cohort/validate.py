@@ -59,10 +59,12 @@ def check_cohort(path: str | Path, *, media: bool = True,
             if frame is not None:
                 findings += listing_checks.check_listing(frame, file, known_ids)
                 tables.listings[file] = frame
+    media_table = None
     if media:
-        findings += check_media(root, media_items(tables.listings), on_progress)
-    report = ValidationReport(root, sorted(findings, key=_finding_order),
-                              _summary(tables), media_checked=media)
+        media_findings, media_table = check_media(root, media_items(tables.listings), on_progress)
+        findings += media_findings
+    report = ValidationReport(root, sorted(findings, key=_finding_order), _summary(tables, media_table),
+                              media_checked=media, media=media_table or [])
     return report, tables
 
 
@@ -102,8 +104,9 @@ def _finding_order(finding: Finding) -> tuple:
             finding.row if finding.row is not None else 0, finding.column or "")
 
 
-def _summary(tables: CohortTables) -> dict:
-    """Counts for the closing line of `sarco validate`: who is in the cohort and what media."""
+def _summary(tables: CohortTables, media_table: list[dict] | None) -> dict:
+    """Counts for the closing lines of `sarco validate`: who is in the cohort and what media
+    (per listing, when the media were opened: how many files decode and what they show)."""
     summary: dict = {"participants": 0, "labels": {"1": 0, "0": 0, "unknown": 0}, "cohorts": {}}
     frame = tables.participants
     if frame is not None:
@@ -118,4 +121,15 @@ def _summary(tables: CohortTables) -> dict:
                 summary["labels"][key] += counts[key]
     for file, key in (("images.csv", "images"), ("videos.csv", "videos")):
         summary[key] = len(tables.listings[file]) if file in tables.listings else 0
+    if media_table is not None:
+        summary["media"] = {file: _media_counts([row for row in media_table if row["file"] == file])
+                            for file in tables.listings}
     return summary
+
+
+def _media_counts(rows: list[dict]) -> dict:
+    described = [row for row in rows if row["described"]]
+    return {"files": len(rows), "described": len(described),
+            "scan_box_found": sum(row["scan_box"] is not None for row in described),
+            "pixel_size_known": sum(row["mm_per_pixel"] is not None for row in described),
+            "burned_in_text": sum(bool(row["burned_in_text"]) for row in described)}

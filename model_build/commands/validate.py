@@ -1,8 +1,10 @@
 """`sarco validate COHORT`: is this cohort folder usable, and if not, what exactly to fix.
 
 Exit codes: 0 usable (warnings allowed), 1 not usable, 2 usage error (COHORT is not a folder).
-Human output goes to stdout as one table per file, errors first; ``--json`` prints only the
-report's JSON on stdout. The progress bar is on stderr so it never mixes with either.
+Human output goes to stdout as one table per file, errors first, then one line per listing
+counting what the media show (a cohort has thousands of files: ``--media-table`` prints them
+all); ``--json`` prints only the report's JSON on stdout, media table included. The progress
+bar is on stderr so it never mixes with either.
 """
 
 from __future__ import annotations
@@ -36,13 +38,20 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
         no_media: Annotated[bool, typer.Option("--no-media",
                                                help="Skip opening images and videos (fast).")] = False,
+        media_table: Annotated[bool, typer.Option(
+            "--media-table", help="Also print one line per image and video: format, size, frames, "
+                                  "scan box, pixel size, burned-in text (--json always has them).")] = False,
     ) -> None:
         """Check a cohort folder; exit 0 if usable (warnings allowed), 1 if not."""
         report = _run(cohort, media=not no_media)
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=2))  # ASCII-escaped: safe on any terminal
         else:
-            _print_report(report, Console())
+            console = Console()
+            _print_report(report, console)
+            if media_table and report.media:
+                console.print(_media_table(report.media))
+            _print_summary(report, console)
         raise typer.Exit(code=0 if report.ok else 1)
 
 
@@ -72,7 +81,44 @@ def _print_report(report: ValidationReport, console: Console) -> None:
         console.print(table)
         if len(findings) > SHOWN_PER_FILE:
             console.print(f"... and {len(findings) - SHOWN_PER_FILE} more in {escape(file)} (--json lists all)")
+
+
+def _media_table(rows: list[dict]) -> Table:
+    table = Table(title="media", title_justify="left", expand=False)
+    for name in ("file", "row", "participant", "path", "format", "size", "frames", "scan box",
+                 "mm/pixel", "burned-in text"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        if not row["described"]:
+            table.add_row(row["file"], str(row["row"]), Text(row["participant_id"]), Text(row["path"]),
+                          row["format"], Text("not readable", style=_STYLE["error"]), "", "", "", "")
+            continue
+        box = row["scan_box"]
+        size = row["mm_per_pixel"]
+        table.add_row(
+            row["file"], str(row["row"]), Text(row["participant_id"]), Text(row["path"]), row["format"],
+            f"{row['width']}x{row['height']}", str(row["frames"]),
+            Text("not found", style=_STYLE["warning"]) if box is None
+            else f"{box[0]},{box[1]},{box[2]},{box[3]} ({row['scan_box_source']})",
+            Text("unknown", style=_STYLE["warning"]) if size is None
+            else f"{size[0]:.4g} x {size[1]:.4g} ({row['pixel_size_source']})",
+            "yes" if row["burned_in_text"] else "no")
+    return table
+
+
+def _print_summary(report: ValidationReport, console: Console) -> None:
+    for file, counts in report.summary.get("media", {}).items():
+        console.print(_media_line(file, counts), soft_wrap=True)
     console.print(_summary_line(report), soft_wrap=True)  # one line, easy to grep in logs
+
+
+def _media_line(file: str, counts: dict) -> str:
+    described = counts["described"]
+    unreadable = counts["files"] - described
+    return (f"{file}: {counts['files']} files" + (f" ({unreadable} not readable)" if unreadable else "")
+            + f"; scan box found {counts['scan_box_found']}/{described}, "
+            f"pixel size known {counts['pixel_size_known']}/{described}, "
+            f"burned-in text {counts['burned_in_text']}")
 
 
 def _summary_line(report: ValidationReport) -> str:

@@ -1,3 +1,2 @@
 """Central dashboard: subscribes to the fleet's MQTT topics, stores every result once and
-serves the staff web page and REST API. Console script ``sarco-dashboard`` arrives with its
-issue."""
+serves the staff web page and REST API (``sarco-dashboard``; see docs/dashboard.md)."""

@@ -1,0 +1,132 @@
+"""REST API for other systems (``/api/v1``, OpenAPI at ``/openapi.json``): read-only, API keys.
+
+A key goes in the ``X-API-Key`` header; ``sarco-dashboard apikey create NAME`` makes one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dashboard import queries
+from dashboard.auth import api_key_name
+from dashboard.db import utc_now
+from dashboard.models import Result
+
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False,
+                        description="Created with `sarco-dashboard apikey create NAME`.")
+
+
+def database(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def require_api_key(request: Request, session: Annotated[Session, Depends(database)],
+                    key: Annotated[str | None, Security(_API_KEY)] = None) -> str:
+    if not request.app.state.auth_enabled:
+        return "auth-off"
+    name = api_key_name(session, key)
+    if name is None:
+        raise HTTPException(401, "missing or invalid API key (header X-API-Key)",
+                            headers={"WWW-Authenticate": "X-API-Key"})
+    return name
+
+
+def filters(site: str | None = None, date_from: date | None = None,
+            date_to: date | None = None) -> queries.Filters:
+    """Site and inclusive UTC day range; by default the last 7 days."""
+    default = queries.Filters.last_days(utc_now().date(), site)
+    chosen = queries.Filters(site or None, date_from or default.date_from,
+                             date_to or default.date_to)
+    if chosen.date_from > chosen.date_to:
+        raise HTTPException(400, "date_from is after date_to")
+    return chosen
+
+
+DB = Annotated[Session, Depends(database)]
+Range = Annotated[queries.Filters, Depends(filters)]
+router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(require_api_key)])
+
+
+class ResultRecord(BaseModel):
+    id: int
+    result_id: str
+    screening_id: str
+    site: str
+    device: str
+    started_at: datetime
+    ended_at: datetime
+    decision: str
+    probability: float | None
+    threshold: float
+    usable_frames: int
+    processed_frames: int
+    skipped_frames: int
+    model_name: str
+    model_sha256: str
+    app_version: str
+    stored_at: datetime
+
+
+class ResultPage(BaseModel):
+    results: list[ResultRecord]
+    next_after_id: int | None  # pass as after_id for the next page; null on the last
+
+
+@router.get("/summary")
+def summary(session: DB) -> queries.Summary:
+    """Totals now: all results stored, devices online, and today's counts per site."""
+    return queries.summary(session, utc_now().date())
+
+
+@router.get("/daily")
+def daily(session: DB, chosen: Range) -> list[queries.DailyCount]:
+    """Screened, positive and rescans per site and UTC day."""
+    return queries.daily_counts(session, chosen)
+
+
+@router.get("/referrals")
+def referrals(session: DB, chosen: Range,
+              limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> list[queries.Referral]:
+    """Positive screens (open ones first) with pseudonymous screening ids."""
+    return queries.referrals(session, chosen, limit)
+
+
+@router.get("/devices")
+def devices(session: DB, site: str | None = None) -> list[queries.DeviceHealth]:
+    """Every device's state, model and health issues."""
+    return queries.device_health(session, utc_now(), site)
+
+
+@router.get("/models")
+def models(session: DB, chosen: Range) -> list[queries.ModelVersion]:
+    """Model versions in the field: devices running each, results each produced."""
+    return queries.model_versions(session, chosen)
+
+
+@router.get("/rejected")
+def rejected(session: DB, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+             ) -> list[queries.RejectedRecord]:
+    """Messages the ingest refused, newest first, with the reason."""
+    return queries.rejected_messages(session, limit)
+
+
+@router.get("/results")
+def results(session: DB, chosen: Range, after_id: int = 0,
+            limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> ResultPage:
+    """Stored results in storage order, paged by ``after_id``. Ids grow as results are
+    stored; with several ingest workers on PostgreSQL a row can commit a moment after a
+    higher id, so a client that polls for new results should re-read the last minute."""
+    rows = session.scalars(select(Result).where(Result.id > after_id, *chosen.where())
+                           .order_by(Result.id).limit(limit)).all()
+    records = [ResultRecord.model_validate(row, from_attributes=True) for row in rows]
+    return ResultPage(results=records,
+                      next_after_id=records[-1].id if len(records) == limit else None)

@@ -1,0 +1,310 @@
+"""``sarco-dashboard``: serve the dashboard, run extra ingest workers, simulate a fleet,
+manage staff accounts and API keys.
+
+Exit codes: 0 done, 1 a problem the message explains (unreachable broker, bad database URL,
+refused credentials), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import re
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from dashboard import auth
+from dashboard.db import (
+    DEFAULT_URL,
+    DatabaseError,
+    make_engine,
+    migrate,
+    require_current,
+    session_factory,
+)
+from edge_app.mqtt.link import BrokerSettings, read_password_file
+
+app = typer.Typer(name="sarco-dashboard", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
+                  help="Central dashboard of the sarco screening fleet.")
+user_app = typer.Typer(no_args_is_help=True, help="Staff accounts.")
+key_app = typer.Typer(no_args_is_help=True, help="API keys for other systems.")
+app.add_typer(user_app, name="user")
+app.add_typer(key_app, name="apikey")
+
+log = logging.getLogger("dashboard")
+err = Console(stderr=True)
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+BrokerUrl = Annotated[str, typer.Option("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")]
+DbUrl = Annotated[str, typer.Option("--db", help="sqlite:///PATH or postgresql://USER@HOST/DB")]
+Username = Annotated[str | None, typer.Option("--username", help="Broker user name.")]
+PasswordFile = Annotated[Path | None, typer.Option(
+    "--password-file", help="File whose first line is the broker password.")]
+CaFile = Annotated[Path | None, typer.Option("--ca-file", help="CA certificate for mqtts://.")]
+ShareGroup = Annotated[str, typer.Option(
+    "--share-group", help="MQTT 5 shared-subscription group; all workers of one dashboard "
+    "use the same.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_path=False)])
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # we say what it did, briefly
+
+
+def _broker(url: str, username: str | None, password_file: Path | None,
+            ca_file: Path | None) -> BrokerSettings:
+    try:
+        password = read_password_file(password_file) if password_file else None
+        return BrokerSettings.from_url(url, username=username, password=password,
+                                       ca_file=ca_file)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+def _engine(db: str, migrate_schema: bool):  # noqa: ANN202
+    try:
+        engine = make_engine(db)
+        if migrate_schema:
+            log.info("database schema at revision %s", migrate(engine))
+        else:
+            require_current(engine)
+        return engine
+    except DatabaseError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the driver's own errors: unreachable server etc.
+        raise _fail(f"cannot open the database {db}: {exc.__class__.__name__}: "
+                    f"{str(exc).splitlines()[0]}") from None
+
+
+def _worker_name(name: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,47}", name):
+        raise _fail(f"--worker {name!r}: use up to 48 lower-case letters, digits, '-' or '_'",
+                    2)
+    return name
+
+
+def _default_worker() -> str:
+    return re.sub(r"[^a-z0-9_-]", "-", socket.gethostname().lower())[:48] or "dashboard"
+
+
+@app.command()
+def serve(
+    broker: BrokerUrl,
+    db: DbUrl = DEFAULT_URL,
+    port: Annotated[int, typer.Option("--port", help="HTTP port.")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", help="No login, no API keys: local trials only (loopback host).")] = False,
+    username: Username = None,
+    password_file: PasswordFile = None,
+    ca_file: CaFile = None,
+    worker: Annotated[str | None, typer.Option(
+        "--worker", help="This process's ingest worker name (default: host name); stable, "
+        "it names the broker session.")] = None,
+    share_group: ShareGroup = "sarco-dashboard",
+    secure_cookies: Annotated[bool, typer.Option(
+        "--secure-cookies", help="Send cookies over HTTPS only (behind a TLS proxy).")] = False,
+) -> None:
+    """Run the web page, the REST API and one ingest worker (migrates the database first)."""
+    import uvicorn
+
+    from dashboard.ingest import IngestSettings, IngestWorker
+    from dashboard.web import create_app
+
+    _logging()
+    if no_auth and host not in _LOOPBACK:
+        raise _fail("--no-auth is for local trials only: use it with --host 127.0.0.1", 2)
+    settings = IngestSettings(_broker(broker, username, password_file, ca_file),
+                              worker=_worker_name(worker or _default_worker()),
+                              share_group=share_group)
+    engine = _engine(db, migrate_schema=True)
+    if no_auth:
+        for line in ("AUTHENTICATION IS OFF (--no-auth): anyone who reaches this port sees "
+                     "every result and can act as staff.",
+                     "Use it for local trials only; create accounts with `sarco-dashboard "
+                     "user add` and drop --no-auth for real use."):
+            log.warning(line)
+    elif not _has_users(engine):
+        log.warning("no staff account yet: create one with `sarco-dashboard user add NAME "
+                    "--role admin --db %s`", db)
+    ingest = IngestWorker(engine, settings)
+    ingest.start()
+    web = create_app(engine, auth_enabled=not no_auth, ingest=ingest,
+                     secure_cookies=secure_cookies)
+    log.info("dashboard on http://%s:%d (database %s)", host, port,
+             engine.url.render_as_string(hide_password=True))
+    try:
+        uvicorn.run(web, host=host, port=port, log_level="warning")
+    finally:
+        ingest.stop()
+
+
+def _has_users(engine) -> bool:  # noqa: ANN001
+    from sqlalchemy import func, select
+
+    from dashboard.models import User
+
+    with session_factory(engine)() as session:
+        return bool(session.scalar(select(func.count()).select_from(User)))
+
+
+@app.command()
+def ingest(
+    broker: BrokerUrl,
+    worker: Annotated[str, typer.Option(
+        "--worker", help="Unique, stable name of this worker (names its broker session).")],
+    db: DbUrl = DEFAULT_URL,
+    username: Username = None,
+    password_file: PasswordFile = None,
+    ca_file: CaFile = None,
+    share_group: ShareGroup = "sarco-dashboard",
+    retire: Annotated[bool, typer.Option(
+        "--retire", help="Take this worker out of service for good: store what the broker "
+        "still holds for it, delete its session, exit.")] = False,
+) -> None:
+    """Run one more ingest worker (no web page) to share the load; stops on Ctrl-C/SIGTERM."""
+    from dashboard.ingest import IngestSettings, IngestWorker
+
+    _logging()
+    settings = IngestSettings(_broker(broker, username, password_file, ca_file),
+                              worker=_worker_name(worker), share_group=share_group)
+    engine = _engine(db, migrate_schema=False)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    runner = IngestWorker(engine, settings)
+    runner.start()
+    if retire:
+        if not runner.retire():
+            raise _fail(f"worker {settings.worker} could not be retired (no connection, or "
+                        "messages kept coming); its session is kept, nothing is lost")
+        log.info("worker %s retired: %d results stored, session deleted", settings.worker,
+                 runner.state.stored)
+        return
+    stop.wait()
+    runner.stop()
+    state = runner.state
+    log.info("worker %s stopped: %d stored, %d duplicates dropped, %d rejected",
+             settings.worker, state.stored, state.duplicates, state.rejected)
+
+
+@app.command("migrate")
+def migrate_command(db: DbUrl = DEFAULT_URL) -> None:
+    """Create or upgrade the database schema (serve does this by itself)."""
+    _logging()
+    engine = _engine(db, migrate_schema=True)
+    log.info("database %s is at the current schema",
+             engine.url.render_as_string(hide_password=True))
+
+
+@app.command()
+def simulate(
+    broker: BrokerUrl,
+    devices: Annotated[int, typer.Option("--devices", min=1, help="Devices in the fleet.")] = 20,
+    rate: Annotated[float, typer.Option("--rate", help="Results per second per device.")] = 0.2,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds to publish.")] = 60.0,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same fleet and results.")] = 0,
+    duplicates: Annotated[float, typer.Option(
+        "--duplicates", help="Share of results sent twice (the second copy late).")] = 0.0,
+    live_rate: Annotated[float, typer.Option(
+        "--live-rate", help="Live readings per second per device (0: none).")] = 1.0,
+    username: Username = None,
+    password_file: PasswordFile = None,
+    ca_file: CaFile = None,
+) -> None:
+    """Publish a realistic fleet's traffic; ends by printing `published N results`."""
+    from dashboard.simulate import FleetSimulator, SimulationError, plan_fleet
+
+    settings = _broker(broker, username, password_file, ca_file)
+    try:
+        simulator = FleetSimulator(settings, plan_fleet(devices, seed), rate=rate,
+                                   duration_s=duration, seed=seed, duplicate_share=duplicates,
+                                   live_rate=live_rate)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    with Progress(TextColumn("simulating {task.fields[devices]} devices"), BarColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("simulate", total=1.0, devices=devices)
+        try:
+            report = simulator.run(lambda done: progress.update(task, completed=done))
+        except SimulationError as exc:
+            raise _fail(str(exc)) from None
+    err.print(f"{report.devices} devices, {report.elapsed_s:.1f} s: {report.duplicates} "
+              f"duplicates, {report.live} live readings, {report.statuses} statuses",
+              highlight=False)
+    typer.echo(f"published {report.results} results")
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option("--role", help="admin, staff or readonly.")] = "staff",
+    password_file: Annotated[Path | None, typer.Option(
+        "--password-file", help="Read the password from this file's first line instead of "
+        "a prompt.")] = None,
+    db: DbUrl = DEFAULT_URL,
+) -> None:
+    """Create a staff account (the password is stored as a scrypt hash)."""
+    if password_file is not None:
+        try:
+            password = read_password_file(password_file)
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from None
+    else:
+        password = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass("again: ") != password:
+            raise _fail("the two passwords differ", 2)
+    engine = _engine(db, migrate_schema=True)
+    with session_factory(engine)() as session:
+        try:
+            auth.add_user(session, name, role, password)
+        except auth.AuthError as exc:
+            raise _fail(str(exc), 2) from None
+        session.commit()
+    typer.echo(f"user {name} ({role}) created")
+
+
+@key_app.command("create")
+def apikey_create(name: Annotated[str, typer.Argument(help="Which system uses the key.")],
+                  db: DbUrl = DEFAULT_URL) -> None:
+    """Create an API key; it is printed once (only its hash is stored)."""
+    engine = _engine(db, migrate_schema=True)
+    with session_factory(engine)() as session:
+        try:
+            key = auth.create_api_key(session, name)
+        except auth.AuthError as exc:
+            raise _fail(str(exc), 2) from None
+        session.commit()
+    err.print(f"API key {name!r} (shown once; send it as the X-API-Key header):")
+    typer.echo(key)
+
+
+@key_app.command("revoke")
+def apikey_revoke(name: Annotated[str, typer.Argument(help="The key's name.")],
+                  db: DbUrl = DEFAULT_URL) -> None:
+    """Revoke an API key at once."""
+    engine = _engine(db, migrate_schema=False)
+    with session_factory(engine)() as session:
+        if not auth.revoke_api_key(session, name):
+            raise _fail(f"no active API key named {name!r}")
+        session.commit()
+    typer.echo(f"API key {name} revoked")
+
+
+if __name__ == "__main__":
+    app()

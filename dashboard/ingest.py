@@ -1,0 +1,356 @@
+"""The ingest worker: MQTT 5 subscriber -> schema validation -> database, acknowledged late.
+
+Why it is built this way:
+
+* Every payload is checked with ``edge_app.mqtt.schema.decode``, the module the devices build
+  their payloads with, so the two sides cannot drift; a message that fails is recorded with
+  its reason in ``rejected_messages`` and the worker carries on.
+* Results are acknowledged (PUBACK) only after the transaction that stores them has
+  committed (paho's manual acks). A crash before the commit means the broker delivers the
+  message again; a crash after it means a duplicate that ``ON CONFLICT DO NOTHING`` drops.
+  Nothing acknowledged is ever lost, nothing is counted twice.
+* The session is persistent (clean start off, session expiry): while the dashboard is down
+  the broker queues results for it instead of discarding them.
+* Several workers share the load through one MQTT 5 shared subscription
+  (``$share/GROUP/sarco/v1/#``): the broker gives each message to one of them. Retained
+  messages are never sent to shared subscriptions, so each worker also holds an ordinary
+  subscription to the status topics; status writes are idempotent, so it does not matter
+  that every worker applies every status. Subscription identifiers tell the two apart.
+* A worker's broker session outlives the worker: Mosquitto keeps handing it its share of
+  the results while it is stopped (they wait in its queue, for ``session_expiry_s``). So a
+  worker keeps a stable name, and one that is taken out of service for good is *retired*
+  (``retire()``): it leaves the group, drains what was queued for it and deletes its session.
+* Acks carry the connection they belong to: paho's message ids restart with a connection,
+  and acknowledging an old id on a new connection would acknowledge the wrong message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from dashboard.db import utc_now
+from dashboard.store import Batch, FleetStore, Received, Rejection
+from edge_app.mqtt import schema
+from edge_app.mqtt.link import BrokerSettings
+
+log = logging.getLogger("dashboard.ingest")
+
+_ALL_TOPICS = f"{schema.TOPIC_ROOT}/#"
+_STATUS_TOPICS = f"{schema.TOPIC_ROOT}/+/+/status"
+_SHARED_ID, _STATUS_ID = 1, 2  # MQTT 5 subscription identifiers
+_GOT_VALUE = re.compile(r" \(got .*\)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """``worker`` names this worker: MQTT client id ``sarco-dashboard-WORKER`` (must be unique
+    and stable, it names the persistent session) and the ``stored_by`` of its rows."""
+
+    broker: BrokerSettings
+    worker: str
+    share_group: str = "sarco-dashboard"
+    session_expiry_s: int = 7 * 24 * 3600  # how long the broker queues for a stopped worker
+    receive_maximum: int = 1000  # unacknowledged messages the broker may send at once
+    max_batch: int = 500  # messages per transaction
+
+
+@dataclass
+class IngestState:
+    """What the page and the tests see of a worker."""
+
+    connected: bool = False
+    detail: str = "not started"
+    messages: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    last_message_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    connection: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    subscription_ids: tuple[int, ...]
+    received_at: datetime
+
+
+@dataclass
+class _Connection:
+    number: int = 0
+    pending_subscriptions: set[int] = field(default_factory=set)
+    subscribed: threading.Event = field(default_factory=threading.Event)
+
+
+class IngestWorker:
+    """``start()``, then messages flow into the database until ``stop()``."""
+
+    def __init__(self, engine: Engine, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.state = IngestState()
+        self._store = FleetStore(engine, settings.worker)
+        self._queue: queue.Queue[_Delivery] = queue.Queue()
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._retiring = False
+        self._delivered = 0  # messages handed over by paho ...
+        self._settled = 0  # ... and stored (or dropped) and acknowledged
+        self._connection = _Connection()
+        self._client = self._new_client()
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer",
+                                        daemon=True)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Connect in the background (paho retries while the broker is away) and start
+        writing."""
+        broker = self.settings.broker
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.settings.session_expiry_s
+        properties.ReceiveMaximum = self.settings.receive_maximum
+        self.state.detail = f"connecting to {broker.url}"
+        self._client.connect_async(broker.host, broker.port, keepalive=broker.keepalive_s,
+                                   clean_start=False, properties=properties)
+        self._writer.start()
+        self._client.loop_start()
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """Block until the current connection's subscriptions are acknowledged."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._connection.subscribed.wait(0.05):
+                return True
+        return False
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Disconnect (the persistent session stays on the broker) and store what is still
+        queued; those messages are unacknowledged, so they come again and are dropped as
+        duplicates."""
+        self._stopping.set()
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self._writer.is_alive():
+            self._writer.join(timeout_s)
+        self.state.connected = False
+        self.state.detail = "stopped"
+
+    def retire(self, quiet_s: float = 3.0, timeout_s: float = 600.0) -> bool:
+        """Leave the shared group, store everything the broker still holds for this worker,
+        then end the session for good (MQTT 5 session expiry 0). Returns False if messages
+        kept coming for ``timeout_s`` (the session is then kept: nothing is lost)."""
+        if not self.wait_subscribed(30):
+            self.stop()
+            return False
+        self._retiring = True  # also for a reconnection: subscribe to nothing
+        # statuses would keep it busy for ever; what matters is what waits in the session
+        self._client.unsubscribe([f"$share/{self.settings.share_group}/{_ALL_TOPICS}",
+                                  _STATUS_TOPICS])
+        deadline = time.monotonic() + timeout_s
+        quiet_since, seen = time.monotonic(), -1
+        while time.monotonic() - quiet_since < quiet_s:
+            if time.monotonic() > deadline:
+                self.stop()
+                return False
+            if self._delivered != seen or self._settled != self._delivered:
+                seen, quiet_since = self._delivered, time.monotonic()
+            time.sleep(0.1)
+        properties = Properties(PacketTypes.DISCONNECT)
+        properties.SessionExpiryInterval = 0
+        self._stopping.set()
+        self._client.disconnect(properties=properties)
+        self._client.loop_stop()
+        self._writer.join(10)
+        self.state.detail = "retired: session deleted on the broker"
+        return True
+
+    def wait_for(self, predicate: Callable[[IngestState], bool], timeout_s: float) -> bool:
+        """Block until ``predicate(state)`` holds (tests, benchmark); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while not predicate(self.state):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+        return True
+
+    # ------------------------------------------------------------------ MQTT side
+
+    def _new_client(self) -> mqtt.Client:
+        broker = self.settings.broker
+        client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                             client_id=f"sarco-dashboard-{self.settings.worker}",
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        client.connect_timeout = broker.connect_timeout_s
+        client.reconnect_delay_set(int(broker.backoff_min_s), int(broker.backoff_max_s))
+        if broker.username:
+            client.username_pw_set(broker.username, broker.password)
+        if broker.tls:
+            client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None,
+                           certfile=str(broker.cert_file) if broker.cert_file else None,
+                           keyfile=str(broker.key_file) if broker.key_file else None)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:  # noqa: ANN001
+        if reason.is_failure:
+            hint = (" check --username and --password-file" if reason.value in (134, 135)
+                    else "")
+            self._set_detail(f"broker {self.settings.broker.url} refused: {reason}.{hint}",
+                             error=True)
+            return
+        connection = _Connection(number=self._connection.number + 1)
+        shared = f"$share/{self.settings.share_group}/{_ALL_TOPICS}"
+        wanted = [] if self._retiring else [(shared, _SHARED_ID), (_STATUS_TOPICS, _STATUS_ID)]
+        if not wanted:
+            connection.subscribed.set()
+        # one SUBSCRIBE each: a subscription identifier belongs to the whole packet
+        for topic, identifier in wanted:
+            subscribe_properties = Properties(PacketTypes.SUBSCRIBE)
+            subscribe_properties.SubscriptionIdentifier = identifier
+            _, mid = client.subscribe(topic, qos=1, properties=subscribe_properties)
+            connection.pending_subscriptions.add(mid)
+        self._connection = connection
+        self.state.connected = True
+        self._set_detail(f"connected to {self.settings.broker.url} as worker "
+                         f"{self.settings.worker} (group {self.settings.share_group})")
+
+    def _on_subscribe(self, client, userdata, mid, reasons, properties) -> None:  # noqa: ANN001
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            self._set_detail(f"subscription refused ({', '.join(failed)}): the broker must "
+                             "speak MQTT 5 and its ACL must let this user read sarco/v1/#",
+                             error=True)
+            return
+        connection = self._connection
+        connection.pending_subscriptions.discard(mid)
+        if not connection.pending_subscriptions:
+            connection.subscribed.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:  # noqa: ANN001
+        self.state.connected = False
+        if not self._stopping.is_set():
+            self._set_detail(f"disconnected from {self.settings.broker.url} ({reason}); "
+                             "reconnecting", error=True)
+
+    def _on_message(self, client, userdata, message) -> None:  # noqa: ANN001
+        # paho's thread: hand over and return at once; the writer thread does the work
+        identifiers = getattr(message.properties, "SubscriptionIdentifier", None) or ()
+        self._delivered += 1
+        self._queue.put(_Delivery(
+            connection=self._connection.number, mid=message.mid, qos=message.qos,
+            topic=message.topic, payload=bytes(message.payload),
+            subscription_ids=tuple(identifiers), received_at=utc_now()))
+
+    # ------------------------------------------------------------------ writer side
+
+    def _write_loop(self) -> None:
+        while not (self._stopping.is_set() and self._queue.empty()):
+            try:
+                deliveries = [self._queue.get(timeout=0.2)]
+            except queue.Empty:
+                continue
+            while len(deliveries) < self.settings.max_batch:
+                try:
+                    deliveries.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            batch = self._sort(deliveries)
+            if self._write(batch):
+                self._acknowledge(deliveries)
+            self._settled += len(deliveries)
+
+    def _sort(self, deliveries: list[_Delivery]) -> Batch:
+        batch = Batch()
+        for delivery in deliveries:
+            try:
+                kind, payload = schema.decode(delivery.topic, delivery.payload)
+            except schema.PayloadError as exc:
+                batch.rejections.append(_rejection(delivery, exc))
+                continue
+            item = Received(payload, delivery.received_at)
+            if kind == "result":
+                batch.results.append(item)
+            elif kind == "live":
+                batch.live.append(item)
+            elif kind == "status" and (_STATUS_ID in delivery.subscription_ids
+                                       or not delivery.subscription_ids):
+                batch.statuses.append(item)
+            # a status through the shared subscription is the duplicate of the one above;
+            # commands are the dashboard's own traffic to devices: valid, nothing to store
+        return batch
+
+    def _write(self, batch: Batch) -> bool:
+        """Store the batch, retrying while the database is unavailable (the messages stay
+        unacknowledged meanwhile, so the broker holds back new ones: back-pressure)."""
+        delay = 0.5
+        while True:
+            try:
+                outcome = self._store.write(batch, utc_now())
+                break
+            except SQLAlchemyError as exc:
+                self._set_detail(f"database write failed, retrying: {exc.__class__.__name__}: "
+                                 f"{str(exc).splitlines()[0]}", error=True)
+            except Exception:  # a bug must not kill the thread silently; nothing is acked
+                log.exception("storing a batch failed")
+                self._set_detail("storing a batch failed (see the log); retrying", error=True)
+                if self._stopping.is_set():
+                    return False  # unacknowledged: delivered again after a restart
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        with self._changed:
+            self.state.stored += outcome.stored
+            self.state.duplicates += outcome.duplicates
+            self.state.rejected += outcome.rejected
+            self.state.messages += len(batch)
+            self.state.last_message_at = utc_now()
+            self._changed.notify_all()
+        for rejection in batch.rejections:
+            log.warning("rejected a message on %s: %s", rejection.topic, rejection.reason)
+        return True
+
+    def _acknowledge(self, deliveries: list[_Delivery]) -> None:
+        current = self._connection.number
+        for delivery in deliveries:
+            # an ack for an earlier connection is skipped: the broker redelivers that message
+            if delivery.qos > 0 and delivery.connection == current:
+                self._client.ack(delivery.mid, delivery.qos)
+
+    def _set_detail(self, detail: str, error: bool = False) -> None:
+        with self._changed:
+            self.state.detail = detail
+            if error:
+                self.state.last_error = detail
+            self._changed.notify_all()
+        (log.error if error else log.info)(detail)
+
+
+def _rejection(delivery: _Delivery, exc: schema.PayloadError) -> Rejection:
+    # the schema quotes the offending value; drop it: a rejected value may be a name
+    reason = _GOT_VALUE.sub("", str(exc))
+    digest = hashlib.sha256(delivery.topic.encode() + b"\0" + delivery.payload).hexdigest()
+    return Rejection(topic=delivery.topic, reason=reason, size_bytes=len(delivery.payload),
+                     digest=digest, received_at=delivery.received_at)

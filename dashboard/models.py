@@ -1,0 +1,172 @@
+"""Tables of the dashboard database (SQLAlchemy 2 ORM).
+
+Times are naive UTC datetimes everywhere: SQLite has no time-zone type, and one convention for
+both back ends keeps the queries identical. Payload fields are copied into typed columns so
+the page's group-bys run on indexes instead of parsing JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Index, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Named constraints: Alembic can then drop or alter them identically on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: DateTime(), dict[str, Any]: JSON()}
+
+
+class Result(Base):
+    """One screening result, stored once: ``result_id`` is UNIQUE and inserts skip conflicts."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[str] = mapped_column(String(36), unique=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    site: Mapped[str] = mapped_column(String(63))
+    device: Mapped[str] = mapped_column(String(63))
+    session_id: Mapped[str] = mapped_column(String(36))
+    screening_id: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+    day: Mapped[date] = mapped_column(Date)  # UTC day of ended_at: the per-day counts' key
+    decision: Mapped[str] = mapped_column(String(16))
+    probability: Mapped[float | None]
+    score_logit: Mapped[float | None]
+    threshold: Mapped[float]
+    aggregation: Mapped[str] = mapped_column(String(32))
+    uncertainty: Mapped[dict[str, Any] | None]  # as sent: its fields grow with the models
+    usable_frames: Mapped[int]
+    processed_frames: Mapped[int]
+    min_usable_frames: Mapped[int]
+    skipped_frames: Mapped[int]  # sum over the skip reasons: the "rejected frames" of health
+    skipped: Mapped[dict[str, Any]]
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    app_version: Mapped[str] = mapped_column(String(64))
+    stored_at: Mapped[datetime]
+    stored_by: Mapped[str] = mapped_column(String(64))  # ingest worker: shows the load split
+
+    __table_args__ = (
+        Index("ix_results_day_site", "day", "site"),
+        Index("ix_results_site_device_day", "site", "device", "day"),
+        Index("ix_results_decision_day", "decision", "day"),
+    )
+
+
+class ResultCount(Base):
+    """Running totals per site, device, UTC day and model, added to in the same transaction
+    as the results they count (only rows that were really inserted), so the page reads a
+    few hundred rows instead of scanning a year of results."""
+
+    __tablename__ = "result_counts"
+
+    site: Mapped[str] = mapped_column(String(63), primary_key=True)
+    device: Mapped[str] = mapped_column(String(63), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    results: Mapped[int]
+    positive: Mapped[int]
+    negative: Mapped[int]
+    rescans: Mapped[int]
+    skipped_frames: Mapped[int]
+    processed_frames: Mapped[int]
+
+    __table_args__ = (Index("ix_result_counts_day_site", "day", "site"),)
+
+
+class Device(Base):
+    """Latest known state of a device, merged from its status, live readings and results."""
+
+    __tablename__ = "devices"
+
+    site: Mapped[str] = mapped_column(String(63), primary_key=True)
+    device: Mapped[str] = mapped_column(String(63), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # online, offline, unknown (results only)
+    status_at: Mapped[datetime | None]  # the device's clock in its last status message
+    state_since: Mapped[datetime | None]  # our clock when the state last arrived
+    app_version: Mapped[str | None] = mapped_column(String(64))
+    model_name: Mapped[str | None] = mapped_column(String(64))
+    model_sha256: Mapped[str | None] = mapped_column(String(64))
+    queued_results: Mapped[int | None]
+    fps: Mapped[float | None]
+    live_at: Mapped[datetime | None]
+    last_result_at: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime]
+
+
+class RejectedMessage(Base):
+    """A message that broke the schema, once per distinct (topic, payload). Only the reason,
+    never the payload, is kept: a rejected payload may hold what the schema keeps out."""
+
+    __tablename__ = "rejected_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    topic: Mapped[str] = mapped_column(String(300))
+    reason: Mapped[str] = mapped_column(String(500))
+    size_bytes: Mapped[int]
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    times_seen: Mapped[int]
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """Only a SHA-256 of the key is stored: keys are 256-bit random, so no slow hash is
+    needed, and the digest is what a request's key is looked up by."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A staff login; the cookie holds the token, the table its SHA-256 (a leaked database
+    gives no usable cookies) and the session's CSRF token."""
+
+    __tablename__ = "web_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class FollowUp(Base):
+    """Staff marked a referral as handled (the person was contacted and referred)."""
+
+    __tablename__ = "follow_ups"
+
+    result_id: Mapped[str] = mapped_column(
+        ForeignKey("results.result_id", ondelete="CASCADE"), primary_key=True)
+    by_user: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]

@@ -1,0 +1,335 @@
+"""What the page, the CSV export and the REST API show: one set of queries, typed records.
+
+Counting rules (docs/dashboard.md): a day is the UTC day a session ended; "screened" counts
+the sessions with a decision (sarcopenia or no_sarcopenia), "rescan" the ones without enough
+usable frames; the positive rate is positive / screened; a referral is a positive result, and
+it is open until a staff member marks it followed up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from pydantic import BaseModel
+from sqlalchemy import Select, and_, func, select
+from sqlalchemy.orm import Session
+
+from dashboard.models import Device, FollowUp, RejectedMessage, Result, ResultCount
+
+POSITIVE, NEGATIVE, RESCAN = "sarcopenia", "no_sarcopenia", "rescan"
+DEFAULT_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Site (None: all) and an inclusive range of UTC days."""
+
+    site: str | None
+    date_from: date
+    date_to: date
+
+    @classmethod
+    def last_days(cls, today: date, site: str | None = None,
+                  days: int = DEFAULT_DAYS) -> Filters:
+        return cls(site, today - timedelta(days=days - 1), today)
+
+    def where(self, table: type = Result) -> list:
+        """The filter on ``results`` or on ``result_counts`` (both have site and day)."""
+        clauses = [table.day >= self.date_from, table.day <= self.date_to]
+        if self.site:
+            clauses.append(table.site == self.site)
+        return clauses
+
+
+@dataclass(frozen=True)
+class HealthRules:
+    """When a device counts as unhealthy, and why these numbers."""
+
+    min_fps: float = 10.0  # below this the live view stutters and sessions gather few frames
+    max_rejected_share: float = 0.5  # most frames gated out: probe handling or scanner setup
+    max_backlog: int = 20  # results waiting on the device: its uplink is failing
+    live_stale_s: float = 300.0  # an fps older than this says nothing about now
+    window_days: int = 2  # rejected-frame share over today and yesterday
+
+
+# ----------------------------------------------------------------------------- records
+
+
+class SiteSummary(BaseModel):
+    site: str
+    devices: int
+    devices_online: int
+    screened_today: int
+    positive_today: int
+    rescans_today: int
+
+
+class Summary(BaseModel):
+    results_total: int
+    devices_online: int
+    devices_total: int
+    day: date
+    sites: list[SiteSummary]
+
+
+class DailyCount(BaseModel):
+    site: str
+    day: date
+    screened: int
+    positive: int
+    rescans: int
+    positive_rate: float | None
+
+
+class Referral(BaseModel):
+    result_id: str
+    screening_id: str
+    ended_at: datetime
+    site: str
+    device: str
+    probability: float | None
+    decision: str
+    followed_up_by: str | None
+    followed_up_at: datetime | None
+
+
+class ModelVersion(BaseModel):
+    model_name: str
+    model_sha256: str
+    app_version: str | None
+    devices: int
+    devices_online: int
+    results_in_range: int
+
+
+class DeviceHealth(BaseModel):
+    site: str
+    device: str
+    state: str
+    state_since: datetime | None
+    last_seen_at: datetime
+    model_name: str | None
+    model_sha256: str | None
+    app_version: str | None
+    fps: float | None
+    rejected_share: float | None
+    queued_results: int | None
+    issues: list[str]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.issues
+
+
+class SiteFleet(BaseModel):
+    site: str
+    devices: list[DeviceHealth]
+
+
+class RejectedRecord(BaseModel):
+    topic: str
+    reason: str
+    size_bytes: int
+    first_seen: datetime
+    last_seen: datetime
+    times_seen: int
+
+
+class TotalsInRange(BaseModel):
+    screened: int
+    positive: int
+    rescans: int
+    positive_rate: float | None
+    referrals_open: int
+
+
+# ----------------------------------------------------------------------------- queries
+
+
+def _rate(positive: int, screened: int) -> float | None:
+    return positive / screened if screened else None
+
+
+def sites(session: Session) -> list[str]:
+    names = set(session.scalars(select(Device.site).distinct()))
+    return sorted(names)
+
+
+def summary(session: Session, today: date) -> Summary:
+    per_site = {row.site: row for row in session.execute(
+        select(ResultCount.site, func.sum(ResultCount.positive).label("positive"),
+               func.sum(ResultCount.negative).label("negative"),
+               func.sum(ResultCount.rescans).label("rescans"))
+        .where(ResultCount.day == today).group_by(ResultCount.site))}
+    devices = {row.site: row for row in session.execute(
+        select(Device.site, func.count().label("devices"),
+               func.count().filter(Device.state == "online").label("online"))
+        .group_by(Device.site))}
+    site_rows = []
+    for site in sorted(set(per_site) | set(devices)):
+        counts, fleet = per_site.get(site), devices.get(site)
+        site_rows.append(SiteSummary(
+            site=site, devices=fleet.devices if fleet else 0,
+            devices_online=fleet.online if fleet else 0,
+            screened_today=(counts.positive + counts.negative) if counts else 0,
+            positive_today=counts.positive if counts else 0,
+            rescans_today=counts.rescans if counts else 0))
+    total = session.scalar(select(func.coalesce(func.sum(ResultCount.results), 0)))
+    return Summary(
+        results_total=total or 0,
+        devices_online=sum(s.devices_online for s in site_rows),
+        devices_total=sum(s.devices for s in site_rows),
+        day=today, sites=site_rows)
+
+
+def daily_counts(session: Session, filters: Filters) -> list[DailyCount]:
+    rows = session.execute(
+        select(ResultCount.site, ResultCount.day,
+               func.sum(ResultCount.positive).label("positive"),
+               func.sum(ResultCount.negative).label("negative"),
+               func.sum(ResultCount.rescans).label("rescans"))
+        .where(*filters.where(ResultCount)).group_by(ResultCount.site, ResultCount.day)
+        .order_by(ResultCount.day.desc(), ResultCount.site))
+    return [DailyCount(site=r.site, day=r.day, screened=r.positive + r.negative,
+                       positive=r.positive, rescans=r.rescans,
+                       positive_rate=_rate(r.positive, r.positive + r.negative))
+            for r in rows]
+
+
+def totals(session: Session, filters: Filters) -> TotalsInRange:
+    row = session.execute(
+        select(func.coalesce(func.sum(ResultCount.positive), 0).label("positive"),
+               func.coalesce(func.sum(ResultCount.negative), 0).label("negative"),
+               func.coalesce(func.sum(ResultCount.rescans), 0).label("rescans"))
+        .where(*filters.where(ResultCount))).one()
+    # few results are followed up: look them up by id (IN) rather than scan the range
+    followed_up = session.scalar(
+        select(func.count()).select_from(Result)
+        .where(Result.result_id.in_(select(FollowUp.result_id)), *filters.where())) or 0
+    screened = row.positive + row.negative
+    return TotalsInRange(screened=screened, positive=row.positive, rescans=row.rescans,
+                         positive_rate=_rate(row.positive, screened),
+                         referrals_open=row.positive - followed_up)
+
+
+def _referral_query(filters: Filters) -> Select:
+    return (select(Result.result_id, Result.screening_id, Result.ended_at, Result.site,
+                   Result.device, Result.probability, Result.decision,
+                   FollowUp.by_user, FollowUp.at)
+            .outerjoin(FollowUp, FollowUp.result_id == Result.result_id)
+            .where(Result.decision == POSITIVE, *filters.where())
+            .order_by(FollowUp.at.is_not(None), Result.ended_at.desc()))
+
+
+def referrals(session: Session, filters: Filters, limit: int | None = 200) -> list[Referral]:
+    """Open referrals first, newest first."""
+    query = _referral_query(filters)
+    if limit is not None:
+        query = query.limit(limit)
+    return [Referral(result_id=r.result_id, screening_id=r.screening_id, ended_at=r.ended_at,
+                     site=r.site, device=r.device, probability=r.probability,
+                     decision=r.decision, followed_up_by=r.by_user, followed_up_at=r.at)
+            for r in session.execute(query)]
+
+
+def model_versions(session: Session, filters: Filters) -> list[ModelVersion]:
+    results = {(r.model_name, r.model_sha256): r.n for r in session.execute(
+        select(ResultCount.model_name, ResultCount.model_sha256,
+               func.sum(ResultCount.results).label("n"))
+        .where(*filters.where(ResultCount))
+        .group_by(ResultCount.model_name, ResultCount.model_sha256))}
+    device_filter = [Device.site == filters.site] if filters.site else []
+    rows = session.execute(
+        select(Device.model_name, Device.model_sha256, Device.app_version,
+               func.count().label("devices"),
+               func.count().filter(Device.state == "online").label("online"))
+        .where(Device.model_name.is_not(None), *device_filter)
+        .group_by(Device.model_name, Device.model_sha256, Device.app_version)
+        .order_by(func.count().desc()))
+    return [ModelVersion(model_name=r.model_name, model_sha256=r.model_sha256,
+                         app_version=r.app_version, devices=r.devices, devices_online=r.online,
+                         results_in_range=results.get((r.model_name, r.model_sha256), 0))
+            for r in rows]
+
+
+def device_health(session: Session, now: datetime, site: str | None = None,
+                  rules: HealthRules | None = None) -> list[DeviceHealth]:
+    rules = rules or HealthRules()
+    since = now.date() - timedelta(days=rules.window_days - 1)
+    frames = {(r.site, r.device): r for r in session.execute(
+        select(ResultCount.site, ResultCount.device,
+               func.sum(ResultCount.skipped_frames).label("skipped"),
+               func.sum(ResultCount.processed_frames).label("processed"))
+        .where(ResultCount.day >= since, *([ResultCount.site == site] if site else []))
+        .group_by(ResultCount.site, ResultCount.device))}
+    devices = session.scalars(select(Device).where(*([Device.site == site] if site else []))
+                              .order_by(Device.site, Device.device))
+    health = []
+    for device in devices:
+        counts = frames.get((device.site, device.device))
+        rejected = (counts.skipped / counts.processed) if counts and counts.processed else None
+        fresh = device.live_at is not None and (now - device.live_at).total_seconds() \
+            <= rules.live_stale_s
+        fps = device.fps if fresh else None
+        issues = []
+        if device.state != "online":
+            issues.append(device.state)
+        if fps is not None and fps < rules.min_fps:
+            issues.append(f"low fps ({fps:.1f})")
+        if rejected is not None and rejected > rules.max_rejected_share:
+            issues.append(f"{rejected:.0%} frames rejected")
+        if device.queued_results is not None and device.queued_results > rules.max_backlog:
+            issues.append(f"backlog of {device.queued_results} results")
+        health.append(DeviceHealth(
+            site=device.site, device=device.device, state=device.state,
+            state_since=device.state_since, last_seen_at=device.last_seen_at,
+            model_name=device.model_name, model_sha256=device.model_sha256,
+            app_version=device.app_version, fps=fps, rejected_share=rejected,
+            queued_results=device.queued_results, issues=issues))
+    return health
+
+
+def fleet_by_site(health: list[DeviceHealth]) -> list[SiteFleet]:
+    grouped: dict[str, list[DeviceHealth]] = {}
+    for device in health:
+        grouped.setdefault(device.site, []).append(device)
+    return [SiteFleet(site=site, devices=devices) for site, devices in grouped.items()]
+
+
+def rejected_messages(session: Session, limit: int = 20) -> list[RejectedRecord]:
+    rows = session.scalars(select(RejectedMessage).order_by(RejectedMessage.last_seen.desc())
+                           .limit(limit))
+    return [RejectedRecord(topic=r.topic, reason=r.reason, size_bytes=r.size_bytes,
+                           first_seen=r.first_seen, last_seen=r.last_seen,
+                           times_seen=r.times_seen) for r in rows]
+
+
+def rejected_total(session: Session) -> int:
+    return session.scalar(select(func.coalesce(func.sum(RejectedMessage.times_seen), 0))) or 0
+
+
+RESULT_COLUMNS = ("result_id", "screening_id", "site", "device", "started_at", "ended_at",
+                  "decision", "probability", "threshold", "usable_frames",
+                  "processed_frames", "skipped_frames", "model_name", "model_sha256",
+                  "app_version", "stored_at")
+
+
+def iter_results(session: Session, filters: Filters) -> Iterator[tuple]:
+    """Every result in the filter, oldest first, streamed (an export may be large)."""
+    query = (select(*(getattr(Result, name) for name in RESULT_COLUMNS))
+             .where(*filters.where()).order_by(Result.ended_at, Result.id)
+             .execution_options(yield_per=2000))
+    yield from session.execute(query)
+
+
+def mark_followed_up(session: Session, result_id: str, user: str, now: datetime) -> bool:
+    """Record that a referral was handled; False if it is not a stored positive result."""
+    found = session.scalar(select(Result.result_id).where(
+        and_(Result.result_id == result_id, Result.decision == POSITIVE)))
+    if found is None:
+        return False
+    if session.get(FollowUp, result_id) is None:
+        session.add(FollowUp(result_id=result_id, by_user=user, at=now))
+    return True

@@ -1,0 +1,254 @@
+"""The staff web page (server-rendered, works offline: no CDN, no external tiles or fonts)
+and the FastAPI application that also carries the REST API.
+
+Security: staff log in (scrypt password hashes, server-side sessions in the database, cookie
+HttpOnly + SameSite=Strict); every POST carries the session's CSRF token (the login form a
+double-submit cookie); a Content-Security-Policy allows only this server's own scripts and
+styles. ``auth_enabled=False`` (``serve --no-auth``) is for local trials only: everyone is
+staff, and the page says so in red.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import secrets
+from collections.abc import Iterable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from dashboard import __doc__ as package_doc
+from dashboard import auth, queries
+from dashboard.api import database, router
+from dashboard.db import session_factory, utc_now
+from dashboard.ingest import IngestWorker
+
+log = logging.getLogger("dashboard.web")
+
+SESSION_COOKIE = "sarco_session"
+REFERRALS_ON_PAGE = 50
+LOGIN_CSRF_COOKIE = "sarco_login_csrf"
+_HERE = Path(__file__).parent
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class LoginRequired(Exception):
+    """Raised by the page dependencies; answered with a redirect to /login."""
+
+
+def create_app(engine: Engine, *, auth_enabled: bool = True,
+               ingest: IngestWorker | None = None, secure_cookies: bool = False) -> FastAPI:
+    """The whole web side; ``ingest`` (if this process runs one) feeds the status line."""
+    # no /docs page: Swagger UI loads its scripts from a CDN, and this page works offline;
+    # /openapi.json is the typed description of the API
+    app = FastAPI(title="sarco dashboard", version="1",
+                  description=(package_doc or "").strip(), docs_url=None, redoc_url=None)
+    app.state.sessions = session_factory(engine)
+    app.state.auth_enabled = auth_enabled
+    app.state.ingest = ingest
+    app.state.secure_cookies = secure_cookies
+    # with authentication off there is no session; one token per process still stops
+    # another web site from posting through the browser
+    app.state.trial_csrf = secrets.token_urlsafe(32)
+    app.state.templates = Jinja2Templates(directory=_HERE / "templates")
+    app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+    app.include_router(router)
+    app.add_exception_handler(LoginRequired, _to_login)
+    app.middleware("http")(_security_headers)
+    _add_pages(app)
+    return app
+
+
+async def _security_headers(request: Request, call_next):  # noqa: ANN202
+    response = await call_next(request)
+    response.headers.update(_SECURITY_HEADERS)
+    return response
+
+
+def _to_login(request: Request, exc: Exception) -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
+DB = Annotated[Session, Depends(database)]
+
+
+def current_principal(request: Request, session: DB) -> auth.Principal:
+    if not request.app.state.auth_enabled:
+        return auth.Principal("local trial", "staff", request.app.state.trial_csrf)
+    principal = auth.principal_for_session(session, request.cookies.get(SESSION_COOKIE))
+    if principal is None:
+        raise LoginRequired
+    return principal
+
+
+Who = Annotated[auth.Principal, Depends(current_principal)]
+
+
+def _require_csrf(who: auth.Principal, token: str | None) -> None:
+    if not auth.csrf_matches(who.csrf_token, token):
+        raise HTTPException(403, "the form's CSRF token is missing or stale: reload the page")
+
+
+def page_filters(site: str | None = None, date_from: str | None = None,
+                 date_to: str | None = None) -> queries.Filters:
+    """The page's filter form; empty fields mean all sites / the last 7 days."""
+    default = queries.Filters.last_days(utc_now().date(), site or None)
+    try:
+        start = date.fromisoformat(date_from) if date_from else default.date_from
+        end = date.fromisoformat(date_to) if date_to else default.date_to
+    except ValueError:
+        raise HTTPException(400, "dates must look like 2025-01-31") from None
+    if start > end:
+        raise HTTPException(400, "the 'from' date is after the 'to' date")
+    return queries.Filters(site or None, start, end)
+
+
+PageFilters = Annotated[queries.Filters, Depends(page_filters)]
+
+
+def _add_pages(app: FastAPI) -> None:
+    templates: Jinja2Templates = app.state.templates
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(request: Request, failed: bool = False) -> HTMLResponse:
+        token = secrets.token_urlsafe(32)
+        response = templates.TemplateResponse(
+            request, "login.html", {"csrf": token, "failed": failed,
+                                    "auth_enabled": app.state.auth_enabled})
+        _set_cookie(app, response, LOGIN_CSRF_COOKIE, token, max_age=3600)
+        return response
+
+    @app.post("/login", include_in_schema=False)
+    def login(request: Request, session: DB, username: Annotated[str, Form()],
+              password: Annotated[str, Form()], csrf: Annotated[str, Form()]) -> RedirectResponse:
+        if not auth.csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf):
+            raise HTTPException(403, "the login form expired: reload it")
+        user = auth.authenticate(session, username, password)
+        if user is None:
+            log.warning("failed login for %r from %s", username,
+                        request.client.host if request.client else "?")
+            return RedirectResponse("/login?failed=true", status_code=303)
+        token = auth.open_session(session, user)
+        session.commit()
+        response = RedirectResponse("/", status_code=303)
+        _set_cookie(app, response, SESSION_COOKIE, token,
+                    max_age=int(auth.SESSION_LIFETIME.total_seconds()))
+        response.delete_cookie(LOGIN_CSRF_COOKIE)
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(request: Request, session: DB, who: Who,
+               csrf: Annotated[str | None, Form()] = None) -> RedirectResponse:
+        _require_csrf(who, csrf)
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            auth.close_session(session, token)
+            session.commit()
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard(request: Request, session: DB, who: Who,
+                  chosen: PageFilters) -> HTMLResponse:
+        now = utc_now()
+        health = queries.device_health(session, now, chosen.site)
+        context = {
+            "who": who, "auth_enabled": app.state.auth_enabled, "filters": chosen,
+            "now": now, "sites": queries.sites(session),
+            "summary": queries.summary(session, now.date()),
+            "totals": queries.totals(session, chosen),
+            "fleet": queries.fleet_by_site(health), "health": health,
+            "daily": queries.daily_counts(session, chosen),
+            "referrals": queries.referrals(session, chosen, limit=REFERRALS_ON_PAGE),
+            "models": queries.model_versions(session, chosen),
+            "rejected": queries.rejected_messages(session),
+            "rejected_total": queries.rejected_total(session),
+            "ingest": app.state.ingest.state if app.state.ingest else None,
+            "query": request.url.query,
+        }
+        return templates.TemplateResponse(request, "dashboard.html", context)
+
+    @app.post("/referrals/{result_id}/follow-up", include_in_schema=False)
+    def follow_up(request: Request, result_id: str, session: DB, who: Who,
+                  csrf: Annotated[str | None, Form()] = None) -> RedirectResponse:
+        _require_csrf(who, csrf)
+        if not who.can_act:
+            raise HTTPException(403, "read-only accounts cannot mark referrals")
+        if not queries.mark_followed_up(session, result_id, who.name, utc_now()):
+            raise HTTPException(404, "no positive result with that id")
+        session.commit()
+        back = request.headers.get("referer") or "/"
+        return RedirectResponse(back if back.startswith(str(request.base_url)) else "/",
+                                status_code=303)
+
+    @app.get("/export/{what}.csv", include_in_schema=False)
+    def export(what: str, who: Who, chosen: PageFilters) -> StreamingResponse:
+        if what not in _EXPORTS:
+            raise HTTPException(404, f"export one of {', '.join(_EXPORTS)}")
+        name = (f"sarco-{what}-{chosen.site or 'all-sites'}-{chosen.date_from}"
+                f"-{chosen.date_to}.csv")
+        return StreamingResponse(
+            _csv(app.state.sessions, what, chosen), media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        ingest = app.state.ingest
+        body = {"ok": True, "ingest_connected": bool(ingest and ingest.state.connected)}
+        return JSONResponse(body)
+
+
+def _set_cookie(app: FastAPI, response, name: str, value: str, max_age: int) -> None:  # noqa: ANN001
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict",
+                        secure=app.state.secure_cookies)
+
+
+def _export_rows(session: Session, what: str,
+                 chosen: queries.Filters) -> tuple[tuple[str, ...], Iterable[Iterable]]:
+    if what == "results":
+        return queries.RESULT_COLUMNS, queries.iter_results(session, chosen)
+    if what == "referrals":
+        header = ("screening_id", "ended_at", "site", "device", "probability", "decision",
+                  "followed_up_by", "followed_up_at", "result_id")
+        return header, ((r.screening_id, r.ended_at, r.site, r.device, r.probability,
+                         r.decision, r.followed_up_by, r.followed_up_at, r.result_id)
+                        for r in queries.referrals(session, chosen, limit=None))
+    header = ("site", "day", "screened", "positive", "rescans", "positive_rate")
+    return header, ((r.site, r.day, r.screened, r.positive, r.rescans, r.positive_rate)
+                    for r in queries.daily_counts(session, chosen))
+
+
+_EXPORTS = ("results", "referrals", "daily")
+
+
+def _csv(sessions, what: str, chosen: queries.Filters) -> Iterator[str]:  # noqa: ANN001
+    """CSV text in chunks: an export of a year of results is streamed, not built in memory.
+    The generator has its own database session because it runs after the request handler
+    has returned. Times are UTC."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    with sessions() as session:
+        header, rows = _export_rows(session, what, chosen)
+        writer.writerow(header)
+        for count, row in enumerate(rows, 1):
+            writer.writerow(["" if value is None else value for value in row])
+            if count % 1000 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    yield buffer.getvalue()

@@ -1,0 +1,134 @@
+"""Assembling the pipeline from a config: bundle, backend, source, display, outbox, MQTT.
+
+Kept apart from the command line so tests and the benchmark build exactly what ``sarco-edge``
+runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_app import __version__
+from edge_app.bundle import load_device_bundle
+from edge_app.capture import FrameGrabber, SourceSpec
+from edge_app.config import EdgeConfig
+from edge_app.display import SnapshotWriter, WindowDisplay
+from edge_app.inference import load_backend
+from edge_app.locallog import ResultLog
+from edge_app.mqtt.link import BrokerSettings, MqttLink, read_password_file
+from edge_app.mqtt.outbox import Outbox
+from edge_app.pipeline import EdgePipeline, Sinks
+from edge_app.quality import QualityGate
+
+log = logging.getLogger("edge_app.app")
+
+
+class SetupError(ValueError):
+    """A setting that prevents starting; the message says which and how to fix it."""
+
+
+@dataclass
+class EdgeApp:
+    pipeline: EdgePipeline
+    link: MqttLink | None
+    outbox: Outbox | None
+    data_dir: Path
+
+    def replay_session(self, screening_id: str) -> dict:
+        """A file from its first frame to its last as one session; returns the result."""
+        if not self.pipeline.start_session(screening_id):
+            raise SetupError(self.pipeline.readout.notice)
+        self.pipeline.run()
+        result = self.pipeline.end_session()
+        assert result is not None  # the session started above
+        return result
+
+    def close(self, drain_timeout_s: float = 0.0) -> int:
+        """Wait up to ``drain_timeout_s`` for queued results to be acknowledged, then
+        disconnect; returns how many results stay queued on disk."""
+        if self.link is not None:
+            if drain_timeout_s > 0:
+                self.link.wait_until_drained(drain_timeout_s)
+            self.link.stop()
+        queued = 0
+        if self.outbox is not None:
+            queued = len(self.outbox)
+            self.outbox.close()
+        self.pipeline.sinks.display.close()
+        return queued
+
+
+def assemble(config: EdgeConfig, source: SourceSpec, realtime: bool = True,
+             loop: bool = False) -> EdgeApp:
+    """Build everything ``config`` describes; raises SetupError/BundleError/SourceError/
+    BackendError with a clear message when something is missing."""
+    if not config.model.bundle:
+        raise SetupError("no model bundle: give --model BUNDLE or set [model] bundle")
+    bundle = load_device_bundle(config.model.bundle)
+    backend = load_backend(config.model.backend, bundle.onnx_path,
+                           Path(config.model.engine) if config.model.engine else None,
+                           config.model.threads)
+    settings = _broker_settings(config) if config.mqtt.broker else None
+    data_dir = Path(config.device.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    grabber = FrameGrabber(source, realtime=realtime, loop=loop).open()
+    try:
+        outbox = link = None
+        if settings is not None:
+            outbox = Outbox(data_dir / "outbox.sqlite3", config.mqtt.outbox_capacity)
+            link = MqttLink(settings, config.device.site, config.device.device, outbox,
+                            status_fields=lambda: {
+                                "app_version": __version__,
+                                "model": {"name": bundle.model_name,
+                                          "sha256": bundle.model_sha256}})
+        display = _display(config, data_dir)
+        pipeline = EdgePipeline(
+            bundle, backend, grabber,
+            Sinks(display, ResultLog(data_dir / "results.jsonl"), link, outbox),
+            site=config.device.site, device=config.device.device,
+            gate=QualityGate(config.quality),
+            aggregation=config.session.aggregation,
+            min_usable_frames=config.session.min_usable_frames,
+            smoothing_s=config.session.smoothing_s,
+            region_recheck_frames=config.session.region_recheck_frames,
+            live_interval_s=config.mqtt.live_interval_s,
+            mm_per_pixel=config.capture.mm_per_pixel or None,
+        )
+    except BaseException:
+        grabber.stop()  # release the camera or file before reporting
+        raise
+    if link is not None:
+        link.on_command = pipeline.submit
+        link.start()
+    log.info("edge app ready", extra={
+        "event": "ready", "backend": backend.name, "source": source.describe(),
+        "model": bundle.model_name, "broker": config.mqtt.broker or None})
+    return EdgeApp(pipeline, link, outbox, data_dir)
+
+
+def _display(config: EdgeConfig, data_dir: Path):  # noqa: ANN202
+    size = (config.display.width, config.display.height)
+    if not config.display.headless:
+        try:
+            return WindowDisplay(size, fullscreen=config.display.fullscreen)
+        except RuntimeError as exc:
+            log.warning("no window; writing snapshots", extra={"event": "headless_fallback",
+                                                              "reason": str(exc)})
+    return SnapshotWriter(data_dir / "snapshots", size, config.display.snapshot_interval_s)
+
+
+def _broker_settings(config: EdgeConfig) -> BrokerSettings:
+    m = config.mqtt
+    try:
+        password = read_password_file(Path(m.password_file)) if m.password_file else None
+        return BrokerSettings.from_url(
+            m.broker, username=m.username or None, password=password,
+            ca_file=Path(m.ca_file) if m.ca_file else None,
+            cert_file=Path(m.cert_file) if m.cert_file else None,
+            key_file=Path(m.key_file) if m.key_file else None,
+            protocol=m.protocol, keepalive_s=m.keepalive_s,
+            backoff_min_s=m.backoff_min_s, backoff_max_s=m.backoff_max_s)
+    except ValueError as exc:
+        raise SetupError(str(exc)) from None

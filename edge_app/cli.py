@@ -1,0 +1,194 @@
+"""``sarco-edge``: run on a live scanner feed, replay a recording, or benchmark the model.
+
+Bad input (a missing or corrupt video, a wrong config key, an unreachable camera) ends with a
+one-paragraph message and exit code 2, never a traceback. A broker that is down is not an
+error: results wait in the outbox.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn, Optional
+
+import typer
+from rich.console import Console
+
+from edge_app.app import SetupError, assemble
+from edge_app.bundle import BundleError
+from edge_app.capture import SourceError, SourceSpec, parse_source
+from edge_app.config import ConfigError, EdgeConfig, load_config
+from edge_app.inference import BackendError
+from edge_app.logs import setup_logging
+from edge_app.preprocess import PreprocessError
+from edge_app.deploy.cli import register as register_deploy_commands
+
+app = typer.Typer(
+    name="sarco-edge",
+    help="Point-of-care sarcopenia screening on a scanner's video feed.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(soft_wrap=True)  # long paths in messages stay on one line
+USER_ERRORS = (ConfigError, SetupError, BundleError, SourceError, BackendError, PreprocessError,
+               ValueError, OSError)
+
+CONFIG = typer.Option(None, "--config", help="TOML config (docs/edge.md).")
+HEADLESS = typer.Option(None, "--headless/--window",
+                        help="Write readout snapshots instead of opening a window.")
+LOG_LEVEL = typer.Option("info", "--log-level", help="debug, info, warning or error.")
+
+
+def _fail(error: Exception) -> NoReturn:
+    console.print(f"[bold red]error:[/] {error}")
+    raise typer.Exit(code=2)
+
+
+def _load(config_path: Optional[Path]) -> EdgeConfig:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        _fail(exc)
+
+
+@contextmanager
+def _stop_on_signals(pipeline):  # noqa: ANN001, ANN202
+    """SIGTERM (systemd stop) and Ctrl-C end the loop cleanly: the open session is kept,
+    queued results stay on disk. The previous handlers come back afterwards."""
+
+    def handler(signum, frame) -> None:  # noqa: ANN001
+        pipeline.stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@app.command()
+def run(
+    config_path: Optional[Path] = CONFIG,
+    source: Optional[str] = typer.Option(None, "--source",
+                                         help="Override [capture] source: 0, /dev/video0, a "
+                                              "GStreamer pipeline, rtsp://..., or a file."),
+    headless: Optional[bool] = HEADLESS,
+    loop: bool = typer.Option(False, "--loop", help="Play a video file source over and over "
+                                                    "at its frame rate (demos)."),
+    log_level: str = LOG_LEVEL,
+) -> None:
+    """Run on the live feed: sessions start and end with Enter (or an MQTT command)."""
+    setup_logging(log_level)
+    config = _load(config_path)
+    try:
+        config = config.override("capture", source=source).override("display", headless=headless)
+        c = config.capture
+        spec = parse_source(c.source, width=c.width or None, height=c.height or None,
+                            fps=c.fps or None, fourcc=c.fourcc or None)
+        edge = assemble(config, spec, realtime=True, loop=loop)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    try:
+        with _stop_on_signals(edge.pipeline):
+            edge.pipeline.run(open_timeout_s=config.capture.open_timeout_s)
+    except SourceError as exc:
+        edge.close()
+        _fail(exc)
+    edge.pipeline.end_session()  # a session still open when the service stops is kept
+    queued = edge.close(drain_timeout_s=config.mqtt.drain_timeout_s)
+    if queued:
+        console.print(f"{queued} result(s) wait in the outbox; they go out on the next run.")
+
+
+@app.command()
+def replay(
+    video: Path = typer.Argument(..., help="A recording of the scanner's screen."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model bundle folder."),
+    config_path: Optional[Path] = CONFIG,
+    broker: Optional[str] = typer.Option(None, "--broker", help="mqtt://HOST:PORT or mqtts://."),
+    username: Optional[str] = typer.Option(None, "--username"),
+    password_file: Optional[Path] = typer.Option(None, "--password-file"),
+    site: Optional[str] = typer.Option(None, "--site"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    screening_id: str = typer.Option("REPLAY-001", "--screening-id",
+                                     help="Pseudonymous id for the session (never a name)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir",
+                                            help="Outbox, result log and snapshots."),
+    headless: Optional[bool] = HEADLESS,
+    realtime: bool = typer.Option(True, "--realtime/--every-frame",
+                                  help="Play at the recorded frame rate (dropping frames the "
+                                       "model cannot keep up with), or process every frame."),
+    log_level: str = LOG_LEVEL,
+) -> None:
+    """Replay a video as one session, from the first frame to the last."""
+    setup_logging(log_level)
+    config = _load(config_path)
+    try:
+        config = (config
+                  .override("model", bundle=str(model) if model else None)
+                  .override("device", site=site, device=device,
+                            data_dir=str(data_dir) if data_dir else None)
+                  .override("mqtt", broker=broker, username=username,
+                            password_file=str(password_file) if password_file else None)
+                  .override("display", headless=headless))
+        edge = assemble(config, SourceSpec("file", str(video)), realtime=realtime)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    started = time.monotonic()
+    try:
+        with _stop_on_signals(edge.pipeline):
+            result = edge.replay_session(screening_id)
+    except SetupError as exc:
+        edge.close()
+        _fail(exc)
+    queued = edge.close(drain_timeout_s=config.mqtt.drain_timeout_s)
+    _report(result, edge.pipeline.stats, time.monotonic() - started, queued,
+            edge.link is not None)
+
+
+def _report(result: dict, stats, seconds: float, queued: int, mqtt: bool) -> None:  # noqa: ANN001
+    probability = result["probability"]
+    console.print(
+        f"[bold]{result['decision']}[/]  probability "
+        f"{'--' if probability is None else f'{probability:.3f}'}  threshold "
+        f"{result['threshold']:.3f}  usable frames {result['usable_frames']}/"
+        f"{result['processed_frames']}  ({stats.frames / max(seconds, 1e-9):.1f} fps processed)")
+    console.print(f"result id {result['result_id']}")
+    if mqtt:
+        console.print("published to the broker" if queued == 0 else
+                      f"[yellow]{queued} result(s) wait in the outbox[/]: the broker did not "
+                      "acknowledge in time; they are sent on the next run")
+
+
+@app.command()
+def bench(
+    model: Path = typer.Option(..., "--model", help="Model bundle folder."),
+    backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnx-cuda, onnx-cpu."),
+    engine: Optional[Path] = typer.Option(None, "--engine", help="TensorRT engine."),
+    video: Optional[Path] = typer.Option(None, "--video",
+                                         help="Frames to use (default: a synthetic frame)."),
+    frames: int = typer.Option(200, "--frames", min=10),
+    threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: automatic)."),
+) -> None:
+    """Per-stage latency on this device: region + gate, preprocessing, inference."""
+    from edge_app.bench import benchmark_stages
+
+    setup_logging("warning")
+    try:
+        figures = benchmark_stages(model, backend, engine, video, frames, threads)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    console.print(f"backend {figures.backend}, {figures.frames} frames of {figures.frame_shape}")
+    for stage, (p50, p95) in figures.stage_ms.items():
+        console.print(f"  {stage:<12} p50 {p50:7.2f} ms   p95 {p95:7.2f} ms")
+    console.print(f"  max sustained: {figures.fps:.1f} fps (all stages, one thread)")
+
+
+register_deploy_commands(app)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,183 @@
+"""Device configuration: one TOML file (example in docs/edge.md), command-line flags on top.
+
+Every section and key is checked here, in one place: an unknown key or a wrong type is an
+error naming the file, the section and the key, because a typo in a config on a remote device
+must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser from PyPI
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from edge_app.mqtt.schema import AGGREGATIONS, check_name_part
+from edge_app.quality import QualitySettings
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, section and key."""
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    site: str = "site"
+    device: str = "edge-01"
+    data_dir: str = "sarco-edge-data"  # outbox, result log, snapshots
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    bundle: str = ""
+    backend: str = "auto"  # auto | tensorrt | onnx-cuda | onnx-cpu
+    engine: str = ""  # TensorRT engine built on this device (optional)
+    threads: int = 0  # ONNX Runtime intra-op threads; 0 lets it decide
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    source: str = "0"  # 0, /dev/video0, a GStreamer pipeline, rtsp://..., or a file
+    width: int = 0  # 0: leave the device's default
+    height: int = 0
+    fps: float = 0.0
+    fourcc: str = ""  # e.g. MJPG
+    mm_per_pixel: float = 0.0  # physical pixel size at the scanner's depth setting; 0: unknown
+    open_timeout_s: float = 30.0  # give up at start if no video comes within this time
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    aggregation: str = "mean_logit"
+    min_usable_frames: int = 20
+    smoothing_s: float = 1.0
+    region_recheck_frames: int = 150  # re-detect the scan region every this many frames
+
+
+@dataclass(frozen=True)
+class DisplayConfig:
+    headless: bool = False
+    width: int = 800
+    height: int = 480
+    fullscreen: bool = True
+    snapshot_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    broker: str = ""  # mqtt://HOST:PORT or mqtts://HOST:PORT; empty: no MQTT
+    username: str = ""
+    password_file: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    protocol: str = "auto"  # auto (MQTT 5, else 3.1.1) | 5 | 3.1.1
+    keepalive_s: int = 30
+    live_interval_s: float = 0.2
+    outbox_capacity: int = 5000
+    backoff_min_s: float = 1.0
+    backoff_max_s: float = 30.0
+    drain_timeout_s: float = 10.0  # replay: how long to wait for the broker at the end
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+
+    def override(self, section: str, **values: Any) -> EdgeConfig:
+        """A copy with the given keys of ``section`` replaced (None values are ignored), checked
+        like the file."""
+        values = {k: v for k, v in values.items() if v is not None}
+        if not values:
+            return self
+        current = dataclasses.asdict(getattr(self, section))
+        updated = _section(type(getattr(self, section)), {**current, **values},
+                           f"command line [{section}]")
+        config = dataclasses.replace(self, **{section: updated})
+        config.check()
+        return config
+
+    def check(self, where: str = "config") -> None:
+        """Cross-field rules (ranges and choices)."""
+        problems = []
+        for key in ("site", "device"):
+            problem = check_name_part(getattr(self.device, key))
+            if problem:
+                problems.append(f"[device] {key} {getattr(self.device, key)!r}: {problem}")
+        if self.model.backend not in ("auto", "tensorrt", "onnx-cuda", "onnx-cpu"):
+            problems.append(f"[model] backend {self.model.backend!r}: use auto, tensorrt, "
+                            "onnx-cuda or onnx-cpu")
+        if self.session.aggregation not in AGGREGATIONS:
+            problems.append(f"[session] aggregation {self.session.aggregation!r}: use "
+                            + ", ".join(AGGREGATIONS))
+        if self.mqtt.protocol not in ("auto", "5", "3.1.1"):
+            problems.append(f"[mqtt] protocol {self.mqtt.protocol!r}: use auto, 5 or 3.1.1")
+        if self.mqtt.outbox_capacity < 1:
+            problems.append("[mqtt] outbox_capacity must be >= 1")
+        if self.mqtt.backoff_min_s <= 0 or self.mqtt.backoff_max_s < self.mqtt.backoff_min_s:
+            problems.append("[mqtt] need 0 < backoff_min_s <= backoff_max_s")
+        if self.display.width < 320 or self.display.height < 240:
+            problems.append("[display] width x height must be at least 320x240")
+        if problems:
+            raise ConfigError(f"{where}: " + "; ".join(problems))
+
+
+def load_config(path: Path | None) -> EdgeConfig:
+    """Read a TOML config (None: all defaults) and check it."""
+    if path is None:
+        return EdgeConfig()
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot be read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path}: not valid TOML ({exc})") from None
+    sections = {f.name: f.type for f in dataclasses.fields(EdgeConfig)}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(f"config {path}: unknown section(s) {unknown}; known: "
+                          f"{sorted(sections)}")
+    built = {}
+    for name in sections:
+        default = getattr(EdgeConfig(), name)
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"config {path}: [{name}] must be a table")
+        built[name] = _section(type(default), table, f"config {path} [{name}]")
+    config = EdgeConfig(**built)
+    config.check(f"config {path}")
+    return config
+
+
+_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _section(cls: type, table: dict[str, Any], where: str) -> Any:
+    defaults = cls()
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    values = {}
+    for name, value in table.items():
+        expected = type(getattr(defaults, name))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if expected is str and isinstance(value, (Path, int)) and not isinstance(value, bool):
+            value = str(value)  # paths, and `source = 0` for the first capture device
+        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+            raise ConfigError(f"{where}: {name} = {value!r} should be {_KINDS[expected]}")
+        values[name] = value
+    return cls(**values)

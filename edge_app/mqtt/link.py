@@ -1,0 +1,412 @@
+"""The device's MQTT connection: results from the outbox (QoS 1, in order, deleted on PUBACK),
+live readings (QoS 0, dropped while offline), a retained status with a last will, and commands.
+
+Each connection attempt uses a fresh paho client, run by its own network thread, and one
+supervisor thread of ours does the reconnecting (exponential backoff with jitter). A fresh
+client per connection means paho never re-sends stale messages of its own behind our back: the
+outbox is the single source of what still has to go, a connection re-publishes every pending
+result from the oldest, and PUBACKs are matched to results through a mid -> result_id map that
+lives and dies with its connection (paho's mids are only meaningful within one).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_app.mqtt import schema
+from edge_app.mqtt.outbox import Outbox
+
+log = logging.getLogger("edge_app.mqtt")
+
+_PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+# CONNACK refusals that mean "this broker does not speak MQTT 5" (v3 rc 1, v5 reason 0x84)
+_UNSUPPORTED_PROTOCOL = {1, 132}
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where and how to connect. ``protocol`` "auto" tries MQTT 5 and falls back to 3.1.1."""
+
+    host: str
+    port: int
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    protocol: str = "auto"
+    keepalive_s: int = 30
+    connect_timeout_s: float = 5.0
+    backoff_min_s: float = 1.0
+    backoff_max_s: float = 30.0
+    window: int = 10  # results in flight at once
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> BrokerSettings:
+        """``mqtt://HOST[:PORT]`` (1883) or ``mqtts://HOST[:PORT]`` (TLS, 8883)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"broker {url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+        if parts.username or parts.password:
+            # the URL is not repeated: it holds a secret
+            raise ValueError("broker URL with credentials: put the username in the config and "
+                             "the password in a password file, not in the URL (URLs end up in "
+                             "logs)")
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise ValueError(f"broker {url!r}: the port is not a number in 1-65535") from None
+        return cls(host=parts.hostname, port=port, tls=tls, **options)
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+@dataclass
+class LinkState:
+    """What the display and the status line show about connectivity."""
+
+    connected: bool = False
+    detail: str = "not started"
+    protocol: str = ""
+    live_dropped: int = 0
+    rejected: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Connection:
+    """Everything that belongs to one connection and is thrown away with it."""
+
+    client: mqtt.Client
+    connected: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
+    refusal: ReasonCode | None = None
+    inflight: dict[int, str] = field(default_factory=dict)  # mid -> result_id
+    acks: list[tuple[int, ReasonCode]] = field(default_factory=list)
+    last_seq: int = 0
+
+
+class MqttLink:
+    """Publishes for one device: ``start()``, ``notify()`` after adding to the outbox,
+    ``publish_live()`` for readings, ``stop()``. Never raises on network trouble."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        site: str,
+        device: str,
+        outbox: Outbox,
+        status_fields: Callable[[], dict[str, Any]],
+        on_command: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.site, self.device = site, device
+        self.topics = {kind: schema.topic_for(site, device, kind) for kind in schema.TOPIC_KINDS}
+        self.outbox = outbox
+        self.state = LinkState()
+        self._status_fields = status_fields
+        self.on_command = on_command  # called from paho's thread
+        self._protocol = settings.protocol
+        self._wake = threading.Condition()
+        self._work = False  # set under _wake when there is something for the publisher to do
+        self._stop = threading.Event()
+        self._conn: _Connection | None = None
+        self._thread: threading.Thread | None = None
+        # jitter spreads a fleet's reconnects; seeded by the device so runs are reproducible
+        self._jitter = random.Random(f"{site}/{device}")
+
+    # ------------------------------------------------------------------ public API
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._supervise, name="mqtt-link", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Wake the publisher: a result was added to the outbox."""
+        with self._wake:
+            self._work = True
+            self._wake.notify_all()
+
+    def publish_live(self, payload: dict[str, Any]) -> bool:
+        """Send a live reading now if connected (QoS 0); False when it was dropped."""
+        conn = self._conn
+        data = schema.encode("live", payload)
+        if conn is None or not conn.connected.is_set() or conn.lost.is_set():
+            self.state.live_dropped += 1
+            return False
+        info = conn.client.publish(self.topics["live"], data, qos=0)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self.state.live_dropped += 1
+            return False
+        return True
+
+    def wait_until_drained(self, timeout_s: float) -> bool:
+        """Block until the outbox is empty (all results acknowledged) or the time is up."""
+        deadline = time.monotonic() + timeout_s
+        with self._wake:
+            while len(self.outbox) - len(self.state.rejected) > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.wait(min(remaining, 0.5))
+        return True
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Say "offline" (retained) if connected, disconnect and end the thread."""
+        self._stop.set()
+        self.notify()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    # ------------------------------------------------------------------ supervisor
+
+    def _supervise(self) -> None:
+        delay = self.settings.backoff_min_s
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self._run_connection()
+            if self._stop.is_set():
+                break
+            # a connection that lived a while resets the backoff
+            if time.monotonic() - started > 2 * self.settings.backoff_max_s:
+                delay = self.settings.backoff_min_s
+            wait = delay * self._jitter.uniform(0.8, 1.2)
+            self.state.detail = f"offline: {self.state.detail}; retry in {wait:.0f} s"
+            self._stop.wait(wait)
+            delay = min(delay * 2, self.settings.backoff_max_s)
+
+    def _run_connection(self) -> None:
+        conn = _Connection(client=self._new_client())
+        conn.client.user_data_set(conn)
+        self.state.protocol = self._protocol_name()
+        self.state.detail = f"connecting to {self.settings.url}"
+        try:
+            self._connect(conn)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self.state.detail = f"cannot reach {self.settings.url} ({exc})"
+            log.warning("mqtt connect failed", extra={"event": "mqtt_connect_failed",
+                                                      "broker": self.settings.url,
+                                                      "error": str(exc)})
+            return
+        conn.client.loop_start()
+        try:
+            if conn.connected.wait(self.settings.connect_timeout_s + 1) and not conn.lost.is_set():
+                self._conn = conn
+                self._drain(conn)
+            else:
+                self._explain_refusal(conn)
+        finally:
+            self._conn = None
+            self.state.connected = False
+            self._close(conn)
+
+    def _connect(self, conn: _Connection) -> None:
+        options: dict[str, Any] = {"keepalive": self.settings.keepalive_s}
+        if conn.client.protocol == mqtt.MQTTv5:
+            # a clean start: commands queued while the device was away are stale by now
+            options["clean_start"] = True
+        conn.client.connect(self.settings.host, self.settings.port, **options)
+
+    def _drain(self, conn: _Connection) -> None:
+        """While connected: match PUBACKs to results and keep ``window`` results in flight."""
+        self.state.connected = True
+        self.state.detail = f"connected to {self.settings.url} (MQTT {self._protocol_name()})"
+        log.info("mqtt connected", extra={"event": "mqtt_connected", "broker": self.settings.url,
+                                           "protocol": self._protocol_name()})
+        self.notify()  # results may be waiting from before
+        while not self._stop.is_set() and not conn.lost.is_set():
+            with self._wake:
+                if not self._work:
+                    self._wake.wait(1.0)
+                self._work = False
+                acks, conn.acks = conn.acks, []
+            for mid, reason in acks:
+                self._settle(conn, mid, reason)
+            if not self._publish_pending(conn):
+                break
+        if not self._stop.is_set():
+            self.state.detail = "connection lost"
+            log.warning("mqtt connection lost", extra={"event": "mqtt_lost",
+                                                       "broker": self.settings.url})
+
+    def _settle(self, conn: _Connection, mid: int, reason: ReasonCode) -> None:
+        result_id = conn.inflight.pop(mid, None)
+        if result_id is None:
+            return  # the status message or a live reading
+        if reason.is_failure:
+            # e.g. "Not authorized" from the ACL: keep the row, stop retrying it in this run
+            self.state.rejected.add(result_id)
+            log.error("broker rejected a result", extra={
+                "event": "mqtt_rejected", "result_id": result_id, "reason": str(reason),
+                "hint": "check the broker ACL for this device's username and topic"})
+        else:
+            self.outbox.remove(result_id)
+            log.info("result delivered", extra={"event": "result_delivered",
+                                                "result_id": result_id})
+        with self._wake:
+            self._wake.notify_all()  # wait_until_drained
+
+    def _publish_pending(self, conn: _Connection) -> bool:
+        room = self.settings.window - len(conn.inflight)
+        if room <= 0:
+            return True
+        for item in self.outbox.pending(after_seq=conn.last_seq, limit=room + 50):
+            if room <= 0:
+                break
+            conn.last_seq = item.seq
+            if item.result_id in self.state.rejected:
+                continue
+            info = conn.client.publish(item.topic, item.payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return False
+            conn.inflight[info.mid] = item.result_id
+            room -= 1
+        return True
+
+    def _close(self, conn: _Connection) -> None:
+        client = conn.client
+        if self._stop.is_set() and conn.connected.is_set() and not conn.lost.is_set():
+            info = client.publish(self.topics["status"], self._status("offline"), qos=1,
+                                  retain=True)
+            try:
+                info.wait_for_publish(2.0)
+            except (RuntimeError, ValueError):
+                pass  # the connection went in the meantime; the last will covers it
+        client.disconnect()  # also ends the network thread of a connection that never opened
+        client.loop_stop()
+
+    # ------------------------------------------------------------------ paho client
+
+    def _new_client(self) -> mqtt.Client:
+        s = self.settings
+        protocol = _PROTOCOLS.get(self._protocol, mqtt.MQTTv5)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"sarco-edge-{self.site}-{self.device}",
+            protocol=protocol,
+            reconnect_on_failure=False,
+        )
+        client.connect_timeout = s.connect_timeout_s
+        if s.username:
+            client.username_pw_set(s.username, s.password)
+        if s.tls:
+            client.tls_set(
+                ca_certs=str(s.ca_file) if s.ca_file else None,
+                certfile=str(s.cert_file) if s.cert_file else None,
+                keyfile=str(s.key_file) if s.key_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.will_set(self.topics["status"], self._status("offline", will=True), qos=1,
+                        retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    # paho hands every callback the client's userdata: here, that client's _Connection
+
+    def _on_connect(self, client, conn, flags, reason, properties) -> None:  # noqa: ANN001
+        if reason.is_failure:
+            conn.refusal = reason
+            conn.lost.set()
+        else:
+            client.subscribe(self.topics["cmd"], qos=1)
+        conn.connected.set()
+        self.notify()
+
+    def _on_subscribe(self, client, conn, mid, reasons, properties) -> None:  # noqa: ANN001
+        # "online" once commands can reach us, so a dashboard may send one as soon as it sees it
+        if any(reason.is_failure for reason in reasons):
+            log.error("command topic refused", extra={
+                "event": "mqtt_subscribe_refused", "topic": self.topics["cmd"],
+                "hint": "the broker ACL must let this device read its cmd topic"})
+        client.publish(self.topics["status"], self._status("online"), qos=1, retain=True)
+
+    def _on_disconnect(self, client, conn, flags, reason, properties) -> None:  # noqa: ANN001
+        conn.lost.set()
+        self.notify()
+
+    def _on_publish(self, client, conn, mid, reason, properties) -> None:  # noqa: ANN001
+        # never block long here: paho holds its own lock while calling us
+        with self._wake:
+            conn.acks.append((mid, reason))
+            self._work = True
+            self._wake.notify_all()
+
+    def _on_message(self, client, userdata, message) -> None:  # noqa: ANN001
+        try:
+            kind, command = schema.decode(message.topic, message.payload)
+        except schema.PayloadError as exc:
+            log.warning("ignored a bad command", extra={"event": "bad_command",
+                                                        "error": str(exc)})
+            return
+        if kind == "cmd" and self.on_command is not None:
+            self.on_command(command)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _explain_refusal(self, conn: _Connection) -> None:
+        reason = conn.refusal
+        if reason is None:
+            self.state.detail = f"no answer from {self.settings.url}"
+            return
+        if self._protocol == "auto" and reason.value in _UNSUPPORTED_PROTOCOL:
+            self._protocol = "3.1.1"
+            self.state.detail = "broker does not speak MQTT 5; using 3.1.1"
+        elif reason.value in (4, 5, 134, 135):
+            self.state.detail = (f"broker refused the login ({reason}): check the username and "
+                                 "the password file")
+        else:
+            self.state.detail = f"broker refused the connection ({reason})"
+        log.error("mqtt connection refused", extra={"event": "mqtt_refused",
+                                                    "reason": str(reason),
+                                                    "detail": self.state.detail})
+
+    def _protocol_name(self) -> str:
+        return "3.1.1" if self._protocol == "3.1.1" else "5"
+
+    def _status(self, state: str, will: bool = False) -> bytes:
+        """The retained status; the last will is fixed at connect time, so it carries no
+        time and no queue length."""
+        payload = {
+            "schema_version": schema.SCHEMA_VERSION,
+            "kind": "status",
+            "site": self.site,
+            "device": self.device,
+            "state": state,
+            "at": None if will else schema.utc_timestamp(time.time()),
+            "queued_results": None if will else len(self.outbox),
+            **self._status_fields(),
+        }
+        return schema.encode("status", payload)
+
+
+def read_password_file(path: Path) -> str:
+    """The broker password: first line of a file readable only by the service user."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"password file {path}: cannot be read ({exc.strerror})") from None
+    password = text.splitlines()[0].strip() if text.strip() else ""
+    if not password:
+        raise ValueError(f"password file {path}: is empty; write the device's password in it")
+    return password
+

@@ -1,0 +1,135 @@
+"""End to end in a real headless Chromium (Playwright, Debian's /usr/bin/chromium): Mosquitto,
+`sarco-dashboard serve` and `sarco-dashboard simulate` as real processes; a staff member logs
+in, sees the simulated fleet arrive, filters by site and exports the referral list.
+
+Set SARCO_UPDATE_SCREENSHOT=1 to refresh docs/dashboard-screenshot.png from this run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from dashboard import auth
+from dashboard.db import make_engine, migrate
+from tests.dashboard_support import (
+    PASSWORD,
+    REPO,
+    SIMULATOR_USER,
+    DashboardProcess,
+    fleet_broker,
+)
+from tests.mqtt_broker import requires_mosquitto
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+DEVICES, RATE, DURATION_S = 12, 2, 4  # 2 sites of 6 devices
+STAFF_PASSWORD = "a long staff password"
+
+
+def _playwright():
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "needs the playwright Python package (pip install playwright)"
+    if problem is None and not CHROMIUM.exists():
+        problem = "needs Chromium at /usr/bin/chromium (apt-get install chromium)"
+    if problem is not None:
+        if os.environ.get("SARCO_REQUIRE_SERVICES") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return sync_playwright
+
+
+def _api(base: str, path: str, key: str):  # noqa: ANN202
+    request = urllib.request.Request(base + path, headers={"X-API-Key": key})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@requires_mosquitto
+def test_staff_log_in_watch_the_fleet_filter_and_export(tmp_path):
+    sync_playwright = _playwright()
+    db_url = f"sqlite:///{tmp_path / 'dashboard.db'}"
+    engine = make_engine(db_url)
+    migrate(engine)
+    with Session(engine) as session:  # (the CLI's `user add` / `apikey create` do the same)
+        auth.add_user(session, "nurse", "staff", STAFF_PASSWORD)
+        api_key = auth.create_api_key(session, "registry")
+        session.commit()
+    engine.dispose()
+    broker_password = tmp_path / "broker-password"
+    broker_password.write_text(PASSWORD + "\n")
+
+    with fleet_broker(tmp_path / "broker") as broker, \
+            DashboardProcess(tmp_path, broker, db_url) as dashboard, \
+            sync_playwright() as playwright:
+        simulator = subprocess.Popen(
+            [sys.executable, "-m", "dashboard.cli", "simulate", "--broker", broker.url,
+             "--devices", str(DEVICES), "--rate", str(RATE), "--duration", str(DURATION_S),
+             "--seed", "5", "--duplicates", "0.1", "--username", SIMULATOR_USER,
+             "--password-file", str(broker_password)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900},
+                                accept_downloads=True)
+        page.goto(dashboard.url + "/")
+        assert page.url.endswith("/login")
+        page.fill("input[name=username]", "nurse")
+        page.fill("input[name=password]", STAFF_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(dashboard.url + "/")
+
+        # live: the fleet shows up while the simulator is still publishing
+        deadline = time.monotonic() + 20
+        while page.locator(".device.online").count() < DEVICES:
+            assert time.monotonic() < deadline, "the simulated devices never showed online"
+            page.reload()
+        assert page.locator(".site h3").all_inner_texts() == ["site-01", "site-02"]
+        shot = (REPO / "docs" / "dashboard-screenshot.png"
+                if os.environ.get("SARCO_UPDATE_SCREENSHOT") == "1"
+                else tmp_path / "dashboard-screenshot.png")
+        page.screenshot(path=str(shot), full_page=False)
+
+        out, errors = simulator.communicate(timeout=120)
+        assert simulator.returncode == 0, errors
+        published = int(re.fullmatch(r"published (\d+) results\n", out).group(1))
+        assert published == DEVICES * RATE * DURATION_S
+        deadline = time.monotonic() + 20
+        while _api(dashboard.url, "/api/v1/summary", api_key)["results_total"] < published:
+            assert time.monotonic() < deadline, "not every published result was stored"
+            time.sleep(0.2)
+        assert _api(dashboard.url, "/api/v1/summary", api_key)["results_total"] == published
+        page.reload()
+        assert page.inner_text("#results-total") == str(published)
+
+        page.select_option("#site", "site-02")
+        page.click("#filters button[type=submit]")
+        page.wait_for_url(re.compile(r".*site=site-02.*"))
+        sites_in_daily = page.locator("#daily tbody tr td:nth-child(2)").all_inner_texts()
+        assert sites_in_daily and set(sites_in_daily) == {"site-02"}
+        assert page.locator(".site h3").all_inner_texts() == ["site-02"]
+
+        with page.expect_download() as download:
+            page.click("#export-referrals")
+        exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+        expected = _api(dashboard.url, "/api/v1/referrals?site=site-02", api_key)
+        assert sorted(r["result_id"] for r in exported) == sorted(r["result_id"]
+                                                                  for r in expected)
+        assert {r["site"] for r in exported} == {"site-02"}
+        browser.close()
+    assert "Traceback" not in dashboard.log

@@ -1,0 +1,87 @@
+"""`sarco-dashboard` as a user meets it: clear errors instead of tracebacks, --no-auth only on
+loopback and loudly logged, accounts and keys."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from dashboard import auth
+from dashboard.cli import app
+from dashboard.db import make_engine
+from dashboard.models import ApiKey, User
+from tests.dashboard_support import DASHBOARD_USER, DashboardProcess, fleet_broker
+from tests.mqtt_broker import free_port, requires_mosquitto
+
+
+def test_usage_errors_are_explained_without_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # Rich wraps messages at the terminal width
+    runner = CliRunner()
+
+    def run(*args: str):  # noqa: ANN202 - in-process: each case costs no interpreter start
+        return runner.invoke(app, list(args))
+
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    bad_url = run("simulate", "--broker", "http://example.org", "--duration", "1")
+    assert bad_url.exit_code == 2 and "mqtt://HOST:PORT" in bad_url.stderr
+    open_port = run("serve", "--broker", "mqtt://127.0.0.1:1", "--no-auth", "--host",
+                    "0.0.0.0", "--db", db)
+    assert open_port.exit_code == 2 and "local trials only" in open_port.stderr
+    short = tmp_path / "short"
+    short.write_text("short\n")
+    weak = run("user", "add", "nurse", "--password-file", str(short), "--db", db)
+    assert weak.exit_code == 2 and "at least 10 characters" in weak.stderr
+    unmigrated = run("ingest", "--broker", "mqtt://127.0.0.1:1", "--worker", "w2", "--db",
+                     f"sqlite:///{tmp_path / 'new.db'}")
+    assert unmigrated.exit_code == 1 and "sarco-dashboard migrate" in unmigrated.stderr
+    nowhere = run("simulate", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--devices", "1",
+                  "--duration", "1")
+    assert nowhere.exit_code == 1 and "cannot reach the broker" in nowhere.stderr
+    for result in (bad_url, open_port, weak, unmigrated, nowhere):
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_accounts_and_keys_are_stored_as_hashes_only(tmp_path):
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    password_file = tmp_path / "password"
+    password_file.write_text("a long staff password\n")
+    runner = CliRunner()
+    added = runner.invoke(app, ["user", "add", "nurse", "--role", "readonly",
+                                "--password-file", str(password_file), "--db", db])
+    assert added.exit_code == 0, added.stderr
+    again = runner.invoke(app, ["user", "add", "nurse", "--password-file", str(password_file),
+                                "--db", db])
+    assert again.exit_code == 2 and "exists already" in again.stderr
+    created = runner.invoke(app, ["apikey", "create", "registry", "--db", db])
+    key = created.stdout.strip()
+    assert created.exit_code == 0 and key.startswith("sdk_")
+    engine = make_engine(db)
+    with Session(engine) as session:
+        user = session.scalar(select(User))
+        stored_key = session.scalar(select(ApiKey))
+        assert (user.name, user.role) == ("nurse", "readonly")
+        assert "a long staff password" not in user.password_hash
+        assert key not in stored_key.key_sha256
+        assert auth.api_key_name(session, key) == "registry"
+    revoked = runner.invoke(app, ["apikey", "revoke", "registry", "--db", db])
+    assert revoked.exit_code == 0
+    with Session(engine) as session:
+        assert auth.api_key_name(session, key) is None
+
+
+@requires_mosquitto
+def test_no_auth_is_logged_loudly_and_serves_without_keys(tmp_path):
+    with fleet_broker(tmp_path / "broker") as broker:
+        refused = CliRunner().invoke(app, ["simulate", "--broker", broker.url, "--devices", "1",
+                                           "--duration", "1", "--username", DASHBOARD_USER])
+        assert refused.exit_code == 1 and "refused" in refused.stderr  # no password given
+        with DashboardProcess(tmp_path, broker, f"sqlite:///{tmp_path / 'd.db'}",
+                              "--no-auth") as dashboard:
+            with urllib.request.urlopen(dashboard.url + "/api/v1/summary", timeout=10) as r:
+                summary = json.loads(r.read())
+    assert summary["results_total"] == 0
+    assert "AUTHENTICATION IS OFF" in dashboard.log

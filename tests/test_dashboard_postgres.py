@@ -1,0 +1,131 @@
+"""The same storage on a real PostgreSQL (started here with initdb/pg_ctl): migrations,
+concurrent idempotent writes from two workers, the page's queries, and the ingest end to end.
+Skipped, with the reason, only where PostgreSQL cannot start."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from dashboard import queries
+from dashboard.db import make_engine, migrate, utc_now
+from dashboard.models import Base, Device, Result
+from dashboard.store import Batch, FleetStore, Received
+from edge_app.mqtt import schema
+from tests.dashboard_support import (
+    RawPublisher,
+    encode,
+    fleet_broker,
+    live_payload,
+    result_payload,
+    running_ingest,
+    running_totals_match_the_results,
+    status_payload,
+)
+from tests.mqtt_broker import requires_mosquitto
+from tests.postgres_server import postgres_or_skip
+
+
+@pytest.fixture(scope="module")
+def engine():
+    server = postgres_or_skip()
+    engine = make_engine(server.url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def empty_tables(engine):
+    yield
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE results, result_counts, devices, rejected_messages, "
+                                "follow_ups CASCADE"))
+
+
+def test_migrations_on_postgresql_build_exactly_the_models(engine):
+    assert engine.dialect.name == "postgresql"
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_two_workers_writing_overlapping_batches_at_once_count_each_result_once(engine):
+    payloads = [result_payload(seq=seq) for seq in range(1, 201)]
+    # each worker gets 150 results; 100 of them reach both (redeliveries)
+    shares = {"w1": payloads[:150], "w2": payloads[50:]}
+    outcomes: dict[str, list] = {"w1": [], "w2": []}
+    start = threading.Barrier(2)
+
+    def work(worker: str) -> None:
+        store = FleetStore(engine, worker)
+        start.wait()
+        for chunk in range(0, 150, 25):
+            batch = Batch(results=[Received(p, utc_now())
+                                   for p in shares[worker][chunk:chunk + 25]])
+            outcomes[worker].append(store.write(batch, utc_now()))
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in shares]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    stored = sum(o.stored for results in outcomes.values() for o in results)
+    duplicates = sum(o.duplicates for results in outcomes.values() for o in results)
+    with Session(engine) as session:
+        total = session.scalar(select(func.count()).select_from(Result))
+        distinct = session.scalar(select(func.count(func.distinct(Result.result_id))))
+    assert total == distinct == stored == 200
+    assert duplicates == 100
+    with Session(engine) as session:
+        assert running_totals_match_the_results(session)
+
+
+def test_page_queries_run_on_postgresql(engine):
+    now = time.time()
+    store = FleetStore(engine, "w1")
+    positive = result_payload(seq=1, decision="sarcopenia", probability=0.9, score_logit=2.2)
+    store.write(Batch(
+        results=[Received(p, utc_now()) for p in (positive, result_payload(seq=2))],
+        statuses=[Received(status_payload("site-01", "us-001", "online", at=now), utc_now()),
+                  Received(status_payload("site-01", "us-001", "offline", at=None),
+                           utc_now())],
+        live=[Received(live_payload("site-01", "us-001", fps=4.0, at=now), utc_now()),
+              Received(live_payload("site-01", "us-002", fps=25.0, at=now), utc_now())]),
+        utc_now())
+    with Session(engine) as session:
+        summary = queries.summary(session, utc_now().date())
+        chosen = queries.Filters.last_days(utc_now().date())
+        assert (summary.results_total, summary.devices_online, summary.devices_total) == \
+            (2, 0, 2)
+        daily = queries.daily_counts(session, chosen)
+        assert [(d.screened, d.positive) for d in daily] == [(2, 1)]
+        assert [r.result_id for r in queries.referrals(session, chosen)] == \
+            [positive["result_id"]]
+        health = {d.device: d for d in queries.device_health(session, utc_now())}
+        assert health["us-001"].issues == ["offline", "low fps (4.0)"]
+        assert (health["us-002"].state, health["us-002"].fps) == ("unknown", 25.0)
+        assert queries.model_versions(session, chosen)[0].results_in_range == 2
+        assert len(list(queries.iter_results(session, chosen))) == 2
+
+
+@requires_mosquitto
+def test_ingest_into_postgresql_stores_duplicates_once(engine, tmp_path):
+    payloads = [result_payload(seq=seq) for seq in range(1, 11)]
+    topic = schema.topic_for("site-01", "us-001", "result")
+    with fleet_broker(tmp_path / "broker") as broker, \
+            running_ingest(engine, broker) as ingest:
+        publisher = RawPublisher(broker)
+        for payload in payloads + payloads[:4]:
+            publisher.publish(topic, encode("result", payload))
+        publisher.close()
+        assert ingest.wait_for(lambda s: s.stored + s.duplicates >= 14, 20), ingest.state
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Result)) == 10
+        assert session.get(Device, ("site-01", "us-001")) is not None

@@ -1,0 +1,186 @@
+"""Storage and the read side on SQLite, without a broker: migrations equal the models,
+writes are idempotent, status ordering rules, and the counts the page shows."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dashboard import queries
+from dashboard.db import (
+    DatabaseError,
+    current_revision,
+    head_revision,
+    make_engine,
+    require_current,
+    utc_now,
+)
+from dashboard.models import Base, Device, Result
+from dashboard.store import _DECISION_COLUMNS, Batch, FleetStore, Received, parse_time
+from edge_app.mqtt import schema
+from tests.dashboard_support import (
+    live_payload,
+    result_payload,
+    running_totals_match_the_results,
+    sqlite_engine,
+    status_payload,
+)
+
+
+def _received(payload: dict) -> Received:
+    return Received(payload, utc_now())
+
+
+def _live(site: str, device: str, fps: float, at: float) -> Received:
+    return _received(live_payload(site, device, fps, at))
+
+
+def test_the_migrations_build_exactly_the_models(tmp_path):
+    engine = sqlite_engine(tmp_path)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+    assert current_revision(engine) == head_revision()
+
+
+def test_an_unmigrated_database_is_refused_with_the_fix(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(DatabaseError, match="sarco-dashboard migrate"):
+        require_current(engine)
+
+
+def test_writing_the_same_results_again_stores_nothing_new(tmp_path):
+    engine = sqlite_engine(tmp_path)
+    store = FleetStore(engine, "w1")
+    payloads = [result_payload(seq=seq) for seq in range(1, 6)]
+    batch = Batch(results=[_received(p) for p in payloads + payloads[:2]])
+    first = store.write(batch, utc_now())
+    again = store.write(batch, utc_now())
+    assert (first.stored, first.duplicates) == (5, 2)  # two repeats inside the batch
+    assert (again.stored, again.duplicates) == (0, 7)
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Result)) == 5
+
+
+def test_status_updates_apply_in_device_time_order(tmp_path):
+    engine = sqlite_engine(tmp_path)
+    store = FleetStore(engine, "w1")
+    now = time.time()
+
+    def apply(payload: dict) -> Device:
+        store.write(Batch(statuses=[_received(payload)]), utc_now())
+        with Session(engine) as session:
+            return session.get(Device, ("site-01", "us-001"))
+
+    first = apply(status_payload("site-01", "us-001", "online", at=now - 10, queued=1))
+    assert first.state == "online"
+    newer = apply(status_payload("site-01", "us-001", "online", at=now, queued=5))
+    assert newer.queued_results == 5
+    assert newer.state_since == first.state_since  # still online since the first
+    older = apply(status_payload("site-01", "us-001", "offline", at=now - 5, queued=9))
+    assert (older.state, older.queued_results) == ("online", 5)
+    will = apply(status_payload("site-01", "us-001", "offline", at=None, model=None))
+    assert (will.state, will.queued_results, will.model_name) == ("offline", 5,
+                                                                 newer.model_name)
+    assert will.status_at == parse_time(schema.utc_timestamp(now))
+
+
+def test_counts_rates_referrals_and_filters(tmp_path):
+    engine = sqlite_engine(tmp_path)
+    store = FleetStore(engine, "w1")
+    today = datetime.combine(utc_now().date(), datetime.min.time()) + timedelta(hours=12)
+    yesterday = today - timedelta(days=1)
+    plan = [  # (site, when, decision, how many)
+        ("site-a", today, "sarcopenia", 3), ("site-a", today, "no_sarcopenia", 5),
+        ("site-a", today, "rescan", 2), ("site-a", yesterday, "sarcopenia", 1),
+        ("site-b", today, "no_sarcopenia", 4),
+    ]
+    payloads = []
+    for site, when, decision, count in plan:
+        for _ in range(count):
+            epoch = (when - datetime(1970, 1, 1)).total_seconds()
+            probability = {"sarcopenia": 0.8, "no_sarcopenia": 0.2, "rescan": None}[decision]
+            payloads.append(result_payload(
+                site=site, seq=len(payloads) + 1, ended_at=epoch, decision=decision,
+                probability=probability,
+                score_logit=None if probability is None else 0.0,
+                uncertainty=None if probability is None else {"logit_sd": 0.1,
+                                                              "agreement": 1.0,
+                                                              "dirichlet_u": None}))
+    store.write(Batch(results=[_received(p) for p in payloads]), utc_now())
+    with Session(engine) as session:
+        daily = {(row.site, row.day): row for row in queries.daily_counts(
+            session, queries.Filters.last_days(today.date()))}
+        site_a_today = daily[("site-a", today.date())]
+        assert (site_a_today.screened, site_a_today.positive, site_a_today.rescans) == (8, 3, 2)
+        assert site_a_today.positive_rate == pytest.approx(3 / 8)
+        assert daily[("site-a", yesterday.date())].positive == 1
+        assert daily[("site-b", today.date())].positive_rate == 0.0
+
+        only_today_a = queries.Filters("site-a", today.date(), today.date())
+        referrals = queries.referrals(session, only_today_a)
+        assert len(referrals) == 3
+        assert {r.site for r in referrals} == {"site-a"}
+        assert queries.totals(session, only_today_a).referrals_open == 3
+        assert queries.mark_followed_up(session, referrals[0].result_id, "nurse", utc_now())
+        assert not queries.mark_followed_up(session, "not-a-result", "nurse", utc_now())
+        session.commit()
+        assert queries.totals(session, only_today_a).referrals_open == 2
+        # open referrals come first
+        assert queries.referrals(session, only_today_a)[-1].followed_up_by == "nurse"
+
+        summary = queries.summary(session, today.date())
+        assert summary.results_total == len(payloads)
+        assert {s.site: s.screened_today for s in summary.sites} == {"site-a": 8, "site-b": 4}
+
+
+def test_health_flags_low_fps_rejected_frames_and_backlog(tmp_path):
+    engine = sqlite_engine(tmp_path)
+    store = FleetStore(engine, "w1")
+    now = time.time()
+    rules = queries.HealthRules()
+    noisy = result_payload(device="us-002", skipped={"no_tissue": 40, "frozen": 20,
+                                                     "transition": 10, "no_region": 0},
+                           usable_frames=30, processed_frames=100)
+    store.write(Batch(
+        results=[_received(result_payload(device="us-001")), _received(noisy)],
+        statuses=[_received(status_payload("site-01", device, "online", at=now,
+                                           queued=queued))
+                  for device, queued in (("us-001", 0), ("us-002", 0),
+                                         ("us-003", rules.max_backlog + 1))],
+        live=[_live("site-01", "us-001", fps=rules.min_fps - 4, at=now),
+              _live("site-01", "us-002", fps=25.0, at=now)]), utc_now())
+    with Session(engine) as session:
+        health = {d.device: d for d in queries.device_health(session, utc_now(),
+                                                              rules=rules)}
+    assert health["us-001"].issues == [f"low fps ({rules.min_fps - 4:.1f})"]
+    assert health["us-001"].rejected_share == pytest.approx(0.2)
+    assert health["us-002"].issues == ["70% frames rejected"]
+    assert health["us-003"].issues == [f"backlog of {rules.max_backlog + 1} results"]
+
+
+def test_running_totals_count_each_stored_result_once(tmp_path):
+    engine = sqlite_engine(tmp_path)
+    store = FleetStore(engine, "w1")
+    rng = np.random.default_rng(3)
+    payloads = [result_payload(site=f"site-{rng.integers(1, 4)}", device=f"us-{i % 5:03d}",
+                               seq=i, decision=str(rng.choice(schema.DECISIONS)),
+                               ended_at=time.time() - float(rng.uniform(0, 3 * 86400)))
+                for i in range(1, 120)]
+    for start in range(0, len(payloads), 25):  # overlapping batches: redeliveries
+        chunk = payloads[max(start - 10, 0):start + 25]
+        store.write(Batch(results=[_received(p) for p in chunk]), utc_now())
+    with Session(engine) as session:
+        assert running_totals_match_the_results(session)
+        assert queries.summary(session, utc_now().date()).results_total == len(payloads)
+
+
+def test_every_decision_of_the_schema_is_counted():
+    assert set(_DECISION_COLUMNS) == set(schema.DECISIONS)

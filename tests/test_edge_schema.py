@@ -1,0 +1,91 @@
+"""The MQTT payload schema: what it accepts, what it refuses (names, images, unknown fields)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from edge_app.mqtt import schema
+
+
+def result_payload(**changes: object) -> dict:
+    payload = {
+        "schema_version": 1, "kind": "result", "result_id": str(uuid.uuid4()), "seq": 3,
+        "session_id": str(uuid.uuid4()), "site": "clinic-a", "device": "edge-01",
+        "screening_id": "SCR-0042", "started_at": "2025-01-31T09:30:00.000Z",
+        "ended_at": "2025-01-31T09:31:02.250Z", "decision": "sarcopenia", "probability": 0.71,
+        "score_logit": 0.895, "threshold": 0.5, "aggregation": "mean_logit",
+        "uncertainty": {"logit_sd": 0.4, "agreement": 0.9, "dirichlet_u": None},
+        "usable_frames": 120, "processed_frames": 300, "min_usable_frames": 20,
+        "skipped": {"no_tissue": 100, "frozen": 30, "transition": 50, "no_region": 0},
+        "model": {"name": "tiny", "sha256": "a" * 64}, "app_version": "0.1.0",
+    }
+    payload.update(changes)
+    return payload
+
+
+def test_a_valid_result_round_trips_through_encode_and_decode() -> None:
+    payload = result_payload()
+    topic = schema.topic_for("clinic-a", "edge-01", "result")
+    kind, decoded = schema.decode(topic, schema.encode("result", payload))
+    assert (kind, decoded) == ("result", payload)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("patient_name", "Jane Doe", "unknown field"),
+    ("screening_id", "JaneDoe", "must contain a digit"),
+    ("screening_id", "Jane Doe 1", "pseudonymous"),
+    ("probability", 1.5, r"within \[0, 1\]"),
+    ("probability", float("nan"), r"within \[0, 1\]"),
+    ("decision", "maybe", "must be one of"),
+    ("usable_frames", True, "expected int"),
+    ("started_at", "31/01/2025", "ISO 8601"),
+    ("schema_version", 2, "must be 1"),
+    ("result_id", "not-a-uuid", "UUID"),
+])
+def test_a_bad_field_is_named_in_the_error(field: str, value: object, words: str) -> None:
+    with pytest.raises(schema.PayloadError, match=words) as error:
+        schema.validate("result", result_payload(**{field: value}))
+    assert field in str(error.value)
+
+
+def test_a_nested_unknown_field_is_refused() -> None:
+    payload = result_payload(model={"name": "tiny", "sha256": "a" * 64, "image": "..."})
+    with pytest.raises(schema.PayloadError, match=r"result\.model: unknown field"):
+        schema.validate("result", payload)
+
+
+def test_an_image_cannot_fit_in_a_payload() -> None:
+    payload = result_payload(model={"name": "x" * 64, "sha256": "a" * 64})
+    payload["app_version"] = "1"
+    assert len(schema.encode("result", payload)) < schema.MAX_PAYLOAD_BYTES
+    big = json.dumps({**payload, "app_version": "x" * 5000}).encode()
+    with pytest.raises(schema.PayloadError, match="over the 4096-byte limit"):
+        schema.decode(schema.topic_for("clinic-a", "edge-01", "result"), big)
+
+
+def test_missing_field_and_wrong_topic_are_reported() -> None:
+    payload = result_payload()
+    del payload["threshold"]
+    with pytest.raises(schema.PayloadError, match="result.threshold: missing"):
+        schema.validate("result", payload)
+    with pytest.raises(schema.PayloadError, match="expected sarco/v1/SITE/DEVICE/KIND"):
+        schema.parse_topic("sarco/v2/clinic-a/edge-01/result")
+    with pytest.raises(schema.PayloadError, match="site"):
+        schema.topic_for("clinic/a", "edge-01", "result")
+    other_device = schema.topic_for("clinic-a", "edge-02", "result")
+    with pytest.raises(schema.PayloadError, match="differ from the topic"):
+        schema.decode(other_device, schema.encode("result", result_payload()))
+
+
+def test_a_command_without_screening_id_is_valid_for_end_session() -> None:
+    command = {"schema_version": 1, "kind": "cmd", "command": "end_session"}
+    topic = schema.topic_for("clinic-a", "edge-01", "cmd")
+    assert schema.decode(topic, json.dumps(command).encode()) == ("cmd", command)
+
+
+def test_timestamps_are_utc_with_milliseconds() -> None:
+    assert schema.utc_timestamp(0.0) == "1970-01-01T00:00:00.000Z"
+    assert schema.utc_timestamp(1738315800.25) == "2025-01-31T09:30:00.250Z"

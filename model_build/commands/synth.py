@@ -1,11 +1,83 @@
-"""`sarco synth` (being built; see its issue)."""
+"""`sarco synth OUT --size {small,paper,large} --seed N`: write a synthetic cohort."""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from model_build.synth.generate import POOLED, SynthError, SynthOptions, SynthSummary, synthesize
+from model_build.synth.latent import ORACLE_MODALITIES
+
+
+class Size(str, Enum):
+    small = "small"
+    paper = "paper"
+    large = "large"
+
+
+def _oracle_table(summary: SynthSummary) -> Table:
+    table = Table(title="Oracle AUC (Bayes-optimal given the latent variables)")
+    table.add_column("cohort")
+    table.add_column("n", justify="right")
+    table.add_column("positives", justify="right")
+    for modality in ORACLE_MODALITIES:
+        table.add_column(modality, justify="right")
+    for cohort, aucs in summary.oracle_aucs.items():
+        if cohort == POOLED:
+            n = sum(count for count, _ in summary.counts.values())
+            k = sum(positives for _, positives in summary.counts.values())
+            name = "pooled (likelihood ratio)"
+        else:
+            (n, k), name = summary.counts[cohort], cohort
+        table.add_row(name, str(n), str(k), *(f"{aucs[m]:.3f}" for m in ORACLE_MODALITIES))
+    table.add_row("population (exact)", "", "", *(f"{summary.population_aucs[m]:.3f}" for m in ORACLE_MODALITIES))
+    return table
 
 
 def register(app: typer.Typer) -> None:
     """Add `sarco synth` to the CLI."""
 
     @app.command("synth")
-    def _not_yet() -> None:
-        raise typer.Exit(code=2)
+    def synth(
+        out: Path = typer.Argument(..., help="Cohort folder to create (refused if it exists and is "
+                                             "not empty, unless --force)."),
+        size: Size = typer.Option(Size.paper, "--size", help="small (~60, tests), paper (357/145/82 "
+                                  "as in the study) or large (357/2000/500, precise benchmarks)."),
+        seed: int = typer.Option(1, "--seed", help="Random seed: the same seed gives the same cohort."),
+        videos: Optional[bool] = typer.Option(None, "--videos/--no-videos", help="Write one scanner "
+                                              "video per participant [default: on for small and paper, "
+                                              "off for large]."),
+        workers: int = typer.Option(2, "--workers", min=1, help="Processes rendering media; the "
+                                    "output does not depend on it."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing OUT (only an earlier "
+                                   "synthetic cohort: a folder with synth.json)."),
+    ) -> None:
+        """Write a synthetic cohort (participants, images, videos, schema) and its Bayes oracle."""
+        console = Console()
+        options = SynthOptions(size=size.value, seed=seed, videos=videos, workers=workers)
+        started = time.perf_counter()
+        progress = Progress(TextColumn("[bold]rendering media"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, transient=True)
+        task = progress.add_task("media", total=None)
+        try:
+            with progress:
+                summary = synthesize(out, options, force=force,
+                                     progress=lambda done, total: progress.update(task, completed=done, total=total))
+        except SynthError as error:
+            console.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(code=1) from None
+        except OSError as error:
+            console.print(f"[red]error:[/red] cannot write {out}: {error.strerror or error}; "
+                          "fix: choose a folder you can write to, with free disk space")
+            raise typer.Exit(code=1) from None
+        console.print(_oracle_table(summary))
+        console.print(f"wrote {out}: {sum(n for n, _ in summary.counts.values())} participants, "
+                      f"{summary.n_images} images, {summary.n_videos} videos "
+                      f"(size {options.size}, seed {seed}) in {time.perf_counter() - started:.0f} s")

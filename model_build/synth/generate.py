@@ -1,0 +1,310 @@
+"""Write a whole synthetic cohort folder (docs/cohort-format.md) with its oracle.
+
+Order of work: per cohort, fix the labels (exact counts, shuffled), draw the latents, the
+clinical and lab columns, the missing values and the reference measurements; compute the
+Bayes oracle; then render every participant's media in a process pool. Every random draw comes
+from a child of ``SeedSequence(seed)`` (one per cohort, one per participant's media), so the
+output is the same for any number of workers, and a cohort's content does not depend on the
+cohorts after it (the `large` size's development cohort is the `paper` one).
+
+The folder is built as ``OUT.partial-XXXX`` next to OUT and renamed at the end, so OUT is
+either absent, the previous cohort, or complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from model_build.cohort.schema import Schema
+from model_build.synth.cohorts import MISSING_FRACTION, SIZES, CohortSpec
+from model_build.synth.latent import (
+    LATENT_COLUMNS,
+    MODALITY_LATENTS,
+    ORACLE_MODALITIES,
+    LatentModel,
+    OracleTargets,
+)
+from model_build.synth.media import MediaJob, render_participant
+from model_build.synth.reference import REFERENCE_SCHEMA, check_labels, draw_reference
+from model_build.synth.tabular import TABULAR_SCHEMA, add_missing_values, clinical_and_lab, draw_sex
+
+GENERATOR_VERSION = "1.0.0"
+ASMI_METHOD_BY_CENTER = {"A": "dxa", "B": "bia", "C": "bia"}
+POOLED = "pooled"
+
+
+class SynthError(ValueError):
+    """The cohort cannot be written as asked (the message says why and how to fix it)."""
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    size: str = "paper"
+    seed: int = 1
+    videos: bool | None = None  # None: on for small and paper, off for large
+    workers: int = 2
+    targets: OracleTargets = field(default_factory=OracleTargets)
+
+    @property
+    def with_videos(self) -> bool:
+        return self.size != "large" if self.videos is None else self.videos
+
+
+@dataclass(frozen=True)
+class CohortTables:
+    """Everything tabular about a synthetic cohort, before any media are rendered."""
+
+    participants: pd.DataFrame
+    truth: pd.DataFrame
+    jobs: list[MediaJob]
+    oracle_aucs: dict[str, dict[str, float]]  # cohort name (and "pooled") -> modality -> AUC
+    population_aucs: dict[str, float]
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    out: Path
+    options: SynthOptions
+    counts: dict[str, tuple[int, int]]  # cohort -> (participants, positives)
+    n_images: int
+    n_videos: int
+    oracle_aucs: dict[str, dict[str, float]]
+    population_aucs: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _CohortDraw:
+    participants: pd.DataFrame
+    truth: pd.DataFrame
+    jobs: list[MediaJob]
+    log_ratios: np.ndarray  # n x 4, columns ORACLE_MODALITIES: the oracle without the cohort's prior
+
+
+def _draw_cohort(spec: CohortSpec, model: LatentModel, seed: np.random.SeedSequence,
+                 with_videos: bool, root: Path) -> _CohortDraw:
+    tabular_seed, media_seed = seed.spawn(2)
+    rng = np.random.default_rng(tabular_seed)
+    n = spec.n_participants
+    labels = np.zeros(n, dtype=int)
+    labels[:spec.n_positive] = 1
+    labels = rng.permutation(labels)
+    latents = model.sample(labels, rng)
+    sex = draw_sex(n, rng)
+    ids = [f"{spec.id_prefix}{i:04d}" for i in range(1, n + 1)]
+    inputs = add_missing_values(clinical_and_lab(latents.z, sex, rng), rng, MISSING_FRACTION)
+    reference = draw_reference(labels, sex, ASMI_METHOD_BY_CENTER[spec.center], latents.z, latents.frailty, rng)
+    participants = pd.concat([
+        pd.DataFrame({"participant_id": ids, "cohort": spec.name, "center": spec.center, "label": labels}),
+        inputs, reference,
+    ], axis=1)
+
+    truth = pd.DataFrame({"participant_id": ids})
+    for modality in ORACLE_MODALITIES:
+        truth[f"p_{modality}"] = model.posterior(latents.z, modality, spec.prevalence)
+    for index, name in enumerate(LATENT_COLUMNS):
+        truth[name] = latents.z[:, index]
+    truth["frailty"] = latents.frailty
+
+    image_columns = [LATENT_COLUMNS.index(f"z_image_{name}") for name in MODALITY_LATENTS["image"]]
+    jobs = [
+        MediaJob(participant_id=pid, cohort=spec.name, center=spec.center, sex=str(person_sex),
+                 z_image=tuple(float(v) for v in latents.z[i, image_columns]), seed=child,
+                 with_video=with_videos, root=root)
+        for i, (pid, person_sex, child) in enumerate(zip(ids, sex, media_seed.spawn(n)))
+    ]
+    log_ratios = np.column_stack([model.log_likelihood_ratio(latents.z, m) for m in ORACLE_MODALITIES])
+    return _CohortDraw(participants, truth, jobs, log_ratios)
+
+
+def build_tables(options: SynthOptions, root: Path) -> CohortTables:
+    """Tables, oracle and media jobs (media to be written under ``root``) of a whole size."""
+    if options.size not in SIZES:
+        raise SynthError(f"unknown size {options.size!r}; fix: use one of {', '.join(SIZES)}")
+    model = LatentModel.calibrated(options.targets)
+    specs = SIZES[options.size]
+    draws = [_draw_cohort(spec, model, seed, options.with_videos, root)
+             for spec, seed in zip(specs, np.random.SeedSequence(options.seed).spawn(len(specs)))]
+    participants = pd.concat([draw.participants for draw in draws], ignore_index=True)
+    check_labels(participants)
+    oracle = {spec.name: _aucs(draw.participants["label"].to_numpy(), draw.log_ratios)
+              for spec, draw in zip(specs, draws)}
+    # Pooled over cohorts on the prior-free log likelihood ratio: the same quantity as the
+    # population AUC, estimated on every participant at once.
+    oracle[POOLED] = _aucs(participants["label"].to_numpy(), np.vstack([draw.log_ratios for draw in draws]))
+    return CohortTables(
+        participants=participants,
+        truth=pd.concat([draw.truth for draw in draws], ignore_index=True),
+        jobs=[job for draw in draws for job in draw.jobs],
+        oracle_aucs=oracle,
+        population_aucs=model.population_aucs(),
+    )
+
+
+def _aucs(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    return {modality: float(roc_auc_score(labels, scores[:, i])) for i, modality in enumerate(ORACLE_MODALITIES)}
+
+
+def cohort_schema() -> Schema:
+    """schema.yaml of every synthetic cohort: label by AWGS 2019 and every column described."""
+    return Schema(label_definition="awgs2019", columns={**TABULAR_SCHEMA, **REFERENCE_SCHEMA})
+
+
+def _write_csv(frame: pd.DataFrame, path: Path, float_format: str | None = None) -> None:
+    frame.to_csv(path, index=False, lineterminator="\n", float_format=float_format)
+
+
+def _one_thread_per_worker() -> None:
+    """The pool already keeps every core busy; OpenCV's own threads would only contend."""
+    cv2.setNumThreads(1)
+
+
+def _render_all(jobs: list[MediaJob], workers: int,
+                progress: Callable[[int, int], None] | None) -> tuple[list[dict], list[dict]]:
+    """Run every job (in a pool when workers > 1); rows come back in participant order."""
+    results: list[tuple[list[dict], list[dict]] | None] = [None] * len(jobs)
+    if workers <= 1:
+        for index, job in enumerate(jobs):
+            results[index] = render_participant(job)
+            if progress:
+                progress(index + 1, len(jobs))
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_per_worker)
+        try:
+            futures = {pool.submit(render_participant, job): index for index, job in enumerate(jobs)}
+            for done, future in enumerate(as_completed(futures), start=1):
+                results[futures[future]] = future.result()
+                if progress:
+                    progress(done, len(jobs))
+        finally:  # on an error (or Ctrl-C) do not render the rest first
+            pool.shutdown(wait=True, cancel_futures=True)
+    images = [row for result in results for row in result[0]]
+    videos = [row for result in results for row in result[1]]
+    return images, videos
+
+
+def _check_destination(out: Path, force: bool) -> None:
+    """OUT must be new or empty; --force replaces only an earlier synthetic cohort (synth.json),
+    so that a mistyped OUT never deletes an unrelated folder."""
+    if out.exists() and not out.is_dir():
+        raise SynthError(f"{out} is a file; fix: choose a folder name for the cohort")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not force:
+        raise SynthError(f"{out} already exists and is not empty; fix: pass --force to replace it, "
+                         "or choose another folder")
+    if not (out / "synth.json").is_file():
+        raise SynthError(f"{out} is not a synthetic cohort (no synth.json), so --force will not delete it; "
+                         "fix: choose another folder, or remove it yourself")
+
+
+def synthesize(out: str | Path, options: SynthOptions = SynthOptions(), force: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> SynthSummary:
+    """Write a synthetic cohort to ``out`` (atomically) and return what it holds.
+
+    ``progress(done, total)`` is called as participants' media are finished.
+    """
+    out = Path(out).resolve()
+    if options.workers < 1:
+        raise SynthError(f"workers is {options.workers}; fix: use 1 or more")
+    _check_destination(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{out.name}.partial-", dir=out.parent))
+    try:
+        tables = build_tables(options, partial)
+        images, videos = _render_all(tables.jobs, options.workers, progress)
+        _write_csv(tables.participants, partial / "participants.csv")
+        _write_csv(tables.truth, partial / "truth.csv", float_format="%.6g")
+        _write_csv(pd.DataFrame(images), partial / "images.csv")
+        if videos:
+            _write_csv(pd.DataFrame(videos), partial / "videos.csv")
+        cohort_schema().write(partial / "schema.yaml")
+        summary = SynthSummary(
+            out=out, options=options,
+            counts={spec.name: (spec.n_participants, spec.n_positive) for spec in SIZES[options.size]},
+            n_images=len(images), n_videos=len(videos),
+            oracle_aucs=tables.oracle_aucs, population_aucs=tables.population_aucs,
+        )
+        facts = _facts(summary)
+        (partial / "synth.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+        (partial / "README.md").write_text(_readme(facts), encoding="utf-8")
+        _replace(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return summary
+
+
+def _replace(partial: Path, out: Path) -> None:
+    """Move the finished folder into place; an old OUT (only with --force) goes last."""
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+        os.replace(partial, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, out)
+
+
+def _facts(summary: SynthSummary) -> dict:
+    options = summary.options
+    return {
+        "synthetic": True,
+        "generator": "sarco synth",
+        "generator_version": GENERATOR_VERSION,
+        "size": options.size,
+        "seed": options.seed,
+        "videos": options.with_videos,
+        "label_definition": "awgs2019",
+        "cohorts": {name: {"participants": n, "positives": k} for name, (n, k) in summary.counts.items()},
+        "images": summary.n_images,
+        "videos_written": summary.n_videos,
+        "missing_values": f"MCAR: {MISSING_FRACTION:.4f} of participants lack 1-3 clinical/lab values",
+        "oracle_targets": options.targets.as_dict(),
+        "oracle_auc_population": {k: round(v, 4) for k, v in summary.population_aucs.items()},
+        "oracle_auc": {cohort: {k: round(v, 4) for k, v in aucs.items()}
+                       for cohort, aucs in summary.oracle_aucs.items()},
+    }
+
+
+def _readme(facts: dict) -> str:
+    lines = [
+        "# Synthetic sarcopenia cohort",
+        "",
+        "**This cohort is synthetic.** No participant, image or video comes from a real person;",
+        "every value was drawn by `sarco synth` from a known generative model",
+        "(docs/synthetic-cohort.md in the sarco repository).",
+        "",
+        f"- generator: sarco synth {facts['generator_version']}",
+        f"- size: {facts['size']}, seed: {facts['seed']}, videos: {'yes' if facts['videos'] else 'no'}",
+        f"- labels: AWGS 2019, reproducible with `sarco label COHORT --standard awgs2019`",
+        f"- missing values: {facts['missing_values']}",
+        "- `truth.csv` holds the latent variables and the Bayes-optimal probabilities; "
+        "training code must never read it.",
+        "",
+        "| cohort | participants | positives |",
+        "|---|---|---|",
+        *(f"| {name} | {c['participants']} | {c['positives']} |" for name, c in facts["cohorts"].items()),
+        "",
+        "Oracle AUC (Bayes-optimal classifier given the latent variables):",
+        "",
+        "| cohort | image | clinical | lab | all |",
+        "|---|---|---|---|---|",
+        *(f"| {name} | " + " | ".join(f"{aucs[m]:.3f}" for m in ORACLE_MODALITIES) + " |"
+          for name, aucs in facts["oracle_auc"].items()),
+        "| population (exact) | "
+        + " | ".join(f"{facts['oracle_auc_population'][m]:.3f}" for m in ORACLE_MODALITIES) + " |",
+        "",
+    ]
+    return "\n".join(lines)

@@ -356,3 +356,17 @@ def test_dicom_is_deterministic_and_refuses_an_empty_pseudonym(tmp_path: Path) -
     assert pydicom.dcmread(tmp_path / "a.dcm").SOPInstanceUID != pydicom.dcmread(tmp_path / "c.dcm").SOPInstanceUID
     with pytest.raises(ValueError, match="screening id"):
         write_us_dicom(tmp_path / "d.dcm", image, "", np.random.default_rng(3))
+
+
+@pytest.mark.parametrize("center", CENTERS)
+def test_video_pixel_size_measures_the_latent_thickness(center: str, tmp_path: Path) -> None:
+    """videos.csv's mm_per_pixel comes from VideoInfo: a tissue frame measured with it must give
+    back the latent muscle thickness, as a still does with its own pixel size."""
+    info = write_scan_video(tmp_path / "scan.mp4", [BASE], PROFILES[center], np.random.default_rng(9), seconds=3.0)
+    x0, y0, x1, y1 = info.scan_box
+    assert info.mm_per_pixel * (y1 - y0) == pytest.approx(info.depth_mm)
+    frames, _ = _read_video(info.path)
+    tissue = [i for i, state in enumerate(info.frame_states) if state == "tissue"]
+    frame = RenderedImage(pixels=frames[tissue[len(tissue) // 2]], scan_box=info.scan_box,
+                          mm_per_pixel=info.mm_per_pixel, depth_mm=info.depth_mm)
+    assert measured_thickness_mm(frame, BASE) == pytest.approx(BASE.muscle_thickness_mm, abs=1.0)

@@ -140,7 +140,7 @@ def render_participant(job: MediaJob) -> tuple[list[dict], list[dict]]:
         if suffix == ".dcm":
             write_us_dicom(path, image, job.participant_id, rng)
         else:
-            write_still(path, image)
+            write_still(path, image, jpeg_quality=profile.jpeg_quality)
         image_rows.append({
             "participant_id": job.participant_id, "path": relative.as_posix(), "muscle": muscle,
             "view": "longitudinal", "side": side, "scanner": profile.name,
@@ -153,9 +153,10 @@ def render_participant(job: MediaJob) -> tuple[list[dict], list[dict]]:
         path = job.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         seconds = float(rng.uniform(*VIDEO_SECONDS))
-        write_scan_video(path, [muscle_of(VIDEO_MUSCLE).view(rng)], profile, rng, seconds=seconds)
+        video = write_scan_video(path, [muscle_of(VIDEO_MUSCLE).view(rng)], profile, rng, seconds=seconds)
         video_rows.append({
             "participant_id": job.participant_id, "path": relative.as_posix(), "muscle": VIDEO_MUSCLE,
-            "scanner": profile.name,
+            "scanner": profile.name, "mm_per_pixel": round(float(video.mm_per_pixel), 5),
+            "depth_mm": round(float(video.depth_mm), 1),
         })
     return image_rows, video_rows

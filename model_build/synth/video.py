@@ -46,6 +46,8 @@ class VideoInfo:
     height: int
     scan_box: tuple[int, int, int, int]
     frame_states: tuple[str, ...]  # per frame: "tissue", "lifted", "frozen" or "transition"
+    mm_per_pixel: float  # physical size of one screen pixel inside scan_box
+    depth_mm: float
 
 
 @dataclass(frozen=True)
@@ -224,4 +226,6 @@ def write_scan_video(
         height=VIDEO_SIZE[1],
         scan_box=screen.scan_box,
         frame_states=tuple(frame.state for frame in plan),
+        mm_per_pixel=depth_mm / (screen.scan_box[3] - screen.scan_box[1]),
+        depth_mm=depth_mm,
     )

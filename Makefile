@@ -1,5 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 # Both create .venv on first use and install the pinned environment (constraints.txt).
+# The workstation environment also runs the edge and dashboard code: its onnxruntime-gpu
+# provides the `onnxruntime` module the edge extra would otherwise bring.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -13,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[workstation,edge,dashboard,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[workstation,dashboard,dev]'
 	touch $(STAMP)
 
 # Main job on the built-in default: a paper-size synthetic cohort, validated and re-labelled.

@@ -1,4 +1,5 @@
-"""Assembling the pipeline from a config: bundle, backend, source, display, outbox, MQTT.
+"""Assembling the pipeline from a config: bundle, backend, source, display, outbox, MQTT,
+and what the status topic reports about the device (health telemetry, the last update).
 
 Kept apart from the command line so tests and the benchmark build exactly what ``sarco-edge``
 runs.
@@ -9,11 +10,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from edge_app import __version__
 from edge_app.bundle import load_device_bundle
 from edge_app.capture import FrameGrabber, SourceSpec
 from edge_app.config import EdgeConfig
+from edge_app.deploy import DeployError
+from edge_app.deploy.layout import DEFAULT_CONFIG, DeviceLayout
+from edge_app.deploy.telemetry import AppMetrics, TegrastatsMonitor, status_extras
+from edge_app.deploy.update import write_request
 from edge_app.display import SnapshotWriter, WindowDisplay
 from edge_app.inference import load_backend
 from edge_app.locallog import ResultLog
@@ -35,6 +42,7 @@ class EdgeApp:
     link: MqttLink | None
     outbox: Outbox | None
     data_dir: Path
+    monitor: TegrastatsMonitor | None = None
 
     def replay_session(self, screening_id: str) -> dict:
         """A file from its first frame to its last as one session; returns the result."""
@@ -52,6 +60,8 @@ class EdgeApp:
             if drain_timeout_s > 0:
                 self.link.wait_until_drained(drain_timeout_s)
             self.link.stop()
+        if self.monitor is not None:
+            self.monitor.stop()
         queued = 0
         if self.outbox is not None:
             queued = len(self.outbox)
@@ -61,9 +71,11 @@ class EdgeApp:
 
 
 def assemble(config: EdgeConfig, source: SourceSpec, realtime: bool = True,
-             loop: bool = False) -> EdgeApp:
+             loop: bool = False, config_path: Path = DEFAULT_CONFIG) -> EdgeApp:
     """Build everything ``config`` describes; raises SetupError/BundleError/SourceError/
-    BackendError with a clear message when something is missing."""
+    BackendError with a clear message when something is missing. ``config_path`` is where
+    ``config`` came from: the deployment layout (update requests, the last update's outcome)
+    follows from it and from ``[device] data_dir``."""
     if not config.model.bundle:
         raise SetupError("no model bundle: give --model BUNDLE or set [model] bundle")
     bundle = load_device_bundle(config.model.bundle)
@@ -73,16 +85,22 @@ def assemble(config: EdgeConfig, source: SourceSpec, realtime: bool = True,
     settings = _broker_settings(config) if config.mqtt.broker else None
     data_dir = Path(config.device.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    layout = DeviceLayout.from_config(config_path, config.device.data_dir)
     grabber = FrameGrabber(source, realtime=realtime, loop=loop).open()
     try:
-        outbox = link = None
+        outbox = link = monitor = None
         if settings is not None:
             outbox = Outbox(data_dir / "outbox.sqlite3", config.mqtt.outbox_capacity)
+            monitor = TegrastatsMonitor()
+            # the link calls this only once started, below, when ``pipeline`` exists
+            extras = status_extras(layout, monitor, lambda: _metrics(pipeline, outbox))
             link = MqttLink(settings, config.device.site, config.device.device, outbox,
                             status_fields=lambda: {
                                 "app_version": __version__,
                                 "model": {"name": bundle.model_name,
-                                          "sha256": bundle.model_sha256}})
+                                          "sha256": bundle.model_sha256},
+                                **extras()},
+                            status_interval_s=config.mqtt.status_interval_s)
         display = _display(config, data_dir)
         pipeline = EdgePipeline(
             bundle, backend, grabber,
@@ -100,12 +118,41 @@ def assemble(config: EdgeConfig, source: SourceSpec, realtime: bool = True,
         grabber.stop()  # release the camera or file before reporting
         raise
     if link is not None:
-        link.on_command = pipeline.submit
+        monitor.start()  # without tegrastats (not a Jetson) health has the app's figures only
+        link.on_command = lambda command: _route_command(command, pipeline, layout)
         link.start()
     log.info("edge app ready", extra={
         "event": "ready", "backend": backend.name, "source": source.describe(),
         "model": bundle.model_name, "broker": config.mqtt.broker or None})
-    return EdgeApp(pipeline, link, outbox, data_dir)
+    return EdgeApp(pipeline, link, outbox, data_dir, monitor)
+
+
+def _metrics(pipeline: EdgePipeline, outbox: Outbox | None) -> AppMetrics:
+    stats = pipeline.stats
+    return AppMetrics(fps=pipeline.fps, frames_processed=stats.frames,
+                      frames_rejected=stats.rejected, frame_errors=stats.errors,
+                      queue_length=None if outbox is None else len(outbox))
+
+
+def _route_command(command: dict[str, Any], pipeline: EdgePipeline,
+                   layout: DeviceLayout) -> None:
+    """Session commands go to the pipeline's loop; ``update_model`` queues a request file,
+    which jetson/sarco-edge-update.path hands to ``sarco-edge update --from-request`` (root:
+    it stops this service, verifies the signature, switches and self-tests)."""
+    if command["command"] != "update_model":
+        pipeline.submit(command)
+        return
+    try:
+        write_request(layout, command["url"], command.get("sha256"))
+    except (DeployError, OSError) as exc:
+        log.error("update request not written", extra={
+            "event": "update_request_failed", "error": str(exc),
+            "hint": f"the service must be able to write {layout.update_dir}"})
+        return
+    # the host only: a pre-signed download URL carries its secret in the query
+    log.info("model update requested", extra={"event": "update_requested",
+                                               "host": urlsplit(command["url"]).hostname,
+                                               "request": str(layout.request_file)})
 
 
 def _display(config: EdgeConfig, data_dir: Path):  # noqa: ANN202

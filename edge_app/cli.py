@@ -20,6 +20,8 @@ from edge_app.app import SetupError, assemble
 from edge_app.bundle import BundleError
 from edge_app.capture import SourceError, SourceSpec, parse_source
 from edge_app.config import ConfigError, EdgeConfig, load_config
+from edge_app.deploy.layout import DEFAULT_CONFIG
+from edge_app.deploy.sdnotify import service_notifications
 from edge_app.inference import BackendError
 from edge_app.logs import setup_logging
 from edge_app.preprocess import PreprocessError
@@ -40,6 +42,10 @@ CONFIG = typer.Option(None, "--config", help="TOML config (docs/edge.md).")
 HEADLESS = typer.Option(None, "--headless/--window",
                         help="Write readout snapshots instead of opening a window.")
 LOG_LEVEL = typer.Option("info", "--log-level", help="debug, info, warning or error.")
+# systemd's watchdog (WatchdogSec=30 in jetson/sarco-edge.service) is fed only while the loop
+# has passed within this many seconds (an idle loop passes every 0.5 s, a frame in well under
+# a second), so only a loop hung for this long gets the service restarted
+WATCHDOG_STALL_S = 20.0
 
 
 def _fail(error: Exception) -> NoReturn:
@@ -89,11 +95,13 @@ def run(
         c = config.capture
         spec = parse_source(c.source, width=c.width or None, height=c.height or None,
                             fps=c.fps or None, fourcc=c.fourcc or None)
-        edge = assemble(config, spec, realtime=True, loop=loop)
+        edge = assemble(config, spec, realtime=True, loop=loop,
+                        config_path=config_path or DEFAULT_CONFIG)
     except USER_ERRORS as exc:
         _fail(exc)
     try:
-        with _stop_on_signals(edge.pipeline):
+        with _stop_on_signals(edge.pipeline), \
+                service_notifications(lambda: edge.pipeline.last_beat, WATCHDOG_STALL_S):
             edge.pipeline.run(open_timeout_s=config.capture.open_timeout_s)
     except SourceError as exc:
         edge.close()
@@ -135,7 +143,8 @@ def replay(
                   .override("mqtt", broker=broker, username=username,
                             password_file=str(password_file) if password_file else None)
                   .override("display", headless=headless))
-        edge = assemble(config, SourceSpec("file", str(video)), realtime=realtime)
+        edge = assemble(config, SourceSpec("file", str(video)), realtime=realtime,
+                        config_path=config_path or DEFAULT_CONFIG)
     except USER_ERRORS as exc:
         _fail(exc)
     started = time.monotonic()

@@ -79,6 +79,7 @@ class MqttConfig:
     protocol: str = "auto"  # auto (MQTT 5, else 3.1.1) | 5 | 3.1.1
     keepalive_s: int = 30
     live_interval_s: float = 0.2
+    status_interval_s: float = 30.0  # the retained status (with health) is refreshed this often
     outbox_capacity: int = 5000
     backoff_min_s: float = 1.0
     backoff_max_s: float = 30.0
@@ -123,6 +124,8 @@ class EdgeConfig:
                             + ", ".join(AGGREGATIONS))
         if self.mqtt.protocol not in ("auto", "5", "3.1.1"):
             problems.append(f"[mqtt] protocol {self.mqtt.protocol!r}: use auto, 5 or 3.1.1")
+        if self.mqtt.status_interval_s <= 0:
+            problems.append("[mqtt] status_interval_s must be > 0")
         if self.mqtt.outbox_capacity < 1:
             problems.append("[mqtt] outbox_capacity must be >= 1")
         if self.mqtt.backoff_min_s <= 0 or self.mqtt.backoff_max_s < self.mqtt.backoff_min_s:

@@ -44,6 +44,7 @@ class PipelineStats:
     """Counters and timings the benchmark and the status line read."""
 
     frames: int = 0
+    rejected: int = 0  # frames the quality gate (or an untrusted scan region) held back
     errors: int = 0
     live_published: int = 0
     # frame index -> capture time of published live readings (the benchmark's latency)
@@ -90,6 +91,8 @@ class EdgePipeline:
         self._stop = False
         self._last_live = float("-inf")
         self._fps = _RateMeter()
+        # time.monotonic() of the loop's latest pass; systemd's watchdog follows it
+        self.last_beat = time.monotonic()
         self._frame_shape: tuple[int, ...] | None = None
         self._last_pixels: np.ndarray | None = None
         self._check_model_input()
@@ -102,6 +105,11 @@ class EdgePipeline:
 
     def stop(self) -> None:
         self._stop = True
+
+    @property
+    def fps(self) -> float:
+        """Frames processed per second over the last two seconds (the display's figure)."""
+        return self._fps.rate
 
     def start_session(self, screening_id: str) -> bool:
         problem = schema.check_screening_id(screening_id)
@@ -159,6 +167,7 @@ class EdgePipeline:
         started, seen_video = time.monotonic(), False
         try:
             while not self._stop:
+                self.last_beat = time.monotonic()  # also on passes without a frame
                 self._handle_commands()
                 try:
                     frame = self.grabber.latest(timeout=0.5)
@@ -198,6 +207,8 @@ class EdgePipeline:
         verdict = self.gate.check(scan, frame.timestamp)
         if not self.region_watch.may_count(verdict.ok, frame.timestamp):
             verdict = Verdict("transition") if verdict.ok else verdict
+        if not verdict.ok:
+            self.stats.rejected += 1
         probability = None
         output = None
         if verdict.ok:
@@ -237,7 +248,7 @@ class EdgePipeline:
             "probability": probability,
             "smoothed_probability": self.readout.probability,
             "usable_frames": self.session.usable_frames,
-            "fps": round(self._fps.rate, 2),
+            "fps": round(self.fps, 2),
         }
         if link.publish_live(payload):
             self.stats.live_published += 1
@@ -252,7 +263,7 @@ class EdgePipeline:
         r.quality, r.quality_message = verdict.state, verdict.message
         r.region = None if region is None else tuple(int(v) for v in region)
         r.frame_index = frame.index
-        r.fps = self._fps.rate
+        r.fps = self.fps
         if self.session is not None:
             r.usable_frames = self.session.usable_frames
             r.processed_frames = self.session.processed_frames

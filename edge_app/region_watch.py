@@ -13,8 +13,10 @@ it was detected right after a run of frames the gate passed, i.e. with tissue in
 - while untrusted and nothing passes for ``retry_s`` seconds (the strip may be too small to
   ever pass), the region is detected again, at most once per ``retry_s``.
 
-Detection is the costly step (about 100 ms on a 1280x720 frame here); it runs at session
-start, on the tracker's periodic re-check, and at most once a second while untrusted.
+Detection is the costly step (about 13 ms median on a 1280x720 frame on an idle core, against
+2-4 ms for a frame with a known region: benchmarks/bench_imaging.py, docs/imaging.md); it runs
+at session start, on the tracker's periodic re-check, and at most once a second while
+untrusted.
 """
 
 from __future__ import annotations

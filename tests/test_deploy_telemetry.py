@@ -14,8 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_app.deploy.sdnotify import Watchdog, notify, watchdog_interval_s
-from edge_app.deploy.telemetry import (HEALTH_FIELDS, UPDATE_FIELDS, AppMetrics,
-                                       TegrastatsError, TegrastatsMonitor, health_fields,
+from edge_app.deploy.telemetry import (AppMetrics, TegrastatsError, TegrastatsMonitor,
                                        parse_lines, parse_tegrastats, status_extras)
 from edge_app.mqtt import schema
 from tests.test_deploy_support import device_layout, edge_app_with_deploy
@@ -68,12 +67,23 @@ def test_garbage_is_rejected_and_counted() -> None:
         parse_tegrastats("RAM 1/2MB CPU [12%@1510,busy]")
 
 
-def test_every_recorded_line_fills_a_status_payload_of_the_proposed_schema(monkeypatch,
-                                                                           tmp_path) -> None:
-    monkeypatch.setitem(schema.SCHEMAS["status"], "health",
-                        schema.Field((dict,), nullable=True, nested=HEALTH_FIELDS))
-    monkeypatch.setitem(schema.SCHEMAS["status"], "update",
-                        schema.Field((dict,), nullable=True, nested=UPDATE_FIELDS))
+class Recorded:
+    """A monitor that hands out a recorded sample instead of running tegrastats."""
+
+    def __init__(self) -> None:
+        self.sample = None
+
+    def latest(self):  # noqa: ANN201
+        return self.sample
+
+
+def status_payload(**extras: object) -> dict:
+    return {"schema_version": 1, "kind": "status", "site": "clinic-a", "device": "edge-01",
+            "state": "online", "at": schema.utc_timestamp(1.0), "app_version": "0.1.0",
+            "model": None, "queued_results": 3, **extras}
+
+
+def test_every_recorded_line_fills_a_valid_status_payload(tmp_path) -> None:
     layout = device_layout(tmp_path)
     layout.update_dir.mkdir(parents=True)
     layout.last_update.write_text(json.dumps({
@@ -84,33 +94,47 @@ def test_every_recorded_line_fills_a_status_payload_of_the_proposed_schema(monke
     samples = [s for name in sorted(DATA.glob("*.txt"))
                for s in parse_lines(name.read_text().splitlines())[0]]
     assert len(samples) == 6
-
-    class Recorded:
-        def __init__(self) -> None:
-            self.sample = None
-
-        def latest(self):  # noqa: ANN202
-            return self.sample
-
     monitor = Recorded()
     extras = status_extras(layout, monitor, lambda: metrics)  # type: ignore[arg-type]
     for sample in [None, *samples]:
         monitor.sample = sample
-        payload = {"schema_version": 1, "kind": "status", "site": "clinic-a",
-                   "device": "edge-01", "state": "online", "at": schema.utc_timestamp(1.0),
-                   "app_version": "0.1.0", "model": None, "queued_results": 3, **extras()}
+        payload = status_payload(**extras())
         encoded = schema.encode("status", payload)
         assert len(encoded) < schema.MAX_PAYLOAD_BYTES
+        assert payload["health"]["gpu_load_pct"] == (None if sample is None else
+                                                     sample.gpu_load_pct)
     assert payload["update"]["outcome"] == "rolled_back"
     assert payload["health"]["frames_rejected"] == 310
 
 
-def test_status_extras_only_adds_fields_the_schema_in_use_knows(tmp_path) -> None:
+def test_without_tegrastats_or_an_update_health_has_the_app_figures_only(tmp_path) -> None:
     extras = status_extras(device_layout(tmp_path), TegrastatsMonitor(),
-                           lambda: AppMetrics(0.0, 0, 0, 0, None))
-    assert set(extras()) == {"health", "update"} & set(schema.SCHEMAS["status"])
-    health = health_fields(None, AppMetrics(0.0, 0, 0, 0, None))
-    assert set(health) == set(HEALTH_FIELDS) and health["gpu_load_pct"] is None
+                           lambda: AppMetrics(12.5, 40, 7, 1, None))()
+    assert extras["update"] is None  # no update yet
+    health = extras["health"]
+    assert set(health) == set(schema.HEALTH_FIELDS)
+    assert all(health[key] is None for key in ("gpu_load_pct", "cpu_load_pct", "temp_max_c",
+                                               "power_mw", "ram_used_mb", "swap_used_mb"))
+    assert (health["fps"], health["frames_rejected"], health["queue_length"]) == (12.5, 7, None)
+    schema.validate("status", status_payload(**extras))
+
+
+def test_a_broken_last_update_file_leaves_update_null_not_the_status_out(tmp_path,
+                                                                        caplog) -> None:
+    layout = device_layout(tmp_path)
+    layout.update_dir.mkdir(parents=True)
+    # hand-edited: an outcome the schema does not know, and no time
+    layout.last_update.write_text(json.dumps({"outcome": "maybe", "version": "v3"}))
+    extras = status_extras(layout, Recorded(),  # type: ignore[arg-type]
+                           lambda: AppMetrics(1.0, 1, 0, 0, 0))()
+    assert extras["update"] is None and extras["health"]["fps"] == 1.0
+    assert [r.error for r in caplog.records if r.msg == "status field left out"] == [
+        "status.update.outcome: must be one of installed, rolled_back, refused, failed "
+        "(got 'maybe')"]
+    schema.encode("status", status_payload(**extras))
+    layout.last_update.write_text("{not json")
+    assert status_extras(layout, Recorded(),  # type: ignore[arg-type]
+                         lambda: AppMetrics(1.0, 1, 0, 0, 0))()["update"] is None
 
 
 def test_live_monitor_reads_a_running_tegrastats(tmp_path, monkeypatch) -> None:

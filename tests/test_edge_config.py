@@ -40,6 +40,7 @@ def test_the_documented_example_loads_and_lists_every_key(tmp_path) -> None:
     ("[device]\nsite = 'Clinic A'\n", "[device] site 'Clinic A'"),
     ("[session]\naggregation = 'mode'\n", "aggregation 'mode'"),
     ("[model]\nbackend = 'tpu'\n", "backend 'tpu'"),
+    ("[mqtt]\nstatus_interval_s = 0\n", "[mqtt] status_interval_s must be > 0"),
     ("[mqtt\n", "not valid TOML"),
 ])
 def test_mistakes_are_named_with_the_file(tmp_path, text: str, words: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_app.deploy.telemetry import AppMetrics, health_fields
 from edge_app.mqtt import schema
 from edge_app.mqtt.link import BrokerSettings, MqttLink
 from edge_app.mqtt.outbox import Outbox
@@ -230,8 +232,10 @@ def test_a_device_that_dies_is_announced_offline_by_its_last_will(broker, tmp_pa
         from edge_app.mqtt.outbox import Outbox
         settings = BrokerSettings.from_url({broker.url!r}, username={DEVICE!r},
                                            password={USERS[DEVICE]!r}, keepalive_s=2)
+        from edge_app.deploy.telemetry import AppMetrics, health_fields
+        health = health_fields(None, AppMetrics(9.5, 100, 20, 0, 0))
         link = MqttLink(settings, {SITE!r}, {DEVICE!r}, Outbox(Path({str(tmp_path)!r}) / "o.db"),
-                        lambda: {{"app_version": "test", "model": None}})
+                        lambda: {{"app_version": "test", "model": None, "health": health}})
         link.start()
         while not link.state.connected:
             time.sleep(0.05)
@@ -248,10 +252,40 @@ def test_a_device_that_dies_is_announced_offline_by_its_last_will(broker, tmp_pa
         device.kill()  # no DISCONNECT: the broker publishes the will
         assert collector.wait_for(lambda m: json.loads(collector.of_kind("status")[-1])["state"]
                                   == "offline", 30)
-        will = schema.decode(schema.topic_for(SITE, DEVICE, "status"),
-                             collector.of_kind("status")[-1])[1]
-        assert will["at"] is None and will["queued_results"] is None
+        online, will = (schema.decode(schema.topic_for(SITE, DEVICE, "status"), data)[1]
+                        for data in collector.of_kind("status")[-2:])
+        assert online["health"]["fps"] == 9.5
+        # fixed at connect time: no time, backlog or health of unknown age
+        assert will["at"] is None and will["queued_results"] is None and will["health"] is None
     finally:
         device.kill()
         device.wait()
         collector.close()
+
+
+def test_the_retained_status_is_refreshed_so_its_health_stays_current(broker, tmp_path) -> None:
+    frames = itertools.count(1)
+
+    def fields() -> dict:
+        return {**status_fields(),
+                "health": health_fields(None, AppMetrics(30.0, next(frames), 0, 0, 0))}
+
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    settings = BrokerSettings.from_url(broker.url, username=DEVICE, password=USERS[DEVICE])
+    link = MqttLink(settings, SITE, DEVICE, outbox, fields, status_interval_s=0.3)
+    collector = Collector(broker, "dashboard", USERS["dashboard"])
+    link.start()
+    try:
+        assert collector.wait_for(lambda m: len(collector.of_kind("status")) >= 4, 20)
+    finally:
+        link.stop()
+        outbox.close()
+        collector.close()
+    statuses = [schema.decode(schema.topic_for(SITE, DEVICE, "status"), data)[1]
+                for data in collector.of_kind("status")]
+    online = [s for s in statuses if s["state"] == "online"]
+    assert len(online) >= 3
+    counts = [s["health"]["frames_processed"] for s in online]
+    assert counts == sorted(set(counts))  # every refresh computed anew
+    times = [s["at"] for s in online]
+    assert times == sorted(times) and len(set(times)) == len(times)

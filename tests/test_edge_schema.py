@@ -89,3 +89,80 @@ def test_a_command_without_screening_id_is_valid_for_end_session() -> None:
 def test_timestamps_are_utc_with_milliseconds() -> None:
     assert schema.utc_timestamp(0.0) == "1970-01-01T00:00:00.000Z"
     assert schema.utc_timestamp(1738315800.25) == "2025-01-31T09:30:00.250Z"
+
+
+def status_payload(**changes: object) -> dict:
+    payload = {"schema_version": 1, "kind": "status", "site": "clinic-a", "device": "edge-01",
+               "state": "online", "at": "2025-01-31T09:00:00.000Z", "app_version": "0.1.0",
+               "model": None, "queued_results": 0}
+    payload.update(changes)
+    return payload
+
+
+HEALTH = {"gpu_load_pct": 78.0, "cpu_load_pct": 30.0, "temp_max_c": 56.2, "power_mw": 11240,
+          "ram_used_mb": 2890, "ram_total_mb": 7620, "swap_used_mb": 0, "fps": 14.96,
+          "frames_processed": 1200, "frames_rejected": 310, "frame_errors": 0,
+          "queue_length": 3}
+UPDATE = {"version": "2025.06-1", "outcome": "installed", "reason": "self-test passed",
+          "at": "2025-01-31T08:00:00.000Z", "model_sha256": "c" * 64}
+
+
+def test_status_with_health_and_update_and_an_older_status_without_them() -> None:
+    topic = schema.topic_for("clinic-a", "edge-01", "status")
+    for payload in (status_payload(health=HEALTH, update=UPDATE),  # a device with telemetry
+                    status_payload(health=None, update=None),      # last will, no update yet
+                    status_payload()):                             # before issue 10
+        assert schema.decode(topic, schema.encode("status", payload)) == ("status", payload)
+
+
+@pytest.mark.parametrize("field, change, words", [
+    ("health", {"image": "..."}, r"status\.health: unknown field"),
+    ("health", {"gpu_load_pct": 130.0}, r"status\.health\.gpu_load_pct: must be within \[0, 100\]"),
+    ("health", {"fps": None}, r"status\.health\.fps: must not be null"),
+    ("health", {"temp_max_c": float("inf")}, r"status\.health\.temp_max_c: must be a finite"),
+    ("update", {"outcome": "maybe"}, r"status\.update\.outcome: must be one of"),
+    ("update", {"model_sha256": "xyz"}, r"status\.update\.model_sha256: must be 64 hex"),
+    ("update", {"reason": "x" * 301}, r"status\.update\.reason: must be <= 300"),
+])
+def test_bad_health_and_update_fields_are_named(field: str, change: dict, words: str) -> None:
+    nested = {**(HEALTH if field == "health" else UPDATE), **change}
+    with pytest.raises(schema.PayloadError, match=words):
+        schema.validate("status", status_payload(**{field: nested}))
+
+
+def test_update_model_command_with_and_without_a_checksum() -> None:
+    topic = schema.topic_for("clinic-a", "edge-01", "cmd")
+    url = "https://models.example.org/2025.06-1.sarco-bundle.tar"
+    for command in ({"schema_version": 1, "kind": "cmd", "command": "update_model",
+                     "url": url, "sha256": "0" * 64},
+                    {"schema_version": 1, "kind": "cmd", "command": "update_model", "url": url,
+                     "sha256": None},
+                    {"schema_version": 1, "kind": "cmd", "command": "update_model",
+                     "url": "http://10.0.0.5/v7.tar"}):
+        assert schema.decode(topic, json.dumps(command).encode()) == ("cmd", command)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"url": "ftp://example.org/v7.tar"}, r"cmd\.url: must be an http:// or https:// URL"),
+    ({"url": "/media/usb/v7.tar"}, r"cmd\.url: must be an http"),
+    ({"url": "https://example.org/" + "a" * 500}, r"cmd\.url: .*at most 512 characters"),
+    ({"url": "https://example.org/a b.tar"}, r"cmd\.url: must be an http"),
+    ({"sha256": "0" * 63}, r"cmd\.sha256: must be 64 hex digits"),
+    ({"sha256": "A" * 64}, r"cmd\.sha256: must be 64 hex digits"),
+    ({"url": None}, r"cmd\.url: must not be null"),
+    ({"command": "update_model", "url": "<drop>"}, r"cmd\.url: missing"),
+    ({"command": "start_session", "screening_id": "SCR-0001"}, r"cmd\.sha256: only for update"),
+])
+def test_bad_update_model_commands_are_refused(change: dict, words: str) -> None:
+    command = {"schema_version": 1, "kind": "cmd", "command": "update_model",
+               "url": "https://example.org/v7.tar", "sha256": "0" * 64, **change}
+    command = {key: value for key, value in command.items() if value != "<drop>"}
+    with pytest.raises(schema.PayloadError, match=words):
+        schema.validate("cmd", command)
+
+
+def test_a_field_is_checked_on_its_own() -> None:
+    schema.validate_field("status", "update", UPDATE)
+    schema.validate_field("status", "update", None)
+    with pytest.raises(schema.PayloadError, match=r"status\.update\.at: missing"):
+        schema.validate_field("status", "update", {k: v for k, v in UPDATE.items() if k != "at"})

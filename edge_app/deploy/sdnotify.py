@@ -13,7 +13,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 def notify(message: str, environ: dict[str, str] | None = None) -> bool:
@@ -67,3 +68,20 @@ class Watchdog:
             if time.monotonic() - self.last_beat() <= self.stall_s:
                 if notify("WATCHDOG=1", self._environ):
                     self.pings += 1
+
+
+@contextmanager
+def service_notifications(last_beat: Callable[[], float], stall_s: float,
+                          environ: dict[str, str] | None = None) -> Iterator[Watchdog | None]:
+    """``READY=1`` on entry, the watchdog (when systemd set one for this process) while inside,
+    and ``STOPPING=1`` on the way out, whatever ends the block."""
+    notify("READY=1", environ)
+    interval = watchdog_interval_s(environ)
+    watchdog = None if interval is None else \
+        Watchdog(last_beat, interval, stall_s, environ).start()
+    try:
+        yield watchdog
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
+        notify("STOPPING=1", environ)

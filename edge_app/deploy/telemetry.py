@@ -7,9 +7,10 @@ rails and disabled sensors at -256 C), so the parser looks for each field on its
 leaves out what a line does not have. Recorded lines of each format are in
 tests/data/tegrastats/.
 
-The status payload's schema (edge_app.mqtt.schema) is closed; :data:`HEALTH_FIELDS` and
-:data:`UPDATE_FIELDS` are the two nested objects this module fills, and :func:`status_extras`
-only hands over the ones the schema in use knows, so wiring it in never breaks a publish.
+The status payload's schema (edge_app.mqtt.schema, shared with the dashboard) defines the two
+nested objects this module fills, ``health`` (:data:`~edge_app.mqtt.schema.HEALTH_FIELDS`) and
+``update`` (:data:`~edge_app.mqtt.schema.UPDATE_FIELDS`); they live there, not here, because
+the dashboard validates with that module and must not import the deployment code.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ _CPU = re.compile(r"\bCPU \[([^\]]*)\]")
 _CORE = re.compile(r"^(\d+)%(?:@\d+)?$")
 _GPU = re.compile(r"\bGR3D_FREQ (\d+)%")
 _TEMPERATURE = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*)@(-?\d+(?:\.\d+)?)C\b")
-_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 _RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?\b")
 # sensors that report a fixed placeholder, and the value of a disabled one
 _PLACEHOLDER_SENSORS = {"PMIC"}
@@ -240,67 +240,25 @@ def update_fields(layout: DeviceLayout) -> dict[str, Any] | None:
         outcome = read_json(layout.last_update)
     except DeployError:
         return None
-    return {key: outcome.get(key) for key in UPDATE_FIELDS}
+    return {key: outcome.get(key) for key in schema.UPDATE_FIELDS}
 
 
 def status_extras(layout: DeviceLayout, monitor: TegrastatsMonitor,
                   metrics: Callable[[], AppMetrics]) -> Callable[[], dict[str, Any]]:
-    """For the app's ``status_fields``: ``health`` and ``update``, each only if the status
-    schema in use has the field."""
-    known = schema.SCHEMAS["status"]
+    """For the app's ``status_fields``: ``health`` and ``update``. Each is checked against the
+    status schema on its own and sent as null when it breaks it (a hand-edited
+    last-update.json, a tegrastats figure out of range), so the status itself always goes out."""
 
     def extras() -> dict[str, Any]:
         fields = {"health": health_fields(monitor.latest(), metrics()),
                   "update": update_fields(layout)}
-        return {key: value for key, value in fields.items() if key in known}
+        for name, value in fields.items():
+            try:
+                schema.validate_field("status", name, value)
+            except schema.PayloadError as exc:
+                log.warning("status field left out", extra={"event": "status_field_invalid",
+                                                             "error": str(exc)})
+                fields[name] = None
+        return fields
 
     return extras
-
-
-# --------------------------------------------------------------------------- proposed schema
-
-
-def _non_negative(value: object) -> str | None:
-    return None if float(value) >= 0 else "must be >= 0"  # type: ignore[arg-type]
-
-
-def _percent(value: object) -> str | None:
-    return None if 0 <= float(value) <= 100 else "must be within [0, 100]"  # type: ignore[arg-type]
-
-
-def _timestamp(value: object) -> str | None:
-    return None if isinstance(value, str) and _TIMESTAMP.match(value) else \
-        "must be an ISO 8601 UTC time such as 2025-01-31T09:30:00.000Z"
-
-
-def _reason(value: object) -> str | None:
-    return None if isinstance(value, str) and len(value) <= 300 else "must be <= 300 characters"
-
-
-_NUMBER, _INT, _STR = (int, float), (int,), (str,)
-HEALTH_FIELDS: dict[str, schema.Field] = {
-    "gpu_load_pct": schema.Field(_NUMBER, nullable=True, check=_percent),
-    "cpu_load_pct": schema.Field(_NUMBER, nullable=True, check=_percent),
-    "temp_max_c": schema.Field(_NUMBER, nullable=True),
-    "power_mw": schema.Field(_INT, nullable=True, check=_non_negative),
-    "ram_used_mb": schema.Field(_INT, nullable=True, check=_non_negative),
-    "ram_total_mb": schema.Field(_INT, nullable=True, check=_non_negative),
-    "swap_used_mb": schema.Field(_INT, nullable=True, check=_non_negative),
-    "fps": schema.Field(_NUMBER, check=_non_negative),
-    "frames_processed": schema.Field(_INT, check=_non_negative),
-    "frames_rejected": schema.Field(_INT, check=_non_negative),
-    "frame_errors": schema.Field(_INT, check=_non_negative),
-    "queue_length": schema.Field(_INT, nullable=True, check=_non_negative),
-}
-UPDATE_OUTCOMES = ("installed", "rolled_back", "refused", "failed")
-UPDATE_FIELDS: dict[str, schema.Field] = {
-    "version": schema.Field(_STR, nullable=True),
-    "outcome": schema.Field(_STR, check=lambda v: None if v in UPDATE_OUTCOMES
-                            else f"must be one of {', '.join(UPDATE_OUTCOMES)}"),
-    "reason": schema.Field(_STR, check=_reason),
-    "at": schema.Field(_STR, check=_timestamp),
-    "model_sha256": schema.Field(_STR, nullable=True),
-}
-"""Proposed additions to the status schema (edge_app/mqtt/schema.py, version 1, both
-nullable): ``"health": Field((dict,), nullable=True, nested=HEALTH_FIELDS)`` and
-``"update": Field((dict,), nullable=True, nested=UPDATE_FIELDS)``."""

@@ -9,11 +9,11 @@ from edge_app.imaging.pixels import Box, box_iou, colour_marks, crop, to_grey, t
 from edge_app.imaging.region import ScanRegionNotFound, find_scan_region
 from edge_app.imaging.scale import (PixelSize, ScannerProfile, TickScale, find_depth_ticks, first_known,
                                     pixel_size_from_depth, resample_to_mm)
-from edge_app.imaging.text import TextMarks, blank_outside, find_text, mask_text
+from edge_app.imaging.text import TextMarks, blank_outside, find_text, has_text, mask_text
 from edge_app.imaging.tracker import ScanRegionTracker
 
 __all__ = [
     "Box", "PixelSize", "ScanRegionNotFound", "ScanRegionTracker", "ScannerProfile", "TextMarks", "TickScale",
     "blank_outside", "box_iou", "colour_marks", "crop", "find_depth_ticks", "find_scan_region", "find_text",
-    "first_known", "mask_text", "pixel_size_from_depth", "resample_to_mm", "to_grey", "to_grey_u8",
+    "first_known", "has_text", "mask_text", "pixel_size_from_depth", "resample_to_mm", "to_grey", "to_grey_u8",
 ]

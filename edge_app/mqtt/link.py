@@ -1,5 +1,6 @@
 """The device's MQTT connection: results from the outbox (QoS 1, in order, deleted on PUBACK),
-live readings (QoS 0, dropped while offline), a retained status with a last will, and commands.
+live readings (QoS 0, dropped while offline), a retained status with a last will (refreshed
+every ``status_interval_s`` so the health figures it carries stay current), and commands.
 
 Each connection attempt uses a fresh paho client, run by its own network thread, and one
 supervisor thread of ours does the reconnecting (exponential backoff with jitter). A fresh
@@ -100,6 +101,7 @@ class _Connection:
     inflight: dict[int, str] = field(default_factory=dict)  # mid -> result_id
     acks: list[tuple[int, ReasonCode]] = field(default_factory=list)
     last_seq: int = 0
+    status_at: float | None = None  # monotonic time of the last "online"; None before the first
 
 
 class MqttLink:
@@ -114,8 +116,10 @@ class MqttLink:
         outbox: Outbox,
         status_fields: Callable[[], dict[str, Any]],
         on_command: Callable[[dict[str, Any]], None] | None = None,
+        status_interval_s: float = 30.0,
     ) -> None:
         self.settings = settings
+        self.status_interval_s = status_interval_s
         self.site, self.device = site, device
         self.topics = {kind: schema.topic_for(site, device, kind) for kind in schema.TOPIC_KINDS}
         self.outbox = outbox
@@ -233,12 +237,12 @@ class MqttLink:
         while not self._stop.is_set() and not conn.lost.is_set():
             with self._wake:
                 if not self._work:
-                    self._wake.wait(1.0)
+                    self._wake.wait(min(1.0, self.status_interval_s))
                 self._work = False
                 acks, conn.acks = conn.acks, []
             for mid, reason in acks:
                 self._settle(conn, mid, reason)
-            if not self._publish_pending(conn):
+            if not self._publish_pending(conn) or not self._refresh_status(conn):
                 break
         if not self._stop.is_set():
             self.state.detail = "connection lost"
@@ -278,6 +282,19 @@ class MqttLink:
             conn.inflight[info.mid] = item.result_id
             room -= 1
         return True
+
+    def _refresh_status(self, conn: _Connection) -> bool:
+        """Publish the retained "online" status again once ``status_interval_s`` has passed
+        (only after the first one, which waits for the command subscription)."""
+        if conn.status_at is None or time.monotonic() - conn.status_at < self.status_interval_s:
+            return True
+        return self._publish_online(conn)
+
+    def _publish_online(self, conn: _Connection) -> bool:
+        conn.status_at = time.monotonic()
+        info = conn.client.publish(self.topics["status"], self._status("online"), qos=1,
+                                   retain=True)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def _close(self, conn: _Connection) -> None:
         client = conn.client
@@ -338,7 +355,7 @@ class MqttLink:
             log.error("command topic refused", extra={
                 "event": "mqtt_subscribe_refused", "topic": self.topics["cmd"],
                 "hint": "the broker ACL must let this device read its cmd topic"})
-        client.publish(self.topics["status"], self._status("online"), qos=1, retain=True)
+        self._publish_online(conn)
 
     def _on_disconnect(self, client, conn, flags, reason, properties) -> None:  # noqa: ANN001
         conn.lost.set()
@@ -385,7 +402,7 @@ class MqttLink:
 
     def _status(self, state: str, will: bool = False) -> bytes:
         """The retained status; the last will is fixed at connect time, so it carries no
-        time and no queue length."""
+        time, no queue length and no health (figures of unknown age would mislead)."""
         payload = {
             "schema_version": schema.SCHEMA_VERSION,
             "kind": "status",
@@ -396,6 +413,8 @@ class MqttLink:
             "queued_results": None if will else len(self.outbox),
             **self._status_fields(),
         }
+        if will and "health" in payload:
+            payload["health"] = None
         return schema.encode("status", payload)
 
 

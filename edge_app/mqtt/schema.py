@@ -28,12 +28,15 @@ DECISIONS = ("sarcopenia", "no_sarcopenia", "rescan")
 QUALITY_STATES = ("ok", "no_tissue", "frozen", "transition", "no_region", "no_signal")
 AGGREGATIONS = ("mean_logit", "median_logit", "mean_probability")
 STATUS_STATES = ("online", "offline")
-COMMANDS = ("start_session", "end_session")
+COMMANDS = ("start_session", "end_session", "update_model")
+UPDATE_OUTCOMES = ("installed", "rolled_back", "refused", "failed")
+MAX_URL_CHARS = 512
 
 _NAME_PART = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _SCREENING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,31}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
+_HTTP_URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 
 
 class PayloadError(ValueError):
@@ -130,6 +133,20 @@ def _check_short_text(value: object) -> str | None:
     return None if isinstance(value, str) and 0 < len(value) <= 64 else "must be 1-64 characters"
 
 
+def _check_reason(value: object) -> str | None:
+    return None if isinstance(value, str) and len(value) <= 300 else "must be <= 300 characters"
+
+
+def _check_percent(value: object) -> str | None:
+    return None if 0 <= float(value) <= 100 else "must be within [0, 100]"  # type: ignore[arg-type]
+
+
+def _check_url(value: object) -> str | None:
+    if isinstance(value, str) and len(value) <= MAX_URL_CHARS and _HTTP_URL.match(value):
+        return None
+    return f"must be an http:// or https:// URL of at most {MAX_URL_CHARS} characters"
+
+
 @dataclass(frozen=True)
 class Field:
     """One payload field: accepted JSON types, whether null is allowed, an extra check or a
@@ -160,6 +177,30 @@ _UNCERTAINTY_FIELDS: dict[str, Field] = {
 _SKIPPED_FIELDS: dict[str, Field] = {
     reason: Field(_INT, check=_check_non_negative)
     for reason in ("no_tissue", "frozen", "transition", "no_region")
+}
+# the device's health (edge_app.deploy.telemetry fills it): tegrastats, null off a Jetson or
+# before its first line, and the app's own figures
+HEALTH_FIELDS: dict[str, Field] = {
+    "gpu_load_pct": Field(_NUMBER, nullable=True, check=_check_percent),
+    "cpu_load_pct": Field(_NUMBER, nullable=True, check=_check_percent),
+    "temp_max_c": Field(_NUMBER, nullable=True, check=_check_finite),
+    "power_mw": Field(_INT, nullable=True, check=_check_non_negative),
+    "ram_used_mb": Field(_INT, nullable=True, check=_check_non_negative),
+    "ram_total_mb": Field(_INT, nullable=True, check=_check_non_negative),
+    "swap_used_mb": Field(_INT, nullable=True, check=_check_non_negative),
+    "fps": Field(_NUMBER, check=_check_non_negative),
+    "frames_processed": Field(_INT, check=_check_non_negative),
+    "frames_rejected": Field(_INT, check=_check_non_negative),  # held back by the quality gate
+    "frame_errors": Field(_INT, check=_check_non_negative),
+    "queue_length": Field(_INT, nullable=True, check=_check_non_negative),  # null: no outbox
+}
+# the last model update's outcome (update/last-update.json, docs/deployment.md)
+UPDATE_FIELDS: dict[str, Field] = {
+    "version": Field(_STR, nullable=True, check=_check_short_text),
+    "outcome": Field(_STR, check=_one_of(UPDATE_OUTCOMES)),
+    "reason": Field(_STR, check=_check_reason),
+    "at": Field(_STR, check=_check_timestamp),
+    "model_sha256": Field(_STR, nullable=True, check=_check_sha256),
 }
 _COMMON: dict[str, Field] = {
     "schema_version": Field(_INT, check=_check_version),
@@ -212,15 +253,22 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "app_version": Field(_STR, check=_check_short_text),
         "model": Field((dict,), nullable=True, nested=_MODEL_FIELDS),
         "queued_results": Field(_INT, nullable=True, check=_check_non_negative),
+        # optional, so devices without deployment telemetry (and older ones) still validate
+        "health": Field((dict,), nullable=True, nested=HEALTH_FIELDS),
+        "update": Field((dict,), nullable=True, nested=UPDATE_FIELDS),
     },
     "cmd": {
         "schema_version": Field(_INT, check=_check_version),
         "kind": Field(_STR, check=_one_of(("cmd",))),
         "command": Field(_STR, check=_one_of(COMMANDS)),
         "screening_id": Field(_STR, nullable=True, check=check_screening_id),
+        # update_model: the signed package's address and, optionally, its SHA-256
+        "url": Field(_STR, check=_check_url),
+        "sha256": Field(_STR, nullable=True, check=_check_sha256),
     },
 }
-_OPTIONAL = {"cmd": {"screening_id"}}
+_OPTIONAL = {"status": {"health", "update"}, "cmd": {"screening_id", "url", "sha256"}}
+_UPDATE_ARGUMENTS = {"url", "sha256"}
 
 
 def _validate_fields(payload: Mapping[str, Any], fields: Mapping[str, Field], where: str,
@@ -258,6 +306,25 @@ def validate(kind: str, payload: Mapping[str, Any]) -> None:
     if not isinstance(payload, Mapping):
         raise PayloadError(f"{kind}: payload must be a JSON object")
     _validate_fields(payload, SCHEMAS[kind], kind, _OPTIONAL.get(kind, set()))
+    if kind == "cmd":
+        _check_command_arguments(payload)
+
+
+def validate_field(kind: str, name: str, value: Any) -> None:
+    """Check one field of a ``kind`` payload on its own: for parts a device fills from files
+    it does not fully control (a hand-edited last-update.json must not break the status)."""
+    _validate_fields({name: value}, {name: SCHEMAS[kind][name]}, kind, set())
+
+
+def _check_command_arguments(command: Mapping[str, Any]) -> None:
+    """``url`` and ``sha256`` belong to ``update_model``, which cannot do without ``url``."""
+    if command["command"] == "update_model":
+        if command.get("url") is None:
+            raise PayloadError("cmd.url: missing (update_model needs the package's URL)")
+        return
+    stray = sorted(_UPDATE_ARGUMENTS & set(command))
+    if stray:
+        raise PayloadError(f"cmd.{stray[0]}: only for update_model, not {command['command']}")
 
 
 def encode(kind: str, payload: Mapping[str, Any]) -> bytes:

@@ -18,6 +18,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 from typer.testing import CliRunner
 
 from edge_app.imaging import box_iou
+from model_build.cohort.media import DESCRIBED
+from model_build.imaging_report import describe_media
 from tests.cohort_factory import (findings_at, make_cohort, read_rows, truncate, validate_app, validate_json,
                                   write_csv)
 from tests.test_dicom import new_dataset, region, save, speckle
@@ -146,9 +148,20 @@ def test_video_clip(mixed):
     clip = media[(VIDEOS, 2)]
     assert clip["format"] == "video" and (clip["width"], clip["height"]) == (1280, 720)
     assert clip["frames"] == VIDEO_FRAMES
-    # The first frame is blank: the box comes from a later one.
+    # The first frame is blank: the box comes from a later one, and so does the text (name, date).
     assert clip["scan_box_source"] == "detected" and box_iou(tuple(clip["scan_box"]), clip_box) >= 0.9
     assert clip["mm_per_pixel"] is None
+    assert clip["burned_in_text"] is True
+
+
+def test_validation_describes_each_file_as_describe_media_does(mixed):
+    """Validation describes the pixels its integrity check already decoded (a video's probe frames
+    kept while decoding it to the end); describe_media reads the file itself. Same answers."""
+    root, _, _, media, *_ = mixed
+    listed = {(IMAGES, 4): {"mm_per_pixel": LISTED_MM}, (IMAGES, 5): {"depth_mm": DEPTH_MM}}
+    for place, entry in media.items():
+        own = describe_media(root / entry["path"], **listed.get(place, {}))
+        assert {key: entry[key] for key in DESCRIBED} == {key: own[key] for key in DESCRIBED}, place
 
 
 def test_pixel_size_from_the_listing_columns(mixed):
@@ -306,7 +319,7 @@ def test_real_images_are_described(tmp_path):
 
 
 def test_fault_in_the_image_analysis_is_a_warning_not_a_crash(tmp_path, monkeypatch):
-    """A bug in describe_media on one file must not stop the validation of the others."""
+    """A bug in describe_pixels on one file must not stop the validation of the others."""
     root = base_cohort(tmp_path / "cohort")
     write_screen(root / "images/screen.png", seed=7)
     write_csv(root / IMAGES, [{"participant_id": "P001", "path": "images/screen.png"}])
@@ -314,7 +327,7 @@ def test_fault_in_the_image_analysis_is_a_warning_not_a_crash(tmp_path, monkeypa
     def broken(*args, **kwargs):
         raise IndexError("index 144 is out of bounds for axis 1 with size 144")
 
-    monkeypatch.setattr("model_build.cohort.media.describe_media", broken)
+    monkeypatch.setattr("model_build.cohort.media.describe_pixels", broken)
     code, report = validate_json(root)
     assert code == 0
     [finding] = findings_at(report, file=IMAGES, row=2, column="path")

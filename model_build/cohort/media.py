@@ -4,9 +4,13 @@ And what does each show: scan box, physical pixel size, burned-in text?
 Every file is decoded in full (a truncated file often opens fine and fails only on its last
 rows or frames) and hashed, so the same recording filed under two participants is caught even
 under two names. Every file that decodes is then described by
-:func:`model_build.imaging_report.describe_media` (one row of the media table), because training
+:func:`model_build.imaging_report.describe_pixels` (one row of the media table), because training
 needs the scan box and the pixel size of each file and a cohort must not leave the hospital with
-names burned into its pixels. Work runs in a thread pool: Pillow, OpenCV and hashlib release the GIL.
+names burned into its pixels. The description reuses what the check has read: a video's probe
+frames are kept while it is decoded to the end (a video is decoded once), a still is decoded by
+OpenCV from the bytes already read (Pillow's decode is the integrity check); only a DICOM is
+parsed again, for its first frame. Work runs in a thread pool: Pillow, OpenCV and hashlib
+release the GIL.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ import pydicom  # noqa: E402
 from pydicom.errors import InvalidDicomError  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
-from model_build.imaging_report import MediaError, describe_media  # noqa: E402
+from model_build.imaging_report import (MediaError, MediaPixels, decode_still, describe_pixels,  # noqa: E402
+                                        probe_indices, read_pixels)
 
 PNG_END = b"IEND\xaeB`\x82"
 # What Pillow may call each listed format (a JPEG from a camera can be MPO, a BMP a DIB).
@@ -42,7 +47,7 @@ PILLOW_FORMATS = {"png": ("PNG",), "jpeg": ("JPEG", "MPO"), "bmp": ("BMP", "DIB"
 # one frame off; a truncated recording loses far more than that.
 FRAME_COUNT_SLACK = 1
 _CHUNK = 1 << 20
-# What describe_media says about a file, as the media table (and `--json`) carries it.
+# What describe_pixels says about a file, as the media table (and `--json`) carries it.
 DESCRIBED = ("format", "width", "height", "frames", "scan_box", "scan_box_source", "mm_per_pixel",
              "pixel_size_source", "burned_in_text", "burned_in_annotation_flag")
 ROWS_NAMED = 5  # a summary finding names this many rows; the media table lists them all
@@ -78,7 +83,7 @@ class Problem:
 @dataclass(frozen=True)
 class MediaCheck:
     """What inspecting one file found: its content hash (None if unreadable), problems, and
-    describe_media's summary (None when the file does not decode)."""
+    describe_pixels' summary (None when the file does not decode)."""
 
     sha256: str | None
     findings: tuple[Finding, ...] = ()
@@ -137,9 +142,10 @@ def inspect_media_file(path: Path, item: MediaItem) -> MediaCheck:
         problem = _file_problem(path)
         if problem is not None:
             return MediaCheck(None, (_finding(item, problem),))
+        pixels: MediaPixels | None = None
         if item.format == "video":
             digest = _sha256_of_file(path)
-            problem = _video_problem(path)
+            problem, pixels = _video_problem(path)
         else:
             data = path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
@@ -152,7 +158,9 @@ def inspect_media_file(path: Path, item: MediaItem) -> MediaCheck:
     if problem is not None and problem.severity == "error":
         return MediaCheck(digest, found)
     try:
-        description = describe_media(path, item.mm_per_pixel, item.depth_mm)
+        if pixels is None:
+            pixels = read_pixels(path) if item.format == "dicom" else decode_still(path, data)
+        description = describe_pixels(pixels, item.mm_per_pixel, item.depth_mm)
     except MediaError as error:  # decodes for the check above, yet not for training: say why
         return MediaCheck(digest, (*found, _finding(item, _media_error_problem(error, path))))
     except Exception as error:  # a fault of the image analysis must not stop the other 1,000 files
@@ -176,7 +184,7 @@ def _media_error_problem(error: MediaError, path: Path) -> Problem:
 
 
 def media_row(item: MediaItem, description: dict | None) -> dict:
-    """One row of the media table: where the file is listed and what describe_media says of it
+    """One row of the media table: where the file is listed and what describe_pixels says of it
     (``described`` False, and the listing's format only, when the file does not decode)."""
     row = {"file": item.file, "row": item.row, "participant_id": item.participant_id, "path": item.relative,
            "described": description is not None}
@@ -287,23 +295,30 @@ def _dicom_problem(data: bytes, as_video: bool) -> Problem | None:
     return None
 
 
-def _video_problem(path: Path) -> Problem | None:
+def _video_problem(path: Path) -> tuple[Problem | None, MediaPixels | None]:
+    """Decode every frame (a truncated recording fails only near its end), keeping the probe
+    frames the description looks at: the problem, or None and those frames."""
     resend = "export the recording again (MP4 or AVI)"
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
-            return Problem("cannot be opened as a video (truncated, corrupt or an unknown codec)", resend)
+            return Problem("cannot be opened as a video (truncated, corrupt or an unknown codec)", resend), None
         expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        decoded = 0
+        wanted = probe_indices(expected)
+        probes, decoded = [], 0
         while capture.grab():  # grab decodes the frame without converting it: faster than read
+            if decoded in wanted:
+                converted, frame = capture.retrieve()
+                if converted:
+                    probes.append(frame)
             decoded += 1
     finally:
         capture.release()
-    if decoded == 0:
-        return Problem("video has no decodable frame", resend)
+    if decoded == 0 or not probes:
+        return Problem("video has no decodable frame", resend), None
     if expected > 0 and decoded < expected - FRAME_COUNT_SLACK:
-        return Problem(f"truncated or corrupt video: {decoded} of {expected} frames decode", resend)
-    return None
+        return Problem(f"truncated or corrupt video: {decoded} of {expected} frames decode", resend), None
+    return None, MediaPixels("video", tuple(probes), expected if expected > 0 else decoded)
 
 
 def _shared_content(items: list[MediaItem], checks: list[MediaCheck]) -> list[Finding]:

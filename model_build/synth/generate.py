@@ -14,6 +14,7 @@ either absent, the previous cohort, or complete.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -180,7 +181,10 @@ def _render_all(jobs: list[MediaJob], workers: int,
             if progress:
                 progress(index + 1, len(jobs))
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_per_worker)
+        # Spawned, not forked: a fork of a process that already runs threads (OpenCV's pool,
+        # an MQTT client, a test runner's) can inherit a held lock and hang in the child.
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_per_worker,
+                                   mp_context=multiprocessing.get_context("spawn"))
         try:
             futures = {pool.submit(render_participant, job): index for index, job in enumerate(jobs)}
             for done, future in enumerate(as_completed(futures), start=1):

@@ -1,3 +1,19 @@
-"""INT8 post-training quantization of the model bundle (explicit Q/DQ for TensorRT, ONNX Runtime
-static INT8 for CPUs) and the accuracy gates that refuse a bad quantized model.
-Console script ``sarco-calibrate`` arrives with its issue."""
+"""INT8 post-training quantization of a model bundle and the accuracy gate that refuses a bad one
+(docs/calibration.md).
+
+- :mod:`calibration.select`: representative calibration frames from the training cohort;
+- :mod:`calibration.quantize`: explicit Q/DQ INT8 for TensorRT (NVIDIA Model Optimizer), ONNX
+  Runtime static INT8 for CPUs, with a sensitivity loop that leaves damaging layers in float;
+- :mod:`calibration.trt_cache`: legacy TensorRT 8.x calibration cache (needs a GPU; unverified);
+- :mod:`calibration.verify`: float vs INT8 on every cohort, accepted or rejected.
+
+Only constants and the error type live here, so that the CLI starts without loading ONNX tools.
+"""
+
+TARGETS = ("tensorrt", "cpu", "tensorrt-cache")
+METHODS = ("entropy", "minmax", "percentile")
+HIGH_PRECISION = ("fp32", "fp16")
+
+
+class CalibrationError(ValueError):
+    """Input that calibration cannot use; the message names the file or value and the fix."""

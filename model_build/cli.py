@@ -7,7 +7,18 @@ list below.
 
 import typer
 
-from model_build.commands import criteria, deidentify, label, sign, synth, validate
+from model_build.commands import (
+    criteria,
+    deidentify,
+    evaluate,
+    export,
+    label,
+    predict,
+    sign,
+    synth,
+    train,
+    validate,
+)
 
 app = typer.Typer(
     name="sarco",
@@ -17,5 +28,5 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for command_module in (synth, validate, criteria, label, deidentify, sign):
+for command_module in (synth, validate, criteria, label, train, evaluate, predict, export, deidentify, sign):
     command_module.register(app)

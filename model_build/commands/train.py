@@ -1,0 +1,94 @@
+"""`sarco train COHORT --out MODEL`: train a model and write its bundle (docs/models.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from model_build.models import FUSIONS, MODALITIES
+
+
+def parse_modalities(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    wanted = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [m for m in wanted if m not in MODALITIES]
+    if unknown or not wanted:
+        raise typer.BadParameter(f"{text!r}: use a comma-separated subset of {','.join(MODALITIES)}")
+    return wanted
+
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `sarco train` to the CLI."""
+
+    @app.command("train")
+    def train(
+        cohort: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Cohort folder.")],
+        out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (new, or with --resume).")],
+        modalities: Annotated[Optional[str], typer.Option(
+            help="Comma-separated subset of image,clinical,lab (default: all the cohort has).")] = None,
+        fusion: Annotated[str, typer.Option(help=f"One of {', '.join(FUSIONS)}.")] = "evidential",
+        train_cohort: Annotated[str, typer.Option(help="participants.csv `cohort` value to train on.")] = "development",
+        epochs: Annotated[Optional[int], typer.Option(min=1, help="Maximum epochs (default 12; 2 with --quick).")] = None,
+        seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+        quick: Annotated[bool, typer.Option("--quick", help="64 px, 2 epochs: a smoke run in seconds.")] = False,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+        image_size: Annotated[Optional[int], typer.Option(min=32, help="Input side in pixels (default 128).")] = None,
+        backbone: Annotated[str, typer.Option(help="efficientnet-lite0, densenet121 or resnet18.")] = "efficientnet-lite0",
+        image_weights: Annotated[Optional[Path], typer.Option(
+            exists=True, dir_okay=False, help="Backbone weights (.safetensors or state-dict .pth).")] = None,
+        pretrained: Annotated[bool, typer.Option(help="Start EfficientNet-Lite0 from ImageNet.")] = True,
+        freeze_blocks: Annotated[int, typer.Option(min=0, max=16, help="Freeze stem + first N blocks.")] = 0,
+        crop_to_scan: Annotated[bool, typer.Option(help="Crop each image to its detected scan area.")] = True,
+        field_of_view_mm: Annotated[Optional[float], typer.Option(
+            help="Resample images to this many mm per input side (needs mm_per_pixel).")] = None,
+        frames_per_video: Annotated[int, typer.Option(min=1, help="Frames sampled per recording.")] = 4,
+        batch_size: Annotated[int, typer.Option(min=2, help="Participants per step.")] = 16,
+        patience: Annotated[Optional[int], typer.Option(min=1, help="Early-stopping patience (epochs).")] = None,
+        augment: Annotated[bool, typer.Option(help="Training-time image augmentation.")] = True,
+        threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all cores).")] = None,
+        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    ) -> None:
+        """Train on COHORT's training participants and write a model bundle to --out."""
+        from model_build.models.errors import reported_errors
+        from model_build.models.train import TrainOptions
+        from model_build.models.train import train as run_training
+
+        if fusion not in FUSIONS:
+            raise typer.BadParameter(f"{fusion!r}: use one of {', '.join(FUSIONS)}", param_hint="--fusion")
+        chosen = {"modalities": parse_modalities(modalities), "fusion": fusion, "train_cohort": train_cohort,
+                  "seed": seed, "backbone": backbone, "pretrained": pretrained, "freeze_blocks": freeze_blocks,
+                  "image_weights": None if image_weights is None else str(image_weights),
+                  "crop_to_scan": crop_to_scan, "field_of_view_mm": field_of_view_mm, "frames_per_video": frames_per_video,
+                  "batch_size": batch_size, "augment": augment, "threads": threads, "device": device}
+        chosen.update({k: v for k, v in (("epochs", epochs), ("image_size", image_size), ("patience", patience))
+                       if v is not None})
+        options = TrainOptions.quick(**chosen) if quick else TrainOptions(**chosen)
+        console = Console(stderr=True)
+        with reported_errors(), progress_bar(console) as progress:
+            bundle = run_training(cohort, out, options, resume=resume, progress=progress)
+        _summary(bundle, Console())
+
+
+def _summary(folder: Path, console: Console) -> None:
+    import json
+
+    training = json.loads((folder / "training.json").read_text(encoding="utf-8"))
+    validation = training["metrics"]["validation"]
+    ci = validation["auc_ci"]
+    console.print(f"bundle written to {folder}")
+    console.print(f"inner validation: AUC {validation['auc']:.3f}"
+                  + ("" if ci is None else f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})")
+                  + f", n = {validation['n']}; threshold {training['threshold']['value']:.4f} "
+                  f"({training['threshold']['rule']}); {training['epochs_run']} epochs, best {training['best_epoch']}; "
+                  f"training {training['timings']['train_seconds']:.0f} s on {training['device']} "
+                  f"({training['threads']} threads)")

@@ -1,0 +1,13 @@
+"""Models: the ultrasound CNN, clinical and lab encoders, evidential and other fusion, the
+training loop and the model bundle (docs/models.md, docs/model-bundle.md).
+
+Only constants live here, so that importing the CLI does not import torch.
+"""
+
+MODALITIES = ("image", "clinical", "lab")
+FUSIONS = ("evidential", "concat", "late")
+CLASSES = ("non_sarcopenia", "sarcopenia")
+
+
+class InputError(ValueError):
+    """A command's input cannot be used (no such cohort, a bad KEY=VALUE...); says how to fix it."""

@@ -1,0 +1,139 @@
+"""ONNX export of the deployable image model, with the checks the device relies on.
+
+The device runs ``model.onnx`` through ONNX Runtime or a TensorRT engine built from it, so the
+graph must hold only operators both handle well, take any batch size (one frame or a burst),
+and compute what PyTorch computes.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from model_build.models.fusion import ImageScorer
+
+OPSET = 17
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+PARITY_TOLERANCE = 1e-4
+
+DEPLOYABLE_OPERATORS = frozenset({
+    "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "Div", "Flatten",
+    "Gather", "Gemm", "GlobalAveragePool", "Identity", "MatMul", "MaxPool", "Mul", "Pad", "Relu",
+    "Reshape", "Shape", "Sigmoid", "Squeeze", "Sub", "Unsqueeze",
+})
+"""Plain CNN operators that ONNX Runtime and TensorRT (8.x-10.x) both run natively; anything
+else (loops, If, ScatterND, custom domains) is refused rather than discovered on the device."""
+
+
+class ExportError(RuntimeError):
+    """The exported graph is not deployable; the message names the offending operators."""
+
+
+def export_onnx(scorer: ImageScorer, image_size: int, path: Path) -> float:
+    """Write ``path`` atomically: input ``image`` (batch, 1, S, S), output ``logits`` (batch, 2).
+    Returns the largest PyTorch / ONNX Runtime difference on a probe batch (checked <= 1e-4).
+
+    The exporter leaves each "same" padding as a small shape-arithmetic subgraph feeding a Pad;
+    ONNX Runtime's basic (provider-independent) graph optimisation folds those constants and
+    merges each Pad into its Conv, which leaves a graph of plain Conv / Clip / Add / pooling.
+    """
+    scorer = scorer.eval().cpu()
+    example = torch.zeros(2, 1, image_size, image_size)
+    raw = path.with_name(f".{path.name}.raw")
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # The TorchScript exporter is deprecated in favour of torch.export, which needs the
+            # onnxscript package; for this plain CNN both give the same operators.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(scorer, (example,), str(raw), dynamo=False, opset_version=OPSET,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(temporary)
+        onnxruntime.InferenceSession(str(raw), options, providers=["CPUExecutionProvider"])
+        _drop_unused_opsets(temporary)
+        check_graph(temporary)
+        gap = parity_gap(scorer, temporary, _probe_images(image_size))
+        if gap > PARITY_TOLERANCE:
+            raise ExportError(f"{path.name}: ONNX Runtime differs from PyTorch by {gap:.2e} "
+                              f"(> {PARITY_TOLERANCE:.0e}); the export is not faithful")
+        os.replace(temporary, path)
+        return gap
+    finally:
+        raw.unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
+
+
+def _drop_unused_opsets(path: Path) -> None:
+    """ONNX Runtime declares all its operator domains; keep the ones the graph uses."""
+    model = onnx.load(str(path))
+    used = {node.domain for node in model.graph.node} | {""}
+    kept = [entry for entry in model.opset_import if entry.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    onnx.save(model, str(path))
+
+
+def check_graph(path: Path) -> None:
+    """Refuse a graph with an operator outside :data:`DEPLOYABLE_OPERATORS` or a fixed batch."""
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    foreign = sorted({f"{n.domain}::{n.op_type}" if n.domain else n.op_type for n in model.graph.node}
+                     - DEPLOYABLE_OPERATORS)
+    if foreign:
+        raise ExportError(f"{path.name}: operators {foreign} are not in the deployable set; "
+                          "fix: replace the layer that produces them (see docs/models.md)")
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    if not batch.dim_param:
+        raise ExportError(f"{path.name}: the batch dimension is fixed to {batch.dim_value}")
+    opset = max(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
+    if opset < OPSET:
+        raise ExportError(f"{path.name}: opset {opset} is older than {OPSET}")
+
+
+def _probe_images(image_size: int) -> np.ndarray:
+    """Three normalised-range inputs: noise, a ramp and black, batch of 3 (not the export's 2)."""
+    rng = np.random.default_rng(0)
+    ramp = np.broadcast_to(np.linspace(-1, 1, image_size, dtype=np.float32), (image_size, image_size))
+    return np.stack([rng.standard_normal((image_size, image_size)).astype(np.float32), ramp,
+                     np.full((image_size, image_size), -1.0, np.float32)])[:, np.newaxis]
+
+
+def onnx_logits(path: Path, images: np.ndarray) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run([OUTPUT_NAME], {INPUT_NAME: images.astype(np.float32)})[0]
+
+
+def parity_gap(scorer: ImageScorer, path: Path, images: np.ndarray) -> float:
+    """Largest absolute difference between PyTorch and ONNX Runtime logits on ``images``."""
+    with torch.no_grad():
+        expected = scorer.eval().cpu()(torch.from_numpy(images.astype(np.float32))).numpy()
+    return float(np.abs(onnx_logits(path, images) - expected).max())
+
+
+def export_bundle(folder: Path) -> tuple[float, list[str]]:
+    """Rewrite ``folder/model.onnx`` from the bundle's weights and re-sign the manifest.
+
+    The manifest is not checked first (re-signing after a deliberate change is the point), but
+    the weights must still fit the bundle's config.
+    """
+    from model_build.models import InputError
+    from model_build.models.bundle import ONNX, load_bundle, write_manifest
+
+    bundle = load_bundle(folder, verify=False)
+    if "image" not in bundle.config.modalities:
+        raise InputError(f"{folder}: this model has no image input, so there is no device graph to "
+                         "export; the bundle's weights serve `sarco evaluate` and `sarco predict`")
+    gap = export_onnx(bundle.model.image_scorer(), bundle.config.image_size, folder / ONNX)
+    write_manifest(folder)
+    operators = sorted({node.op_type for node in onnx.load(str(folder / ONNX)).graph.node})
+    return gap, operators

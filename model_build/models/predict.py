@@ -1,0 +1,197 @@
+"""Running a model over participants: batches, no gradients, and the readout table.
+
+Shared by training (the inner validation), ``sarco evaluate`` and ``sarco predict``, so the
+numbers a bundle reports about itself are computed exactly as its users will compute them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from edge_app.preprocess import PreprocessError, Preprocessor
+from model_build.cohort import Cohort
+from model_build.cohort.listings import IMAGE_FORMATS, VIDEO_FORMATS
+from model_build.models import CLASSES, InputError
+from model_build.models.bundle import Bundle
+from model_build.models.data import Arrays, ImageSet, build_arrays, presence, read_frames
+from model_build.models.fusion import Batch, FusionModel, Outputs, Readout, Stacker, read_out
+from model_build.models.report import modality_probabilities
+from model_build.models.tabular import TabularEncoder, TabularInputError, column_numbers
+
+CHUNK_PARTICIPANTS = 256  # bounds memory when a cohort has thousands of participants
+
+
+def make_batch(arrays: Arrays, rows: np.ndarray, preprocessor: Preprocessor,
+               augment: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> Batch:
+    """The participants ``rows`` of ``arrays`` as tensors; ``augment(pixels, image_indices)``
+    is applied to the prepared images before normalisation (training only)."""
+    chosen, owner = arrays.images_of(rows)
+    images = None
+    if arrays.images is not None:
+        pixels = arrays.images.pixels[chosen].astype(np.float32)
+        if augment is not None:
+            pixels = augment(pixels, chosen)
+        images = torch.from_numpy(preprocessor.normalise(pixels)[:, np.newaxis])
+    return Batch(present=torch.from_numpy(arrays.present[rows]), images=images,
+                 image_owner=torch.from_numpy(owner),
+                 tables={m: torch.from_numpy(t[rows]) for m, t in arrays.tables.items()})
+
+
+def autocast_for(device: torch.device):
+    """bfloat16 mixed precision on a GPU (no loss scaling needed); full precision on a CPU."""
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def infer(model: FusionModel, arrays: Arrays, preprocessor: Preprocessor, device: torch.device,
+          batch_size: int = 32) -> Outputs:
+    """Network outputs for every participant of ``arrays``, on the CPU, in float32."""
+    model.eval()
+    logits, fused = [], []
+    with torch.no_grad():
+        for start in range(0, len(arrays), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(arrays)))
+            with autocast_for(device):
+                outputs = model(make_batch(arrays, rows, preprocessor).to(device))
+            logits.append(outputs.logits.float().cpu())
+            if outputs.fused_logits is not None:
+                fused.append(outputs.fused_logits.float().cpu())
+    return Outputs(torch.cat(logits), torch.cat(fused) if fused else None)
+
+
+def readout_frame(ids: list[str], readout: Readout, modalities: list[str], threshold: float,
+                  labels: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per participant: label, probability, uncertainty, each modality's contribution.
+
+    ``contribution_<modality>`` is the modality's share of the evidence for the participant's
+    true class when the label is known (so its mean over the positives is the study's
+    "contribution to sarcopenia"), else for the class predicted at ``threshold``.
+    """
+    labels = np.full(len(ids), -1) if labels is None else labels
+    known = labels >= 0
+    frame = pd.DataFrame({"participant_id": ids, "label": pd.Series(labels, dtype="Int64").mask(~known)})
+    frame["probability"] = readout.probability
+    frame["uncertainty"] = readout.uncertainty
+    klass = np.where(known, labels, (readout.probability >= threshold).astype(int))
+    rows = np.arange(len(ids))
+    for view, modality in enumerate(modalities):
+        frame[f"contribution_{modality}"] = readout.contributions[rows, view, klass]
+    return frame
+
+
+def predict_cohort(model: FusionModel, fusion: str, stacker: Stacker | None, threshold: float,
+                   cohort: Cohort, frame: pd.DataFrame, encoders: dict, preprocessor: Preprocessor,
+                   frames_per_video: int, device: torch.device,
+                   on_progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """Readout of every participant in ``frame``, read and run in chunks; ``probability_<m>``
+    columns add each modality's own opinion (NaN where the participant lacks it)."""
+    modalities = model.config.modalities
+    parts = []
+    for start in range(0, len(frame), CHUNK_PARTICIPANTS):
+        chunk = frame.iloc[start:start + CHUNK_PARTICIPANTS]
+        arrays = build_arrays(cohort, chunk, modalities, encoders, preprocessor, frames_per_video, on_progress)
+        outputs = infer(model, arrays, preprocessor, device)
+        readout = read_out(outputs, torch.from_numpy(arrays.present), fusion, stacker)
+        part = readout_frame(arrays.ids, readout, modalities, threshold, arrays.labels)
+        alone = modality_probabilities(outputs, fusion)
+        for view, modality in enumerate(modalities):
+            part[f"probability_{modality}"] = np.where(arrays.present[:, view], alone[:, view], np.nan)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def parse_key_values(pairs: list[str], modality: str, encoder: TabularEncoder | None) -> dict[str, str]:
+    """``KEY=VALUE`` pairs given with ``--clinical`` / ``--lab``, checked against the bundle."""
+    if pairs and encoder is None:
+        raise InputError(f"--{modality}: this model has no {modality} input; fix: leave --{modality} out")
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not equals or not key:
+            raise InputError(f"--{modality} {pair!r}: expected KEY=VALUE, e.g. --{modality} "
+                             f"{encoder.columns[0]}=...")
+        if key not in encoder.columns:
+            raise InputError(f"--{modality} {key}: not a {modality} input of this model; fix: use one of "
+                             f"{', '.join(encoder.columns)}")
+        values[key] = value
+    for column in encoder.numeric if encoder else []:
+        if column.name in values:
+            try:
+                column_numbers(pd.Series([values[column.name]]), column.name, column.type)
+            except TabularInputError:
+                raise InputError(f"--{modality} {column.name}={values[column.name]}: not a number; "
+                                 "fix: write a plain number in the unit of the model card") from None
+    for column in encoder.categorical if encoder else []:
+        if column.name in values and values[column.name] not in column.levels:
+            raise InputError(f"--{modality} {column.name}={values[column.name]}: fix: use one of "
+                             f"{', '.join(column.levels)}")
+    return values
+
+
+def read_files(files: list[Path], preprocessor: Preprocessor, frames_per_video: int,
+               mm_per_pixel: float | None, depth_mm: float | None = None) -> ImageSet:
+    """Images or recordings named on the command line, prepared as in training."""
+    pixels = []
+    for path in files:
+        suffix = path.suffix.lower()
+        kind = "video" if VIDEO_FORMATS.get(suffix) == "video" else IMAGE_FORMATS.get(suffix)
+        if kind is None:
+            raise InputError(f"{path}: unsupported file type {suffix!r}; fix: give PNG, JPEG, BMP, TIFF, "
+                             "DICOM or a video (MP4, AVI)")
+        try:
+            frames, _ = read_frames(path, kind, frames_per_video)
+        except (OSError, ValueError) as error:
+            raise InputError(f"{path}: cannot be read ({error})") from None
+        try:
+            pixels += [preprocessor.prepare(frame, mm_per_pixel, depth_mm) for frame in frames]
+        except PreprocessError as error:
+            raise InputError(f"{path}: {error}") from None
+    size = preprocessor.params.size
+    stacked = np.stack(pixels).astype(np.float16) if pixels else np.zeros((0, size, size), np.float16)
+    return ImageSet(stacked, np.zeros(len(pixels), np.int64))
+
+
+def predict_participant(bundle: Bundle, files: list[Path], clinical: dict[str, str], lab: dict[str, str],
+                        mm_per_pixel: float | None, depth_mm: float | None, device: torch.device) -> dict:
+    """One participant's result as a JSON-ready dict."""
+    config = bundle.config
+    if config.modalities == ["image"] and not files:
+        raise InputError("this is an image model: give at least one image or recording")
+    if files and "image" not in config.modalities:
+        raise InputError("this model takes no images; fix: give only --clinical / --lab values")
+    given = {**clinical, **lab}
+    columns = [c for e in bundle.encoders.values() for c in e.columns]
+    frame = pd.DataFrame({c: [given.get(c, pd.NA)] for c in columns} | {"participant_id": ["participant"]})
+    images = read_files(files, bundle.preprocessor, bundle.frames_per_video, mm_per_pixel, depth_mm) \
+        if "image" in config.modalities else None
+    counts = None if images is None else np.array([len(images.pixels)])
+    arrays = Arrays(["participant"], np.array([-1]), presence(frame, config.modalities, bundle.encoders, counts),
+                    {m: bundle.encoders[m].transform(frame) for m in config.modalities if m != "image"}, images)
+    outputs = infer(bundle.model.to(device), arrays, bundle.preprocessor, device)
+    readout = read_out(outputs, torch.from_numpy(arrays.present), config.fusion, bundle.stacker)
+    alone = modality_probabilities(outputs, config.fusion)[0]
+    probability = float(readout.probability[0])
+    result = {
+        "probability": probability,
+        "decision": "sarcopenia" if probability >= bundle.threshold else "no sarcopenia",
+        "threshold": bundle.threshold,
+        "uncertainty": None if np.isnan(readout.uncertainty[0]) else float(readout.uncertainty[0]),
+        "frames": 0 if images is None else int(len(images.pixels)),
+        "modalities": {},
+    }
+    for view, modality in enumerate(config.modalities):
+        present = bool(arrays.present[0, view])
+        entry: dict = {"present": present, "probability": float(alone[view]) if present else None}
+        if config.fusion == "evidential":
+            entry["contribution"] = {name: float(readout.contributions[0, view, k])
+                                     for k, name in enumerate(CLASSES)}
+        result["modalities"][modality] = entry
+    return result

@@ -1,0 +1,132 @@
+"""Calibration pieces that need no cohort: stratum quotas, the ONNX Runtime data reader, the
+TensorRT cache text format, the TensorRT 8.x cache path without TensorRT, options, per-layer error."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from calibration import CalibrationError
+from calibration.quantize import QuantizeOptions
+from calibration.ranges import ArrayReader, read_cache_text, stride, write_cache_text
+from calibration.select import _quotas
+from calibration.trt_cache import CacheFile, CalibrationBatches, tensorrt_missing
+from tests.test_calibration_support import SIZE, tiny_network
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 40), st.integers(1, 400)), min_size=1, max_size=12), st.integers(1, 2000))
+def test_quotas_fill_n_within_capacity_and_cover_every_stratum(strata: list[tuple[int, int]], n: int) -> None:
+    files = [f for f, _ in strata]
+    capacity = [max(f, c) for f, c in strata]  # a file has at least one candidate frame
+    quotas = _quotas(files, capacity, n)
+    assert sum(quotas) == min(n, sum(capacity))
+    assert all(0 <= q <= c for q, c in zip(quotas, capacity))
+    if n >= len(files):
+        assert all(q >= 1 for q in quotas)
+
+
+def test_quotas_follow_the_share_of_files() -> None:
+    # 30 and 10 files, plenty of frames each: 100 inputs split 75 / 25.
+    assert _quotas([30, 10], [1000, 1000], 100) == [75, 25]
+    # A stratum that cannot take its share passes the rest on.
+    assert _quotas([30, 10], [20, 1000], 100) == [20, 80]
+
+
+def test_array_reader_serves_each_input_once_in_equal_batches() -> None:
+    inputs = np.arange(21 * 2, dtype=np.float32).reshape(21, 1, 1, 2)
+    reader = ArrayReader(inputs, "image")  # 21 = 3 x 7: batches of 7 (ONNX Runtime stacks a stride's batches)
+    assert reader.batch_size == 7 and len(reader) == 3
+    assert stride(512) == 8 and stride(13) == 1 and stride(9, most=8) == 3
+    seen = []
+    for start in range(0, len(reader), 2):
+        reader.set_range(start, start + 2)
+        while (batch := reader.get_next()) is not None:
+            assert len(batch["image"]) == 7
+            seen.append(batch["image"])
+    assert np.array_equal(np.concatenate(seen), inputs)
+
+
+def test_cache_text_round_trip_and_bad_line(tmp_path: Path) -> None:
+    ranges = {"image": 1.0, "/encoder/conv/Conv_output_0": 6.35}
+    path = write_cache_text(ranges, tmp_path / "x.cache")
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("TRT-") and len(lines) == 3
+    # Big-endian float32 hex of range / 127, as TensorRT writes it.
+    assert lines[1] == f"/encoder/conv/Conv_output_0: {struct.pack('>f', 6.35 / 127).hex()}"
+    scales = read_cache_text(path)
+    assert scales["image"] == pytest.approx(1.0 / 127, rel=1e-6)
+    path.write_text(lines[0] + "\nimage: zz\n")
+    with pytest.raises(CalibrationError, match="line 2"):
+        read_cache_text(path)
+
+
+def test_tensorrt_batches_come_from_the_calibration_inputs() -> None:
+    inputs = np.random.default_rng(0).standard_normal((70, 1, 8, 8)).astype(np.float32)
+    batches = CalibrationBatches(inputs, batch_size=32)
+    assert len(batches) == 2 and batches.left_out == 6 and batches.shape == (32, 1, 8, 8)
+    assert batches.nbytes == 32 * 64 * 4
+    assert np.array_equal(np.concatenate([batches[0], batches[1]]), inputs[:64])
+    assert batches[1].flags["C_CONTIGUOUS"] and batches[1].dtype == np.float32
+    with pytest.raises(IndexError):
+        batches[2]
+    assert CalibrationBatches(inputs[:5], batch_size=32).batch_size == 5  # fewer inputs than a batch
+    with pytest.raises(CalibrationError):
+        CalibrationBatches(inputs[:0])
+
+
+def test_cache_file_reads_nothing_then_writes_atomically(tmp_path: Path) -> None:
+    cache = CacheFile(tmp_path / "calibration.cache")
+    assert cache.read() is None  # TensorRT then calibrates
+    cache.write(b"TRT-8501-EntropyCalibration2\nimage: 3c010204\n")
+    assert cache.read().startswith(b"TRT-8501")
+    assert [p.name for p in tmp_path.iterdir()] == ["calibration.cache"]  # no temporary left
+
+
+@pytest.mark.skipif(tensorrt_missing() is None, reason="TensorRT is installed here: the refusal does not apply")
+def test_tensorrt_cache_target_says_what_it_needs() -> None:
+    assert "TensorRT 8.x and pycuda" in tensorrt_missing()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"target": "tflite"}, "--target tflite"),
+    ({"method": "mse"}, "--method mse"),
+    ({"target": "tensorrt-cache", "method": "minmax"}, "IInt8EntropyCalibrator2"),
+    ({"percentile": 20.0}, "--percentile"),
+    ({"high_precision": "bf16"}, "--high-precision"),
+])
+def test_bad_options_name_the_option(options: dict, message: str) -> None:
+    with pytest.raises(CalibrationError, match=message):
+        QuantizeOptions(**options)
+
+
+def test_layer_errors_find_the_layer_a_bad_scale_breaks(tmp_path: Path) -> None:
+    """Quantize the tiny network, then shrink one activation scale: that layer must rank first."""
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from calibration.sensitivity import layer_errors, worst_layers
+
+    inputs = np.random.default_rng(1).uniform(-1, 1, (16, 1, SIZE, SIZE)).astype(np.float32)
+    float_path = tiny_network(tmp_path / "float.onnx", slope=4.0, offset=0.2)
+    quantized_path = tmp_path / "int8.onnx"
+    quantize_static(str(float_path), str(quantized_path), ArrayReader(inputs, "image"), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                    calibrate_method=CalibrationMethod.MinMax)
+    faithful = layer_errors(float_path, quantized_path, inputs)
+    assert {e.node for e in faithful} >= {"conv1", "conv2", "head"}
+    assert max(e.relative_error for e in faithful) < 0.05
+    model = onnx.load(str(quantized_path))
+    for initializer in model.graph.initializer:
+        if initializer.name == "r1_scale":  # the input activation of conv2
+            initializer.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(initializer) / 50, initializer.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    worst = worst_layers(layer_errors(float_path, broken, inputs), 1, quantized_only=True)[0]
+    assert worst.node == "conv2" and worst.added_error > 0.2

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from edge_app.bundle import BundleError as DeviceBundleError
+from edge_app.bundle import verify_manifest as verify_device_manifest
 from edge_app.preprocess import PreprocessParams, Preprocessor
 from model_build.models import CLASSES
 from model_build.models.fusion import FusionModel, ModelConfig, Stacker
@@ -132,26 +134,11 @@ def write_manifest(folder: Path) -> None:
 
 
 def verify_manifest(folder: Path) -> None:
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
-        raise BundleError(f"{manifest}: not found; the bundle is incomplete (training or export was "
-                          "interrupted); fix: run `sarco export` on it or train again")
-    listed = {}
-    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
-        digest, _, name = line.partition("  ")
-        if len(digest) != 64 or not name:
-            raise BundleError(f"{manifest}: line {number} is not '<sha256>  <file>'")
-        listed[name] = digest
-    present = set(bundle_files(folder))
-    for name in sorted(set(listed) - present):
-        raise BundleError(f"{folder / name}: listed in {MANIFEST} but missing; fix: copy the whole folder")
-    for name in sorted(present - set(listed)):
-        raise BundleError(f"{folder / name}: not in {MANIFEST}; fix: remove it, or run `sarco export` "
-                          "to re-sign the bundle if you added it on purpose")
-    for name, digest in listed.items():
-        if sha256_of(folder / name) != digest:
-            raise BundleError(f"{folder / name}: content differs from {MANIFEST}; the file was changed "
-                              "or damaged; fix: copy the bundle again from its source")
+    """The device's own check (``edge_app.bundle``), so a bundle accepted here is accepted there."""
+    try:
+        verify_device_manifest(folder)
+    except DeviceBundleError as error:
+        raise BundleError(str(error)) from None
 
 
 def _read_json(folder: Path, name: str) -> dict:

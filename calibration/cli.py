@@ -112,7 +112,7 @@ def quantize(
                                                lambda text: progress.update(task, description=text))
     console = Console()
     for number, step in enumerate(history, start=1):
-        console.print(f"round {number}: {step.quantized_nodes} Q nodes, {len(step.excluded)} layers kept in float, "
+        console.print(f"round {number}: {step.int8_tensors} INT8 tensors, {len(step.excluded)} layers kept in float, "
                       f"calibration frames flipping {step.calibration_flip_rate:.2%}, logit RMS error "
                       f"{step.logit_rms_error:.4f}")
     if history:

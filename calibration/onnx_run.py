@@ -61,8 +61,10 @@ def runs_fused(target: str) -> bool:
     return target == "cpu"
 
 
-def quantize_node_count(path: Path) -> int:
-    return sum(node.op_type == "QuantizeLinear" for node in onnx.load(str(path), load_external_data=False).graph.node)
+def int8_tensor_count(path: Path) -> int:
+    """DequantizeLinear nodes: one per INT8 tensor, weight or activation (ONNX Runtime stores
+    weights already quantized, Model Optimizer behind a QuantizeLinear: both dequantize)."""
+    return sum(node.op_type == "DequantizeLinear" for node in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 def input_shape(path: Path) -> tuple:

@@ -22,6 +22,8 @@ the cohorts the gate evaluates on, so `sarco-calibrate verify` stays an independ
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shutil
@@ -37,7 +39,7 @@ import numpy as np
 
 from calibration import HIGH_PRECISION, METHODS, TARGETS, CalibrationError
 from calibration.bundles import SourceBundle, write_int8_bundle
-from calibration.onnx_run import INPUT_NAME, logits, quantize_node_count, runs_fused
+from calibration.onnx_run import INPUT_NAME, logits, int8_tensor_count, runs_fused
 from calibration.ranges import ArrayReader, check_scales, percentile_ranges, read_cache_text, stride, write_cache_text
 from calibration.select import INPUTS, CalibrationSet
 from calibration.sensitivity import LayerError, layer_errors, worst_layers
@@ -76,7 +78,7 @@ class Round:
     """One quantization pass of the sensitivity loop."""
 
     excluded: list[str]
-    quantized_nodes: int
+    int8_tensors: int
     calibration_flip_rate: float
     logit_rms_error: float
     worst_layers: list[LayerError] = field(default_factory=list)
@@ -144,9 +146,9 @@ def _quantize_once(float_path: Path, inputs_path: Path, inputs: np.ndarray, outp
             check_scales(output, cache[1])
     else:
         _onnxruntime_static(float_path, inputs, output, options, excluded, work)
-    if quantize_node_count(output) == 0:
-        raise CalibrationError(f"{float_path}: the quantizer inserted no QuantizeLinear node, so nothing would run "
-                               "in INT8; check that the graph holds Conv / Gemm layers")
+    if int8_tensor_count(output) == 0:
+        raise CalibrationError(f"{float_path}: the quantizer inserted no DequantizeLinear node, so nothing would "
+                               "run in INT8; check that the graph holds Conv / Gemm layers")
 
 
 def _modelopt(float_path: Path, inputs_path: Path, output: Path, options: QuantizeOptions, excluded: list[str],
@@ -182,12 +184,12 @@ def _onnxruntime_static(float_path: Path, inputs: np.ndarray, output: Path, opti
               "percentile": CalibrationMethod.Percentile}[options.method]
     # reduce_range: 7-bit weights. x86 CPUs without VNNI multiply int8 pairs into saturating int16
     # sums (VPMADDUBSW); with full-range weights the fused kernels gave wrong outputs here.
-    quantize_static(str(prepared), str(output), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                    reduce_range=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=method,
-                    nodes_to_exclude=excluded,
-                    extra_options={"CalibStridedMinMax": stride(len(reader)), "CalibPercentile": options.percentile,
-                                   "ActivationSymmetric": True})
+    with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print every step
+        quantize_static(str(prepared), str(output), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                        reduce_range=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=method, nodes_to_exclude=excluded,
+                        extra_options={"CalibStridedMinMax": stride(len(reader)),
+                                       "CalibPercentile": options.percentile, "ActivationSymmetric": True})
 
 
 def _percentile_cache(float_path: Path, calibration: CalibrationSet, work: Path, options: QuantizeOptions,
@@ -205,7 +207,7 @@ def _compare(source: SourceBundle, candidate: Path, inputs: np.ndarray, sample: 
     threshold = source.device.threshold
     flips = (readout.probability(float_logits) >= threshold) != (readout.probability(quantized_logits) >= threshold)
     errors = layer_errors(source.onnx_path, candidate, sample)
-    summary = Round(excluded=list(excluded), quantized_nodes=quantize_node_count(candidate),
+    summary = Round(excluded=list(excluded), int8_tensors=int8_tensor_count(candidate),
                     calibration_flip_rate=float(np.mean(flips)),
                     logit_rms_error=float(np.sqrt(np.mean((quantized_logits - float_logits) ** 2))),
                     worst_layers=worst_layers(errors, REPORTED_LAYERS))

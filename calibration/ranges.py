@@ -12,6 +12,8 @@ tensor ``name: <scale as big-endian float32 hex>``, scale = |range| / 127.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import struct
 import tempfile
 from pathlib import Path
@@ -64,10 +66,11 @@ def percentile_ranges(model_path: Path, inputs: np.ndarray, input_name: str, per
                                        calibrate_method=CalibrationMethod.Percentile,
                                        extra_options={"symmetric": True, "num_bins": 2048, "percentile": percentile})
         step = stride(len(reader))
-        for start in range(0, len(reader), step):
-            reader.set_range(start, start + step)
-            calibrator.collect_data(reader)
-        ranges = calibrator.compute_data()
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints every step
+            for start in range(0, len(reader), step):
+                reader.set_range(start, start + step)
+                calibrator.collect_data(reader)
+            ranges = calibrator.compute_data()
     return {name: float(max(abs(float(np.max(data.range_value[0]))), abs(float(np.max(data.range_value[1])))))
             for name, data in ranges.data.items()}
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from calibration import CalibrationError
 from calibration.bundles import QUANTIZATION, load_float_bundle, load_int8_bundle
 from calibration.cli import app
-from calibration.onnx_run import quantize_node_count
+from calibration.onnx_run import int8_tensor_count
 from calibration.quantize import QuantizeOptions, quantize_bundle
 from calibration.select import load_calibration_set, save_calibration_set, select_calibration_set
 from calibration.verify import GateLimits, record, verify
@@ -133,7 +133,7 @@ def cpu_air(world: dict, air_set: Path):
 
 def test_cpu_target_good_set_is_accepted(world: dict, cpu_good) -> None:
     bundle, result = cpu_good
-    assert quantize_node_count(bundle / "model.onnx") > 0
+    assert int8_tensor_count(bundle / "model.onnx") > 0
     assert result.accepted, [c.failures for c in result.cohorts]
     assert [c.name for c in result.cohorts] == ["development hold-out", "external", "poc"]
     assert all(c.flips == 0 and c.auc_float == c.auc_int8 for c in result.cohorts)
@@ -166,12 +166,12 @@ def test_sensitivity_loop_keeps_the_worst_layers_in_float(world: dict, good_set:
     for before, after in zip(rounds, rounds[1:]):
         worst = next(e.node for e in before.worst_layers if e.quantized and e.node not in before.excluded)
         assert after.excluded == before.excluded + [worst]
-        assert after.quantized_nodes < before.quantized_nodes
+        assert after.int8_tensors < before.int8_tensors
     sensitivity = json.loads((bundle / QUANTIZATION).read_text())["sensitivity"]
     best = min(range(3), key=lambda k: (rounds[k].calibration_flip_rate, len(rounds[k].excluded)))
     assert sensitivity["chosen_round"] == best and sensitivity["converged"] is False
     assert json.loads((bundle / QUANTIZATION).read_text())["excluded_nodes"] == rounds[best].excluded
-    assert quantize_node_count(bundle / "model.onnx") == rounds[best].quantized_nodes
+    assert int8_tensor_count(bundle / "model.onnx") == rounds[best].int8_tensors
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calibration import CalibrationError
-from edge_app.bundle import BundleError, DeviceBundle, load_device_bundle
+from edge_app.bundle import BundleError, DeviceBundle, load_device_bundle, read_json_object
 
 QUANTIZATION = "quantization.json"
 QUANTIZATION_VERSION = 1
@@ -88,15 +88,11 @@ def load_int8_bundle(folder: str | Path, source: SourceBundle) -> SourceBundle:
 
 
 def read_json(path: Path) -> dict:
+    """A JSON object, read by the device's own reader so both refuse the same files."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CalibrationError(f"{path}: not found; fix: copy the whole folder") from None
-    except json.JSONDecodeError as error:
-        raise CalibrationError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise CalibrationError(f"{path}: expected a JSON object")
-    return data
+        return read_json_object(path)
+    except BundleError as error:
+        raise CalibrationError(str(error)) from None
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -53,7 +53,7 @@ def load_device_bundle(folder: str | Path) -> DeviceBundle:
         raise BundleError(f"{folder / ONNX}: the bundle has no ONNX graph, which the device "
                           "runs; fix: `sarco export` it (a model trained without images cannot "
                           "run on the device)")
-    config = _read_json(folder / CONFIG)
+    config = read_json_object(folder / CONFIG)
     if config.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{folder / CONFIG}: format_version {config.get('format_version')!r} "
                           f"is not {FORMAT_VERSION}; fix: update the device software")
@@ -115,7 +115,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_json(path: Path) -> dict:
+def read_json_object(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

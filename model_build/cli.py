@@ -15,6 +15,7 @@ from model_build.commands import (
     label,
     predict,
     sign,
+    study,
     synth,
     train,
     validate,
@@ -28,5 +29,5 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for command_module in (synth, validate, criteria, label, train, evaluate, predict, export, deidentify, sign):
+for command_module in (synth, validate, criteria, label, train, evaluate, predict, export, deidentify, sign, study):
     command_module.register(app)

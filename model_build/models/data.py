@@ -39,6 +39,7 @@ class ImageSet:
     owner: np.ndarray         # (M,) int64, index into the participant list
     digests: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # files left out (no pixel size in physical mode)
+    digest_owner: list[int] = field(default_factory=list)  # participant row of each digest
 
 
 @dataclass(frozen=True)
@@ -166,17 +167,50 @@ def load_images(cohort: Cohort, participant_ids: list[str], preprocessor: Prepro
                                  "on the cohort and replace the file") from None
         return index, prepared, digest
 
-    pixels, owner, digests = [], [], []
+    pixels, owner, digests, digest_owner = [], [], [], []
     with ThreadPoolExecutor(max_workers=min(16, available_cores())) as pool:  # decoders, OpenCV free the GIL
         for index, prepared, digest in pool.map(prepare, jobs):
             pixels += prepared
             owner += [index] * len(prepared)
             digests.append(digest)
+            digest_owner.append(index)
             if on_progress is not None:
                 on_progress(1)
     size = preprocessor.params.size
     stacked = np.stack(pixels).astype(np.float16) if pixels else np.zeros((0, size, size), np.float16)
-    return ImageSet(stacked, np.asarray(owner, dtype=np.int64), digests, skipped)
+    return ImageSet(stacked, np.asarray(owner, dtype=np.int64), digests, skipped, digest_owner)
+
+
+@dataclass
+class ImageLibrary:
+    """Prepared images of many participants, read once and shared by several trainings.
+
+    A study trains a dozen models on overlapping subsets of the same participants; decoding
+    and preprocessing every file once for all of them is what keeps it within a CPU budget.
+    """
+
+    ids: list[str]
+    images: ImageSet
+
+    @classmethod
+    def read(cls, cohort: Cohort, participant_ids: list[str], preprocessor: Preprocessor,
+             frames_per_video: int = 4, on_progress: Callable[[int], None] | None = None) -> ImageLibrary:
+        return cls(list(participant_ids),
+                   load_images(cohort, participant_ids, preprocessor, frames_per_video, on_progress))
+
+    def subset(self, participant_ids: list[str]) -> ImageSet:
+        """The images of ``participant_ids`` (owners renumbered to that list), as load_images gives."""
+        position = {pid: i for i, pid in enumerate(self.ids)}
+        missing = [pid for pid in participant_ids if pid not in position]
+        if missing:
+            raise KeyError(f"participants not in the image library: {', '.join(missing[:5])}")
+        new_row = np.full(len(self.ids), -1, dtype=np.int64)
+        new_row[[position[pid] for pid in participant_ids]] = np.arange(len(participant_ids))
+        kept = np.flatnonzero(new_row[self.images.owner] >= 0)
+        files = [(d, int(new_row[o])) for d, o in zip(self.images.digests, self.images.digest_owner)
+                 if new_row[o] >= 0]
+        return ImageSet(self.images.pixels[kept], new_row[self.images.owner[kept]],
+                        [d for d, _ in files], list(self.images.skipped), [o for _, o in files])
 
 
 def count_media(cohort: Cohort, participant_ids: list[str]) -> int:
@@ -236,15 +270,19 @@ class Arrays:
 
 def build_arrays(cohort: Cohort, frame: pd.DataFrame, modalities: list[str],
                  encoders: dict[str, TabularEncoder], preprocessor: Preprocessor | None,
-                 frames_per_video: int = 4, on_progress: Callable[[int], None] | None = None) -> Arrays:
+                 frames_per_video: int = 4, on_progress: Callable[[int], None] | None = None,
+                 library: ImageLibrary | None = None) -> Arrays:
     """Arrays for the participants in ``frame`` (rows of ``cohort.participants``). A column the
-    model knows but the cohort lacks counts as missing for everyone."""
+    model knows but the cohort lacks counts as missing for everyone. Images come from
+    ``library`` when given (already prepared with the same preprocessing), else from disk."""
     ids = frame["participant_id"].tolist()
     labels = frame["label"].astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
     absent = [c for e in encoders.values() for c in e.columns if c not in frame.columns]
     frame = frame.assign(**{column: pd.NA for column in absent})  # a cohort without labs: all missing
     images = None
-    if "image" in modalities:
+    if "image" in modalities and library is not None:
+        images = library.subset(ids)
+    elif "image" in modalities:
         images = load_images(cohort, ids, preprocessor, frames_per_video, on_progress)
     counts = None if images is None else np.bincount(images.owner, minlength=len(ids))
     tables = {m: encoders[m].transform(frame) for m in modalities if m != "image"}

@@ -111,7 +111,7 @@ class FusionModel(nn.Module):
         features, logits = [], []
         for view, modality in enumerate(self.config.modalities):
             encoder, head = self.encoders[modality], self.heads[modality]
-            if modality != "image":
+            if modality in batch.tables:  # clinical, lab, or a frozen image branch's features
                 feature = encoder(batch.tables[modality])
             elif batch.images is None or batch.images.shape[0] == 0:  # no participant here has one
                 feature = batch.present.new_zeros((rows, encoder.out_features), dtype=torch.float32)

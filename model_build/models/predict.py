@@ -97,14 +97,21 @@ def predict_cohort(model: FusionModel, fusion: str, stacker: Stacker | None, thr
     for start in range(0, len(frame), CHUNK_PARTICIPANTS):
         chunk = frame.iloc[start:start + CHUNK_PARTICIPANTS]
         arrays = build_arrays(cohort, chunk, modalities, encoders, preprocessor, frames_per_video, on_progress)
-        outputs = infer(model, arrays, preprocessor, device)
-        readout = read_out(outputs, torch.from_numpy(arrays.present), fusion, stacker)
-        part = readout_frame(arrays.ids, readout, modalities, threshold, arrays.labels)
-        alone = modality_probabilities(outputs, fusion)
-        for view, modality in enumerate(modalities):
-            part[f"probability_{modality}"] = np.where(arrays.present[:, view], alone[:, view], np.nan)
-        parts.append(part)
+        parts.append(predict_arrays(model, fusion, stacker, threshold, arrays, preprocessor, device))
     return pd.concat(parts, ignore_index=True)
+
+
+def predict_arrays(model: FusionModel, fusion: str, stacker: Stacker | None, threshold: float, arrays: Arrays,
+                   preprocessor: Preprocessor, device: torch.device) -> pd.DataFrame:
+    """The readout table of participants already in memory (see :func:`predict_cohort`)."""
+    modalities = model.config.modalities
+    outputs = infer(model, arrays, preprocessor, device)
+    readout = read_out(outputs, torch.from_numpy(arrays.present), fusion, stacker)
+    table = readout_frame(arrays.ids, readout, modalities, threshold, arrays.labels)
+    alone = modality_probabilities(outputs, fusion)
+    for view, modality in enumerate(modalities):
+        table[f"probability_{modality}"] = np.where(arrays.present[:, view], alone[:, view], np.nan)
+    return table
 
 
 def parse_key_values(pairs: list[str], modality: str, encoder: TabularEncoder | None) -> dict[str, str]:

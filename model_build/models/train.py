@@ -9,6 +9,7 @@ participants, stratified by label; the decision threshold is chosen on that spli
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import platform
@@ -26,12 +27,13 @@ from model_build.cohort import Cohort, load_cohort
 from model_build.models import MODALITIES
 from model_build.models import bundle as bundle_io
 from model_build.models.augment import Augmenter
-from model_build.models.data import (TABULAR_MODALITIES, Arrays, ImageSet, available_cores, build_arrays,
-                                     count_media, data_hash, tabular_columns)
+from model_build.models.branch import FeatureInput, ImageBranch
+from model_build.models.data import (TABULAR_MODALITIES, Arrays, ImageLibrary, ImageSet, available_cores,
+                                     build_arrays, count_media, data_hash, tabular_columns)
 from model_build.models.evidential import annealing_weight
 from model_build.models.export import export_onnx
 from model_build.models.fusion import FusionModel, ModelConfig, Stacker, read_out, training_loss
-from model_build.models.predict import autocast_for, infer, make_batch
+from model_build.models.predict import autocast_for, infer, make_batch, predict_arrays
 from model_build.models.report import model_card, validation_metrics
 from model_build.models.tabular import TabularEncoder
 
@@ -110,11 +112,15 @@ def training_rows(cohort: Cohort, name: str) -> pd.DataFrame:
         names = ", ".join(sorted(participants["cohort"].unique()))
         raise TrainingError(f"{cohort.root}/participants.csv: no labelled participant has cohort "
                             f"{name!r} (cohorts: {names}); fix: pass --train-cohort with one of them")
+    check_class_counts(rows, f"cohort {name!r}")
+    return rows
+
+
+def check_class_counts(rows: pd.DataFrame, what: str) -> None:
     counts = rows["label"].value_counts()
     if len(counts) < 2 or counts.min() < 4:
-        raise TrainingError(f"cohort {name!r} has {counts.get(1, 0)} sarcopenia and {counts.get(0, 0)} "
+        raise TrainingError(f"{what} has {counts.get(1, 0)} sarcopenia and {counts.get(0, 0)} "
                             "other labelled participants; fix: training needs at least 4 of each")
-    return rows
 
 
 def available_modalities(cohort: Cohort, rows: pd.DataFrame) -> list[str]:
@@ -179,10 +185,16 @@ def _log_loss(labels: np.ndarray, probability: np.ndarray) -> float:
 
 
 class Trainer:
-    """One run's data, model and state: :meth:`fit` trains (resumable), :meth:`finish` writes the bundle."""
+    """One run's data, model and state: :meth:`fit` trains (resumable), :meth:`finish` writes the bundle.
 
-    def __init__(self, cohort_path: Path, out: Path, options: TrainOptions,
-                 progress: Progress | None = None) -> None:
+    By default it trains on the labelled ``train_cohort`` participants, read from disk. The
+    study passes ``rows`` (a fold's participants), a ``library`` of images read once for all
+    its trainings, and for fusion models the fold's frozen image ``branch``.
+    """
+
+    def __init__(self, cohort: Path | Cohort, out: Path, options: TrainOptions,
+                 progress: Progress | None = None, *, rows: pd.DataFrame | None = None,
+                 library: ImageLibrary | None = None, branch: ImageBranch | None = None) -> None:
         self.out, self.options = out, options
         self.progress = progress or Progress(disable=True)
         self.device = choose_device(options.device)
@@ -190,8 +202,13 @@ class Trainer:
         torch.use_deterministic_algorithms(True, warn_only=True)
         self.timings: dict[str, float] = {}
         started = time.perf_counter()
-        self.cohort = load_cohort(cohort_path)
-        self.rows = training_rows(self.cohort, options.train_cohort)
+        self.cohort = cohort if isinstance(cohort, Cohort) else load_cohort(cohort)
+        if rows is None:
+            self.rows = training_rows(self.cohort, options.train_cohort)
+        else:
+            check_class_counts(rows, f"the {len(rows)} training participants")
+            self.rows = rows
+        self.library, self.branch = library, branch
         self.modalities = resolve_modalities(self.cohort, self.rows, options.modalities)
         labels = self.rows["label"].astype(int).to_numpy()
         self.train_index, self.validation_index = inner_split(labels, options.validation_fraction, options.seed)
@@ -209,7 +226,10 @@ class Trainer:
             tabular_inputs={m: int(self.arrays.tables[m].shape[1]) for m in self.arrays.tables})
         torch.manual_seed(options.seed)
         weights = Path(options.image_weights) if options.image_weights else None
-        self.model = FusionModel(self.config, options.pretrained, weights).to(self.device)
+        self.model = FusionModel(self.config, options.pretrained and branch is None, weights)
+        if branch is not None and "image" in self.modalities:
+            self._install_branch(branch)
+        self.model.to(self.device)
         self.optimizer = _optimizer(self.model, options)
         self.augmenter = Augmenter(options.seed) if options.augment and "image" in self.modalities else None
         train_labels = self.arrays.labels[self.train_index]
@@ -217,21 +237,50 @@ class Trainer:
         self.class_weight = torch.tensor(len(train_labels) / (2.0 * counts), dtype=torch.float32)
         self.state = RunState()
         self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.stacker: Stacker | None = None
+        self.threshold: dict | None = None
+
+    def _install_branch(self, branch: ImageBranch) -> None:
+        """The image head takes the branch's trained weights and stays frozen; the encoder is
+        replaced by its precomputed features until :meth:`finish` puts a copy back."""
+        head = self.model.heads["image"]
+        head.load_state_dict(branch.scorer.head.state_dict())
+        for parameter in head.parameters():
+            parameter.requires_grad_(False)
+        self.model.encoders["image"] = FeatureInput(branch.out_features)
+
+    def arrays_for(self, frame: pd.DataFrame, on_progress=None) -> Arrays:
+        """Model inputs of any participants (rows of ``cohort.participants``), built as in training."""
+        if self.branch is None or "image" not in self.modalities:
+            return build_arrays(self.cohort, frame, self.modalities, self.encoders, self.preprocessor,
+                                self.options.frames_per_video, on_progress, self.library)
+        tabular = [m for m in self.modalities if m != "image"]
+        arrays = build_arrays(self.cohort, frame, tabular, self.encoders, None)
+        features, has_image = self.branch.features(arrays.ids)
+        columns = iter(arrays.present.T)
+        present = np.column_stack([has_image if m == "image" else next(columns) for m in self.modalities])
+        return Arrays(arrays.ids, arrays.labels, present, {**arrays.tables, "image": features})
 
     def _load_arrays(self) -> Arrays:
         ids = self.rows["participant_id"].tolist()
-        total = count_media(self.cohort, ids) if "image" in self.modalities else 0
+        reading = "image" in self.modalities and self.library is None
+        total = count_media(self.cohort, ids) if reading else 0
         task = self.progress.add_task("reading images", total=total or None, visible=total > 0)
-        arrays = build_arrays(self.cohort, self.rows, self.modalities, self.encoders, self.preprocessor,
-                              self.options.frames_per_video, lambda n: self.progress.advance(task, n))
+        arrays = self.arrays_for(self.rows, lambda n: self.progress.advance(task, n))
         self.progress.remove_task(task)
         return arrays
 
     @property
     def data_hash(self) -> str:
         columns = ["participant_id", "label"] + [c for e in self.encoders.values() for c in e.columns]
-        digests = [] if self.arrays.images is None else self.arrays.images.digests
-        return data_hash(self.rows, columns, digests)
+        return data_hash(self.rows, columns, self._digests())
+
+    def _digests(self) -> list[str]:
+        if "image" not in self.modalities:
+            return []
+        if self.arrays.images is not None:
+            return self.arrays.images.digests
+        return self.branch.library.subset(self.arrays.ids).digests
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -314,21 +363,43 @@ class Trainer:
         self.timings["train_seconds"] = time.perf_counter() - started
         self.model.load_state_dict(self.best_weights)
 
-    def finish(self) -> Path:
-        """Stacker, threshold, metrics, ONNX and manifest: the bundle."""
+    def settle(self) -> dict:
+        """Fit the stacker (``late``) and choose the threshold on the inner validation split;
+        returns the validation metrics. Needed before :meth:`predict` and :meth:`finish`."""
         held_out, outputs, _ = self.validation_readout()
         present = held_out.present.astype(float)
-        stacker = _fit_stacker(outputs.logits.numpy(), present, held_out.labels) \
+        self.stacker = _fit_stacker(outputs.logits.numpy(), present, held_out.labels) \
             if self.options.fusion == "late" else None
-        readout = read_out(outputs, torch.from_numpy(held_out.present), self.options.fusion, stacker)
-        metrics, threshold = validation_metrics(held_out, outputs, readout, self.modalities, self.options.fusion)
+        readout = read_out(outputs, torch.from_numpy(held_out.present), self.options.fusion, self.stacker)
+        metrics, self.threshold = validation_metrics(held_out, outputs, readout, self.modalities,
+                                                     self.options.fusion)
+        return metrics
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The readout table (as ``sarco evaluate`` writes it) of any participants of the cohort."""
+        if self.threshold is None:
+            self.settle()
+        arrays = self.arrays_for(frame)
+        return predict_arrays(self.model, self.options.fusion, self.stacker, self.threshold["value"], arrays,
+                              self.preprocessor, self.device)
+
+    def image_scorer(self):
+        """The trained image encoder and head (the real encoder, also for a frozen branch)."""
+        if self.branch is not None:
+            return self.branch.scorer
+        return self.model.image_scorer()
+
+    def finish(self) -> Path:
+        """Stacker, threshold, metrics, ONNX and manifest: the bundle."""
+        metrics = self.settle()
+        stacker, threshold = self.stacker, self.threshold
         metrics["baselines"] = self._baselines()
-        self.model.cpu().eval()
+        model = self._deployable_model()
         if "image" in self.modalities:
             metrics["onnx_parity_max_abs_diff"] = export_onnx(
-                self.model.image_scorer(), self.config.image_size, self.out / bundle_io.ONNX)
+                model.image_scorer(), self.config.image_size, self.out / bundle_io.ONNX)
         bundle = bundle_io.Bundle(
-            model=self.model, config=self.config, preprocess=self.preprocess,
+            model=model, config=self.config, preprocess=self.preprocess,
             encoders=self.encoders, threshold=threshold["value"], input_schema=self._input_schema(),
             training=self._training_metadata(metrics, threshold), stacker=stacker,
             frames_per_video=self.options.frames_per_video)
@@ -336,6 +407,15 @@ class Trainer:
         bundle_io.write_manifest(self.out)
         (self.out / CHECKPOINT).unlink(missing_ok=True)
         return self.out
+
+    def _deployable_model(self) -> FusionModel:
+        """The trained model on the CPU, with a frozen branch's real encoder put back in."""
+        self.model.cpu().eval()
+        if self.branch is None or "image" not in self.modalities:
+            return self.model
+        model = copy.deepcopy(self.model)
+        model.encoders["image"] = self.branch.encoder()
+        return model
 
     def _baselines(self) -> dict:
         """Validation AUC of the scikit-learn baselines on each tabular modality."""
@@ -378,6 +458,8 @@ class Trainer:
                              "positive": int(self.arrays.labels.sum())},
             "images": 0 if self.arrays.images is None else int(len(self.arrays.images.pixels)),
             "files_left_out": [] if self.arrays.images is None else self.arrays.images.skipped,
+            "image_branch": "frozen, trained by the image model on the same participants"
+            if self.branch is not None and "image" in self.modalities else None,
             "epochs_run": self.state.epoch, "best_epoch": self.state.best_epoch, "history": self.state.history,
             "threshold": threshold, "metrics": metrics,
             "device": str(self.device), "threads": torch.get_num_threads(), "timings": self.timings,

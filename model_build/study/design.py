@@ -1,0 +1,152 @@
+"""The study's design, separate from running it: options, model names, folds, the selection rule.
+
+The SARCO study trained three monomodal models, combined the best data type with each other
+one and with both, compared them with paired DeLong tests, and chose the ultrasound-only model
+because adding clinical and laboratory data did not buy enough to justify collecting them.
+Everything that encodes those choices lives here, so the report can state them exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from model_build.models import MODALITIES, InputError
+from model_build.models.train import TrainOptions
+
+SELECTION_RULES = ("fewest-not-worse", "best")
+MIN_PER_CLASS_PER_FOLD = 6  # a fold's training part must still hold 4 of each class after the inner split
+
+
+class StudyError(InputError):
+    """The study cannot run as asked; the message says why and how to fix it."""
+
+
+def image_options(quick: bool, seed: int) -> TrainOptions:
+    """The image model as the study trains it on a CPU: 96 px keeps 6 image trainings (5 folds
+    and the refit) of the paper-size cohort within minutes; one frame per recording, because the
+    stills already show the muscle and frames of one sweep are near duplicates."""
+    if quick:
+        return TrainOptions.quick(modalities=["image"], seed=seed, frames_per_video=1)
+    return TrainOptions(modalities=["image"], seed=seed, image_size=96, epochs=8, patience=3, frames_per_video=1)
+
+
+def tabular_options(quick: bool, seed: int) -> TrainOptions:
+    """Clinical, lab and fusion models: small networks (the image branch is frozen features), so
+    more epochs cost seconds."""
+    epochs = 10 if quick else 40
+    return TrainOptions(seed=seed, epochs=epochs, patience=max(3, epochs // 5), augment=False)
+
+
+@dataclass
+class StudyOptions:
+    seed: int = 0
+    folds: int = 5
+    quick: bool = False
+    fusion: str = "evidential"
+    alpha: float = 0.05
+    selection: str = "fewest-not-worse"
+    int8: bool = True
+    calibration_inputs: int = 512
+    threads: int | None = None
+    device: str = "auto"
+    image: TrainOptions | None = None
+    tabular: TrainOptions | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTION_RULES:
+            raise StudyError(f"--selection {self.selection}: use one of {', '.join(SELECTION_RULES)}")
+        if self.folds < 2:
+            raise StudyError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
+        if not 0.0 < self.alpha < 1.0:
+            raise StudyError(f"--alpha {self.alpha}: use a significance level in (0, 1), e.g. 0.05")
+        self.image = self.image or image_options(self.quick, self.seed)
+        self.tabular = self.tabular or tabular_options(self.quick, self.seed)
+
+    def training(self, modalities: list[str], fold: int | None) -> TrainOptions:
+        """Options of one model; each fold gets its own seed, derived from the study's."""
+        base = self.image if modalities == ["image"] else self.tabular
+        seed = int(np.random.default_rng([self.seed, 0 if fold is None else fold + 1]).integers(2**31))
+        return replace(base, modalities=list(modalities), fusion=self.fusion, seed=seed,
+                       threads=self.threads, device=self.device,
+                       image_size=self.image.image_size, frames_per_video=self.image.frames_per_video,
+                       crop_to_scan=self.image.crop_to_scan, field_of_view_mm=self.image.field_of_view_mm,
+                       backbone=self.image.backbone)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_name(modalities: list[str] | tuple[str, ...]) -> str:
+    return "+".join(m for m in MODALITIES if m in modalities)
+
+
+def modalities_of(name: str) -> list[str]:
+    return name.split("+")
+
+
+def combined_models(best: str, available: list[str]) -> list[str]:
+    """The best data type with each other one, then with all of them (the study's design)."""
+    others = [m for m in available if m != best]
+    names = [model_name([best, other]) for other in others]
+    if len(others) > 1:
+        names.append(model_name(available))
+    return names
+
+
+def assign_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold number of each participant, stratified by label (rows are participants, so no
+    participant's images can sit on both sides of a split)."""
+    counts = np.bincount(labels, minlength=2)
+    if counts.min() < folds or counts.min() * (folds - 1) / folds < MIN_PER_CLASS_PER_FOLD:
+        raise StudyError(f"development has {counts[1]} sarcopenia and {counts[0]} other labelled participants: "
+                         f"too few for {folds}-fold cross-validation; fix: use --folds "
+                         f"{max(2, min(folds - 1, int(counts.min() // MIN_PER_CLASS_PER_FOLD)))} or a larger cohort")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    for number, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        fold_of[test] = number
+    return fold_of
+
+
+@dataclass
+class Candidate:
+    model: str
+    n_modalities: int
+    auc: float
+    p_vs_best: float | None
+    eligible: bool
+
+
+def select_model(aucs: dict[str, float], p_vs_best: dict[str, float | None], rule: str, alpha: float) -> dict:
+    """Apply the selection rule to development AUCs and each model's P value against the best.
+
+    ``fewest-not-worse`` (default, the study's choice of US alone): among the models whose AUC
+    is not significantly lower than the best one's, the one with the fewest data types (then the
+    highest AUC). ``best``: the highest AUC.
+    """
+    best = max(aucs, key=lambda name: aucs[name])
+    candidates = []
+    for name, auc in aucs.items():
+        p = p_vs_best.get(name)
+        eligible = name == best or (rule == "fewest-not-worse" and (p is None or p >= alpha or auc >= aucs[best]))
+        candidates.append(Candidate(name, len(modalities_of(name)), auc, p, eligible))
+    candidates.sort(key=lambda c: (c.n_modalities, -c.auc))
+    chosen = next(c for c in candidates if c.eligible) if rule == "fewest-not-worse" else \
+        next(c for c in candidates if c.model == best)
+    if chosen.model == best:
+        reason = f"{best} has the highest development AUC ({aucs[best]:.3f})"
+        if rule == "fewest-not-worse":
+            reason += "; every model with fewer data types was significantly worse"
+    else:
+        reason = (f"{chosen.model} (AUC {chosen.auc:.3f}) is not significantly worse than the best, {best} "
+                  f"(AUC {aucs[best]:.3f}, paired DeLong P = {chosen.p_vs_best:.3f} >= {alpha}), "
+                  f"and needs {chosen.n_modalities} data type{'s' if chosen.n_modalities > 1 else ''}")
+    description = ("fewest data types whose AUC is not significantly lower than the best "
+                   f"(paired DeLong, alpha {alpha}) on development" if rule == "fewest-not-worse"
+                   else "highest AUC on development")
+    return {"rule": description, "rule_name": rule, "cohort": "development", "alpha": alpha, "best": best,
+            "candidates": [asdict(c) for c in candidates], "selected": chosen.model, "reason": reason}

@@ -1,0 +1,64 @@
+"""The study's last step: the selected model, if image-only, quantized to INT8 and verified.
+
+The study ends with what the device will run, so its INT8 version is checked by the same
+accuracy gate a screening program uses (``sarco-calibrate``): calibration inputs drawn from
+development, explicit Q/DQ quantization for TensorRT, then float vs INT8 on every cohort.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.progress import Progress
+
+from model_build.study.design import StudyOptions
+
+INT8_BUNDLE = "image-int8"
+
+
+def calibrate_selected(cohort_path: Path, run: Path, selected: str, options: StudyOptions,
+                       progress: Progress) -> dict:
+    """``{"int8": {...}}`` for results.json, or ``{"int8": None, "int8_skipped": reason}``."""
+    if not options.int8:
+        return _skipped("INT8 was turned off (--no-int8)")
+    if selected != "image":
+        return _skipped(f"the selected model, {selected}, needs data the device does not have; only an "
+                        "image-only model runs on the device")
+    try:
+        from calibration.bundles import load_float_bundle, load_int8_bundle
+        from calibration.quantize import QuantizeOptions, quantize_bundle
+        from calibration.select import load_calibration_set, save_calibration_set, select_calibration_set
+        from calibration.verify import GateLimits, record, verify
+    except ImportError as error:  # the edge extra has no Model Optimizer
+        return _skipped(f"the calibration tools are not installed ({error}); fix: install the "
+                        "workstation extra (pip install -e '.[workstation]')")
+    from model_build.cohort import load_cohort
+
+    task = progress.add_task("INT8: calibration set", total=None)
+    step = (lambda text: progress.update(task, description=f"INT8: {text}"))
+    cohort = load_cohort(cohort_path)
+    source = load_float_bundle(run / "bundles" / "image")
+    chosen = select_calibration_set(source, cohort, "development", options.calibration_inputs, options.seed)
+    calibration_folder = save_calibration_set(chosen, run / "int8" / "calibration")
+    quantize_options = QuantizeOptions(target="tensorrt", method="entropy")
+    written, _ = quantize_bundle(source, load_calibration_set(calibration_folder), run / "bundles" / INT8_BUNDLE,
+                                 quantize_options, step)
+    limits = GateLimits()
+    result = verify(source, load_int8_bundle(written, source), cohort, limits, step, 10)
+    record(result, run / "int8")
+    progress.remove_task(task)
+    summary = json.loads((run / "int8" / "verify.json").read_text(encoding="utf-8"))
+    return {"int8": {
+        "accepted": bool(summary["accepted"]), "bundle": f"bundles/{INT8_BUNDLE}",
+        "target": quantize_options.target, "method": quantize_options.method,
+        "calibration_inputs": int(len(chosen.inputs)), "limits": summary.get("limits"),
+        "failures": summary.get("failures", []),
+        "cohorts": {name: {k: entry.get(k) for k in ("n", "auc_float", "auc_int8", "p", "flip_rate")}
+                    for name, entry in summary["cohorts"].items()},
+        "report": "int8/verify.html",
+    }}
+
+
+def _skipped(reason: str) -> dict:
+    return {"int8": None, "int8_skipped": reason}

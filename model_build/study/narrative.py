@@ -1,0 +1,229 @@
+"""The report's words: summary, methods in brief and limitations, written from results.json.
+
+Every number in a sentence is read from results.json (or counted in the cohort); nothing is
+typed in. The sentences are plain text: the page escapes them, the model card uses them as
+Markdown.
+"""
+
+from __future__ import annotations
+
+from model_build.cohort import Cohort
+from model_build.study.formatting import (
+    MODALITY_NAMES,
+    format_estimate,
+    format_interval,
+    format_number,
+    format_percent,
+    p_phrase,
+)
+from model_build.study.inputs import DEVELOPMENT, complete_cases, fused_model
+
+LABEL_DEFINITIONS = {"awgs2019": "the Asian Working Group for Sarcopenia 2019 criteria (AWGS 2019)",
+                     "ewgsop2": "the revised European consensus (EWGSOP2)"}
+
+
+def _auc(results: dict, model: str, cohort: str) -> str:
+    metrics = results["models"][model][cohort]
+    return format_estimate(metrics["auc"], metrics["auc_ci"])
+
+
+def _names(results: dict, model: str) -> str:
+    return " + ".join(MODALITY_NAMES[m] for m in results["models"][model]["modalities"])
+
+
+def find_comparison(comparisons: list[dict], a: str, b: str, cohort: str) -> tuple[float, float] | None:
+    """(difference a - b, P) of the paired test between two models on a cohort, in either order."""
+    for entry in comparisons:
+        if entry["cohort"] == cohort and {entry["a"], entry["b"]} == {a, b}:
+            return (entry["difference"] if entry["a"] == a else -entry["difference"]), entry["p"]
+    return None
+
+
+def best_single(results: dict) -> list[str]:
+    """Models with one data type, best development AUC first."""
+    models = results["models"]
+    single = [name for name in models if len(models[name]["modalities"]) == 1]
+    return sorted(single, key=lambda name: -(models[name][DEVELOPMENT]["auc"] or 0.0))
+
+
+def summary(results: dict) -> list[str]:
+    """Short paragraphs: best data type, fusion, contributions, selection, other cohorts, INT8, oracle."""
+    evaluation = results["evaluation"][DEVELOPMENT]
+    paragraphs = []
+    ranked = best_single(results)
+    if len(ranked) > 1:
+        best = ranked[0]
+        others = "; ".join(f"{_names(results, m)} ({m}) {_auc(results, m, DEVELOPMENT)}" for m in ranked[1:])
+        paragraphs.append(f"Of the single data types, {_names(results, best)} ({best}) discriminated best on "
+                          f"development ({evaluation}): AUC {_auc(results, best, DEVELOPMENT)}; then {others}.")
+    elif ranked:
+        paragraphs.append(f"One data type was modelled alone: {_names(results, ranked[0])} ({ranked[0]}), AUC "
+                          f"{_auc(results, ranked[0], DEVELOPMENT)} on development ({evaluation}).")
+    fused = fused_model(results)
+    if fused and ranked:
+        paragraphs.append(_fusion_sentence(results, fused, ranked[0]))
+    if results.get("contributions"):
+        paragraphs.append(_contribution_sentence(results, fused))
+    selection = results["selection"]
+    paragraphs.append(f"Selected model: {selection['selected']}. {selection['reason'].rstrip('.')}.")
+    selected = results["selected_model"]
+    for cohort in results["cohorts"]:
+        if cohort != DEVELOPMENT:
+            paragraphs.append(_cohort_sentence(results, cohort, selected, fused))
+    paragraphs.append(int8_sentence(results))
+    if results.get("oracle", {}).get(DEVELOPMENT):
+        oracle = results["oracle"][DEVELOPMENT]
+        parts = ", ".join(f"{key} {format_number(value)}" for key, value in oracle.items() if key != "all")
+        paragraphs.append(f"These data are synthetic. The best AUC any model could reach on development (the Bayes "
+                          f"oracle from the generating variables) was {format_number(oracle.get('all'))} with every "
+                          f"data type" + (f"; by data type: {parts}." if parts else "."))
+    return paragraphs
+
+
+def _fusion_sentence(results: dict, fused: str, best: str) -> str:
+    text = (f"Fusing {_names(results, fused)} ({fused}) gave AUC {_auc(results, fused, DEVELOPMENT)}, against "
+            f"{format_number(results['models'][best][DEVELOPMENT]['auc'])} for {best} alone")
+    test = find_comparison(results["comparisons"], fused, best, DEVELOPMENT)
+    if test is None:
+        return text + " (no paired test between them was recorded)."
+    difference, p = test
+    alpha = results["options"]["alpha"]
+    if p < alpha:
+        verdict = "a significant gain" if difference > 0 else "a significant loss"
+    else:
+        verdict = "not a significant difference"
+    return text + (f": a difference of {format_number(difference, signed=True)} (paired DeLong {p_phrase(p)}), "
+                   f"{verdict} at alpha {alpha}.")
+
+
+def _contribution_sentence(results: dict, fused: str | None) -> str:
+    shares = results["contributions"]
+    modalities = list(dict.fromkeys(m for by_class in shares.values() for m in by_class))
+    parts = [f"{MODALITY_NAMES[m]} carried {format_percent(shares.get('sarcopenia', {}).get(m))} of the evidence for "
+             f"sarcopenia and {format_percent(shares.get('non_sarcopenia', {}).get(m))} for no sarcopenia"
+             for m in modalities]
+    return (f"In the multimodal model ({fused}), " + "; ".join(parts)
+            + " (mean share of the evidence for the participant's true class, development, out-of-fold).")
+
+
+def _cohort_sentence(results: dict, cohort: str, selected: str, fused: str | None) -> str:
+    metrics = results["models"][selected][cohort]
+    if metrics.get("note"):
+        return (f"On {cohort} ({results['evaluation'][cohort]}; n={metrics['n']}, {metrics['n_positive']} with "
+                f"sarcopenia) the selected model could not be scored: {metrics['note']}.")
+    text = (f"On {cohort} ({results['evaluation'][cohort]}; n={metrics['n']}, {metrics['n_positive']} with "
+            f"sarcopenia) the selected model reached AUC {_auc(results, selected, cohort)}, sensitivity "
+            f"{format_percent(metrics.get('sensitivity'))} and specificity "
+            f"{format_percent(metrics.get('specificity'))} at the threshold frozen on development "
+            f"({format_number(metrics.get('threshold'))})")
+    if metrics.get("oracle_auc") is not None:
+        text += f"; oracle AUC {format_number(metrics['oracle_auc'])}"
+    if fused and fused != selected:
+        text += f". The multimodal model ({fused}) reached AUC {_auc(results, fused, cohort)}"
+    return text + "."
+
+
+def int8_sentence(results: dict) -> str:
+    int8 = results["int8"]
+    if int8 is None:
+        return f"INT8 check for the device: not run ({results['int8_skipped']})."
+    limits = int8["limits"]
+    checks = "; ".join(f"{name}: AUC {format_number(c['auc_float'])} float vs {format_number(c['auc_int8'])} INT8 "
+                       f"({p_phrase(c['p'])}), {format_percent(c['flip_rate'], 2)} of decisions flipped"
+                       for name, c in int8["cohorts"].items())
+    verdict = "accepted" if int8["accepted"] else "rejected (the device must not run it)"
+    failures = int8.get("failures") or []
+    return (f"INT8 check for the device ({int8['target']}, {int8['method']} calibration): {verdict}. {checks}. "
+            f"Limits: AUC drop at most {format_number(limits['max_auc_drop'])}, at most "
+            f"{format_percent(limits['max_flip_rate'], 2)} of decisions flipped."
+            + (f" Failed: {'; '.join(str(f) for f in failures)}." if failures else ""))
+
+
+def methods(results: dict) -> list[str]:
+    options = results["options"]
+    items = ["Cohorts: " + "; ".join(f"{c}: {results['evaluation'][c]}" for c in results["cohorts"]) + ".",
+             f"Development was evaluated by {options['folds']}-fold cross-validation: each participant's probability "
+             "comes from the model of the fold that did not train on them (out-of-fold). Each model was then refit "
+             "on all development participants and frozen before any other cohort was scored.",
+             "Decision thresholds were set on development data only and applied unchanged to every other cohort; "
+             "sensitivity, specificity, accuracy and F1 are at that threshold (positive when the probability is at "
+             "or above it).",
+             f"AUCs have 95% DeLong confidence intervals; models were compared with the paired DeLong test on the same "
+             f"participants (two-sided, alpha {options['alpha']}); P values are not adjusted for multiple comparisons.",
+             "Calibration: observed against predicted risk in bins, Brier score, calibration intercept "
+             "(calibration-in-the-large) and slope. Decision curves: net benefit (Vickers and Elkin, 2006)."]
+    if fused_model(results) is not None:
+        items.append(_fusion_method(options["fusion"]))
+    if results.get("contributions"):
+        items.append("A data type's contribution for a participant is its share of the evidence for the "
+                     "participant's true class (its evidence divided by the sum over the data types present); the "
+                     "study-level value is the mean over the participants of that class, with a 95% percentile "
+                     "bootstrap interval.")
+    items.append(f"Model selection on {results['selection']['cohort']}: {results['selection']['rule']}.")
+    complete = complete_cases(results)
+    if complete:
+        items.append(f"Sensitivity analysis: the same models scored on complete cases only "
+                     f"({complete['description']}).")
+    if results["int8"] is not None:
+        int8 = results["int8"]
+        items.append(f"INT8: the image model was quantised for {int8['target']} ({int8['method']} calibration) and "
+                     f"accepted only if its AUC dropped by at most {format_number(int8['limits']['max_auc_drop'])} and "
+                     f"at most {format_percent(int8['limits']['max_flip_rate'], 2)} of decisions changed (report: "
+                     f"{int8['report']}).")
+    items.append(f"Random seed {options['seed']}.")
+    return items
+
+
+def _fusion_method(fusion: str) -> str:
+    if fusion != "evidential":
+        return f"Data types were fused by {fusion} fusion."
+    return ("Data types were fused by evidential fusion (Han et al., ICLR 2021): each data type gives Dirichlet "
+            "evidence for each class and the opinions are combined by the reduced Dempster rule; a missing data type "
+            "is a vacuous opinion, so a participant without, say, lab values is still scored, without imputing them.")
+
+
+def limitations(results: dict, cohort: Cohort) -> list[str]:
+    items = []
+    if results.get("oracle"):
+        items.append("Synthetic data: the participants, images and values were generated (sarco synth), so these "
+                     "numbers describe the pipeline, not patients. The oracle AUCs show the most any model could "
+                     "reach on them.")
+    if results["options"].get("quick"):
+        items.append("Quick mode: training was shortened for a smoke test; the numbers are not for reporting.")
+    selected = results["selected_model"]
+    sizes = "; ".join(_precision(results, selected, c) for c in results["cohorts"])
+    items.append(f"Cohort sizes limit precision (selected model {selected}): {sizes}.")
+    prevalence = ", ".join(f"{c} {_prevalence(results, selected, c)}" for c in results["cohorts"])
+    items.append(f"Thresholds were frozen on development; the share with sarcopenia differs between cohorts "
+                 f"({prevalence}), and sensitivity and specificity at a fixed threshold depend on the case mix. "
+                 "Check the threshold on local data before use.")
+    items.append("Several comparisons were made on the same participants without adjusting P values.")
+    if results.get("contributions"):
+        items.append("Contributions are shares of the model's own evidence: they describe how the fused model "
+                     "weighs each data type, not the causal importance of a measurement.")
+    centers = [m["n"] for model in results["models"].values() for c in results["cohorts"]
+               for m in model[c].get("by_center", {}).values()]
+    if centers:
+        items.append(f"Per-center results rest on as few as {min(centers)} participants.")
+    definition = cohort.schema.label_definition
+    if definition in LABEL_DEFINITIONS:
+        items.append(f"The outcome follows {LABEL_DEFINITIONS[definition]}, derived from the reference measurements "
+                     "by `sarco label`; another definition changes who counts as a case.")
+    else:
+        items.append("The labels were given with the cohort (schema.yaml: label definition `given`); how they were "
+                     "defined is not recorded here.")
+    if results["int8"] is None:
+        items.append(f"The device's INT8 model was not checked: {results['int8_skipped']}.")
+    return items
+
+
+def _precision(results: dict, model: str, cohort: str) -> str:
+    metrics = results["models"][model][cohort]
+    spread = (f"AUC 95% CI {format_interval(metrics['auc_ci'])}" if metrics["auc_ci"] is not None
+              else "no AUC CI (too few of a class)")
+    return f"{cohort} n={metrics['n']} ({metrics['n_positive']} with sarcopenia; {spread})"
+
+
+def _prevalence(results: dict, model: str, cohort: str) -> str:
+    metrics = results["models"][model][cohort]
+    return format_percent(metrics["n_positive"] / metrics["n"]) if metrics["n"] else "n/a"

@@ -1,0 +1,458 @@
+"""The study report reads a run folder written to the contract and produces a self-contained page,
+CSV tables, figures and a model card; a run folder that breaks the contract is refused by name.
+
+The run folders here are built from a small factory cohort: predictions drawn from a seeded
+numpy Generator (each data type a noisy view of the label) and results.json computed from them
+with the statistics engine, as the runner does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+from scipy.special import expit
+
+from model_build.cohort import Cohort, load_cohort
+from model_build.stats import auc_ci, compare_auc, roc_auc, youden_threshold
+from model_build.study.formatting import format_estimate, format_p
+from model_build.study.inputs import StudyReportError, check_results, read_results
+from model_build.study.report import write_report
+from model_build.study.tables import cohort_characteristics
+from tests.cohort_factory import SCHEMA, make_cohort, read_rows, write_csv
+
+COHORTS = ("development", "external", "poc")
+STRENGTH = {"image": 1.3, "clinical": 0.8, "lab": 0.5}  # how well each data type separates the classes
+ALPHA = 0.05
+
+
+# --- a run folder, built as the runner builds it -----------------------------------------------
+
+def study_cohort(root: Path, *, tabular: bool = True, poc_one_class: bool = False) -> Cohort:
+    """60 participants: 40 development, 12 external, 8 proof of concept; two centers."""
+    make_cohort(root, seed=3, n_participants=60, images=False, videos=False)
+    rows = read_rows(root / "participants.csv")
+    sexes = np.random.default_rng(4).permutation(["M", "F"] * 30)  # the factory ties sex to the label
+    for index, row in enumerate(rows):
+        row["cohort"] = "development" if index < 40 else "external" if index < 52 else "poc"
+        row["sex"] = sexes[index]
+        if poc_one_class and row["cohort"] == "poc":
+            row["label"] = "1"  # an evaluation cohort whose AUC is undefined
+    rows[5]["albumin"] = ""  # a development participant without one lab value
+    write_csv(root / "participants.csv", rows)
+    if not tabular:  # only the reference measurements are declared: no clinical or lab inputs
+        schema = {**SCHEMA, "columns": {k: v for k, v in SCHEMA["columns"].items() if v["role"] == "reference"}}
+        (root / "schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False), encoding="utf-8")
+    return load_cohort(root)
+
+
+def model_names(modalities: list[str]) -> list[str]:
+    names = list(modalities)
+    names += [f"image+{other}" for other in modalities[1:]] if len(modalities) > 2 else []
+    return names + (["+".join(modalities)] if len(modalities) > 1 else [])
+
+
+def metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    decision = p >= threshold
+    positives, negatives = int(y.sum()), int(len(y) - y.sum())
+    auc = roc_auc(y, p) if min(positives, negatives) >= 1 else None
+    ci = None
+    if min(positives, negatives) >= 2:
+        interval = auc_ci(y, p)
+        ci = [interval.lower, interval.upper]
+    tp, tn = int((decision & (y == 1)).sum()), int((~decision & (y == 0)).sum())
+    fp, fn = negatives - tn, positives - tp
+    return {"n": len(y), "n_positive": positives, "auc": auc, "auc_ci": ci,
+            "sensitivity": tp / positives if positives else None, "specificity": tn / negatives if negatives else None,
+            "accuracy": (tp + tn) / len(y), "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None}
+
+
+def bootstrap_share(rng: np.random.Generator, shares: np.ndarray) -> dict:
+    means = rng.choice(shares, size=(500, shares.size)).mean(axis=1)
+    return {"mean": float(shares.mean()), "ci": [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]}
+
+
+def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) -> dict:
+    """Write predictions/<model>/<cohort>.csv and results.json following the contract exactly."""
+    rng = np.random.default_rng(seed)
+    participants = cohort.participants.reset_index(drop=True)
+    inputs = [r for r in ("clinical", "lab") if cohort.schema.columns_with_role(r)]
+    modalities = ["image", *inputs]
+    names = model_names(modalities)
+    y_all = participants["label"].to_numpy(dtype=int)
+    latent = {m: STRENGTH[m] * y_all + rng.normal(size=len(y_all)) for m in modalities}
+    tabular = [c for r in inputs for c in cohort.schema.columns_with_role(r)]
+    complete = participants[tabular].notna().all(axis=1).to_numpy() if tabular else np.ones(len(y_all), bool)
+    probability = {name: expit(sum(latent[m] for m in name.split("+")) + rng.normal(0, 0.3, len(y_all)))
+                   for name in names}
+    development = (participants["cohort"] == "development").to_numpy()
+    thresholds = {name: youden_threshold(y_all[development], probability[name][development]).value for name in names}
+    models: dict = {name: {"modalities": name.split("+"), "bundle": f"bundles/{name}"} for name in names}
+    details: dict = {}
+    oracle = {}
+    for cohort_name in COHORTS:
+        rows = (participants["cohort"] == cohort_name).to_numpy()
+        y = y_all[rows]
+        both = len(np.unique(y)) == 2
+        oracle[cohort_name] = {**{m: roc_auc(y, latent[m][rows]) if both else None for m in modalities},
+                               "all": roc_auc(y, sum(latent[m][rows] for m in modalities)) if both else None}
+        for name in names:
+            p, threshold = probability[name][rows], thresholds[name]
+            frame = pd.DataFrame({
+                "participant_id": participants["participant_id"][rows], "cohort": cohort_name,
+                "center": participants["center"][rows], "label": y, "probability": p, "threshold": threshold,
+                "decision": (p >= threshold).astype(int), "uncertainty": rng.uniform(0, 0.5, rows.sum()),
+                "fold": rng.integers(0, 5, rows.sum()) if cohort_name == "development" else np.nan,
+                "complete_case": complete[rows]})
+            parts = name.split("+")
+            if len(parts) > 1:
+                shares = rng.dirichlet([4.0 if m == "image" else 1.5 for m in parts], size=rows.sum())
+                for index, m in enumerate(parts):
+                    frame[f"contribution_{m}"] = shares[:, index]
+            for m in parts:
+                frame[f"probability_{m}"] = expit(latent[m][rows])
+            path = run / "predictions" / name / f"{cohort_name}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(path, index=False)
+            centers = frame["center"].to_numpy()
+            entry = {**metrics(y, p, threshold), "threshold": threshold,
+                     "oracle_auc": oracle[cohort_name]["all"] if len(parts) == len(modalities) else
+                     oracle[cohort_name][name] if len(parts) == 1 else None,
+                     "by_center": {center: metrics(y[centers == center], p[centers == center], threshold)
+                                   for center in sorted(set(centers))}}
+            one_class = {**{k: entry[k] for k in ("n", "n_positive", "auc", "auc_ci")},
+                         "note": "one class only: no AUC"}  # the runner's shape for such a cohort
+            models[name][cohort_name] = entry if both else one_class
+            if len(parts) == len(modalities) > 1:
+                details[cohort_name] = {m: {klass: bootstrap_share(rng, frame.loc[y == label, f"contribution_{m}"]
+                                                                   .to_numpy())
+                                            for klass, label in (("sarcopenia", 1), ("non_sarcopenia", 0))}
+                                        for m in parts}
+    fused = names[-1]
+
+    def compare(a: str, b: str, cohort_name: str, why: str, rows: np.ndarray | None = None) -> dict:
+        rows = (participants["cohort"] == cohort_name).to_numpy() & (True if rows is None else rows)
+        test = compare_auc(y_all[rows], probability[a][rows], probability[b][rows])
+        return {"a": a, "b": b, "cohort": cohort_name, "auc_a": test.auc_a, "auc_b": test.auc_b,
+                "difference": test.difference, "difference_ci": [test.lower, test.upper], "p": test.p, "why": why}
+
+    comparisons = [compare(fused, other, c, "multimodal vs other") for c in COHORTS for other in names[:-1]] \
+        if len(names) > 1 else []
+    comparisons += [compare(a, b, "development", "monomodal pair")
+                    for i, a in enumerate(modalities) for b in modalities[i + 1:]]
+    best = max(names, key=lambda name: models[name]["development"]["auc"])
+    candidates = []
+    for name in names:
+        p_vs_best = None if name == best else compare(best, name, "development", "selection: vs best")["p"]
+        candidates.append({"model": name, "n_modalities": len(name.split("+")),
+                           "auc": models[name]["development"]["auc"], "p_vs_best": p_vs_best,
+                           "eligible": p_vs_best is None or p_vs_best >= ALPHA})
+    selected = min((c for c in candidates if c["eligible"]), key=lambda c: (c["n_modalities"], -c["auc"]))["model"]
+    results = {
+        "schema_version": 1, "created": "2026-11-27T10:00:00+00:00",
+        "cohort": {"path": str(cohort.root), "data_hash": "ab" * 32},
+        "options": {"seed": seed, "folds": 5, "quick": False, "fusion": "evidential", "alpha": ALPHA,
+                    "image": {"epochs": 3, "backbone": "efficientnet_lite0"}, "tabular": {"hidden": 32}},
+        "cohorts": list(COHORTS),
+        "evaluation": {"development": "5-fold cross-validation, out-of-fold",
+                       "external": "refit on development, frozen", "poc": "refit on development, frozen"},
+        "models": models, "comparisons": comparisons,
+        "contributions": {klass: {m: details["development"][m][klass]["mean"] for m in modalities}
+                          for klass in ("sarcopenia", "non_sarcopenia")} if details else {},
+        "selection": {"rule": "fewest data types whose AUC is not significantly lower than the best "
+                              f"(paired DeLong, alpha {ALPHA}) on development",
+                      "cohort": "development", "alpha": ALPHA, "best": best, "candidates": candidates,
+                      "selected": selected, "reason": f"{selected} is the simplest model not significantly worse "
+                                                      f"than {best}."},
+        "selected_model": selected,
+        "oracle": oracle,
+        "timings": {"total_seconds": 12.5, "stages": {"cross_validation": 10.0, "refit": 2.5}},
+    }
+    if details:
+        results["contribution_details"] = details
+    if len(names) > 1:
+        results["sensitivity_analysis"] = {"complete_cases": {
+            "description": "participants with every clinical and lab value present",
+            "n": {c: int(((participants["cohort"] == c).to_numpy() & complete).sum()) for c in COHORTS},
+            "models": {name: {c: {k: v for k, v in metrics(
+                y_all[(participants["cohort"] == c).to_numpy() & complete],
+                probability[name][(participants["cohort"] == c).to_numpy() & complete], 0.5).items()
+                if k in ("n", "n_positive", "auc", "auc_ci")} for c in COHORTS} for name in names},
+            "comparisons": [compare(fused, "image", "development", "multimodal vs other", complete)]}}
+    if int8:
+        rows = development
+        float_p = probability["image"][rows]
+        int8_p = np.clip(float_p + rng.normal(0, 0.01, rows.sum()), 0, 1)
+        test = compare_auc(y_all[rows], float_p, int8_p)
+        results["int8"] = {"accepted": True, "bundle": "bundles/image-int8", "method": "entropy", "target": "tensorrt",
+                           "limits": {"max_auc_drop": 0.005, "max_flip_rate": 0.02},
+                           "cohorts": {"development_holdout": {
+                               "n": int(rows.sum()), "auc_float": test.auc_a, "auc_int8": test.auc_b, "p": test.p,
+                               "flip_rate": float(np.mean((float_p >= thresholds["image"])
+                                                          != (int8_p >= thresholds["image"])))}},
+                           "report": "int8/verify.html"}
+    else:
+        results["int8"] = None
+        results["int8_skipped"] = "no GPU with TensorRT on this workstation"
+    (run / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return results
+
+
+@pytest.fixture(scope="module")
+def full_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Cohort, dict, Path]:
+    """Image, clinical and lab data; INT8 accepted; a Grad-CAM figure left by gradcam.py."""
+    root = tmp_path_factory.mktemp("study")
+    cohort = study_cohort(root / "cohort")
+    run = root / "run"
+    results = build_run(run, cohort)
+    (run / "figures").mkdir()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(run / "figures" / "gradcam.png")
+    return run, cohort, results, write_report(run, cohort)
+
+
+# --- the page, tables, figures and card -------------------------------------------------------
+
+def test_report_page_is_self_contained(full_study) -> None:
+    run, _, _, page = full_study
+    assert page == run / "report.html"
+    text = page.read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE)
+    assert "<script" not in text.lower() and "<link" not in text.lower() and "url(" not in text
+    sources = re.findall(r"<img[^>]*\ssrc=\"([^\"]*)\"", text)
+    assert len(sources) >= 3 * len(COHORTS) + 1  # ROC, calibration, decision per cohort; contributions
+    assert all(source.startswith("data:image/png;base64,") for source in sources)
+
+
+def test_report_names_every_model_comparison_selection_and_int8(full_study) -> None:
+    run, _, results, page = full_study
+    text = page.read_text(encoding="utf-8")
+    for model in results["models"]:
+        assert f"<td>{model}</td>" in text
+    body = text[text.index('id="comparisons"'):text.index('id="calibration"')]
+    cells = re.findall(r"<tr>(.*?)</tr>", body, re.DOTALL)  # the header row has a style attribute
+    assert len(cells) == len(results["comparisons"])
+    for row, comparison in zip(cells, results["comparisons"]):
+        assert f"<td>{escape(format_p(comparison['p']))}</td>" in row and f"<td>{comparison['a']}</td>" in row
+    selection = text[text.index('id="selection"'):text.index('id="int8"')]
+    assert results["selection"]["reason"] in selection and results["selection"]["rule"] in selection
+    int8 = text[text.index('id="int8"'):text.index('id="limitations"')]
+    assert "accepted" in int8 and "development_holdout" in int8
+    assert "Synthetic data" in text  # results.json carries oracle AUCs
+
+
+def test_summary_states_the_fusion_gain_with_its_p_value(full_study) -> None:
+    _, _, results, page = full_study
+    text = page.read_text(encoding="utf-8")
+    summary = text[text.index('id="summary"'):text.index('id="methods"')]
+    fused = "image+clinical+lab"
+    single = max(("image", "clinical", "lab"), key=lambda m: results["models"][m]["development"]["auc"])
+    test = next(c for c in results["comparisons"]
+                if c["cohort"] == "development" and c["a"] == fused and c["b"] == single)
+    formatted = format_p(test["p"])
+    assert escape(f"P{formatted}" if formatted[0] in "<>" else f"P={formatted}") in summary
+    assert f"Selected model: {results['selected_model']}" in summary
+
+
+def test_tables_hold_one_row_per_model_cohort_comparison_and_candidate(full_study) -> None:
+    run, cohort, results, _ = full_study
+    read = lambda name: pd.read_csv(run / "tables" / f"{name}.csv", dtype=str, keep_default_na=False)  # noqa: E731
+    performance = read("performance")
+    assert len(performance) == len(results["models"]) * len(COHORTS)
+    row = performance[(performance["Model"] == "image") & (performance["Cohort"] == "external")].iloc[0]
+    external = results["models"]["image"]["external"]
+    assert row["AUC (95% CI)"] == format_estimate(external["auc"], external["auc_ci"])
+    assert row["n"] == str(external["n"])
+    assert "Oracle AUC" in performance.columns
+    comparisons = read("comparisons")
+    assert list(comparisons["P (DeLong)"]) == [format_p(c["p"]) for c in results["comparisons"]]
+    assert list(comparisons["Difference A - B (95% CI)"]) == [
+        format_estimate(c["difference"], c["difference_ci"], signed=True) for c in results["comparisons"]]
+    selection = read("selection")
+    assert list(selection["Model"]) == [c["model"] for c in results["selection"]["candidates"]]
+    assert list(selection.loc[selection["Selected"] == "yes", "Model"]) == [results["selected_model"]]
+    assert len(read("contributions")) == len(COHORTS) * 3 * 2  # cohorts x data types x classes
+    assert len(read("int8")) == 1
+    assert len(read("by_center")) == sum(len(results["models"][m][c]["by_center"])
+                                         for m in results["models"] for c in COHORTS)
+    assert len(read("calibration")) == len(results["models"]) * len(COHORTS)
+    by_sex = read("by_sex")
+    selected = results["selected_model"]
+    assert set(by_sex["Sex"]) == {"M", "F"} and set(by_sex["Model"]) == {selected, "image+clinical+lab"}
+    predictions = pd.read_csv(run / "predictions" / selected / "development.csv", dtype={"participant_id": str})
+    sex = cohort.participants.set_index("participant_id")["sex"]
+    women = predictions[predictions["participant_id"].map(sex) == "F"]
+    interval = auc_ci(women["label"], women["probability"])
+    row = by_sex[(by_sex["Model"] == selected) & (by_sex["Cohort"] == "development") & (by_sex["Sex"] == "F")].iloc[0]
+    assert row["AUC (95% CI)"] == format_estimate(interval.auc, [interval.lower, interval.upper])
+    assert row["n"] == str(len(women))
+    assert len(read("complete_cases")) == len(results["models"]) * len(COHORTS)
+    assert sorted(p.name for p in (run / "tables").iterdir() if p.name.startswith(".")) == []  # no temporary left
+
+
+def test_characteristics_are_counted_from_the_cohort(full_study) -> None:
+    run, cohort, _, _ = full_study
+    table = cohort_characteristics(cohort, list(COHORTS))
+    participants = cohort.participants
+    development = participants[participants["cohort"] == "development"]
+    by_name = table.set_index("Characteristic")
+    assert by_name.loc["Participants, n", "development"] == str(len(development))
+    age = development["age"].astype(float)
+    assert by_name.loc["age (years), mean ± SD", "development"] == f"{age.mean():.1f} ± {age.std():.1f}"
+    females = int((development["sex"] == "F").sum())
+    assert by_name.loc["sex: F, n (%)", "development"] == f"{females} ({100 * females / len(development):.1f}%)"
+    assert by_name.loc["albumin (g/L) missing, n (%)", "development"].startswith(
+        str(int(development["albumin"].isna().sum())))
+    assert by_name.loc["grip_kg (kg), mean ± SD", "Role"].startswith("reference")
+    assert by_name.loc["albumin (g/L), mean ± SD", "Role"] == "lab input"
+    assert "development: center B" in table.columns and "external: sarcopenia" in table.columns
+    saved = pd.read_csv(run / "tables" / "characteristics.csv", dtype=str, keep_default_na=False)
+    assert list(saved["Characteristic"]) == list(table["Characteristic"])
+
+
+def test_figures_are_real_pngs_and_the_card_is_written_from_results(full_study) -> None:
+    run, _, results, _ = full_study
+    names = sorted(p.name for p in (run / "figures").iterdir())
+    per_cohort = [f"{kind}_{c}.png" for kind in ("roc", "calibration", "decision") for c in COHORTS]
+    assert names == sorted(["contributions.png", "gradcam.png", *per_cohort])
+    with Image.open(run / "figures" / "roc_development.png") as image:
+        assert image.format == "PNG" and min(image.size) > 500
+    card = (run / "model-card.md").read_text(encoding="utf-8")
+    assert results["cohort"]["data_hash"] in card and f"`{results['selected_model']}`" in card
+    for heading in ("Intended use", "Outcome", "Predictors", "Sample size", "Missing data", "Validation design",
+                    "Performance", "Calibration", "Subgroups", "Limitations", "Deployment", "Version"):
+        assert f"## {heading}" in card
+    selected = results["models"][results["selected_model"]]["external"]
+    assert format_estimate(selected["auc"], selected["auc_ci"]) in card
+
+
+def test_gradcam_is_embedded_when_present(full_study) -> None:
+    _, _, _, page = full_study
+    text = page.read_text(encoding="utf-8")
+    assert 'id="gradcam"' in text and text.count("data:image/png;base64,") == 3 * len(COHORTS) + 2
+
+
+# --- other kinds of run -------------------------------------------------------------------------
+
+def test_image_only_cohort_with_int8_skipped(tmp_path: Path) -> None:
+    """No clinical or lab column declared: only the image model; INT8 did not run; no Grad-CAM;
+    the proof-of-concept cohort has one class only, so its AUC and curves are undefined."""
+    cohort = study_cohort(tmp_path / "cohort", tabular=False, poc_one_class=True)
+    results = build_run(tmp_path / "run", cohort, int8=False)
+    assert list(results["models"]) == ["image"]
+    text = write_report(tmp_path / "run", cohort).read_text(encoding="utf-8")
+    section = text[text.index('id="int8"'):text.index('id="limitations"')]
+    assert results["int8_skipped"] in section
+    assert "Not applicable: every model uses one data type." in text and 'id="gradcam"' not in text
+    tables = {p.stem for p in (tmp_path / "run" / "tables").iterdir()}
+    assert tables == {"characteristics", "performance", "oracle", "calibration", "by_center", "by_sex", "selection"}
+    characteristics = pd.read_csv(tmp_path / "run" / "tables" / "characteristics.csv", dtype=str)
+    assert not characteristics["Characteristic"].str.startswith("albumin").any()  # undeclared: not shown
+    assert characteristics.set_index("Characteristic").loc["age (years), mean ± SD", "Role"] == "not an input"
+    assert not (tmp_path / "run" / "figures" / "contributions.png").exists()
+    assert {p.name for p in (tmp_path / "run" / "figures").iterdir()} == {
+        f"{kind}_{c}.png" for kind in ("roc", "calibration", "decision") for c in COHORTS}
+    performance = pd.read_csv(tmp_path / "run" / "tables" / "performance.csv", dtype=str, keep_default_na=False)
+    assert performance.set_index("Cohort").loc["poc", "AUC (95% CI)"] == "n/a"
+    assert "## Deployment" in (tmp_path / "run" / "model-card.md").read_text(encoding="utf-8")
+
+
+# --- a run folder that breaks the contract ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def valid_results(full_study) -> dict:
+    return full_study[2]
+
+
+def without(results: dict, *path: str | int) -> dict:
+    broken = copy.deepcopy(results)
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return broken
+
+
+def test_the_valid_results_pass_the_check(valid_results: dict) -> None:
+    check_results(valid_results)
+
+
+@pytest.mark.parametrize(("path", "named"), [
+    (("models", "image", "external", "auc_ci"), "models.image.external.auc_ci is missing"),
+    (("models", "lab", "poc"), "models.lab.poc is missing"),
+    (("models", "image", "development", "by_center", "A", "f1"), "models.image.development.by_center.A.f1 is missing"),
+    (("comparisons", 0, "p"), "comparisons[0].p is missing"),
+    (("contributions",), "contributions is missing"),
+    (("contribution_details",), "contribution_details is missing"),
+    (("selected_model",), "selected_model is missing"),
+    (("selection", "candidates"), "selection.candidates is missing"),
+    (("selection", "candidates", 1, "eligible"), "selection.candidates[1].eligible is missing"),
+    (("int8",), "int8 is missing"),
+    (("int8", "cohorts", "development_holdout", "flip_rate"), "int8.cohorts.development_holdout.flip_rate is missing"),
+    (("sensitivity_analysis", "complete_cases", "n", "poc"), "sensitivity_analysis.complete_cases.n.poc is missing"),
+    (("options", "alpha"), "options.alpha is missing"),
+    (("evaluation", "external"), "evaluation.external is missing"),
+])
+def test_a_missing_key_is_named_by_its_path(valid_results: dict, path: tuple, named: str) -> None:
+    with pytest.raises(StudyReportError, match=re.escape(named)):
+        check_results(without(valid_results, *path))
+
+
+def test_wrong_types_and_dangling_names_are_named(valid_results: dict) -> None:
+    broken = copy.deepcopy(valid_results)
+    broken["models"]["image"]["poc"]["auc"] = "high"
+    broken["comparisons"][0]["b"] = "ultrasound"
+    broken["selected_model"] = "image+lab"
+    broken["int8"] = None
+    with pytest.raises(StudyReportError) as raised:
+        check_results(broken)
+    message = str(raised.value)
+    assert "models.image.poc.auc must be a number in [0, 1] or null, not 'high'" in message
+    assert "comparisons[0].b is 'ultrasound', which is not one of the models" in message
+    assert "selection.selected" in message and "differs from selected_model" in message
+    assert "int8_skipped is missing" in message
+
+
+def test_write_report_names_results_json_and_the_key(full_study, tmp_path: Path) -> None:
+    _, cohort, results, _ = full_study
+    (tmp_path / "results.json").write_text(json.dumps(without(results, "models", "image", "poc", "threshold")))
+    with pytest.raises(StudyReportError, match=r"results\.json.*\n.*models\.image\.poc\.threshold is missing"):
+        read_results(tmp_path)
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(StudyReportError, match="not valid JSON"):
+        write_report(tmp_path, cohort)
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_missing_or_bad_predictions_are_named(full_study, tmp_path: Path) -> None:
+    run, cohort, results, _ = full_study
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    with pytest.raises(StudyReportError, match=re.escape(str(tmp_path / "predictions" / "image" / "development.csv"))
+                       + ".*not found"):
+        write_report(tmp_path, cohort)
+    for source in (run / "predictions").rglob("*.csv"):
+        target = tmp_path / source.relative_to(run)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes())
+    bad = tmp_path / "predictions" / "lab" / "poc.csv"
+    frame = pd.read_csv(bad)
+    frame.loc[2, "label"] = 2
+    frame.to_csv(bad, index=False)
+    with pytest.raises(StudyReportError, match=r"poc\.csv: row 4, column label: .* is not 0, 1 or empty"):
+        write_report(tmp_path, cohort)
+
+
+def test_a_run_from_another_cohort_is_refused(full_study, tmp_path: Path) -> None:
+    run, cohort, _, _ = full_study
+    participants = cohort.participants.assign(cohort=cohort.participants["cohort"].replace("poc", "pilot"))
+    other = Cohort(root=tmp_path, schema=cohort.schema, participants=participants, images=None, videos=None,
+                   report=cohort.report)
+    with pytest.raises(StudyReportError, match="cohorts poc are not in"):
+        write_report(run, other)

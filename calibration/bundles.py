@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calibration import CalibrationError
-from edge_app.bundle import BundleError, DeviceBundle, load_device_bundle, read_json_object
+from edge_app.bundle import (GATE_PENDING, QUANTIZATION, BundleError, DeviceBundle, load_device_bundle,
+                             read_json_object)
 
-QUANTIZATION = "quantization.json"
 QUANTIZATION_VERSION = 1
-GATE_PENDING, GATE_ACCEPTED, GATE_REJECTED = "pending", "accepted", "rejected"
 
 
 @dataclass(frozen=True)
@@ -51,10 +50,11 @@ class SourceBundle:
 
 
 def load_source_bundle(folder: str | Path) -> SourceBundle:
-    """Manifest checked (edge_app.bundle), then config and training metadata read as JSON."""
+    """Manifest checked (edge_app.bundle), then config and training metadata read as JSON. The
+    INT8 gate is not checked: calibration makes and judges INT8 bundles whatever their status."""
     folder = Path(folder)
     try:
-        device = load_device_bundle(folder)
+        device = load_device_bundle(folder, check_gate=False)
     except BundleError as error:
         raise CalibrationError(str(error)) from None
     config = read_json(folder / "config.json")

@@ -128,7 +128,11 @@ def verify(
     cohort: Annotated[Path, typer.Argument(help="Cohort folder: the development hold-out and every other cohort.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for verify.json and verify.html.")] = None,
     max_auc_drop: Annotated[float, typer.Option(help="Reject when AUC(float) - AUC(INT8) exceeds this.")] = 0.005,
-    max_flip_rate: Annotated[float, typer.Option(help="Reject when a larger share of decisions flips.")] = 0.02,
+    max_flip_rate: Annotated[float, typer.Option(
+        help="Reject when the share of decisions that flip is significantly above this.")] = 0.02,
+    flip_confidence: Annotated[float, typer.Option(
+        help="Reject on flips only when the flip rate is above --max-flip-rate at this confidence (one-sided "
+             "exact binomial test per cohort).")] = 0.95,
     latency_runs: Annotated[int, typer.Option(min=1, help="Timed runs per graph for the CPU latency.")] = 30,
 ) -> None:
     """Compare float and INT8 on every cohort; exit 1 and mark the INT8 bundle rejected if it fails."""
@@ -137,7 +141,7 @@ def verify(
     from calibration.verify import verify as run_verification
 
     with reported_errors():
-        limits = GateLimits(max_auc_drop, max_flip_rate)
+        limits = GateLimits(max_auc_drop, max_flip_rate, flip_confidence)
         source = load_float_bundle(bundle)
         quantized = load_int8_bundle(bundle_int8, source)
         loaded = _load_cohort(cohort)
@@ -153,13 +157,16 @@ def verify(
 
 def _print_verification(result, out: Path | None) -> None:
     console = Console()
-    table = Table("cohort", "n (pos)", "AUC float", "AUC INT8", "drop", "p", "sens f/i", "spec f/i", "flips", "pass",
-                  title=f"float vs INT8 at threshold {result.threshold:.4f}")
+    limits = result.limits
+    title = (f"float vs INT8 at threshold {result.threshold:.4f}; flips allowed: the most not significantly above "
+             f"{limits.max_flip_rate:.1%} at {limits.flip_confidence * 100:g}% confidence")
+    table = Table("cohort", "n (pos)", "AUC float", "AUC INT8", "drop", "p", "sens f/i", "spec f/i", "flips",
+                  "flips allowed", "pass", title=title)
     for c in result.cohorts:
         table.add_row(c.name, f"{c.n} ({c.n_positive})", _fmt(c.auc_float), _fmt(c.auc_int8), _fmt(c.auc_drop),
                       _fmt(c.p, 3), f"{_fmt(c.sensitivity_float, 3)}/{_fmt(c.sensitivity_int8, 3)}",
                       f"{_fmt(c.specificity_float, 3)}/{_fmt(c.specificity_int8, 3)}",
-                      f"{c.flips} ({c.flip_rate:.1%})", "yes" if c.passed else "[red]NO[/]")
+                      f"{c.flips} ({c.flip_rate:.1%})", str(c.flips_allowed), "yes" if c.passed else "[red]NO[/]")
     console.print(table)
     layers = Table("node", "op", "INT8", "added error", "relative error", title="layers INT8 hurt most")
     for e in result.layers[:5]:

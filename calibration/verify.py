@@ -13,7 +13,12 @@ at the bundle's frozen threshold. Per cohort:
 - decisions that flip (participants whose call differs), and frames that flip;
 
 plus the layers whose quantization added most error. The gate rejects when, in any cohort,
-AUC(float) - AUC(INT8) > ``max_auc_drop`` (0.005) or the flip rate > ``max_flip_rate`` (2 %).
+AUC(float) - AUC(INT8) > ``max_auc_drop`` (0.005) or the flip rate is significantly above
+``max_flip_rate`` (2 %): a one-sided exact binomial test of H0 "the INT8 model flips at most
+``max_flip_rate`` of the decisions" at ``flip_confidence`` (95 %), i.e. the one-sided
+Clopper-Pearson lower bound of the flip rate lies above the limit. Comparing the observed rate
+with the limit instead would, on the 82 participants of a proof-of-concept cohort, allow one flip
+and reject a model that flips exactly 2 % of decisions half of the time (docs/calibration.md).
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from calibration import CalibrationError
-from calibration.bundles import GATE_ACCEPTED, GATE_REJECTED, SourceBundle, record_gate, write_json
+from calibration.bundles import SourceBundle, record_gate, write_json
 from calibration.cohorts import Group, evaluation_groups
 from calibration.footprint import Footprint, compare
 from calibration.frames import passing_inputs, read_still
 from calibration.onnx_run import logits, runs_fused
 from calibration.sensitivity import LayerError, layer_errors, worst_layers
+from edge_app.bundle import GATE_ACCEPTED, GATE_REJECTED
 from edge_app.session import OutputReadout
 from model_build.cohort import Cohort
 
@@ -43,10 +49,43 @@ REPORTED_LAYERS = 10
 class GateLimits:
     max_auc_drop: float = 0.005
     max_flip_rate: float = 0.02
+    flip_confidence: float = 0.95
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_auc_drop < 1.0 or not 0.0 <= self.max_flip_rate < 1.0:
             raise CalibrationError("--max-auc-drop and --max-flip-rate must lie in [0, 1)")
+        if not 0.5 <= self.flip_confidence < 1.0:
+            raise CalibrationError(f"--flip-confidence {self.flip_confidence}: must lie in [0.5, 1) (0.95: reject "
+                                   "when the flip rate is above --max-flip-rate at 95% confidence)")
+
+
+@dataclass(frozen=True)
+class FlipTest:
+    """Is the share of flipped decisions significantly above the limit? One-sided exact binomial
+    test of H0: rate <= ``limit``; rejected when p < 1 - ``confidence``, which is the same as the
+    one-sided Clopper-Pearson lower bound at ``confidence`` lying above ``limit``."""
+
+    flips: int
+    n: int
+    limit: float
+    confidence: float
+    p: float  # P(at least ``flips`` of ``n`` flip | each flips with probability ``limit``)
+    lower_bound: float  # the flip rate is at least this, at ``confidence``
+    allowed: int  # the most flips that ``n`` participants may show and pass
+
+    @classmethod
+    def run(cls, flips: int, n: int, limit: float, confidence: float) -> FlipTest:
+        from scipy.stats import binom, binomtest
+
+        test = binomtest(flips, n, limit, alternative="greater")
+        tails = binom.sf(np.arange(n + 1) - 1, n, limit)  # P(X >= k) for k = 0..n, decreasing
+        return cls(flips=flips, n=n, limit=limit, confidence=confidence, p=float(test.pvalue),
+                   lower_bound=float(test.proportion_ci(confidence, method="exact").low),
+                   allowed=int(np.count_nonzero(tails >= 1.0 - confidence)) - 1)
+
+    @property
+    def significant(self) -> bool:
+        return self.p < 1.0 - self.confidence
 
 
 @dataclass
@@ -67,6 +106,9 @@ class CohortComparison:
     specificity_int8: float | None
     flips: int
     flip_rate: float
+    flip_p: float  # FlipTest.p
+    flip_rate_lower: float  # FlipTest.lower_bound
+    flips_allowed: int  # FlipTest.allowed
     frame_flip_rate: float
     max_probability_change: float
     failures: list[str] = field(default_factory=list)
@@ -219,19 +261,23 @@ def _compare(group: Group, owner: np.ndarray, float_logits: np.ndarray, int8_log
         except StatsInputError:  # fewer than two of a class: AUCs without a test
             pass
     flips = int(np.sum(called_float != called_int8))
+    flip_test = FlipTest.run(flips, len(labels), limits.max_flip_rate, limits.flip_confidence)
     comparison = CohortComparison(
         name=group.name, n=len(labels), n_positive=int(labels.sum()), frames=len(owner),
         auc_float=auc_float, auc_int8=auc_int8, p=p, auc_difference_ci=ci,
         sensitivity_float=_rate(called_float, labels == 1), sensitivity_int8=_rate(called_int8, labels == 1),
         specificity_float=_rate(~called_float, labels == 0), specificity_int8=_rate(~called_int8, labels == 0),
-        flips=flips, flip_rate=flips / len(labels), frame_flip_rate=float(np.mean(frame_flips)),
+        flips=flips, flip_rate=flips / len(labels), flip_p=flip_test.p, flip_rate_lower=flip_test.lower_bound,
+        flips_allowed=flip_test.allowed, frame_flip_rate=float(np.mean(frame_flips)),
         max_probability_change=float(np.max(np.abs(p_int8 - p_float))), files_without_input=skipped,
         labels=labels, probability_float=p_float, probability_int8=p_int8)
     if comparison.auc_drop is not None and comparison.auc_drop > limits.max_auc_drop:
         comparison.failures.append(f"AUC drops by {comparison.auc_drop:.4f} (> {limits.max_auc_drop})")
-    if comparison.flip_rate > limits.max_flip_rate:
-        comparison.failures.append(f"{flips} of {len(labels)} decisions flip ({comparison.flip_rate:.1%} > "
-                                   f"{limits.max_flip_rate:.1%})")
+    if flip_test.significant:
+        comparison.failures.append(
+            f"{flips} of {len(labels)} decisions flip ({comparison.flip_rate:.1%}): above {limits.max_flip_rate:.1%} "
+            f"at {limits.flip_confidence * 100:g}% confidence (rate >= {flip_test.lower_bound:.1%}, one-sided binomial "
+            f"p = {flip_test.p:.2g}; of {len(labels)} participants at most {flip_test.allowed} may flip)")
     return comparison
 
 
@@ -246,7 +292,8 @@ def record(result: Verification, out: Path | None) -> None:
         "status": GATE_ACCEPTED if result.accepted else GATE_REJECTED,
         "checked_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "cohort": str(result.cohort_path), "limits": summary["limits"], "failures": summary["failures"],
-        "cohorts": {name: {k: c[k] for k in ("n", "auc_float", "auc_int8", "p", "flip_rate")}
+        "cohorts": {name: {k: c[k] for k in ("n", "auc_float", "auc_int8", "p", "flips", "flip_rate", "flip_p",
+                                             "flip_rate_lower", "flips_allowed")}
                     for name, c in summary["cohorts"].items()},
     })
     if out is not None:

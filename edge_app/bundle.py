@@ -5,6 +5,10 @@ how outputs become probabilities; it reads them from JSON after checking the SHA
 so a truncated copy or an edited threshold is refused with the file's name. No torch, no
 unpickling: the workstation's reader (model_build.models.bundle) also rebuilds the PyTorch
 model, which the device never needs.
+
+A bundle that carries an INT8 model is used only when `sarco-calibrate verify` accepted it
+(:func:`check_int8_gate`): INT8 can silently lose accuracy, and the gate's verdict is recorded in
+a file the manifest covers, so it cannot be edited by hand.
 """
 
 from __future__ import annotations
@@ -23,6 +27,15 @@ MANIFEST = "MANIFEST.sha256"
 CONFIG = "config.json"
 PREPROCESSING = "preprocessing.json"
 ONNX = "model.onnx"
+# INT8: an INT8 bundle (`sarco-calibrate quantize`; its model.onnx is quantized) records where it
+# came from and the accuracy gate's verdict in QUANTIZATION; a signed float bundle that carries
+# an INT8 graph or cache for TensorRT (`sarco sign --int8`) keeps that record as INT8_RECORD
+QUANTIZATION = "quantization.json"
+INT8_RECORD = "int8-quantization.json"
+QDQ_ONNX = "model.qdq.onnx"  # explicit INT8 (Q/DQ) graph: the INT8 bundle's model.onnx
+CALIBRATION_CACHE = "calibration.cache"  # TensorRT 8.x calibration cache (target tensorrt-cache)
+GATE_PENDING, GATE_ACCEPTED, GATE_REJECTED = "pending", "accepted", "rejected"
+GATE_MISSING = "missing"  # INT8 content without a readable gate status
 
 
 class BundleError(ValueError):
@@ -42,13 +55,17 @@ class DeviceBundle:
     model_name: str
 
 
-def load_device_bundle(folder: str | Path) -> DeviceBundle:
-    """Check the manifest, then read config, preprocessing and the ONNX path."""
+def load_device_bundle(folder: str | Path, *, check_gate: bool = True) -> DeviceBundle:
+    """Check the manifest and (unless ``check_gate`` is False: only the workstation tools that
+    make and judge INT8 bundles pass it) the INT8 accuracy gate, then read config,
+    preprocessing and the ONNX path."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BundleError(f"model bundle {folder}: not a folder; give the folder written by "
                           "`sarco train --out` (or `sarco export`)")
     digests = verify_manifest(folder)
+    if check_gate:
+        check_int8_gate(folder)
     if ONNX not in digests:
         raise BundleError(f"{folder / ONNX}: the bundle has no ONNX graph, which the device "
                           "runs; fix: `sarco export` it (a model trained without images cannot "
@@ -77,6 +94,60 @@ def load_device_bundle(folder: str | Path) -> DeviceBundle:
         path=folder, onnx_path=folder / ONNX, preprocess=preprocess, threshold=float(threshold),
         readout=readout, model_sha256=digests[ONNX], model_name=_model_name(config, folder),
     )
+
+
+@dataclass(frozen=True)
+class Int8Gate:
+    """The accuracy gate's verdict on the INT8 model a bundle carries."""
+
+    record: Path  # the file that holds it (it may be missing: then status is GATE_MISSING)
+    status: str  # pending | accepted | rejected, or GATE_MISSING, or whatever else was written
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == GATE_ACCEPTED
+
+
+def int8_gate(folder: Path) -> Int8Gate | None:
+    """None for a float bundle; else the gate status of its INT8 model: from QUANTIZATION when
+    the bundle is itself INT8, from INT8_RECORD when it carries a Q/DQ graph or calibration
+    cache beside the float graph."""
+    folder = Path(folder)
+    if (folder / QUANTIZATION).is_file():
+        record = folder / QUANTIZATION
+    elif any((folder / name).is_file() for name in (INT8_RECORD, QDQ_ONNX, CALIBRATION_CACHE)):
+        record = folder / INT8_RECORD
+    else:
+        return None
+    if not record.is_file():
+        return Int8Gate(record, GATE_MISSING)
+    gate = read_json_object(record).get("gate")
+    status = gate.get("status") if isinstance(gate, dict) else None
+    return Int8Gate(record, status if isinstance(status, str) and status else GATE_MISSING)
+
+
+def check_int8_gate(folder: Path) -> None:
+    """Refuse a bundle whose INT8 model the accuracy gate has not accepted (pending: never
+    verified; rejected: it disagrees with the float model; missing: no verdict at all)."""
+    gate = int8_gate(folder)
+    if gate is None or gate.accepted:
+        return
+    why = {GATE_PENDING: "never verified",
+           GATE_REJECTED: "it disagrees with the float model on the evaluation cohorts",
+           GATE_MISSING: "no verdict recorded"}.get(gate.status, "only 'accepted' is used")
+    where = f"in {gate.record.name}: {why}" if gate.record.is_file() else f"no {gate.record.name}"
+    verify = "`sarco-calibrate verify FLOAT_BUNDLE INT8_BUNDLE COHORT`"
+    fix = (f"quantize again from a representative calibration set (`sarco-calibrate select`, "
+           f"`quantize`) and run {verify} until it accepts" if gate.status == GATE_REJECTED
+           else f"run {verify} on the workstation")
+    if gate.record.name == INT8_RECORD:
+        fix += (", then `sarco sign FLOAT_BUNDLE --int8 INT8_BUNDLE` again (or sign without "
+                "--int8 to ship the float model alone)")
+    else:
+        fix += "; or deploy the float bundle"
+    raise BundleError(f"{folder}: INT8 model with accuracy gate status {gate.status!r} ({where}); "
+                      "the device uses an INT8 model only once `sarco-calibrate verify` accepted "
+                      f"it; fix: {fix}")
 
 
 def verify_manifest(folder: Path) -> dict[str, str]:

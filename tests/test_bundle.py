@@ -1,4 +1,5 @@
-"""The model bundle: ONNX parity and operators, manifest, loading without unpickling, export."""
+"""The model bundle: ONNX parity and operators, manifest, loading without unpickling, export;
+on the device, an INT8 model only once the accuracy gate accepted it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import torch
 from onnx import TensorProto, helper
 from safetensors.torch import save_file
 
+from edge_app.bundle import (CALIBRATION_CACHE, INT8_RECORD, QDQ_ONNX, QUANTIZATION, BundleError, int8_gate,
+                             load_device_bundle)
 from edge_app.preprocess import PreprocessParams
 from model_build.models import InputError
 from model_build.models import bundle as bundle_io
@@ -20,6 +23,8 @@ from model_build.models.export import (DEPLOYABLE_OPERATORS, PARITY_TOLERANCE, E
 from model_build.models.fusion import FusionModel, ImageScorer, ModelConfig
 from model_build.models.image import ImageWeightsError, build_image_encoder
 from model_build.models.tabular import CategoricalColumn, NumericColumn, TabularEncoder
+from tests.test_deploy_support import add_int8
+from tests.test_edge_support import make_bundle as make_device_bundle
 
 SIZE = 64
 
@@ -177,3 +182,63 @@ def test_user_weights_load_by_name_and_a_wrong_file_is_refused(tmp_path: Path) -
     assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), loaded.state_dict().values()))
     with pytest.raises(ImageWeightsError, match="match by name and shape"):
         build_image_encoder("efficientnet-lite0", SIZE, weights=tmp_path / "mine.safetensors")
+
+
+# ----------------------------------------------------------------------------- INT8 accuracy gate
+
+CARRIERS = [QUANTIZATION, QDQ_ONNX, CALIBRATION_CACHE]  # an INT8 bundle; a float one carrying INT8
+
+
+@pytest.mark.parametrize("carried", CARRIERS)
+def test_the_device_uses_an_int8_model_the_gate_accepted(tmp_path: Path, carried: str) -> None:
+    bundle = add_int8(make_device_bundle(tmp_path / "bundle"), carried, "accepted")
+    gate = int8_gate(bundle)
+    assert gate.accepted and gate.record.name == (QUANTIZATION if carried == QUANTIZATION else INT8_RECORD)
+    assert load_device_bundle(bundle).threshold == 0.5
+
+
+def test_a_float_bundle_has_no_gate_to_pass(tmp_path: Path) -> None:
+    bundle = make_device_bundle(tmp_path / "bundle")
+    assert int8_gate(bundle) is None
+    load_device_bundle(bundle)
+
+
+NOT_ACCEPTED = [(carried, status, True, f"'{status}'") for carried in CARRIERS
+                for status in ("pending", "rejected", "ACCEPTED")]
+NOT_ACCEPTED += [(carried, None, True, "'missing'") for carried in CARRIERS]  # a record without a gate
+NOT_ACCEPTED += [(carried, "accepted", False, "'missing'") for carried in (QDQ_ONNX, CALIBRATION_CACHE)]  # no record
+
+
+@pytest.mark.parametrize("carried, status, record, shown", NOT_ACCEPTED)
+def test_the_device_refuses_an_int8_model_the_gate_did_not_accept(tmp_path: Path, carried: str, status: str | None,
+                                                                   record: bool, shown: str) -> None:
+    bundle = add_int8(make_device_bundle(tmp_path / "bundle"), carried, status, record)
+    with pytest.raises(BundleError) as refused:
+        load_device_bundle(bundle)
+    message = str(refused.value)
+    assert message.startswith(f"{bundle}: INT8 model with accuracy gate status {shown}")
+    assert "fix: " in message and "`sarco-calibrate verify FLOAT_BUNDLE INT8_BUNDLE COHORT`" in message
+    assert ("`sarco-calibrate select`" in message) == (status == "rejected")
+    assert ("sarco sign FLOAT_BUNDLE --int8" in message) == (carried != QUANTIZATION)
+    # the workstation tools that make and judge INT8 bundles read it all the same
+    assert load_device_bundle(bundle, check_gate=False).path == bundle
+
+
+def test_a_gate_status_edited_by_hand_is_refused_by_the_manifest(tmp_path: Path) -> None:
+    bundle = add_int8(make_device_bundle(tmp_path / "bundle"), QUANTIZATION, "rejected")
+    record = bundle / QUANTIZATION
+    record.write_text(record.read_text().replace("rejected", "accepted"))
+    with pytest.raises(BundleError, match="quantization.json: content differs"):
+        load_device_bundle(bundle)
+
+
+def test_the_edge_app_refuses_a_pending_int8_bundle(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edge_app.cli import app
+
+    bundle = add_int8(make_device_bundle(tmp_path / "bundle"), QUANTIZATION, "pending")
+    result = CliRunner().invoke(app, ["replay", str(tmp_path / "scan.mp4"), "--model", str(bundle), "--headless",
+                                      "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "accuracy gate status 'pending'" in result.output and "sarco-calibrate verify" in result.output

@@ -19,7 +19,7 @@ from calibration.cli import app
 from calibration.onnx_run import int8_tensor_count
 from calibration.quantize import QuantizeOptions, quantize_bundle
 from calibration.select import load_calibration_set, save_calibration_set, select_calibration_set
-from calibration.verify import GateLimits, record, verify
+from calibration.verify import FlipTest, GateLimits, record, verify
 from model_build.cohort import load_cohort
 from tests.test_calibration_support import COHORTS, make_bundle, make_cohort
 
@@ -143,14 +143,20 @@ def test_cpu_target_good_set_is_accepted(world: dict, cpu_good) -> None:
 
 
 def test_cpu_target_probe_in_air_set_is_rejected(world: dict, cpu_air) -> None:
+    """Rejected because its flip rate is significantly above 2 %, not merely above it."""
     bundle, result = cpu_air
     assert not result.accepted
-    assert any("decisions flip" in failure for c in result.cohorts for failure in c.failures)
-    assert json.loads((bundle / QUANTIZATION).read_text())["gate"]["status"] == "rejected"
+    flipped = [c for c in result.cohorts if any("decisions flip" in failure for failure in c.failures)]
+    assert flipped and all(c.flips > c.flips_allowed and c.flip_p < 0.05 and c.flip_rate_lower > 0.02
+                           for c in flipped)
+    gate = json.loads((bundle / QUANTIZATION).read_text())["gate"]
+    assert gate["status"] == "rejected" and gate["limits"]["flip_confidence"] == 0.95
     report = json.loads((world["root"] / "int8_cpu_air-report" / "verify.json").read_text())
     assert report["accepted"] is False
-    for cohort in report["cohorts"].values():
-        assert {"auc_float", "auc_int8", "p", "flip_rate"} <= set(cohort)
+    for name, cohort in report["cohorts"].items():
+        assert {"auc_float", "auc_int8", "p", "flip_rate", "n", "flips", "flip_p", "flip_rate_lower",
+                "flips_allowed"} <= set(cohort)
+        assert set(gate["cohorts"][name]) >= {"n", "flips", "flip_rate", "flip_p", "flip_rate_lower", "flips_allowed"}
     assert "REJECTED" in (world["root"] / "int8_cpu_air-report" / "verify.html").read_text()
 
 
@@ -206,3 +212,23 @@ def test_verify_cli_exit_codes_and_report(world: dict, cpu_good, cpu_air) -> Non
     assert rejected.exit_code == 1 and "REJECTED" in rejected.output
     wrong = runner.invoke(app, ["verify", str(world["bundle"]), str(world["bundle"]), str(world["cohort"])])
     assert wrong.exit_code == 2 and "quantization.json" in wrong.output
+    bad_option = runner.invoke(app, ["verify", str(world["bundle"]), str(cpu_air[0]), str(world["cohort"]),
+                                     "--flip-confidence", "1.5"])
+    assert bad_option.exit_code == 2 and "--flip-confidence 1.5" in bad_option.output
+
+
+def test_flip_confidence_reaches_the_verdict(world: dict, cpu_air, tmp_path: Path) -> None:
+    """At 99.9 % confidence the probe-in-the-air bundle's flips are judged again, on a copy (the
+    verdict is written into the bundle): the verdict is what the flip test says at that level."""
+    copy = tmp_path / "int8"
+    shutil.copytree(cpu_air[0], copy)
+    result = runner.invoke(app, ["verify", str(world["bundle"]), str(copy), str(world["cohort"]), "--flip-confidence",
+                                 "0.999", "--latency-runs", "2", "--out", str(tmp_path / "report")])
+    report = json.loads((tmp_path / "report" / "verify.json").read_text())
+    tests = {c.name: FlipTest.run(c.flips, c.n, 0.02, 0.999) for c in cpu_air[1].cohorts}
+    auc_failures = [f for c in cpu_air[1].cohorts for f in c.failures if "AUC" in f]
+    assert report["limits"]["flip_confidence"] == 0.999
+    assert {name: c["flips_allowed"] for name, c in report["cohorts"].items()} == \
+        {name: test.allowed for name, test in tests.items()}
+    accepted = not auc_failures and not any(test.significant for test in tests.values())
+    assert report["accepted"] is accepted and result.exit_code == (0 if accepted else 1)

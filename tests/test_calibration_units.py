@@ -1,5 +1,6 @@
 """Calibration pieces that need no cohort: stratum quotas, the ONNX Runtime data reader, the
-TensorRT cache text format, the TensorRT 8.x cache path without TensorRT, options, per-layer error."""
+TensorRT cache text format, the TensorRT 8.x cache path without TensorRT, options, per-layer error,
+the gate's flip rule."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from calibration import CalibrationError
@@ -16,6 +17,7 @@ from calibration.quantize import QuantizeOptions
 from calibration.ranges import ArrayReader, read_cache_text, stride, write_cache_text
 from calibration.select import _quotas
 from calibration.trt_cache import CacheFile, CalibrationBatches, tensorrt_missing
+from calibration.verify import FlipTest, GateLimits
 from tests.test_calibration_support import SIZE, tiny_network
 
 
@@ -130,3 +132,41 @@ def test_layer_errors_find_the_layer_a_bad_scale_breaks(tmp_path: Path) -> None:
     onnx.save(model, str(broken))
     worst = worst_layers(layer_errors(float_path, broken, inputs), 1, quantized_only=True)[0]
     assert worst.node == "conv2" and worst.added_error > 0.2
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 400), st.floats(0.0, 0.3, allow_subnormal=False), st.floats(0.5, 0.999), st.data())
+def test_flip_rule_is_the_exact_binomial_test_and_its_clopper_pearson_bound(n: int, limit: float, confidence: float,
+                                                                         data: st.DataObject) -> None:
+    flips = data.draw(st.integers(0, n))
+    test = FlipTest.run(flips, n, limit, confidence)
+    assume(abs(test.p - (1 - confidence)) > 1e-9 and abs(test.lower_bound - limit) > 1e-12)
+    # Two computations that must agree: the binomial tail below 1 - confidence, and the lower
+    # confidence bound (a beta quantile) above the limit.
+    assert test.significant == (test.lower_bound > limit)
+    # ``allowed`` is where the rule turns: that many flips pass, one more does not.
+    assert test.significant == (flips > test.allowed)
+    assert not FlipTest.run(test.allowed, n, limit, confidence).significant
+    if test.allowed < n:
+        assert FlipTest.run(test.allowed + 1, n, limit, confidence).significant
+
+
+def test_flip_rule_does_not_reject_a_model_at_the_limit_by_chance() -> None:
+    """The proof-of-concept cohort of issue #5: 82 participants, 2 decisions flip (2.4 %), which the
+    rate compared with 2 % rejected. Simulated cohorts of 82 show why that comparison is wrong: it
+    rejects a model that flips exactly 2 % of decisions about half of the time; the test rejects it
+    at most 1 - confidence of the time and still catches one that flips 10 %."""
+    assert 2 / 82 > 0.02 and not FlipTest.run(2, 82, 0.02, 0.95).significant
+    rng = np.random.default_rng(5)
+    at_limit, worse = rng.binomial(82, 0.02, size=20_000), rng.binomial(82, 0.10, size=20_000)
+    verdict = {k: FlipTest.run(int(k), 82, 0.02, 0.95).significant for k in np.unique(np.r_[at_limit, worse])}
+    rejected = np.vectorize(verdict.get)
+    assert np.mean(at_limit / 82 > 0.02) > 0.4  # the plain comparison
+    assert np.mean(rejected(at_limit)) <= 0.05 + 0.005  # 0.005: over 3 standard errors of 20 000 draws
+    assert np.mean(rejected(worse)) > 0.85
+
+
+@pytest.mark.parametrize("confidence", [0.3, 1.0])
+def test_flip_confidence_must_lie_between_a_half_and_one(confidence: float) -> None:
+    with pytest.raises(CalibrationError, match="--flip-confidence"):
+        GateLimits(flip_confidence=confidence)

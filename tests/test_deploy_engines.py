@@ -14,8 +14,8 @@ from edge_app.deploy import DeployError
 from edge_app.deploy.engines import (BuildPlan, Platform, engine_path, ensure_engines, meta_path,
                                      plan_builds, stale_reason)
 from edge_app.deploy.selftest import choose_engine
-from edge_app.deploy.signing import reseal_manifest
 from edge_app.deploy.tensorrt_build import batch_profile, calibrator_kind
+from tests.test_deploy_support import add_int8
 from tests.test_edge_support import make_bundle, make_onnx_model
 
 ORIN_JP6 = Platform("10.3.0", "Orin", "8.7")
@@ -35,10 +35,9 @@ class RecordingBuilder:
 
 @pytest.fixture
 def bundle(tmp_path) -> Path:
-    folder = make_bundle(tmp_path / "bundle")
-    make_onnx_model(folder / "model.qdq.onnx", slope=3.9)  # stands in for the Q/DQ graph
-    reseal_manifest(folder)
-    return folder
+    """A float bundle carrying a Q/DQ graph the accuracy gate accepted, as `sarco sign --int8`
+    ships it."""
+    return add_int8(make_bundle(tmp_path / "bundle"))
 
 
 def test_plans_follow_the_tensorrt_version_and_what_the_bundle_ships(tmp_path) -> None:

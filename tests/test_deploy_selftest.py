@@ -16,13 +16,15 @@ from edge_app.config import load_config
 from edge_app.deploy.engines import Platform, engine_path, plan_builds, save_engine
 from edge_app.deploy.golden import SelftestSpec, load_golden, write_golden
 from edge_app.deploy.package import unpack_package
-from edge_app.deploy.selftest import check_broker, check_camera, check_display, model_checks
+from edge_app.deploy.selftest import (MODEL_CHECKS, check_broker, check_camera, check_display,
+                                      model_checks)
 from edge_app.deploy.signing import reseal_manifest
 from edge_app.deploy.slots import BundleStore
 from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
 from tests.mqtt_broker import MosquittoBroker, free_port, requires_mosquitto
-from tests.test_deploy_support import (device_layout, edge_app_with_deploy, golden_video,
-                                       signed_package, signing_key, write_edge_config)
+from tests.test_deploy_support import (add_int8, device_layout, edge_app_with_deploy,
+                                       golden_video, signed_package, signing_key,
+                                       write_edge_config)
 from tests.test_edge_support import make_bundle, make_onnx_model
 
 ORT = OnnxRuntimeBackend  # opens the ONNX files that stand in for engines
@@ -116,6 +118,19 @@ def test_a_bundle_without_golden_set_or_with_a_bad_signature_fails(installed,
     report = model_checks(bundle, layout.trusted_keys, ORT)
     assert report.model_failed[0] == "bundle" and "signature does not match" in \
         by_name(report)["bundle"].detail
+
+
+def test_a_bundle_whose_int8_model_the_gate_rejected_fails(release, tmp_path) -> None:
+    bundle = add_int8(make_bundle(tmp_path / "bundle"), status="rejected")
+    report = model_checks(bundle, None, ORT, runs=5)
+    assert report.model_failed == list(MODEL_CHECKS)
+    assert "INT8 model with accuracy gate status 'rejected'" in by_name(report)["bundle"].detail
+    layout = device_layout(tmp_path / "device")
+    config = write_edge_config(tmp_path / "edge.toml", layout, release["video"])
+    result = CliRunner().invoke(edge_app_with_deploy(), [
+        "selftest", "--config", str(config), "--bundle", str(bundle), "--runs", "5"])
+    assert result.exit_code == 1 and "FAILED: bundle" in result.output
+    assert "sarco-calibrate verify" in result.output
 
 
 def test_a_stale_engine_fails_with_the_rebuild_hint(installed) -> None:

@@ -1,15 +1,18 @@
 """Helpers for the deployment tests (no tests here): a device layout in a temporary folder,
-a signing key trusted by it, and signed update packages made with the real `sarco sign`."""
+a signing key trusted by it, signed update packages made with the real `sarco sign`, and
+bundles that carry an INT8 model with a given accuracy gate status."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from typer.testing import CliRunner
 
+from edge_app.bundle import CALIBRATION_CACHE, INT8_RECORD, QDQ_ONNX, QUANTIZATION
 from edge_app.deploy.layout import DeviceLayout
-from edge_app.deploy.signing import generate_keypair
-from tests.test_edge_support import make_bundle, write_video
+from edge_app.deploy.signing import generate_keypair, reseal_manifest
+from tests.test_edge_support import make_bundle, make_onnx_model, write_video
 
 
 def sarco_app():  # noqa: ANN201
@@ -98,3 +101,24 @@ def _toml(value: object) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def add_int8(bundle: Path, carried: str = QDQ_ONNX, status: str | None = "accepted",
+             record: bool = True) -> Path:
+    """Give a device bundle an INT8 model, then re-seal its manifest. ``carried``: QDQ_ONNX or
+    CALIBRATION_CACHE beside the float graph with INT8_RECORD, as `sarco sign --int8` ships
+    it; or QUANTIZATION: the bundle is an INT8 bundle as `sarco-calibrate quantize` writes it
+    (its model.onnx stands in for the quantized graph). ``status``: the gate's verdict (None:
+    the record has no gate); ``record`` False: no INT8_RECORD at all."""
+    if carried == QDQ_ONNX:
+        make_onnx_model(bundle / QDQ_ONNX, slope=3.9)  # stands in for the Q/DQ graph
+    elif carried == CALIBRATION_CACHE:
+        (bundle / CALIBRATION_CACHE).write_bytes(b"TRT-8502-EntropyCalibration2\nimage: 3c010a14\n")
+    if record:
+        target = {QDQ_ONNX: "tensorrt", CALIBRATION_CACHE: "tensorrt-cache"}.get(carried, "cpu")
+        payload = {"format_version": 1, "target": target, "method": "entropy",
+                   **({"gate": {"status": status}} if status is not None else {})}
+        name = QUANTIZATION if carried == QUANTIZATION else INT8_RECORD
+        (bundle / name).write_text(json.dumps(payload), encoding="utf-8")
+    reseal_manifest(bundle)
+    return bundle

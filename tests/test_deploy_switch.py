@@ -10,19 +10,22 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from edge_app.deploy import DeployError
 from edge_app.deploy.engines import engine_path
-from edge_app.deploy.package import unpack_package
+from edge_app.deploy.golden import SelftestSpec, write_golden
+from edge_app.deploy.package import unpack_package, write_package
 from edge_app.deploy.selftest import model_checks
+from edge_app.deploy.signing import load_private_key, sign_bundle
 from edge_app.deploy.slots import BundleStore
 from edge_app.deploy.update import Updater, take_request, write_request
 from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
-from tests.test_deploy_support import (device_layout, edge_app_with_deploy, signed_package,
-                                       signing_key, write_edge_config)
-from tests.test_edge_support import make_onnx_model
+from tests.test_deploy_support import (add_int8, device_layout, edge_app_with_deploy,
+                                       signed_package, signing_key, write_edge_config)
+from tests.test_edge_support import make_bundle, make_onnx_model
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +207,56 @@ def test_a_service_that_cannot_stop_means_no_switch(release, tmp_path) -> None:
     outcome = updater(layout, RecordingService(fail_stop=True)).apply(str(release["v1"]))
     assert outcome.outcome == "failed" and "unit not found" in outcome.reason
     assert BundleStore(layout.bundles).current() is None
+
+
+def int8_package(folder: Path, key: Path, version: str, status: str) -> Path:
+    """A package signed with the release key but not by `sarco sign` (which refuses an INT8
+    model the gate did not accept): an older or altered tool. It carries a Q/DQ graph whose
+    accuracy gate status is ``status``, and a golden set."""
+    bundle = make_bundle(folder / f"bundle-{version}")
+    inputs = np.random.default_rng(0).uniform(-1, 1, (4, 1, 64, 64)).astype(np.float32)
+    write_golden(bundle, inputs, OnnxRuntimeBackend(bundle / "model.onnx").outputs(inputs),
+                 SelftestSpec())
+    add_int8(bundle, status=status)
+    signature = sign_bundle(bundle, load_private_key(key, None), version)
+    return write_package(bundle, signature, folder / f"{version}.sarco-bundle.tar")
+
+
+@pytest.mark.parametrize("status", ["accepted", "pending", "rejected"])
+def test_update_installs_an_int8_model_only_when_the_gate_accepted_it(release, tmp_path,
+                                                                      status) -> None:
+    layout = device_layout(tmp_path, trusted=release["public"])
+    service = RecordingService()
+    assert updater(layout, service).apply(str(release["v1"])).outcome == "installed"
+    package = int8_package(tmp_path / "release", release["public"].with_suffix(".key"),
+                           f"v4-{status}", status)
+    outcome = updater(layout, service).apply(str(package))
+    store = BundleStore(layout.bundles)
+    if status == "accepted":
+        assert outcome.outcome == "installed", outcome.reason
+        assert store.current() == "v4-accepted"
+        return
+    assert outcome.outcome == "refused"
+    assert f"INT8 model with accuracy gate status '{status}'" in outcome.reason
+    assert store.current() == "v1" and store.versions() == ["v1"]
+    assert service.calls == ["stop", "start"]  # only for v1: the refused package stopped nothing
+
+
+def test_switch_and_rollback_refuse_a_version_the_app_would_not_load(release, tmp_path) -> None:
+    store = BundleStore(tmp_path / "bundles")
+    pending = int8_package(tmp_path / "release", release["public"].with_suffix(".key"),
+                           "v4-pending", "pending")
+    for package in (release["v1"], pending):  # installing a slot checks only the signature's
+        staging = store.staging()              # version (update.py verifies before that)
+        store.install(staging, unpack_package(package, staging))
+    store.switch_to("v1")
+    with pytest.raises(DeployError, match="version v4-pending not switched to: .*accuracy gate "
+                                          "status 'pending'"):
+        store.switch_to("v4-pending")
+    os.symlink("v4-pending", tmp_path / "bundles" / "previous")  # left by an older release
+    with pytest.raises(DeployError, match="sarco-calibrate verify"):
+        store.rollback()
+    assert (store.current(), store.previous()) == ("v1", "v4-pending")
 
 
 def test_requests_are_taken_once_and_checked(tmp_path) -> None:

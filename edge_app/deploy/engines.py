@@ -19,17 +19,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from edge_app.bundle import ONNX
+from edge_app.bundle import CALIBRATION_CACHE, ONNX, QDQ_ONNX
 from edge_app.deploy import DeployError
 from edge_app.deploy.files import atomic_write, read_json, sha256_file, write_json
 from edge_app.mqtt.schema import utc_timestamp
 
 ENGINE_FORMAT = 1
 PRECISIONS = ("fp16", "int8")
-# Both come from the INT8 bundle `sarco-calibrate` makes; `sarco sign --int8` adds them to the
-# float bundle the device receives (docs/deployment.md)
-QDQ_ONNX = "model.qdq.onnx"  # explicit INT8 (Q/DQ) graph: the INT8 bundle's model.onnx
-CALIBRATION_CACHE = "calibration.cache"  # TensorRT 8.x calibration cache (target tensorrt-cache)
 SELECTED = "selected.engine"
 
 

@@ -2,7 +2,8 @@
 
 Model checks (these gate a model update; a failure rolls it back):
 
-- ``bundle``: the manifest and, for an installed version, the signature;
+- ``bundle``: the manifest, the INT8 accuracy gate (edge_app.bundle.check_int8_gate) and,
+  for an installed version, the signature;
 - ``reference``: the device's ONNX Runtime on the bundle's golden inputs against the logits
   stored at signing (catches a broken ONNX Runtime or CPU kernels);
 - ``engine-fp16`` / ``engine-int8``: each TensorRT engine against the device's ONNX Runtime

@@ -4,7 +4,8 @@ Each version lives in its own folder (``bundles/<version>/bundle`` with its sign
 engines); ``current`` and ``previous`` are symbolic links to version folders. A switch writes a
 new link under a temporary name and renames it over the old one (``os.replace`` is atomic on
 POSIX), so the service sees either the old model or the new one, never a mix, whenever the
-power goes. Nothing is copied at switch time.
+power goes. Nothing is copied at switch time. Nor is a version made current that the app would
+refuse to load (a damaged bundle, an INT8 model the accuracy gate has not accepted).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_app.bundle import BundleError, load_device_bundle
 from edge_app.deploy import DeployError
 from edge_app.deploy.files import read_json, write_json
 from edge_app.deploy.signing import SIGNATURE_FILE, Signature, check_version
@@ -92,8 +94,7 @@ class BundleStore:
 
     def switch_to(self, version: str) -> Switch:
         """``current`` -> version; the old current becomes ``previous``."""
-        if not self.bundle(version).is_dir():
-            raise DeployError(f"version {version}: not installed under {self.root}")
+        self._check_usable(version)
         record = Switch(version, self.current(), self.previous())
         if record.old_current != version:
             self._point(PREVIOUS, record.old_current)
@@ -110,9 +111,19 @@ class BundleStore:
         current, previous = self.current(), self.previous()
         if previous is None or not self.bundle(previous).is_dir():
             raise DeployError(f"no previous bundle to roll back to under {self.root}")
+        self._check_usable(previous)
         self._point(PREVIOUS, current)
         self._point(CURRENT, previous)
         return previous
+
+    def _check_usable(self, version: str) -> None:
+        """What the app checks when it loads the bundle, before the link points at it."""
+        if not self.bundle(version).is_dir():
+            raise DeployError(f"version {version}: not installed under {self.root}")
+        try:
+            load_device_bundle(self.bundle(version))
+        except BundleError as exc:
+            raise DeployError(f"version {version} not switched to: {exc}") from None
 
     def prune(self) -> list[str]:
         """Delete every version that is neither current nor previous (and stale staging

@@ -21,8 +21,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from calibration.bundles import GATE_ACCEPTED, QUANTIZATION
-from edge_app.bundle import ONNX, BundleError, DeviceBundle, load_device_bundle
+from edge_app.bundle import (INT8_RECORD, ONNX, QUANTIZATION, BundleError, DeviceBundle,
+                             load_device_bundle)
 from edge_app.deploy import DeployError
 from edge_app.deploy.engines import CALIBRATION_CACHE, QDQ_ONNX
 from edge_app.deploy.files import read_json, sha256_file
@@ -35,7 +35,6 @@ from edge_app.inference import BackendError
 from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
 
 console = Console(soft_wrap=True)
-INT8_RECORD = "int8-quantization.json"  # the INT8 bundle's quantization.json, kept as evidence
 
 
 def _fail(error: Exception) -> None:
@@ -129,10 +128,10 @@ def register(app: typer.Typer) -> None:
 def _seal(original: Path, sealed: Path, int8: Path | None, golden_frames: Path | None,
           count: int, spec: SelftestSpec) -> None:
     """Add the INT8 graph or cache and the golden set to the copy; rewrite its manifest."""
-    device = load_device_bundle(original)  # checks the manifest of what we were given
     if (original / QUANTIZATION).is_file():
         raise DeployError(f"{original}: is an INT8 bundle; sign the float bundle it was made "
                           f"from and give this one with --int8 {original}")
+    device = load_device_bundle(original)  # checks the manifest of what we were given
     if int8 is not None:
         _add_int8(device, int8, sealed)
     if golden_frames is None:
@@ -149,16 +148,12 @@ def _seal(original: Path, sealed: Path, int8: Path | None, golden_frames: Path |
 
 
 def _add_int8(float_bundle: DeviceBundle, int8: Path, sealed: Path) -> None:
-    load_device_bundle(int8)
+    load_device_bundle(int8)  # the device's checks: the manifest, and the gate accepted it
     quantization = read_json(int8 / QUANTIZATION)
     made_from = (quantization.get("source") or {}).get("model_sha256")
     if made_from != float_bundle.model_sha256:
         raise DeployError(f"{int8 / QUANTIZATION}: made from another model.onnx "
                           f"({str(made_from)[:12]}...), not from {float_bundle.path}")
-    status = (quantization.get("gate") or {}).get("status")
-    if status != GATE_ACCEPTED:
-        raise DeployError(f"{int8}: accuracy gate status {status!r}; only an INT8 bundle that "
-                          "`sarco-calibrate verify` accepted is signed")
     target = quantization.get("target")
     if target == "tensorrt":
         shutil.copyfile(int8 / ONNX, sealed / QDQ_ONNX)

@@ -89,6 +89,7 @@ def _jsonable(value: object) -> object:
 
 def write_text(path: Path, text: str) -> None:
     """Atomic: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)

@@ -120,6 +120,7 @@ def save_figure(figure: Figure, path: str | Path, dpi: int = 300) -> Path:
     try:
         with os.fdopen(handle, "wb") as stream:
             figure.savefig(stream, format=suffix, dpi=dpi)
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a figure is meant to be shared
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -8,7 +8,7 @@ Everything that encodes those choices lives here, so the report can state them e
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
@@ -49,12 +49,11 @@ class StudyOptions:
     alpha: float = 0.05
     selection: str = "fewest-not-worse"
     int8: bool = True
-    calibration_inputs: int = 512
+    calibration_inputs: int | None = None    # None: 512, or 64 with --quick
     threads: int | None = None
     device: str = "auto"
     image: TrainOptions | None = None
     tabular: TrainOptions | None = None
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTION_RULES:
@@ -63,6 +62,8 @@ class StudyOptions:
             raise StudyError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
         if not 0.0 < self.alpha < 1.0:
             raise StudyError(f"--alpha {self.alpha}: use a significance level in (0, 1), e.g. 0.05")
+        if self.calibration_inputs is None:
+            self.calibration_inputs = 64 if self.quick else 512
         self.image = self.image or image_options(self.quick, self.seed)
         self.tabular = self.tabular or tabular_options(self.quick, self.seed)
 

@@ -8,7 +8,6 @@ pyplot state), saved atomically at 150 dpi so the self-contained page stays smal
 
 from __future__ import annotations
 
-import os
 import re
 import textwrap
 from dataclasses import dataclass
@@ -58,10 +57,7 @@ def draw_figures(results: dict, predictions: Predictions, folder: Path) -> dict[
 
 
 def save(figure: Figure, path: Path) -> Path:
-    """Atomic (``save_figure``), then readable by others as the page that embeds it."""
-    saved = save_figure(figure, path, dpi=DPI)
-    os.chmod(saved, 0o644)
-    return saved
+    return save_figure(figure, path, dpi=DPI)
 
 
 def roc_figure(results: dict, predictions: Predictions, cohort: str) -> tuple[Figure, str]:

@@ -11,13 +11,12 @@ table from the cohort itself. Every file is written atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from model_build.cohort import Cohort
+from model_build.models.bundle import write_text
 from model_build.study import html
 from model_build.study.card import model_card
 from model_build.study.figures import FigureFile, draw_figures
@@ -41,26 +40,12 @@ def write_report(run: Path, cohort: Cohort) -> Path:
     predictions = load_predictions(run, results)
     tables = build_tables(results, predictions, cohort)
     for name, frame in tables.items():
-        write_text_atomic(run / "tables" / f"{name}.csv", frame.to_csv(index=False))
+        write_text(run / "tables" / f"{name}.csv", frame.to_csv(index=False))
     figures = draw_figures(results, predictions, run / "figures")
-    write_text_atomic(run / "model-card.md", model_card(results, cohort, tables))
+    write_text(run / "model-card.md", model_card(results, cohort, tables))
     target = run / "report.html"
-    write_text_atomic(target, render(results, cohort, tables, figures, run))
+    write_text(target, render(results, cohort, tables, figures, run))
     return target
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """A temporary file in the same folder, then ``os.replace``: nobody reads half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is meant to be read by others
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _check_same_cohort(results: dict, cohort: Cohort, run: Path) -> None:

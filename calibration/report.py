@@ -25,7 +25,8 @@ def write_html(result: Verification, path: Path) -> None:
              f"<p>Float <code>{_e(result.float_bundle)}</code> vs INT8 <code>{_e(result.int8_bundle)}</code> "
              f"({_e(result.quantization.get('target'))}, {_e(result.quantization.get('method'))}) on "
              f"<code>{_e(result.cohort_path)}</code>. Threshold {result.threshold:.4f}; limits: AUC drop "
-             f"&le; {result.limits.max_auc_drop}, flipped decisions &le; {result.limits.max_flip_rate:.1%}.</p>"]
+             f"&le; {result.limits.max_auc_drop}, flip rate not significantly above {result.limits.max_flip_rate:.1%} "
+             f"({result.limits.flip_confidence:.0%} one-sided exact binomial test).</p>"]
     failures = [f"{c.name}: {reason}" for c in result.cohorts for reason in c.failures]
     if failures:
         parts.append("<ul>" + "".join(f"<li>{_e(f)}</li>" for f in failures) + "</ul>")

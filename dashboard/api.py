@@ -6,7 +6,7 @@ A key goes in the ``X-API-Key`` header; ``sarco-dashboard apikey create NAME`` m
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
@@ -19,6 +19,7 @@ from dashboard import queries
 from dashboard.auth import api_key_name
 from dashboard.db import utc_now
 from dashboard.models import Result
+from dashboard.store import TELEMETRY_HISTORY
 
 _API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False,
                         description="Created with `sarco-dashboard apikey create NAME`.")
@@ -102,8 +103,21 @@ def referrals(session: DB, chosen: Range,
 
 @router.get("/devices")
 def devices(session: DB, site: str | None = None) -> list[queries.DeviceHealth]:
-    """Every device's state, model and health issues."""
+    """Every device's state, model, health telemetry, last update and health issues."""
     return queries.device_health(session, utc_now(), site)
+
+
+@router.get("/devices/{site}/{device}/telemetry")
+def telemetry(session: DB, site: str, device: str,
+              hours: Annotated[float, Query(gt=0, le=TELEMETRY_HISTORY.total_seconds() / 3600)
+                               ] = 6.0) -> list[queries.Telemetry]:
+    """One device's health figures from its statuses of the last ``hours`` (kept for 24
+    hours), oldest first."""
+    history = queries.telemetry_history(session, site, device,
+                                         utc_now() - timedelta(hours=hours))
+    if history is None:
+        raise HTTPException(404, f"no device {device!r} at site {site!r}")
+    return history
 
 
 @router.get("/models")

@@ -244,9 +244,11 @@ def simulate(
             report = simulator.run(lambda done: progress.update(task, completed=done))
         except SimulationError as exc:
             raise _fail(str(exc)) from None
-    err.print(f"{report.devices} devices, {report.elapsed_s:.1f} s: {report.duplicates} "
-              f"duplicates, {report.live} live readings, {report.statuses} statuses",
-              highlight=False)
+    err.print(f"{report.devices} devices, {report.publishing_s:.1f} s publishing "
+              f"({report.results / report.publishing_s:.0f} results/s), "
+              f"{report.elapsed_s:.1f} s in all: {report.duplicates} duplicates, "
+              f"{report.live} live readings, {report.statuses} statuses", highlight=False,
+              soft_wrap=True)
     typer.echo(f"published {report.results} results")
 
 

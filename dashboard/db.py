@@ -82,10 +82,11 @@ def _alembic_config(engine: Engine | None) -> Config:
     return config
 
 
-def migrate(engine: Engine) -> str:
-    """Upgrade the schema to the newest migration; returns that revision."""
-    command.upgrade(_alembic_config(engine), "head")
-    return head_revision()
+def migrate(engine: Engine, revision: str = "head") -> str:
+    """Upgrade the schema to ``revision`` (the newest migration by default); returns the
+    revision the database is at."""
+    command.upgrade(_alembic_config(engine), revision)
+    return current_revision(engine) or "none"
 
 
 def head_revision() -> str:

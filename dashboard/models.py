@@ -107,6 +107,44 @@ class Device(Base):
     live_at: Mapped[datetime | None]
     last_result_at: Mapped[datetime | None]
     last_seen_at: Mapped[datetime]
+    # the device clock of the newest status that carried health figures: its row in
+    # telemetry_samples is the device's current health
+    telemetry_at: Mapped[datetime | None]
+    # the outcome of the device's last model update (status.update, docs/deployment.md)
+    update_version: Mapped[str | None] = mapped_column(String(64))
+    update_outcome: Mapped[str | None] = mapped_column(String(16))
+    update_reason: Mapped[str | None] = mapped_column(String(300))
+    update_at: Mapped[datetime | None]
+    update_model_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class TelemetrySample(Base):
+    """The health figures of one status (``status.health`` in docs/mqtt.md: tegrastats and
+    the app's own counters), kept for ``dashboard.store.TELEMETRY_HISTORY``; the newest one
+    of each device is kept however old (``Device.telemetry_at`` points at it). Keyed by the
+    device clock, so the same status delivered twice (retained, or to two workers) is one
+    row. Nullable as in the schema: tegrastats figures are null off a Jetson."""
+
+    __tablename__ = "telemetry_samples"
+
+    site: Mapped[str] = mapped_column(String(63), primary_key=True)
+    device: Mapped[str] = mapped_column(String(63), primary_key=True)
+    at: Mapped[datetime] = mapped_column(primary_key=True)  # the status's device time
+    received_at: Mapped[datetime]  # our clock: what the history's age is measured by
+    gpu_load_pct: Mapped[float | None]
+    cpu_load_pct: Mapped[float | None]
+    temp_max_c: Mapped[float | None]
+    power_mw: Mapped[int | None]
+    ram_used_mb: Mapped[int | None]
+    ram_total_mb: Mapped[int | None]
+    swap_used_mb: Mapped[int | None]
+    fps: Mapped[float]
+    frames_processed: Mapped[int] = mapped_column(BigInteger)  # since the app started
+    frames_rejected: Mapped[int] = mapped_column(BigInteger)
+    frame_errors: Mapped[int] = mapped_column(BigInteger)
+    queue_length: Mapped[int | None]
+
+    __table_args__ = (Index("ix_telemetry_samples_received_at", "received_at"),)
 
 
 class RejectedMessage(Base):

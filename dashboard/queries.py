@@ -11,12 +11,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
-from dashboard.models import Device, FollowUp, RejectedMessage, Result, ResultCount
+from dashboard.models import (
+    Device,
+    FollowUp,
+    RejectedMessage,
+    Result,
+    ResultCount,
+    TelemetrySample,
+)
 
 POSITIVE, NEGATIVE, RESCAN = "sarcopenia", "no_sarcopenia", "rescan"
 DEFAULT_DAYS = 7
@@ -50,8 +58,13 @@ class HealthRules:
     min_fps: float = 10.0  # below this the live view stutters and sessions gather few frames
     max_rejected_share: float = 0.5  # most frames gated out: probe handling or scanner setup
     max_backlog: int = 20  # results waiting on the device: its uplink is failing
-    live_stale_s: float = 300.0  # an fps older than this says nothing about now
+    # hottest sensor: a margin below where Jetson modules start cutting their clocks, so the
+    # fan or the enclosure gets checked before the frame rate drops
+    max_temp_c: float = 85.0
+    live_stale_s: float = 300.0  # an fps or a temperature older than this says nothing now
     window_days: int = 2  # rejected-frame share over today and yesterday
+    # an update that did not take: the device runs an older model than intended
+    update_problems: tuple[str, ...] = ("rolled_back", "failed", "refused")
 
 
 # ----------------------------------------------------------------------------- records
@@ -104,6 +117,35 @@ class ModelVersion(BaseModel):
     results_in_range: int
 
 
+class Telemetry(BaseModel):
+    """The health figures of one status message (docs/mqtt.md, ``status.health``):
+    tegrastats (null off a Jetson) and the app's own counters since it started."""
+
+    at: datetime = Field(description="device clock of the status that carried them (UTC)")
+    gpu_load_pct: float | None
+    cpu_load_pct: float | None = Field(description="mean over the online CPU cores")
+    temp_max_c: float | None = Field(description="hottest real sensor")
+    power_mw: int | None = Field(description="module input power")
+    ram_used_mb: int | None
+    ram_total_mb: int | None
+    swap_used_mb: int | None
+    fps: float = Field(description="frames processed per second, last two seconds")
+    frames_processed: int
+    frames_rejected: int = Field(description="frames the quality gate held back")
+    frame_errors: int
+    queue_length: int | None = Field(description="results waiting in the device's outbox")
+
+
+class ModelUpdate(BaseModel):
+    """The outcome of the device's last model update (docs/deployment.md)."""
+
+    version: str | None
+    outcome: Literal["installed", "rolled_back", "refused", "failed"]
+    reason: str
+    at: datetime
+    model_sha256: str | None = Field(description="of the model running after it")
+
+
 class DeviceHealth(BaseModel):
     site: str
     device: str
@@ -113,9 +155,14 @@ class DeviceHealth(BaseModel):
     model_name: str | None
     model_sha256: str | None
     app_version: str | None
-    fps: float | None
-    rejected_share: float | None
+    fps: float | None = Field(description="newest of the live readings and the status "
+                                          "health, if from the last 5 minutes")
+    rejected_share: float | None = Field(description="share of the frames of today's and "
+                                                     "yesterday's sessions the gate rejected")
     queued_results: int | None
+    telemetry: Telemetry | None = Field(description="health figures of the newest status "
+                                                    "that carried them, however old")
+    update: ModelUpdate | None
     issues: list[str]
 
     @property
@@ -264,31 +311,82 @@ def device_health(session: Session, now: datetime, site: str | None = None,
                func.sum(ResultCount.processed_frames).label("processed"))
         .where(ResultCount.day >= since, *([ResultCount.site == site] if site else []))
         .group_by(ResultCount.site, ResultCount.device))}
-    devices = session.scalars(select(Device).where(*([Device.site == site] if site else []))
-                              .order_by(Device.site, Device.device))
+    rows = session.execute(
+        select(Device, TelemetrySample)
+        .outerjoin(TelemetrySample, and_(TelemetrySample.site == Device.site,
+                                         TelemetrySample.device == Device.device,
+                                         TelemetrySample.at == Device.telemetry_at))
+        .where(*([Device.site == site] if site else []))
+        .order_by(Device.site, Device.device))
+
+    def fresh(at: datetime | None) -> bool:
+        return at is not None and (now - at).total_seconds() <= rules.live_stale_s
+
     health = []
-    for device in devices:
+    for device, sample in rows:
         counts = frames.get((device.site, device.device))
         rejected = (counts.skipped / counts.processed) if counts and counts.processed else None
-        fresh = device.live_at is not None and (now - device.live_at).total_seconds() \
-            <= rules.live_stale_s
-        fps = device.fps if fresh else None
-        issues = []
-        if device.state != "online":
-            issues.append(device.state)
-        if fps is not None and fps < rules.min_fps:
-            issues.append(f"low fps ({fps:.1f})")
-        if rejected is not None and rejected > rules.max_rejected_share:
-            issues.append(f"{rejected:.0%} frames rejected")
-        if device.queued_results is not None and device.queued_results > rules.max_backlog:
-            issues.append(f"backlog of {device.queued_results} results")
+        telemetry = _telemetry(sample) if sample is not None else None
+        update = _update(device)
+        # the newer of a live reading (sessions only) and the status's health (always)
+        readings = [(device.live_at, device.fps)] if fresh(device.live_at) else []
+        if telemetry is not None and fresh(telemetry.at):
+            readings.append((telemetry.at, telemetry.fps))
+        fps = max(readings)[1] if readings else None
+        temp = telemetry.temp_max_c if telemetry is not None and fresh(telemetry.at) else None
         health.append(DeviceHealth(
             site=device.site, device=device.device, state=device.state,
             state_since=device.state_since, last_seen_at=device.last_seen_at,
             model_name=device.model_name, model_sha256=device.model_sha256,
             app_version=device.app_version, fps=fps, rejected_share=rejected,
-            queued_results=device.queued_results, issues=issues))
+            queued_results=device.queued_results, telemetry=telemetry, update=update,
+            issues=_issues(rules, device, fps, rejected, temp, update)))
     return health
+
+
+def _issues(rules: HealthRules, device: Device, fps: float | None, rejected: float | None,
+            temp: float | None, update: ModelUpdate | None) -> list[str]:
+    issues = []
+    if device.state != "online":
+        issues.append(device.state)
+    if fps is not None and fps < rules.min_fps:
+        issues.append(f"low fps ({fps:.1f})")
+    if rejected is not None and rejected > rules.max_rejected_share:
+        issues.append(f"{rejected:.0%} frames rejected")
+    if device.queued_results is not None and device.queued_results > rules.max_backlog:
+        issues.append(f"backlog of {device.queued_results} results")
+    if temp is not None and temp >= rules.max_temp_c:
+        issues.append(f"hot ({temp:.0f} °C)")
+    if update is not None and update.outcome in rules.update_problems:
+        issues.append(" ".join(filter(None, ("update", update.version,
+                                             update.outcome.replace("_", " ")))))
+    return issues
+
+
+def _telemetry(sample: TelemetrySample) -> Telemetry:
+    return Telemetry.model_validate(sample, from_attributes=True)
+
+
+def _update(device: Device) -> ModelUpdate | None:
+    if device.update_outcome is None or device.update_at is None:
+        return None
+    return ModelUpdate(version=device.update_version, outcome=device.update_outcome,
+                       reason=device.update_reason or "", at=device.update_at,
+                       model_sha256=device.update_model_sha256)
+
+
+def telemetry_history(session: Session, site: str, device: str,
+                      since: datetime) -> list[Telemetry] | None:
+    """A device's health samples since ``since`` (our clock), oldest first; None if there is
+    no such device."""
+    if session.get(Device, (site, device)) is None:
+        return None
+    samples = session.scalars(
+        select(TelemetrySample)
+        .where(TelemetrySample.site == site, TelemetrySample.device == device,
+               TelemetrySample.received_at >= since)
+        .order_by(TelemetrySample.at))
+    return [_telemetry(sample) for sample in samples]
 
 
 def fleet_by_site(health: list[DeviceHealth]) -> list[SiteFleet]:

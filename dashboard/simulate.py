@@ -4,18 +4,25 @@ For demos, the tests and the load benchmark. Payloads go through ``edge_app.mqtt
 (``encode`` validates them), the module the real devices use, so a schema change breaks the
 simulator loudly instead of letting it publish what the dashboard would reject.
 
-Each device is its own MQTT client (its own client id, retained status and last will), as in
-the field. All of them are driven from one thread through paho's external-loop API
-(``loop_read``/``loop_write``/``loop_misc`` on a selector): a network thread per device would
-spend the simulator's time fighting over the GIL and cap the rate far below a fleet's.
+Each device is its own MQTT client (its own client id, retained status with health telemetry,
+last will), as in the field. All of them are driven from one thread through paho's
+external-loop API (``loop_read``/``loop_write``/``loop_misc`` on a selector): a network thread
+per device would spend the simulator's time fighting over the GIL. The loop is kept lean
+because the load target (a thousand results a second on two cores shared with the broker and
+the ingest) leaves the simulator well under one core: random figures are drawn a block at a
+time per device (a numpy call per figure costs microseconds), everything due is published
+before the selector is polled once, and broker acknowledgements are counted, not tracked one
+by one.
 
 The fleet is realistic in the ways the dashboard cares about and deterministic given the
-seed: several devices per site, most on the current model and some on the previous one, a few
-with low frame rates, many rejected frames or a backlog of unsent results, and positive
-screens at a site-dependent rate. Results are spread evenly over time at ``rate``
-per device; with ``duplicate_share`` some are sent a second time after the device's next
-result, as a device does when it re-sends after a lost acknowledgement (a duplicate, out of
-order).
+seed: several devices per site, most on the current model and some on the previous one (a few
+after a rolled-back update), a few with low frame rates, many rejected frames, a backlog of
+unsent results or a hot module, and positive screens at a site-dependent rate. Every device
+draws from its own random stream (``SeedSequence(seed, spawn_key=(index,))``), so a device's
+results are the same however the fleet is split. Results are spread evenly over time at
+``rate`` per device; with ``duplicate_share`` some are sent a second time after the device's
+next result, as a device does when it re-sends after a lost acknowledgement (a duplicate, out
+of order).
 """
 
 from __future__ import annotations
@@ -26,9 +33,9 @@ import math
 import selectors
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -38,16 +45,20 @@ from edge_app.mqtt import schema
 from edge_app.mqtt.link import BrokerSettings
 
 DEVICES_PER_SITE = 6
-MODELS = (  # (name, version, app version, share of the fleet)
-    ("sarco-effnet-lite0", "v3", "0.3.1", 0.8),
-    ("sarco-effnet-lite0", "v2", "0.2.4", 0.2),
+MODELS = (  # (name, version, app version, share of the fleet, bundle version that brought it)
+    ("sarco-effnet-lite0", "v3", "0.3.1", 0.8, "2025.06-1"),
+    ("sarco-effnet-lite0", "v2", "0.2.4", 0.2, "2025.03-2"),
 )
 THRESHOLD = 0.5
 MIN_USABLE_FRAMES = 20
 STATUS_EVERY_S = 30.0
 SKIP_REASONS = ("no_tissue", "frozen", "transition", "no_region")
+SKIP_SPLIT = (0.4, 0.2, 0.3, 0.1)  # how the quality gate's refusals divide among the reasons
+RAM_TOTAL_MB = 7620  # an 8 GB Jetson Orin module as tegrastats reports it
 # share of devices with each kind of trouble the health view should catch
-TROUBLE_SHARES = {"slow": 0.08, "noisy": 0.08, "backlog": 0.05}
+TROUBLE_SHARES = {"slow": 0.08, "noisy": 0.08, "backlog": 0.05, "hot": 0.05,
+                  "rolled_back": 0.04}
+DRAW_BLOCK = 128  # results (or live readings) drawn per numpy call and device
 
 
 class SimulationError(RuntimeError):
@@ -68,6 +79,10 @@ class DeviceProfile:
     skip_share: float  # share of frames the quality gate rejects
     backlog: int  # results the device reports as still queued
     prevalence: float  # share of people screened here who have sarcopenia
+    temp_c: float  # usual hottest-sensor temperature
+    update_version: str  # the model package of its last update
+    update_outcome: str  # installed, or rolled_back (it runs the previous model)
+    uptime_s: float  # how long the app has been running when the simulation starts
 
 
 def plan_fleet(devices: int, seed: int) -> list[DeviceProfile]:
@@ -77,7 +92,7 @@ def plan_fleet(devices: int, seed: int) -> list[DeviceProfile]:
     rng = np.random.default_rng(seed)
     sites = math.ceil(devices / DEVICES_PER_SITE)
     site_prevalence = rng.uniform(0.12, 0.35, size=sites)
-    shares = np.array([share for *_, share in MODELS])
+    shares = np.array([model[3] for model in MODELS])
     # fixed shares of troubled devices (rounded), placed at random
     order = iter(rng.permutation(devices).tolist())
     troubled = {kind: {next(order) for _ in range(round(share * devices))}
@@ -85,7 +100,10 @@ def plan_fleet(devices: int, seed: int) -> list[DeviceProfile]:
     fleet = []
     for index in range(devices):
         site = index % sites
-        name, version, app_version, _ = MODELS[rng.choice(len(MODELS), p=shares)]
+        drawn = int(rng.choice(len(MODELS), p=shares))
+        rolled_back = index in troubled["rolled_back"]
+        # a rolled-back device tried the current package and went back to the previous model
+        name, version, app_version, _, _ = MODELS[len(MODELS) - 1 if rolled_back else drawn]
         fleet.append(DeviceProfile(
             index=index,
             site=f"site-{site + 1:02d}",
@@ -98,8 +116,56 @@ def plan_fleet(devices: int, seed: int) -> list[DeviceProfile]:
                              else rng.uniform(0.05, 0.25)),
             backlog=int(rng.integers(25, 80)) if index in troubled["backlog"] else 0,
             prevalence=float(site_prevalence[site]),
+            temp_c=float(rng.uniform(88, 95) if index in troubled["hot"]
+                         else rng.uniform(45, 68)),
+            update_version=MODELS[0][4] if rolled_back else MODELS[drawn][4],
+            update_outcome="rolled_back" if rolled_back else "installed",
+            uptime_s=float(rng.uniform(600, 8 * 3600)),
         ))
     return fleet
+
+
+# ----------------------------------------------------------------------------- random figures
+
+
+class _ResultDraws:
+    """A device's random figures for its next ``DRAW_BLOCK`` results, drawn in one go and
+    handed out one result at a time (as Python numbers: no numpy scalars in the payload)."""
+
+    def __init__(self, rng: np.random.Generator, profile: DeviceProfile,
+                 duplicate_share: float) -> None:
+        n = DRAW_BLOCK
+        processed = rng.integers(30, 200, size=n)
+        skipped_total = rng.binomial(processed, profile.skip_share)
+        has_sarcopenia = rng.random(n) < profile.prevalence
+        probability = np.clip(np.where(has_sarcopenia, rng.beta(6, 2, n), rng.beta(2, 6, n)),
+                              0.001, 0.999)
+        self.processed = processed.tolist()
+        self.skipped_total = skipped_total.tolist()
+        self.skipped = rng.multinomial(skipped_total, SKIP_SPLIT).tolist()
+        self.probability = probability.tolist()
+        self.logit_sd = rng.gamma(2.0, 0.3, n).tolist()
+        self.agreement = rng.uniform(0.6, 1.0, n).tolist()
+        self.duration_s = rng.uniform(30, 150, n).tolist()
+        self.resend = (rng.random(n) < duplicate_share).tolist()
+        self.ids = rng.bytes(32 * n)  # result and session UUIDs
+        self.next = 0
+
+
+class _LiveDraws:
+    """The same for live readings."""
+
+    def __init__(self, rng: np.random.Generator, profile: DeviceProfile) -> None:
+        n = DRAW_BLOCK
+        self.passed = (rng.random(n) >= profile.skip_share).tolist()
+        self.reason = rng.integers(0, len(SKIP_REASONS), n).tolist()
+        self.probability = rng.uniform(0.05, 0.95, n).tolist()
+        self.usable_frames = rng.integers(0, 200, n).tolist()
+        self.fps = np.maximum(rng.normal(profile.fps, 0.8, n), 0.0).tolist()
+        self.next = 0
+
+
+# ----------------------------------------------------------------------------- network
 
 
 class _Network:
@@ -108,24 +174,33 @@ class _Network:
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._clients: list[mqtt.Client] = []
+        self._unsent: set[mqtt.Client] = set()  # a publish that did not fit the socket
         self._misc_at = time.monotonic()
 
     def add(self, client: mqtt.Client) -> None:
         self._clients.append(client)
         self._selector.register(client.socket(), selectors.EVENT_READ, client)
 
+    def written(self, client: mqtt.Client) -> None:
+        """After a publish: paho wrote it at once unless the socket buffer was full."""
+        if client.want_write():
+            self._unsent.add(client)
+
     def poll(self, timeout_s: float) -> None:
-        """Read what arrived (CONNACKs, PUBACKs) for up to ``timeout_s``, flush writes, and
-        keep the connections alive."""
+        """Read what arrived (CONNACKs, PUBACKs) for up to ``timeout_s``, finish partial
+        writes, and keep the connections alive."""
         for key, _ in self._selector.select(max(timeout_s, 0.0)):
             self._check(key.data, key.data.loop_read())
-        for client in self._clients:
-            if client.want_write():
-                self._check(client, client.loop_write())
+        for client in list(self._unsent):
+            self._check(client, client.loop_write())
+            if not client.want_write():
+                self._unsent.discard(client)
         if time.monotonic() - self._misc_at >= 1.0:
             self._misc_at = time.monotonic()
             for client in self._clients:
                 self._check(client, client.loop_misc())
+                if client.want_write():
+                    self._unsent.add(client)
 
     @staticmethod
     def _check(client: mqtt.Client, rc: mqtt.MQTTErrorCode) -> None:
@@ -145,7 +220,8 @@ class SimulationReport:
     duplicates: int = 0  # extra copies sent on purpose
     live: int = 0
     statuses: int = 0
-    elapsed_s: float = 0.0
+    publishing_s: float = 0.0  # from the first result to the last one sent
+    elapsed_s: float = 0.0  # including the last acknowledgements and the goodbyes
     devices: int = 0
 
 
@@ -154,7 +230,11 @@ class _Device:
     profile: DeviceProfile
     client: mqtt.Client
     topics: dict[str, str]
+    rng: np.random.Generator
+    results: _ResultDraws | None = None
+    live: _LiveDraws | None = None
     results_made: int = 0
+    frames_processed: int = 0  # since its app started, for the status's health
     session_id: str = ""
     screening_id: str = ""
     resend: bytes | None = None
@@ -177,20 +257,24 @@ class FleetSimulator:
         self.fleet = fleet
         self.rate = rate
         self.duration_s = duration_s
+        self.seed = seed
         self.duplicate_share = duplicate_share
         self.live_rate = live_rate
-        self._rng = np.random.default_rng(seed)
-        self._pending: deque[mqtt.MQTTMessageInfo] = deque()
         self._network = _Network()
+        self._sent = 0  # messages handed to paho ...
+        self._done = 0  # ... and acknowledged (QoS 1) or written out (QoS 0)
+        self._started = time.monotonic()
 
     def run(self, on_progress: Callable[[float], None] | None = None) -> SimulationReport:
         report = SimulationReport(devices=len(self.fleet))
+        devices: list[_Device] = []
         try:
             devices = self._connect_all()
-            started = time.monotonic()
+            self._started = time.monotonic()
             for device in devices:
                 report.statuses += self._publish_status(device, "online")
-            self._publish_until_done(devices, report, started, on_progress)
+            self._publish_until_done(devices, report, on_progress)
+            report.publishing_s = time.monotonic() - self._started
             self._wait_for_acks()
             for device in devices:
                 report.statuses += self._publish_status(device, "offline")
@@ -202,16 +286,16 @@ class FleetSimulator:
             raise SimulationError(
                 f"the broker refused {len(refusals)} message(s) ({refusals[0]}, ...): its ACL "
                 "must let the simulator's user write sarco/v1/#")
-        report.elapsed_s = time.monotonic() - started
+        report.elapsed_s = time.monotonic() - self._started
         return report
 
     # ------------------------------------------------------------------ schedule
 
     def _publish_until_done(self, devices: list[_Device], report: SimulationReport,
-                            started: float,
                             on_progress: Callable[[float], None] | None) -> None:
         """One event heap for the whole fleet: results evenly staggered across devices,
-        live readings and periodic statuses."""
+        live readings and periodic statuses. Everything due is published, then the
+        selector is polled until the next event is due."""
         count = len(devices)
         periods = {"result": 1 / self.rate, "status": STATUS_EVERY_S}
         if self.live_rate > 0:
@@ -219,43 +303,40 @@ class FleetSimulator:
         # (time, kind, device, tick): times come from whole ticks so no rounding drifts in
         events = [((k + i / count) * period, kind, i, k) for kind, period in periods.items()
                   for i in range(count) for k in ([1] if kind == "status" else [0])]
+        events = [event for event in events if event[0] < self.duration_s]
         heapq.heapify(events)
-        last_progress = 0.0
+        progress_at = 0.0
         while events:
-            at, kind, i, tick = heapq.heappop(events)
-            if at >= self.duration_s:
-                continue
-            while (delay := started + at - time.monotonic()) > 0:
-                self._network.poll(delay)
-            device = devices[i]
-            if kind == "result":
-                self._publish_result(device, report)
-            elif kind == "live":
-                self._publish_live(device, at)
-                report.live += 1
-            else:
-                report.statuses += self._publish_status(device, "online")
-            heapq.heappush(events, ((tick + 1 + i / count) * periods[kind], kind, i, tick + 1))
-            self._network.poll(0)
-            self._prune()
-            if on_progress is not None and at - last_progress >= 0.5:
-                last_progress = at
-                on_progress(min(at / self.duration_s, 1.0))
+            now = time.monotonic() - self._started
+            while events and events[0][0] <= now:
+                _, kind, i, tick = heapq.heappop(events)
+                device = devices[i]
+                if kind == "result":
+                    self._publish_result(device, report)
+                elif kind == "live":
+                    self._publish_live(device)
+                    report.live += 1
+                else:
+                    report.statuses += self._publish_status(device, "online")
+                at = (tick + 1 + i / count) * periods[kind]
+                if at < self.duration_s:
+                    heapq.heappush(events, (at, kind, i, tick + 1))
+            self._network.poll(events[0][0] - (time.monotonic() - self._started)
+                               if events else 0.0)
+            if on_progress is not None and now - progress_at >= 0.5:
+                progress_at = now
+                on_progress(min(now / self.duration_s, 1.0))
         if on_progress is not None:
             on_progress(1.0)
 
-    def _prune(self) -> None:
-        while self._pending and self._pending[0].is_published():
-            self._pending.popleft()
-
     def _wait_for_acks(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
-        while self._pending:
+        while self._done < self._sent:
             if time.monotonic() > deadline:
                 raise SimulationError(
-                    f"the broker did not acknowledge every message within {timeout_s:.0f} s")
+                    f"the broker did not acknowledge {self._sent - self._done} message(s) "
+                    f"within {timeout_s:.0f} s")
             self._network.poll(0.05)
-            self._prune()
 
     # ------------------------------------------------------------------ devices
 
@@ -295,7 +376,10 @@ class FleetSimulator:
             client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
         topics = {kind: schema.topic_for(profile.site, profile.device, kind)
                   for kind in ("result", "live", "status")}
-        device = _Device(profile=profile, client=client, topics=topics)
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed,
+                                                           spawn_key=(profile.index,)))
+        device = _Device(profile=profile, client=client, topics=topics, rng=rng,
+                         frames_processed=int(profile.uptime_s * profile.fps))
         client.will_set(topics["status"], self._status_payload(device, "offline", will=True),
                         qos=1, retain=True)
 
@@ -305,6 +389,8 @@ class FleetSimulator:
             device.connected = True
 
         def on_publish(client, userdata, mid, reason, properties) -> None:  # noqa: ANN001
+            # a PUBACK for QoS 1; for QoS 0 paho reports the message written out
+            self._done += 1
             if reason.is_failure:
                 device.refusals.append(str(reason))
 
@@ -319,12 +405,12 @@ class FleetSimulator:
 
     def _publish(self, device: _Device, kind: str, data: bytes, qos: int,
                  retain: bool = False) -> None:
+        self._sent += 1
         info = device.client.publish(device.topics[kind], data, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise SimulationError(f"{device.profile.device}: publish failed "
                                   f"({mqtt.error_string(info.rc)})")
-        if qos > 0:
-            self._pending.append(info)
+        self._network.written(device.client)
 
     def _publish_status(self, device: _Device, state: str) -> int:
         self._publish(device, "status", self._status_payload(device, state), qos=1,
@@ -332,78 +418,117 @@ class FleetSimulator:
         return 1
 
     def _status_payload(self, device: _Device, state: str, will: bool = False) -> bytes:
+        """As the edge app sends it: health figures (none in the last will, whose figures
+        would be of unknown age) and the outcome of the last model update."""
         profile = device.profile
+        now = time.time()
         return schema.encode("status", {
             "schema_version": schema.SCHEMA_VERSION, "kind": "status",
             "site": profile.site, "device": profile.device, "state": state,
-            "at": None if will else schema.utc_timestamp(time.time()),
+            "at": None if will else schema.utc_timestamp(now),
             "app_version": profile.app_version,
             "model": {"name": profile.model_name, "sha256": profile.model_sha256},
             "queued_results": None if will else profile.backlog,
+            "health": None if will else self._health(device),
+            "update": {
+                "version": profile.update_version, "outcome": profile.update_outcome,
+                "reason": ("self-test failed: outputs differ from the reference; previous "
+                           "model restored") if profile.update_outcome == "rolled_back"
+                else "self-test passed, engine int8",
+                "at": schema.utc_timestamp(now - profile.uptime_s - 86400),
+                "model_sha256": profile.model_sha256,
+            },
         })
 
+    def _health(self, device: _Device) -> dict[str, Any]:
+        profile, rng = device.profile, device.rng
+        elapsed = time.monotonic() - self._started
+        processed = device.frames_processed + int(elapsed * profile.fps)
+        fps = max(profile.fps + float(rng.normal(0, 0.5)), 0.0)
+        return {
+            "gpu_load_pct": round(min(fps / 30 * 85 + float(rng.uniform(0, 8)), 100.0), 1),
+            "cpu_load_pct": round(float(rng.uniform(20, 45)), 1),
+            "temp_max_c": round(profile.temp_c + float(rng.normal(0, 0.8)), 1),
+            "power_mw": int(7000 + fps * 150 + rng.integers(0, 600)),
+            "ram_used_mb": int(2600 + rng.integers(0, 500)), "ram_total_mb": RAM_TOTAL_MB,
+            "swap_used_mb": 0,
+            "fps": round(fps, 2),
+            "frames_processed": processed,
+            # frames between sessions (probe in the air) are rejected too
+            "frames_rejected": int(processed * min(profile.skip_share + 0.1, 0.95)),
+            "frame_errors": 0,
+            "queue_length": profile.backlog,
+        }
+
     def _publish_result(self, device: _Device, report: SimulationReport) -> None:
-        data = self._result_payload(device)
+        data, resend = self._result_payload(device)
         self._publish(device, "result", data, qos=1)
         report.results += 1
         if device.resend is not None:  # the copy of an earlier result, after a newer one
             self._publish(device, "result", device.resend, qos=1)
             report.duplicates += 1
             device.resend = None
-        if self.duplicate_share and self._rng.random() < self.duplicate_share:
+        if resend:
             device.resend = data
 
-    def _result_payload(self, device: _Device) -> bytes:
-        rng, profile = self._rng, device.profile
+    def _result_payload(self, device: _Device) -> tuple[bytes, bool]:
+        """The next result and whether to send it again later."""
+        profile = device.profile
+        if device.results is None or device.results.next == DRAW_BLOCK:
+            device.results = _ResultDraws(device.rng, profile, self.duplicate_share)
+        draws, k = device.results, device.results.next
+        draws.next += 1
         device.results_made += 1
-        device.session_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
+        ids = draws.ids[32 * k:32 * k + 32]
+        device.session_id = str(uuid.UUID(bytes=ids[16:], version=4))
         device.screening_id = f"SCR-{profile.index + 1:03d}-{device.results_made:06d}"
         now = time.time()
-        processed = int(rng.integers(30, 200))
-        skipped_total = int(rng.binomial(processed, profile.skip_share))
-        skipped = dict(zip(SKIP_REASONS, (int(n) for n in rng.multinomial(
-            skipped_total, [0.4, 0.2, 0.3, 0.1])), strict=True))
-        usable = processed - skipped_total
+        processed = draws.processed[k]
+        usable = processed - draws.skipped_total[k]
         if usable < MIN_USABLE_FRAMES:
             decision, probability, logit, uncertainty = "rescan", None, None, None
         else:
-            has_sarcopenia = rng.random() < profile.prevalence
-            probability = float(np.clip(rng.beta(6, 2) if has_sarcopenia else rng.beta(2, 6),
-                                        0.001, 0.999))
+            probability = draws.probability[k]
             logit = math.log(probability / (1 - probability))
             decision = "sarcopenia" if probability >= THRESHOLD else "no_sarcopenia"
-            uncertainty = {"logit_sd": float(rng.gamma(2.0, 0.3)),
-                           "agreement": float(rng.uniform(0.6, 1.0)), "dirichlet_u": None}
-        return schema.encode("result", {
+            uncertainty = {"logit_sd": draws.logit_sd[k], "agreement": draws.agreement[k],
+                           "dirichlet_u": None}
+        payload = schema.encode("result", {
             "schema_version": schema.SCHEMA_VERSION, "kind": "result",
             "site": profile.site, "device": profile.device,
-            "result_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
+            "result_id": str(uuid.UUID(bytes=ids[:16], version=4)),
             "seq": device.results_made,
             "session_id": device.session_id, "screening_id": device.screening_id,
-            "started_at": schema.utc_timestamp(now - float(rng.uniform(30, 150))),
+            "started_at": schema.utc_timestamp(now - draws.duration_s[k]),
             "ended_at": schema.utc_timestamp(now),
             "decision": decision, "probability": probability, "score_logit": logit,
             "threshold": THRESHOLD, "aggregation": "mean_logit", "uncertainty": uncertainty,
             "usable_frames": usable, "processed_frames": processed,
-            "min_usable_frames": MIN_USABLE_FRAMES, "skipped": skipped,
+            "min_usable_frames": MIN_USABLE_FRAMES,
+            "skipped": dict(zip(SKIP_REASONS, draws.skipped[k], strict=True)),
             "model": {"name": profile.model_name, "sha256": profile.model_sha256},
             "app_version": profile.app_version,
         })
+        return payload, draws.resend[k]
 
-    def _publish_live(self, device: _Device, at: float) -> None:
-        rng, profile = self._rng, device.profile
-        quality = "ok" if rng.random() >= profile.skip_share else str(
-            rng.choice(SKIP_REASONS))
-        probability = float(rng.uniform(0.05, 0.95)) if quality == "ok" else None
+    def _publish_live(self, device: _Device) -> None:
+        profile = device.profile
+        if device.live is None or device.live.next == DRAW_BLOCK:
+            device.live = _LiveDraws(device.rng, profile)
+        draws, k = device.live, device.live.next
+        draws.next += 1
+        passed = draws.passed[k]
+        probability = draws.probability[k] if passed else None
+        elapsed = time.monotonic() - self._started
         self._publish(device, "live", schema.encode("live", {
             "schema_version": schema.SCHEMA_VERSION, "kind": "live",
             "site": profile.site, "device": profile.device,
             "session_id": device.session_id or str(uuid.UUID(int=profile.index, version=4)),
             "screening_id": device.screening_id or f"SCR-{profile.index + 1:03d}-000000",
-            "frame": int(at * profile.fps),
+            "frame": device.frames_processed + int(elapsed * profile.fps),
             "captured_at": schema.utc_timestamp(time.time()),
-            "quality": quality, "probability": probability,
-            "smoothed_probability": probability,
-            "usable_frames": int(rng.integers(0, 200)),
-            "fps": max(float(rng.normal(profile.fps, 0.8)), 0.0),
+            "quality": "ok" if passed else SKIP_REASONS[draws.reason[k]],
+            "probability": probability, "smoothed_probability": probability,
+            "usable_frames": draws.usable_frames[k],
+            "fps": draws.fps[k],
         }), qos=0)

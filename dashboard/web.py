@@ -173,6 +173,7 @@ def _add_pages(app: FastAPI) -> None:
             "summary": queries.summary(session, now.date()),
             "totals": queries.totals(session, chosen),
             "fleet": queries.fleet_by_site(health), "health": health,
+            "rules": queries.HealthRules(),
             "daily": queries.daily_counts(session, chosen),
             "referrals": queries.referrals(session, chosen, limit=REFERRALS_ON_PAGE),
             "models": queries.model_versions(session, chosen),

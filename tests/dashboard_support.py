@@ -40,10 +40,11 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = {"name": "sarco-effnet-lite0-v3", "sha256": "ab" * 32}
 
 
-def fleet_broker(workdir: Path, devices: tuple[str, ...] = ("us-001",)) -> MosquittoBroker:
+def fleet_broker(workdir: Path, devices: tuple[str, ...] = ("us-001",),
+                 persistent: bool = False) -> MosquittoBroker:
     users = {DASHBOARD_USER: PASSWORD, SIMULATOR_USER: PASSWORD}
     users.update({device: PASSWORD for device in devices})
-    return MosquittoBroker(workdir, users=users, acl=FLEET_ACL)
+    return MosquittoBroker(workdir, users=users, acl=FLEET_ACL, persistent=persistent)
 
 
 def settings_for(broker: MosquittoBroker, user: str) -> BrokerSettings:
@@ -79,14 +80,34 @@ def result_payload(site: str = "site-01", device: str = "us-001", seq: int = 1,
 
 
 def status_payload(site: str, device: str, state: str, at: float | None,
-                   queued: int | None = 0, model: dict | None = MODEL) -> dict[str, Any]:
+                   queued: int | None = 0, model: dict | None = MODEL,
+                   **extras: Any) -> dict[str, Any]:
+    """A valid status; ``extras`` adds the optional ``health`` and ``update``."""
     payload = {"schema_version": schema.SCHEMA_VERSION, "kind": "status", "site": site,
                "device": device, "state": state,
                "at": None if at is None else schema.utc_timestamp(at),
                "app_version": "0.3.1", "model": model,
-               "queued_results": None if at is None else queued}
+               "queued_results": None if at is None else queued, **extras}
     schema.validate("status", payload)
     return payload
+
+
+def health_figures(**changes: Any) -> dict[str, Any]:
+    """A status's ``health`` object as a Jetson sends it, changed by keyword."""
+    health = {"gpu_load_pct": 71.0, "cpu_load_pct": 30.5, "temp_max_c": 56.2,
+              "power_mw": 11240, "ram_used_mb": 2890, "ram_total_mb": 7620,
+              "swap_used_mb": 0, "fps": 24.5, "frames_processed": 120000,
+              "frames_rejected": 31000, "frame_errors": 0, "queue_length": 0}
+    health.update(changes)
+    return health
+
+
+def update_outcome(outcome: str = "installed", at: float | None = None,
+                   version: str = "2025.06-1") -> dict[str, Any]:
+    """A status's ``update`` object."""
+    return {"version": version, "outcome": outcome, "reason": f"test: {outcome}",
+            "at": schema.utc_timestamp(time.time() - 3600 if at is None else at),
+            "model_sha256": MODEL["sha256"]}
 
 
 def live_payload(site: str, device: str, fps: float, at: float) -> dict[str, Any]:

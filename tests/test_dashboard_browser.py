@@ -1,6 +1,7 @@
 """End to end in a real headless Chromium (Playwright, Debian's /usr/bin/chromium): Mosquitto,
 `sarco-dashboard serve` and `sarco-dashboard simulate` as real processes; a staff member logs
-in, sees the simulated fleet arrive, filters by site and exports the referral list.
+in, sees the simulated fleet arrive with its health (a hot device flagged), filters by site and
+exports the referral list.
 
 Set SARCO_UPDATE_SCREENSHOT=1 to refresh docs/dashboard-screenshot.png from this run."""
 
@@ -22,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from dashboard import auth
 from dashboard.db import make_engine, migrate
+from dashboard.queries import HealthRules
+from dashboard.simulate import plan_fleet
 from tests.dashboard_support import (
     PASSWORD,
     REPO,
@@ -35,7 +38,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-DEVICES, RATE, DURATION_S = 12, 2, 4  # 2 sites of 6 devices
+DEVICES, RATE, DURATION_S, SEED = 12, 2, 4, 5  # 2 sites of 6 devices
 STAFF_PASSWORD = "a long staff password"
 
 
@@ -80,7 +83,7 @@ def test_staff_log_in_watch_the_fleet_filter_and_export(tmp_path):
         simulator = subprocess.Popen(
             [sys.executable, "-m", "dashboard.cli", "simulate", "--broker", broker.url,
              "--devices", str(DEVICES), "--rate", str(RATE), "--duration", str(DURATION_S),
-             "--seed", "5", "--duplicates", "0.1", "--username", SIMULATOR_USER,
+             "--seed", str(SEED), "--duplicates", "0.1", "--username", SIMULATOR_USER,
              "--password-file", str(broker_password)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
@@ -104,6 +107,13 @@ def test_staff_log_in_watch_the_fleet_filter_and_export(tmp_path):
                 if os.environ.get("SARCO_UPDATE_SCREENSHOT") == "1"
                 else tmp_path / "dashboard-screenshot.png")
         page.screenshot(path=str(shot), full_page=False)
+        # the device health panel: the plan's hot device is flagged with its temperature
+        hot = [d.device for d in plan_fleet(DEVICES, SEED) if d.temp_c >= HealthRules().max_temp_c]
+        assert hot, "the plan of this fleet should have a hot device"
+        for device in hot:
+            row = page.locator(f'#health tr[data-device="{device}"]')
+            assert re.search(r"hot \(\d+ °C\)", row.inner_text())
+            assert "warn" in row.get_attribute("class")
 
         out, errors = simulator.communicate(timeout=120)
         assert simulator.returncode == 0, errors

@@ -1,17 +1,21 @@
 """The real edge app into the real dashboard ingest: `sarco-edge replay` publishes a session
 through Mosquitto with its own device credentials, and the dashboard stores that result
-(same id), the device's live frame rate and its status, and rejects nothing. This is the
+(same id), the device's live frame rate and its status with its health telemetry, and rejects
+nothing. This is the
 check that the two sides agree on the schema beyond the simulator."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dashboard import queries
+from dashboard.db import utc_now
 from dashboard.models import Device, Result
 from tests.dashboard_support import (
     PASSWORD,
@@ -44,7 +48,16 @@ def test_an_edge_replay_arrives_in_the_dashboard(tmp_path):
         assert ingest.wait_for(lambda s: s.stored >= 1, 20), ingest.state
         assert ingest.state.rejected == 0
     with Session(engine) as session:
-        assert list(session.scalars(select(Result.result_id))) == [result_id]
+        [result] = session.scalars(select(Result)).all()
+        assert result.result_id == result_id
         device = session.get(Device, ("clinic-a", "edge-01"))
+        [health] = queries.device_health(session, utc_now())
     assert device.fps is not None and device.fps > 0  # its live readings came through
     assert device.model_name is not None  # from its status
+    # the app's own figures, from its goodbye status after the session; tegrastats ones are
+    # null off a Jetson
+    telemetry = health.telemetry
+    assert telemetry is not None and telemetry.frames_processed >= result.processed_frames
+    assert telemetry.queue_length == 0  # the result was delivered
+    if shutil.which("tegrastats") is None:
+        assert telemetry.temp_max_c is None and telemetry.gpu_load_pct is None

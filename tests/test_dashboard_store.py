@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from dashboard import queries
@@ -19,18 +19,21 @@ from dashboard.db import (
     current_revision,
     head_revision,
     make_engine,
+    migrate,
     require_current,
     utc_now,
 )
-from dashboard.models import Base, Device, Result
+from dashboard.models import Base, Device, Result, TelemetrySample
 from dashboard.store import _DECISION_COLUMNS, Batch, FleetStore, Received, parse_time
 from edge_app.mqtt import schema
 from tests.dashboard_support import (
+    health_figures,
     live_payload,
     result_payload,
     running_totals_match_the_results,
     sqlite_engine,
     status_payload,
+    update_outcome,
 )
 
 
@@ -48,6 +51,20 @@ def test_the_migrations_build_exactly_the_models(tmp_path):
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
     assert current_revision(engine) == head_revision()
+
+
+def test_upgrading_from_the_first_schema_keeps_the_devices(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    assert migrate(engine, "0001") == "0001"
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO devices (site, device, state, queued_results, "
+                                "last_seen_at) VALUES ('site-01', 'us-001', 'online', 4, "
+                                "'2025-01-31 09:30:00.000000')"))
+    assert migrate(engine) == head_revision()
+    with Session(engine) as session:
+        [device] = queries.device_health(session, utc_now())
+    assert (device.device, device.state, device.queued_results) == ("us-001", "online", 4)
+    assert device.telemetry is None and device.update is None
 
 
 def test_an_unmigrated_database_is_refused_with_the_fix(tmp_path):
@@ -184,3 +201,95 @@ def test_running_totals_count_each_stored_result_once(tmp_path):
 
 def test_every_decision_of_the_schema_is_counted():
     assert set(_DECISION_COLUMNS) == set(schema.DECISIONS)
+
+
+def _device_health(engine, device: str = "us-001") -> queries.DeviceHealth:  # noqa: ANN001
+    with Session(engine) as session:
+        return {d.device: d for d in queries.device_health(session, utc_now())}[device]
+
+
+def _samples(engine) -> list[tuple[str, datetime]]:  # noqa: ANN001
+    with Session(engine) as session:
+        return [(s.device, s.at) for s in session.scalars(
+            select(TelemetrySample).order_by(TelemetrySample.device, TelemetrySample.at))]
+
+
+def test_health_and_update_follow_the_newest_status_and_each_sample_is_kept_once(tmp_path):
+    engine = sqlite_engine(tmp_path)
+    store = FleetStore(engine, "w1")
+    now = time.time()
+    older = status_payload("site-01", "us-001", "online", at=now - 60,
+                           health=health_figures(temp_max_c=50.0),
+                           update=update_outcome("installed", version="2025.06-1"))
+    newer = status_payload("site-01", "us-001", "online", at=now,
+                           health=health_figures(temp_max_c=70.0),
+                           update=update_outcome("rolled_back", version="2025.07-1"))
+
+    def apply(*payloads: dict) -> queries.DeviceHealth:
+        store.write(Batch(statuses=[_received(p) for p in payloads]), utc_now())
+        return _device_health(engine)
+
+    # the newer first, a late older one, and the newer again (retained, or a second worker)
+    device = apply(newer, older, newer)
+    assert device.telemetry.temp_max_c == 70.0
+    assert device.telemetry.at == parse_time(newer["at"])
+    assert (device.update.version, device.update.outcome) == ("2025.07-1", "rolled_back")
+    assert _samples(engine) == [("us-001", parse_time(older["at"])),
+                                ("us-001", parse_time(newer["at"]))]
+    # an app without telemetry, then the last will: both keep what is known
+    device = apply(status_payload("site-01", "us-001", "online", at=now + 1))
+    assert (device.telemetry.temp_max_c, device.update.outcome) == (70.0, "rolled_back")
+    will = status_payload("site-01", "us-001", "offline", at=None, model=None, health=None,
+                          update=update_outcome("failed", version="2025.05-9"))
+    device = apply(will)
+    assert device.state == "offline"
+    assert (device.telemetry.temp_max_c, device.update.version) == (70.0, "2025.07-1")
+    assert len(_samples(engine)) == 2
+
+
+def test_health_flags_hot_devices_failed_updates_and_ignores_stale_telemetry(tmp_path):
+    engine = sqlite_engine(tmp_path)
+    rules = queries.HealthRules()
+    now = time.time()
+    hot, slow = rules.max_temp_c + 3, rules.min_fps - 3
+    stale = now - rules.live_stale_s - 60
+    statuses = {  # device: (status time, health, update)
+        "us-001": (now, health_figures(temp_max_c=hot), None),
+        "us-002": (stale, health_figures(temp_max_c=hot, fps=slow), None),
+        "us-003": (now, health_figures(fps=slow), None),
+        "us-004": (now, health_figures(), update_outcome("refused")),
+        "us-005": (now - 20, health_figures(fps=25.0), update_outcome("installed")),
+    }
+    FleetStore(engine, "w1").write(Batch(
+        statuses=[_received(status_payload("site-01", device, "online", at=at, health=health,
+                                           update=update))
+                  for device, (at, health, update) in statuses.items()],
+        # a live reading newer than the status: its fps is the one that counts
+        live=[_live("site-01", "us-005", fps=slow, at=now)]), utc_now())
+    with Session(engine) as session:
+        health = {d.device: d for d in queries.device_health(session, utc_now(), rules=rules)}
+    assert health["us-001"].issues == [f"hot ({hot:.0f} °C)"]
+    assert health["us-002"].issues == []  # old figures say nothing about now
+    assert health["us-002"].fps is None and health["us-002"].telemetry.temp_max_c == hot
+    assert health["us-003"].issues == [f"low fps ({slow:.1f})"]
+    assert health["us-004"].issues == ["update 2025.06-1 refused"]
+    assert health["us-005"].issues == [f"low fps ({slow:.1f})"]
+
+
+def test_the_telemetry_history_forgets_old_samples_but_not_a_devices_newest(tmp_path):
+    engine = sqlite_engine(tmp_path)
+    store = FleetStore(engine, "w1", telemetry_history=timedelta(hours=1))
+    now, epoch = utc_now(), time.time()
+    long_ago = now - timedelta(hours=2)
+
+    def sample(device: str, age_s: float, received_at: datetime) -> Received:
+        return Received(status_payload("site-01", device, "online", at=epoch - age_s,
+                                       health=health_figures()), received_at)
+
+    store.write(Batch(statuses=[
+        sample("us-001", 7300, long_ago), sample("us-001", 7200, long_ago),  # offline since
+        sample("us-002", 7200, long_ago), sample("us-002", 10, now)]), now)
+    with Session(engine) as session:
+        ages = sorted((s.device, round(epoch - (s.at - datetime(1970, 1, 1)).total_seconds()))
+                      for s in session.scalars(select(TelemetrySample)))
+    assert ages == [("us-001", 7200), ("us-002", 10)]

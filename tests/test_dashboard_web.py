@@ -24,7 +24,14 @@ from dashboard import auth
 from dashboard.db import utc_now
 from dashboard.store import Batch, FleetStore, Received
 from dashboard.web import create_app
-from tests.dashboard_support import result_payload, sqlite_engine
+from edge_app.mqtt import schema
+from tests.dashboard_support import (
+    health_figures,
+    result_payload,
+    sqlite_engine,
+    status_payload,
+    update_outcome,
+)
 from tests.mqtt_broker import free_port
 
 STAFF_PASSWORD = "correct horse battery"
@@ -210,3 +217,43 @@ def test_no_auth_mode_opens_everything_and_says_so(stored):
         # still no cross-site posts: the form token is required
         positive = payloads[0]["result_id"]
         assert client.request(f"/referrals/{positive}/follow-up", {})[0] == 403
+
+
+def test_api_gives_device_health_and_its_recent_history_typed(stored):
+    engine, _ = stored
+    now = time.time()
+    statuses = [status_payload("site-01", "us-001", "online", at=now - age,
+                               health=health_figures(temp_max_c=temp), update=update_outcome())
+                for age, temp in ((60, 80.0), (30, 90.0))]
+    FleetStore(engine, "w1").write(Batch(statuses=[Received(p, utc_now()) for p in statuses]),
+                                   utc_now())
+    with Session(engine) as session:
+        key = auth.create_api_key(session, "monitoring")
+        session.commit()
+    with serving(engine) as base:
+        client = Browser(base)
+
+        def get(path: str):  # noqa: ANN202
+            status, _, body = client.request(path, headers={"X-API-Key": key})
+            return status, json.loads(body)
+
+        devices = {d["device"]: d for d in get("/api/v1/devices")[1]}
+        device = devices["us-001"]
+        assert device["telemetry"]["temp_max_c"] == 90.0  # the newest status
+        assert device["telemetry"]["ram_total_mb"] == 7620
+        assert device["update"]["outcome"] == "installed"
+        assert device["issues"] == [f"hot ({90.0:.0f} °C)"]
+        assert devices["us-002"]["telemetry"] is None  # seen through its results only
+        status, history = get("/api/v1/devices/site-01/us-001/telemetry?hours=1")
+        assert status == 200 and [h["temp_max_c"] for h in history] == [80.0, 90.0]
+        assert get("/api/v1/devices/site-01/us-999/telemetry")[0] == 404
+        assert get("/api/v1/devices/site-01/us-001/telemetry?hours=48")[0] == 422
+        schemas = get("/openapi.json")[1]["components"]["schemas"]
+        assert schemas["Telemetry"]["properties"]["temp_max_c"]["anyOf"][0]["type"] == "number"
+        assert schemas["ModelUpdate"]["properties"]["outcome"]["enum"] == list(
+            schema.UPDATE_OUTCOMES)
+        nurse = Browser(base)
+        nurse.login("nurse", STAFF_PASSWORD)
+        page = nurse.request("/")[2]
+        row = re.search(r'<tr class="warn" data-device="us-001">.*?</tr>', page, re.DOTALL)
+        assert row and "90 °C" in row.group(0) and "hot (90 °C)" in row.group(0)

@@ -171,3 +171,19 @@ def test_resume_after_a_crash_ends_with_the_same_weights(cohort: Path, tmp_path:
     changed = Trainer(cohort, tmp_path / "crashed", _options(seed=5))
     with pytest.raises(TrainingError, match="other options or data"):
         changed.resume()
+
+
+def test_images_per_step_keeps_a_seeded_random_subset_of_each_participants_images(cohort: Path) -> None:
+    from model_build.models.predict import make_batch
+
+    trainer = Trainer(cohort, cohort.parent / "unused", _options())
+    rows = np.arange(len(trainer.arrays))
+    everything = make_batch(trainer.arrays, rows, trainer.preprocessor)
+    counts = np.bincount(everything.image_owner.numpy(), minlength=len(rows))
+    assert counts.max() > 2  # two stills and frames of one recording each
+    draws = [make_batch(trainer.arrays, rows, trainer.preprocessor, sample=(2, np.random.default_rng([0, s])))
+             for s in (0, 0, 1)]
+    for batch in draws:
+        assert np.array_equal(np.bincount(batch.image_owner.numpy(), minlength=len(rows)), np.minimum(counts, 2))
+    assert torch.equal(draws[0].images, draws[1].images)       # same seed, same images
+    assert not torch.equal(draws[0].images, draws[2].images)   # another step, other images

@@ -28,10 +28,14 @@ CHUNK_PARTICIPANTS = 256  # bounds memory when a cohort has thousands of partici
 
 
 def make_batch(arrays: Arrays, rows: np.ndarray, preprocessor: Preprocessor,
-               augment: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> Batch:
+               augment: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+               sample: tuple[int, np.random.Generator] | None = None) -> Batch:
     """The participants ``rows`` of ``arrays`` as tensors; ``augment(pixels, image_indices)``
-    is applied to the prepared images before normalisation (training only)."""
+    is applied to the prepared images before normalisation (training only); ``sample = (k,
+    rng)`` keeps at most k random images per participant (training only)."""
     chosen, owner = arrays.images_of(rows)
+    if sample is not None and len(chosen):
+        chosen, owner = _sample_images(chosen, owner, *sample)
     images = None
     if arrays.images is not None:
         pixels = arrays.images.pixels[chosen].astype(np.float32)
@@ -41,6 +45,15 @@ def make_batch(arrays: Arrays, rows: np.ndarray, preprocessor: Preprocessor,
     return Batch(present=torch.from_numpy(arrays.present[rows]), images=images,
                  image_owner=torch.from_numpy(owner),
                  tables={m: torch.from_numpy(t[rows]) for m, t in arrays.tables.items()})
+
+
+def _sample_images(chosen: np.ndarray, owner: np.ndarray, k: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``k`` of each owner's images, drawn at random, in their original order."""
+    order = np.lexsort((rng.random(len(chosen)), owner))
+    first_of_owner = np.searchsorted(owner[order], owner[order], side="left")
+    kept = np.sort(order[np.arange(len(order)) - first_of_owner < k])
+    return chosen[kept], owner[kept]
 
 
 def autocast_for(device: torch.device):

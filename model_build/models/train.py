@@ -65,6 +65,7 @@ class TrainOptions:
     crop_to_scan: bool = True
     field_of_view_mm: float | None = None
     frames_per_video: int = 4
+    images_per_step: int | None = None       # random images per participant in a training step; None: all
     validation_fraction: float = 0.2
     patience: int = 4
     augment: bool = True
@@ -322,9 +323,11 @@ class Trainer:
         task = self.progress.add_task(f"epoch {epoch + 1}/{options.epochs}", total=len(batches))
         self.model.train()
         total = 0.0
-        for rows in batches:
+        for number, rows in enumerate(batches):
             augment = None if self.augmenter is None else (lambda p, i: self.augmenter(p, epoch, i))
-            batch = make_batch(self.arrays, rows, self.preprocessor, augment).to(self.device)
+            sample = None if options.images_per_step is None else \
+                (options.images_per_step, np.random.default_rng([options.seed, epoch, 2, number]))
+            batch = make_batch(self.arrays, rows, self.preprocessor, augment, sample).to(self.device)
             target = torch.from_numpy(self.arrays.labels[rows]).to(self.device)
             with autocast_for(self.device):
                 outputs = self.model(batch)

@@ -18,11 +18,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[workstation,dashboard,dev]'
 	touch $(STAMP)
 
-# Main job on the built-in default: a paper-size synthetic cohort, validated and re-labelled.
+# Main job on the built-in default: the paper-size synthetic cohort (written once, validated and
+# re-labelled), the whole study on it (report: $(DEMO)/study/report.html), then one recording
+# replayed through the edge app with the selected bundle.
 demo: $(STAMP)
-	$(BIN)/sarco synth $(DEMO)/cohort --size paper --seed 1
+	test -f $(DEMO)/cohort/synth.json || $(BIN)/sarco synth $(DEMO)/cohort --size paper --seed 1
 	$(BIN)/sarco validate $(DEMO)/cohort
 	$(BIN)/sarco label $(DEMO)/cohort --standard awgs2019 --out $(DEMO)/labels-awgs2019.csv --check
+	$(BIN)/sarco demo --out $(DEMO) --seed 1
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

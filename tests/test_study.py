@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import typer
 import yaml
@@ -90,8 +91,9 @@ def tables_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        images=False, videos=False).root
 
 
-def test_no_participant_is_predicted_by_a_model_that_trained_on_them(
-        tables_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="module")
+def recorded_run(tables_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list, list]:
+    """A quick tables-only study, recording which participants every training saw and scored."""
     trained_on: list[set[str]] = []
     predicted: list[tuple[int, set[str]]] = []
     original_fit, original_predict = Trainer.fit, Trainer.predict
@@ -105,26 +107,32 @@ def test_no_participant_is_predicted_by_a_model_that_trained_on_them(
         predicted.append((self.recorded, set(frame["participant_id"])))
         return original_predict(self, frame)
 
-    monkeypatch.setattr(Trainer, "fit", recording_fit)
-    monkeypatch.setattr(Trainer, "predict", recording_predict)
-    run = run_study(tables_cohort, tmp_path / "run", StudyOptions(seed=0, quick=True))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "fit", recording_fit)
+        patch.setattr(Trainer, "predict", recording_predict)
+        run = run_study(tables_cohort, tmp_path_factory.mktemp("tables-run") / "a", StudyOptions(seed=1, quick=True))
+    return run, trained_on, predicted
+
+
+def test_no_participant_is_predicted_by_a_model_that_trained_on_them(recorded_run) -> None:  # noqa: ANN001
+    run, trained_on, predicted = recorded_run
+    assert len(trained_on) == 3 * 5 + 3  # three models, five folds, then the refits
     assert predicted and all(not (trained_on[index] & ids) for index, ids in predicted)
     development = {f"P{n:03d}" for n in range(1, 17)}
-    out_of_fold = json.loads((run / "results.json").read_text())
     for name in ("clinical", "lab", "clinical+lab"):
-        table = np.genfromtxt(run / "predictions" / name / "development.csv", delimiter=",", names=True,
-                              dtype=None, encoding="utf-8")
-        assert set(table["participant_id"]) == development  # everyone, once
-        assert len(table) == len(development)
-    assert out_of_fold["models"]["clinical"]["development"]["n"] == 16
+        table = pd.read_csv(run / "predictions" / name / "development.csv", dtype={"participant_id": str})
+        assert sorted(table["participant_id"]) == sorted(development)  # everyone, once
+        assert sorted(table["fold"].unique()) == [0, 1, 2, 3, 4]
 
 
-def test_tables_only_study_is_complete_and_deterministic(tables_cohort: Path, tmp_path: Path) -> None:
-    first = run_study(tables_cohort, tmp_path / "a", StudyOptions(seed=1, quick=True))
+def test_tables_only_study_is_complete_and_deterministic(recorded_run, tables_cohort: Path,  # noqa: ANN001
+                                                         tmp_path: Path) -> None:
+    first = recorded_run[0]
     second = run_study(tables_cohort, tmp_path / "b", StudyOptions(seed=1, quick=True))
     results = json.loads((first / "results.json").read_text())
     check_results(results)
     assert list(results["models"]) == ["clinical", "lab", "clinical+lab"]
+    assert results["models"]["clinical"]["development"]["n"] == 16
     assert results["int8"] is None and "image-only" in results["int8_skipped"]
     assert {c["why"] for c in results["comparisons"]} >= {"multimodal vs other", "monomodal pair"}
     assert all(0.0 <= c["p"] <= 1.0 for c in results["comparisons"])

@@ -328,11 +328,12 @@ def device_health(session: Session, now: datetime, site: str | None = None,
         rejected = (counts.skipped / counts.processed) if counts and counts.processed else None
         telemetry = _telemetry(sample) if sample is not None else None
         update = _update(device)
-        # the newer of a live reading (sessions only) and the status's health (always)
+        # the newer of a live reading (sessions only) and the status's health (always); the
+        # live reading on a tie
         readings = [(device.live_at, device.fps)] if fresh(device.live_at) else []
         if telemetry is not None and fresh(telemetry.at):
             readings.append((telemetry.at, telemetry.fps))
-        fps = max(readings)[1] if readings else None
+        fps = max(readings, key=lambda reading: reading[0])[1] if readings else None
         temp = telemetry.temp_max_c if telemetry is not None and fresh(telemetry.at) else None
         health.append(DeviceHealth(
             site=device.site, device=device.device, state=device.state,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -15,18 +16,20 @@ from sqlalchemy.orm import Session
 
 from dashboard import queries
 from dashboard.db import make_engine, migrate, utc_now
-from dashboard.models import Base, Device, Result
+from dashboard.models import Base, Device, Result, TelemetrySample
 from dashboard.store import Batch, FleetStore, Received
 from edge_app.mqtt import schema
 from tests.dashboard_support import (
     RawPublisher,
     encode,
     fleet_broker,
+    health_figures,
     live_payload,
     result_payload,
     running_ingest,
     running_totals_match_the_results,
     status_payload,
+    update_outcome,
 )
 from tests.mqtt_broker import requires_mosquitto
 from tests.postgres_server import postgres_or_skip
@@ -47,7 +50,7 @@ def empty_tables(engine):
     yield
     with engine.begin() as connection:
         connection.execute(text("TRUNCATE results, result_counts, devices, rejected_messages, "
-                                "follow_ups CASCADE"))
+                                "follow_ups, telemetry_samples CASCADE"))
 
 
 def test_migrations_on_postgresql_build_exactly_the_models(engine):
@@ -93,7 +96,9 @@ def test_page_queries_run_on_postgresql(engine):
     positive = result_payload(seq=1, decision="sarcopenia", probability=0.9, score_logit=2.2)
     store.write(Batch(
         results=[Received(p, utc_now()) for p in (positive, result_payload(seq=2))],
-        statuses=[Received(status_payload("site-01", "us-001", "online", at=now), utc_now()),
+        statuses=[Received(status_payload("site-01", "us-001", "online", at=now,
+                                          health=health_figures(temp_max_c=91.0),
+                                          update=update_outcome("rolled_back")), utc_now()),
                   Received(status_payload("site-01", "us-001", "offline", at=None),
                            utc_now())],
         live=[Received(live_payload("site-01", "us-001", fps=4.0, at=now), utc_now()),
@@ -109,7 +114,9 @@ def test_page_queries_run_on_postgresql(engine):
         assert [r.result_id for r in queries.referrals(session, chosen)] == \
             [positive["result_id"]]
         health = {d.device: d for d in queries.device_health(session, utc_now())}
-        assert health["us-001"].issues == ["offline", "low fps (4.0)"]
+        assert health["us-001"].issues == ["offline", "low fps (4.0)", "hot (91 °C)",
+                                           "update 2025.06-1 rolled back"]
+        assert health["us-001"].telemetry.ram_total_mb == health_figures()["ram_total_mb"]
         assert (health["us-002"].state, health["us-002"].fps) == ("unknown", 25.0)
         assert queries.model_versions(session, chosen)[0].results_in_range == 2
         assert len(list(queries.iter_results(session, chosen))) == 2
@@ -129,3 +136,17 @@ def test_ingest_into_postgresql_stores_duplicates_once(engine, tmp_path):
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Result)) == 10
         assert session.get(Device, ("site-01", "us-001")) is not None
+
+
+def test_the_telemetry_history_is_pruned_on_postgresql(engine):
+    store = FleetStore(engine, "w1", telemetry_history=timedelta(hours=1))
+    now, epoch = utc_now(), time.time()
+    store.write(Batch(statuses=[
+        Received(status_payload("site-01", "us-001", "online", at=epoch - age,
+                                health=health_figures()), received_at)
+        for age, received_at in ((7300, now - timedelta(hours=2)),
+                                 (7200, now - timedelta(hours=2)), (10, now))]), now)
+    with Session(engine) as session:
+        kept = session.scalars(select(TelemetrySample.at)).all()
+        device = session.get(Device, ("site-01", "us-001"))
+    assert kept == [device.telemetry_at]  # the old ones gone, the newest kept

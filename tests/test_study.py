@@ -133,7 +133,7 @@ def test_tables_only_study_is_complete_and_deterministic(recorded_run, tables_co
     check_results(results)
     assert list(results["models"]) == ["clinical", "lab", "clinical+lab"]
     assert results["models"]["clinical"]["development"]["n"] == 16
-    assert results["int8"] is None and "image-only" in results["int8_skipped"]
+    assert results["int8"] is None and "no images" in results["int8_skipped"]
     assert {c["why"] for c in results["comparisons"]} >= {"multimodal vs other", "monomodal pair"}
     assert all(0.0 <= c["p"] <= 1.0 for c in results["comparisons"])
     for klass in ("sarcopenia", "non_sarcopenia"):

@@ -1,8 +1,10 @@
-"""The study's last step: the selected model, if image-only, quantized to INT8 and verified.
+"""The study's last step: the device's model, the image model, quantized to INT8 and verified.
 
 The study ends with what the device will run, so its INT8 version is checked by the same
 accuracy gate a screening program uses (``sarco-calibrate``): calibration inputs drawn from
-development, explicit Q/DQ quantization for TensorRT, then float vs INT8 on every cohort.
+development, explicit Q/DQ quantization for TensorRT, then float vs INT8 on every cohort. A
+device has only images, so its model is the image model, whichever model the selection rule
+prefers when clinical and laboratory data are at hand.
 """
 
 from __future__ import annotations
@@ -17,23 +19,26 @@ from model_build.study.design import StudyOptions
 INT8_BUNDLE = "image-int8"
 
 
-def calibrate_selected(cohort_path: Path, run: Path, selected: str, options: StudyOptions,
-                       progress: Progress) -> dict:
+def calibrate_device_model(cohort_path: Path, run: Path, models: list[str], selected: str,
+                           options: StudyOptions, progress: Progress) -> dict:
     """``{"int8": {...}}`` for results.json, or ``{"int8": None, "int8_skipped": reason}``."""
     if not options.int8:
         return _skipped("INT8 was turned off (--no-int8)")
-    if selected != "image":
-        return _skipped(f"the selected model, {selected}, needs data the device does not have; only an "
-                        "image-only model runs on the device")
+    if "image" not in models:
+        return _skipped("the cohort has no images, so there is no model for the device")
     from calibration import CalibrationError
 
     try:
-        return _calibrate(cohort_path, run, options, progress)
+        result = _calibrate(cohort_path, run, options, progress)
     except ImportError as error:  # the edge extra has no Model Optimizer
         return _skipped(f"the calibration tools are not installed ({error}); fix: install the "
                         "workstation extra (pip install -e '.[workstation]')")
     except CalibrationError as error:  # the study's models stay valid; say why there is no INT8 check
         return _skipped(f"calibration failed: {error}")
+    if selected != "image":
+        result["int8"]["note"] = (f"the selected model, {selected}, needs data a device does not have; the "
+                                  "device runs the image model, checked here")
+    return result
 
 
 def _calibrate(cohort_path: Path, run: Path, options: StudyOptions, progress: Progress) -> dict:
@@ -59,7 +64,7 @@ def _calibrate(cohort_path: Path, run: Path, options: StudyOptions, progress: Pr
     progress.remove_task(task)
     summary = json.loads((run / "int8" / "verify.json").read_text(encoding="utf-8"))
     return {"int8": {
-        "accepted": bool(summary["accepted"]), "bundle": f"bundles/{INT8_BUNDLE}",
+        "model": "image", "accepted": bool(summary["accepted"]), "bundle": f"bundles/{INT8_BUNDLE}",
         "target": quantize_options.target, "method": quantize_options.method,
         "calibration_inputs": int(len(chosen.inputs)), "limits": summary.get("limits"),
         "failures": summary.get("failures", []),

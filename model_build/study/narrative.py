@@ -133,9 +133,14 @@ def int8_sentence(results: dict) -> str:
                        for name, c in int8["cohorts"].items())
     verdict = "accepted" if int8["accepted"] else "rejected (the device must not run it)"
     failures = int8.get("failures") or []
-    return (f"INT8 check for the device ({int8['target']}, {int8['method']} calibration): {verdict}. {checks}. "
-            f"Limits: AUC drop at most {format_number(limits['max_auc_drop'])}, at most "
-            f"{format_percent(limits['max_flip_rate'], 2)} of decisions flipped."
+    confidence = limits.get("flip_confidence")
+    flip_rule = (f"a flip rate not significantly above {format_percent(limits['max_flip_rate'], 2)} "
+                 f"(one-sided exact binomial test at {format_percent(confidence, 0)})" if confidence is not None
+                 else f"at most {format_percent(limits['max_flip_rate'], 2)} of decisions flipped")
+    note = f" ({int8['note']})" if int8.get("note") else ""
+    return (f"INT8 check of the device's model, {int8.get('model', 'image')}{note} ({int8['target']}, "
+            f"{int8['method']} calibration): {verdict}. {checks}. "
+            f"Limits: AUC drop at most {format_number(limits['max_auc_drop'])}, {flip_rule}."
             + (f" Failed: {'; '.join(str(f) for f in failures)}." if failures else ""))
 
 
@@ -168,8 +173,8 @@ def methods(results: dict) -> list[str]:
         int8 = results["int8"]
         items.append(f"INT8: the image model was quantised for {int8['target']} ({int8['method']} calibration) and "
                      f"accepted only if its AUC dropped by at most {format_number(int8['limits']['max_auc_drop'])} and "
-                     f"at most {format_percent(int8['limits']['max_flip_rate'], 2)} of decisions changed (report: "
-                     f"{int8['report']}).")
+                     f"its share of changed decisions was not significantly above "
+                     f"{format_percent(int8['limits']['max_flip_rate'], 2)} (report: {int8['report']}).")
     items.append(f"Random seed {options['seed']}.")
     return items
 

@@ -214,10 +214,10 @@ class Study:
         }
 
     def int8(self, results: dict) -> None:
-        from model_build.study.int8 import calibrate_selected
+        from model_build.study.int8 import calibrate_device_model
 
-        results.update(calibrate_selected(self.cohort_path, self.work, results["selected_model"], self.options,
-                                          self.progress))
+        results.update(calibrate_device_model(self.cohort_path, self.work, list(results["models"]),
+                                              results["selected_model"], self.options, self.progress))
 
     def report(self, results: dict) -> None:
         from model_build.study.gradcam import gradcam_figure

@@ -172,15 +172,16 @@ def verify_manifest(folder: Path) -> dict[str, str]:
         raise BundleError(f"{folder / name}: not in {MANIFEST}; fix: remove it (keep a TensorRT "
                           "engine outside the bundle, see docs/edge.md)")
     for name, digest in listed.items():
-        if _sha256(folder / name) != digest:
+        if sha256_file(folder / name) != digest:
             raise BundleError(f"{folder / name}: content differs from {MANIFEST} (changed or "
                               "damaged); fix: copy the bundle again from its source")
     return listed
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks (bundles hold models of tens of MB)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with Path(path).open("rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()

@@ -3,6 +3,7 @@ on the device, an INT8 model only once the accuracy gate accepted it."""
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def test_manifest_lists_every_file_in_sha256sum_format(image_bundle: tuple[Path,
     names = [line.split("  ")[1] for line in lines]
     assert names == sorted(p.name for p in folder.iterdir() if p.name != bundle_io.MANIFEST)
     assert {bundle_io.WEIGHTS, bundle_io.ONNX, bundle_io.CONFIG, bundle_io.PREPROCESSING} <= set(names)
-    assert all(line.split("  ")[0] == bundle_io.sha256_of(folder / name) for line, name in zip(lines, names))
+    assert all(line.split("  ")[0] == hashlib.sha256((folder / name).read_bytes()).hexdigest() for line, name in zip(lines, names))
 
 
 def test_a_changed_file_is_refused_by_name(tmp_path: Path) -> None:

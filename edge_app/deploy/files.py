@@ -4,13 +4,13 @@ update leaves the old file or the new one, never half of one."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from edge_app.bundle import sha256_file  # noqa: F401  (the deployment modules hash through here)
 from edge_app.deploy import DeployError
 
 
@@ -46,10 +46,3 @@ def read_json(path: Path) -> dict[str, Any]:
         raise DeployError(f"{path}: expected a JSON object")
     return data
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

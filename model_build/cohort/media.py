@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from edge_app.bundle import sha256_file
 from model_build.cohort.findings import Finding, Place
 from model_build.cohort.listings import LISTINGS, MEDIA_COLUMNS, media_format, path_problem
 from model_build.cohort.values import cell_problem
@@ -46,7 +47,6 @@ PILLOW_FORMATS = {"png": ("PNG",), "jpeg": ("JPEG", "MPO"), "bmp": ("BMP", "DIB"
 # Containers that store no frame count get it estimated from duration x rate, which can be
 # one frame off; a truncated recording loses far more than that.
 FRAME_COUNT_SLACK = 1
-_CHUNK = 1 << 20
 # What describe_pixels says about a file, as the media table (and `--json`) carries it.
 DESCRIBED = ("format", "width", "height", "frames", "scan_box", "scan_box_source", "mm_per_pixel",
              "pixel_size_source", "burned_in_text", "burned_in_annotation_flag")
@@ -144,7 +144,7 @@ def inspect_media_file(path: Path, item: MediaItem) -> MediaCheck:
             return MediaCheck(None, (_finding(item, problem),))
         pixels: MediaPixels | None = None
         if item.format == "video":
-            digest = _sha256_of_file(path)
+            digest = sha256_file(path)
             problem, pixels = _video_problem(path)
         else:
             data = path.read_bytes()
@@ -245,14 +245,6 @@ def _missing_hint(path: Path) -> str:
             if sibling.name.lower() == path.name.lower():
                 return f"the folder has {sibling.name!r}: correct the letter case of the path"
     return "copy the file into the cohort folder, or correct its path (relative to the cohort folder)"
-
-
-def _sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _image_problem(data: bytes, kind: str) -> Problem | None:

@@ -9,7 +9,6 @@ weights file is refused with the file's name instead of silently changing predic
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from edge_app.bundle import BundleError as DeviceBundleError
+from edge_app.bundle import sha256_file
 from edge_app.bundle import verify_manifest as verify_device_manifest
 from edge_app.preprocess import PreprocessParams, Preprocessor
 from model_build.models import CLASSES
@@ -114,14 +114,6 @@ def write_bundle_files(bundle: Bundle, folder: Path, model_card: str) -> None:
     write_text(folder / MODEL_CARD, model_card)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def bundle_files(folder: Path) -> list[str]:
     """The files the manifest covers: every visible file except the manifest itself."""
     return sorted(p.name for p in folder.iterdir()
@@ -130,7 +122,7 @@ def bundle_files(folder: Path) -> list[str]:
 
 def write_manifest(folder: Path) -> None:
     """``sha256sum`` format, so ``sha256sum -c MANIFEST.sha256`` checks a copy by hand too."""
-    lines = [f"{sha256_of(folder / name)}  {name}" for name in bundle_files(folder)]
+    lines = [f"{sha256_file(folder / name)}  {name}" for name in bundle_files(folder)]
     write_text(folder / MANIFEST, "\n".join(lines) + "\n")
 
 

@@ -122,12 +122,12 @@ def comparison_plan(models: list[str]) -> list[tuple[str, str, str]]:
 
 
 def comparisons_for(predictions: dict[str, dict[str, pd.DataFrame]], models: list[str], cohorts: list[str],
-                    subset: pd.Series | None = None) -> list[dict]:
+                    only: str | None = None) -> list[dict]:
     plan = comparison_plan(models)
     done = {(a, b) for a, b, _ in plan} | {(b, a) for a, b, _ in plan}
     results = []
     for cohort in cohorts:
-        tables = {name: _rows(predictions[name][cohort], subset) for name in models}
+        tables = {name: _rows(predictions[name][cohort], only) for name in models}
         aucs = {name: auc_of(table) for name, table in tables.items() if table["label"].nunique() == 2}
         steps = list(plan)
         if cohort == "development" and aucs:
@@ -141,8 +141,9 @@ def comparisons_for(predictions: dict[str, dict[str, pd.DataFrame]], models: lis
     return results
 
 
-def _rows(table: pd.DataFrame, subset: pd.Series | None) -> pd.DataFrame:
-    return table if subset is None else table[table[subset.name]]
+def _rows(table: pd.DataFrame, only: str | None) -> pd.DataFrame:
+    """All rows, or those where the boolean column ``only`` (e.g. complete_case) is true."""
+    return table if only is None else table[table[only]]
 
 
 def contributions(predictions: dict[str, dict[str, pd.DataFrame]], models: list[str], seed: int) -> dict:
@@ -187,11 +188,11 @@ def summarise(predictions: dict[str, dict[str, pd.DataFrame]], models: list[str]
 def complete_cases(predictions: dict[str, dict[str, pd.DataFrame]], models: list[str], cohorts: list[str]) -> dict:
     """The same AUCs and comparisons on participants with every clinical and lab value present:
     imputation cannot be what makes a model look good or bad."""
-    subset = pd.Series(dtype=bool, name="complete_case")
+    only = "complete_case"
     reference = predictions[models[0]]
     counts = {cohort: int(reference[cohort]["complete_case"].sum()) for cohort in cohorts}
-    table = {name: {cohort: _auc_with_ci(_rows(predictions[name][cohort], subset)) for cohort in cohorts}
+    table = {name: {cohort: _auc_with_ci(_rows(predictions[name][cohort], only)) for cohort in cohorts}
              for name in models}
-    usable = [c for c in cohorts if counts[c] > 0 and _rows(reference[c], subset)["label"].nunique() == 2]
+    usable = [c for c in cohorts if counts[c] > 0 and _rows(reference[c], only)["label"].nunique() == 2]
     return {"description": "participants with every clinical and lab value present", "n": counts,
-            "models": table, "comparisons": comparisons_for(predictions, models, usable, subset)}
+            "models": table, "comparisons": comparisons_for(predictions, models, usable, only)}

@@ -96,7 +96,8 @@ def quantize(
     max_flip_rate: Annotated[float, typer.Option(
         help="Sensitivity loop: keep layers in float while more calibration frames than this flip.")] = 0.02,
     rounds: Annotated[int, typer.Option(min=0, help="Sensitivity loop: most re-quantizations.")] = 3,
-    exclude_per_round: Annotated[int, typer.Option(min=1, help="Layers kept in float per round.")] = 2,
+    exclude_per_round: Annotated[int, typer.Option(
+        min=1, help="Sensitivity loop: layer groups (network blocks) kept in float per round.")] = 2,
 ) -> None:
     """Quantize BUNDLE's model.onnx to INT8 with the calibration set CALIB."""
     from calibration.bundles import load_float_bundle

@@ -13,10 +13,11 @@ Targets:
 - ``tensorrt-cache``: a TensorRT 8.x calibration cache (calibration.trt_cache; needs a GPU).
 
 Sensitivity loop (tensorrt and cpu): after quantizing, the float and INT8 graphs are compared on
-the calibration frames (decisions at the frozen threshold, per-layer error). While more than
-``max_flip_rate`` of those frames change decision, the ``exclude_per_round`` layers whose own
-quantization added most error are kept in float and the graph is quantized again, for at most
-``rounds`` rounds; the round that agreed best is kept. Only calibration frames are used, never
+the calibration frames (decisions at the frozen threshold, logit error). While more than
+``max_flip_rate`` of those frames change decision, the ``exclude_per_round`` layer groups
+(blocks) whose float bypass lowers the logit error most (calibration.sensitivity.float_groups)
+are kept in float and the graph is quantized again, for at most ``rounds`` rounds; the round
+that agreed best is kept. Only calibration frames are used, never
 the cohorts the gate evaluates on, so `sarco-calibrate verify` stays an independent check.
 """
 
@@ -42,11 +43,10 @@ from calibration.bundles import SourceBundle, write_int8_bundle
 from calibration.onnx_run import INPUT_NAME, logits, int8_tensor_count, runs_fused
 from calibration.ranges import ArrayReader, check_scales, percentile_ranges, read_cache_text, stride, write_cache_text
 from calibration.select import INPUTS, CalibrationSet
-from calibration.sensitivity import LayerError, layer_errors, worst_layers
+from calibration.sensitivity import FloatGroup, float_groups
 from edge_app.session import OutputReadout
 
-LAYER_SAMPLE = 64  # calibration frames used for the per-layer comparison (it runs every layer)
-REPORTED_LAYERS = 10
+LAYER_SAMPLE = 64  # calibration frames used to choose the layer groups kept in float (one run per trial)
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class Round:
     int8_tensors: int
     calibration_flip_rate: float
     logit_rms_error: float
-    worst_layers: list[LayerError] = field(default_factory=list)
+    kept_in_float_next: list[FloatGroup] = field(default_factory=list)  # chosen for the next round
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,7 +107,7 @@ def quantize_bundle(source: SourceBundle, calibration: CalibrationSet, out: Path
         np.save(inputs_path, calibration.inputs, allow_pickle=False)
         cache = _percentile_cache(float_copy, calibration, work, options, on_step) \
             if options.method == "percentile" and options.target == "tensorrt" else None
-        sample = calibration.inputs[_spread(len(calibration.inputs), LAYER_SAMPLE)]
+        spread = _spread(len(calibration.inputs), LAYER_SAMPLE)
         float_logits = logits(source.onnx_path, calibration.inputs)
         readout = OutputReadout(source.device.readout)
         rounds: list[Round] = []
@@ -118,15 +118,17 @@ def quantize_bundle(source: SourceBundle, calibration: CalibrationSet, out: Path
                     + (f", {len(excluded)} layers kept in float" if excluded else "") + ")")
             _quantize_once(float_copy, inputs_path, calibration.inputs, candidate, options, excluded, cache, work)
             on_step(f"round {len(rounds) + 1}: comparing float and INT8 on the calibration frames")
-            last, errors = _compare(source, candidate, calibration.inputs, sample, float_logits, readout, excluded,
-                                    runs_fused(options.target))
+            last = _compare(source, candidate, calibration.inputs, float_logits, readout, excluded,
+                            runs_fused(options.target))
             rounds.append(last)
             if last.calibration_flip_rate <= options.max_flip_rate or len(rounds) > options.rounds:
                 break
-            worst = worst_layers(errors, options.exclude_per_round, quantized_only=True, exclude=frozenset(excluded))
-            if not worst:
+            on_step(f"round {len(rounds)}: choosing the layer groups to keep in float")
+            last.kept_in_float_next = float_groups(candidate, calibration.inputs[spread], float_logits[spread],
+                                                   options.exclude_per_round, frozenset(excluded))
+            if not last.kept_in_float_next:
                 break
-            excluded = excluded + [e.node for e in worst]
+            excluded = excluded + [node for group in last.kept_in_float_next for node in group.nodes]
         # The round whose graph agrees best on the calibration frames (fewest flips, then fewer
         # layers in float): keeping more layers in float does not always help.
         best = min(range(len(rounds)), key=lambda k: (rounds[k].calibration_flip_rate, len(rounds[k].excluded)))
@@ -200,18 +202,14 @@ def _percentile_cache(float_path: Path, calibration: CalibrationSet, work: Path,
     return path, read_cache_text(path)
 
 
-def _compare(source: SourceBundle, candidate: Path, inputs: np.ndarray, sample: np.ndarray,
-             float_logits: np.ndarray, readout: OutputReadout, excluded: list[str],
-             fused: bool) -> tuple[Round, list[LayerError]]:
+def _compare(source: SourceBundle, candidate: Path, inputs: np.ndarray, float_logits: np.ndarray,
+             readout: OutputReadout, excluded: list[str], fused: bool) -> Round:
     quantized_logits = logits(candidate, inputs, optimized=fused)
     threshold = source.device.threshold
     flips = (readout.probability(float_logits) >= threshold) != (readout.probability(quantized_logits) >= threshold)
-    errors = layer_errors(source.onnx_path, candidate, sample)
-    summary = Round(excluded=list(excluded), int8_tensors=int8_tensor_count(candidate),
-                    calibration_flip_rate=float(np.mean(flips)),
-                    logit_rms_error=float(np.sqrt(np.mean((quantized_logits - float_logits) ** 2))),
-                    worst_layers=worst_layers(errors, REPORTED_LAYERS))
-    return summary, errors
+    return Round(excluded=list(excluded), int8_tensors=int8_tensor_count(candidate),
+                 calibration_flip_rate=float(np.mean(flips)),
+                 logit_rms_error=float(np.sqrt(np.mean((quantized_logits - float_logits) ** 2))))
 
 
 def _spread(total: int, wanted: int) -> np.ndarray:

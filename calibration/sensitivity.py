@@ -8,11 +8,18 @@ graph output (Q/DQ insertion keeps the original node and tensor names). For each
   network, so the last layers always look worst;
 - ``added_error``: its relative error minus the largest of its inputs', i.e. what this node's own
   quantization (its input activation and its weights) added. Layers are ranked by it, and the
-  sensitivity loop of :mod:`calibration.quantize` keeps the worst ones in float.
+  sensitivity loop of :mod:`calibration.quantize` reported them until it learned better.
+
+The loop chooses what to keep in float by :func:`float_groups` instead: the output error left
+when a whole block runs in float (its Q/DQ pairs bypassed) while the rest stays INT8. Added
+error at a layer's own output misses what matters most on ultrasound: the network reads fine
+texture, so the weights of the first block (a 3x3 depthwise and a 32-to-16 projection), modest
+by their own output error, move the logits most (docs/calibration.md).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +30,7 @@ from onnx import TensorProto, helper
 from calibration.onnx_run import cpu_session, run_batches
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+BLOCK = re.compile(r"^(/(?:[^/]+/)*?[^/]*\.\d+)/")
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,77 @@ def layer_errors(float_path: Path, quantized_path: Path, inputs: np.ndarray, bat
                                  float(relative[tensor] - upstream),
                                  bool(dequantized.intersection(counterpart[node.name].input))))
     return errors
+
+
+@dataclass(frozen=True)
+class FloatGroup:
+    """A layer group the sensitivity loop keeps in float, and the output error that leaves."""
+
+    group: str
+    nodes: list[str]
+    logit_rms_error: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def float_groups(quantized_path: Path, inputs: np.ndarray, float_logits: np.ndarray, count: int,
+                 exclude: frozenset[str] = frozenset()) -> list[FloatGroup]:
+    """Greedily, ``count`` times: the layer group whose Q/DQ pairs, bypassed together with the
+    groups already chosen, leave the smallest RMS logit error against ``float_logits``.
+
+    A group is a numbered block of the network (``/encoder/_blocks.3/...``: its expand,
+    depthwise and project convolutions and its residual add), or a layer outside any block.
+    Blocks are the unit because the errors of a block's layers cancel or add up: bypassing one
+    of them alone can make the output worse. A bypass needs the float tensor behind the pair,
+    i.e. a QuantizeLinear before the DequantizeLinear, as in Model Optimizer's graphs; ONNX
+    Runtime stores weights already quantized, so its graphs can only gain from activations.
+    """
+    model = onnx.load(str(quantized_path))
+    producer = {out: node for node in model.graph.node for out in node.output}
+    float_of = {node.output[0]: producer[node.input[0]].input[0] for node in model.graph.node
+                if node.op_type == "DequantizeLinear" and node.input[0] in producer
+                and producer[node.input[0]].op_type == "QuantizeLinear"}
+    groups: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        if node.op_type not in QDQ_OPS and node.name not in exclude and any(i in float_of for i in node.input):
+            groups.setdefault(layer_group(node.name), []).append(node.name)
+    chosen: list[FloatGroup] = []
+    kept: set[str] = set()
+    for _ in range(min(count, len(groups))):
+        trials = []
+        for group, nodes in groups.items():
+            if group in {c.group for c in chosen}:
+                continue
+            bypassed = _bypassed(model, float_of, kept | set(nodes))
+            error = _rms(run_batches(cpu_session(bypassed, quantized_path, optimized=False), inputs)[0] - float_logits)
+            trials.append((error, group))
+        error, group = min(trials)
+        chosen.append(FloatGroup(group, groups[group], error))
+        kept |= set(groups[group])
+    return chosen
+
+
+def layer_group(node: str) -> str:
+    """``/encoder/_blocks.3/_project_conv/Conv`` -> ``/encoder/_blocks.3``: the first numbered
+    module (a ModuleList or Sequential entry) on the node's path, else the node itself."""
+    match = BLOCK.match(node)
+    return match.group(1) if match else node
+
+
+def _bypassed(model: onnx.ModelProto, float_of: dict[str, str], nodes: set[str]) -> bytes:
+    """``model`` with ``nodes`` reading the float tensors behind their Q/DQ pairs, serialised."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in copy.graph.node:
+        if node.name in nodes:
+            for position, name in enumerate(node.input):
+                node.input[position] = float_of.get(name, name)
+    return copy.SerializeToString()
+
+
+def _rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(values.astype(np.float64)))))
 
 
 def worst_layers(errors: list[LayerError], count: int, quantized_only: bool = False,

@@ -160,18 +160,21 @@ def test_cpu_target_probe_in_air_set_is_rejected(world: dict, cpu_air) -> None:
     assert "REJECTED" in (world["root"] / "int8_cpu_air-report" / "verify.html").read_text()
 
 
-def test_sensitivity_loop_keeps_the_worst_layers_in_float(world: dict, good_set: Path) -> None:
+def test_sensitivity_loop_keeps_the_most_damaging_layers_in_float(world: dict, good_set: Path) -> None:
     """Percentile 60 clips every activation: the calibration frames flip whatever stays INT8, so
-    the loop runs all its rounds, each keeping the next worst INT8 layer in float, and the bundle
-    keeps the round that agreed best."""
+    the loop runs all its rounds, each keeping the layer group in float whose bypass helped most,
+    and the bundle keeps the round that agreed best."""
     options = QuantizeOptions(target="cpu", method="percentile", percentile=60.0, max_flip_rate=0.0, rounds=2,
                               exclude_per_round=1)
     bundle, rounds = quantize_bundle(world["source"], load_calibration_set(good_set), world["root"] / "int8_loop",
                                      options)
     assert len(rounds) == 3 and rounds[0].excluded == [] and rounds[0].calibration_flip_rate > 0
     for before, after in zip(rounds, rounds[1:]):
-        worst = next(e.node for e in before.worst_layers if e.quantized and e.node not in before.excluded)
-        assert after.excluded == before.excluded + [worst]
+        assert len(before.kept_in_float_next) == 1
+        kept = before.kept_in_float_next[0]
+        assert kept.nodes and not set(kept.nodes) & set(before.excluded)
+        assert kept.logit_rms_error <= before.logit_rms_error + 1e-9
+        assert after.excluded == before.excluded + kept.nodes
         assert after.int8_tensors < before.int8_tensors
     sensitivity = json.loads((bundle / QUANTIZATION).read_text())["sensitivity"]
     best = min(range(3), key=lambda k: (rounds[k].calibration_flip_rate, len(rounds[k].excluded)))

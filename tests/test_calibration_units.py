@@ -107,13 +107,11 @@ def test_bad_options_name_the_option(options: dict, message: str) -> None:
         QuantizeOptions(**options)
 
 
-def test_layer_errors_find_the_layer_a_bad_scale_breaks(tmp_path: Path) -> None:
-    """Quantize the tiny network, then shrink one activation scale: that layer must rank first."""
+def _quantized_and_broken(tmp_path: Path) -> tuple[Path, Path, Path, np.ndarray]:
+    """The tiny network, its faithful INT8 graph, and a copy with conv2's input scale shrunk 50x."""
     import onnx
     from onnx import numpy_helper
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from calibration.sensitivity import layer_errors, worst_layers
 
     inputs = np.random.default_rng(1).uniform(-1, 1, (16, 1, SIZE, SIZE)).astype(np.float32)
     float_path = tiny_network(tmp_path / "float.onnx", slope=4.0, offset=0.2)
@@ -121,17 +119,54 @@ def test_layer_errors_find_the_layer_a_bad_scale_breaks(tmp_path: Path) -> None:
     quantize_static(str(float_path), str(quantized_path), ArrayReader(inputs, "image"), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
                     calibrate_method=CalibrationMethod.MinMax)
-    faithful = layer_errors(float_path, quantized_path, inputs)
-    assert {e.node for e in faithful} >= {"conv1", "conv2", "head"}
-    assert max(e.relative_error for e in faithful) < 0.05
     model = onnx.load(str(quantized_path))
     for initializer in model.graph.initializer:
         if initializer.name == "r1_scale":  # the input activation of conv2
             initializer.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(initializer) / 50, initializer.name))
     broken = tmp_path / "broken.onnx"
     onnx.save(model, str(broken))
+    return float_path, quantized_path, broken, inputs
+
+
+def test_layer_errors_find_the_layer_a_bad_scale_breaks(tmp_path: Path) -> None:
+    """Quantize the tiny network, then shrink one activation scale: that layer must rank first."""
+    from calibration.sensitivity import layer_errors, worst_layers
+
+    float_path, quantized_path, broken, inputs = _quantized_and_broken(tmp_path)
+    faithful = layer_errors(float_path, quantized_path, inputs)
+    assert {e.node for e in faithful} >= {"conv1", "conv2", "head"}
+    assert max(e.relative_error for e in faithful) < 0.05
     worst = worst_layers(layer_errors(float_path, broken, inputs), 1, quantized_only=True)[0]
     assert worst.node == "conv2" and worst.added_error > 0.2
+
+
+def test_float_groups_keep_the_layer_a_bad_scale_breaks_in_float(tmp_path: Path) -> None:
+    """Bypassing conv2's Q/DQ pairs removes most of the broken graph's error; the greedy search
+    finds it first, then the next best among the rest."""
+    from calibration.onnx_run import logits
+    from calibration.sensitivity import float_groups
+
+    float_path, _, broken, inputs = _quantized_and_broken(tmp_path)
+    reference = logits(float_path, inputs)
+    before = float(np.sqrt(np.mean((logits(broken, inputs, optimized=False) - reference) ** 2)))
+    first, second = float_groups(broken, inputs, reference, 2)
+    assert (first.group, first.nodes) == ("conv2", ["conv2"])
+    assert first.logit_rms_error < 0.75 * before
+    assert second.group != "conv2" and second.logit_rms_error <= first.logit_rms_error + 1e-9
+    assert float_groups(broken, inputs, reference, 1, exclude=frozenset({"conv2"}))[0].group != "conv2"
+
+
+@pytest.mark.parametrize("node, group", [
+    ("/encoder/_blocks.3/_project_conv/Conv", "/encoder/_blocks.3"),
+    ("/encoder/_blocks.14/Add", "/encoder/_blocks.14"),
+    ("/layer1/layer1.0/conv1/Conv", "/layer1/layer1.0"),
+    ("/encoder/_conv_stem/Conv", "/encoder/_conv_stem/Conv"),
+    ("conv2", "conv2"),
+])
+def test_layer_groups_are_the_first_numbered_module(node: str, group: str) -> None:
+    from calibration.sensitivity import layer_group
+
+    assert layer_group(node) == group
 
 
 @settings(max_examples=150, deadline=None)

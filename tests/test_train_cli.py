@@ -8,6 +8,7 @@ the accuracy targets are measured by benchmarks/bench_train.py.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,24 @@ def test_images_per_step_keeps_a_seeded_random_subset_of_each_participants_image
         assert np.array_equal(np.bincount(batch.image_owner.numpy(), minlength=len(rows)), np.minimum(counts, 2))
     assert torch.equal(draws[0].images, draws[1].images)       # same seed, same images
     assert not torch.equal(draws[0].images, draws[2].images)   # another step, other images
+
+
+def test_weight_average_keeps_the_averaged_weights_and_survives_a_resume(cohort: Path, tmp_path: Path) -> None:
+    averaged = Trainer(cohort, tmp_path / "averaged", replace(_options(weight_average=0.5), epochs=1, batch_size=3))
+    (tmp_path / "averaged").mkdir()
+    averaged.fit()
+    kept = averaged.model.state_dict()  # fit() loaded the kept (best) weights: the average's
+    average = averaged.average.module.state_dict()
+    assert all(torch.equal(kept[k], average[k]) for k in average)
+    plain = Trainer(cohort, tmp_path / "plain", replace(_options(), epochs=1, batch_size=3))  # same steps, no average
+    (tmp_path / "plain").mkdir()
+    plain.fit()
+    assert any(not torch.equal(value, kept[k]) for k, value in plain.model.state_dict().items()
+               if value.is_floating_point())
+    averaged.save_checkpoint()
+    resumed = Trainer(cohort, tmp_path / "averaged", replace(_options(weight_average=0.5), epochs=1, batch_size=3))
+    resumed.resume()
+    for key, value in averaged.average.state_dict().items():
+        assert torch.equal(value, resumed.average.state_dict()[key]), key
+    with pytest.raises(TrainingError, match="weight-average"):
+        Trainer(cohort, tmp_path / "bad", _options(weight_average=1.0))

@@ -55,6 +55,9 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[int, typer.Option(min=2, help="Participants per step.")] = 16,
         images_per_step: Annotated[Optional[int], typer.Option(
             min=1, help="Random images of each participant per training step (default: all).")] = None,
+        weight_average: Annotated[Optional[float], typer.Option(
+            min=0.0, max=0.9999, help="Keep an exponential moving average of the weights with this decay per "
+                                      "step, e.g. 0.95 (default: the last step's weights).")] = None,
         patience: Annotated[Optional[int], typer.Option(min=1, help="Early-stopping patience (epochs).")] = None,
         augment: Annotated[bool, typer.Option(help="Training-time image augmentation.")] = True,
         threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all cores).")] = None,
@@ -71,7 +74,8 @@ def register(app: typer.Typer) -> None:
                   "seed": seed, "backbone": backbone, "pretrained": pretrained, "freeze_blocks": freeze_blocks,
                   "image_weights": None if image_weights is None else str(image_weights),
                   "crop_to_scan": crop_to_scan, "field_of_view_mm": field_of_view_mm, "frames_per_video": frames_per_video,
-                  "batch_size": batch_size, "images_per_step": images_per_step, "augment": augment, "threads": threads, "device": device}
+                  "batch_size": batch_size, "images_per_step": images_per_step,
+                  "weight_average": weight_average, "augment": augment, "threads": threads, "device": device}
         chosen.update({k: v for k, v in (("epochs", epochs), ("image_size", image_size), ("patience", patience))
                        if v is not None})
         options = TrainOptions.quick(**chosen) if quick else TrainOptions(**chosen)

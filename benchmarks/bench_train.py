@@ -34,6 +34,12 @@ CONFIGS: dict[str, dict] = {
     "image-frozen": {"modalities": ["image"], "freeze_blocks": 6},
     "image-fast": {"modalities": ["image"], "epochs": 8, "frames_per_video": 1},
     "image-long": {"modalities": ["image"], "image_size": 224, "epochs": 30, "patience": 8},
+    # The study's CPU settings (model_build/study/design.py): 80 px, 4 blocks frozen, 6 epochs,
+    # one frame per recording, an average of the weights.
+    "image-study": {"modalities": ["image"], "image_size": 80, "freeze_blocks": 4, "epochs": 6, "patience": 2,
+                    "frames_per_video": 1, "weight_average": 0.95},
+    "fused-study": {"modalities": ["image", "clinical", "lab"], "image_size": 80, "freeze_blocks": 4, "epochs": 6,
+                    "patience": 2, "frames_per_video": 1, "weight_average": 0.95},
     # Multimodal: evidential (default), and the two other fusions.
     "fused": {"modalities": ["image", "clinical", "lab"]},
     "fused-physical": {"modalities": ["image", "clinical", "lab"], "field_of_view_mm": 50.0},

@@ -8,7 +8,8 @@ graph output (Q/DQ insertion keeps the original node and tensor names). For each
   network, so the last layers always look worst;
 - ``added_error``: its relative error minus the largest of its inputs', i.e. what this node's own
   quantization (its input activation and its weights) added. Layers are ranked by it, and the
-  sensitivity loop of :mod:`calibration.quantize` reported them until it learned better.
+  sensitivity loop of :mod:`calibration.quantize` used to keep the worst ones in float;
+  `sarco-calibrate verify` still reports them.
 
 The loop chooses what to keep in float by :func:`float_groups` instead: the output error left
 when a whole block runs in float (its Q/DQ pairs bypassed) while the rest stays INT8. Added

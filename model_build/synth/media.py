@@ -47,7 +47,7 @@ class _MuscleAnatomy:
     echo_offset: float  # logit shift: the calf is a little brighter than the thigh
 
 
-_ANATOMY = {
+ANATOMY = {
     "rectus_femoris": _MuscleAnatomy((17.0, 20.0), (9.0, 6.0), 12.0, 0.0),
     "gastrocnemius": _MuscleAnatomy((15.0, 18.0), (6.0, 4.0), 18.0, 0.15),
 }
@@ -94,7 +94,7 @@ def participant_muscle(muscle: str, sex: str, z_image: tuple[float, float, float
                        rng: np.random.Generator) -> _ParticipantMuscle:
     """Map the image latents (monotone) and this person's anatomy (noise) onto one muscle."""
     atrophy, echo, blur = z_image
-    anatomy = _ANATOMY[muscle]
+    anatomy = ANATOMY[muscle]
     male = int(sex == "M")
     return _ParticipantMuscle(
         muscle=muscle,
@@ -106,7 +106,7 @@ def participant_muscle(muscle: str, sex: str, z_image: tuple[float, float, float
     )
 
 
-def _still_plan(rng: np.random.Generator) -> list[tuple[str, str]]:
+def still_plan(rng: np.random.Generator) -> list[tuple[str, str]]:
     """(muscle, side) of each still: 1-3 images, rectus femoris first, calf and other thigh after."""
     side = str(rng.choice(["L", "R"]))
     other = "R" if side == "L" else "L"
@@ -131,7 +131,7 @@ def render_participant(job: MediaJob) -> tuple[list[dict], list[dict]]:
         return muscles[name]
 
     image_rows = []
-    for index, (muscle, side) in enumerate(_still_plan(rng), start=1):
+    for index, (muscle, side) in enumerate(still_plan(rng), start=1):
         image = render_still(muscle_of(muscle).view(rng), profile, rng)
         suffix = ".dcm" if rng.random() < DICOM_SHARE else profile.still_suffix
         relative = Path("images") / job.cohort / f"{job.participant_id}_{index}_{muscle}_{side}{suffix}"

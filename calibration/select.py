@@ -25,6 +25,7 @@ import json
 import shutil
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ INPUTS, FRAMES, METADATA = "inputs.npy", "frames.csv", "calibration.json"
 FRAME_STATES = tuple(state for state in MESSAGES if state != "no_signal")  # the quality gate's verdicts
 FORMAT_VERSION = 1
 STRATUM_KEYS = ("center", "scanner", "label", "muscle", "kind")
+_WORKERS = 4  # files decoded at once: video decoding and OpenCV release the GIL
 
 
 @dataclass(frozen=True)
@@ -99,15 +101,18 @@ def select_calibration_set(bundle: SourceBundle, cohort: Cohort, cohort_name: st
                                f"of {cohort_name!r} is in quality state {frame_state!r}; fix: check the media "
                                "with `sarco validate` and the quality gate settings (docs/edge.md)")
     chosen = _draw(candidates, n, seed)
-    inputs, frames = [], []
-    for candidate, states in chosen:
+
+    def prepared(item: tuple[Candidate, list[FrameState]]) -> list[np.ndarray]:
+        candidate, states = item
         try:
-            inputs += prepared_inputs(candidate.media, states, bundle.device.preprocess)
+            return prepared_inputs(candidate.media, states, bundle.device.preprocess)
         except (OSError, ValueError, PreprocessError) as error:
             raise CalibrationError(f"{candidate.media.listing} row {candidate.media.row} "
                                    f"({candidate.media.path}): {error}") from None
-        frames += [_frame_row(candidate, state, cohort) for state in states]
-    table = pd.DataFrame(frames)
+
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        inputs = [array for arrays in pool.map(prepared, chosen) for array in arrays]
+    table = pd.DataFrame([_frame_row(candidate, state, cohort) for candidate, states in chosen for state in states])
     metadata = _metadata(bundle, cohort, cohort_name, n, seed, frame_state, candidates, table, skipped)
     return CalibrationSet(np.stack(inputs).astype(np.float32), table, metadata)
 
@@ -116,24 +121,30 @@ def _candidates(cohort: Cohort, rows: pd.DataFrame, params: PreprocessParams, fr
                 on_file: Callable[[int], None] | None) -> tuple[list[Candidate], list[dict]]:
     listed = media_rows(cohort, rows["participant_id"].tolist())
     details = _listing_details(cohort)
+    jobs = [(participant, media) for _, participant in rows.iterrows() for media in listed[participant["participant_id"]]]
+
+    def judged(job: tuple[pd.Series, MediaRow]) -> tuple[list[FrameState], str | None]:
+        """The frames' states, or why the file is skipped."""
+        media = job[1]
+        if params.field_of_view_mm is not None and media.mm_per_pixel is None and media.depth_mm is None:
+            return [], "pixel size unknown (the model resamples to mm)"
+        try:
+            return _states(media), None
+        except (OSError, ValueError) as error:
+            return [], f"cannot be read ({error})"
+
     candidates, skipped = [], []
-    for _, participant in rows.iterrows():
-        for media in listed[participant["participant_id"]]:
-            where = {"listing": media.listing, "row": media.row, "path": str(media.path.relative_to(cohort.root))}
-            if params.field_of_view_mm is not None and media.mm_per_pixel is None and media.depth_mm is None:
-                skipped.append({**where, "reason": "pixel size unknown (the model resamples to mm)"})
-            else:
-                try:
-                    states = _states(media)
-                except (OSError, ValueError) as error:
-                    skipped.append({**where, "reason": f"cannot be read ({error})"})
-                    states = []
-                wanted = [state for state in states if state.state == frame_state]
-                if wanted:
-                    muscle, scanner = details.get((media.listing, media.row), ("", ""))
-                    kind = "still" if media.listing == "images.csv" else "video"
-                    stratum = (_text(participant.get("center")), scanner, str(int(participant["label"])), muscle, kind)
-                    candidates.append(Candidate(participant["participant_id"], media, stratum, wanted))
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:  # map keeps the order
+        for (participant, media), (states, problem) in zip(jobs, pool.map(judged, jobs)):
+            if problem:
+                skipped.append({"listing": media.listing, "row": media.row,
+                                "path": str(media.path.relative_to(cohort.root)), "reason": problem})
+            wanted = [state for state in states if state.state == frame_state]
+            if wanted:
+                muscle, scanner = details.get((media.listing, media.row), ("", ""))
+                kind = "still" if media.listing == "images.csv" else "video"
+                stratum = (_text(participant.get("center")), scanner, str(int(participant["label"])), muscle, kind)
+                candidates.append(Candidate(participant["participant_id"], media, stratum, wanted))
             if on_file is not None:
                 on_file(1)
     return candidates, skipped

@@ -123,9 +123,8 @@ def _candidates(cohort: Cohort, rows: pd.DataFrame, params: PreprocessParams, fr
     details = _listing_details(cohort)
     jobs = [(participant, media) for _, participant in rows.iterrows() for media in listed[participant["participant_id"]]]
 
-    def judged(job: tuple[pd.Series, MediaRow]) -> tuple[list[FrameState], str | None]:
+    def judged(media: MediaRow) -> tuple[list[FrameState], str | None]:
         """The frames' states, or why the file is skipped."""
-        media = job[1]
         if params.field_of_view_mm is not None and media.mm_per_pixel is None and media.depth_mm is None:
             return [], "pixel size unknown (the model resamples to mm)"
         try:
@@ -135,7 +134,7 @@ def _candidates(cohort: Cohort, rows: pd.DataFrame, params: PreprocessParams, fr
 
     candidates, skipped = [], []
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:  # map keeps the order
-        for (participant, media), (states, problem) in zip(jobs, pool.map(judged, jobs)):
+        for (participant, media), (states, problem) in zip(jobs, pool.map(judged, [media for _, media in jobs])):
             if problem:
                 skipped.append({"listing": media.listing, "row": media.row,
                                 "path": str(media.path.relative_to(cohort.root)), "reason": problem})

@@ -42,6 +42,8 @@ CONFIGS: dict[str, dict] = {
                        "frames_per_video": 1, "weight_average": 0.95},
     "image-study-12-unfrozen": {"modalities": ["image"], "image_size": 80, "freeze_blocks": 0, "epochs": 12,
                                 "patience": 3, "frames_per_video": 1, "weight_average": 0.95},
+    "image-study-128": {"modalities": ["image"], "image_size": 128, "freeze_blocks": 4, "epochs": 12, "patience": 3,
+                        "frames_per_video": 1, "weight_average": 0.95},
     "fused-study": {"modalities": ["image", "clinical", "lab"], "image_size": 80, "freeze_blocks": 4, "epochs": 6,
                     "patience": 2, "frames_per_video": 1, "weight_average": 0.95},
     # Multimodal: evidential (default), and the two other fusions.

@@ -9,14 +9,14 @@ clinical and lab columns with missing values):
 
 - **oracle**: Bayes-optimal AUC from the latents (what the models' targets are measured against);
 - **observation ceiling**: a gradient-boosting classifier trained on half of the population, on
-  the *exact* observations (every still's muscle thickness, echo intensity,
-  fascicle contrast and pennation before any pixel is drawn; the columns as written). A pixel
-  model must also estimate those parameters through speckle, gain and scanner, so it can only
-  do worse;
+  the *exact* observations (every still's muscle thickness, echo intensity, fascicle contrast
+  and pennation before any pixel is drawn; the columns as written). A pixel model must also
+  estimate those parameters through speckle, gain and scanner, so it can only do worse;
 - **at development size**: a logistic regression with cross-validated L2 penalty on the same
-  exact observations, trained on development-sized samples (357 participants, 101 positive: the
-  development cohort of the paper and large sizes) and tested on the held-out population; mean and SD over
-  repeats. This is what a perfect feature reader reaches with the training data the models get.
+  exact observations, trained on development-sized samples (357 participants, 101 positive:
+  the development cohort of the paper and large sizes) and tested on the held-out population;
+  mean and SD over repeats. This is what a perfect feature reader reaches with the training
+  data the models get.
 
     .venv/bin/python benchmarks/bench_synth_ceiling.py [--n 100000] [--repeats 30] [--seed 0]
 
@@ -79,7 +79,8 @@ def population(n: int, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray], di
     table = add_missing_values(clinical_and_lab(z, sex, rng), rng, MISSING_FRACTION)
     table["sex"] = (table["sex"] == "M").astype(float)
     table = table.astype(float)
-    columns = {role: [name for name, spec in TABULAR_SCHEMA.items() if spec.role == role] for role in ("clinical", "lab")}
+    columns = {role: [name for name, spec in TABULAR_SCHEMA.items() if spec.role == role]
+               for role in ("clinical", "lab")}
     observed = {"image": image_observations(z, sex, rng),
                 "clinical": table[columns["clinical"]].to_numpy(), "lab": table[columns["lab"]].to_numpy()}
     observed["all"] = np.hstack(list(observed.values()))

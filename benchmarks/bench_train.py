@@ -19,6 +19,7 @@ import argparse
 import json
 import resource
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
@@ -26,6 +27,11 @@ from rich.progress import Progress
 
 from model_build.commands.evaluate import run_evaluation
 from model_build.models.train import TrainOptions, train
+from model_build.study.design import image_options
+
+# What the study's image training sets away from the defaults (seed and modalities aside).
+STUDY_IMAGE = {name: value for name, value in asdict(image_options(quick=False, seed=0)).items()
+               if name not in ("modalities", "seed") and value != getattr(TrainOptions(), name)}
 
 CONFIGS: dict[str, dict] = {
     # The deployable image model as trained by default, and faster / longer variants.
@@ -34,18 +40,14 @@ CONFIGS: dict[str, dict] = {
     "image-frozen": {"modalities": ["image"], "freeze_blocks": 6},
     "image-fast": {"modalities": ["image"], "epochs": 8, "frames_per_video": 1},
     "image-long": {"modalities": ["image"], "image_size": 224, "epochs": 30, "patience": 8},
-    # The study's CPU settings (model_build/study/design.py): 80 px, 4 blocks frozen, 6 epochs,
-    # one frame per recording, an average of the weights.
-    "image-study": {"modalities": ["image"], "image_size": 80, "freeze_blocks": 4, "epochs": 6, "patience": 2,
-                    "frames_per_video": 1, "weight_average": 0.95},
-    "image-study-12": {"modalities": ["image"], "image_size": 80, "freeze_blocks": 4, "epochs": 12, "patience": 3,
-                       "frames_per_video": 1, "weight_average": 0.95},
-    "image-study-12-unfrozen": {"modalities": ["image"], "image_size": 80, "freeze_blocks": 0, "epochs": 12,
-                                "patience": 3, "frames_per_video": 1, "weight_average": 0.95},
-    "image-study-128": {"modalities": ["image"], "image_size": 128, "freeze_blocks": 4, "epochs": 12, "patience": 3,
-                        "frames_per_video": 1, "weight_average": 0.95},
-    "fused-study": {"modalities": ["image", "clinical", "lab"], "image_size": 80, "freeze_blocks": 4, "epochs": 6,
-                    "patience": 2, "frames_per_video": 1, "weight_average": 0.95},
+    # The study's CPU settings (model_build/study/design.py: 80 px, 4 blocks frozen, 6 epochs, one
+    # frame per recording, an average of the weights) and variants of them.
+    "image-study": {"modalities": ["image"], **STUDY_IMAGE},
+    "image-study-12": {"modalities": ["image"], **STUDY_IMAGE, "epochs": 12, "patience": 3},
+    "image-study-12-unfrozen": {"modalities": ["image"], **STUDY_IMAGE, "epochs": 12, "patience": 3,
+                                "freeze_blocks": 0},
+    "image-study-128": {"modalities": ["image"], **STUDY_IMAGE, "image_size": 128, "epochs": 12, "patience": 3},
+    "fused-study": {"modalities": ["image", "clinical", "lab"], **STUDY_IMAGE},
     # Multimodal: evidential (default), and the two other fusions.
     "fused": {"modalities": ["image", "clinical", "lab"]},
     "fused-physical": {"modalities": ["image", "clinical", "lab"], "field_of_view_mm": 50.0},

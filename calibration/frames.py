@@ -26,6 +26,7 @@ from edge_app.region_watch import RegionWatch
 from model_build.models.data import MediaRow
 
 DEFAULT_FPS = 30.0  # when a recording does not say (the gate's settle time is in seconds)
+DECODE_WORKERS = 4  # files decoded at once by select and verify: video decoding and OpenCV release the GIL
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import pandas as pd
 from calibration import CalibrationError
 from calibration.bundles import SourceBundle, new_output_folder, publish_folder, write_json
 from calibration.cohorts import calibration_rows
-from calibration.frames import FrameState, prepared_inputs, read_still, still_state, video_states
+from calibration.frames import DECODE_WORKERS, FrameState, prepared_inputs, read_still, still_state, video_states
 from edge_app.preprocess import PreprocessError, PreprocessParams
 from edge_app.quality import MESSAGES
 from model_build.cohort import Cohort
@@ -45,7 +45,6 @@ INPUTS, FRAMES, METADATA = "inputs.npy", "frames.csv", "calibration.json"
 FRAME_STATES = tuple(state for state in MESSAGES if state != "no_signal")  # the quality gate's verdicts
 FORMAT_VERSION = 1
 STRATUM_KEYS = ("center", "scanner", "label", "muscle", "kind")
-_WORKERS = 4  # files decoded at once: video decoding and OpenCV release the GIL
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ def select_calibration_set(bundle: SourceBundle, cohort: Cohort, cohort_name: st
             raise CalibrationError(f"{candidate.media.listing} row {candidate.media.row} "
                                    f"({candidate.media.path}): {error}") from None
 
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+    with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
         inputs = [array for arrays in pool.map(prepared, chosen) for array in arrays]
     table = pd.DataFrame([_frame_row(candidate, state, cohort) for candidate, states in chosen for state in states])
     metadata = _metadata(bundle, cohort, cohort_name, n, seed, frame_state, candidates, table, skipped)
@@ -121,7 +120,8 @@ def _candidates(cohort: Cohort, rows: pd.DataFrame, params: PreprocessParams, fr
                 on_file: Callable[[int], None] | None) -> tuple[list[Candidate], list[dict]]:
     listed = media_rows(cohort, rows["participant_id"].tolist())
     details = _listing_details(cohort)
-    jobs = [(participant, media) for _, participant in rows.iterrows() for media in listed[participant["participant_id"]]]
+    jobs = [(participant, media) for _, participant in rows.iterrows()
+            for media in listed[participant["participant_id"]]]
 
     def judged(media: MediaRow) -> tuple[list[FrameState], str | None]:
         """The frames' states, or why the file is skipped."""
@@ -133,7 +133,7 @@ def _candidates(cohort: Cohort, rows: pd.DataFrame, params: PreprocessParams, fr
             return [], f"cannot be read ({error})"
 
     candidates, skipped = [], []
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:  # map keeps the order
+    with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:  # map keeps the order
         for (participant, media), (states, problem) in zip(jobs, pool.map(judged, [media for _, media in jobs])):
             if problem:
                 skipped.append({"listing": media.listing, "row": media.row,

@@ -34,7 +34,7 @@ from calibration import CalibrationError
 from calibration.bundles import SourceBundle, record_gate, write_json
 from calibration.cohorts import Group, evaluation_groups
 from calibration.footprint import Footprint, compare
-from calibration.frames import passing_inputs, read_still
+from calibration.frames import DECODE_WORKERS, passing_inputs, read_still
 from calibration.onnx_run import logits, runs_fused
 from calibration.sensitivity import LayerError, layer_errors, worst_layers
 from edge_app.bundle import GATE_ACCEPTED, GATE_REJECTED
@@ -230,7 +230,7 @@ def _frames(source: SourceBundle, cohort: Cohort, group: Group, video_frames: in
         return row, [passing[i][1] for i in chosen], None
 
     pixels, owner, skipped = [], [], []
-    with ThreadPoolExecutor(max_workers=4) as pool:  # decoding and OpenCV release the GIL
+    with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
         for row, inputs, problem in pool.map(inputs_of, jobs):
             pixels += inputs
             owner += [row] * len(inputs)

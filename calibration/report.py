@@ -97,7 +97,8 @@ def _probability_plot(result: Verification):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
         ax.axvline(result.threshold, color="grey", ls=":")
         ax.axhline(result.threshold, color="grey", ls=":")
-        ax.set(title=f"{c.name} ({c.flips} flips, red)", xlabel="P float", ylabel="P INT8", xlim=(0, 1), ylim=(0, 1))
+        ax.set(title=f"{c.name} ({c.flips} flip{'' if c.flips == 1 else 's'}, red)", xlabel="P float",
+               ylabel="P INT8", xlim=(0, 1), ylim=(0, 1))
         ax.legend(loc="upper left", fontsize=7)
     return figure
 

@@ -60,6 +60,8 @@ def register(app: typer.Typer) -> None:
                                       "step, e.g. 0.95 (default: the last step's weights).")] = None,
         patience: Annotated[Optional[int], typer.Option(min=1, help="Early-stopping patience (epochs).")] = None,
         augment: Annotated[bool, typer.Option(help="Training-time image augmentation.")] = True,
+        ensemble: Annotated[int, typer.Option(
+            min=1, help="Train K image models on K cross-fitted folds and average them (docs/models.md).")] = 1,
         threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all cores).")] = None,
         device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     ) -> None:
@@ -75,7 +77,8 @@ def register(app: typer.Typer) -> None:
                   "image_weights": None if image_weights is None else str(image_weights),
                   "crop_to_scan": crop_to_scan, "field_of_view_mm": field_of_view_mm, "frames_per_video": frames_per_video,
                   "batch_size": batch_size, "images_per_step": images_per_step,
-                  "weight_average": weight_average, "augment": augment, "threads": threads, "device": device}
+                  "weight_average": weight_average, "augment": augment, "ensemble": ensemble, "threads": threads,
+                  "device": device}
         chosen.update({k: v for k, v in (("epochs", epochs), ("image_size", image_size), ("patience", patience))
                        if v is not None})
         options = TrainOptions.quick(**chosen) if quick else TrainOptions(**chosen)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model_build.models import FUSIONS, MODALITIES, evidential
-from model_build.models.image import build_image_encoder, freeze_early_layers
+from model_build.models.image import EnsembleEncoder, build_image_encoder, freeze_early_layers
 from model_build.models.tabular import TabularMLP
 
 
@@ -38,8 +38,11 @@ class ModelConfig:
     tabular_inputs: dict[str, int] = field(default_factory=dict)
     tabular_width: int = 32
     dropout: float = 0.2
+    image_members: int = 1  # an ensemble of image encoders and heads (mean of their logits)
 
     def __post_init__(self) -> None:
+        if self.image_members < 1:
+            raise ValueError(f"image_members {self.image_members}; fix: use 1 or more")
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown or not self.modalities:
             raise ValueError(f"modalities {self.modalities!r}; fix: choose from {', '.join(MODALITIES)}")
@@ -92,8 +95,11 @@ class FusionModel(nn.Module):
         self.heads = nn.ModuleDict()
         for modality in config.modalities:
             if modality == "image":
-                encoder = build_image_encoder(config.backbone, config.image_size, pretrained, image_weights)
-                freeze_early_layers(encoder, config.freeze_blocks)
+                members = [build_image_encoder(config.backbone, config.image_size, pretrained, image_weights)
+                           for _ in range(config.image_members)]
+                for member in members:
+                    freeze_early_layers(member, config.freeze_blocks)
+                encoder = members[0] if len(members) == 1 else EnsembleEncoder(members)
             else:
                 encoder = TabularMLP(config.tabular_inputs[modality], config.tabular_width, config.dropout)
             self.encoders[modality] = encoder

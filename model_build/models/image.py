@@ -108,6 +108,24 @@ class _ResNetFeatures(nn.Module):
         return self.net(images)
 
 
+class EnsembleEncoder(nn.Module):
+    """Several trained encoders side by side: ``(N, 1, H, W)`` -> their features concatenated.
+
+    A linear head over the concatenation whose weights are each member's head divided by the
+    number of members computes the mean of the members' logits, so an ensemble is one more
+    encoder and one more head to everything downstream: participant pooling, the frozen
+    branch of the fusion models, the ONNX graph the device runs.
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.out_features = sum(member.out_features for member in members)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([member(images) for member in self.members], dim=1)
+
+
 def fold_grey_stem(stem: nn.Conv2d) -> None:
     """Make a 3-channel stem take one grey channel: sum the kernel over its input channels."""
     if stem.in_channels == 1:

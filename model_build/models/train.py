@@ -66,6 +66,7 @@ class TrainOptions:
     field_of_view_mm: float | None = None
     frames_per_video: int = 4
     images_per_step: int | None = None       # random images per participant in a training step; None: all
+    ensemble: int = 1                        # image models trained on cross-fitted splits, averaged (ensemble.py)
     weight_average: float | None = None      # EMA decay per step of the weights kept and validated; None: off
     validation_fraction: float = 0.2
     patience: int = 4
@@ -203,12 +204,14 @@ class Trainer:
 
     By default it trains on the labelled ``train_cohort`` participants, read from disk. The
     study passes ``rows`` (a fold's participants), a ``library`` of images read once for all
-    its trainings, and for fusion models the fold's frozen image ``branch``.
+    its trainings, and for fusion models the fold's frozen image ``branch``; an ensemble passes
+    each member's ``split`` (positions in ``rows`` to train on and to hold out).
     """
 
     def __init__(self, cohort: Path | Cohort, out: Path, options: TrainOptions,
                  progress: Progress | None = None, *, rows: pd.DataFrame | None = None,
-                 library: ImageLibrary | None = None, branch: ImageBranch | None = None) -> None:
+                 library: ImageLibrary | None = None, branch: ImageBranch | None = None,
+                 split: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.out, self.options = out, options
         self.progress = progress or Progress(disable=True)
         self.device = choose_device(options.device)
@@ -225,7 +228,8 @@ class Trainer:
         self.library, self.branch = library, branch
         self.modalities = resolve_modalities(self.cohort, self.rows, options.modalities)
         labels = self.rows["label"].astype(int).to_numpy()
-        self.train_index, self.validation_index = inner_split(labels, options.validation_fraction, options.seed)
+        self.train_index, self.validation_index = split if split is not None else \
+            inner_split(labels, options.validation_fraction, options.seed)
         fit_rows = self.rows.iloc[self.train_index]
         self.encoders = {m: TabularEncoder.fit(fit_rows, tabular_columns(self.cohort, m))
                          for m in self.modalities if m != "image"}
@@ -300,7 +304,8 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------------------
 
     def _fingerprint(self) -> dict:
-        return {"options": self.options.fingerprint(), "data_hash": self.data_hash}
+        return {"options": self.options.fingerprint(), "data_hash": self.data_hash,
+                "validation_rows": self.validation_index.tolist()}
 
     def save_checkpoint(self) -> None:
         """Atomic, every epoch; loaded back with ``weights_only=True`` (plain tensors and dicts)."""
@@ -415,16 +420,21 @@ class Trainer:
     def finish(self) -> Path:
         """Stacker, threshold, metrics, ONNX and manifest: the bundle."""
         metrics = self.settle()
-        stacker, threshold = self.stacker, self.threshold
         metrics["baselines"] = self._baselines()
-        model = self._deployable_model()
+        return self.write_bundle(self._deployable_model(), self.config, metrics)
+
+    def write_bundle(self, model: FusionModel, config: ModelConfig, metrics: dict,
+                     training: dict | None = None) -> Path:
+        """ONNX, every bundle file and the manifest of ``model`` (the stacker and threshold
+        already settled); ``training`` replaces entries of the training metadata."""
+        threshold = self.threshold
         if "image" in self.modalities:
             metrics["onnx_parity_max_abs_diff"] = export_onnx(
-                model.image_scorer(), self.config.image_size, self.out / bundle_io.ONNX)
+                model.image_scorer(), config.image_size, self.out / bundle_io.ONNX)
         bundle = bundle_io.Bundle(
-            model=model, config=self.config, preprocess=self.preprocess,
+            model=model, config=config, preprocess=self.preprocess,
             encoders=self.encoders, threshold=threshold["value"], input_schema=self._input_schema(),
-            training=self._training_metadata(metrics, threshold), stacker=stacker,
+            training={**self._training_metadata(metrics, threshold), **(training or {})}, stacker=self.stacker,
             frames_per_video=self.options.frames_per_video)
         bundle_io.write_bundle_files(bundle, self.out, model_card(bundle))
         bundle_io.write_manifest(self.out)
@@ -516,7 +526,13 @@ def train(cohort: Path, out: Path, options: TrainOptions, resume: bool = False,
     if not resume and out.exists() and any(out.iterdir()):
         raise TrainingError(f"{out}: is not empty; fix: choose a new --out folder, or add --resume "
                             "to continue an interrupted run there")
+    if options.ensemble < 1:
+        raise TrainingError(f"--ensemble {options.ensemble}: use 1 (one model) or more")
     out.mkdir(parents=True, exist_ok=True)
+    if options.ensemble > 1:
+        from model_build.models.ensemble import train_ensemble
+
+        return train_ensemble(cohort, out, options, resume, progress)
     trainer = Trainer(cohort, out, options, progress)
     if resume:
         trainer.resume()

@@ -151,11 +151,11 @@ def _write_ensemble(trainers: list[Trainer], out: Path, options: TrainOptions, l
     readout = read_out(outputs, present, options.fusion, lead.stacker)
     metrics, lead.threshold = validation_metrics(out_of_fold, outputs, readout, lead.modalities, options.fusion)
     metrics["baselines"] = {}
-    lead.out, lead.options = out, options
-    model = compose([trainer.model.cpu() for trainer in trainers])
     members = [{"seed": t.options.seed, "held_out": len(t.validation_index), "epochs_run": t.state.epoch,
                 "best_epoch": t.state.best_epoch, "history": t.state.history,
                 "train_seconds": t.timings["train_seconds"]} for t in trainers]
+    model = compose([trainer.model.cpu() for trainer in trainers])
+    lead.out, lead.options = out, options
     training = {
         "seed": options.seed,
         "participants": {"train": len(order), "validation": len(order), "positive": int(lead.arrays.labels.sum())},

@@ -93,6 +93,7 @@ def test_an_ensemble_bundle_is_one_graph_that_evaluates_like_any_bundle(app: typ
     assert training["participants"] == {"train": 12, "validation": 12, "positive": 6}
     assert training["metrics"]["validation"]["n"] == 12  # the threshold saw every participant
     assert training["metrics"]["onnx_parity_max_abs_diff"] <= 1e-4
+    assert "Ensemble of 3 networks" in (out / "MODEL_CARD.md").read_text()
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     assert session.run(None, {"image": np.zeros((2, 1, 64, 64), np.float32)})[0].shape == (2, 2)
 

@@ -122,17 +122,26 @@ def model_card(bundle: Bundle) -> str:
                   f"({'ImageNet-initialised' if training['options']['pretrained'] else 'from scratch'}); "
                   "several images per participant are pooled as the mean of their logits",
                   "- Device graph: `model.onnx` (the image branch), see docs/model-bundle.md"]
+    members = training.get("members")
+    if members:
+        lines += [f"- Ensemble of {len(members)} networks trained on cross-fitted folds of the training "
+                  "participants; the graph outputs the mean of their logits (docs/models.md)"]
+    split = "out-of-fold predictions of the ensemble's members" if members else \
+        "inner validation split of the training cohort"
     lines += [
-        f"- Decision threshold: {bundle.threshold:.4f} ({training['threshold']['rule']}, chosen on the "
-        "inner validation split of the training cohort)", "",
+        f"- Decision threshold: {bundle.threshold:.4f} ({training['threshold']['rule']}, chosen on the {split})", "",
         "## Training data",
-        f"- Cohort `{training['cohort']}`, subset `{training['train_cohort']}`: "
-        f"{training['participants']['train']} participants for training and "
-        f"{training['participants']['validation']} held out for early stopping and the threshold "
-        f"({training['participants']['positive']} with sarcopenia in all); {training['images']} images or frames",
+        f"- Cohort `{training['cohort']}`, subset `{training['train_cohort']}`: " + (
+            f"{training['participants']['train']} participants, each held out by one member for early "
+            f"stopping and the threshold" if members else
+            f"{training['participants']['train']} participants for training and "
+            f"{training['participants']['validation']} held out for early stopping and the threshold")
+        + f" ({training['participants']['positive']} with sarcopenia in all); {training['images']} images or frames",
         f"- Data hash (SHA-256 of the rows and files used): `{training['data_hash']}`",
-        f"- Seed {training['seed']}; {training['epochs_run']} epochs run, best epoch {training['best_epoch']}", "",
-        "## Performance on the inner validation split",
+        f"- Seed {training['seed']}; " + (
+            "epochs run per member " + ", ".join(f"{m['epochs_run']} (best {m['best_epoch']})" for m in members)
+            if members else f"{training['epochs_run']} epochs run, best epoch {training['best_epoch']}"), "",
+        f"## Performance on the {split}" if members else "## Performance on the inner validation split",
         f"- AUC {validation['auc']:.3f} ({_interval(validation['auc_ci'])}), "
         f"sensitivity {validation['sensitivity']:.3f}, specificity {validation['specificity']:.3f} "
         f"(n = {validation['n']}, {validation['n_positive']} positive)",

@@ -113,6 +113,7 @@ def test_an_ensemble_bundle_is_one_graph_that_evaluates_like_any_bundle(app: typ
     assert sum(m["held_out"] for m in training["members"]) == 12
     assert training["participants"] == {"train": 12, "validation": 12, "positive": 6}
     assert training["metrics"]["validation"]["n"] == 12  # the threshold saw every participant
+    assert training["threshold"]["chosen_on"] == "out-of-fold predictions of the members (12 participants)"
     assert training["metrics"]["onnx_parity_max_abs_diff"] <= 1e-4
     assert "Ensemble of 3 networks" in (out / "MODEL_CARD.md").read_text()
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -153,7 +153,8 @@ def _write_ensemble(trainers: list[Trainer], out: Path, options: TrainOptions, l
     lead.stacker = _fit_stacker(outputs.logits.numpy(), out_of_fold.present.astype(float), out_of_fold.labels) \
         if options.fusion == "late" else None
     readout = read_out(outputs, present, options.fusion, lead.stacker)
-    metrics, lead.threshold = validation_metrics(out_of_fold, outputs, readout, lead.modalities, options.fusion)
+    metrics, threshold = validation_metrics(out_of_fold, outputs, readout, lead.modalities, options.fusion)
+    lead.threshold = {**threshold, "chosen_on": f"out-of-fold predictions of the members ({len(order)} participants)"}
     metrics["baselines"] = {}
     members = [{"seed": t.options.seed, "held_out": len(t.validation_index), "epochs_run": t.state.epoch,
                 "best_epoch": t.state.best_epoch, "history": t.state.history,

@@ -51,8 +51,6 @@ CONFIGS: dict[str, dict] = {
     "image-study-128-ensemble5": {"modalities": ["image"], **STUDY_IMAGE, "image_size": 128, "epochs": 12,
                                   "patience": 3, "ensemble": 5},
     "image-study-12-ensemble5": {"modalities": ["image"], **STUDY_IMAGE, "epochs": 12, "patience": 3, "ensemble": 5},
-    "image-study-mixed-ensemble6": {"modalities": ["image"], **STUDY_IMAGE, "image_size": 128, "epochs": 12,
-                                    "patience": 3, "ensemble": 6, "member_sizes": [128, 80]},
     "fused-study": {"modalities": ["image", "clinical", "lab"], **STUDY_IMAGE},
     # Multimodal: evidential (default), and the two other fusions.
     "fused": {"modalities": ["image", "clinical", "lab"]},

@@ -22,19 +22,6 @@ def parse_modalities(text: str | None) -> list[str] | None:
     return wanted
 
 
-def parse_sizes(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        sizes = []
-    if not sizes:
-        raise typer.BadParameter(f"{text!r}: give whole pixel sizes separated by commas, e.g. 128,80",
-                                 param_hint="--member-sizes")
-    return sizes
-
-
 def progress_bar(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), console=console, transient=True)
@@ -75,9 +62,6 @@ def register(app: typer.Typer) -> None:
         augment: Annotated[bool, typer.Option(help="Training-time image augmentation.")] = True,
         ensemble: Annotated[int, typer.Option(
             min=1, help="Train K image models on K cross-fitted folds and average them (docs/models.md).")] = 1,
-        member_sizes: Annotated[Optional[str], typer.Option(
-            help="Comma-separated network input sides of the ensemble's members, cycled, e.g. 128,80 "
-                 "(each member resizes the --image-size input; default: no resize).")] = None,
         threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all cores).")] = None,
         device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     ) -> None:
@@ -93,8 +77,7 @@ def register(app: typer.Typer) -> None:
                   "image_weights": None if image_weights is None else str(image_weights),
                   "crop_to_scan": crop_to_scan, "field_of_view_mm": field_of_view_mm, "frames_per_video": frames_per_video,
                   "batch_size": batch_size, "images_per_step": images_per_step,
-                  "weight_average": weight_average, "augment": augment, "ensemble": ensemble,
-                  "member_sizes": parse_sizes(member_sizes), "threads": threads,
+                  "weight_average": weight_average, "augment": augment, "ensemble": ensemble, "threads": threads,
                   "device": device}
         chosen.update({k: v for k, v in (("epochs", epochs), ("image_size", image_size), ("patience", patience))
                        if v is not None})

@@ -88,9 +88,7 @@ def train_ensemble(cohort_path: Path, out: Path, options: TrainOptions, resume: 
     load_seconds = time.perf_counter() - started
     trainers = []
     for member, split in enumerate(splits):
-        sizes = options.member_sizes
-        member_options = replace(options, ensemble=1, seed=member_seed(options.seed, member),
-                                 member_sizes=None if sizes is None else [sizes[member % len(sizes)]])
+        member_options = replace(options, ensemble=1, seed=member_seed(options.seed, member))
         folder = out / MEMBERS / str(member)
         folder.mkdir(parents=True, exist_ok=True)
         trainer = Trainer(cohort, folder, member_options, progress, rows=rows, library=library, split=split)
@@ -124,9 +122,7 @@ def _fit_member(trainer: Trainer, resume: bool, name: str, progress: Progress) -
 
 def compose(members: list[FusionModel]) -> FusionModel:
     """One image model whose logits are the mean of the members' logits."""
-    sizes = [size for member in members for size in member.config.member_sizes()]
-    config = replace(members[0].config, image_members=len(members),
-                     network_sizes=None if len(set(sizes)) == 1 and sizes[0] == members[0].config.image_size else sizes)
+    config = replace(members[0].config, image_members=len(members))
     model = FusionModel(config, pretrained=False)
     for slot, member in zip(model.encoders["image"].members, members):
         slot.load_state_dict(member.encoders["image"].state_dict())

@@ -26,7 +26,7 @@ PARITY_TOLERANCE = 1e-4
 DEPLOYABLE_OPERATORS = frozenset({
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "Div", "Flatten",
     "Gather", "Gemm", "GlobalAveragePool", "Identity", "MatMul", "MaxPool", "Mul", "Pad", "Relu",
-    "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Squeeze", "Sub", "Unsqueeze",
+    "Reshape", "Shape", "Sigmoid", "Squeeze", "Sub", "Unsqueeze",
 })
 """Plain CNN operators that ONNX Runtime and TensorRT (8.x-10.x) both run natively; anything
 else (loops, If, ScatterND, custom domains) is refused rather than discovered on the device."""

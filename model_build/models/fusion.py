@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model_build.models import FUSIONS, MODALITIES, evidential
-from model_build.models.image import EnsembleEncoder, Rescaled, build_image_encoder, freeze_early_layers
+from model_build.models.image import EnsembleEncoder, build_image_encoder, freeze_early_layers
 from model_build.models.tabular import TabularMLP
 
 
@@ -39,17 +39,10 @@ class ModelConfig:
     tabular_width: int = 32
     dropout: float = 0.2
     image_members: int = 1  # an ensemble of image encoders and heads (mean of their logits)
-    network_sizes: list[int] | None = None  # per member: the input is resized to this first; None: image_size
 
     def __post_init__(self) -> None:
         if self.image_members < 1:
             raise ValueError(f"image_members {self.image_members}; fix: use 1 or more")
-        if self.network_sizes is not None and len(self.network_sizes) != self.image_members:
-            raise ValueError(f"network_sizes {self.network_sizes}: give one size per image member "
-                             f"({self.image_members})")
-
-    def member_sizes(self) -> list[int]:
-        return list(self.network_sizes or [self.image_size] * self.image_members)
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown or not self.modalities:
             raise ValueError(f"modalities {self.modalities!r}; fix: choose from {', '.join(MODALITIES)}")
@@ -102,11 +95,10 @@ class FusionModel(nn.Module):
         self.heads = nn.ModuleDict()
         for modality in config.modalities:
             if modality == "image":
-                members = []
-                for size in config.member_sizes():
-                    member = build_image_encoder(config.backbone, size, pretrained, image_weights)
+                members = [build_image_encoder(config.backbone, config.image_size, pretrained, image_weights)
+                           for _ in range(config.image_members)]
+                for member in members:
                     freeze_early_layers(member, config.freeze_blocks)
-                    members.append(member if size == config.image_size else Rescaled(member, size))
                 encoder = members[0] if len(members) == 1 else EnsembleEncoder(members)
             else:
                 encoder = TabularMLP(config.tabular_inputs[modality], config.tabular_width, config.dropout)

@@ -108,26 +108,6 @@ class _ResNetFeatures(nn.Module):
         return self.net(images)
 
 
-class Rescaled(nn.Module):
-    """An encoder that first resizes its ``(N, 1, S, S)`` input to ``size`` (bilinear).
-
-    Lets the members of one ensemble look at the same prepared frame at different scales (the
-    device still prepares one size): a small input sees the whole muscle's geometry in a few
-    feature cells, a large one keeps the fascicle texture. The resize is part of the network,
-    so training and the device compute the same thing (ONNX ``Resize``).
-    """
-
-    def __init__(self, encoder: nn.Module, size: int) -> None:
-        super().__init__()
-        self.encoder, self.size = encoder, size
-        self.out_features = encoder.out_features
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        resized = torch.nn.functional.interpolate(images, size=(self.size, self.size), mode="bilinear",
-                                                  align_corners=False)
-        return self.encoder(resized)
-
-
 class EnsembleEncoder(nn.Module):
     """Several trained encoders side by side: ``(N, 1, H, W)`` -> their features concatenated.
 

@@ -67,7 +67,6 @@ class TrainOptions:
     frames_per_video: int = 4
     images_per_step: int | None = None       # random images per participant in a training step; None: all
     ensemble: int = 1                        # image models trained on cross-fitted splits, averaged (ensemble.py)
-    member_sizes: list[int] | None = None    # network input side of each ensemble member, cycled; None: image_size
     weight_average: float | None = None      # EMA decay per step of the weights kept and validated; None: off
     validation_fraction: float = 0.2
     patience: int = 4
@@ -239,13 +238,10 @@ class Trainer:
         self.preprocessor = Preprocessor(self.preprocess)
         self.arrays = self._load_arrays()
         self.timings["load_seconds"] = time.perf_counter() - started
-        network_size = options.member_sizes[0] if options.member_sizes else options.image_size
         self.config = ModelConfig(
             modalities=self.modalities, fusion=options.fusion, backbone=options.backbone,
             image_size=options.image_size, freeze_blocks=options.freeze_blocks,
-            tabular_inputs={m: int(self.arrays.tables[m].shape[1]) for m in self.arrays.tables},
-            network_sizes=None if network_size == options.image_size or "image" not in self.modalities
-            else [network_size])
+            tabular_inputs={m: int(self.arrays.tables[m].shape[1]) for m in self.arrays.tables})
         torch.manual_seed(options.seed)
         weights = Path(options.image_weights) if options.image_weights else None
         self.model = FusionModel(self.config, options.pretrained and branch is None, weights)
@@ -532,9 +528,6 @@ def train(cohort: Path, out: Path, options: TrainOptions, resume: bool = False,
                             "to continue an interrupted run there")
     if options.ensemble < 1:
         raise TrainingError(f"--ensemble {options.ensemble}: use 1 (one model) or more")
-    if options.member_sizes is not None and not all(32 <= size <= options.image_size for size in options.member_sizes):
-        raise TrainingError(f"--member-sizes {options.member_sizes}: each must lie between 32 and the input size "
-                            f"{options.image_size}; fix: raise --image-size or lower the member sizes")
     out.mkdir(parents=True, exist_ok=True)
     if options.ensemble > 1:
         from model_build.models.ensemble import train_ensemble

@@ -50,7 +50,6 @@ CONFIGS: dict[str, dict] = {
     # Ensembles (--ensemble K): K members on cross-fitted folds, one averaged network.
     "image-study-128-ensemble5": {"modalities": ["image"], **STUDY_IMAGE, "image_size": 128, "epochs": 12,
                                   "patience": 3, "ensemble": 5},
-    "image-study-12-ensemble5": {"modalities": ["image"], **STUDY_IMAGE, "epochs": 12, "patience": 3, "ensemble": 5},
     "fused-study": {"modalities": ["image", "clinical", "lab"], **STUDY_IMAGE},
     # Multimodal: evidential (default), and the two other fusions.
     "fused": {"modalities": ["image", "clinical", "lab"]},

@@ -156,7 +156,7 @@ def _write_ensemble(trainers: list[Trainer], out: Path, options: TrainOptions, l
                 "best_epoch": t.state.best_epoch, "history": t.state.history,
                 "train_seconds": t.timings["train_seconds"]} for t in trainers]
     model = compose([trainer.model.cpu() for trainer in trainers])
-    lead.out, lead.options = out, options
+    lead.out, lead.options = out, options  # the first member's trainer writes the ensemble's bundle
     training = {
         "seed": options.seed,
         "participants": {"train": len(order), "validation": len(order), "positive": int(lead.arrays.labels.sum())},

@@ -31,14 +31,12 @@ from rich.progress import Progress
 from safetensors.torch import load_file
 from sklearn.model_selection import StratifiedKFold
 
-from edge_app.preprocess import PreprocessParams, Preprocessor
 from model_build.cohort import load_cohort
 from model_build.models.bundle import save_weights, write_json
-from model_build.models.data import ImageLibrary
 from model_build.models.fusion import FusionModel, Outputs, read_out
 from model_build.models.report import validation_metrics
 from model_build.models.train import (CHECKPOINT, RunState, Trainer, TrainingError, TrainOptions, _fit_stacker, _subset,
-                                      resolve_modalities, training_rows)
+                                      read_library, resolve_modalities, training_rows)
 
 MEMBERS = ".members"
 MEMBER_WEIGHTS = "member.safetensors"
@@ -77,14 +75,8 @@ def train_ensemble(cohort_path: Path, out: Path, options: TrainOptions, resume: 
                             "--modalities image")
     labels = rows["label"].astype(int).to_numpy()
     splits = cross_fitted_splits(labels, options.ensemble, options.seed)
-    preprocessor = Preprocessor(PreprocessParams(size=options.image_size, crop_to_scan=options.crop_to_scan,
-                                                 field_of_view_mm=options.field_of_view_mm))
-    ids = rows["participant_id"].tolist()
     started = time.perf_counter()
-    task = progress.add_task("reading images", total=None)
-    library = ImageLibrary.read(cohort, ids, preprocessor, options.frames_per_video,
-                                lambda n: progress.advance(task, n))
-    progress.remove_task(task)
+    library = read_library(cohort, rows["participant_id"].tolist(), options, progress)
     load_seconds = time.perf_counter() - started
     trainers = []
     for member, split in enumerate(splits):
@@ -138,7 +130,6 @@ def _write_ensemble(trainers: list[Trainer], out: Path, options: TrainOptions, l
     lead = trainers[0]
     held, logits = [], []
     for trainer in trainers:
-        trainer.model.eval()
         _, outputs, _ = trainer.validation_readout()
         held.append(trainer.validation_index)
         logits.append(outputs.logits)

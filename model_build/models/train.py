@@ -79,6 +79,11 @@ class TrainOptions:
         """Seconds, not minutes: 64 px, 2 epochs; for smoke tests and trying a cohort out."""
         return replace(cls(image_size=64, epochs=2, patience=2), **overrides)
 
+    def preprocess_params(self) -> PreprocessParams:
+        """The device preprocessing these options train for (saved in the bundle)."""
+        return PreprocessParams(size=self.image_size, crop_to_scan=self.crop_to_scan,
+                                field_of_view_mm=self.field_of_view_mm)
+
     def fingerprint(self) -> dict:
         """What must not change between a run and its resumption (threads and device may)."""
         kept = asdict(self)
@@ -167,6 +172,16 @@ def inner_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.setdiff1d(np.arange(len(labels)), validation), validation
 
 
+def read_library(cohort: Cohort, participant_ids: list[str], options: TrainOptions,
+                 progress: Progress) -> ImageLibrary:
+    """Every image of these participants, prepared once for several trainings with ``options``."""
+    task = progress.add_task("reading images", total=count_media(cohort, participant_ids))
+    library = ImageLibrary.read(cohort, participant_ids, Preprocessor(options.preprocess_params()),
+                                options.frames_per_video, lambda n: progress.advance(task, n))
+    progress.remove_task(task)
+    return library
+
+
 def _cosine_rate(base: float, epoch: int, epochs: int) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
 
@@ -233,8 +248,7 @@ class Trainer:
         fit_rows = self.rows.iloc[self.train_index]
         self.encoders = {m: TabularEncoder.fit(fit_rows, tabular_columns(self.cohort, m))
                          for m in self.modalities if m != "image"}
-        self.preprocess = PreprocessParams(size=options.image_size, crop_to_scan=options.crop_to_scan,
-                                           field_of_view_mm=options.field_of_view_mm)
+        self.preprocess = options.preprocess_params()
         self.preprocessor = Preprocessor(self.preprocess)
         self.arrays = self._load_arrays()
         self.timings["load_seconds"] = time.perf_counter() - started

@@ -25,12 +25,11 @@ from pathlib import Path
 import pandas as pd
 from rich.progress import Progress
 
-from edge_app.preprocess import PreprocessParams, Preprocessor
 from model_build.cohort import Cohort, load_cohort
 from model_build.models.branch import ImageBranch
 from model_build.models.bundle import write_json, write_text
-from model_build.models.data import ImageLibrary, count_media, data_hash, tabular_columns
-from model_build.models.train import Trainer, available_modalities
+from model_build.models.data import ImageLibrary, data_hash, tabular_columns
+from model_build.models.train import Trainer, available_modalities, read_library
 from model_build.study import results as study_results
 from model_build.study.design import (StudyError, StudyOptions, assign_folds, combined_models, modalities_of,
                                       select_model)
@@ -99,13 +98,7 @@ class Study:
             return
         ids = self.development["participant_id"].tolist() + [pid for rows in self.others.values()
                                                              for pid in rows["participant_id"]]
-        image = self.options.image
-        params = PreprocessParams(size=image.image_size, crop_to_scan=image.crop_to_scan,
-                                  field_of_view_mm=image.field_of_view_mm)
-        task = self.progress.add_task("reading images", total=count_media(self.cohort, ids))
-        self.library = ImageLibrary.read(self.cohort, ids, Preprocessor(params), image.frames_per_video,
-                                         lambda n: self.progress.advance(task, n))
-        self.progress.remove_task(task)
+        self.library = read_library(self.cohort, ids, self.options.image, self.progress)
 
     def cross_validate(self, names: list[str]) -> None:
         """Out-of-fold predictions of every model in ``names`` for every development participant."""

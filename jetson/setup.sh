@@ -10,9 +10,10 @@
 #   jetson/setup.sh --check-only      check the JetPack / L4T release and stop
 #   jetson/setup.sh --print-config    print the edge.toml it would write and stop
 #
-# Supported: JetPack 6.x (L4T R36, TensorRT 10.x, Python 3.10) and JetPack 5.1.x (L4T R35.2
-# and later, TensorRT 8.5; needs a Python >= 3.10 with TensorRT bindings, see
-# docs/deployment.md). Anything else is refused with the reason.
+# Supported: JetPack 6.1/6.2 (L4T R36.4, TensorRT 10.3, CUDA 12.6, Python 3.10), JetPack 6.0
+# (L4T R36.2-36.3, TensorRT 8.6, CUDA 12.2) and JetPack 5.1.x (L4T R35.2-35.6, TensorRT 8.5,
+# CUDA 11.4; needs a Python >= 3.10 with TensorRT bindings, see docs/deployment.md). Anything
+# else is refused with the reason.
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,7 +38,7 @@ mode="install"
 die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
 say() { printf '==> %s\n' "$*"; }
 
-usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 parse_args() {
   while [ $# -gt 0 ]; do
@@ -63,7 +64,11 @@ parse_args() {
   done
 }
 
-# Sets L4T_MAJOR, L4T_REVISION, JETPACK and TRT_MAJOR from the L4T release file, or refuses.
+# Sets L4T_MAJOR, L4T_REVISION, JETPACK, TRT_VERSION (major.minor) and CUDA_VERSION from the
+# L4T release file, or refuses. NVIDIA's JetPack release notes:
+#   R35.2-R35.6 = JetPack 5.1-5.1.4: TensorRT 8.5, CUDA 11.4
+#   R36.2-R36.3 = JetPack 6.0 (DP, GA): TensorRT 8.6, CUDA 12.2
+#   R36.4.x     = JetPack 6.1, 6.2, 6.2.1: TensorRT 10.3, CUDA 12.6
 detect_release() {
   [ -r "$RELEASE_FILE" ] || die "$RELEASE_FILE not found: this is not a Jetson with JetPack (L4T). Supported: JetPack 6.x and 5.1.x"
   local line
@@ -75,16 +80,15 @@ detect_release() {
     die "$RELEASE_FILE: unrecognised first line '$line'"
   fi
   local minor="${L4T_REVISION%%.*}"
-  case "$L4T_MAJOR" in
-    36) JETPACK="6.x"; TRT_MAJOR="10" ;;
-    35)
-      if [ "$minor" -lt 2 ]; then
-        die "L4T R35.$L4T_REVISION is JetPack 5.0.x (TensorRT 8.4): unsupported; upgrade to JetPack 5.1.x or, better, 6.x"
-      fi
-      JETPACK="5.1.x"; TRT_MAJOR="8" ;;
-    *) die "L4T R$L4T_MAJOR.$L4T_REVISION: unsupported JetPack; supported: JetPack 6.x (L4T R36) and 5.1.x (L4T R35.2+)" ;;
+  case "$L4T_MAJOR.$minor" in
+    36.4) JETPACK="6.1/6.2"; TRT_VERSION="10.3"; CUDA_VERSION="12.6" ;;
+    36.2|36.3) JETPACK="6.0"; TRT_VERSION="8.6"; CUDA_VERSION="12.2" ;;
+    35.2|35.3|35.4|35.5|35.6) JETPACK="5.1.x"; TRT_VERSION="8.5"; CUDA_VERSION="11.4" ;;
+    35.0|35.1) die "L4T R35.$L4T_REVISION is JetPack 5.0.x (TensorRT 8.4): unsupported; upgrade to JetPack 5.1.x or, better, 6.x" ;;
+    *) die "L4T R$L4T_MAJOR.$L4T_REVISION: unsupported JetPack; supported: JetPack 6.0-6.2 (L4T R36.2-R36.4) and 5.1.x (L4T R35.2-R35.6)" ;;
   esac
-  say "L4T R$L4T_MAJOR.$L4T_REVISION: JetPack $JETPACK, TensorRT $TRT_MAJOR.x expected"
+  CUDA_PYTHON="cuda-python==$CUDA_VERSION.*"
+  say "L4T R$L4T_MAJOR.$L4T_REVISION: JetPack $JETPACK, TensorRT $TRT_VERSION, CUDA $CUDA_VERSION expected ($CUDA_PYTHON)"
 }
 
 render_config() {
@@ -129,8 +133,8 @@ check_python() {
   local version
   version="$("$python" -c 'import tensorrt; print(tensorrt.__version__)' 2>/dev/null)" \
     || die "$python cannot import tensorrt: install JetPack's TensorRT Python bindings (sudo apt-get install python3-libnvinfer) for this Python"
-  [[ "$version" == "$TRT_MAJOR".* ]] \
-    || die "TensorRT $version found, but JetPack $JETPACK comes with $TRT_MAJOR.x: a mixed installation; reinstall JetPack's TensorRT"
+  [[ "$version" == "$TRT_VERSION".* ]] \
+    || die "TensorRT $version found, but JetPack $JETPACK comes with $TRT_VERSION: a mixed installation; reinstall JetPack's TensorRT"
   say "TensorRT $version for $("$python" -V 2>&1)"
   if ! "$python" -c 'import cv2, sys; sys.exit("GStreamer:                   YES" not in cv2.getBuildInformation())' 2>/dev/null; then
     say "warning: the system OpenCV has no GStreamer (or is missing): capture works through V4L2 only"
@@ -171,17 +175,20 @@ install_venv() {
     say "creating $VENV (it sees the system's TensorRT and OpenCV)"
     "$python" -m venv --system-site-packages "$VENV"
   fi
-  local cuda_python="cuda-python>=12,<13"
-  [ "$TRT_MAJOR" = "8" ] && cuda_python="cuda-python>=11.4,<12"
-  say "installing sarco[edge] and $cuda_python"
+  # cuda-python of JetPack's own CUDA: newer releases bring a newer CUDA runtime than the
+  # JetPack driver supports, and every CUDA call then fails (cudaErrorInsufficientDriver)
+  say "installing sarco[edge] and $CUDA_PYTHON"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   # numpy<2: JetPack's OpenCV and TensorRT bindings are built against numpy 1.x
-  "$VENV/bin/python" -m pip install --quiet "${REPO_DIR}[edge]" "$cuda_python" "numpy>=1.26,<2" \
+  "$VENV/bin/python" -m pip install --quiet "${REPO_DIR}[edge]" "$CUDA_PYTHON" "numpy>=1.26,<2" \
     'tomli>=2; python_version < "3.11"'
   # PyPI's OpenCV has no GStreamer and would hide JetPack's: remove it from the venv
   "$VENV/bin/python" -m pip uninstall --quiet --yes opencv-python opencv-python-headless 2>/dev/null || true
   "$VENV/bin/python" -c 'import cv2, tensorrt, edge_app.deploy.cli' \
     || die "the venv cannot import cv2, tensorrt and edge_app; see the messages above"
+  # the CUDA smoke test: versions of driver and runtime, devices; names a mismatch exactly
+  "$VENV/bin/python" -m edge_app.inference.cuda_runtime \
+    || die "CUDA does not run from the venv (the cause is above); TensorRT would be silently unused"
   install -m 0644 "$REPO_DIR/docs/deployment.md" "$PREFIX/docs/deployment.md"
 }
 
@@ -239,11 +246,12 @@ install_first_model() {
     say "installing the model package $package (builds TensorRT engines: minutes)"
     "$VENV/bin/sarco-edge" update "$(realpath "$package")" --config "$CONFIG_DIR/edge.toml" --no-restart \
       || die "the model package was not installed (see above); fix it and run setup.sh again"
-    chown -R "$SERVICE_USER":"$SERVICE_USER" "$DATA_DIR/update"
   fi
+  # everything under the data folder is the service's, engines built by root above included
+  chown -R "$SERVICE_USER":"$SERVICE_USER" "$DATA_DIR"
   if [ -e "$DATA_DIR/bundles/current" ]; then
     systemctl restart sarco-edge.service
-    say "sarco-edge.service started; check it with: sudo $VENV/bin/sarco-edge selftest --config $CONFIG_DIR/edge.toml"
+    say "sarco-edge.service started; check it with: sudo systemctl stop sarco-edge && sudo -u $SERVICE_USER $VENV/bin/sarco-edge selftest --config $CONFIG_DIR/edge.toml --report selftest-report.json (docs/deployment.md, First device)"
   else
     say "no model installed yet: run setup.sh again with --package, or sarco-edge update PACKAGE"
   fi

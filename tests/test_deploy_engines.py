@@ -11,7 +11,7 @@ import pytest
 
 from edge_app.bundle import load_device_bundle
 from edge_app.deploy import DeployError
-from edge_app.deploy.engines import (BuildPlan, Platform, engine_path, ensure_engines, meta_path,
+from edge_app.deploy.engines import (BuildPlan, BuiltEngine, Platform, engine_path, ensure_engines, meta_path,
                                      plan_builds, stale_reason)
 from edge_app.deploy.selftest import choose_engine
 from edge_app.deploy.tensorrt_build import batch_profile, calibrator_kind
@@ -28,9 +28,10 @@ class RecordingBuilder:
     def __init__(self) -> None:
         self.built: list[str] = []
 
-    def __call__(self, plan: BuildPlan) -> tuple[bytes, float]:
+    def __call__(self, plan: BuildPlan) -> BuiltEngine:
         self.built.append(plan.precision)
-        return f"engine {plan.precision} {plan.source} #{len(self.built)}".encode(), 1.5
+        return BuiltEngine(f"engine {plan.precision} {plan.source} #{len(self.built)}".encode(),
+                           1.5, (f"[INFO] built {plan.precision}",))
 
 
 @pytest.fixture
@@ -54,12 +55,26 @@ def test_plans_follow_the_tensorrt_version_and_what_the_bundle_ships(tmp_path) -
     assert len(plans) == 1 and "Q/DQ" in notes[0]
 
     make_onnx_model(plain / "model.qdq.onnx")
-    for platform, typed in ((ORIN_JP6, True), (ORIN_JP5, False)):
-        plans, notes = plan_builds(plain, platform)
-        assert plans[1].source == "qdq-onnx" and plans[1].strongly_typed is typed
-        assert plans[0].strongly_typed is False and notes == []
-    with pytest.raises(DeployError, match="too old"):
-        plan_builds(plain, Platform("7.1.3", "Xavier", "7.2"))
+    plans, notes = plan_builds(plain, ORIN_JP6)
+    assert plans[1].source == "qdq-onnx" and plans[1].strongly_typed is True
+    assert plans[0].strongly_typed is False and notes == []
+    # TensorRT 8.x: its ONNX parser reads opsets <= 17, the Q/DQ graph is opset 19, so INT8
+    # comes from the calibration cache even when the bundle also carries the Q/DQ graph
+    plans, notes = plan_builds(plain, ORIN_JP5)
+    assert [p.source for p in plans] == ["float-onnx", "float-onnx+calibration-cache"]
+    (plain / "calibration.cache").unlink()
+    plans, notes = plan_builds(plain, ORIN_JP5)
+    assert [p.precision for p in plans] == ["fp16"] and "opset-19" in notes[0]
+    for too_old in ("7.1.3", "8.4.1"):
+        with pytest.raises(DeployError, match="too old"):
+            plan_builds(plain, Platform(too_old, "Xavier", "7.2"))
+
+
+def test_tensorrt_11_plans_no_engine_that_needs_the_removed_fp16_flag(tmp_path) -> None:
+    bundle = add_int8(make_bundle(tmp_path / "bundle"))
+    plans, notes = plan_builds(bundle, Platform("11.0.0", "Thor", "11.0"))
+    assert [(p.precision, p.strongly_typed) for p in plans] == [("int8", True)]
+    assert "no FP16 builder flag" in notes[0]
 
 
 def test_engines_are_built_once_and_rebuilt_when_anything_they_depend_on_changes(

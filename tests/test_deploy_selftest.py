@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_app.config import load_config
-from edge_app.deploy.engines import Platform, engine_path, plan_builds, save_engine
+from edge_app.deploy.engines import (BuiltEngine, Platform, engine_path, plan_builds,
+                                     save_engine)
 from edge_app.deploy.golden import SelftestSpec, load_golden, write_golden
 from edge_app.deploy.package import unpack_package
 from edge_app.deploy.selftest import (MODEL_CHECKS, check_broker, check_camera, check_display,
@@ -138,7 +139,8 @@ def test_a_stale_engine_fails_with_the_rebuild_hint(installed) -> None:
     stand_in_engines(bundle)
     built_on = Platform("10.3.0", "Orin", "8.7")
     for plan in plan_builds(bundle, built_on)[0]:
-        save_engine(bundle, plan, built_on, engine_path(bundle, plan.precision).read_bytes(), 1.0)
+        save_engine(bundle, plan, built_on,
+                    BuiltEngine(engine_path(bundle, plan.precision).read_bytes(), 1.0))
     report = model_checks(bundle, layout.trusted_keys, ORT, runs=5, platform=built_on)
     assert report.failed == [] and report.selected == "fp16"
     # the bundle has no Q/DQ graph: an INT8 engine lying there is never used
@@ -204,4 +206,4 @@ def test_selftest_command_names_what_failed(installed, release, tmp_path) -> Non
     assert result.exit_code == 1 and "FAILED: camera" in result.output
     unknown = runner.invoke(edge_app_with_deploy(), ["selftest", "--config", str(bad),
                                                      "--skip", "bundle"])
-    assert unknown.exit_code == 2 and "only camera, display, broker" in unknown.output
+    assert unknown.exit_code == 2 and "only tensorrt, folders, camera, display, broker" in unknown.output

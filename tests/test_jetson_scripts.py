@@ -103,8 +103,8 @@ def test_logrotate_config_parses(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("release, ok, words", [
-    ("r36.4.3", True, "JetPack 6.x, TensorRT 10.x"),
-    ("r35.4.1", True, "JetPack 5.1.x, TensorRT 8.x"),
+    ("r36.4.3", True, "JetPack 6.1/6.2, TensorRT 10.3, CUDA 12.6"),
+    ("r35.4.1", True, "JetPack 5.1.x, TensorRT 8.5, CUDA 11.4"),
     ("r35.1.0", False, "JetPack 5.0.x (TensorRT 8.4): unsupported"),
     ("r32.7.4", False, "R32.7.4: unsupported JetPack"),
     (None, False, "not a Jetson"),

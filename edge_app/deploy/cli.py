@@ -18,7 +18,9 @@ from edge_app.bundle import BundleError
 from edge_app.config import ConfigError, EdgeConfig, load_config
 from edge_app.deploy import DeployError
 from edge_app.deploy.engines import Platform, engines_dir, ensure_engines, plan_builds, stale_reason
+from edge_app.deploy.files import match_parent_owner, write_json
 from edge_app.deploy.layout import DEFAULT_CONFIG, DeviceLayout
+from edge_app.deploy.report import first_device_report
 from edge_app.deploy.selftest import (DEVICE_CHECKS, SelftestReport, default_open_engine,
                                       model_checks, run_selftest)
 from edge_app.deploy.update import (NoService, SystemdService, Updater, UpdateOutcome,
@@ -89,6 +91,7 @@ def build_engine_command(
                 return build_engine(plan, platform, cache, workspace_mb << 20, max_batch)
 
         statuses, notes = ensure_engines(bundle, platform, build, force=force)
+        match_parent_owner(engines_dir(bundle), cache)
     except (DeployError, BundleError, OSError) as exc:
         _fail(exc)
     console.print(f"TensorRT {platform.tensorrt_version} on {platform.gpu_name} "
@@ -107,21 +110,31 @@ def selftest_command(
     config_path: Path = CONFIG,
     bundle: Optional[Path] = typer.Option(None, "--bundle",
                                           help="Default: [model] bundle of the config."),
-    skip: list[str] = typer.Option([], "--skip", help=f"Leave out {', '.join(DEVICE_CHECKS)}."),
+    skip: list[str] = typer.Option([], "--skip", help=f"Leave out {', '.join(DEVICE_CHECKS)} "
+                                   "(camera while the service runs, display over SSH)."),
     runs: int = typer.Option(50, "--runs", min=5, help="Timed inferences per backend."),
     as_json: Optional[Path] = typer.Option(None, "--json", help="Also write the report here."),
+    device_report: Optional[Path] = typer.Option(
+        None, "--report", help="Write what to send back after a first run on a device: "
+                               "versions, CUDA smoke test, engine build logs, timings, checks."),
 ) -> None:
-    """Engine vs ONNX Runtime on the bundle's golden frames, fps, camera, display, broker."""
+    """Engine vs ONNX Runtime on the bundle's golden frames, fps, TensorRT/CUDA, folders,
+    camera, display, broker."""
     config, layout = _load(config_path)
     bundle = bundle or Path(config.model.bundle or layout.current_bundle)
+    platform, problem = _detect_platform()
     try:
         report = run_selftest(config, bundle, layout.trusted_keys, skip=skip, runs=runs,
-                              platform=_detect_platform()[0])
+                              platform=platform, platform_problem=problem)
     except DeployError as exc:
         _fail(exc)
     _print_report(report)
     if as_json:
-        as_json.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_json(as_json, report.to_dict())
+    if device_report:
+        write_json(device_report, first_device_report(report, config, bundle))
+        console.print(f"device report written to {device_report}: send it back with the "
+                      "first-device checklist (docs/deployment.md)")
     if report.failed:
         console.print(f"[bold red]FAILED:[/] {', '.join(report.failed)}")
         raise typer.Exit(code=1)
@@ -196,14 +209,14 @@ def telemetry_command(
 # --------------------------------------------------------------------------- helpers
 
 
-def _detect_platform() -> tuple[Platform | None, str]:
-    """The TensorRT platform, or None and why (no TensorRT: ONNX Runtime only)."""
+def _detect_platform() -> tuple[Platform | None, DeployError | None]:
+    """The TensorRT platform, or None and why (TensorRTMissing: ONNX Runtime only)."""
     from edge_app.deploy.tensorrt_build import detect_platform
 
     try:
-        return detect_platform(), ""
+        return detect_platform(), None
     except DeployError as exc:
-        return None, str(exc)
+        return None, exc
 
 
 def _updater(config: EdgeConfig, layout: DeviceLayout, no_restart: bool, runs: int) -> Updater:
@@ -217,6 +230,7 @@ def _updater(config: EdgeConfig, layout: DeviceLayout, no_restart: bool, runs: i
         cache = layout.timing_cache(platform.key)
         statuses, notes = ensure_engines(
             bundle, platform, lambda plan: build_engine(plan, platform, cache))
+        match_parent_owner(engines_dir(bundle), cache)
         return [f"{s.precision} engine {s.action}" for s in statuses] + notes
 
     def selftest(bundle: Path) -> SelftestReport:

@@ -60,6 +60,15 @@ class BuildPlan:
 
 
 @dataclass(frozen=True)
+class BuiltEngine:
+    """What one build produced: the serialized engine, how long it took, TensorRT's messages."""
+
+    serialized: bytes
+    seconds: float
+    log: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class EngineMeta:
     precision: str
     source: str
@@ -88,37 +97,60 @@ def meta_path(engine: Path) -> Path:
     return engine.with_suffix(".json")
 
 
+def log_path(engine: Path) -> Path:
+    """TensorRT's messages while building ``engine``: what a first device report sends back."""
+    return engine.with_suffix(".log")
+
+
 def plan_builds(bundle: Path, platform: Platform) -> tuple[list[BuildPlan], list[str]]:
     """The engines to build for ``bundle`` on ``platform``, and notes on what is left out.
 
-    - FP16 from the float ONNX, always (the baseline the INT8 engine must beat);
-    - INT8 from the Q/DQ ONNX: strongly typed on TensorRT >= 10 (INT8 where the graph
-      quantizes, its own FP16/FP32 elsewhere), INT8+FP16 flags on 8.x;
-    - else INT8 from the float ONNX and a calibration cache, on TensorRT 8.x only (implicit
-      calibration is deprecated from 10.1 and removed in 11).
+    - FP16 from the float ONNX (opset 17, which every supported parser reads), with the FP16
+      builder flag: the baseline the INT8 engine must beat. TensorRT 11 removes that flag
+      (deprecated since 10.12), so there no FP16 engine is planned until bundles carry an FP16
+      graph for a strongly typed build;
+    - INT8 on TensorRT >= 10 from the Q/DQ ONNX, strongly typed (INT8 where the graph
+      quantizes, its own FP16/FP32 elsewhere);
+    - INT8 on TensorRT 8.x from the float ONNX and the calibration cache only: the 8.5/8.6 ONNX
+      parser reads opsets <= 17 and the Q/DQ graph is opset 19 (implicit calibration is
+      deprecated from 10.1 and removed in 11, so 10.x never uses the cache).
     """
     bundle = Path(bundle)
     if not (bundle / ONNX).is_file():
         raise DeployError(f"{bundle / ONNX}: not found; the bundle has no ONNX graph")
-    if platform.tensorrt_major < 8:
+    major = platform.tensorrt_major
+    if major < 8 or (major == 8 and _minor(platform) < 5):
         raise DeployError(f"TensorRT {platform.tensorrt_version}: too old; use JetPack 5.1.x "
                           "(TensorRT 8.5) or JetPack 6.x (TensorRT 10)")
-    modern = platform.tensorrt_major >= 10
-    plans = [BuildPlan("fp16", bundle / ONNX, "float-onnx", strongly_typed=False)]
-    notes = []
-    if (bundle / QDQ_ONNX).is_file():
-        plans.append(BuildPlan("int8", bundle / QDQ_ONNX, "qdq-onnx", strongly_typed=modern))
-    elif (bundle / CALIBRATION_CACHE).is_file() and not modern:
+    plans, notes = [], []
+    if major < 11:
+        plans.append(BuildPlan("fp16", bundle / ONNX, "float-onnx", strongly_typed=False))
+    else:
+        notes.append(f"no FP16 engine: TensorRT {platform.tensorrt_version} has no FP16 builder "
+                     "flag and the bundle has no FP16 graph for a strongly typed build")
+    has_qdq, has_cache = (bundle / QDQ_ONNX).is_file(), (bundle / CALIBRATION_CACHE).is_file()
+    if major >= 10 and has_qdq:
+        plans.append(BuildPlan("int8", bundle / QDQ_ONNX, "qdq-onnx", strongly_typed=True))
+    elif major < 10 and has_cache:
         plans.append(BuildPlan("int8", bundle / ONNX, "float-onnx+calibration-cache",
                                strongly_typed=False,
                                calibration_cache=bundle / CALIBRATION_CACHE))
-    elif (bundle / CALIBRATION_CACHE).is_file():
+    elif major < 10 and has_qdq:
+        notes.append(f"no INT8 engine: TensorRT {platform.tensorrt_version} cannot parse the "
+                     f"opset-19 Q/DQ graph ({QDQ_ONNX}); ship the bundle with a TensorRT 8.x "
+                     f"{CALIBRATION_CACHE} (sarco-calibrate --target tensorrt-cache)")
+    elif has_cache:
         notes.append(f"no INT8 engine: TensorRT {platform.tensorrt_version} needs the Q/DQ "
                      f"graph ({QDQ_ONNX}); the bundle has only a TensorRT 8.x calibration cache")
     else:
         notes.append(f"no INT8 engine: the bundle has neither {QDQ_ONNX} nor "
                      f"{CALIBRATION_CACHE} (run calibration on the workstation)")
     return plans, notes
+
+
+def _minor(platform: Platform) -> int:
+    parts = platform.tensorrt_version.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
 
 def read_meta(engine: Path) -> EngineMeta | None:
@@ -158,13 +190,14 @@ def stale_reason(bundle: Path, plan: BuildPlan, platform: Platform) -> str | Non
     return None
 
 
-def save_engine(bundle: Path, plan: BuildPlan, platform: Platform, serialized: bytes,
-                build_seconds: float) -> EngineMeta:
-    """Write the engine, then its metadata (a crash in between leaves an engine without
-    metadata, which counts as stale)."""
+def save_engine(bundle: Path, plan: BuildPlan, platform: Platform,
+                built: BuiltEngine) -> EngineMeta:
+    """Write the engine and its build log, then its metadata (a crash in between leaves an
+    engine without metadata, which counts as stale)."""
     engine = engine_path(bundle, plan.precision)
     meta_path(engine).unlink(missing_ok=True)
-    atomic_write(engine, serialized)
+    atomic_write(engine, built.serialized)
+    atomic_write(log_path(engine), "".join(f"{line}\n" for line in built.log).encode())
     meta = EngineMeta(
         precision=plan.precision, source=plan.source, onnx_sha256=sha256_file(plan.onnx),
         calibration_cache_sha256=sha256_file(plan.calibration_cache)
@@ -172,7 +205,7 @@ def save_engine(bundle: Path, plan: BuildPlan, platform: Platform, serialized: b
         strongly_typed=plan.strongly_typed, tensorrt_version=platform.tensorrt_version,
         gpu_name=platform.gpu_name, compute_capability=platform.compute_capability,
         engine_sha256=sha256_file(engine), built_at=utc_timestamp(time.time()),
-        build_seconds=round(build_seconds, 2))
+        build_seconds=round(built.seconds, 2))
     write_json(meta_path(engine), asdict(meta))
     return meta
 
@@ -186,7 +219,7 @@ class EngineStatus:
 
 
 def ensure_engines(bundle: Path, platform: Platform,
-                   build: Callable[[BuildPlan], tuple[bytes, float]],
+                   build: Callable[[BuildPlan], BuiltEngine],
                    force: bool = False) -> tuple[list[EngineStatus], list[str]]:
     """Build every planned engine that is missing or stale (all of them with ``force``);
     returns what happened per precision and the planning notes."""
@@ -199,7 +232,6 @@ def ensure_engines(bundle: Path, platform: Platform,
             statuses.append(EngineStatus(plan.precision, "up-to-date", "",
                                          read_meta(engine_path(bundle, plan.precision))))
             continue
-        serialized, seconds = build(plan)
-        meta = save_engine(bundle, plan, platform, serialized, seconds)
+        meta = save_engine(bundle, plan, platform, build(plan))
         statuses.append(EngineStatus(plan.precision, "built", reason, meta))
     return statuses, notes

@@ -16,8 +16,12 @@ Then the engine to use is chosen: INT8 only when it is within its gap *and* fast
 Runtime); ``selected.engine`` in the engines folder points at it. Whatever is chosen, the
 outputs the service produces are within the bundle's gap of ONNX Runtime's.
 
-Device checks (reported, never a reason to roll a model back): ``camera`` (a frame arrives),
-``display`` (a screen to draw on, unless headless), ``broker`` (the MQTT login works).
+Device checks (reported, never a reason to roll a model back): ``tensorrt`` (TensorRT and
+CUDA run: a CUDA driver/runtime mismatch fails here instead of silently leaving the device on
+ONNX Runtime; skipped where TensorRT is not installed), ``folders`` (the runtime folders belong
+to the service user), ``camera`` (a frame arrives), ``display`` (a screen to draw on, unless
+headless), ``broker`` (the MQTT login works). While sarco-edge.service runs it holds the camera,
+and over SSH there is no display: ``--skip camera --skip display`` then.
 
 Engines are opened through a factory, so the tests stand ONNX Runtime in for TensorRT.
 """
@@ -50,7 +54,8 @@ from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
 from edge_app.session import OutputReadout
 
 MODEL_CHECKS = ("bundle", "reference", "engine-fp16", "engine-int8", "fps")
-DEVICE_CHECKS = ("camera", "display", "broker")
+DEVICE_CHECKS = ("tensorrt", "folders", "camera", "display", "broker")
+SERVICE_USER = "sarco-edge"  # jetson/setup.sh creates it; the service runs as it
 OpenEngine = Callable[[Path], InferenceBackend]
 
 
@@ -89,8 +94,10 @@ def default_open_engine(path: Path) -> InferenceBackend:
 def run_selftest(config: EdgeConfig, bundle_path: Path, trusted_keys: Path | None,
                  open_engine: OpenEngine = default_open_engine, skip: Iterable[str] = (),
                  runs: int = 50, platform: Platform | None = None,
-                 timeout_s: float = 10.0) -> SelftestReport:
-    """Every check, in order; ``skip`` names device checks to leave out."""
+                 timeout_s: float = 10.0,
+                 platform_problem: DeployError | None = None) -> SelftestReport:
+    """Every check, in order; ``skip`` names device checks to leave out. ``platform`` is the
+    detected TensorRT platform, or None with ``platform_problem`` saying why."""
     skip = set(skip)
     unknown = skip - set(DEVICE_CHECKS)
     if unknown:
@@ -98,7 +105,9 @@ def run_selftest(config: EdgeConfig, bundle_path: Path, trusted_keys: Path | Non
                           "skipped (model checks always run)")
     report = model_checks(bundle_path, trusted_keys, open_engine, runs, config.model.threads,
                           platform)
-    device = {"camera": lambda: check_camera(config, timeout_s),
+    device = {"tensorrt": lambda: check_tensorrt(platform, platform_problem),
+              "folders": lambda: check_folders(Path(config.device.data_dir), bundle_path),
+              "camera": lambda: check_camera(config, timeout_s),
               "display": lambda: check_display(config),
               "broker": lambda: check_broker(config, timeout_s)}
     for name, check in device.items():
@@ -154,7 +163,12 @@ def model_checks(bundle_path: Path, trusted_keys: Path | None, open_engine: Open
         if check.status == "pass":
             passed[precision] = seconds
     report.selected = choose_engine(passed)
-    select_engine(bundle_path, report.selected)
+    try:
+        select_engine(bundle_path, report.selected)
+    except OSError as exc:
+        report.checks.append(Check("engine-select", "fail", f"{engines_dir(bundle_path)}: cannot "
+                                   f"record the chosen engine ({exc.strerror}); {OWNERSHIP_FIX}"))
+        report.selected = None
     chosen = report.selected or "onnxruntime"
     fps = 1.0 / (passed.get(chosen) or latency["onnxruntime"])
     floor = golden.spec.min_fps
@@ -266,6 +280,49 @@ def select_engine(bundle_path: Path, precision: str | None) -> None:
 
 # --------------------------------------------------------------------------- device checks
 
+OWNERSHIP_FIX = (f"run the self-test as the service user (sudo -u {SERVICE_USER} ...), and give "
+                 f"it its folders: sudo chown -R {SERVICE_USER}:{SERVICE_USER} DATA_DIR")
+
+
+def check_tensorrt(platform: Platform | None, problem: DeployError | None) -> Check:
+    """TensorRT and CUDA work (pass), are absent (skip: ONNX Runtime only, as on a
+    workstation), or are present but cannot run (fail, naming the cause)."""
+    from edge_app.deploy.tensorrt_build import TensorRTMissing
+
+    if platform is not None:
+        return Check("tensorrt", "pass", f"TensorRT {platform.tensorrt_version} on "
+                     f"{platform.gpu_name} (sm {platform.compute_capability})")
+    if problem is None or isinstance(problem, TensorRTMissing):
+        return Check("tensorrt", "skip", f"{problem or 'not detected'}: ONNX Runtime only")
+    return Check("tensorrt", "fail", f"TensorRT is installed but cannot run, so no engine is "
+                 f"built or used: {problem}")
+
+
+def check_folders(data_dir: Path, bundle_path: Path, user: str = SERVICE_USER) -> Check:
+    """The folders the service writes (data, bundles, the bundle's engines, updates) belong to
+    the service user. Run as root, ownership is checked; run as anyone else, write access."""
+    import pwd
+
+    folders = [data_dir, data_dir / "bundles", data_dir / "update", engines_dir(bundle_path)]
+    folders = [folder for folder in folders if folder.is_dir()]
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam(user)
+        except KeyError:
+            return Check("folders", "skip", f"run as root and no user {user!r}: not a device "
+                         "set up by jetson/setup.sh")
+        wrong = [f"{folder} (owner uid {folder.stat().st_uid})" for folder in folders
+                 if folder.stat().st_uid != owner.pw_uid]
+        verdict = f"not owned by {user}"
+    else:
+        wrong = [str(folder) for folder in folders if not os.access(folder, os.W_OK | os.X_OK)]
+        verdict = "not writable by this user"
+    if wrong:
+        return Check("folders", "fail", f"{verdict}: {', '.join(wrong)}; "
+                     + OWNERSHIP_FIX.replace("DATA_DIR", str(data_dir)))
+    return Check("folders", "pass", f"{len(folders)} runtime folders under {data_dir} usable")
+
+
 
 def check_camera(config: EdgeConfig, timeout_s: float) -> Check:
     c = config.capture
@@ -274,7 +331,8 @@ def check_camera(config: EdgeConfig, timeout_s: float) -> Check:
                             fps=c.fps or None, fourcc=c.fourcc or None)
         capture = open_capture(spec)
     except SourceError as exc:
-        return Check("camera", "fail", str(exc))
+        return Check("camera", "fail", f"{exc}; while sarco-edge.service runs it holds the "
+                     "camera: stop it, or --skip camera")
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -301,7 +359,7 @@ def check_display(config: EdgeConfig, environ: dict[str, str] | None = None) -> 
     if not match:
         return Check("display", "fail", f"DISPLAY is {display!r}: no local screen; set "
                      "Environment=DISPLAY=:0 in the service (docs/deployment.md) or "
-                     "headless = true")
+                     "headless = true; over SSH, --skip display")
     socket = Path("/tmp/.X11-unix") / f"X{match.group(1)}"
     if not socket.exists():
         return Check("display", "fail", f"DISPLAY={display} but {socket} does not exist: no X "

@@ -1,22 +1,29 @@
 """Engine building with the TensorRT Python API, on the device.
 
-THIN AND UNVERIFIED HERE: written against NVIDIA's documented Python API (trt.Builder,
+THIN AND UNVERIFIED ON A DEVICE: written against NVIDIA's documented Python API (trt.Builder,
 create_network, OnnxParser, IBuilderConfig, build_serialized_network, timing caches) for
 TensorRT 8.5 (JetPack 5.1.x) and 10.x (JetPack 6.x). This repository's CI has no GPU and no
-TensorRT, so only the pure parts (the calibration-cache header, the batch profile) are tested;
-docs/deployment.md lists the commands that verify the rest on a Jetson. TensorRT and
+TensorRT: the code runs there against the test double in ``tests/doubles``, which fakes the
+documented behaviour only; docs/deployment.md lists what a Jetson must confirm. TensorRT and
 cuda-python are imported inside the functions so the module loads anywhere.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from edge_app.deploy import DeployError
-from edge_app.deploy.engines import BuildPlan, Platform
+from edge_app.deploy.engines import BuildPlan, BuiltEngine, Platform
 from edge_app.deploy.files import atomic_write
+from edge_app.inference.cuda_runtime import (CudaUnavailable, describe_error, import_cudart,
+                                             smoke_test)
+
+# The optimisation profile's largest batch. Larger batches (the self-test's golden set) are run
+# in chunks by the backend, which reads this bound back from the engine.
+MAX_BATCH = 8
 
 # The calibration cache's first line names the calibrator that wrote it, e.g.
 # "TRT-8502-EntropyCalibration2"; reading it back needs a calibrator of the same kind, or
@@ -50,26 +57,29 @@ def batch_profile(shape: tuple[int, ...], max_batch: int) -> tuple[tuple[int, ..
     return (1, *rest), (1, *rest), (max_batch, *rest)
 
 
+class TensorRTMissing(DeployError):
+    """TensorRT is not installed: not a Jetson, so ONNX Runtime only (not a failure)."""
+
+
 def detect_platform() -> Platform:
-    """TensorRT version and the GPU (name, compute capability) of device 0."""
+    """TensorRT version and the GPU (name, compute capability) of device 0. Raises
+    TensorRTMissing without TensorRT, DeployError naming the cause when CUDA cannot run."""
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise DeployError(f"TensorRT is not importable here ({exc}); engines are built on the "
-                          "Jetson (JetPack's python3-libnvinfer, seen by the venv that "
-                          "jetson/setup.sh makes)") from None
+        raise TensorRTMissing(f"TensorRT is not importable here ({exc}); engines are built on "
+                              "the Jetson (JetPack's python3-libnvinfer, seen by the venv that "
+                              "jetson/setup.sh makes)") from None
     try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart
-        except ImportError as exc:
-            raise DeployError(f"cuda-python is not installed ({exc}): pip install "
-                              "'cuda-python<CUDA major+1>' (jetson/setup.sh does)") from None
+        cudart = import_cudart()
+    except CudaUnavailable as exc:
+        raise DeployError(str(exc)) from None
+    report = smoke_test(cudart)
+    if not report.ok:
+        raise DeployError(report.problem)
     error, properties = cudart.cudaGetDeviceProperties(0)
-    if error != cudart.cudaError_t.cudaSuccess:
-        raise DeployError(f"no CUDA device visible ({error}); is the service user in the "
-                          "'video' group?")
+    if int(error) != 0:
+        raise DeployError(f"CUDA cannot describe device 0: {describe_error(cudart, error)}")
     name = properties.name
     name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
     return Platform(tensorrt_version=trt.__version__, gpu_name=name.strip("\x00 "),
@@ -77,15 +87,16 @@ def detect_platform() -> Platform:
 
 
 def build_engine(plan: BuildPlan, platform: Platform, timing_cache: Path,
-                 workspace_bytes: int = 1 << 30, max_batch: int = 8) -> tuple[bytes, float]:
-    """Build one serialized engine; returns (engine bytes, seconds). Updates the timing cache."""
+                 workspace_bytes: int = 1 << 30, max_batch: int = MAX_BATCH) -> BuiltEngine:
+    """Build one serialized engine, keeping TensorRT's messages as its build log. Updates the
+    timing cache."""
     import tensorrt as trt
 
     started = time.monotonic()
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = _recording_logger(trt)
     builder = trt.Builder(logger)
     flags = 0
-    if platform.tensorrt_major < 10:  # implicit batch is gone in 10; the flag is deprecated
+    if platform.tensorrt_major < 10:  # the 8.x ONNX parser needs an explicit-batch network
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     if plan.strongly_typed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -93,13 +104,17 @@ def build_engine(plan: BuildPlan, platform: Platform, timing_cache: Path,
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(plan.onnx)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise DeployError(f"{plan.onnx}: TensorRT cannot parse it ({errors})")
+        raise DeployError(f"{plan.onnx}: TensorRT {platform.tensorrt_version} cannot parse it "
+                          f"({errors})")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     if not plan.strongly_typed:  # strongly typed networks take precisions from the graph
-        config.set_flag(trt.BuilderFlag.FP16)
-        if plan.precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)
+        for wanted in ("FP16", "INT8") if plan.precision == "int8" else ("FP16",):
+            if not hasattr(trt.BuilderFlag, wanted):  # removed in TensorRT 11
+                raise DeployError(f"TensorRT {platform.tensorrt_version} has no "
+                                  f"BuilderFlag.{wanted}: only strongly typed engines build "
+                                  "there (docs/deployment.md, TensorRT 11)")
+            config.set_flag(getattr(trt.BuilderFlag, wanted))
     if plan.calibration_cache is not None:
         config.int8_calibrator = _cache_calibrator(trt, plan.calibration_cache.read_bytes())
     network_input = network.get_input(0)
@@ -108,17 +123,56 @@ def build_engine(plan: BuildPlan, platform: Platform, timing_cache: Path,
         profile = builder.create_optimization_profile()
         profile.set_shape(network_input.name, *profile_shapes)
         config.add_optimization_profile(profile)
-    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file()
-                                       else b"")
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
-        cache = config.create_timing_cache(b"")  # another TensorRT/GPU wrote it: start afresh
-        config.set_timing_cache(cache, ignore_mismatch=False)
+    _use_timing_cache(config, timing_cache, logger)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise DeployError(f"{plan.onnx}: TensorRT could not build a {plan.precision} engine "
-                          "(see the TensorRT messages above)")
+        raise DeployError(f"{plan.onnx}: TensorRT could not build a {plan.precision} engine: "
+                          + ("; ".join(logger.errors) or "see the TensorRT messages above"))
     atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
-    return bytes(serialized), time.monotonic() - started
+    return BuiltEngine(bytes(serialized), time.monotonic() - started, tuple(logger.lines))
+
+
+def _use_timing_cache(config: Any, path: Path, logger: Any) -> None:
+    """Start from the saved timing cache when TensorRT accepts it. ``create_timing_cache``
+    returns None for a damaged blob and ``set_timing_cache`` False for one another TensorRT or
+    GPU wrote: both mean "start afresh", never a failed build."""
+    cache = config.create_timing_cache(path.read_bytes()) if path.is_file() else None
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return
+    if path.is_file():
+        logger.note(f"timing cache {path} unusable (damaged, or from another TensorRT/GPU): "
+                    "starting a new one")
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise DeployError("TensorRT could not create an empty timing cache")
+
+
+def _recording_logger(trt: Any) -> Any:
+    """A TensorRT logger that keeps every message of WARNING and above (and INFO lines about
+    the build) for the engine's build log, and prints warnings and errors as trt.Logger would."""
+    severity = trt.ILogger.Severity
+
+    class RecordingLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.lines: list[str] = []
+            self.errors: list[str] = []
+
+        def log(self, level, message) -> None:  # noqa: ANN001 - TensorRT's own types
+            rank = int(level)  # lower is more severe: INTERNAL_ERROR 0 ... VERBOSE 4
+            if rank > int(severity.INFO):
+                return
+            name = getattr(level, "name", str(level))
+            self.lines.append(f"[{name}] {message}")
+            if rank <= int(severity.ERROR):
+                self.errors.append(str(message))
+            if rank <= int(severity.WARNING):
+                print(f"TensorRT {name}: {message}", file=sys.stderr)
+
+        def note(self, message: str) -> None:
+            self.lines.append(f"[sarco] {message}")
+
+    return RecordingLogger()
 
 
 def _cache_calibrator(trt: Any, cache: bytes) -> Any:

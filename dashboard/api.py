@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dashboard import queries
+from dashboard import queries, throttle
 from dashboard.auth import api_key_name
 from dashboard.db import utc_now
 from dashboard.models import Result
@@ -32,13 +32,27 @@ def database(request: Request) -> Iterator[Session]:
 
 def require_api_key(request: Request, session: Annotated[Session, Depends(database)],
                     key: Annotated[str | None, Security(_API_KEY)] = None) -> str:
+    """The key's name. An address that sent too many invalid keys is refused before its key
+    is even looked at (429), so keys cannot be guessed at full speed."""
     if not request.app.state.auth_enabled:
         return "auth-off"
-    name = api_key_name(session, key)
-    if name is None:
-        raise HTTPException(401, "missing or invalid API key (header X-API-Key)",
-                            headers={"WWW-Authenticate": "X-API-Key"})
-    return name
+    address = throttle.address(request.client.host if request.client else None)
+    now = utc_now()
+    lockout = throttle.current_lockout(session, [(throttle.API_ADDRESS, address)], now)
+    if lockout is None:
+        name = api_key_name(session, key)
+        if name is not None:
+            return name
+        if key:
+            lockout = throttle.record_failure(session, throttle.API_ADDRESS, address, now)
+            session.commit()
+    if lockout is not None:
+        raise HTTPException(429, f"too many invalid API keys from {address}: "
+                            f"{lockout.try_again(now)}, or ask an admin to run "
+                            f"`sarco-dashboard user unlock --address {address}`",
+                            headers={"Retry-After": str(lockout.seconds_left(now))})
+    raise HTTPException(401, "missing or invalid API key (header X-API-Key)",
+                        headers={"WWW-Authenticate": "X-API-Key"})
 
 
 def filters(site: str | None = None, date_from: date | None = None,

@@ -148,10 +148,26 @@ def serve(
                      secure_cookies=secure_cookies)
     log.info("dashboard on http://%s:%d (database %s)", host, port,
              engine.url.render_as_string(hide_password=True))
+    server = uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="warning"))
+    _when_failed(ingest, lambda: setattr(server, "should_exit", True))
     try:
-        uvicorn.run(web, host=host, port=port, log_level="warning")
+        server.run()
     finally:
         ingest.stop()
+    if ingest.state.failed:
+        raise _fail(ingest.state.failed)
+
+
+def _when_failed(worker, action) -> None:  # noqa: ANN001
+    """Call ``action`` once the ingest worker gives up (a refused subscription: waiting does
+    not fix it), so the command ends with exit 1 instead of serving without ingest."""
+
+    def watch() -> None:
+        while not worker.wait_for(lambda state: state.failed is not None, 3600):
+            pass
+        action()
+
+    threading.Thread(target=watch, name="ingest-watch", daemon=True).start()
 
 
 def _has_users(engine) -> bool:  # noqa: ANN001
@@ -188,16 +204,20 @@ def ingest(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     runner = IngestWorker(engine, settings)
+    _when_failed(runner, stop.set)
     runner.start()
     if retire:
         if not runner.retire():
-            raise _fail(f"worker {settings.worker} could not be retired (no connection, or "
+            raise _fail(runner.state.failed or
+                        f"worker {settings.worker} could not be retired (no connection, or "
                         "messages kept coming); its session is kept, nothing is lost")
         log.info("worker %s retired: %d results stored, session deleted", settings.worker,
                  runner.state.stored)
         return
     stop.wait()
     runner.stop()
+    if runner.state.failed:
+        raise _fail(runner.state.failed)
     state = runner.state
     log.info("worker %s stopped: %d stored, %d duplicates dropped, %d rejected",
              settings.worker, state.stored, state.duplicates, state.rejected)
@@ -279,6 +299,35 @@ def user_add(
             raise _fail(str(exc), 2) from None
         session.commit()
     typer.echo(f"user {name} ({role}) created")
+
+
+@user_app.command("unlock")
+def user_unlock(
+    name: Annotated[str | None, typer.Argument(
+        help="User name locked out by failed logins.")] = None,
+    address: Annotated[str | None, typer.Option(
+        "--address", help="Client address locked out by failed logins or invalid API "
+        "keys.")] = None,
+    db: DbUrl = DEFAULT_URL,
+) -> None:
+    """Lift a login lock at once and forget the failures counted (see docs/dashboard.md)."""
+    from dashboard import throttle
+
+    if name is None and address is None:
+        raise _fail("give a user NAME, --address IP, or both", 2)
+    subjects = []
+    if name is not None:
+        subjects.append((f"user {name}", throttle.ACCOUNT, throttle.account(name)))
+    if address is not None:
+        subjects += [(f"address {address}", rule, throttle.address(address))
+                     for rule in (throttle.ADDRESS, throttle.API_ADDRESS)]
+    engine = _engine(db, migrate_schema=False)
+    with session_factory(engine)() as session:
+        lifted = {label for label, rule, subject in subjects
+                  if throttle.forget(session, rule, subject)}
+        session.commit()
+    for label in dict.fromkeys(label for label, _, _ in subjects):
+        typer.echo(f"{label}: {'unlocked' if label in lifted else 'had no failed logins'}")
 
 
 @key_app.command("create")

@@ -3,14 +3,22 @@
 Why it is built this way:
 
 * Every payload is checked with ``edge_app.mqtt.schema.decode``, the module the devices build
-  their payloads with, so the two sides cannot drift; a message that fails is recorded with
-  its reason in ``rejected_messages`` and the worker carries on.
+  their payloads with, so the two sides cannot drift, and with this worker's clock; a
+  message that fails there or in the store is recorded with its reason in
+  ``rejected_messages``, acknowledged, and the worker carries on (dashboard.messages). A
+  message is never retried for its own sake, only while the database is unavailable.
 * Results are acknowledged (PUBACK) only after the transaction that stores them has
   committed (paho's manual acks). A crash before the commit means the broker delivers the
   message again; a crash after it means a duplicate that ``ON CONFLICT DO NOTHING`` drops.
   Nothing acknowledged is ever lost, nothing is counted twice.
 * The session is persistent (clean start off, session expiry): while the dashboard is down
-  the broker queues results for it instead of discarding them.
+  the broker queues results for it instead of discarding them. The worker subscribes again
+  on every CONNACK, session present or not: Mosquitto does not restore a ``$share``
+  subscription after a restart. It reconnects quickly (0.5 s, doubling to 5 s at most):
+  until it is back, the broker has no subscriber for results.
+* A refused subscription (SUBACK failure: the ACL, or a broker without MQTT 5) is a setup
+  error that waiting does not fix: the worker stops and reports it (``state.failed``), and
+  the commands exit 1.
 * Several workers share the load through one MQTT 5 shared subscription
   (``$share/GROUP/sarco/v1/#``): the broker gives each message to one of them. Retained
   messages are never sent to shared subscriptions, so each worker also holds an ordinary
@@ -26,16 +34,14 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
-import re
 import select
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -45,7 +51,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.db import utc_now
-from dashboard.store import Batch, FleetStore, Received, Rejection
+from dashboard.messages import Rejection, admit
+from dashboard.store import Batch, FleetStore
 from edge_app.mqtt import schema
 from edge_app.mqtt.link import BrokerSettings
 
@@ -54,7 +61,6 @@ log = logging.getLogger("dashboard.ingest")
 _ALL_TOPICS = f"{schema.TOPIC_ROOT}/#"
 _STATUS_TOPICS = f"{schema.TOPIC_ROOT}/+/+/status"
 _SHARED_ID, _STATUS_ID = 1, 2  # MQTT 5 subscription identifiers
-_GOT_VALUE = re.compile(r" \(got .*\)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,11 @@ class IngestSettings:
     session_expiry_s: int = 7 * 24 * 3600  # how long the broker queues for a stopped worker
     receive_maximum: int = 1000  # unacknowledged messages the broker may send at once
     max_batch: int = 500  # messages per transaction
+    # reconnection: a few workers, not a fleet, so no need to spread out; short, because
+    # results published while no worker is subscribed reach nobody
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 5.0
+    stall_after_s: float = 30.0  # unhealthy: a message waits, or no broker, this long
 
 
 @dataclass
@@ -82,6 +93,9 @@ class IngestState:
     rejected: int = 0
     last_message_at: datetime | None = None
     last_error: str | None = None
+    waiting_since: datetime | None = None  # the oldest message read and not yet settled
+    disconnected_since: datetime | None = None
+    failed: str | None = None  # why the worker gave up (a refused subscription)
 
 
 @dataclass(frozen=True)
@@ -138,16 +152,19 @@ class IngestWorker:
         properties.SessionExpiryInterval = self.settings.session_expiry_s
         properties.ReceiveMaximum = self.settings.receive_maximum
         self.state.detail = f"connecting to {broker.url}"
+        self.state.disconnected_since = utc_now()
         self._client.connect_async(broker.host, broker.port, keepalive=broker.keepalive_s,
                                    clean_start=False, properties=properties)
         self._thread.start()
 
     def wait_subscribed(self, timeout_s: float) -> bool:
-        """Block until the current connection's subscriptions are acknowledged."""
+        """Block until the worker is connected and that connection's subscriptions are
+        acknowledged (a lost connection's count for nothing)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._connection.subscribed.wait(0.05):
+            if self.state.connected and self._connection.subscribed.is_set():
                 return True
+            time.sleep(0.05)
         return False
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -188,6 +205,22 @@ class IngestWorker:
         self.state.detail = "retired: session deleted on the broker"
         return True
 
+    def problem(self, now: datetime) -> str | None:
+        """Why this worker is unhealthy (``/healthz``), or None: it gave up, a message it
+        read has waited longer than ``stall_after_s`` to be stored, or it has had no broker
+        connection for that long."""
+        state, limit = self.state, timedelta(seconds=self.settings.stall_after_s)
+        if state.failed:
+            return state.failed
+        if state.waiting_since is not None and now - state.waiting_since > limit:
+            waited = (now - state.waiting_since).total_seconds()
+            return (f"ingest stalled: a message has waited {waited:.0f} s to be stored "
+                    f"(last error: {state.last_error or 'none'})")
+        if state.disconnected_since is not None and now - state.disconnected_since > limit:
+            gone = (now - state.disconnected_since).total_seconds()
+            return f"no connection to the broker for {gone:.0f} s ({state.detail})"
+        return None
+
     def wait_for(self, predicate: Callable[[IngestState], bool], timeout_s: float) -> bool:
         """Block until ``predicate(state)`` holds (tests, benchmark); False on timeout."""
         deadline = time.monotonic() + timeout_s
@@ -202,12 +235,12 @@ class IngestWorker:
     # ------------------------------------------------------------------ the loop
 
     def _run(self) -> None:
-        delay = self.settings.broker.backoff_min_s
+        delay = self.settings.reconnect_min_s
         while not self._stopping.is_set():
             try:
                 if self._client.socket() is not None or self._reconnect():
                     if self._serve():
-                        delay = self.settings.broker.backoff_min_s  # it was connected
+                        delay = self.settings.reconnect_min_s  # it was connected
                         continue
             except Exception:  # a bug must not end the worker silently; nothing unstored is acked
                 log.exception("the ingest loop failed")
@@ -215,7 +248,7 @@ class IngestWorker:
                                  error=True)
                 self._client.disconnect()
             self._stopping.wait(delay)
-            delay = min(delay * 2, self.settings.broker.backoff_max_s)
+            delay = min(delay * 2, self.settings.reconnect_max_s)
         self._disconnect()
 
     def _reconnect(self) -> bool:
@@ -310,15 +343,22 @@ class IngestWorker:
             connection.pending_subscriptions.add(mid)
         self._connection = connection
         self.state.connected = True
+        self.state.disconnected_since = None
         self._set_detail(f"connected to {self.settings.broker.url} as worker "
                          f"{self.settings.worker} (group {self.settings.share_group})")
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties) -> None:  # noqa: ANN001
         failed = [str(r) for r in reasons if r.is_failure]
         if failed:
-            self._set_detail(f"subscription refused ({', '.join(failed)}): the broker must "
-                             "speak MQTT 5 and its ACL must let this user read sarco/v1/#",
-                             error=True)
+            user = self.settings.broker.username or "(anonymous)"
+            message = (f"the broker {self.settings.broker.url} refused the subscription "
+                       f"({', '.join(failed)}): it must speak MQTT 5 and its ACL must let "
+                       f"user {user} subscribe to sarco/v1/#")
+            self._set_detail(message, error=True)
+            with self._changed:
+                self.state.failed = message
+                self._changed.notify_all()
+            self._stopping.set()  # waiting does not fix a refusal: give up, loudly
             return
         connection = self._connection
         connection.pending_subscriptions.discard(mid)
@@ -327,6 +367,7 @@ class IngestWorker:
 
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:  # noqa: ANN001
         self.state.connected = False
+        self.state.disconnected_since = self.state.disconnected_since or utc_now()
         if not self._stopping.is_set():
             self._set_detail(f"disconnected from {self.settings.broker.url} ({reason}); "
                              "reconnecting", error=True)
@@ -343,6 +384,8 @@ class IngestWorker:
 
     def _settle(self) -> None:
         deliveries, self._inbox = self._inbox, []
+        oldest = min(delivery.received_at for delivery in deliveries)
+        self.state.waiting_since = min(oldest, self.state.waiting_since or oldest)
         batch = self._sort(deliveries)
         if self._write(batch):
             self._acknowledge(deliveries)
@@ -351,12 +394,11 @@ class IngestWorker:
     def _sort(self, deliveries: list[_Delivery]) -> Batch:
         batch = Batch()
         for delivery in deliveries:
-            try:
-                kind, payload = schema.decode(delivery.topic, delivery.payload)
-            except schema.PayloadError as exc:
-                batch.rejections.append(_rejection(delivery, exc))
+            admitted = admit(delivery.topic, delivery.payload, delivery.received_at)
+            if isinstance(admitted, Rejection):
+                batch.rejections.append(admitted)
                 continue
-            item = Received(payload, delivery.received_at)
+            kind, item = admitted
             if kind == "result":
                 batch.results.append(item)
             elif kind == "live":
@@ -369,11 +411,13 @@ class IngestWorker:
         return batch
 
     def _write(self, batch: Batch) -> bool:
-        """Store the batch, retrying while the database is unavailable. Meanwhile nothing is
-        read or acknowledged, so the broker holds back new messages (back-pressure); if that
-        lasts beyond the keepalive the broker drops the connection and delivers the
-        unacknowledged messages again after the reconnection. False if the worker was
-        stopped first (the messages stay unacknowledged and come again)."""
+        """Store the batch, retrying while the database is unavailable (the store sets
+        aside what the database refuses, so only an unavailable database or a bug gets
+        here). Meanwhile nothing is read or acknowledged, so the broker holds back new
+        messages (back-pressure); if that lasts beyond the keepalive the broker drops the
+        connection and delivers the unacknowledged messages again after the reconnection.
+        ``/healthz`` reports the stall. False if the worker was stopped first (the
+        messages stay unacknowledged and come again)."""
         delay = 0.5
         while True:
             try:
@@ -394,6 +438,7 @@ class IngestWorker:
             self.state.rejected += outcome.rejected
             self.state.messages += len(batch)
             self.state.last_message_at = utc_now()
+            self.state.waiting_since = None  # stored: nothing read is waiting any more
             self._changed.notify_all()
         for rejection in batch.rejections:
             log.warning("rejected a message on %s: %s", rejection.topic, rejection.reason)
@@ -413,11 +458,3 @@ class IngestWorker:
                 self.state.last_error = detail
             self._changed.notify_all()
         (log.error if error else log.info)(detail)
-
-
-def _rejection(delivery: _Delivery, exc: schema.PayloadError) -> Rejection:
-    # the schema quotes the offending value; drop it: a rejected value may be a name
-    reason = _GOT_VALUE.sub("", str(exc))
-    digest = hashlib.sha256(delivery.topic.encode() + b"\0" + delivery.payload).hexdigest()
-    return Rejection(topic=delivery.topic, reason=reason, size_bytes=len(delivery.payload),
-                     digest=digest, received_at=delivery.received_at)

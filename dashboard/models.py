@@ -10,7 +10,17 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Index, MetaData, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Named constraints: Alembic can then drop or alter them identically on SQLite and PostgreSQL.
@@ -83,8 +93,9 @@ class ResultCount(Base):
     positive: Mapped[int]
     negative: Mapped[int]
     rescans: Mapped[int]
-    skipped_frames: Mapped[int]
-    processed_frames: Mapped[int]
+    # sums over a day's sessions: beyond 32 bits long before any one session is
+    skipped_frames: Mapped[int] = mapped_column(BigInteger)
+    processed_frames: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_result_counts_day_site", "day", "site"),)
 
@@ -148,8 +159,11 @@ class TelemetrySample(Base):
 
 
 class RejectedMessage(Base):
-    """A message that broke the schema, once per distinct (topic, payload). Only the reason,
-    never the payload, is kept: a rejected payload may hold what the schema keeps out."""
+    """A message set aside, once per distinct (topic, payload), with its reason. The payload
+    is kept only when it broke no rule of the schema (a device clock outside the window, a
+    result id stored with other content, a row the database refused): then it holds nothing
+    the schema keeps out and is what recovering the result needs. A payload that broke the
+    schema is never kept: it may hold what the schema keeps out (dashboard.messages)."""
 
     __tablename__ = "rejected_messages"
 
@@ -158,6 +172,7 @@ class RejectedMessage(Base):
     topic: Mapped[str] = mapped_column(String(300))
     reason: Mapped[str] = mapped_column(String(500))
     size_bytes: Mapped[int]
+    payload: Mapped[str | None] = mapped_column(Text)  # at most schema.MAX_PAYLOAD_BYTES
     first_seen: Mapped[datetime]
     last_seen: Mapped[datetime]
     times_seen: Mapped[int]
@@ -208,3 +223,18 @@ class FollowUp(Base):
         ForeignKey("results.result_id", ondelete="CASCADE"), primary_key=True)
     by_user: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
+
+
+class LoginThrottle(Base):
+    """Failed logins (and invalid API keys) counted per subject: a typed user name (its
+    SHA-256, never the text) or a client address; see dashboard.throttle."""
+
+    __tablename__ = "login_throttle"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # account, address...
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int]
+    last_failure_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_login_throttle_last_failure_at", "last_failure_at"),)

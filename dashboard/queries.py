@@ -182,6 +182,9 @@ class RejectedRecord(BaseModel):
     first_seen: datetime
     last_seen: datetime
     times_seen: int
+    payload_kept: bool = Field(description="the payload is in the database (it broke no "
+                                           "schema rule: a wrong device clock, a result id "
+                                           "stored with other content, a database refusal)")
 
 
 class TotalsInRange(BaseModel):
@@ -402,7 +405,8 @@ def rejected_messages(session: Session, limit: int = 20) -> list[RejectedRecord]
                            .limit(limit))
     return [RejectedRecord(topic=r.topic, reason=r.reason, size_bytes=r.size_bytes,
                            first_seen=r.first_seen, last_seen=r.last_seen,
-                           times_seen=r.times_seen) for r in rows]
+                           times_seen=r.times_seen, payload_kept=r.payload is not None)
+            for r in rows]
 
 
 def rejected_total(session: Session) -> int:

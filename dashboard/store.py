@@ -6,6 +6,11 @@ dialects), so a message delivered twice, late, or to two workers at once changes
 second time. A batch is one transaction; the ingest acknowledges its messages to the broker
 only after the commit, so an acknowledged result is on disk.
 
+A batch the database refuses for any reason but being unavailable is written again one
+message at a time, and a message it still refuses is set aside in ``rejected_messages``:
+one poison message must not hold up the others (nor be retried for ever). A result id that
+is already stored with other content is set aside too, never silently dropped.
+
 The statements are built once per store (:class:`_Statements`) and executed with many rows
 each: building an upsert and computing its cache key is a fixed cost per execution that, at
 a thousand results a second in batches of a hundred, was a third of the write's CPU.
@@ -15,46 +20,38 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from dashboard.messages import Received, Rejection, set_aside
 from dashboard.models import Device, RejectedMessage, Result, ResultCount, TelemetrySample
 from edge_app.mqtt import schema
+from edge_app.mqtt.schema import parse_time
 
 log = logging.getLogger("dashboard.store")
 
 TELEMETRY_HISTORY = timedelta(hours=24)  # how long health samples are kept
 PRUNE_EVERY = timedelta(minutes=10)
-_REJECTION_REASON_CHARS = 500
 _UPDATE_REASON_CHARS = 300
 _DECISION_COLUMNS = {"sarcopenia": "positive", "no_sarcopenia": "negative", "rescan": "rescans"}
 _COUNT_COLUMNS = ("results", "positive", "negative", "rescans", "skipped_frames",
                   "processed_frames")
 _UPDATE_COLUMNS = ("update_version", "update_outcome", "update_reason", "update_at",
                    "update_model_sha256")
-
-
-@dataclass(frozen=True)
-class Received:
-    """A validated payload and when it reached the ingest (our clock)."""
-
-    payload: dict[str, Any]
-    received_at: datetime
-
-
-@dataclass(frozen=True)
-class Rejection:
-    topic: str
-    reason: str
-    size_bytes: int
-    digest: str  # SHA-256 of topic and payload: the same bad message is one row
-    received_at: datetime
 
 
 @dataclass
@@ -69,17 +66,29 @@ class Batch:
     def __len__(self) -> int:
         return len(self.results) + len(self.statuses) + len(self.live) + len(self.rejections)
 
+    def one_by_one(self) -> Iterator[tuple[Received, Batch]]:
+        """Each received message with a batch of its own (rejections excluded)."""
+        for item in self.results:
+            yield item, Batch(results=[item])
+        for item in self.statuses:
+            yield item, Batch(statuses=[item])
+        for item in self.live:
+            yield item, Batch(live=[item])
+
 
 @dataclass(frozen=True)
 class BatchOutcome:
     stored: int  # new results
-    duplicates: int  # results that were already stored
-    rejected: int
+    duplicates: int  # results that were already stored, with the same content
+    rejected: int  # messages set aside (decode, store, or a result id with other content)
 
 
-def parse_time(value: str) -> datetime:
-    """The schema's ``2025-01-31T09:30:00.000Z`` as a naive UTC datetime."""
-    return datetime.fromisoformat(value.removesuffix("Z"))
+def _database_unavailable(exc: BaseException) -> bool:
+    """The database failed, not the message (a lost connection, a lock, a timeout): worth
+    retrying, never a reason to set a message aside."""
+    return (isinstance(exc, (OperationalError, InterfaceError, DisconnectionError,
+                             PoolTimeout))
+            or (isinstance(exc, DBAPIError) and exc.connection_invalidated))
 
 
 def _later(table: Any, excluded: Any, column: str) -> Any:
@@ -168,14 +177,47 @@ class FleetStore:
         self._pruned_at: datetime | None = None
 
     def write(self, batch: Batch, stored_at: datetime) -> BatchOutcome:
-        with Session(self.engine) as session, session.begin():
-            stored, duplicates = self._results(session, batch.results, stored_at)
-            self._statuses(session, batch.statuses)
-            self._live(session, batch.live)
-            self._rejections(session, batch.rejections)
+        """Store a batch in one transaction or, if the database refuses it, message by
+        message, setting aside what it still refuses. Raises only while the database is
+        unavailable (_database_unavailable): then nothing is lost by trying again."""
+        try:
+            outcome = self._write(batch, stored_at)
+        except Exception as exc:
+            if _database_unavailable(exc):
+                raise
+            log.warning("a batch of %d messages was refused (%s); storing them one by one",
+                        len(batch), _describe(exc))
+            outcome = self._write_one_by_one(batch, stored_at)
         if self._pruned_at is None or stored_at - self._pruned_at >= PRUNE_EVERY:
             self.prune_telemetry(stored_at)
-        return BatchOutcome(stored, duplicates, len(batch.rejections))
+        return outcome
+
+    def _write(self, batch: Batch, stored_at: datetime) -> BatchOutcome:
+        with Session(self.engine) as session, session.begin():
+            stored, duplicates, conflicts = self._results(session, batch.results, stored_at)
+            self._statuses(session, batch.statuses)
+            self._live(session, batch.live)
+            self._rejections(session, batch.rejections + conflicts)
+        return BatchOutcome(stored, duplicates, len(batch.rejections) + len(conflicts))
+
+    def _write_one_by_one(self, batch: Batch, stored_at: datetime) -> BatchOutcome:
+        stored = duplicates = rejected = 0
+        refused: list[Rejection] = []
+        for item, single in batch.one_by_one():
+            try:
+                outcome = self._write(single, stored_at)
+            except Exception as exc:
+                if _database_unavailable(exc):
+                    raise
+                log.warning("set aside a message on %s that the database refused: %s",
+                            item.topic, _describe(exc))
+                refused.append(set_aside(item, f"could not be stored: {_describe(exc)}"))
+                continue
+            stored += outcome.stored
+            duplicates += outcome.duplicates
+            rejected += outcome.rejected
+        rest = self._write(Batch(rejections=batch.rejections + refused), stored_at)
+        return BatchOutcome(stored, duplicates, rejected + rest.rejected)
 
     def prune_telemetry(self, now: datetime) -> int:
         """Delete health samples older than the history, except each device's newest (the
@@ -196,20 +238,36 @@ class FleetStore:
             return 0
 
     def _results(self, session: Session, results: list[Received],
-                 stored_at: datetime) -> tuple[int, int]:
+                 stored_at: datetime) -> tuple[int, int, list[Rejection]]:
+        """(new, duplicates, conflicts): a result whose id is stored (or earlier in the
+        batch) with the same content is a duplicate; with other content, a conflict that
+        is set aside and logged."""
         if not results:
-            return 0, 0
-        rows = {}
-        for item in results:  # a duplicate inside one batch counts as a duplicate too
-            rows.setdefault(item.payload["result_id"], _result_row(item.payload, stored_at,
-                                                                    self.worker))
+            return 0, 0, []
+        received = [(item, _result_row(item.payload, stored_at, self.worker))
+                    for item in results]
+        rows: dict[str, dict[str, Any]] = {}
+        for _, row in received:  # a duplicate inside one batch counts as a duplicate too
+            rows.setdefault(row["result_id"], row)
         # a fixed order: two workers inserting overlapping batches on PostgreSQL take the
         # unique-index locks in the same order and cannot deadlock
         ordered = [rows[result_id] for result_id in sorted(rows)]
-        inserted = session.execute(self._statements.results, ordered).scalars().all()
-        self._count(session, [rows[result_id] for result_id in inserted])
-        self._devices_seen_by_results(session, results)
-        return len(inserted), len(results) - len(inserted)
+        inserted = set(session.execute(self._statements.results, ordered).scalars())
+        reference = {**rows, **_stored_content(session, sorted(set(rows) - inserted))}
+        kept, conflicts = [], []
+        for item, row in received:
+            same = _same_content(row, reference.get(row["result_id"], row))
+            (kept if same else conflicts).append(item)
+        self._count(session, [rows[result_id] for result_id in sorted(inserted)])
+        if kept:
+            self._devices_seen_by_results(session, kept)
+        rejections = []
+        for item in conflicts:
+            result_id = item.payload["result_id"]
+            log.warning("result %s arrived again with different content: set aside", result_id)
+            rejections.append(set_aside(item, f"duplicate id, different content: result_id "
+                                              f"{result_id} is stored with other content"))
+        return len(inserted), len(results) - len(inserted) - len(conflicts), rejections
 
     def _count(self, session: Session, inserted: list[dict[str, Any]]) -> None:
         """Add the newly stored results (never a duplicate: only what the INSERT returned)
@@ -274,11 +332,37 @@ class FleetStore:
         counts = Counter(r.digest for r in rejections)
         first = {r.digest: r for r in reversed(rejections)}
         session.execute(self._statements.rejections, [
-            {"digest": digest, "topic": first[digest].topic[:300],
-             "reason": first[digest].reason[:_REJECTION_REASON_CHARS],
-             "size_bytes": first[digest].size_bytes, "first_seen": first[digest].received_at,
+            {"digest": digest, "topic": first[digest].topic, "reason": first[digest].reason,
+             "size_bytes": first[digest].size_bytes, "payload": first[digest].payload,
+             "first_seen": first[digest].received_at,
              "last_seen": first[digest].received_at, "times_seen": counts[digest]}
             for digest in sorted(counts)])
+
+
+# what a result says (everything but when and by whom it was stored): equal for a
+# duplicate, different for a conflicting reuse of its id
+_CONTENT_COLUMNS = tuple(column.name for column in Result.__table__.columns
+                         if column.name not in ("id", "stored_at", "stored_by"))
+
+
+def _stored_content(session: Session, result_ids: list[str]) -> dict[str, dict[str, Any]]:
+    if not result_ids:
+        return {}
+    table = Result.__table__
+    rows = session.execute(select(*(table.c[name] for name in _CONTENT_COLUMNS))
+                           .where(table.c.result_id.in_(result_ids)))
+    return {row.result_id: dict(row._mapping) for row in rows}
+
+
+def _same_content(row: dict[str, Any], reference: dict[str, Any]) -> bool:
+    return all(row[name] == reference[name] for name in _CONTENT_COLUMNS)
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception's class and first line, without the SQL and parameters SQLAlchemy
+    appends (they may quote the payload)."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0] if text else ''}"
 
 
 def _result_row(payload: dict[str, Any], stored_at: datetime, worker: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import secrets
 from collections.abc import Iterable, Iterator
 from datetime import date
@@ -20,7 +19,13 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
@@ -31,8 +36,7 @@ from dashboard import auth, queries
 from dashboard.api import database, router
 from dashboard.db import session_factory, utc_now
 from dashboard.ingest import IngestWorker
-
-log = logging.getLogger("dashboard.web")
+from dashboard.login import attempt_login, lockout_message
 
 SESSION_COOKIE = "sarco_session"
 REFERRALS_ON_PAGE = 50
@@ -123,24 +127,35 @@ PageFilters = Annotated[queries.Filters, Depends(page_filters)]
 def _add_pages(app: FastAPI) -> None:
     templates: Jinja2Templates = app.state.templates
 
-    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    def login_form(request: Request, failed: bool = False) -> HTMLResponse:
+    def login_page(request: Request, failed: bool = False, locked: str | None = None,
+                   status_code: int = 200) -> HTMLResponse:
         token = secrets.token_urlsafe(32)
         response = templates.TemplateResponse(
-            request, "login.html", {"csrf": token, "failed": failed,
-                                    "auth_enabled": app.state.auth_enabled})
+            request, "login.html", {"csrf": token, "failed": failed, "locked": locked,
+                                    "auth_enabled": app.state.auth_enabled},
+            status_code=status_code)
         _set_cookie(app, response, LOGIN_CSRF_COOKIE, token, max_age=3600)
         return response
 
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(request: Request, failed: bool = False) -> HTMLResponse:
+        return login_page(request, failed)
+
     @app.post("/login", include_in_schema=False)
     def login(request: Request, session: DB, username: Annotated[str, Form()],
-              password: Annotated[str, Form()], csrf: Annotated[str, Form()]) -> RedirectResponse:
+              password: Annotated[str, Form()], csrf: Annotated[str, Form()]) -> Response:
         if not auth.csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf):
             raise HTTPException(403, "the login form expired: reload it")
-        user = auth.authenticate(session, username, password)
+        outcome = attempt_login(session, username, password,
+                                request.client.host if request.client else None)
+        if outcome.lockout is not None:
+            now = utc_now()
+            page = login_page(request, locked=lockout_message(outcome.lockout, now),
+                              status_code=429)
+            page.headers["Retry-After"] = str(outcome.lockout.seconds_left(now))
+            return page
+        user = outcome.user
         if user is None:
-            log.warning("failed login for %r from %s", username,
-                        request.client.host if request.client else "?")
             return RedirectResponse("/login?failed=true", status_code=303)
         token = auth.open_session(session, user)
         session.commit()
@@ -209,9 +224,15 @@ def _add_pages(app: FastAPI) -> None:
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
+        """503 with the reason while this process's ingest is stuck (a message waiting to be
+        stored, no broker, a refused subscription; IngestWorker.problem), else 200."""
         ingest = app.state.ingest
-        body = {"ok": True, "ingest_connected": bool(ingest and ingest.state.connected)}
-        return JSONResponse(body)
+        problem = ingest.problem(utc_now()) if ingest else None
+        body = {"ok": problem is None,
+                "ingest_connected": bool(ingest and ingest.state.connected)}
+        if problem:
+            body["problem"] = problem
+        return JSONResponse(body, status_code=503 if problem else 200)
 
 
 def _set_cookie(app: FastAPI, response, name: str, value: str, max_age: int) -> None:  # noqa: ANN001
@@ -247,9 +268,25 @@ def _csv(sessions, what: str, chosen: queries.Filters) -> Iterator[str]:  # noqa
         header, rows = _export_rows(session, what, chosen)
         writer.writerow(header)
         for count, row in enumerate(rows, 1):
-            writer.writerow(["" if value is None else value for value in row])
+            writer.writerow([_spreadsheet_safe(value) for value in row])
             if count % 1000 == 0:
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
     yield buffer.getvalue()
+
+
+# Spreadsheets run a cell that starts with one of these as a formula (=HYPERLINK(...), or
+# DDE commands), and some strip a leading tab or line break first.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def _spreadsheet_safe(value: object) -> object:
+    """A cell as the export writes it: text that a spreadsheet would run as a formula gets a
+    leading apostrophe (OWASP's CSV injection advice; the apostrophe shows the cell is text),
+    numbers stay numbers (-0.5 is a value, not a formula), None is an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value

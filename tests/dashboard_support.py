@@ -6,6 +6,11 @@ Builds on tests/mqtt_broker.py (the real Mosquitto fixture) without changing it.
 
 from __future__ import annotations
 
+import base64
+import getpass
+import glob
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -45,6 +51,39 @@ def fleet_broker(workdir: Path, devices: tuple[str, ...] = ("us-001",),
     users = {DASHBOARD_USER: PASSWORD, SIMULATOR_USER: PASSWORD}
     users.update({device: PASSWORD for device in devices})
     return MosquittoBroker(workdir, users=users, acl=FLEET_ACL, persistent=persistent)
+
+
+class SubscriptionRefusingBroker(MosquittoBroker):
+    """Mosquitto whose dynamic-security plugin lets the dashboard log in but refuses each of
+    its subscriptions (SUBACK 0x87 "Not authorized"), like a broker whose ACL was written
+    without the dashboard. (Mosquitto's acl_file never refuses a subscription: it filters
+    what it delivers.)"""
+
+    PLUGIN = next(iter(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so")), None)
+
+    def __init__(self, workdir: Path) -> None:
+        if self.PLUGIN is None:
+            pytest.skip("needs Mosquitto's dynamic security plugin (Debian's mosquitto)")
+        super().__init__(workdir, users={DASHBOARD_USER: PASSWORD})
+
+    def _write_config(self, users: dict[str, str], acl: str, tls_files: object,
+                      persistent: bool) -> None:
+        salt = os.urandom(12)
+        clients = [{"username": user, "salt": base64.b64encode(salt).decode(),
+                    "password": base64.b64encode(hashlib.pbkdf2_hmac(
+                        "sha512", password.encode(), salt, 101)).decode(),
+                    "iterations": 101, "roles": []} for user, password in users.items()]
+        state = self.workdir / "dynamic-security.json"
+        state.write_text(json.dumps({
+            "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": True,
+                                 "subscribe": False, "unsubscribe": True},
+            "clients": clients, "groups": [], "roles": []}))
+        self._tls = False
+        self.config_path = self.workdir / "mosquitto.conf"
+        self.config_path.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous false\n"
+            f"plugin {self.PLUGIN}\nplugin_opt_config_file {state}\n"
+            f"user {getpass.getuser()}\n")
 
 
 def settings_for(broker: MosquittoBroker, user: str) -> BrokerSettings:

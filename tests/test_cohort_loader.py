@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
 
 from model_build.cohort import CohortError, load_cohort
+from model_build.cohort.paths import CohortPathError
+from model_build.models.data import MediaReadError, media_rows
 from tests.cohort_factory import edit_cell, make_cohort, read_rows
 
 
@@ -72,3 +76,14 @@ def test_warnings_are_kept_in_the_report(cohort):
     loaded = load_cohort(cohort.root)
     assert [f.column for f in loaded.report.findings] == ["notes"]
     assert loaded.participants["notes"].iloc[0] == "free text"
+
+
+def test_training_refuses_a_media_link_out_of_the_cohort(cohort, tmp_path):
+    """load_cohort does not open media; the path it hands to training is checked all the same."""
+    shutil.move(cohort.images[0], tmp_path / "outside.png")
+    cohort.images[0].symlink_to(tmp_path / "outside.png")
+    loaded = load_cohort(cohort.root)
+    with pytest.raises(CohortPathError, match="outside the cohort folder; fix: copy the file"):
+        loaded.media_path(f"images/{cohort.images[0].name}")
+    with pytest.raises(MediaReadError, match=f"images.csv row 2 \\(images/{cohort.images[0].name}\\): is a link"):
+        media_rows(loaded, cohort.participant_ids)

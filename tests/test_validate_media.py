@@ -6,6 +6,7 @@ PNG, JPEG, BMP, TIFF, DICOM) and videos.csv one clip for P001-P005 (rows 2-6, MP
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -245,3 +246,52 @@ def test_jpeg_content_named_png_is_a_warning(cohort):
     assert code == 0
     finding = only(findings_at(report, file=IMAGES, row=row, column="path"))
     assert finding["severity"] == "warning" and "holds a JPEG image, not PNG" in finding["message"]
+
+
+@pytest.mark.parametrize("linked", ["file", "folder"])
+def test_image_linked_from_outside_the_cohort_is_an_error(cohort, tmp_path, linked):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    if linked == "file":  # a real PNG outside the folder, linked in under the listed name
+        shutil.move(cohort.images[0], outside / cohort.images[0].name)
+        cohort.images[0].symlink_to(outside / cohort.images[0].name)
+    else:  # the whole images folder is a link: every listed image lies outside
+        shutil.move(cohort.root / "images", outside / "images")
+        (cohort.root / "images").symlink_to(outside / "images")
+    code, report = validate_json(cohort.root)
+    assert code == 1
+    finding = only(findings_at(report, file=IMAGES, row=2, column="path"))
+    assert finding["message"] == (f"images/{cohort.images[0].name}: is a link to "
+                                  f"{(outside / 'images' if linked == 'folder' else outside).resolve()}"
+                                  f"/{cohort.images[0].name}, outside the cohort folder")
+    assert "copy the file into the cohort folder" in finding["hint"]
+    assert report["media"][0]["described"] is False
+
+
+def test_link_to_a_system_file_is_refused_without_reading_it(cohort):
+    cohort.images[0].unlink()
+    cohort.images[0].symlink_to("/etc/passwd")
+    code, report = validate_json(cohort.root)
+    assert code == 1
+    finding = only(findings_at(report, file=IMAGES, row=2, column="path"))
+    assert "is a link to /etc/passwd, outside the cohort folder" in finding["message"]
+
+
+def test_link_inside_the_cohort_is_fine(cohort):
+    (cohort.root / "originals").mkdir()
+    shutil.move(cohort.images[0], cohort.root / "originals" / cohort.images[0].name)
+    cohort.images[0].symlink_to(cohort.root / "originals" / cohort.images[0].name)
+    code, report = validate_json(cohort.root)
+    assert code == 0, report["findings"]
+    assert report["media"][0]["described"] is True
+
+
+def test_named_pipe_is_not_opened(cohort):
+    cohort.images[0].unlink()
+    os.mkfifo(cohort.images[0])  # opening it for reading would wait for a writer forever
+    code, report = validate_json(cohort.root)
+    assert code == 1
+    finding = only(findings_at(report, file=IMAGES, row=2, column="path"))
+    assert finding["message"] == f"images/{cohort.images[0].name}: is a named pipe (FIFO), not a file: it is not opened"
+    assert "replace it with the file itself" in finding["hint"]
+

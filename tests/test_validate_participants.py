@@ -6,9 +6,15 @@ file, row, column and hint. Media are not opened (--no-media) where they play no
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
+import tracemalloc
+
 import pytest
 import yaml
 
+from model_build.cohort import validate_cohort
 from tests.cohort_factory import edit_cell, findings_at, make_cohort, read_rows, validate_json, write_csv
 
 PARTICIPANTS = "participants.csv"
@@ -267,3 +273,53 @@ def test_blank_lines_keep_spreadsheet_row_numbers(cohort):
     code, report = validate_json(cohort.root, "--no-media")
     assert code == 1
     assert only(findings_at(report, file=PARTICIPANTS, column="label"))["row"] == 4
+
+
+def test_participants_file_linked_from_outside_the_cohort_is_an_error(cohort, tmp_path):
+    outside = tmp_path / "elsewhere.csv"
+    shutil.move(cohort.root / PARTICIPANTS, outside)
+    (cohort.root / PARTICIPANTS).symlink_to(outside)
+    code, report = validate_json(cohort.root, "--no-media")
+    assert code == 1
+    finding = only(findings_at(report, file=PARTICIPANTS))
+    assert finding["message"] == f"is a link to {outside.resolve()}, outside the cohort folder"
+    assert "copy the file into the cohort folder" in finding["hint"]
+
+
+def test_participants_file_that_is_a_pipe_is_not_opened(cohort):
+    path = cohort.root / PARTICIPANTS
+    content = path.read_bytes()
+    path.unlink()
+    os.mkfifo(path)
+    # a reader of a pipe waits for a writer: this one feeds whoever opens it, so a validator
+    # that opened the pipe would read a valid file instead of hanging
+    feeder = threading.Thread(target=path.write_bytes, args=(content,), daemon=True)
+    feeder.start()
+    code, report = validate_json(cohort.root, "--no-media")
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # lets the feeder finish
+    feeder.join(10)
+    os.close(reader)
+    assert code == 1
+    finding = only(findings_at(report, file=PARTICIPANTS))
+    assert finding["message"] == "is a named pipe (FIFO), not a file: it is not opened"
+
+
+def test_a_large_participants_file_is_checked_in_bounded_memory(tmp_path):
+    """participants.csv is streamed: validation keeps each id's first row and cohort (to find
+    duplicates), not the cells. Issue 17: 1,000,000 rows took 2.8 GB when the whole file was
+    read into a DataFrame (about 1,100 bytes per row of this file; now about 180)."""
+    small = make_cohort(tmp_path / "small", seed=1, images=False, videos=False).root
+    large = make_cohort(tmp_path / "large", seed=1, images=False, videos=False).root
+    template = read_rows(large / PARTICIPANTS)[0]
+    rows = 20_000
+    write_csv(large / PARTICIPANTS, [dict(template, participant_id=f"Q{number:06d}", label=str(number % 2))
+                                     for number in range(rows)])
+    validate_cohort(small, media=False)  # imports and caches are not what the file costs
+    tracemalloc.start()
+    try:
+        report = validate_cohort(large, media=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.ok and report.summary["participants"] == rows
+    assert peak < 400 * rows, f"{peak / rows:.0f} bytes per row"

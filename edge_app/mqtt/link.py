@@ -1,4 +1,5 @@
-"""The device's MQTT connection: results from the outbox (QoS 1, in order, deleted on PUBACK),
+"""The device's MQTT connection: results from the outbox (QoS 1, in order, deleted on a PUBACK
+that says "Success"),
 live readings (QoS 0, dropped while offline), a retained status with a last will (refreshed
 every ``status_interval_s`` so the health figures it carries stay current), and commands.
 
@@ -8,6 +9,14 @@ client per connection means paho never re-sends stale messages of its own behind
 outbox is the single source of what still has to go, a connection re-publishes every pending
 result from the oldest, and PUBACKs are matched to results through a mid -> result_id map that
 lives and dies with its connection (paho's mids are only meaningful within one).
+
+Delivery means stored: only a PUBACK with reason 0x00 removes a result. Mosquitto answers 0x10
+"No matching subscribers" while no dashboard worker is subscribed (after a broker restart it
+does not restore ``$share`` subscriptions, docs/mqtt.md), and then drops the message; so 0x10,
+like a transient failure (quota exceeded, unspecified error), keeps the result and pauses
+publishing with a short backoff before everything not acknowledged is sent again from the
+oldest. Refusals that a retry cannot fix (not authorized, bad topic or payload) set the result
+aside for this run and say why. MQTT 3.1.1 has no reason codes: there a PUBACK is all we learn.
 """
 
 from __future__ import annotations
@@ -35,6 +44,11 @@ log = logging.getLogger("edge_app.mqtt")
 _PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 # CONNACK refusals that mean "this broker does not speak MQTT 5" (v3 rc 1, v5 reason 0x84)
 _UNSUPPORTED_PROTOCOL = {1, 132}
+# PUBACK refusals a retry cannot fix: not authorized (ACL), topic name invalid, payload invalid
+_REFUSED = {0x87: "the broker ACL must let this device's username publish on its result topic",
+            0x90: "the result topic is not valid for this broker",
+            0x99: "the broker refused the payload format"}
+_NO_SUBSCRIBERS = 0x10
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,7 @@ class LinkState:
     protocol: str = ""
     live_dropped: int = 0
     rejected: set[str] = field(default_factory=set)
+    backlog_reason: str = ""  # why results wait although connected ("" when none do)
 
 
 @dataclass
@@ -102,6 +117,8 @@ class _Connection:
     acks: list[tuple[int, ReasonCode]] = field(default_factory=list)
     last_seq: int = 0
     status_at: float | None = None  # monotonic time of the last "online"; None before the first
+    held_until: float = 0.0  # monotonic time before which no result is (re)published
+    hold_s: float = 0.0  # the current hold; doubles while the broker keeps declining
 
 
 class MqttLink:
@@ -237,7 +254,9 @@ class MqttLink:
         while not self._stop.is_set() and not conn.lost.is_set():
             with self._wake:
                 if not self._work:
-                    self._wake.wait(min(1.0, self.status_interval_s))
+                    timeout = min(1.0, self.status_interval_s)
+                    held = conn.held_until - time.monotonic()
+                    self._wake.wait(min(timeout, held) if held > 0 else timeout)
                 self._work = False
                 acks, conn.acks = conn.acks, []
             for mid, reason in acks:
@@ -253,28 +272,51 @@ class MqttLink:
         result_id = conn.inflight.pop(mid, None)
         if result_id is None:
             return  # the status message or a live reading
-        if reason.is_failure:
-            # e.g. "Not authorized" from the ACL: keep the row, stop retrying it in this run
-            self.state.rejected.add(result_id)
-            log.error("broker rejected a result", extra={
-                "event": "mqtt_rejected", "result_id": result_id, "reason": str(reason),
-                "hint": "check the broker ACL for this device's username and topic"})
-        else:
+        if reason.value == 0:
             self.outbox.remove(result_id)
+            conn.hold_s = 0.0
+            self.state.backlog_reason = ""
             log.info("result delivered", extra={"event": "result_delivered",
                                                 "result_id": result_id})
+        elif reason.value in _REFUSED:
+            # keep the row, stop retrying it in this run: only a fix on the broker helps
+            self.state.rejected.add(result_id)
+            self.state.backlog_reason = f"broker refused a result ({reason}): " \
+                                        f"{_REFUSED[reason.value]}"
+            log.error("broker rejected a result", extra={
+                "event": "mqtt_rejected", "result_id": result_id, "reason": str(reason),
+                "hint": _REFUSED[reason.value]})
+        else:
+            self._hold(conn, result_id, reason)
         with self._wake:
             self._wake.notify_all()  # wait_until_drained
 
+    def _hold(self, conn: _Connection, result_id: str, reason: ReasonCode) -> None:
+        """The broker took the result but will not deliver it (no subscriber) or cannot now:
+        keep it, pause, then send everything unacknowledged again from the oldest."""
+        now = time.monotonic()
+        if now >= conn.held_until:  # one hold per wave of declined results
+            conn.hold_s = min(max(conn.hold_s * 2, self.settings.backoff_min_s / 2),
+                              self.settings.backoff_max_s / 3)
+            conn.held_until = now + conn.hold_s
+        conn.last_seq = 0
+        self.state.backlog_reason = (
+            "no dashboard is subscribed: results are kept and sent again"
+            if reason.value == _NO_SUBSCRIBERS else f"broker declined a result ({reason})")
+        log.warning("result kept", extra={"event": "result_kept", "result_id": result_id,
+                                          "reason": str(reason),
+                                          "retry_in_s": round(conn.hold_s, 2)})
+
     def _publish_pending(self, conn: _Connection) -> bool:
         room = self.settings.window - len(conn.inflight)
-        if room <= 0:
+        if room <= 0 or time.monotonic() < conn.held_until:
             return True
+        in_flight = set(conn.inflight.values())
         for item in self.outbox.pending(after_seq=conn.last_seq, limit=room + 50):
             if room <= 0:
                 break
             conn.last_seq = item.seq
-            if item.result_id in self.state.rejected:
+            if item.result_id in self.state.rejected or item.result_id in in_flight:
                 continue
             info = conn.client.publish(item.topic, item.payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -411,6 +453,7 @@ class MqttLink:
             "state": state,
             "at": None if will else schema.utc_timestamp(time.time()),
             "queued_results": None if will else len(self.outbox),
+            "backlog_reason": None if will else (self.state.backlog_reason or None),
             **self._status_fields(),
         }
         if will and "health" in payload:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Collection
 
 import pandas as pd
 
@@ -39,7 +40,7 @@ def media_format(relative: str, file: str) -> str | None:
     return formats.get(posixpath.splitext(relative)[1].lower())
 
 
-def check_listing(frame: pd.DataFrame, file: str, known_ids: set[str] | None) -> list[Finding]:
+def check_listing(frame: pd.DataFrame, file: str, known_ids: Collection[str] | None) -> list[Finding]:
     """Rows of images.csv or videos.csv; ``known_ids`` is None when participants.csv is unusable."""
     findings = []
     for row, participant, relative in zip(frame.index, frame["participant_id"], frame["path"]):

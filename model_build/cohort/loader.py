@@ -16,6 +16,7 @@ import pandas as pd
 from model_build.cohort.findings import CohortError, ValidationReport
 from model_build.cohort.listings import MEDIA_COLUMNS
 from model_build.cohort.participants import LABEL_SPEC, column_specs
+from model_build.cohort.paths import cohort_file
 from model_build.cohort.schema import ColumnSpec, Schema
 from model_build.cohort.validate import check_cohort
 from model_build.cohort.values import text_column, typed_column
@@ -42,17 +43,19 @@ class Cohort:
     report: ValidationReport
 
     def media_path(self, relative: str) -> Path:
-        """Absolute location of a path listed in images.csv or videos.csv."""
-        return self.root / relative
+        """Real location of a path listed in images.csv or videos.csv. Raises
+        :class:`~model_build.cohort.paths.CohortPathError` when it is missing, not a regular
+        file, or a link out of the cohort folder (the media may not have been validated)."""
+        return cohort_file(self.root, relative)
 
 
 def load_cohort(path: str | Path, *, check_media: bool = False,
                 on_progress: Callable[[int, int], None] | None = None) -> Cohort:
     """Read and validate a cohort folder; raise :class:`CohortError` when it is unusable."""
-    report, tables = check_cohort(path, media=check_media, on_progress=on_progress)
+    report, tables = check_cohort(path, media=check_media, keep_participants=True, on_progress=on_progress)
     if not report.ok:
         raise CohortError(report.findings)
-    participants = _typed(tables.participants, column_specs(tables.participants, tables.schema))
+    participants = _typed(tables.participants, column_specs(tables.participants.columns, tables.schema))
     participants["label"] = typed_column(tables.participants["label"], LABEL_SPEC)
     listings = {file: _typed(frame, {name: spec for name, spec in MEDIA_COLUMNS.items() if name in frame})
                 for file, frame in tables.listings.items()}

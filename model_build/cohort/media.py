@@ -28,6 +28,7 @@ import pandas as pd
 from edge_app.bundle import sha256_file
 from model_build.cohort.findings import Finding, Place
 from model_build.cohort.listings import LISTINGS, MEDIA_COLUMNS, media_format, path_problem
+from model_build.cohort.paths import CohortPathError, cohort_file
 from model_build.cohort.values import cell_problem
 
 # FFmpeg prints its own complaints about broken videos to stderr; the findings say it better.
@@ -120,7 +121,7 @@ def check_media(root: Path, items: list[MediaItem],
     checks: list[MediaCheck | None] = [None] * len(items)
     workers = min(8, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(inspect_media_file, root / item.relative, item): index
+        futures = {pool.submit(inspect_media_file, root, item): index
                    for index, item in enumerate(items)}
         for done, future in enumerate(as_completed(futures), start=1):
             checks[futures[future]] = future.result()
@@ -131,17 +132,21 @@ def check_media(root: Path, items: list[MediaItem],
     return findings + _shared_content(items, checks) + _listing_summaries(table), table
 
 
-def inspect_media_file(path: Path, item: MediaItem) -> MediaCheck:
-    """Check that one listed file exists, is complete and decodes, then describe it.
+def inspect_media_file(root: Path, item: MediaItem) -> MediaCheck:
+    """Check that one listed file exists in the cohort folder ``root``, is complete and
+    decodes, then describe it.
 
-    This is the one place that looks inside a media file. A file that does not decode is not
-    described (its error says why); one whose scan box is not found gets a warning here, the
-    pixel size and burned-in text are summarised per listing by :func:`check_media`.
+    This is the one place that looks inside a media file, and it opens only a regular file
+    inside the cohort folder (:func:`~model_build.cohort.paths.cohort_file`). A file that does
+    not decode is not described (its error says why); one whose scan box is not found gets a
+    warning here, the pixel size and burned-in text are summarised per listing by
+    :func:`check_media`.
     """
     try:
-        problem = _file_problem(path)
-        if problem is not None:
-            return MediaCheck(None, (_finding(item, problem),))
+        path = cohort_file(root, item.relative)
+        if path.stat().st_size == 0:
+            return MediaCheck(None, (_finding(item, Problem("file is empty (0 bytes)",
+                                                            "copy the file again from its source")),))
         pixels: MediaPixels | None = None
         if item.format == "video":
             digest = sha256_file(path)
@@ -151,6 +156,8 @@ def inspect_media_file(path: Path, item: MediaItem) -> MediaCheck:
             digest = hashlib.sha256(data).hexdigest()
             problem = (_dicom_problem(data, item.file == "videos.csv") if item.format == "dicom"
                        else _image_problem(data, item.format))
+    except CohortPathError as error:
+        return MediaCheck(None, (_finding(item, Problem(error.message, error.hint)),))
     except OSError as error:
         return MediaCheck(None, (_finding(item, Problem(f"cannot be read ({error.strerror})",
                                                         "check that the file is readable")),))
@@ -226,25 +233,6 @@ def _rows(rows: list[int]) -> str:
 def _finding(item: MediaItem, problem: Problem) -> Finding:
     return Finding(problem.severity, item.file, item.row, "path", f"{item.relative}: {problem.message}",
                    problem.hint)
-
-
-def _file_problem(path: Path) -> Problem | None:
-    if path.is_dir():
-        return Problem("is a folder, not a file", "list the files inside it, one row each")
-    if not path.exists():
-        return Problem("file not found", _missing_hint(path))
-    if path.stat().st_size == 0:
-        return Problem("file is empty (0 bytes)", "copy the file again from its source")
-    return None
-
-
-def _missing_hint(path: Path) -> str:
-    """Suggest a file whose name differs only in letter case, a common copy-from-Windows slip."""
-    if path.parent.is_dir():
-        for sibling in path.parent.iterdir():
-            if sibling.name.lower() == path.name.lower():
-                return f"the folder has {sibling.name!r}: correct the letter case of the path"
-    return "copy the file into the cohort folder, or correct its path (relative to the cohort folder)"
 
 
 def _image_problem(data: bytes, kind: str) -> Problem | None:

@@ -1,7 +1,9 @@
 """Validating a cohort folder: every check of docs/cohort-format.md, in one place.
 
 :func:`check_cohort` reads the files once and returns both the report and the parsed tables,
-so the loader (:mod:`model_build.cohort.loader`) uses exactly what was validated.
+so the loader (:mod:`model_build.cohort.loader`) uses exactly what was validated. Every file is
+opened through :func:`model_build.cohort.paths.cohort_file` (inside the folder, regular files
+only), and participants.csv is checked as it streams by: memory does not grow with its cells.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from model_build.cohort import listings as listing_checks
 from model_build.cohort import participants as participant_checks
 from model_build.cohort.findings import SEVERITIES, Finding, Place, ValidationReport
 from model_build.cohort.media import check_media, media_items
+from model_build.cohort.participants import ParticipantsCheck
+from model_build.cohort.paths import CohortPathError, cohort_file
 from model_build.cohort.schema import Schema, SchemaError, load_schema
-from model_build.cohort.tables import read_table
+from model_build.cohort.tables import TableError, as_frame, open_table, read_table
 
 SCHEMA_FILE = "schema.yaml"
 FOLDER = "(cohort folder)"
@@ -28,7 +32,8 @@ _SCHEMA_COLUMN = re.compile(r"columns\.([^\s.:;]+)")
 
 @dataclass
 class CohortTables:
-    """The parsed files; ``None`` / absent where a file is missing or could not be read."""
+    """The parsed files; ``None`` / absent where a file is missing or could not be read.
+    ``participants`` is kept only when asked for: validation alone streams the file."""
 
     schema: Schema | None = None
     participants: pd.DataFrame | None = None
@@ -42,20 +47,21 @@ def validate_cohort(path: str | Path, *, media: bool = True,
     return report
 
 
-def check_cohort(path: str | Path, *, media: bool = True,
+def check_cohort(path: str | Path, *, media: bool = True, keep_participants: bool = False,
                  on_progress: Callable[[int, int], None] | None = None) -> tuple[ValidationReport, CohortTables]:
+    """The report, and the parsed tables (participants only with ``keep_participants``)."""
     root = Path(path)
     findings: list[Finding] = []
     tables = CohortTables()
     if not root.is_dir():
         findings.append(Place(FOLDER).error(f"{root} is not a folder", "give the path of the cohort folder"))
         return ValidationReport(root, findings, media_checked=media), tables
-    tables.schema = _read_schema(root / SCHEMA_FILE, findings)
-    tables.participants = _read_participants(root, tables.schema, findings)
-    known_ids = None if tables.participants is None else set(tables.participants["participant_id"]) - {""}
+    tables.schema = _read_schema(root, findings)
+    participants, tables.participants = _read_participants(root, tables.schema, findings, keep_participants)
+    known_ids = None if participants is None else participants.known_ids
     for file in listing_checks.LISTINGS:
         if (root / file).exists():
-            frame = read_table(root / file, listing_checks.REQUIRED, findings)
+            frame = read_table(root, file, listing_checks.REQUIRED, findings)
             if frame is not None:
                 findings += listing_checks.check_listing(frame, file, known_ids)
                 tables.listings[file] = frame
@@ -63,12 +69,20 @@ def check_cohort(path: str | Path, *, media: bool = True,
     if media:
         media_findings, media_table = check_media(root, media_items(tables.listings), on_progress)
         findings += media_findings
-    report = ValidationReport(root, sorted(findings, key=_finding_order), _summary(tables, media_table),
-                              media_checked=media, media=media_table or [])
+    report = ValidationReport(root, sorted(findings, key=_finding_order),
+                              _summary(participants, tables, media_table), media_checked=media,
+                              media=media_table or [])
     return report, tables
 
 
-def _read_schema(path: Path, findings: list[Finding]) -> Schema | None:
+def _read_schema(root: Path, findings: list[Finding]) -> Schema | None:
+    path = root / SCHEMA_FILE
+    if path.exists():  # a missing one is load_schema's to explain (what to write)
+        try:
+            path = cohort_file(root, SCHEMA_FILE, folder_hint=f"replace it with the file {SCHEMA_FILE}")
+        except CohortPathError as error:
+            findings.append(Place(SCHEMA_FILE).error(error.message, error.hint))
+            return None
     try:
         return load_schema(path)
     except SchemaError as error:
@@ -80,22 +94,34 @@ def _read_schema(path: Path, findings: list[Finding]) -> Schema | None:
         return None
 
 
-def _read_participants(root: Path, schema: Schema | None, findings: list[Finding]) -> pd.DataFrame | None:
-    path = root / participant_checks.FILE
-    if not path.exists():
-        findings.append(Place(path.name).error(
+def _read_participants(root: Path, schema: Schema | None, findings: list[Finding],
+                       keep: bool) -> tuple[ParticipantsCheck | None, pd.DataFrame | None]:
+    """Check participants.csv row by row as it is read (bounded memory); the check, and the
+    rows as a DataFrame when ``keep`` (the loader types them). ``(None, None)`` when unusable."""
+    if not (root / participant_checks.FILE).exists():
+        findings.append(Place(participant_checks.FILE).error(
             "participants.csv is missing",
             f"write it with one row per participant and columns {', '.join(participant_checks.REQUIRED)}"))
-        return None
-    frame = read_table(path, participant_checks.REQUIRED, findings)
-    if frame is None:
-        return None
-    if frame.empty:
-        findings.append(Place(path.name, 2).error("participants.csv lists no participant",
-                                                  "add one row per participant below the header"))
-        return None
-    findings += participant_checks.check_participants(frame, schema)
-    return frame
+        return None, None
+    numbers: list[int] = []
+    kept: list[list[str]] = []
+    try:
+        with open_table(root, participant_checks.FILE, participant_checks.REQUIRED) as table:
+            check = ParticipantsCheck(table.header, schema)
+            for number, cells in table.rows():
+                check.add(number, cells)
+                if keep:
+                    numbers.append(number)
+                    kept.append(cells)
+    except TableError as error:
+        findings += error.findings
+        return None, None
+    if check.rows == 0:
+        findings.append(Place(participant_checks.FILE, 2).error("participants.csv lists no participant",
+                                                                "add one row per participant below the header"))
+        return None, None
+    findings += table.findings + check.finish(schema)
+    return check, as_frame(table.header, numbers, kept) if keep else None
 
 
 def _finding_order(finding: Finding) -> tuple:
@@ -104,21 +130,12 @@ def _finding_order(finding: Finding) -> tuple:
             finding.row if finding.row is not None else 0, finding.column or "")
 
 
-def _summary(tables: CohortTables, media_table: list[dict] | None) -> dict:
+def _summary(participants: ParticipantsCheck | None, tables: CohortTables, media_table: list[dict] | None) -> dict:
     """Counts for the closing lines of `sarco validate`: who is in the cohort and what media
     (per listing, when the media were opened: how many files decode and what they show)."""
     summary: dict = {"participants": 0, "labels": {"1": 0, "0": 0, "unknown": 0}, "cohorts": {}}
-    frame = tables.participants
-    if frame is not None:
-        summary["participants"] = len(frame)
-        for cohort, group in frame.groupby("cohort", sort=True):
-            labels = group["label"]
-            counts = {"participants": len(group), "1": int((labels == "1").sum()),
-                      "0": int((labels == "0").sum())}
-            counts["unknown"] = counts["participants"] - counts["1"] - counts["0"]
-            summary["cohorts"][cohort] = counts
-            for key in ("1", "0", "unknown"):
-                summary["labels"][key] += counts[key]
+    if participants is not None:
+        summary = participants.summary()
     for file, key in (("images.csv", "images"), ("videos.csv", "videos")):
         summary[key] = len(tables.listings[file]) if file in tables.listings else 0
     if media_table is not None:

@@ -22,6 +22,7 @@ import pandas as pd
 from edge_app.preprocess import PreprocessError, Preprocessor
 from model_build.cohort import Cohort
 from model_build.cohort.listings import media_format
+from model_build.cohort.paths import CohortPathError
 from model_build.models.tabular import TabularEncoder
 
 TABULAR_MODALITIES = ("clinical", "lab")
@@ -61,8 +62,12 @@ def media_rows(cohort: Cohort, participant_ids: list[str]) -> dict[str, list[Med
         for row, item in frame.iterrows():
             if item["participant_id"] not in rows:
                 continue
+            try:
+                path = cohort.media_path(item["path"])
+            except CohortPathError as error:
+                raise MediaReadError(f"{listing} row {int(row)} ({item['path']}): {error}") from None
             rows[item["participant_id"]].append(MediaRow(
-                listing, int(row), cohort.media_path(item["path"]), media_format(item["path"], listing),
+                listing, int(row), path, media_format(item["path"], listing),
                 _number(item.get("mm_per_pixel")), _number(item.get("depth_mm"))))
     return rows
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from edge_app.deploy import DeployError
 from edge_app.deploy.engines import BuildPlan, Platform, engine_path, ensure_engines, log_path
 from edge_app.deploy.files import match_parent_owner
+from edge_app.deploy.layout import DeviceLayout
 from edge_app.deploy.package import unpack_package
 from edge_app.deploy.selftest import check_folders, model_checks
 from edge_app.deploy.slots import BundleStore
@@ -201,22 +202,28 @@ def test_folders_built_by_root_are_given_to_the_service_user(tmp_path) -> None:
     assert check_folders(data, bundle, user="nobody").status == "pass"
 
 
-def test_a_folder_the_self_test_cannot_write_fails_one_check_instead_of_crashing(
-        tmp_path, monkeypatch) -> None:
-    bundle = make_bundle(tmp_path / "bundle")
-    from tests.test_deploy_selftest import stand_in_engines
-
+def install_signed(tmp_path: Path, video: Path) -> DeviceLayout:
+    """A device whose current version is the tiny model signed by `sarco sign` with its
+    default golden count, golden frames taken from ``video``."""
     key, public = signing_key(tmp_path / "keys")
     package = tmp_path / "v1.tar"
     result = CliRunner().invoke(sarco_app(), [
-        "sign", str(bundle), "--key", str(key), "--version", "v1", "--out", str(package),
-        "--golden-frames", str(golden_video(tmp_path / "frames"))])
+        "sign", str(make_bundle(tmp_path / "bundle")), "--key", str(key), "--version", "v1",
+        "--out", str(package), "--golden-frames", str(video)])
     assert result.exit_code == 0, result.output
     layout = device_layout(tmp_path / "device", trusted=public)
     store = BundleStore(layout.bundles)
     staging = store.staging()
     store.install(staging, unpack_package(package, staging))
     store.switch_to("v1")
+    return layout
+
+
+def test_a_folder_the_self_test_cannot_write_fails_one_check_instead_of_crashing(
+        tmp_path, monkeypatch) -> None:
+    from tests.test_deploy_selftest import stand_in_engines
+
+    layout = install_signed(tmp_path, golden_video(tmp_path / "frames"))
     stand_in_engines(layout.current_bundle)
 
     def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -234,18 +241,9 @@ def test_selftest_runs_the_tensorrt_path_with_the_default_golden_count_and_repor
     """Done when: with the double installed, build-engine then selftest on a bundle signed with
     the default golden count (16) passes on TensorRT; with an unpinned cuda-python it fails
     naming the mismatch."""
-    key, public = signing_key(tmp_path / "keys")
-    package, video = tmp_path / "v1.tar", tmp_path / "scan.avi"
+    video = tmp_path / "scan.avi"
     write_video(video, [("live", 24)], width=320, height=240)
-    result = CliRunner().invoke(sarco_app(), [
-        "sign", str(make_bundle(tmp_path / "bundle")), "--key", str(key), "--version", "v1",
-        "--out", str(package), "--golden-frames", str(video)])
-    assert result.exit_code == 0, result.output
-    layout = device_layout(tmp_path / "device", trusted=public)
-    store = BundleStore(layout.bundles)
-    staging = store.staging()
-    store.install(staging, unpack_package(package, staging))
-    store.switch_to("v1")
+    layout = install_signed(tmp_path, video)
     config = write_edge_config(layout.config_dir / "edge.toml", layout, video)
     bundle = layout.current_bundle
     assert len(np.load(bundle / "golden.npz")["inputs"]) == 16

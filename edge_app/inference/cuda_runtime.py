@@ -132,8 +132,9 @@ def smoke_test(cudart: Any | None = None) -> CudaReport:
 
 def main() -> int:
     report = smoke_test()
-    print(f"cuda-python {report.cuda_python}: CUDA runtime {report.runtime}, driver supports "
-          f"CUDA {report.driver}, {report.devices} device(s)")
+    if report.runtime != "unknown":  # cuda-python answered: show what it found
+        print(f"cuda-python {report.cuda_python}: CUDA runtime {report.runtime}, driver "
+              f"supports CUDA {report.driver}, {report.devices} device(s)")
     if not report.ok:
         print(f"error: {report.problem}", file=sys.stderr)
         return 1

@@ -1,6 +1,8 @@
 """verify.html: the gate's verdict, a table per cohort and three plots (INT8 vs float probability
 per participant, ROC curves of both, the layers that quantization hurt most), one self-contained
-file with the figures embedded as PNG."""
+file with the figures embedded as PNG. Paths are cited relative to the page's own folder, so they
+still lead to the bundles and the cohort when the folder holding them all is renamed or moved
+(`sarco study` writes into RUN.partial and renames it to RUN at the end)."""
 
 from __future__ import annotations
 
@@ -20,13 +22,16 @@ def write_html(result: Verification, path: Path) -> None:
 
     matplotlib.use("Agg")
     verdict = "ACCEPTED" if result.accepted else "REJECTED"
+    float_bundle, int8_bundle, cohort = (_relative(target, path.parent) for target in
+                                         (result.float_bundle, result.int8_bundle, result.cohort_path))
     colour = "#1b7f3b" if result.accepted else "#b00020"
     parts = [f"<h1>INT8 accuracy gate: <span style='color:{colour}'>{verdict}</span></h1>",
-             f"<p>Float <code>{_e(result.float_bundle)}</code> vs INT8 <code>{_e(result.int8_bundle)}</code> "
+             f"<p>Float <code>{_e(float_bundle)}</code> vs INT8 <code>{_e(int8_bundle)}</code> "
              f"({_e(result.quantization.get('target'))}, {_e(result.quantization.get('method'))}) on "
-             f"<code>{_e(result.cohort_path)}</code>. Threshold {result.threshold:.4f}; limits: AUC drop "
-             f"&le; {result.limits.max_auc_drop}, flip rate not significantly above {result.limits.max_flip_rate:.1%} "
-             f"({result.limits.flip_confidence:.0%} one-sided exact binomial test).</p>"]
+             f"<code>{_e(cohort)}</code> (paths relative to this page's folder). Threshold {result.threshold:.4f}; "
+             f"limits: AUC drop &le; {result.limits.max_auc_drop}, flip rate not significantly above "
+             f"{result.limits.max_flip_rate:.1%} ({result.limits.flip_confidence:.0%} one-sided exact binomial "
+             "test).</p>"]
     failures = [f"{c.name}: {reason}" for c in result.cohorts for reason in c.failures]
     if failures:
         parts.append("<ul>" + "".join(f"<li>{_e(f)}</li>" for f in failures) + "</ul>")
@@ -40,6 +45,10 @@ def write_html(result: Verification, path: Path) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(page, encoding="utf-8")
     os.replace(temporary, path)
+
+
+def _relative(target: Path, folder: Path) -> str:
+    return os.path.relpath(Path(target).resolve(), Path(folder).resolve())
 
 
 def _e(value: object) -> str:

@@ -5,7 +5,9 @@ target (ONNX Runtime) and the tensorrt target (Model Optimizer's Q/DQ graph)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -140,6 +142,27 @@ def test_cpu_target_good_set_is_accepted(world: dict, cpu_good) -> None:
     gate = json.loads((bundle / QUANTIZATION).read_text())["gate"]
     assert gate["status"] == "accepted" and set(gate["cohorts"]) == {"development hold-out", "external", "poc"}
     load_int8_bundle(bundle, world["source"])  # the re-signed manifest still verifies
+
+
+def test_verify_html_cites_paths_that_survive_renaming_the_run(world: dict, cpu_good, tmp_path: Path) -> None:
+    """`sarco study` verifies inside RUN.partial and then renames it to RUN: every path the page
+    shows is relative to the page's folder, so it still leads to the bundles and the cohort."""
+    from calibration.report import write_html
+
+    _, result = cpu_good
+    partial = tmp_path / "study.partial"
+    for bundle in (result.float_bundle, result.int8_bundle):
+        shutil.copytree(bundle, partial / "bundles" / bundle.name)
+    shutil.copytree(result.cohort_path, tmp_path / "cohort")
+    moved = dataclasses.replace(result, float_bundle=partial / "bundles" / result.float_bundle.name,
+                                int8_bundle=partial / "bundles" / result.int8_bundle.name,
+                                cohort_path=tmp_path / "cohort")
+    (partial / "int8").mkdir()
+    write_html(moved, partial / "int8" / "verify.html")
+    run = partial.rename(tmp_path / "study")
+    cited = re.findall(r"<code>([^<]*)</code>", (run / "int8" / "verify.html").read_text(encoding="utf-8"))
+    assert cited == [f"../bundles/{result.float_bundle.name}", f"../bundles/{result.int8_bundle.name}", "../../cohort"]
+    assert all((run / "int8" / path).is_dir() for path in cited)
 
 
 def test_cpu_target_probe_in_air_set_is_rejected(world: dict, cpu_air) -> None:

@@ -75,3 +75,35 @@ def test_perfect_model_has_net_benefit_equal_to_prevalence() -> None:
     curve = st.decision_curve(y, p)
     np.testing.assert_allclose(curve.model, y.mean(), atol=1e-15)
     assert curve.thresholds[0] == 0.01 and curve.thresholds[-1] == 0.99 and curve.thresholds.size == 99
+
+
+
+def _curvature(log_likelihood, at: np.ndarray, h: float = 1e-4) -> np.ndarray:  # noqa: ANN001
+    """Observed information: minus the Hessian of ``log_likelihood`` at ``at``, by central differences."""
+    steps = np.eye(at.size) * h
+    return -np.array([[(log_likelihood(at + a + b) - log_likelihood(at + a - b) - log_likelihood(at - a + b)
+                        + log_likelihood(at - a - b)) / (4 * h * h) for b in steps] for a in steps])
+
+
+def test_intercept_and_slope_intervals_are_wald_intervals_from_the_likelihood_curvature() -> None:
+    """Half-width = z * SE, the SE from the curvature of the log-likelihood at its maximum,
+    taken here by finite differences (independent of the fit's own Fisher information)."""
+    y, p = predictions(3, 400, 0.2, 0.8)
+    fit = st.calibration_intercept_slope(y, p, level=0.9)
+    lp, outcome = logit(p), y.astype(float)
+
+    def log_likelihood(eta: np.ndarray) -> float:
+        return float(np.sum(outcome * eta - np.logaddexp(0.0, eta)))
+
+    intercept_information = _curvature(lambda c: log_likelihood(lp + c[0]), np.array([fit.intercept]))
+    slope_model_intercept = _logistic_fit(outcome, np.column_stack((np.ones_like(lp), lp)), np.zeros_like(lp))[0]
+    slope_information = _curvature(lambda c: log_likelihood(c[0] + c[1] * lp),
+                                   np.array([slope_model_intercept, fit.slope]))
+    z = 1.6448536269514722  # 90 %, two-sided
+    half_widths = {"intercept": z * np.sqrt(1 / intercept_information[0, 0]),
+                   "slope": z * np.sqrt(np.linalg.inv(slope_information)[1, 1])}
+    assert fit.level == 0.9
+    for name, interval in (("intercept", fit.intercept_ci), ("slope", fit.slope_ci)):
+        estimate = getattr(fit, name)
+        assert estimate - interval[0] == pytest.approx(half_widths[name], rel=1e-5)
+        assert interval[1] - estimate == pytest.approx(half_widths[name], rel=1e-5)

@@ -55,6 +55,22 @@ def test_roc_legend_carries_the_delong_interval(tmp_path: Path) -> None:
     assert (tmp_path / "roc.pdf").read_bytes().startswith(b"%PDF")
 
 
+def test_roc_legend_says_when_the_interval_collapses() -> None:
+    """Every case ranked below every non-case: AUC 0, DeLong variance 0, so no interval to show."""
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0])
+    figure = plots.plot_roc(y, np.linspace(0.1, 0.9, 9), ci_band=False)
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert labels == ["Model: AUC 0.000 (CI not estimable)"]
+
+
+def test_calibration_plot_notes_intercept_and_slope_with_their_intervals() -> None:
+    y, p_model, _ = cohort()
+    fit = st.calibration_intercept_slope(y, p_model)
+    note = plots.plot_calibration(y, p_model).axes[0].texts[0].get_text()
+    assert f"Slope {fit.slope:.2f} ({fit.slope_ci[0]:.2f} to {fit.slope_ci[1]:.2f})" in note
+    assert f"Intercept {fit.intercept:.2f} ({fit.intercept_ci[0]:.2f} to {fit.intercept_ci[1]:.2f})" in note
+
+
 def test_calibration_plot_explains_a_missing_slope_instead_of_failing() -> None:
     y = np.array([0, 1, 0, 1, 0, 1])
     figure = plots.plot_calibration(y, np.array([0.1, 0.9, 0.2, 0.8, 0.3, 0.7]), n_bins=3)

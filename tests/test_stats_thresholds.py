@@ -90,3 +90,9 @@ def test_wilson_interval_at_the_boundaries() -> None:
     assert none.lower == 0.0 and 0 < none.upper < 0.2
     assert everyone.upper == pytest.approx(1.0) and 0.8 < everyone.lower < 1
     assert st.wilson_proportion(0, 0) == st.Proportion(0, 0, None, None, None)
+
+
+def test_wilson_interval_matches_the_textbook_value() -> None:
+    """8 of 10: (p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n) = 0.490 to 0.943 by hand."""
+    eight = st.wilson_proportion(8, 10)
+    assert (round(eight.lower, 3), round(eight.upper, 3)) == (0.490, 0.943)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 from html import escape
 from pathlib import Path
 
@@ -22,9 +23,17 @@ from PIL import Image
 from scipy.special import expit
 
 from model_build.cohort import Cohort, load_cohort
-from model_build.stats import auc_ci, compare_auc, roc_auc, youden_threshold
+from model_build.stats import (
+    auc_ci,
+    calibration_intercept_slope,
+    compare_auc,
+    roc_auc,
+    wilson_proportion,
+    youden_threshold,
+)
 from model_build.study.formatting import format_estimate, format_p
 from model_build.study.inputs import StudyReportError, check_results, read_results
+from model_build.study.narrative import calibration_caution
 from model_build.study.report import write_report
 from model_build.study.tables import cohort_characteristics
 from tests.cohort_factory import SCHEMA, make_cohort, read_rows, write_csv
@@ -339,6 +348,95 @@ def test_gradcam_is_embedded_when_present(full_study) -> None:
     assert 'id="gradcam"' in text and text.count("data:image/png;base64,") == 3 * len(COHORTS) + 2
 
 
+def _percent_with_wilson(successes: int, total: int) -> str:
+    interval = wilson_proportion(successes, total)
+    return f"{100 * successes / total:.1f}% ({100 * interval.lower:.1f} to {100 * interval.upper:.1f})"
+
+
+def test_each_model_and_cohort_has_its_2x2_counts_and_wilson_intervals(full_study) -> None:
+    run, _, results, page = full_study
+    read = lambda name: pd.read_csv(run / "tables" / f"{name}.csv", dtype=str, keep_default_na=False)  # noqa: E731
+    table = read("operating_point").set_index(["Model", "Cohort"])
+    assert len(table) == len(results["models"]) * len(COHORTS)
+    for model in results["models"]:
+        for cohort in COHORTS:
+            frame = pd.read_csv(run / "predictions" / model / f"{cohort}.csv")
+            case, called = frame["label"] == 1, frame["decision"] == 1
+            tp, fp = int((case & called).sum()), int((~case & called).sum())
+            fn, tn = int((case & ~called).sum()), int((~case & ~called).sum())
+            row = table.loc[(model, cohort)]
+            assert [row["TP"], row["FP"], row["FN"], row["TN"]] == [str(tp), str(fp), str(fn), str(tn)]
+            assert row["Sensitivity (95% CI)"] == _percent_with_wilson(tp, tp + fn)
+            assert row["Specificity (95% CI)"] == _percent_with_wilson(tn, tn + fp)
+            assert row["PPV (95% CI)"] == (_percent_with_wilson(tp, tp + fp) if tp + fp else "n/a")
+            assert row["NPV (95% CI)"] == (_percent_with_wilson(tn, tn + fn) if tn + fn else "n/a")
+            assert tp / (tp + fn) == pytest.approx(results["models"][model][cohort]["sensitivity"])
+    selected = results["selected_model"]
+    two_by_two = read("two_by_two")
+    external = two_by_two[two_by_two["Cohort"] == "external"].set_index("Screen result")
+    row = table.loc[(selected, "external")]
+    assert external.iloc[0][["Sarcopenia", "No sarcopenia"]].tolist() == [row["TP"], row["FP"]]
+    assert external.iloc[1][["Sarcopenia", "No sarcopenia"]].tolist() == [row["FN"], row["TN"]]
+    assert external.loc["total", "Total"] == str(results["models"][selected]["external"]["n"])
+    text = page.read_text(encoding="utf-8")
+    section = text[text.index('id="discrimination"'):text.index('id="comparisons"')]
+    assert f"2x2 tables of the selected model ({selected})" in section and section.count("<h4>") == len(COHORTS)
+    summary = text[text.index('id="summary"'):text.index('id="methods"')]
+    metrics = results["models"][selected]["external"]
+    cases = metrics["n_positive"]
+    assert f"sensitivity {_percent_with_wilson(round(metrics['sensitivity'] * cases), cases)}" in summary
+    by_sex = read("by_sex")
+    assert by_sex["Sensitivity (95% CI)"].str.fullmatch(r"\d+\.\d% \(\d+\.\d to \d+\.\d\)|n/a").all()
+
+
+def test_calibration_has_wald_intervals_and_warns_below_100_events(full_study) -> None:
+    run, cohort, results, page = full_study
+    calibration = pd.read_csv(run / "tables" / "calibration.csv", dtype=str, keep_default_na=False)
+    row = calibration[(calibration["Model"] == "image") & (calibration["Cohort"] == "development")].iloc[0]
+    frame = pd.read_csv(run / "predictions" / "image" / "development.csv")
+    fit = calibration_intercept_slope(frame["label"], frame["probability"])
+    assert row["Calibration slope (95% CI)"] == format_estimate(fit.slope, list(fit.slope_ci), 2)
+    assert row["Calibration intercept (95% CI)"] == format_estimate(fit.intercept, list(fit.intercept_ci), 2)
+    assert row["Sarcopenia, n"] == str(int(frame["label"].sum()))
+    text = page.read_text(encoding="utf-8")
+    section = text[text.index('id="calibration"'):text.index('id="decision-curves"')]
+    assert '<p class="warning"' in section and "Fewer than 100 events or non-events" in section
+    assert "Fewer than 100 events" in (run / "model-card.md").read_text(encoding="utf-8")
+    large = copy.deepcopy(results)
+    for entry in large["models"].values():
+        for name in COHORTS:
+            entry[name].update(n=400, n_positive=150)
+    assert calibration_caution(large) is None
+    large["models"][large["selected_model"]]["poc"].update(n=400, n_positive=301)  # 99 without sarcopenia
+    assert calibration_caution(large).startswith("Fewer than 100 events or non-events (poc: 301 with sarcopenia, 99")
+
+
+def quick_copy(run: Path, target: Path, cohort: Cohort) -> Path:
+    """The same run folder marked as a --quick run, its report written again."""
+    shutil.copytree(run, target)
+    results = json.loads((target / "results.json").read_text(encoding="utf-8"))
+    results["options"]["quick"] = True
+    (target / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    return write_report(target, cohort)
+
+
+def test_a_quick_run_opens_with_its_banner(full_study, tmp_path: Path) -> None:
+    run, cohort, _, page = full_study
+    assert "banner quick" not in page.read_text(encoding="utf-8")
+    text = quick_copy(run, tmp_path / "quick", cohort).read_text(encoding="utf-8")
+    first = re.search(r"<body><main>\s*<div class=\"banner quick\" role=\"alert\">([^<]*)</div>\s*<h1>", text)
+    assert first and "Quick run (--quick)" in first[1] and "chance" in first[1]
+
+
+def test_a_collapsed_auc_interval_is_not_printed_as_a_certainty() -> None:
+    """Every case below every non-case: AUC 0, DeLong variance 0, interval (0, 0)."""
+    y, p = np.array([1, 1, 1, 0, 0, 0, 0]), np.linspace(0.1, 0.7, 7)
+    interval = auc_ci(y, p)
+    assert (interval.auc, interval.lower, interval.upper) == (0.0, 0.0, 0.0)
+    assert format_estimate(interval.auc, [interval.lower, interval.upper]) == "0.000 (CI not estimable)"
+    assert format_estimate(0.8, [0.7, 0.9]) == "0.800 (0.700 to 0.900)"
+
+
 # --- other kinds of run -------------------------------------------------------------------------
 
 def test_image_only_cohort_with_int8_skipped(tmp_path: Path) -> None:
@@ -352,7 +450,8 @@ def test_image_only_cohort_with_int8_skipped(tmp_path: Path) -> None:
     assert results["int8_skipped"] in section
     assert "Not applicable: every model uses one data type." in text and 'id="gradcam"' not in text
     tables = {p.stem for p in (tmp_path / "run" / "tables").iterdir()}
-    assert tables == {"characteristics", "performance", "oracle", "calibration", "by_center", "by_sex", "selection"}
+    assert tables == {"characteristics", "performance", "operating_point", "two_by_two", "oracle", "calibration",
+                      "by_center", "by_sex", "selection"}
     characteristics = pd.read_csv(tmp_path / "run" / "tables" / "characteristics.csv", dtype=str)
     assert not characteristics["Characteristic"].str.startswith("albumin").any()  # undeclared: not shown
     assert characteristics.set_index("Characteristic").loc["age (years), mean ± SD", "Role"] == "not an input"

@@ -5,7 +5,11 @@
 - Calibration intercept (calibration-in-the-large): a in logit P(y = 1) = a + 1 * logit(p),
   the slope held at 1 (offset). 0 is ideal; > 0 means risks are underestimated on average.
 Both are maximum-likelihood logistic fits (Newton-Raphson, step-halving), the same models R's
-``glm(y ~ qlogis(p))`` and ``glm(y ~ offset(qlogis(p)), family = binomial)`` fit.
+``glm(y ~ qlogis(p))`` and ``glm(y ~ offset(qlogis(p)), family = binomial)`` fit. Their
+confidence intervals are Wald intervals, estimate +- z * standard error, the standard error from
+the inverse Fisher information of the same fit (R's ``confint.default``): no resampling, so a
+report gets them for every model and cohort at no cost. On small cohorts they are approximate
+(the likelihood is not quadratic there); the report warns below 100 events.
 """
 
 from __future__ import annotations
@@ -16,15 +20,27 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import expit, logit
+from scipy.stats import norm
 
-from model_build.stats._validate import StatsInputError, as_labels, check_both_classes, check_probabilities
+from model_build.stats._validate import (
+    StatsInputError,
+    as_labels,
+    check_both_classes,
+    check_level,
+    check_probabilities,
+)
 from model_build.stats.metrics import Proportion, wilson_proportion
 
 
 @dataclass(frozen=True)
 class CalibrationFit:
+    """Intercept and slope with their Wald intervals at ``level`` (see the module docstring)."""
+
     intercept: float
     slope: float
+    intercept_ci: tuple[float, float]
+    slope_ci: tuple[float, float]
+    level: float
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,17 @@ def brier_score(y_true: ArrayLike, y_prob: ArrayLike) -> float:
     return float(np.mean((probs - labels) ** 2))
 
 
+def _information(design: np.ndarray, offset: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Fisher information X' W X of a logistic model at ``coef`` (W = p(1 - p))."""
+    fitted = expit(offset + design @ coef)
+    return design.T @ (design * (fitted * (1.0 - fitted))[:, None])
+
+
+def _wald_interval(estimate: float, variance: float, level: float) -> tuple[float, float]:
+    half = float(norm.ppf(0.5 + level / 2.0)) * float(np.sqrt(variance))
+    return estimate - half, estimate + half
+
+
 def _logistic_fit(outcome: np.ndarray, design: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Maximum-likelihood logistic coefficients by Newton-Raphson with step-halving."""
 
@@ -59,10 +86,8 @@ def _logistic_fit(outcome: np.ndarray, design: np.ndarray, offset: np.ndarray) -
     current = deviance(coef)
     for _ in range(100):
         fitted = expit(offset + design @ coef)
-        weights = fitted * (1.0 - fitted)
-        information = design.T @ (design * weights[:, None])
         try:
-            step = np.linalg.solve(information, design.T @ (outcome - fitted))
+            step = np.linalg.solve(_information(design, offset, coef), design.T @ (outcome - fitted))
         except np.linalg.LinAlgError:
             step = np.full_like(coef, np.nan)
         if not np.all(np.isfinite(step)):
@@ -81,8 +106,9 @@ def _logistic_fit(outcome: np.ndarray, design: np.ndarray, offset: np.ndarray) -
     )
 
 
-def calibration_intercept_slope(y_true: ArrayLike, y_prob: ArrayLike) -> CalibrationFit:
-    """Calibration intercept (slope fixed at 1) and calibration slope (see module docstring)."""
+def calibration_intercept_slope(y_true: ArrayLike, y_prob: ArrayLike, level: float = 0.95) -> CalibrationFit:
+    """Calibration intercept (slope fixed at 1) and calibration slope, with Wald CIs at ``level``."""
+    level = check_level(level)
     labels, probs = _labels_and_probabilities(y_true, y_prob)
     check_both_classes(labels, 1, why="calibration intercept and slope")
     at_bounds = (probs <= 0.0) | (probs >= 1.0)
@@ -95,9 +121,14 @@ def calibration_intercept_slope(y_true: ArrayLike, y_prob: ArrayLike) -> Calibra
     outcome = labels.astype(np.float64)
     logits = logit(probs)
     ones = np.ones((labels.size, 1))
-    intercept = _logistic_fit(outcome, ones, offset=logits)[0]
-    slope = _logistic_fit(outcome, np.column_stack((ones, logits)), offset=np.zeros(labels.size))[1]
-    return CalibrationFit(intercept=float(intercept), slope=float(slope))
+    intercept = _logistic_fit(outcome, ones, offset=logits)
+    intercept_variance = 1.0 / _information(ones, logits, intercept)[0, 0]
+    design, no_offset = np.column_stack((ones, logits)), np.zeros(labels.size)
+    slope_fit = _logistic_fit(outcome, design, offset=no_offset)
+    slope_variance = np.linalg.inv(_information(design, no_offset, slope_fit))[1, 1]
+    return CalibrationFit(intercept=float(intercept[0]), slope=float(slope_fit[1]),
+                          intercept_ci=_wald_interval(float(intercept[0]), intercept_variance, level),
+                          slope_ci=_wald_interval(float(slope_fit[1]), slope_variance, level), level=level)
 
 
 def calibration_curve(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 10,

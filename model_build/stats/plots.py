@@ -57,7 +57,9 @@ def plot_roc(y_true: ArrayLike, scores: Scores, ci_band: bool = True, level: flo
         curve = roc_curve(y_true, score)
         interval = auc_ci(y_true, score, level=level)
         colour = f"C{number}"
-        label = f"{name}: AUC {interval.auc:.3f} ({interval.lower:.3f}-{interval.upper:.3f})"
+        spread = (f"{interval.lower:.3f}-{interval.upper:.3f}" if interval.upper > interval.lower
+                  else "CI not estimable")  # DeLong's variance is 0 when every pair is ranked alike
+        label = f"{name}: AUC {interval.auc:.3f} ({spread})"
         axes.plot(curve.fpr, curve.tpr, color=colour, linewidth=1.8, label=label)
         if ci_band:
             band = roc_confidence_band(y_true, score, level=level, n_boot=n_boot, seed=seed)
@@ -81,8 +83,9 @@ def plot_calibration(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 10, str
                   capsize=2, label=f"Observed ({strategy} bins, {level:.0%} CI)")
     note = [f"Brier {brier_score(y_true, y_prob):.3f}"]
     try:
-        fit = calibration_intercept_slope(y_true, y_prob)
-        note += [f"Intercept {fit.intercept:.2f}", f"Slope {fit.slope:.2f}"]
+        fit = calibration_intercept_slope(y_true, y_prob, level=level)
+        note += [f"Intercept {fit.intercept:.2f} ({fit.intercept_ci[0]:.2f} to {fit.intercept_ci[1]:.2f})",
+                 f"Slope {fit.slope:.2f} ({fit.slope_ci[0]:.2f} to {fit.slope_ci[1]:.2f})"]
     except StatsInputError as reason:
         note.append(f"Intercept/slope not estimable: {str(reason).split(':')[0]}")
     axes.text(0.04, 0.96, "\n".join(note), transform=axes.transAxes, va="top", fontsize=8)

@@ -14,7 +14,7 @@ import pandas as pd
 from model_build.cohort import Cohort
 from model_build.study.formatting import MODALITY_NAMES, format_count
 from model_build.study.inputs import focus_models
-from model_build.study.narrative import LABEL_DEFINITIONS, int8_sentence, limitations, methods
+from model_build.study.narrative import LABEL_DEFINITIONS, calibration_caution, int8_sentence, limitations, methods
 
 TABULAR = ("clinical", "lab")
 
@@ -89,8 +89,12 @@ def model_card(results: dict, cohort: Cohort, tables: dict[str, pd.DataFrame]) -
     lines.append("")
     lines += ["## Validation design", ""] + [f"- {item}" for item in methods(results)] + [""]
     lines += ["## Performance", ""] + markdown_table(_only(tables["performance"], focus))
+    lines += ["At the threshold frozen on development (95% Wilson intervals):", ""]
+    lines += markdown_table(_only(tables["operating_point"], focus))
     lines += ["Model comparisons (paired DeLong):", ""] + markdown_table(tables.get("comparisons"))
     lines += ["## Calibration", ""] + markdown_table(_only(tables["calibration"], focus))
+    caution = calibration_caution(results)
+    lines += [caution, ""] if caution else []
     lines += ["## Subgroups", "", "By center:", ""] + markdown_table(_only(tables.get("by_center"), focus))
     lines += ["By sex:", ""] + markdown_table(tables.get("by_sex"))
     lines += ["## Limitations", ""] + [f"- {item}" for item in limitations(results, cohort)] + [""]

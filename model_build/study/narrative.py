@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from model_build.cohort import Cohort
 from model_build.study.formatting import (
+    MISSING,
     MODALITY_NAMES,
     format_estimate,
     format_interval,
     format_number,
     format_percent,
+    format_proportion,
     p_phrase,
 )
 from model_build.study.inputs import DEVELOPMENT, complete_cases, fused_model
 
+MIN_CALIBRATION_EVENTS = 100  # of each outcome, to validate calibration (Vergouwe et al., 2005)
 LABEL_DEFINITIONS = {"awgs2019": "the Asian Working Group for Sarcopenia 2019 criteria (AWGS 2019)",
                      "ewgsop2": "the revised European consensus (EWGSOP2)"}
 
@@ -80,6 +83,32 @@ def summary(results: dict) -> list[str]:
     return paragraphs
 
 
+def quick_banner(results: dict) -> str | None:
+    """The caution a quick run opens with, before any number is read (None for a full run)."""
+    if not results["options"].get("quick"):
+        return None
+    return ("Quick run (--quick): a smoke test of the pipeline, not a study. The models were trained for a few "
+            "epochs only and the cohorts are small, so the AUCs, P values and the selected model below are chance: "
+            "an AUC of 0.000 only means that every case happened to score below every non-case. Run the study "
+            "without --quick for numbers that estimate anything.")
+
+
+def calibration_caution(results: dict) -> str | None:
+    """Why the calibration slopes and intercepts are imprecise, for cohorts with fewer than
+    100 events or 100 non-events (Vergouwe et al., J Clin Epidemiol 2005); None when none has."""
+    counts = results["models"][results["selected_model"]]
+    small = [(cohort, counts[cohort]["n_positive"], counts[cohort]["n"] - counts[cohort]["n_positive"])
+             for cohort in results["cohorts"]
+             if min(counts[cohort]["n_positive"], counts[cohort]["n"] - counts[cohort]["n_positive"])
+             < MIN_CALIBRATION_EVENTS]
+    if not small:
+        return None
+    where = "; ".join(f"{cohort}: {events} with sarcopenia, {others} without" for cohort, events, others in small)
+    return (f"Fewer than {MIN_CALIBRATION_EVENTS} events or non-events ({where}). Validating calibration needs at "
+            f"least {MIN_CALIBRATION_EVENTS} of each (Vergouwe et al., 2005); with fewer, the calibration intercepts "
+            "and slopes are imprecise and their Wald intervals only approximate.")
+
+
 def _fusion_sentence(results: dict, fused: str, best: str) -> str:
     text = (f"Fusing {_names(results, fused)} ({fused}) gave AUC {_auc(results, fused, DEVELOPMENT)}, against "
             f"{format_number(results['models'][best][DEVELOPMENT]['auc'])} for {best} alone")
@@ -113,14 +142,20 @@ def _cohort_sentence(results: dict, cohort: str, selected: str, fused: str | Non
                 f"sarcopenia) the selected model could not be scored: {metrics['note']}.")
     text = (f"On {cohort} ({results['evaluation'][cohort]}; n={metrics['n']}, {metrics['n_positive']} with "
             f"sarcopenia) the selected model reached AUC {_auc(results, selected, cohort)}, sensitivity "
-            f"{format_percent(metrics.get('sensitivity'))} and specificity "
-            f"{format_percent(metrics.get('specificity'))} at the threshold frozen on development "
-            f"({format_number(metrics.get('threshold'))})")
+            f"{_rate(metrics.get('sensitivity'), metrics['n_positive'])} and specificity "
+            f"{_rate(metrics.get('specificity'), metrics['n'] - metrics['n_positive'])} at the threshold frozen on "
+            f"development ({format_number(metrics.get('threshold'))})")
     if metrics.get("oracle_auc") is not None:
         text += f"; oracle AUC {format_number(metrics['oracle_auc'])}"
     if fused and fused != selected:
         text += f". The multimodal model ({fused}) reached AUC {_auc(results, fused, cohort)}"
     return text + "."
+
+
+def _rate(rate: float | None, total: int) -> str:
+    """Sensitivity or specificity with its Wilson CI. results.json keeps the rate; its count is
+    rate x total exactly (a count over that total), so nothing is recomputed from predictions."""
+    return MISSING if rate is None else format_proportion(round(rate * total), total)
 
 
 def int8_sentence(results: dict) -> str:
@@ -151,12 +186,16 @@ def methods(results: dict) -> list[str]:
              "comes from the model of the fold that did not train on them (out-of-fold). Each model was then refit "
              "on all development participants and frozen before any other cohort was scored.",
              "Decision thresholds were set on development data only and applied unchanged to every other cohort; "
-             "sensitivity, specificity, accuracy and F1 are at that threshold (positive when the probability is at "
-             "or above it).",
-             f"AUCs have 95% DeLong confidence intervals; models were compared with the paired DeLong test on the same "
-             f"participants (two-sided, alpha {options['alpha']}); P values are not adjusted for multiple comparisons.",
+             "the 2x2 tables, sensitivity, specificity, positive and negative predictive values (PPV, NPV), accuracy "
+             "and F1 are at that threshold (positive when the probability is at or above it). Proportions have 95% "
+             "Wilson score intervals.",
+             f"AUCs have 95% DeLong confidence intervals (none when every case is ranked above, or below, every "
+             f"non-case: DeLong's variance is then zero); models were compared with the paired DeLong test on the "
+             f"same participants (two-sided, alpha {options['alpha']}); P values are not adjusted for multiple "
+             f"comparisons.",
              "Calibration: observed against predicted risk in bins, Brier score, calibration intercept "
-             "(calibration-in-the-large) and slope. Decision curves: net benefit (Vickers and Elkin, 2006)."]
+             "(calibration-in-the-large) and slope, each with a 95% Wald interval from the standard error of its "
+             "logistic recalibration fit. Decision curves: net benefit (Vickers and Elkin, 2006)."]
     if fused_model(results) is not None:
         items.append(_fusion_method(options["fusion"]))
     if results.get("contributions"):

@@ -5,12 +5,13 @@ from RUN/results.json, RUN/predictions/ and the cohort (the run-folder contract 
     page = write_report(Path("RUN"), load_cohort("COHORT"))
 
 Tables and words come from results.json (nothing is recomputed that the runner already
-measured); figures, calibration and the by-sex table from the predictions; the participants
-table from the cohort itself. Every file is written atomically.
+measured); figures, calibration, the 2x2 tables with what is read from them and the subgroup
+tables from the predictions; the participants table from the cohort itself. Every file is written atomically.
 """
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +23,14 @@ from model_build.study.card import model_card
 from model_build.study.figures import FigureFile, draw_figures
 from model_build.study.formatting import MODALITY_NAMES, format_number
 from model_build.study.inputs import StudyReportError, check_results, complete_cases, load_predictions, read_results
-from model_build.study.narrative import int8_sentence, limitations, methods, summary
+from model_build.study.narrative import (
+    calibration_caution,
+    int8_sentence,
+    limitations,
+    methods,
+    quick_banner,
+    summary,
+)
 from model_build.study.tables import build_tables
 
 __all__ = ["StudyReportError", "check_results", "write_report"]
@@ -67,20 +75,24 @@ def render(results: dict, cohort: Cohort, tables: dict[str, pd.DataFrame], figur
                      '<div class="summary">' + "".join(html.paragraph(p) for p in summary(results)) + "</div>"),
         html.Section("methods", "Methods in brief", html.bullet_list(methods(results))
                      + "<h3>Data types and models</h3>" + html.data_types(results, inputs)),
-        html.Section("participants", "Participants", html.table(
-            t("characteristics"), "Mean ± SD, or n (%) of the participants with a value. Reference measurements "
-            "define the label and are never model inputs.")),
+        html.Section("participants", "Participants", _characteristics(tables["characteristics"], results["cohorts"])),
         html.Section("discrimination", "Discrimination and operating point", html.table(
-            t("performance"), "AUC with 95% DeLong CI; sensitivity, specificity, accuracy and F1 at the threshold "
-            "frozen on development. Oracle AUC (synthetic data only): the best any model could reach.")
+            t("performance"), "AUC with 95% DeLong CI; accuracy and F1 at the threshold frozen on development. "
+            "Oracle AUC (synthetic data only): the best any model could reach.")
             + (html.table(t("oracle"), "Oracle AUC by data type (Bayes-optimal, from the generating variables).")
                if "oracle" in tables else "")
+            + "<h3>At the threshold frozen on development</h3>" + html.table(
+                t("operating_point"), "True and false positives and negatives (TP, FP, FN, TN), and what they give: "
+                "sensitivity, specificity and the positive and negative predictive values (PPV, NPV), each with a "
+                "95% Wilson interval. Predictive values depend on the share with sarcopenia in the cohort.")
+            + _two_by_two(results, tables["two_by_two"])
             + html.figures(figures["roc"], side_by_side=True)),
         html.Section("comparisons", "Model comparisons", html.table(
             t("comparisons"), "Paired DeLong tests on the same participants; P values unadjusted.")),
-        html.Section("calibration", "Calibration", html.table(
+        html.Section("calibration", "Calibration", _calibration_caution(results) + html.table(
             t("calibration"), "Brier score (lower is better), calibration intercept (0 is ideal; above 0: risks "
-            "underestimated) and slope (1 is ideal; below 1: predictions too extreme).")
+            "underestimated) and slope (1 is ideal; below 1: predictions too extreme), with 95% Wald intervals "
+            "from the standard errors of the logistic recalibration fits.")
             + html.figures(figures["calibration"])),
         html.Section("decision-curves", "Clinical usefulness (decision curves)", html.paragraph(
             "A model is useful at a threshold probability where its net benefit is above both treating everyone and "
@@ -111,7 +123,37 @@ def render(results: dict, cohort: Cohort, tables: dict[str, pd.DataFrame], figur
     names = [MODALITY_NAMES[m] for m in modalities]
     title = "Sarcopenia screening study: " + (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1
                                               else names[0])
-    return html.page(title, meta, banner, sections)
+    return html.page(title, meta, banner, sections, quick=quick_banner(results))
+
+
+def _characteristics(frame: pd.DataFrame, cohorts: list[str]) -> str:
+    """Table 1 in parts that fit a printed page: the cohorts side by side, then each cohort by
+    class and center (all of them in one table is several pages wide)."""
+    keys = ["Characteristic", "Role"]
+    parts = [html.table(frame[keys + [c for c in cohorts if c in frame.columns]],
+                        "Mean ± SD, or n (%) of the participants with a value. Reference measurements define the "
+                        "label and are never model inputs.")]
+    for cohort in cohorts:
+        columns = [c for c in frame.columns if c.startswith(f"{cohort}: ")]
+        if columns:
+            by = "class and center" if any(": center " in c for c in columns) else "class"
+            parts.append(f"<h3>{escape(cohort)}: by {by}</h3>" + html.table(frame[keys + [cohort, *columns]]))
+    return "".join(parts)
+
+
+def _two_by_two(results: dict, frame: pd.DataFrame) -> str:
+    model = results["selected_model"]
+    return (f"<h3>2x2 tables of the selected model ({escape(model)})</h3>"
+            + html.paragraph("Screen result against the reference label, per cohort. On development each participant "
+                             "was called at the threshold of the fold model that scored them (the median is shown).")
+            + html.tables_side_by_side([(f"{cohort} ({results['evaluation'][cohort]})",
+                                         frame[frame["Cohort"] == cohort].drop(columns="Cohort"))
+                                        for cohort in results["cohorts"]]))
+
+
+def _calibration_caution(results: dict) -> str:
+    caution = calibration_caution(results)
+    return html.warning(caution) if caution else ""
 
 
 def _complete_cases(results: dict, tables: dict[str, pd.DataFrame]) -> str:

@@ -1,7 +1,8 @@
 """The report's tables, as formatted DataFrames: what the page shows is what the CSV holds.
 
 Cells are text (``0.827 (0.781 to 0.873)``, ``12 (40.0%)``) so a table can be pasted into a
-manuscript as it is; the raw numbers stay in results.json. Each builder returns None when its
+manuscript as it is; the raw numbers stay in results.json. Proportions that estimate a rate carry
+95% Wilson intervals (``75.0% (40.9 to 92.9)``). Each builder returns None when its
 table does not apply to the run (no fused model, INT8 not run, no synthetic oracle...).
 """
 
@@ -30,10 +31,10 @@ from model_build.study.formatting import (
     format_percent,
 )
 from model_build.study.inputs import CLASSES, DEVELOPMENT, complete_cases, focus_models, labelled
+from model_build.study.operating import SHARE_HEADER, Counts, Predictions, operating_point_table, two_by_two_table
 
 ROLE_NAMES = {"clinical": "clinical input", "lab": "lab input", "reference": "reference (not an input)"}
 FIRST_VARIABLES = ("age", "sex", "bmi")  # the usual opening lines of a "Table 1"
-Predictions = dict[tuple[str, str], pd.DataFrame]
 
 
 # --- cohort characteristics -------------------------------------------------------------------
@@ -133,36 +134,23 @@ def _mean_sd(values: pd.Series) -> str:
 
 # --- tables from results.json -----------------------------------------------------------------
 
-def _metric_cells(metrics: dict) -> list[str]:
-    """A one-class cohort or center carries only n, n_positive, auc (null), auc_ci and a note."""
-    return [str(metrics["n"]), str(metrics["n_positive"]), format_estimate(metrics["auc"], metrics["auc_ci"]),
-            format_percent(metrics.get("sensitivity")), format_percent(metrics.get("specificity")),
-            format_percent(metrics.get("accuracy")), format_number(metrics.get("f1"))]
-
-
-METRIC_HEADER = ["n", "Sarcopenia, n", "AUC (95% CI)", "Sensitivity", "Specificity", "Accuracy", "F1"]
-
-
 def performance_table(results: dict) -> pd.DataFrame:
-    """One row per model and cohort; the threshold is the one frozen on development."""
+    """One row per model and cohort: discrimination, and accuracy and F1 at the threshold frozen on
+    development (sensitivity, specificity, PPV and NPV with their CIs: :mod:`operating`).
+    A one-class cohort carries only n, n_positive, auc (null), auc_ci and a note."""
     with_oracle = any(entry[c].get("oracle_auc") is not None for entry in results["models"].values()
                       for c in results["cohorts"])
     rows = []
     for cohort in results["cohorts"]:
         for model, entry in results["models"].items():
             metrics = entry[cohort]
-            row = [model, cohort, *_metric_cells(metrics),
-                   format_number(metrics.get("threshold")), "yes" if model == results["selected_model"] else ""]
+            row = [model, cohort, str(metrics["n"]), str(metrics["n_positive"]),
+                   format_estimate(metrics["auc"], metrics["auc_ci"]), format_percent(metrics.get("accuracy")),
+                   format_number(metrics.get("f1")), format_number(metrics.get("threshold")),
+                   "yes" if model == results["selected_model"] else ""]
             rows.append(row + ([format_number(metrics.get("oracle_auc"))] if with_oracle else []))
-    header = ["Model", "Cohort", *METRIC_HEADER, "Threshold", "Selected"]
+    header = ["Model", "Cohort", "n", "Sarcopenia, n", "AUC (95% CI)", "Accuracy", "F1", "Threshold", "Selected"]
     return pd.DataFrame(rows, columns=header + (["Oracle AUC"] if with_oracle else []))
-
-
-def by_center_table(results: dict) -> pd.DataFrame | None:
-    rows = [[model, cohort, center, *_metric_cells(metrics)]
-            for cohort in results["cohorts"] for model, entry in results["models"].items()
-            for center, metrics in entry[cohort].get("by_center", {}).items()]
-    return pd.DataFrame(rows, columns=["Model", "Cohort", "Center", *METRIC_HEADER]) if rows else None
 
 
 def comparisons_table(comparisons: list[dict]) -> pd.DataFrame | None:
@@ -242,7 +230,8 @@ def oracle_table(results: dict) -> pd.DataFrame | None:
 # --- tables computed from the predictions ------------------------------------------------------
 
 def calibration_table(results: dict, predictions: Predictions) -> pd.DataFrame:
-    """Brier score, calibration intercept and slope of every model in every cohort."""
+    """Brier score, calibration intercept and slope (95% Wald CIs) of every model in every cohort,
+    with the number of events each rests on."""
     rows = []
     for cohort in results["cohorts"]:
         for model in results["models"]:
@@ -250,13 +239,29 @@ def calibration_table(results: dict, predictions: Predictions) -> pd.DataFrame:
             y, p = frame["label"].to_numpy(dtype=int), frame["probability"].to_numpy()
             try:
                 fit = calibration_intercept_slope(y, p)
-                intercept, slope = format_number(fit.intercept, 2), format_number(fit.slope, 2)
+                intercept = format_estimate(fit.intercept, list(fit.intercept_ci), 2)
+                slope = format_estimate(fit.slope, list(fit.slope_ci), 2)
             except StatsInputError as reason:
                 intercept, slope = f"not estimable ({str(reason).split(':')[0]})", "not estimable"
             brier = format_number(brier_score(y, p)) if len(y) else MISSING
-            rows.append([model, cohort, str(len(y)), brier, intercept, slope])
-    return pd.DataFrame(rows, columns=["Model", "Cohort", "n", "Brier score", "Calibration intercept",
-                                       "Calibration slope"])
+            rows.append([model, cohort, str(len(y)), str(int(y.sum())), brier, intercept, slope])
+    return pd.DataFrame(rows, columns=["Model", "Cohort", "n", "Sarcopenia, n", "Brier score",
+                                       "Calibration intercept (95% CI)", "Calibration slope (95% CI)"])
+
+
+SUBGROUP_HEADER = ["n", "Sarcopenia, n", "AUC (95% CI)", *SHARE_HEADER]
+
+
+def by_center_table(results: dict, predictions: Predictions) -> pd.DataFrame | None:
+    """Every model by center, at the decisions frozen on development (None without a center column)."""
+    rows = []
+    for cohort_name in results["cohorts"]:
+        for model in results["models"]:
+            frame = labelled(predictions[model, cohort_name])
+            if "center" in frame:
+                for center, group in frame.groupby(frame["center"].fillna(MISSING), sort=True):
+                    rows.append([model, cohort_name, center, *_subgroup_cells(group)])
+    return pd.DataFrame(rows, columns=["Model", "Cohort", "Center", *SUBGROUP_HEADER]) if rows else None
 
 
 def by_sex_table(results: dict, predictions: Predictions, cohort: Cohort) -> pd.DataFrame | None:
@@ -271,22 +276,18 @@ def by_sex_table(results: dict, predictions: Predictions, cohort: Cohort) -> pd.
             groups = frame.assign(sex=frame["participant_id"].map(sex).fillna(MISSING))
             for value, group in groups.groupby("sex", sort=True):
                 rows.append([model, cohort_name, value, *_subgroup_cells(group)])
-    return pd.DataFrame(rows, columns=["Model", "Cohort", "Sex", "n", "Sarcopenia, n", "AUC (95% CI)",
-                                       "Sensitivity", "Specificity"])
+    return pd.DataFrame(rows, columns=["Model", "Cohort", "Sex", *SUBGROUP_HEADER])
 
 
 def _subgroup_cells(group: pd.DataFrame) -> list[str]:
-    y, p, decision = (group[column].to_numpy(dtype=kind) for column, kind in
-                      (("label", int), ("probability", float), ("decision", int)))
+    y, p = group["label"].to_numpy(dtype=int), group["probability"].to_numpy(dtype=float)
     positives, negatives = int(y.sum()), int(len(y) - y.sum())
     if min(positives, negatives) >= 2:
         interval = auc_ci(y, p)
         auc = format_estimate(interval.auc, [interval.lower, interval.upper])
     else:  # DeLong needs two of each class; the AUC itself one
         auc = format_estimate(roc_auc(y, p), None) if min(positives, negatives) == 1 else MISSING
-    return [str(len(y)), str(positives), auc,
-            format_percent(decision[y == 1].mean() if positives else None),
-            format_percent(1 - decision[y == 0].mean() if negatives else None)]
+    return [str(len(y)), str(positives), auc, *Counts.of(group).sensitivity_specificity()]
 
 
 def build_tables(results: dict, predictions: Predictions, cohort: Cohort) -> dict[str, pd.DataFrame]:
@@ -294,11 +295,13 @@ def build_tables(results: dict, predictions: Predictions, cohort: Cohort) -> dic
     tables = {
         "characteristics": cohort_characteristics(cohort, results["cohorts"]),
         "performance": performance_table(results),
+        "operating_point": operating_point_table(results, predictions),
+        "two_by_two": two_by_two_table(results, predictions),
         "oracle": oracle_table(results),
         "comparisons": comparisons_table(results["comparisons"]),
         "calibration": calibration_table(results, predictions),
         "contributions": contributions_table(results),
-        "by_center": by_center_table(results),
+        "by_center": by_center_table(results, predictions),
         "by_sex": by_sex_table(results, predictions, cohort),
         "complete_cases": complete_case_table(results),
         "complete_case_comparisons": complete_case_comparisons_table(results),

@@ -13,6 +13,10 @@ Only constants and the error type live here, so that the CLI starts without load
 TARGETS = ("tensorrt", "cpu", "tensorrt-cache")
 METHODS = ("entropy", "minmax", "percentile")
 HIGH_PRECISION = ("fp32", "fp16")
+# The quality gate's verdicts on a stored still or recording (edge_app.quality.MESSAGES but
+# ``no_signal``, which only a live feed gives); kept here, not derived, so that the CLI starts
+# without loading OpenCV. tests/test_calibration_units.py checks that the two agree.
+FRAME_STATES = ("ok", "no_region", "no_tissue", "frozen", "transition")
 
 
 class CalibrationError(ValueError):

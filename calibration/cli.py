@@ -10,20 +10,18 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from calibration import HIGH_PRECISION, METHODS, TARGETS, CalibrationError
+from calibration import FRAME_STATES, HIGH_PRECISION, METHODS, TARGETS, CalibrationError
+from edge_app.command_line import CliConsole, command_group, print_error
+from edge_app.progress import CommandProgress
 
-app = typer.Typer(name="sarco-calibrate", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="INT8 calibration: representative frames, Q/DQ quantization, and an accuracy gate.")
+app = command_group("sarco-calibrate", "INT8 calibration: representative frames, Q/DQ quantization, and an accuracy gate.")
 INPUT_ERROR, REJECTED = 2, 1
-errors = Console(stderr=True)
+errors = CliConsole(stderr=True)
 
 
 @contextmanager
@@ -35,7 +33,7 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except (CalibrationError, CohortError, SchemaError, PreprocessError) as error:
-        errors.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        print_error(error, errors)
         raise typer.Exit(code=INPUT_ERROR) from None
 
 
@@ -54,7 +52,7 @@ def select(
     = "development",
     n: Annotated[int, typer.Option("--n", min=1, help="Number of inputs.")] = 512,
     seed: Annotated[int, typer.Option(help="Seed of the draw.")] = 0,
-    frame_state: Annotated[str, typer.Option(
+    frame_state: Annotated[Literal[FRAME_STATES], typer.Option(
         help="Quality state of the frames to take. Anything but `ok` builds a deliberately unrepresentative "
              "set, e.g. `no_tissue` (probe in the air), to see the gate reject it.")] = "ok",
 ) -> None:
@@ -67,7 +65,7 @@ def select(
         source = load_float_bundle(bundle)
         loaded = _load_cohort(cohort)
         total = file_count(loaded, calibration_rows(source, loaded, cohort_name))
-        with _bar() as progress:
+        with CommandProgress(errors) as progress:
             task = progress.add_task("quality gate on every file", total=total)
             chosen = select_calibration_set(source, loaded, cohort_name, n, seed, frame_state,
                                             lambda k: progress.advance(task, k))
@@ -78,7 +76,7 @@ def select(
     for stratum in meta["strata"]:
         table.add_row(*(str(stratum[k]) for k in ("center", "scanner", "label", "muscle", "kind", "files",
                                                   "candidate_frames", "chosen")))
-    Console().print(table)
+    CliConsole().print(table)
     if meta["skipped"]:
         errors.print(f"{len(meta['skipped'])} files skipped (see calibration.json -> skipped)")
 
@@ -88,10 +86,12 @@ def quantize(
     bundle: Annotated[Path, typer.Argument(help="Float model bundle.")],
     calib: Annotated[Path, typer.Argument(help="Calibration set from `sarco-calibrate select`.")],
     out: Annotated[Path, typer.Option("--out", help="INT8 bundle folder to write.")],
-    target: Annotated[str, typer.Option(help=f"One of {', '.join(TARGETS)}.")] = "tensorrt",
-    method: Annotated[str, typer.Option(help=f"One of {', '.join(METHODS)}.")] = "entropy",
-    high_precision: Annotated[str, typer.Option(
-        help=f"Precision of the layers left out of INT8: {', '.join(HIGH_PRECISION)}.")] = "fp32",
+    target: Annotated[Literal[TARGETS], typer.Option(
+        help="Who runs the INT8 graph: TensorRT (Q/DQ), ONNX Runtime on CPUs, or a TensorRT 8.x "
+             "calibration cache.")] = "tensorrt",
+    method: Annotated[Literal[METHODS], typer.Option(help="How activation ranges are calibrated.")] = "entropy",
+    high_precision: Annotated[Literal[HIGH_PRECISION], typer.Option(
+        help="Precision of the layers left out of INT8.")] = "fp32",
     percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = 99.999,
     max_flip_rate: Annotated[float, typer.Option(
         help="Sensitivity loop: keep layers in float while more calibration frames than this flip.")] = 0.02,
@@ -107,11 +107,11 @@ def quantize(
     with reported_errors():
         options = QuantizeOptions(target, method, high_precision, percentile, max_flip_rate, rounds, exclude_per_round)
         source, calibration = load_float_bundle(bundle), load_calibration_set(calib)
-        with _bar() as progress:
+        with CommandProgress(errors) as progress:
             task = progress.add_task("starting", total=None)
             written, history = quantize_bundle(source, calibration, out, options,
                                                lambda text: progress.update(task, description=text))
-    console = Console()
+    console = CliConsole()
     for number, step in enumerate(history, start=1):
         console.print(f"round {number}: {step.int8_tensors} INT8 tensors, {len(step.excluded)} layers kept in float, "
                       f"calibration frames flipping {step.calibration_flip_rate:.2%}, logit RMS error "
@@ -146,7 +146,7 @@ def verify(
         source = load_float_bundle(bundle)
         quantized = load_int8_bundle(bundle_int8, source)
         loaded = _load_cohort(cohort)
-        with _bar() as progress:
+        with CommandProgress(errors) as progress:
             task = progress.add_task("starting", total=None)
             result = run_verification(source, quantized, loaded, limits,
                                       lambda text: progress.update(task, description=text), latency_runs)
@@ -157,7 +157,7 @@ def verify(
 
 
 def _print_verification(result, out: Path | None) -> None:
-    console = Console()
+    console = CliConsole()
     limits = result.limits
     title = (f"float vs INT8 at threshold {result.threshold:.4f}; flips allowed: the most not significantly above "
              f"{limits.max_flip_rate:.1%} at {limits.flip_confidence * 100:g}% confidence")
@@ -187,11 +187,6 @@ def _print_verification(result, out: Path | None) -> None:
 
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def _bar() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=errors, transient=True)
 
 
 if __name__ == "__main__":

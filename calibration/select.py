@@ -32,17 +32,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from calibration import CalibrationError
+from calibration import FRAME_STATES, CalibrationError
 from calibration.bundles import SourceBundle, new_output_folder, publish_folder, write_json
 from calibration.cohorts import calibration_rows
 from calibration.frames import DECODE_WORKERS, FrameState, prepared_inputs, read_still, still_state, video_states
 from edge_app.preprocess import PreprocessError, PreprocessParams
-from edge_app.quality import MESSAGES
 from model_build.cohort import Cohort
 from model_build.models.data import MediaRow, media_rows
 
 INPUTS, FRAMES, METADATA = "inputs.npy", "frames.csv", "calibration.json"
-FRAME_STATES = tuple(state for state in MESSAGES if state != "no_signal")  # the quality gate's verdicts
 FORMAT_VERSION = 1
 STRATUM_KEYS = ("center", "scanner", "label", "muscle", "kind")
 

@@ -77,7 +77,7 @@ def assemble(config: EdgeConfig, source: SourceSpec, realtime: bool = True,
     ``config`` came from: the deployment layout (update requests, the last update's outcome)
     follows from it and from ``[device] data_dir``."""
     if not config.model.bundle:
-        raise SetupError("no model bundle: give --model BUNDLE or set [model] bundle")
+        raise SetupError("no model bundle: set [model] bundle in the config")
     bundle = load_device_bundle(config.model.bundle)
     backend = load_backend(config.model.backend, bundle.onnx_path,
                            Path(config.model.engine) if config.model.engine else None,

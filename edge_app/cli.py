@@ -11,37 +11,33 @@ import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Literal, NoReturn, Optional
 
 import typer
-from rich.console import Console
 
 from edge_app.app import SetupError, assemble
 from edge_app.bundle import BundleError
 from edge_app.capture import SourceError, SourceSpec, parse_source
+from edge_app.command_line import (CliConsole, command_group, old_option_name, print_error,
+                                   renamed_option)
 from edge_app.config import ConfigError, EdgeConfig, load_config
 from edge_app.deploy.layout import DEFAULT_CONFIG
 from edge_app.deploy.sdnotify import service_notifications
-from edge_app.inference import BackendError
-from edge_app.logs import setup_logging
+from edge_app.inference import BACKENDS, BackendError
+from edge_app.logs import LEVELS, setup_logging
 from edge_app.preprocess import PreprocessError
 from edge_app.deploy.cli import register as register_deploy_commands
 
-app = typer.Typer(
-    name="sarco-edge",
-    help="Point-of-care sarcopenia screening on a scanner's video feed.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console(soft_wrap=True)  # long paths in messages stay on one line
+app = command_group("sarco-edge", "Point-of-care sarcopenia screening on a scanner's video feed.")
+console = CliConsole(soft_wrap=True)  # long paths in messages stay on one line
 USER_ERRORS = (ConfigError, SetupError, BundleError, SourceError, BackendError, PreprocessError,
                ValueError, OSError)
 
 CONFIG = typer.Option(None, "--config", help="TOML config (docs/edge.md).")
 HEADLESS = typer.Option(None, "--headless/--window",
                         help="Write readout snapshots instead of opening a window.")
-LOG_LEVEL = typer.Option("info", "--log-level", help="debug, info, warning or error.")
+LOG_LEVEL = typer.Option("info", "--log-level", help="Least severe log records written to stderr.")
+OLD_BUNDLE = old_option_name("--model", "--bundle")
 # systemd's watchdog (WatchdogSec=30 in jetson/sarco-edge.service) is fed only while the loop
 # has passed within this many seconds (an idle loop passes every 0.5 s, a frame in well under
 # a second), so only a loop hung for this long gets the service restarted
@@ -49,8 +45,14 @@ WATCHDOG_STALL_S = 20.0
 
 
 def _fail(error: Exception) -> NoReturn:
-    console.print(f"[bold red]error:[/] {error}")
+    print_error(error, console)
     raise typer.Exit(code=2)
+
+
+def _require_bundle(bundle: object, how_to_give: str) -> None:
+    """Checked here rather than left to assemble(), which cannot say what each command takes."""
+    if not bundle:
+        _fail(SetupError(f"no model bundle: {how_to_give}"))
 
 
 def _load(config_path: Optional[Path]) -> EdgeConfig:
@@ -85,11 +87,13 @@ def run(
     headless: Optional[bool] = HEADLESS,
     loop: bool = typer.Option(False, "--loop", help="Play a video file source over and over "
                                                     "at its frame rate (demos)."),
-    log_level: str = LOG_LEVEL,
+    log_level: Literal[LEVELS] = LOG_LEVEL,
 ) -> None:
     """Run on the live feed: sessions start and end with Enter (or an MQTT command)."""
     setup_logging(log_level)
     config = _load(config_path)
+    _require_bundle(config.model.bundle,
+                    "set [model] bundle in the config file given with --config (docs/edge.md)")
     try:
         config = config.override("capture", source=source).override("display", headless=headless)
         c = config.capture
@@ -115,13 +119,18 @@ def run(
 @app.command()
 def replay(
     video: Path = typer.Argument(..., help="A recording of the scanner's screen."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model bundle folder."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle",
+                                          help="Model bundle folder (overrides [model] bundle)."),
+    old_bundle: Optional[Path] = OLD_BUNDLE,
     config_path: Optional[Path] = CONFIG,
     broker: Optional[str] = typer.Option(None, "--broker", help="mqtt://HOST:PORT or mqtts://."),
-    username: Optional[str] = typer.Option(None, "--username"),
-    password_file: Optional[Path] = typer.Option(None, "--password-file"),
-    site: Optional[str] = typer.Option(None, "--site"),
-    device: Optional[str] = typer.Option(None, "--device"),
+    username: Optional[str] = typer.Option(None, "--username", help="Broker user name."),
+    password_file: Optional[Path] = typer.Option(
+        None, "--password-file", help="File whose first line is the broker password."),
+    site: Optional[str] = typer.Option(
+        None, "--site", help="Site name in results (overrides [device] site)."),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="Device name in results (overrides [device] device)."),
     screening_id: str = typer.Option("REPLAY-001", "--screening-id",
                                      help="Pseudonymous id for the session (never a name)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir",
@@ -130,14 +139,17 @@ def replay(
     realtime: bool = typer.Option(True, "--realtime/--every-frame",
                                   help="Play at the recorded frame rate (dropping frames the "
                                        "model cannot keep up with), or process every frame."),
-    log_level: str = LOG_LEVEL,
+    log_level: Literal[LEVELS] = LOG_LEVEL,
 ) -> None:
     """Replay a video as one session, from the first frame to the last."""
+    bundle = renamed_option(bundle, old_bundle, "--model", "--bundle")
     setup_logging(log_level)
     config = _load(config_path)
+    _require_bundle(bundle or config.model.bundle,
+                    "give --bundle BUNDLE, or set [model] bundle in the --config file")
     try:
         config = (config
-                  .override("model", bundle=str(model) if model else None)
+                  .override("model", bundle=str(bundle) if bundle else None)
                   .override("device", site=site, device=device,
                             data_dir=str(data_dir) if data_dir else None)
                   .override("mqtt", broker=broker, username=username,
@@ -175,20 +187,26 @@ def _report(result: dict, stats, seconds: float, queued: int, mqtt: bool) -> Non
 
 @app.command()
 def bench(
-    model: Path = typer.Option(..., "--model", help="Model bundle folder."),
-    backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnx-cuda, onnx-cpu."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle",
+                                          help="Model bundle folder (required)."),
+    old_bundle: Optional[Path] = OLD_BUNDLE,
+    backend: Literal[BACKENDS] = typer.Option(
+        "auto", "--backend", help="Inference backend; auto takes the first that works."),
     engine: Optional[Path] = typer.Option(None, "--engine", help="TensorRT engine."),
     video: Optional[Path] = typer.Option(None, "--video",
                                          help="Frames to use (default: a synthetic frame)."),
-    frames: int = typer.Option(200, "--frames", min=10),
+    frames: int = typer.Option(200, "--frames", min=10, help="Frames timed per stage."),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: automatic)."),
 ) -> None:
     """Per-stage latency on this device: region + gate, preprocessing, inference."""
     from edge_app.bench import benchmark_stages
 
+    bundle = renamed_option(bundle, old_bundle, "--model", "--bundle")
+    if bundle is None:
+        raise typer.BadParameter("give the model bundle folder", param_hint="--bundle")
     setup_logging("warning")
     try:
-        figures = benchmark_stages(model, backend, engine, video, frames, threads)
+        figures = benchmark_stages(bundle, backend, engine, video, frames, threads)
     except USER_ERRORS as exc:
         _fail(exc)
     console.print(f"backend {figures.backend}, {figures.frames} frames of {figures.frame_shape}")

@@ -8,6 +8,8 @@ import logging
 import sys
 import time
 
+LEVELS = ("debug", "info", "warning", "error")  # what --log-level takes
+
 # attributes every LogRecord has; anything else came from ``extra``
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 

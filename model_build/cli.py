@@ -5,8 +5,7 @@ through ``register(app)``, so adding a command never means editing a shared file
 list below.
 """
 
-import typer
-
+from edge_app.command_line import command_group
 from model_build.commands import (
     criteria,
     deidentify,
@@ -21,13 +20,7 @@ from model_build.commands import (
     validate,
 )
 
-app = typer.Typer(
-    name="sarco",
-    help="Sarcopenia screening from muscle ultrasound: cohorts, criteria, synthetic data.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = command_group("sarco", "Sarcopenia screening from muscle ultrasound: cohorts, criteria, synthetic data.")
 
 for command_module in (synth, validate, criteria, label, train, evaluate, predict, export, deidentify, sign, study):
     command_module.register(app)

@@ -239,7 +239,7 @@ def test_the_edge_app_refuses_a_pending_int8_bundle(tmp_path: Path) -> None:
     from edge_app.cli import app
 
     bundle = add_int8(make_device_bundle(tmp_path / "bundle"), QUANTIZATION, "pending")
-    result = CliRunner().invoke(app, ["replay", str(tmp_path / "scan.mp4"), "--model", str(bundle), "--headless",
+    result = CliRunner().invoke(app, ["replay", str(tmp_path / "scan.mp4"), "--bundle", str(bundle), "--headless",
                                       "--data-dir", str(tmp_path / "data")])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "accuracy gate status 'pending'" in result.output and "sarco-calibrate verify" in result.output

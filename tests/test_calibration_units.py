@@ -12,12 +12,13 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from calibration import CalibrationError
+from calibration import FRAME_STATES, CalibrationError
 from calibration.quantize import QuantizeOptions
 from calibration.ranges import ArrayReader, read_cache_text, stride, write_cache_text
 from calibration.select import _quotas
 from calibration.trt_cache import CacheFile, CalibrationBatches, tensorrt_missing
 from calibration.verify import FlipTest, GateLimits
+from edge_app.quality import MESSAGES
 from tests.test_calibration_support import SIZE, tiny_network
 
 
@@ -38,6 +39,10 @@ def test_quotas_follow_the_share_of_files() -> None:
     assert _quotas([30, 10], [1000, 1000], 100) == [75, 25]
     # A stratum that cannot take its share passes the rest on.
     assert _quotas([30, 10], [20, 1000], 100) == [20, 80]
+
+
+def test_frame_states_are_the_quality_gates_verdicts_on_stored_media() -> None:
+    assert FRAME_STATES == tuple(state for state in MESSAGES if state != "no_signal")
 
 
 def test_array_reader_serves_each_input_once_in_equal_batches() -> None:

@@ -323,7 +323,7 @@ def test_other_resolution_video_is_handled(bundle, tmp_path_factory, tmp_path) -
             break
         writer.write(cv2.resize(frame, (640, 360), interpolation=cv2.INTER_AREA))
     writer.release()
-    done = run_cli("replay", str(small), "--model", str(bundle), "--data-dir", str(tmp_path),
+    done = run_cli("replay", str(small), "--bundle", str(bundle), "--data-dir", str(tmp_path),
                    "--headless", "--every-frame", "--screening-id", "SCR-0005")
     assert done.exit_code == 0, done.output
     result = json.loads((tmp_path / "results.jsonl").read_text())
@@ -339,7 +339,7 @@ def test_bad_videos_end_with_a_clear_message(case, words, bundle, tmp_path) -> N
         video.write_bytes(os.urandom(50_000))
     elif case == "empty":
         video.write_bytes(b"")
-    done = run_cli("replay", str(video), "--model", str(bundle), "--data-dir", str(tmp_path),
+    done = run_cli("replay", str(video), "--bundle", str(bundle), "--data-dir", str(tmp_path),
                    "--headless")
     assert done.exit_code == 2
     assert words in done.stdout and str(video) in done.stdout
@@ -365,7 +365,7 @@ def test_a_camera_that_does_not_exist_ends_run_with_a_message(bundle, tmp_path) 
 def test_a_tampered_bundle_is_refused(change, words, tmp_path, video) -> None:
     bundle = make_bundle(tmp_path / "bundle")
     change(bundle)
-    done = run_cli("replay", str(video[0]), "--model", str(bundle), "--headless",
+    done = run_cli("replay", str(video[0]), "--bundle", str(bundle), "--headless",
                    "--data-dir", str(tmp_path))
     assert done.exit_code == 2 and words in done.stdout
 
@@ -373,7 +373,7 @@ def test_a_tampered_bundle_is_refused(change, words, tmp_path, video) -> None:
 def test_a_physical_pixel_size_model_needs_and_uses_the_scanner_pixel_size(video,
                                                                            tmp_path) -> None:
     bundle = make_bundle(tmp_path / "bundle", field_of_view_mm=40.0)
-    without = run_cli("replay", str(video[0]), "--model", str(bundle), "--headless",
+    without = run_cli("replay", str(video[0]), "--bundle", str(bundle), "--headless",
                       "--data-dir", str(tmp_path))
     assert without.exit_code == 2 and "mm_per_pixel" in without.stdout
     config = tmp_path / "edge.toml"

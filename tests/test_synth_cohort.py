@@ -246,7 +246,7 @@ def test_existing_folder_is_refused_with_a_hint(cohort):
     before = (cohort / "participants.csv").read_bytes()
     result = run_cli("synth", str(cohort), "--size", "small")
     assert result.exit_code == 1
-    assert "--force" in result.stdout and "Traceback" not in result.stdout
+    assert "--force" in result.stderr and "Traceback" not in result.output
     assert (cohort / "participants.csv").read_bytes() == before
 
 

@@ -8,6 +8,7 @@ the accuracy targets are measured by benchmarks/bench_train.py.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 import torch
 import typer
+from rich.progress import TaskID
 from typer.testing import CliRunner
 
 from model_build.commands import evaluate, export, predict, train
@@ -135,6 +137,17 @@ def test_tables_only_cohort_with_each_fusion(app: typer.Typer, tmp_path: Path) -
         assert evaluated.exit_code == 0, evaluated.output
 
 
+def test_redirected_training_prints_each_epoch_with_its_losses(app: typer.Typer, tmp_path: Path) -> None:
+    tables = make_cohort(tmp_path / "tables", seed=2, n_participants=18, images=False, videos=False).root
+    result = CliRunner().invoke(app, ["train", str(tables), "--out", str(tmp_path / "model"), "--quick",
+                                      "--epochs", "2", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    epochs = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    for line in epochs:
+        assert re.search(r": train loss \d+\.\d{4}, validation log loss \d+\.\d{4} \(done \d+/\d+ in \d+ s\)$", line)
+
+
 def _options(**overrides) -> TrainOptions:
     return TrainOptions.quick(modalities=["image", "lab"], epochs=2, threads=1, **overrides)
 
@@ -150,10 +163,10 @@ def test_resume_after_a_crash_ends_with_the_same_weights(cohort: Path, tmp_path:
     crashing = Trainer(cohort, tmp_path / "crashed", _options())
     original = Trainer.train_epoch
 
-    def crash_in_second_epoch(self: Trainer, epoch: int) -> float:
+    def crash_in_second_epoch(self: Trainer, epoch: int, task: TaskID) -> float:
         if epoch == 1:
             raise KeyboardInterrupt("power cut")
-        return original(self, epoch)
+        return original(self, epoch, task)
 
     monkeypatch.setattr(Trainer, "train_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):

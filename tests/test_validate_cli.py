@@ -10,8 +10,8 @@ from tests.cohort_factory import edit_cell, findings_at, make_cohort, truncate, 
 
 
 def invoke(*args: str):
-    # A wide terminal: Rich wraps at 80 columns otherwise, splitting the phrases asserted on.
-    result = CliRunner().invoke(validate_app(), ["validate", *args], env={"COLUMNS": "240"})
+    # Output captured, not a terminal: lines are never wrapped, whatever the width says.
+    result = CliRunner().invoke(validate_app(), ["validate", *args], env={"COLUMNS": "80"})
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result
 
@@ -77,6 +77,23 @@ def test_brackets_in_user_data_are_printed_verbatim(tmp_path):
     result = invoke(str(cohort.root), "--no-media")
     assert result.exit_code == 1
     assert "[bold]X[/bold]" in result.stdout
+
+
+def test_piped_output_keeps_a_long_file_name_on_one_line(tmp_path):
+    """The issue's example: grep on a CI log must find the whole path, in the findings table and
+    in the media table, not half of it on each of two lines."""
+    cohort = make_cohort(tmp_path / "cohort", seed=9)
+    listed = "images/development/D0001_1_rectus_femoris_R.png"
+    (cohort.root / listed).parent.mkdir(parents=True)
+    cohort.images[0].rename(cohort.root / listed)
+    edit_cell(cohort.root / "images.csv", row=2, column="path", value=listed)
+    missing = "images/development/D0002_1_rectus_femoris_L.png"
+    edit_cell(cohort.root / "images.csv", row=3, column="path", value=missing)
+
+    lines = invoke(str(cohort.root), "--media-table").stdout.splitlines()
+
+    assert any(f"{missing}: file not found" in line for line in lines)
+    assert any(listed in line for line in lines)  # the media table's path column
 
 
 def test_cohort_that_is_not_a_folder_is_a_usage_error(tmp_path):

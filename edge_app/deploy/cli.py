@@ -8,13 +8,15 @@ Exit codes: 0 done; 1 the check or update did not succeed (the message names wha
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 
 from edge_app.bundle import BundleError
+from edge_app.command_line import CliConsole, print_error
 from edge_app.config import ConfigError, EdgeConfig, load_config
 from edge_app.deploy import DeployError
 from edge_app.deploy.engines import Platform, engines_dir, ensure_engines, plan_builds, stale_reason
@@ -25,16 +27,19 @@ from edge_app.deploy.selftest import (DEVICE_CHECKS, SelftestReport, default_ope
                                       model_checks, run_selftest)
 from edge_app.deploy.update import (NoService, SystemdService, Updater, UpdateOutcome,
                                     take_request)
+from edge_app.progress import CommandProgress
 
-console = Console(soft_wrap=True)
+console = CliConsole(soft_wrap=True)
 CONFIG = typer.Option(DEFAULT_CONFIG, "--config", help="The device's edge.toml.")
 NO_RESTART = typer.Option(False, "--no-restart",
                           help="Do not stop/start sarco-edge.service around the switch.")
 _STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+# an Enum, not a Literal: Typer takes only Enums as choices of a repeatable option
+SkippableCheck = Enum("SkippableCheck", [(name, name) for name in DEVICE_CHECKS], type=str)
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[bold red]error:[/] {error}")
+    print_error(error, console)
     raise typer.Exit(code=2)
 
 
@@ -81,16 +86,20 @@ def build_engine_command(
                 stale |= reason is not None
                 console.print(f"{plan.precision}: {reason or 'up to date'}")
             for note in notes:
-                console.print(f"[dim]{note}[/]")
+                console.print(f"[dim]{escape(note)}[/]")
             raise typer.Exit(code=1 if stale else 0)
         cache = (_load(config_path)[1].timing_cache(platform.key) if config_path
                  else engines_dir(bundle) / f"timing-{platform.key}.cache")
 
-        def build(plan):  # noqa: ANN001, ANN202
-            with console.status(f"building the {plan.precision} engine (minutes on a Jetson)"):
-                return build_engine(plan, platform, cache, workspace_mb << 20, max_batch)
+        with CommandProgress(console) as progress:
+            def build(plan):  # noqa: ANN001, ANN202
+                task = progress.add_task(
+                    f"building the {plan.precision} engine (minutes on a Jetson)", total=None)
+                engine = build_engine(plan, platform, cache, workspace_mb << 20, max_batch)
+                progress.remove_task(task)
+                return engine
 
-        statuses, notes = ensure_engines(bundle, platform, build, force=force)
+            statuses, notes = ensure_engines(bundle, platform, build, force=force)
         match_parent_owner(engines_dir(bundle), cache)
     except (DeployError, BundleError, OSError) as exc:
         _fail(exc)
@@ -102,16 +111,17 @@ def build_engine_command(
         console.print(f"  {status.precision}: {status.action}"
                       f"{f' ({status.reason}{took})' if status.reason else ''}")
     for note in notes:
-        console.print(f"  [dim]{note}[/]")
+        console.print(f"  [dim]{escape(note)}[/]")
     console.print("Run `sarco-edge selftest` to compare them and choose one.")
 
 
 def selftest_command(
     config_path: Path = CONFIG,
-    bundle: Optional[Path] = typer.Option(None, "--bundle",
-                                          help="Default: [model] bundle of the config."),
-    skip: list[str] = typer.Option([], "--skip", help=f"Leave out {', '.join(DEVICE_CHECKS)} "
-                                   "(camera while the service runs, display over SSH)."),
+    bundle: Optional[Path] = typer.Option(
+        None, "--bundle", help="Model bundle folder (default: [model] bundle of the config)."),
+    skip: list[SkippableCheck] = typer.Option(
+        [], "--skip", help="Leave out a device check, repeatable (camera while the service runs, "
+                           "display over SSH)."),
     runs: int = typer.Option(50, "--runs", min=5, help="Timed inferences per backend."),
     as_json: Optional[Path] = typer.Option(None, "--json", help="Also write the report here."),
     device_report: Optional[Path] = typer.Option(
@@ -124,7 +134,8 @@ def selftest_command(
     bundle = bundle or Path(config.model.bundle or layout.current_bundle)
     platform, problem = _detect_platform()
     try:
-        report = run_selftest(config, bundle, layout.trusted_keys, skip=skip, runs=runs,
+        report = run_selftest(config, bundle, layout.trusted_keys,
+                              skip=[check.value for check in skip], runs=runs,
                               platform=platform, platform_problem=problem)
     except DeployError as exc:
         _fail(exc)
@@ -177,7 +188,8 @@ def telemetry_command(
     from_file: Optional[Path] = typer.Option(None, "--from-file",
                                              help="Parse recorded tegrastats output instead."),
     count: int = typer.Option(1, "--count", min=1, help="Live samples to print."),
-    interval_ms: int = typer.Option(1000, "--interval-ms", min=100),
+    interval_ms: int = typer.Option(1000, "--interval-ms", min=100,
+                                    help="tegrastats sampling interval."),
 ) -> None:
     """Print the health fields (JSON lines) the status topic carries, from tegrastats."""
     from edge_app.deploy.telemetry import TegrastatsMonitor, parse_lines, tegra_fields
@@ -243,12 +255,13 @@ def _updater(config: EdgeConfig, layout: DeviceLayout, no_restart: bool, runs: i
 
 def _finish(outcome: UpdateOutcome, success: str) -> None:
     style = "green" if outcome.outcome == success else "bold red"
-    console.print(f"[{style}]{outcome.outcome}[/] {outcome.version or ''}: {outcome.reason}")
+    console.print(f"[{style}]{outcome.outcome}[/] {escape(outcome.version or '')}: "
+                  f"{escape(outcome.reason)}")
     raise typer.Exit(code=0 if outcome.outcome == success else 1)
 
 
 def _print_report(report: SelftestReport) -> None:
     for check in report.checks:
         console.print(f"[{_STATUS_STYLE[check.status]}]{check.status:>4}[/]  "
-                      f"{check.name:<12} {check.detail}")
+                      f"{check.name:<12} {escape(check.detail)}")
     console.print(f"engine in use: {report.selected or 'none (ONNX Runtime)'}")

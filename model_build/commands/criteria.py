@@ -6,9 +6,9 @@ import json
 from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from edge_app.command_line import CliConsole
 from model_build.criteria import CUTOFFS, MEASURE_FIELDS, Diagnosis, Measurements, MeasurementError, diagnose
 
 _FLAG_OF_FIELD = {field: "--" + measure.replace("_", "-") for measure, field in MEASURE_FIELDS.items()}
@@ -70,7 +70,7 @@ def _print_table(diagnosis: Diagnosis) -> None:
                 table.add_row("", measure, "-", entry["cutoff"], "[dim]not measured[/dim]")
             else:
                 table.add_row("", measure, str(entry["value"]), entry["cutoff"], marks[entry["low"]])
-    console = Console()
+    console = CliConsole()
     console.print(table)
     label = "not determined" if diagnosis.label is None else str(diagnosis.label)
     console.print(f"category: [bold]{diagnosis.category}[/bold]   label: [bold]{label}[/bold]")

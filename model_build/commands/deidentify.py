@@ -7,9 +7,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
+from edge_app.command_line import CliConsole, print_error
+from edge_app.progress import CommandProgress
 from model_build.deidentify import Deidentifier, DeidentificationError, FileResult, deidentify_tree
 
 KEY_VARIABLE = "SARCO_DEID_KEY"
@@ -33,19 +35,18 @@ def register(app: typer.Typer) -> None:
                                                                   "refused for files flagged with burned-in text."),
     ) -> None:
         """De-identify ultrasound so a cohort can leave the hospital."""
-        console = Console(stderr=True, soft_wrap=True)
+        console = CliConsole(stderr=True, soft_wrap=True)
         try:
             deidentifier = Deidentifier(_read_key(key_file), shift_dates=shift_dates,
                                         keep_patient_characteristics=keep_patient_characteristics,
                                         clean_pixels=not no_pixels)
             total = 1 if source.is_file() else sum(1 for path in source.rglob("*") if path.is_file())
-            with Progress(TextColumn("de-identifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                          console=console, transient=True) as progress:
-                task = progress.add_task("files", total=total)
+            with CommandProgress(console) as progress:
+                task = progress.add_task("de-identifying", total=total)
                 results, errors = deidentify_tree(source, target, deidentifier,
                                                   on_file=lambda _: progress.advance(task))
         except DeidentificationError as error:
-            console.print(f"[red]error:[/red] {error}")
+            print_error(error, console)
             raise typer.Exit(code=2) from None
         _summary(console, results, errors)
         raise typer.Exit(code=1 if errors else 0)
@@ -74,6 +75,6 @@ def _summary(console: Console, results: list[FileResult], errors: list[Deidentif
     console.print(table)
     for result in results:
         if result.kind == "skipped":
-            console.print(f"skipped {result.source}: {result.note}")
+            console.print(f"skipped {result.source}: {result.note}", markup=False)
     for error in errors:
-        console.print(f"[red]not written:[/red] {error}")
+        console.print(f"[red]not written:[/red] {escape(str(error))}")

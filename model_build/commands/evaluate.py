@@ -1,4 +1,4 @@
-"""`sarco evaluate MODEL COHORT --cohort external --out DIR`: a bundle's performance on a cohort.
+"""`sarco evaluate BUNDLE COHORT --cohort external --out DIR`: a bundle's performance on a cohort.
 
 Writes ``DIR/metrics.json`` (n, n_positive, auc, auc_ci, sensitivity, specificity, accuracy, f1,
 threshold, plus each modality's AUC, the evidence shares and, for synthetic cohorts, the oracle
@@ -10,11 +10,15 @@ data; nothing is tuned on the evaluated cohort.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from edge_app.command_line import CliConsole
+from edge_app.progress import CommandProgress
+from model_build.commands.options import Bundle, Device, Threads
 
 PREDICTION_COLUMNS = ("participant_id", "label", "probability", "uncertainty")
 
@@ -24,20 +28,19 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate(
-        model: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Model bundle folder.")],
+        bundle: Bundle,
         cohort: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Cohort folder.")],
         out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json and predictions.csv.")],
         cohort_name: Annotated[str, typer.Option("--cohort", help="participants.csv `cohort` value.")] = "external",
-        threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all cores).")] = None,
-        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+        threads: Threads = None,
+        device: Device = "auto",
     ) -> None:
         """Predict every participant of one cohort and score the predictions."""
-        from model_build.commands.train import progress_bar
         from model_build.models.errors import reported_errors
 
-        with reported_errors(), progress_bar(Console(stderr=True)) as progress:
-            metrics = run_evaluation(model, cohort, cohort_name, out, threads, device, progress)
-        _print(metrics, Console())
+        with reported_errors(), CommandProgress(CliConsole(stderr=True)) as progress:
+            metrics = run_evaluation(bundle, cohort, cohort_name, out, threads, device, progress)
+        _print(metrics, CliConsole())
 
 
 def run_evaluation(model: Path, cohort_path: Path, cohort_name: str, out: Path, threads: int | None,

@@ -18,9 +18,9 @@ from typing import Annotated, Literal
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from edge_app.command_line import CliConsole
 from model_build.cohort.schema import SchemaError, load_schema
 from model_build.criteria import (CATEGORIES, CRITERIA, MEASURE_FIELDS, REQUIRED_MEASURES, Diagnosis,
                                   Measurements, MeasurementError, diagnose)
@@ -268,7 +268,7 @@ def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _print_summary(summary: dict) -> None:
-    console = Console()
+    console = CliConsole()
     console.print(f"{summary['cohort']}: {summary['standard']}, {summary['participants']} participants",
                   markup=False)
     table = Table()

@@ -1,4 +1,4 @@
-"""`sarco predict MODEL FILE... [--clinical KEY=VALUE...] [--lab KEY=VALUE...] [--json]`:
+"""`sarco predict BUNDLE FILE... [--clinical KEY=VALUE...] [--lab KEY=VALUE...] [--json]`:
 one participant's probability of sarcopenia, its uncertainty and what each input contributed."""
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edge_app.command_line import CliConsole
+from model_build.commands.options import Bundle, Device
+
 
 def register(app: typer.Typer) -> None:
     """Add `sarco predict` to the CLI."""
 
     @app.command("predict")
     def predict(
-        model: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Model bundle folder.")],
+        bundle: Bundle,
         files: Annotated[Optional[list[Path]], typer.Argument(
             exists=True, dir_okay=False, help="Images or recordings of one participant.")] = None,
         clinical: Annotated[Optional[list[str]], typer.Option(
@@ -27,7 +30,7 @@ def register(app: typer.Typer) -> None:
             min=0.001, help="Pixel size of the images (physically resampling models need it or --depth-mm).")] = None,
         depth_mm: Annotated[Optional[float], typer.Option(min=1.0, help="Imaging depth of the scan area.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+        device: Device = "auto",
     ) -> None:
         """Predict one participant from images and/or clinical and lab values."""
         from model_build.models.bundle import load_bundle
@@ -36,15 +39,15 @@ def register(app: typer.Typer) -> None:
         from model_build.models.train import choose_device
 
         with reported_errors():
-            bundle = load_bundle(model)
-            values = {m: parse_key_values(pairs or [], m, bundle.encoders.get(m))
+            loaded = load_bundle(bundle)
+            values = {m: parse_key_values(pairs or [], m, loaded.encoders.get(m))
                       for m, pairs in (("clinical", clinical), ("lab", lab))}
-            result = predict_participant(bundle, list(files or []), values["clinical"], values["lab"],
+            result = predict_participant(loaded, list(files or []), values["clinical"], values["lab"],
                                          mm_per_pixel, depth_mm, choose_device(device))
         if as_json:
             typer.echo(json.dumps(result, indent=2))
         else:
-            _print(result, Console())
+            _print(result, CliConsole())
 
 
 def _print(result: dict, console: Console) -> None:

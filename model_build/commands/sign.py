@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from edge_app.bundle import (INT8_RECORD, ONNX, QUANTIZATION, BundleError, DeviceBundle,
                              load_device_bundle)
+from edge_app.command_line import CliConsole, print_error
 from edge_app.deploy import DeployError
 from edge_app.deploy.engines import CALIBRATION_CACHE, QDQ_ONNX
 from edge_app.deploy.files import read_json, sha256_file
@@ -33,12 +33,13 @@ from edge_app.deploy.signing import (check_version, generate_keypair, load_priva
                                      reseal_manifest, sign_bundle)
 from edge_app.inference import BackendError
 from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
+from model_build.commands.options import Bundle
 
-console = Console(soft_wrap=True)
+console = CliConsole(soft_wrap=True)
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[bold red]error:[/] {error}")
+    print_error(error, console)
     raise typer.Exit(code=2)
 
 
@@ -59,7 +60,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sign")
     def sign(
-        bundle: Annotated[Path, typer.Argument(help="Model bundle folder (sarco train/export).")],
+        bundle: Bundle,
         key: Annotated[Path, typer.Option("--key", help="Ed25519 private key (sarco keygen).")],
         version: Annotated[str | None, typer.Option(
             "--version", help="Version name on the devices (default: model name and manifest "

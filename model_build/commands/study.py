@@ -12,13 +12,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from model_build.commands.train import progress_bar
+from edge_app.command_line import CliConsole, print_error
+from edge_app.progress import CommandProgress
+from model_build.cohort.paths import CohortPathError, cohort_file
+from model_build.commands.options import Device, Threads
+from model_build.study import SELECTION_RULES
 
 
 def register(app: typer.Typer) -> None:
@@ -31,13 +36,13 @@ def register(app: typer.Typer) -> None:
         quick: Annotated[bool, typer.Option("--quick", help="64 px, few epochs: the whole design in minutes.")] = False,
         seed: Annotated[int, typer.Option(help="Seed of the folds and of every training.")] = 0,
         folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds on development.")] = 5,
-        selection: Annotated[str, typer.Option(help="fewest-not-worse (the study's rule) or best.")]
-        = "fewest-not-worse",
+        selection: Annotated[Literal[SELECTION_RULES], typer.Option(
+            help="Model selection rule: fewest-not-worse is the study's.")] = "fewest-not-worse",
         alpha: Annotated[float, typer.Option(help="Significance level of the selection rule.")] = 0.05,
         int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Quantize and verify an image-only selection.")]
         = True,
-        threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all cores).")] = None,
-        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+        threads: Threads = None,
+        device: Device = "auto",
     ) -> None:
         """Run the SARCO study design on COHORT and write results.json, tables, figures and report.html."""
         from model_build.study.design import StudyOptions
@@ -46,7 +51,7 @@ def register(app: typer.Typer) -> None:
             options = StudyOptions(seed=seed, folds=folds, quick=quick, selection=selection, alpha=alpha,
                                    int8=int8, threads=threads, device=device)
         run = _run_study(cohort, out, options)
-        print_summary(run, Console())
+        print_summary(run, CliConsole())
 
     @app.command("demo")
     def demo(
@@ -58,7 +63,7 @@ def register(app: typer.Typer) -> None:
         """Synthesize the paper-size cohort, run the study on it, replay a recording on the edge app."""
         from model_build.study.design import StudyOptions
 
-        console = Console()
+        console = CliConsole()
         started = time.perf_counter()
         cohort = _demo_cohort(out / "cohort", "small" if quick else "paper", seed, console)
         run = _run_study(cohort, out / "study", StudyOptions(seed=seed, quick=quick))
@@ -76,7 +81,7 @@ def _errors():
 def _run_study(cohort: Path, out: Path, options) -> Path:
     from model_build.study.runner import run_study
 
-    with _errors(), progress_bar(Console(stderr=True)) as progress:
+    with _errors(), CommandProgress(CliConsole(stderr=True)) as progress:
         return run_study(cohort, out, options, progress)
 
 
@@ -92,13 +97,14 @@ def _demo_cohort(folder: Path, size: str, seed: int, console: Console) -> Path:
             console.print(f"reusing the synthetic cohort in {folder}")
             return folder
     console.print(f"synthesizing the {size} cohort (seed {seed}) into {folder}")
-    with progress_bar(Console(stderr=True)) as progress:
+    errors = CliConsole(stderr=True)
+    with CommandProgress(errors) as progress:
         task = progress.add_task("rendering media", total=None)
         try:
             synthesize(folder, SynthOptions(size=size, seed=seed), force=True,
                        progress=lambda done, total: progress.update(task, completed=done, total=total))
         except SynthError as error:
-            Console(stderr=True).print(f"[bold red]error:[/] {error}")
+            print_error(error, errors)
             raise typer.Exit(code=1) from None
     return folder
 
@@ -114,7 +120,11 @@ def replay_on_edge(cohort: Path, run: Path, data_dir: Path, console: Console) ->
     if model not in results["models"]:
         console.print("[yellow]no image model in this study: nothing for the edge app to replay[/]")
         return
-    video = _first_recording(cohort)
+    try:
+        video = _first_recording(cohort)
+    except CohortPathError as error:
+        console.print(f"[yellow]the recording to replay cannot be used: {escape(str(error))}[/]")
+        return
     if video is None:
         console.print("[yellow]the cohort has no recording to replay[/]")
         return
@@ -122,7 +132,7 @@ def replay_on_edge(cohort: Path, run: Path, data_dir: Path, console: Console) ->
         console.print(f"the selected model ({selected}) needs data a device does not have; replaying with the "
                       "image model")
     shutil.rmtree(data_dir, ignore_errors=True)
-    command = [sys.executable, "-m", "edge_app.cli", "replay", str(video), "--model", str(run / "bundles" / model),
+    command = [sys.executable, "-m", "edge_app.cli", "replay", str(video), "--bundle", str(run / "bundles" / model),
                "--data-dir", str(data_dir), "--headless", "--every-frame", "--screening-id", "DEMO-0001"]
     console.print(f"edge app: replaying {video.name} with bundles/{model}")
     finished = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -143,7 +153,7 @@ def _first_recording(cohort: Path) -> Path | None:
     external = set(participants.loc[participants["cohort"] != "development", "participant_id"])
     chosen = videos[videos["participant_id"].isin(external)]
     rows = chosen if not chosen.empty else videos
-    return None if rows.empty else cohort / rows.iloc[0]["path"]
+    return None if rows.empty else cohort_file(cohort, rows.iloc[0]["path"])
 
 
 def print_summary(run: Path, console: Console) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from edge_app.command_line import CliConsole, print_error
+from edge_app.progress import CommandProgress
 
 from model_build.synth.generate import POOLED, SynthError, SynthOptions, SynthSummary, synthesize
 from model_build.synth.latent import ORACLE_MODALITIES
@@ -60,22 +61,20 @@ def register(app: typer.Typer) -> None:
                                    "synthetic cohort: a folder with synth.json)."),
     ) -> None:
         """Write a synthetic cohort (participants, images, videos, schema) and its Bayes oracle."""
-        console = Console()
+        console, errors = CliConsole(), CliConsole(stderr=True)
         options = SynthOptions(size=size.value, seed=seed, videos=videos, workers=workers)
         started = time.perf_counter()
-        progress = Progress(TextColumn("[bold]rendering media"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console, transient=True)
-        task = progress.add_task("media", total=None)
         try:
-            with progress:
+            with CommandProgress(errors) as progress:
+                task = progress.add_task("rendering media", total=None)
                 summary = synthesize(out, options, force=force,
                                      progress=lambda done, total: progress.update(task, completed=done, total=total))
         except SynthError as error:
-            console.print(f"[red]error:[/red] {error}")
+            print_error(error, errors)
             raise typer.Exit(code=1) from None
         except OSError as error:
-            console.print(f"[red]error:[/red] cannot write {out}: {error.strerror or error}; "
-                          "fix: choose a folder you can write to, with free disk space")
+            print_error(f"cannot write {out}: {error.strerror or error}; "
+                        "fix: choose a folder you can write to, with free disk space", errors)
             raise typer.Exit(code=1) from None
         console.print(_oracle_table(summary))
         console.print(f"wrote {out}: {sum(n for n, _ in summary.counts.values())} participants, "

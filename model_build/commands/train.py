@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from model_build.models import FUSIONS, MODALITIES
+from edge_app.command_line import CliConsole
+from edge_app.progress import CommandProgress
+from model_build.commands.options import Device, Threads
+from model_build.models import BACKBONES, FUSIONS, MODALITIES
 
 
 def parse_modalities(text: str | None) -> list[str] | None:
@@ -22,11 +24,6 @@ def parse_modalities(text: str | None) -> list[str] | None:
     return wanted
 
 
-def progress_bar(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, transient=True)
-
-
 def register(app: typer.Typer) -> None:
     """Add `sarco train` to the CLI."""
 
@@ -36,14 +33,15 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (new, or with --resume).")],
         modalities: Annotated[Optional[str], typer.Option(
             help="Comma-separated subset of image,clinical,lab (default: all the cohort has).")] = None,
-        fusion: Annotated[str, typer.Option(help=f"One of {', '.join(FUSIONS)}.")] = "evidential",
+        fusion: Annotated[Literal[FUSIONS], typer.Option(
+            help="How the modalities are combined (docs/models.md).")] = "evidential",
         train_cohort: Annotated[str, typer.Option(help="participants.csv `cohort` value to train on.")] = "development",
         epochs: Annotated[Optional[int], typer.Option(min=1, help="Maximum epochs (default 12; 2 with --quick).")] = None,
         seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
         quick: Annotated[bool, typer.Option("--quick", help="64 px, 2 epochs: a smoke run in seconds.")] = False,
         resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
         image_size: Annotated[Optional[int], typer.Option(min=32, help="Input side in pixels (default 128).")] = None,
-        backbone: Annotated[str, typer.Option(help="efficientnet-lite0, densenet121 or resnet18.")] = "efficientnet-lite0",
+        backbone: Annotated[Literal[BACKBONES], typer.Option(help="Image encoder.")] = "efficientnet-lite0",
         image_weights: Annotated[Optional[Path], typer.Option(
             exists=True, dir_okay=False, help="Backbone weights (.safetensors or state-dict .pth).")] = None,
         pretrained: Annotated[bool, typer.Option(help="Start EfficientNet-Lite0 from ImageNet.")] = True,
@@ -62,16 +60,14 @@ def register(app: typer.Typer) -> None:
         augment: Annotated[bool, typer.Option(help="Training-time image augmentation.")] = True,
         ensemble: Annotated[int, typer.Option(
             min=1, help="Train K image models on K cross-fitted folds and average them (docs/models.md).")] = 1,
-        threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all cores).")] = None,
-        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+        threads: Threads = None,
+        device: Device = "auto",
     ) -> None:
         """Train on COHORT's training participants and write a model bundle to --out."""
         from model_build.models.errors import reported_errors
         from model_build.models.train import TrainOptions
         from model_build.models.train import train as run_training
 
-        if fusion not in FUSIONS:
-            raise typer.BadParameter(f"{fusion!r}: use one of {', '.join(FUSIONS)}", param_hint="--fusion")
         chosen = {"modalities": parse_modalities(modalities), "fusion": fusion, "train_cohort": train_cohort,
                   "seed": seed, "backbone": backbone, "pretrained": pretrained, "freeze_blocks": freeze_blocks,
                   "image_weights": None if image_weights is None else str(image_weights),
@@ -82,10 +78,9 @@ def register(app: typer.Typer) -> None:
         chosen.update({k: v for k, v in (("epochs", epochs), ("image_size", image_size), ("patience", patience))
                        if v is not None})
         options = TrainOptions.quick(**chosen) if quick else TrainOptions(**chosen)
-        console = Console(stderr=True)
-        with reported_errors(), progress_bar(console) as progress:
+        with reported_errors(), CommandProgress(CliConsole(stderr=True)) as progress:
             bundle = run_training(cohort, out, options, resume=resume, progress=progress)
-        _summary(bundle, Console())
+        _summary(bundle, CliConsole())
 
 
 def _summary(folder: Path, console: Console) -> None:

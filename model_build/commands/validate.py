@@ -3,8 +3,9 @@
 Exit codes: 0 usable (warnings allowed), 1 not usable, 2 usage error (COHORT is not a folder).
 Human output goes to stdout as one table per file, errors first, then one line per listing
 counting what the media show (a cohort has thousands of files: ``--media-table`` prints them
-all); ``--json`` prints only the report's JSON on stdout, media table included. The progress
-bar is on stderr so it never mixes with either.
+all); ``--json`` prints only the report's JSON on stdout, media table included. Progress (a
+bar, or plain lines when redirected) is on stderr so it never mixes with either; redirected
+stdout is never wrapped, so each file name stays whole on its line for grep.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
+from edge_app.command_line import CliConsole
+from edge_app.progress import CommandProgress
 from model_build.cohort.findings import ValidationReport
 from model_build.cohort.validate import validate_cohort
 
@@ -47,7 +49,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=2))  # ASCII-escaped: safe on any terminal
         else:
-            console = Console()
+            console = CliConsole()
             _print_report(report, console)
             if media_table and report.media:
                 console.print(_media_table(report.media))
@@ -56,10 +58,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(cohort: Path, media: bool) -> ValidationReport:
-    stderr = Console(stderr=True)
-    with Progress(TextColumn("checking media"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=stderr, transient=True, disable=not media) as progress:
-        task = progress.add_task("media", total=None)
+    with CommandProgress(CliConsole(stderr=True)) as progress:
+        task = progress.add_task("checking media", total=None, visible=media)
 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)

@@ -6,6 +6,7 @@ Only constants live here, so that importing the CLI does not import torch.
 
 MODALITIES = ("image", "clinical", "lab")
 FUSIONS = ("evidential", "concat", "late")
+BACKBONES = ("efficientnet-lite0", "densenet121", "resnet18")
 CLASSES = ("non_sarcopenia", "sarcopenia")
 
 

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from edge_app.command_line import CliConsole, print_error
 from edge_app.preprocess import PreprocessError
 from model_build.cohort import CohortError, SchemaError
 from model_build.models import InputError
@@ -33,5 +32,5 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        print_error(error, CliConsole(stderr=True))
         raise typer.Exit(code=1) from None

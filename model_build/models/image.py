@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-BACKBONES = ("efficientnet-lite0", "densenet121", "resnet18")
+from model_build.models import BACKBONES
 
 IMAGENET_GREY_MEAN = 127.0 / 255.0
 IMAGENET_GREY_STD = 128.0 / 255.0

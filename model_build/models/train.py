@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 
 from edge_app.preprocess import PreprocessParams, Preprocessor
 from model_build.cohort import Cohort, load_cohort
@@ -348,7 +348,8 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------
 
-    def train_epoch(self, epoch: int) -> float:
+    def train_epoch(self, epoch: int, task: TaskID) -> float:
+        """One pass over the training rows; advances ``task`` (of ``self.progress``) per batch."""
         options = self.options
         torch.manual_seed(int(np.random.default_rng([options.seed, epoch, 1]).integers(2**31)))
         for group in self.optimizer.param_groups:
@@ -356,7 +357,7 @@ class Trainer:
         kl_weight = annealing_weight(epoch, max(1, options.epochs // 2))
         order = np.random.default_rng([options.seed, epoch]).permutation(self.train_index)
         batches = [order[i:i + options.batch_size] for i in range(0, len(order), options.batch_size)]
-        task = self.progress.add_task(f"epoch {epoch + 1}/{options.epochs}", total=len(batches))
+        self.progress.update(task, total=len(batches))
         self.model.train()
         total = 0.0
         for number, rows in enumerate(batches):
@@ -376,7 +377,6 @@ class Trainer:
                 self.average.update_parameters(self.model)
             total += float(loss.detach()) * len(rows)
             self.progress.advance(task)
-        self.progress.remove_task(task)
         return total / len(order)
 
     def validation_readout(self, stacker: Stacker | None = None, model: FusionModel | None = None):
@@ -390,10 +390,13 @@ class Trainer:
         started = time.perf_counter()
         while self.state.epoch < options.epochs and self.state.bad_epochs < options.patience:
             epoch = self.state.epoch
-            train_loss = self.train_epoch(epoch)
+            task = self.progress.add_task(f"epoch {epoch + 1}/{options.epochs}", total=None)
+            train_loss = self.train_epoch(epoch, task)
             kept = self.model if self.average is None else self.average.module
             held_out, _, readout = self.validation_readout(model=kept)
             loss = _log_loss(held_out.labels, readout.probability)
+            self.progress.update(task, outcome=f"train loss {train_loss:.4f}, validation log loss {loss:.4f}")
+            self.progress.remove_task(task)
             self.state.history.append({"epoch": epoch + 1, "train_loss": train_loss, "validation_log_loss": loss})
             if loss < self.state.best_loss:
                 self.state.best_loss, self.state.best_epoch, self.state.bad_epochs = loss, epoch + 1, 0

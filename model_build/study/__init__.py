@@ -1,0 +1,4 @@
+"""The SARCO study design run end to end (docs/study.md). Only constants live here, so that
+the CLI can offer them as choices without importing torch."""
+
+SELECTION_RULES = ("fewest-not-worse", "best")

@@ -15,8 +15,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from model_build.models import MODALITIES, InputError
 from model_build.models.train import TrainOptions
+from model_build.study import SELECTION_RULES
 
-SELECTION_RULES = ("fewest-not-worse", "best")
 MIN_PER_CLASS_PER_FOLD = 6  # a fold's training part must still hold 4 of each class after the inner split
 
 

@@ -1,0 +1,15 @@
+"""Options several `sarco` commands take, written once so that their names, choices and help agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+DEVICES = ("auto", "cpu", "cuda")
+
+Device = Annotated[Literal[DEVICES], typer.Option(
+    help="Where torch runs: auto (the GPU if one is visible), cpu or cuda.")]
+Threads = Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all cores).")]
+Bundle = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Model bundle folder.")]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal, NoReturn, Optional
 
 import typer
+from rich.markup import escape
 
 from edge_app.app import SetupError, assemble
 from edge_app.bundle import BundleError
@@ -113,7 +114,8 @@ def run(
     edge.pipeline.end_session()  # a session still open when the service stops is kept
     queued = edge.close(drain_timeout_s=config.mqtt.drain_timeout_s)
     if queued:
-        console.print(f"{queued} result(s) wait in the outbox; they go out on the next run.")
+        why = f" ({escape(edge.link.waiting_reason())})" if edge.link is not None else ""
+        console.print(f"{queued} result(s) wait in the outbox{why}; they go out on the next run.")
 
 
 @app.command()
@@ -168,10 +170,12 @@ def replay(
         _fail(exc)
     queued = edge.close(drain_timeout_s=config.mqtt.drain_timeout_s)
     _report(result, edge.pipeline.stats, time.monotonic() - started, queued,
-            edge.link is not None)
+            edge.link.waiting_reason() if edge.link is not None else None)
 
 
-def _report(result: dict, stats, seconds: float, queued: int, mqtt: bool) -> None:  # noqa: ANN001
+def _report(result: dict, stats, seconds: float, queued: int,  # noqa: ANN001
+            waiting: str | None) -> None:
+    """``waiting``: why results stay queued (None: no broker configured)."""
     probability = result["probability"]
     console.print(
         f"[bold]{result['decision']}[/]  probability "
@@ -179,10 +183,10 @@ def _report(result: dict, stats, seconds: float, queued: int, mqtt: bool) -> Non
         f"{result['threshold']:.3f}  usable frames {result['usable_frames']}/"
         f"{result['processed_frames']}  ({stats.frames / max(seconds, 1e-9):.1f} fps processed)")
     console.print(f"result id {result['result_id']}")
-    if mqtt:
+    if waiting is not None:
         console.print("published to the broker" if queued == 0 else
-                      f"[yellow]{queued} result(s) wait in the outbox[/]: the broker did not "
-                      "acknowledge in time; they are sent on the next run")
+                      f"[yellow]{queued} result(s) wait in the outbox[/]: {escape(waiting)}; "
+                      "they are sent on the next run")
 
 
 @app.command()

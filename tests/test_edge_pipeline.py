@@ -279,18 +279,25 @@ def test_broker_down_at_start_the_result_waits_then_goes_first(video, bundle,
                           f"mqtt://127.0.0.1:{port}", drain_timeout_s=0.5)
     first = replay(config, path, "--screening-id", "SCR-0101", "--every-frame")
     assert first.exit_code == 0, first.output
-    assert "wait in the outbox" in first.stdout
+    assert "wait in the outbox" in first.stdout and "cannot reach" in first.stdout
     with MosquittoBroker(tmp_path / "broker", USERS, port=port) as broker:
+        # up, but no dashboard subscribed: the broker answers 0x10 and the results stay
+        config = write_config(tmp_path / "edge.toml", bundle, tmp_path / "data", broker.url,
+                              drain_timeout_s=2)
+        lonely = replay(config, path, "--screening-id", "SCR-0102", "--every-frame")
+        assert lonely.exit_code == 0, lonely.output
+        assert "2 result(s) wait in the outbox" in lonely.stdout
+        assert "no dashboard is subscribed" in lonely.stdout
         collector = Collector(broker, "dashboard", USERS["dashboard"])
         config = write_config(tmp_path / "edge.toml", bundle, tmp_path / "data", broker.url,
                               drain_timeout_s=30)
-        second = replay(config, path, "--screening-id", "SCR-0102", "--every-frame")
-        assert second.exit_code == 0, second.output
-        assert collector.wait_for(lambda m: len(collector.of_kind("result")) >= 2, 30)
+        last = replay(config, path, "--screening-id", "SCR-0103", "--every-frame")
+        assert last.exit_code == 0, last.output
+        assert collector.wait_for(lambda m: len(collector.of_kind("result")) >= 3, 30)
         collector.close()
     results = [json.loads(d) for d in collector.of_kind("result")]
-    assert [r["screening_id"] for r in results] == ["SCR-0101", "SCR-0102"]
-    assert results[0]["seq"] < results[1]["seq"]
+    assert [r["screening_id"] for r in results] == ["SCR-0101", "SCR-0102", "SCR-0103"]
+    assert results[0]["seq"] < results[1]["seq"] < results[2]["seq"]
 
 
 def test_a_full_outbox_refuses_new_sessions_and_says_why(video, bundle, tmp_path) -> None:

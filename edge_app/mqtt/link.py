@@ -188,6 +188,14 @@ class MqttLink:
                 self._wake.wait(min(remaining, 0.5))
         return True
 
+    def waiting_reason(self) -> str:
+        """Why results are still in the outbox, for the person who ran the command."""
+        if self.state.backlog_reason:
+            return self.state.backlog_reason
+        if not self.state.connected:
+            return self.state.detail
+        return "the broker did not acknowledge them in time"
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Say "offline" (retained) if connected, disconnect and end the thread."""
         self._stop.set()

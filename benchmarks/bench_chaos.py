@@ -136,22 +136,31 @@ def hostile_payloads() -> dict[str, bytes]:
     }
 
 
-def inject_hostile(broker: MosquittoBroker) -> int:
+def inject_hostile(broker: MosquittoBroker, timeout_s: float = 60.0) -> int:
+    """Publish every hostile case once, each until the broker hands it to a subscriber: a
+    PUBACK 0x10 (no worker subscribed yet, e.g. just after a broker restart) means it was
+    dropped, so it is sent again, as a device would."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
+    reasons: dict[int, int] = {}
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
                          client_id=f"chaos-hostile-{uuid.uuid4().hex[:6]}")
     client.username_pw_set(HOSTILE_DEVICE, PASSWORD)
+    client.on_publish = lambda c, u, mid, reason, p: reasons.__setitem__(mid, reason.value)
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     topic = schema.topic_for(SITE, HOSTILE_DEVICE, "result")
-    sent = 0
+    sent, deadline = 0, time.monotonic() + timeout_s
     try:
         for data in hostile_payloads().values():
-            info = client.publish(topic, data, qos=1)
-            info.wait_for_publish(10)
-            sent += 1
+            while time.monotonic() < deadline:
+                info = client.publish(topic, data, qos=1)
+                info.wait_for_publish(10)
+                if reasons.get(info.mid) == 0:
+                    sent += 1
+                    break
+                time.sleep(0.5)
     finally:
         client.disconnect()
         client.loop_stop()

@@ -208,6 +208,8 @@ def test_the_acl_rejection_of_a_result_keeps_it_on_disk(broker, tmp_path) -> Non
         ids = add_results(outbox, link, 2)
         assert wait_until(lambda: link.state.rejected == set(ids)), link.state
         assert len(outbox) == 2
+        # what `sarco-edge replay` prints: the refusal and its fix, not "did not acknowledge"
+        assert "Not authorized" in link.waiting_reason() and "ACL" in link.waiting_reason()
         assert link.wait_until_drained(1)  # rejected rows do not block a replay's exit
     finally:
         link.stop()

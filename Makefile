@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO ?= demo
 
-.PHONY: demo test install clean-demo
+.PHONY: demo test install clean-demo dashboard-vendor
 
 install: $(STAMP)
 
@@ -32,3 +32,15 @@ test: $(STAMP)
 
 clean-demo:
 	rm -rf $(DEMO)
+
+# The dashboard's charting library (uPlot, MIT), pinned in dashboard/vendor/package-lock.json and
+# copied into dashboard/static with its licence; the copies are committed, so running the
+# dashboard needs neither node nor the network. Rerun after changing the pinned version.
+VENDOR_BUILD := build/dashboard-vendor
+dashboard-vendor:
+	rm -rf $(VENDOR_BUILD) && mkdir -p $(VENDOR_BUILD)
+	cp dashboard/vendor/package.json dashboard/vendor/package-lock.json $(VENDOR_BUILD)/
+	cd $(VENDOR_BUILD) && npm ci --ignore-scripts --no-audit --no-fund
+	cp $(VENDOR_BUILD)/node_modules/uplot/dist/uPlot.iife.min.js \
+	   $(VENDOR_BUILD)/node_modules/uplot/dist/uPlot.min.css dashboard/static/
+	cp $(VENDOR_BUILD)/node_modules/uplot/LICENSE dashboard/static/uPlot.LICENSE.txt

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dashboard import queries, throttle
+from dashboard import alerts, queries, throttle, trends
 from dashboard.auth import api_key_name
 from dashboard.db import utc_now
 from dashboard.models import Result
@@ -108,6 +108,20 @@ def daily(session: DB, chosen: Range) -> list[queries.DailyCount]:
     return queries.daily_counts(session, chosen)
 
 
+@router.get("/trends")
+def trend(session: DB, tz: str = "UTC", site: str | None = None,
+          date_from: date | None = None, date_to: date | None = None) -> trends.Trends:
+    """Per site and day in the time zone ``tz`` (an IANA name such as Europe/Berlin):
+    screened, positive, positive rate, rescans and referrals open at the end of the day;
+    by default the last 30 days up to today there."""
+    try:
+        zone = trends.parse_zone(tz)
+        start, end = trends.chosen_range(zone, utc_now(), date_from, date_to)
+        return trends.trends(session, zone, start, end, site)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
 @router.get("/referrals")
 def referrals(session: DB, chosen: Range,
               limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> list[queries.Referral]:
@@ -158,3 +172,12 @@ def results(session: DB, chosen: Range, after_id: int = 0,
     records = [ResultRecord.model_validate(row, from_attributes=True) for row in rows]
     return ResultPage(results=records,
                       next_after_id=records[-1].id if len(records) == limit else None)
+
+
+@router.get("/alerts")
+def alert_list(session: DB, state: alerts.StateFilter = "active", rule: str | None = None,
+               site: str | None = None,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[alerts.AlertRecord]:
+    """Alerts, newest first ("active": open and acknowledged), each with the delivery state
+    of its notifications. Acknowledge and resolve them on the /alerts page."""
+    return alerts.list_alerts(session, state, rule, site, limit)

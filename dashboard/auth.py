@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -81,8 +81,7 @@ def add_user(session: Session, name: str, role: str, password: str) -> User:
     check_name(name)
     if role not in ROLES:
         raise AuthError(f"role {role!r}: must be one of {', '.join(ROLES)}")
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise AuthError(f"the password must have at least {MIN_PASSWORD_CHARS} characters")
+    check_password(password)
     user = User(name=name, role=role, password_hash=hash_password(password),
                 created_at=utc_now())
     session.add(user)
@@ -92,6 +91,43 @@ def add_user(session: Session, name: str, role: str, password: str) -> User:
         session.rollback()
         raise AuthError(f"user {name!r} exists already") from None
     return user
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise AuthError(f"the password must have at least {MIN_PASSWORD_CHARS} characters")
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.name)))
+
+
+def remove_user(session: Session, name: str) -> None:
+    """Delete an account and, with it, its web sessions. The last admin is kept: without
+    one, only someone with the database could manage accounts again."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise AuthError(f"no user named {name!r}")
+    if user.role == "admin" and _admins(session) == 1:
+        raise AuthError(f"{name!r} is the last admin: make another admin first")
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    session.delete(user)
+
+
+def reset_password(session: Session, name: str, password: str) -> None:
+    """Set a new password and log the account out everywhere (whoever knew the old one
+    may hold a session)."""
+    check_password(password)
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise AuthError(f"no user named {name!r}")
+    user.password_hash = hash_password(password)
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+
+
+def _admins(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(User)
+                          .where(User.role == "admin")) or 0
 
 
 def authenticate(session: Session, name: str, password: str) -> User | None:
@@ -155,6 +191,12 @@ def revoke_api_key(session: Session, name: str) -> bool:
     return True
 
 
+def list_api_keys(session: Session) -> list[ApiKey]:
+    """Every key ever made, active ones first (a revoked key's name stays taken)."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.revoked_at.is_not(None),
+                                                        ApiKey.name)))
+
+
 def api_key_name(session: Session, key: str | None) -> str | None:
     """The name of a valid, unrevoked key, else None."""
     if not key:
@@ -162,7 +204,6 @@ def api_key_name(session: Session, key: str | None) -> str | None:
     row = session.scalar(select(ApiKey).where(ApiKey.key_sha256 == _sha256(key),
                                               ApiKey.revoked_at.is_(None)))
     return row.name if row else None
-
 
 
 @cache

@@ -14,12 +14,10 @@ import signal
 import socket
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dashboard import auth
 from dashboard.db import (
@@ -30,18 +28,19 @@ from dashboard.db import (
     require_current,
     session_factory,
 )
+from edge_app.command_line import CliConsole, command_group, print_error
 from edge_app.mqtt.link import BrokerSettings, read_password_file
+from edge_app.progress import CommandProgress
 
-app = typer.Typer(name="sarco-dashboard", no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False,
-                  help="Central dashboard of the sarco screening fleet.")
-user_app = typer.Typer(no_args_is_help=True, help="Staff accounts.")
-key_app = typer.Typer(no_args_is_help=True, help="API keys for other systems.")
+app = command_group("sarco-dashboard", "Central dashboard of the sarco screening fleet.")
+user_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Staff accounts.")
+key_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                      help="API keys for other systems.")
 app.add_typer(user_app, name="user")
 app.add_typer(key_app, name="apikey")
 
 log = logging.getLogger("dashboard")
-err = Console(stderr=True)
+err = CliConsole(stderr=True)
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 BrokerUrl = Annotated[str, typer.Option("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")]
@@ -56,7 +55,7 @@ ShareGroup = Annotated[str, typer.Option(
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    print_error(message, err)
     return typer.Exit(code)
 
 
@@ -119,10 +118,18 @@ def serve(
     share_group: ShareGroup = "sarco-dashboard",
     secure_cookies: Annotated[bool, typer.Option(
         "--secure-cookies", help="Send cookies over HTTPS only (behind a TLS proxy).")] = False,
+    alerts_file: Annotated[Path | None, typer.Option(
+        "--alerts", help="Alert thresholds and channels (TOML, see docs/dashboard.md); "
+        "default: built-in thresholds, alerts on /alerts only.")] = None,
+    alert_webhook: Annotated[str | None, typer.Option(
+        "--alert-webhook", help="POST each alert as JSON to this URL (replaces the file's "
+        "webhook URL).")] = None,
 ) -> None:
-    """Run the web page, the REST API and one ingest worker (migrates the database first)."""
+    """Run the web page, the REST API, one ingest worker and the alert loop (migrates the
+    database first)."""
     import uvicorn
 
+    from dashboard.alert_service import AlertService
     from dashboard.ingest import IngestSettings, IngestWorker
     from dashboard.web import create_app
 
@@ -132,6 +139,7 @@ def serve(
     settings = IngestSettings(_broker(broker, username, password_file, ca_file),
                               worker=_worker_name(worker or _default_worker()),
                               share_group=share_group)
+    alert_settings = _alert_settings(alerts_file, alert_webhook)
     engine = _engine(db, migrate_schema=True)
     if no_auth:
         for line in ("AUTHENTICATION IS OFF (--no-auth): anyone who reaches this port sees "
@@ -144,6 +152,11 @@ def serve(
                     "--role admin --db %s`", db)
     ingest = IngestWorker(engine, settings)
     ingest.start()
+    alerting = AlertService(engine, alert_settings)
+    alerting.start()
+    log.info("alerts: rules evaluated every %.0f s; notifications by %s",
+             alert_settings.evaluate_every_s, " and ".join(alert_settings.channels) or
+             "none (give --alert-webhook or --alerts FILE)")
     web = create_app(engine, auth_enabled=not no_auth, ingest=ingest,
                      secure_cookies=secure_cookies)
     log.info("dashboard on http://%s:%d (database %s)", host, port,
@@ -153,9 +166,19 @@ def serve(
     try:
         server.run()
     finally:
+        alerting.stop()
         ingest.stop()
     if ingest.state.failed:
         raise _fail(ingest.state.failed)
+
+
+def _alert_settings(path: Path | None, webhook_url: str | None):  # noqa: ANN202
+    from dashboard.alert_settings import AlertSettingsError, load_alert_settings
+
+    try:
+        return load_alert_settings(path, webhook_url)
+    except AlertSettingsError as exc:
+        raise _fail(str(exc), 2) from None
 
 
 def _when_failed(worker, action) -> None:  # noqa: ANN001
@@ -243,6 +266,10 @@ def simulate(
         "--duplicates", help="Share of results sent twice (the second copy late).")] = 0.0,
     live_rate: Annotated[float, typer.Option(
         "--live-rate", help="Live readings per second per device (0: none).")] = 1.0,
+    offline_after: Annotated[list[str] | None, typer.Option(
+        "--offline-after", metavar="DEVICE=SECONDS",
+        help="Drop this device's connection that many seconds into the run, as a power cut "
+        "does (the broker publishes its last will); repeatable.")] = None,
     username: Username = None,
     password_file: PasswordFile = None,
     ca_file: CaFile = None,
@@ -254,43 +281,52 @@ def simulate(
     try:
         simulator = FleetSimulator(settings, plan_fleet(devices, seed), rate=rate,
                                    duration_s=duration, seed=seed, duplicate_share=duplicates,
-                                   live_rate=live_rate)
+                                   live_rate=live_rate,
+                                   offline_after=_offline_after(offline_after or []))
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
-    with Progress(TextColumn("simulating {task.fields[devices]} devices"), BarColumn(),
-                  TimeRemainingColumn(), console=err, transient=True) as progress:
-        task = progress.add_task("simulate", total=1.0, devices=devices)
+    with CommandProgress(err) as progress:
+        task = progress.add_task(f"simulating {devices} devices for {duration:g} s (%)",
+                                 total=100)
         try:
-            report = simulator.run(lambda done: progress.update(task, completed=done))
+            report = simulator.run(lambda done: progress.update(task, completed=100 * done))
         except SimulationError as exc:
             raise _fail(str(exc)) from None
     err.print(f"{report.devices} devices, {report.publishing_s:.1f} s publishing "
               f"({report.results / report.publishing_s:.0f} results/s), "
               f"{report.elapsed_s:.1f} s in all: {report.duplicates} duplicates, "
-              f"{report.live} live readings, {report.statuses} statuses", highlight=False,
+              f"{report.live} live readings, {report.statuses} statuses, "
+              f"{report.went_offline} device(s) made to go offline", highlight=False,
               soft_wrap=True)
     typer.echo(f"published {report.results} results")
+
+
+def _offline_after(values: list[str]) -> dict[str, float]:
+    """``--offline-after us-003=20`` as {device: seconds}."""
+    chosen = {}
+    for value in values:
+        device, _, seconds = value.partition("=")
+        try:
+            chosen[device] = float(seconds)
+        except ValueError:
+            raise _fail(f"--offline-after {value!r}: write DEVICE=SECONDS, e.g. us-003=20",
+                        2) from None
+    return chosen
 
 
 @user_app.command("add")
 def user_add(
     name: Annotated[str, typer.Argument(help="Login name.")],
-    role: Annotated[str, typer.Option("--role", help="admin, staff or readonly.")] = "staff",
+    role: Annotated[Literal[auth.ROLES], typer.Option(
+        "--role", help="Account role: admin manages users and keys, staff works referrals, "
+                       "readonly only looks.")] = "staff",
     password_file: Annotated[Path | None, typer.Option(
         "--password-file", help="Read the password from this file's first line instead of "
         "a prompt.")] = None,
     db: DbUrl = DEFAULT_URL,
 ) -> None:
     """Create a staff account (the password is stored as a scrypt hash)."""
-    if password_file is not None:
-        try:
-            password = read_password_file(password_file)
-        except ValueError as exc:
-            raise _fail(str(exc), 2) from None
-    else:
-        password = getpass.getpass(f"password for {name}: ")
-        if getpass.getpass("again: ") != password:
-            raise _fail("the two passwords differ", 2)
+    password = _password(name, password_file)
     engine = _engine(db, migrate_schema=True)
     with session_factory(engine)() as session:
         try:
@@ -299,6 +335,70 @@ def user_add(
             raise _fail(str(exc), 2) from None
         session.commit()
     typer.echo(f"user {name} ({role}) created")
+
+
+def _password(name: str, password_file: Path | None) -> str:
+    """From the file's first line, else asked twice (never an argument: it would show in
+    the shell history and the process list)."""
+    if password_file is not None:
+        try:
+            return read_password_file(password_file)
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from None
+    password = getpass.getpass(f"password for {name}: ")
+    if getpass.getpass("again: ") != password:
+        raise _fail("the two passwords differ", 2)
+    return password
+
+
+@user_app.command("list")
+def user_list(db: DbUrl = DEFAULT_URL) -> None:
+    """Staff accounts: name, role, created (UTC)."""
+    engine = _engine(db, migrate_schema=False)
+    with session_factory(engine)() as session:
+        users = auth.list_users(session)
+    if not users:
+        err.print("no staff account yet: `sarco-dashboard user add NAME --role admin`")
+    for user in users:
+        typer.echo(f"{user.name}\t{user.role}\t{user.created_at:%Y-%m-%d %H:%M}")
+
+
+@user_app.command("remove")
+def user_remove(name: Annotated[str, typer.Argument(help="Login name.")],
+                db: DbUrl = DEFAULT_URL) -> None:
+    """Delete an account and end its sessions (the last admin is kept)."""
+    engine = _engine(db, migrate_schema=False)
+    with session_factory(engine)() as session:
+        try:
+            auth.remove_user(session, name)
+        except auth.AuthError as exc:
+            raise _fail(str(exc)) from None
+        session.commit()
+    typer.echo(f"user {name} removed")
+
+
+@user_app.command("reset-password")
+def user_reset_password(
+    name: Annotated[str, typer.Argument(help="Login name.")],
+    password_file: Annotated[Path | None, typer.Option(
+        "--password-file", help="Read the new password from this file's first line instead "
+        "of a prompt.")] = None,
+    db: DbUrl = DEFAULT_URL,
+) -> None:
+    """Set a new password and end the account's sessions."""
+    password = _password(name, password_file)
+    try:
+        auth.check_password(password)
+    except auth.AuthError as exc:
+        raise _fail(str(exc), 2) from None
+    engine = _engine(db, migrate_schema=False)
+    with session_factory(engine)() as session:
+        try:
+            auth.reset_password(session, name, password)
+        except auth.AuthError as exc:
+            raise _fail(str(exc)) from None
+        session.commit()
+    typer.echo(f"password of {name} reset; its sessions ended")
 
 
 @user_app.command("unlock")
@@ -343,6 +443,19 @@ def apikey_create(name: Annotated[str, typer.Argument(help="Which system uses th
         session.commit()
     err.print(f"API key {name!r} (shown once; send it as the X-API-Key header):")
     typer.echo(key)
+
+
+@key_app.command("list")
+def apikey_list(db: DbUrl = DEFAULT_URL) -> None:
+    """API keys: name, created and, for a revoked one, when (UTC); never the key."""
+    engine = _engine(db, migrate_schema=False)
+    with session_factory(engine)() as session:
+        keys = auth.list_api_keys(session)
+    if not keys:
+        err.print("no API key yet: `sarco-dashboard apikey create NAME`")
+    for key in keys:
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        typer.echo(f"{key.name}\t{key.created_at:%Y-%m-%d %H:%M}\t{state}")
 
 
 @key_app.command("revoke")

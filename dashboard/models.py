@@ -20,6 +20,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -127,6 +129,10 @@ class Device(Base):
     update_reason: Mapped[str | None] = mapped_column(String(300))
     update_at: Mapped[datetime | None]
     update_model_sha256: Mapped[str | None] = mapped_column(String(64))
+    # True while the offline state came from the device's last will (the broker lost the
+    # connection: power cut, network, crash), False after a goodbye or an online status:
+    # only a lost connection is an alert (clinics switch devices off at night)
+    connection_lost: Mapped[bool | None]
 
 
 class TelemetrySample(Base):
@@ -215,7 +221,9 @@ class WebSession(Base):
 
 
 class FollowUp(Base):
-    """Staff marked a referral as handled (the person was contacted and referred)."""
+    """Staff marked a referral as handled (the person was contacted and referred), and later
+    what came of it (``dashboard.referrals.OUTCOMES``: a fixed list, so nothing identifying
+    can be typed into it)."""
 
     __tablename__ = "follow_ups"
 
@@ -223,6 +231,9 @@ class FollowUp(Base):
         ForeignKey("results.result_id", ondelete="CASCADE"), primary_key=True)
     by_user: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
+    outcome: Mapped[str | None] = mapped_column(String(24))
+    outcome_by: Mapped[str | None] = mapped_column(String(64))
+    outcome_at: Mapped[datetime | None]
 
 
 class LoginThrottle(Base):
@@ -238,3 +249,101 @@ class LoginThrottle(Base):
     locked_until: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_login_throttle_last_failure_at", "last_failure_at"),)
+
+
+class ReferralEvent(Base):
+    """What staff did with a referral, oldest first: marked it referred, undid that, recorded
+    an outcome, or wrote a note. The follow-up row says where a referral stands; this says
+    who did what when, and keeps the notes."""
+
+    __tablename__ = "referral_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[str] = mapped_column(
+        ForeignKey("results.result_id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # referred, undone, outcome, note
+    text: Mapped[str | None] = mapped_column(String(500))
+    by_user: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_referral_events_result_id", "result_id"),)
+
+
+class DeviceCommand(Base):
+    """A command staff sent to a device from its page, and whether the broker took it: the
+    record of who asked a device to do what."""
+
+    __tablename__ = "device_commands"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site: Mapped[str] = mapped_column(String(63))
+    device: Mapped[str] = mapped_column(String(63))
+    command: Mapped[str] = mapped_column(String(16))
+    screening_id: Mapped[str | None] = mapped_column(String(32))
+    url: Mapped[str | None] = mapped_column(String(512))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    by_user: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[datetime]
+    accepted: Mapped[bool]  # published and acknowledged by the broker (QoS 1)
+    detail: Mapped[str] = mapped_column(String(300))
+
+    __table_args__ = (Index("ix_device_commands_site_device_sent_at", "site", "device",
+                            "sent_at"),)
+
+
+class Alert(Base):
+    """One occurrence of a rule's condition for one subject (a device, or a site for the
+    positive-rate rule): open, then acknowledged by staff, then resolved by staff or by the
+    evaluation when the condition clears. The partial unique index keeps one unresolved
+    alert per rule and subject, even with several ``serve`` processes evaluating."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(128))  # "site/device", or "site"
+    site: Mapped[str] = mapped_column(String(63))
+    device: Mapped[str | None] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16))  # open, acknowledged, resolved
+    summary: Mapped[str] = mapped_column(String(300))  # figures only, nothing identifying
+    value: Mapped[float | None]
+    threshold: Mapped[float | None]
+    opened_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(64))  # a user, or "automatic"
+
+    __table_args__ = (
+        Index("uq_alerts_unresolved", "rule", "subject", unique=True,
+              sqlite_where=text("resolved_at IS NULL"),
+              postgresql_where=text("resolved_at IS NULL")),
+        Index("ix_alerts_opened_at", "opened_at"),
+    )
+
+
+class AlertDelivery(Base):
+    """The outbox of notifications: one row per alert, event (opened, resolved) and channel
+    (webhook, email), written in the transaction that opened or resolved the alert, so a
+    notification is neither lost in a crash nor queued twice. The idempotency key goes with
+    every attempt: a receiver that saw it already can drop a repeat."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16))  # pending, delivered, failed (gave up)
+    attempts: Mapped[int]
+    next_attempt_at: Mapped[datetime | None]  # while pending: not before then
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("alert_id", "event", "channel",
+                         name="uq_alert_deliveries_alert_id_event_channel"),
+        Index("ix_alert_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    )

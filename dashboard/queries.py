@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
+from dashboard.db import utc_now
 from dashboard.models import (
     Device,
     FollowUp,
@@ -28,6 +29,9 @@ from dashboard.models import (
 
 POSITIVE, NEGATIVE, RESCAN = "sarcopenia", "no_sarcopenia", "rescan"
 DEFAULT_DAYS = 7
+# an open referral older than this is flagged overdue: a week is the program's target from a
+# positive screen to the person being contacted and referred
+REFERRAL_DUE = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class Referral(BaseModel):
     decision: str
     followed_up_by: str | None
     followed_up_at: datetime | None
+    outcome: str | None = Field(description="what came of the referral (see docs/dashboard.md)")
+    overdue: bool = Field(description="still open a week after the screen")
 
 
 class ModelVersion(BaseModel):
@@ -207,26 +213,30 @@ def sites(session: Session) -> list[str]:
     return sorted(names)
 
 
-def summary(session: Session, today: date) -> Summary:
+def summary(session: Session, today: date, site: str | None = None) -> Summary:
+    """Today's counts and the devices online, of one site or (None) of the whole fleet."""
     per_site = {row.site: row for row in session.execute(
         select(ResultCount.site, func.sum(ResultCount.positive).label("positive"),
                func.sum(ResultCount.negative).label("negative"),
                func.sum(ResultCount.rescans).label("rescans"))
-        .where(ResultCount.day == today).group_by(ResultCount.site))}
+        .where(ResultCount.day == today, *([ResultCount.site == site] if site else []))
+        .group_by(ResultCount.site))}
     devices = {row.site: row for row in session.execute(
         select(Device.site, func.count().label("devices"),
                func.count().filter(Device.state == "online").label("online"))
+        .where(*([Device.site == site] if site else []))
         .group_by(Device.site))}
     site_rows = []
-    for site in sorted(set(per_site) | set(devices)):
-        counts, fleet = per_site.get(site), devices.get(site)
+    for name in sorted(set(per_site) | set(devices)):
+        counts, fleet = per_site.get(name), devices.get(name)
         site_rows.append(SiteSummary(
-            site=site, devices=fleet.devices if fleet else 0,
+            site=name, devices=fleet.devices if fleet else 0,
             devices_online=fleet.online if fleet else 0,
             screened_today=(counts.positive + counts.negative) if counts else 0,
             positive_today=counts.positive if counts else 0,
             rescans_today=counts.rescans if counts else 0))
-    total = session.scalar(select(func.coalesce(func.sum(ResultCount.results), 0)))
+    total = session.scalar(select(func.coalesce(func.sum(ResultCount.results), 0))
+                           .where(*([ResultCount.site == site] if site else [])))
     return Summary(
         results_total=total or 0,
         devices_online=sum(s.devices_online for s in site_rows),
@@ -264,24 +274,32 @@ def totals(session: Session, filters: Filters) -> TotalsInRange:
                          referrals_open=row.positive - followed_up)
 
 
-def _referral_query(filters: Filters) -> Select:
+def referral_query(*where: object) -> Select:
+    """Positive results with their follow-up, open ones first, newest first."""
     return (select(Result.result_id, Result.screening_id, Result.ended_at, Result.site,
                    Result.device, Result.probability, Result.decision,
-                   FollowUp.by_user, FollowUp.at)
+                   FollowUp.by_user, FollowUp.at, FollowUp.outcome)
             .outerjoin(FollowUp, FollowUp.result_id == Result.result_id)
-            .where(Result.decision == POSITIVE, *filters.where())
-            .order_by(FollowUp.at.is_not(None), Result.ended_at.desc()))
+            .where(Result.decision == POSITIVE, *where)
+            .order_by(FollowUp.at.is_not(None), Result.ended_at.desc(), Result.id))
 
 
-def referrals(session: Session, filters: Filters, limit: int | None = 200) -> list[Referral]:
-    """Open referrals first, newest first."""
-    query = _referral_query(filters)
-    if limit is not None:
-        query = query.limit(limit)
+def referral_records(session: Session, query: Select, now: datetime) -> list[Referral]:
     return [Referral(result_id=r.result_id, screening_id=r.screening_id, ended_at=r.ended_at,
                      site=r.site, device=r.device, probability=r.probability,
-                     decision=r.decision, followed_up_by=r.by_user, followed_up_at=r.at)
+                     decision=r.decision, followed_up_by=r.by_user, followed_up_at=r.at,
+                     outcome=r.outcome,
+                     overdue=r.at is None and now - r.ended_at > REFERRAL_DUE)
             for r in session.execute(query)]
+
+
+def referrals(session: Session, filters: Filters, limit: int | None = 200,
+              now: datetime | None = None) -> list[Referral]:
+    """Open referrals first, newest first; ``now`` (naive UTC) decides what is overdue."""
+    query = referral_query(*filters.where())
+    if limit is not None:
+        query = query.limit(limit)
+    return referral_records(session, query, now or utc_now())
 
 
 def model_versions(session: Session, filters: Filters) -> list[ModelVersion]:
@@ -350,15 +368,20 @@ def device_health(session: Session, now: datetime, site: str | None = None,
 
 def _issues(rules: HealthRules, device: Device, fps: float | None, rejected: float | None,
             temp: float | None, update: ModelUpdate | None) -> list[str]:
+    """An offline device shows only that and a failed update: its frame rate, temperature,
+    backlog and rejected frames are from before it went away and say nothing about now."""
     issues = []
     if device.state != "online":
         issues.append(device.state)
+    backlog = device.queued_results
+    if device.state == "offline":
+        fps = temp = rejected = backlog = None
     if fps is not None and fps < rules.min_fps:
         issues.append(f"low fps ({fps:.1f})")
     if rejected is not None and rejected > rules.max_rejected_share:
         issues.append(f"{rejected:.0%} frames rejected")
-    if device.queued_results is not None and device.queued_results > rules.max_backlog:
-        issues.append(f"backlog of {device.queued_results} results")
+    if backlog is not None and backlog > rules.max_backlog:
+        issues.append(f"backlog of {backlog} results")
     if temp is not None and temp >= rules.max_temp_c:
         issues.append(f"hot ({temp:.0f} °C)")
     if update is not None and update.outcome in rules.update_problems:
@@ -425,14 +448,3 @@ def iter_results(session: Session, filters: Filters) -> Iterator[tuple]:
              .where(*filters.where()).order_by(Result.ended_at, Result.id)
              .execution_options(yield_per=2000))
     yield from session.execute(query)
-
-
-def mark_followed_up(session: Session, result_id: str, user: str, now: datetime) -> bool:
-    """Record that a referral was handled; False if it is not a stored positive result."""
-    found = session.scalar(select(Result.result_id).where(
-        and_(Result.result_id == result_id, Result.decision == POSITIVE)))
-    if found is None:
-        return False
-    if session.get(FollowUp, result_id) is None:
-        session.add(FollowUp(result_id=result_id, by_user=user, at=now))
-    return True

@@ -15,14 +15,16 @@ before the selector is polled once, and broker acknowledgements are counted, not
 by one.
 
 The fleet is realistic in the ways the dashboard cares about and deterministic given the
-seed: several devices per site, most on the current model and some on the previous one (a few
+seed (its plan and every figure; result, session and screening ids are new each run, so a
+second run adds results instead of re-sending the first run's): several devices per site, most on the current model and some on the previous one (a few
 after a rolled-back update), a few with low frame rates, many rejected frames, a backlog of
 unsent results or a hot module, and positive screens at a site-dependent rate. Every device
 draws from its own random stream (``SeedSequence(seed, spawn_key=(index,))``), so a device's
 results are the same however the fleet is split. Results are spread evenly over time at
 ``rate`` per device; with ``duplicate_share`` some are sent a second time after the device's
 next result, as a device does when it re-sends after a lost acknowledgement (a duplicate, out
-of order).
+of order). ``offline_after`` makes devices drop off mid-run as a power cut does: the broker
+publishes their last will, and they send nothing more (no goodbye at the end).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_app.mqtt import schema
 from edge_app.mqtt.link import BrokerSettings
@@ -133,7 +137,7 @@ class _ResultDraws:
     handed out one result at a time (as Python numbers: no numpy scalars in the payload)."""
 
     def __init__(self, rng: np.random.Generator, profile: DeviceProfile,
-                 duplicate_share: float) -> None:
+                 duplicate_share: float, id_rng: np.random.Generator) -> None:
         n = DRAW_BLOCK
         processed = rng.integers(30, 200, size=n)
         skipped_total = rng.binomial(processed, profile.skip_share)
@@ -148,7 +152,7 @@ class _ResultDraws:
         self.agreement = rng.uniform(0.6, 1.0, n).tolist()
         self.duration_s = rng.uniform(30, 150, n).tolist()
         self.resend = (rng.random(n) < duplicate_share).tolist()
-        self.ids = rng.bytes(32 * n)  # result and session UUIDs
+        self.ids = id_rng.bytes(32 * n)  # result and session UUIDs: new every run
         self.next = 0
 
 
@@ -180,6 +184,12 @@ class _Network:
     def add(self, client: mqtt.Client) -> None:
         self._clients.append(client)
         self._selector.register(client.socket(), selectors.EVENT_READ, client)
+
+    def remove(self, client: mqtt.Client) -> None:
+        """Serve this client no more (before it drops its connection)."""
+        self._selector.unregister(client.socket())
+        self._clients.remove(client)
+        self._unsent.discard(client)
 
     def written(self, client: mqtt.Client) -> None:
         """After a publish: paho wrote it at once unless the socket buffer was full."""
@@ -223,6 +233,7 @@ class SimulationReport:
     publishing_s: float = 0.0  # from the first result to the last one sent
     elapsed_s: float = 0.0  # including the last acknowledgements and the goodbyes
     devices: int = 0
+    went_offline: int = 0  # devices made to drop their connection (offline_after)
 
 
 @dataclass
@@ -239,6 +250,9 @@ class _Device:
     screening_id: str = ""
     resend: bytes | None = None
     connected: bool = False
+    gone: bool = False  # dropped its connection (offline_after): sends nothing more
+    sent: int = 0
+    done: int = 0
     refusals: list[str] = field(default_factory=list)
 
 
@@ -248,11 +262,21 @@ class FleetSimulator:
 
     def __init__(self, broker: BrokerSettings, fleet: list[DeviceProfile], rate: float,
                  duration_s: float, seed: int = 0, duplicate_share: float = 0.0,
-                 live_rate: float = 1.0) -> None:
+                 live_rate: float = 1.0, offline_after: dict[str, float] | None = None,
+                 ) -> None:
         if rate <= 0 or duration_s <= 0:
             raise ValueError("--rate and --duration must be positive")
         if not 0 <= duplicate_share <= 1:
             raise ValueError(f"--duplicates must be within [0, 1], got {duplicate_share}")
+        self.offline_after = dict(offline_after or {})
+        unknown = sorted(set(self.offline_after) - {profile.device for profile in fleet})
+        if unknown:
+            raise ValueError(f"--offline-after: no device {unknown[0]} in this fleet (devices "
+                             f"are {fleet[0].device} to {fleet[-1].device})")
+        late = [name for name, at in self.offline_after.items() if not 0 <= at < duration_s]
+        if late:
+            raise ValueError(f"--offline-after {late[0]}: the time must be within the run "
+                             f"(0 to {duration_s:g} s)")
         self.broker = broker
         self.fleet = fleet
         self.rate = rate
@@ -264,6 +288,8 @@ class FleetSimulator:
         self._sent = 0  # messages handed to paho ...
         self._done = 0  # ... and acknowledged (QoS 1) or written out (QoS 0)
         self._started = time.monotonic()
+        self._ids = np.random.default_rng()  # seeded by the OS: ids differ every run
+        self._run_tag = f"{int(self._ids.integers(16 ** 4)):04x}"  # in screening ids
 
     def run(self, on_progress: Callable[[float], None] | None = None) -> SimulationReport:
         report = SimulationReport(devices=len(self.fleet))
@@ -277,7 +303,8 @@ class FleetSimulator:
             report.publishing_s = time.monotonic() - self._started
             self._wait_for_acks()
             for device in devices:
-                report.statuses += self._publish_status(device, "offline")
+                if not device.gone:
+                    report.statuses += self._publish_status(device, "offline")
             self._wait_for_acks()
         finally:
             self._network.close()
@@ -304,6 +331,8 @@ class FleetSimulator:
         events = [((k + i / count) * period, kind, i, k) for kind, period in periods.items()
                   for i in range(count) for k in ([1] if kind == "status" else [0])]
         events = [event for event in events if event[0] < self.duration_s]
+        index = {device.profile.device: i for i, device in enumerate(devices)}
+        events += [(at, "vanish", index[name], 0) for name, at in self.offline_after.items()]
         heapq.heapify(events)
         progress_at = 0.0
         while events:
@@ -311,6 +340,12 @@ class FleetSimulator:
             while events and events[0][0] <= now:
                 _, kind, i, tick = heapq.heappop(events)
                 device = devices[i]
+                if device.gone:
+                    continue
+                if kind == "vanish":
+                    self._vanish(device)
+                    report.went_offline += 1
+                    continue
                 if kind == "result":
                     self._publish_result(device, report)
                 elif kind == "live":
@@ -328,6 +363,18 @@ class FleetSimulator:
                 on_progress(min(now / self.duration_s, 1.0))
         if on_progress is not None:
             on_progress(1.0)
+
+    def _vanish(self, device: _Device, timeout_s: float = 30.0) -> None:
+        """Drop the connection as a power cut would, once the broker has what the device
+        sent: DISCONNECT with reason 0x04 makes the broker publish the last will at once
+        (a dead connection would do the same after the keepalive)."""
+        deadline = time.monotonic() + timeout_s
+        while device.done < device.sent and time.monotonic() < deadline:
+            self._network.poll(0.05)
+        self._network.remove(device.client)
+        device.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT,
+                                                       "Disconnect with will message"))
+        device.gone = True
 
     def _wait_for_acks(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -391,6 +438,7 @@ class FleetSimulator:
         def on_publish(client, userdata, mid, reason, properties) -> None:  # noqa: ANN001
             # a PUBACK for QoS 1; for QoS 0 paho reports the message written out
             self._done += 1
+            device.done += 1
             if reason.is_failure:
                 device.refusals.append(str(reason))
 
@@ -406,6 +454,7 @@ class FleetSimulator:
     def _publish(self, device: _Device, kind: str, data: bytes, qos: int,
                  retain: bool = False) -> None:
         self._sent += 1
+        device.sent += 1
         info = device.client.publish(device.topics[kind], data, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise SimulationError(f"{device.profile.device}: publish failed "
@@ -475,13 +524,15 @@ class FleetSimulator:
         """The next result and whether to send it again later."""
         profile = device.profile
         if device.results is None or device.results.next == DRAW_BLOCK:
-            device.results = _ResultDraws(device.rng, profile, self.duplicate_share)
+            device.results = _ResultDraws(device.rng, profile, self.duplicate_share,
+                                          self._ids)
         draws, k = device.results, device.results.next
         draws.next += 1
         device.results_made += 1
         ids = draws.ids[32 * k:32 * k + 32]
         device.session_id = str(uuid.UUID(bytes=ids[16:], version=4))
-        device.screening_id = f"SCR-{profile.index + 1:03d}-{device.results_made:06d}"
+        device.screening_id = (f"SCR-{self._run_tag}-{profile.index + 1:03d}-"
+                               f"{device.results_made:06d}")
         now = time.time()
         processed = draws.processed[k]
         usable = processed - draws.skipped_total[k]
@@ -524,7 +575,8 @@ class FleetSimulator:
             "schema_version": schema.SCHEMA_VERSION, "kind": "live",
             "site": profile.site, "device": profile.device,
             "session_id": device.session_id or str(uuid.UUID(int=profile.index, version=4)),
-            "screening_id": device.screening_id or f"SCR-{profile.index + 1:03d}-000000",
+            "screening_id": device.screening_id
+            or f"SCR-{self._run_tag}-{profile.index + 1:03d}-000000",
             "frame": device.frames_processed + int(elapsed * profile.fps),
             "captured_at": schema.utc_timestamp(time.time()),
             "quality": "ok" if passed else SKIP_REASONS[draws.reason[k]],

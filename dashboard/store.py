@@ -151,6 +151,7 @@ class _Statements:
             index_elements=["site", "device"],
             set_={
                 "state": new.state,
+                "connection_lost": new.connection_lost,
                 "state_since": case((devices.c.state == new.state, devices.c.state_since),
                                     else_=new.state_since),
                 **{name: func.coalesce(getattr(new, name), getattr(devices.c, name))
@@ -406,6 +407,8 @@ def _status_row(item: Received) -> dict[str, Any]:
     return {
         "site": payload["site"], "device": payload["device"], "state": payload["state"],
         "status_at": at, "state_since": item.received_at,
+        # only the last will (the broker's, ``at`` null) says the connection was lost
+        "connection_lost": payload["state"] == "offline" and at is None,
         "app_version": payload["app_version"],
         "model_name": model.get("name"), "model_sha256": model.get("sha256"),
         "queued_results": payload["queued_results"],

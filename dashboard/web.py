@@ -1,5 +1,6 @@
-"""The staff web page (server-rendered, works offline: no CDN, no external tiles or fonts)
-and the FastAPI application that also carries the REST API.
+"""The staff web pages (server-rendered, work offline: no CDN, no external tiles or fonts)
+and the FastAPI application that also carries the REST API. This module has the login and
+the fleet page; the other pages have their own modules (``*_pages.py``).
 
 Security: staff log in (scrypt password hashes, server-side sessions in the database, cookie
 HttpOnly + SameSite=Strict); every POST carries the session's CSRF token (the login form a
@@ -32,14 +33,25 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from dashboard import __doc__ as package_doc
-from dashboard import auth, queries
-from dashboard.api import database, router
+from dashboard import auth, fleet_pages, queries, referral_pages, trend_pages, user_pages
+from dashboard.alert_pages import router as alert_pages
+from dashboard.api import router
+from dashboard.commands import CommandPublisher
 from dashboard.db import session_factory, utc_now
 from dashboard.ingest import IngestWorker
 from dashboard.login import attempt_login, lockout_message
+from dashboard.page_support import (
+    DB,
+    SESSION_COOKIE,
+    LoginRequired,
+    Who,
+    Zone,
+    local_time,
+    render,
+    require_csrf,
+)
 
-SESSION_COOKIE = "sarco_session"
-REFERRALS_ON_PAGE = 50
+REFERRALS_ON_PAGE = 10  # the newest; the referrals page has them all
 LOGIN_CSRF_COOKIE = "sarco_login_csrf"
 _HERE = Path(__file__).parent
 _SECURITY_HEADERS = {
@@ -48,10 +60,6 @@ _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-
-
-class LoginRequired(Exception):
-    """Raised by the page dependencies; answered with a redirect to /login."""
 
 
 def create_app(engine: Engine, *, auth_enabled: bool = True,
@@ -68,9 +76,15 @@ def create_app(engine: Engine, *, auth_enabled: bool = True,
     # with authentication off there is no session; one token per process still stops
     # another web site from posting through the browser
     app.state.trial_csrf = secrets.token_urlsafe(32)
+    # commands to devices go through the broker this process's ingest uses
+    app.state.commands = CommandPublisher(ingest.settings.broker) if ingest else None
     app.state.templates = Jinja2Templates(directory=_HERE / "templates")
+    app.state.templates.env.filters["local"] = local_time
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     app.include_router(router)
+    for pages in (fleet_pages, referral_pages, trend_pages, user_pages):
+        app.include_router(pages.router)
+    app.include_router(alert_pages)
     app.add_exception_handler(LoginRequired, _to_login)
     app.middleware("http")(_security_headers)
     _add_pages(app)
@@ -85,26 +99,6 @@ async def _security_headers(request: Request, call_next):  # noqa: ANN202
 
 def _to_login(request: Request, exc: Exception) -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
-
-
-DB = Annotated[Session, Depends(database)]
-
-
-def current_principal(request: Request, session: DB) -> auth.Principal:
-    if not request.app.state.auth_enabled:
-        return auth.Principal("local trial", "staff", request.app.state.trial_csrf)
-    principal = auth.principal_for_session(session, request.cookies.get(SESSION_COOKIE))
-    if principal is None:
-        raise LoginRequired
-    return principal
-
-
-Who = Annotated[auth.Principal, Depends(current_principal)]
-
-
-def _require_csrf(who: auth.Principal, token: str | None) -> None:
-    if not auth.csrf_matches(who.csrf_token, token):
-        raise HTTPException(403, "the form's CSRF token is missing or stale: reload the page")
 
 
 def page_filters(site: str | None = None, date_from: str | None = None,
@@ -168,7 +162,7 @@ def _add_pages(app: FastAPI) -> None:
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request, session: DB, who: Who,
                csrf: Annotated[str | None, Form()] = None) -> RedirectResponse:
-        _require_csrf(who, csrf)
+        require_csrf(who, csrf)
         token = request.cookies.get(SESSION_COOKIE)
         if token:
             auth.close_session(session, token)
@@ -178,39 +172,23 @@ def _add_pages(app: FastAPI) -> None:
         return response
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard(request: Request, session: DB, who: Who,
+    def dashboard(request: Request, session: DB, who: Who, zone: Zone,
                   chosen: PageFilters) -> HTMLResponse:
+        """The fleet: with a site chosen, every figure (the tiles too) is that site's."""
         now = utc_now()
         health = queries.device_health(session, now, chosen.site)
-        context = {
-            "who": who, "auth_enabled": app.state.auth_enabled, "filters": chosen,
-            "now": now, "sites": queries.sites(session),
-            "summary": queries.summary(session, now.date()),
-            "totals": queries.totals(session, chosen),
-            "fleet": queries.fleet_by_site(health), "health": health,
-            "rules": queries.HealthRules(),
-            "daily": queries.daily_counts(session, chosen),
-            "referrals": queries.referrals(session, chosen, limit=REFERRALS_ON_PAGE),
-            "models": queries.model_versions(session, chosen),
-            "rejected": queries.rejected_messages(session),
-            "rejected_total": queries.rejected_total(session),
-            "ingest": app.state.ingest.state if app.state.ingest else None,
-            "query": request.url.query,
-        }
-        return templates.TemplateResponse(request, "dashboard.html", context)
-
-    @app.post("/referrals/{result_id}/follow-up", include_in_schema=False)
-    def follow_up(request: Request, result_id: str, session: DB, who: Who,
-                  csrf: Annotated[str | None, Form()] = None) -> RedirectResponse:
-        _require_csrf(who, csrf)
-        if not who.can_act:
-            raise HTTPException(403, "read-only accounts cannot mark referrals")
-        if not queries.mark_followed_up(session, result_id, who.name, utc_now()):
-            raise HTTPException(404, "no positive result with that id")
-        session.commit()
-        back = request.headers.get("referer") or "/"
-        return RedirectResponse(back if back.startswith(str(request.base_url)) else "/",
-                                status_code=303)
+        return render(
+            request, "dashboard.html", who, zone, "fleet", filters=chosen, now=now,
+            sites=queries.sites(session),
+            summary=queries.summary(session, now.date(), chosen.site),
+            totals=queries.totals(session, chosen),
+            fleet=queries.fleet_by_site(health), health=health, rules=queries.HealthRules(),
+            daily=queries.daily_counts(session, chosen),
+            referrals=queries.referrals(session, chosen, limit=REFERRALS_ON_PAGE, now=now),
+            models=queries.model_versions(session, chosen),
+            rejected=queries.rejected_messages(session),
+            rejected_total=queries.rejected_total(session),
+            ingest=app.state.ingest.state if app.state.ingest else None)
 
     @app.get("/export/{what}.csv", include_in_schema=False)
     def export(what: str, who: Who, chosen: PageFilters) -> StreamingResponse:

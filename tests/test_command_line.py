@@ -14,12 +14,14 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from calibration.cli import app as calibrate_app
+from dashboard.cli import app as dashboard_app
 from edge_app import __version__
 from edge_app.cli import app as edge_app
 from edge_app.progress import CommandProgress
 from model_build.cli import app as sarco_app
 
-APPS = {"sarco": sarco_app, "sarco-calibrate": calibrate_app, "sarco-edge": edge_app}
+APPS = {"sarco": sarco_app, "sarco-calibrate": calibrate_app, "sarco-edge": edge_app,
+        "sarco-dashboard": dashboard_app}
 runner = CliRunner()
 
 

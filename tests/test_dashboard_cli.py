@@ -83,6 +83,45 @@ def test_accounts_and_keys_are_stored_as_hashes_only(tmp_path):
         assert auth.api_key_name(session, key) is None
 
 
+def test_accounts_and_keys_are_listed_removed_and_reset(tmp_path):
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text("a long staff password\n")
+    second.write_text("another long password\n")
+    runner = CliRunner()
+
+    def run(*args: str):  # noqa: ANN202
+        return runner.invoke(app, [*args, "--db", db])
+
+    for name, role in (("boss", "admin"), ("nurse", "staff")):
+        assert run("user", "add", name, "--role", role, "--password-file", str(first)
+                   ).exit_code == 0
+    listed = run("user", "list")
+    assert [line.split("\t")[:2] for line in listed.stdout.splitlines()] == [
+        ["boss", "admin"], ["nurse", "staff"]]
+    reset = run("user", "reset-password", "nurse", "--password-file", str(second))
+    assert reset.exit_code == 0, reset.stderr
+    with Session(make_engine(db)) as session:
+        assert auth.authenticate(session, "nurse", "another long password") is not None
+    short = tmp_path / "short"
+    short.write_text("short\n")
+    assert run("user", "reset-password", "nurse", "--password-file", str(short)).exit_code == 2
+    unknown = run("user", "reset-password", "nobody", "--password-file", str(second))
+    assert unknown.exit_code == 1 and "no user named 'nobody'" in unknown.stderr
+    last_admin = run("user", "remove", "boss")
+    assert last_admin.exit_code == 1 and "last admin" in last_admin.stderr
+    assert run("user", "remove", "nurse").exit_code == 0
+    with Session(make_engine(db)) as session:
+        assert [u.name for u in auth.list_users(session)] == ["boss"]
+    assert run("apikey", "list").stdout == ""
+    run("apikey", "create", "registry")
+    run("apikey", "create", "old")
+    run("apikey", "revoke", "old")
+    keys = [line.split("\t") for line in run("apikey", "list").stdout.splitlines()]
+    assert [(key[0], key[2].split()[0]) for key in keys] == [("registry", "active"),
+                                                             ("old", "revoked")]
+
+
 @requires_mosquitto
 def test_no_auth_is_logged_loudly_and_serves_without_keys(tmp_path):
     with fleet_broker(tmp_path / "broker") as broker:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from dashboard import queries, throttle
+from dashboard import queries, throttle, trends
 from dashboard.db import make_engine, migrate, utc_now
 from dashboard.models import (
     Base,
@@ -40,6 +40,7 @@ from tests.dashboard_support import (
 )
 from tests.mqtt_broker import requires_mosquitto
 from tests.postgres_server import postgres_or_skip
+from tests.test_dashboard_trends import screened_by_day, store_results
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +137,27 @@ def test_page_queries_run_on_postgresql(engine):
         assert [r.result_id for r in queries.referrals(session, chosen)] == \
             [positive["result_id"]]
         health = {d.device: d for d in queries.device_health(session, utc_now())}
-        assert health["us-001"].issues == ["offline", "low fps (4.0)", "hot (91 °C)",
-                                           "update 2025.06-1 rolled back"]
+        # offline: its last readings say nothing about now, a failed update still holds
+        assert health["us-001"].issues == ["offline", "update 2025.06-1 rolled back"]
         assert health["us-001"].telemetry.ram_total_mb == health_figures()["ram_total_mb"]
         assert (health["us-002"].state, health["us-002"].fps) == ("unknown", 25.0)
         assert queries.model_versions(session, chosen)[0].results_in_range == 2
         assert len(list(queries.iter_results(session, chosen))) == 2
+
+
+def test_trends_count_local_days_on_postgresql(engine):
+    store_results(engine, ("2025-03-08T20:00:00", "no_sarcopenia"),
+                  ("2025-03-09T04:59:00", "sarcopenia"),
+                  ("2025-03-10T04:30:00", "no_sarcopenia"))
+    first, last = date(2025, 3, 8), date(2025, 3, 10)
+    with Session(engine) as session:
+        # +5:30, and Chicago's spring-forward day (-6:00 until 08:00 UTC on the 9th)
+        assert screened_by_day(session, "Asia/Kolkata", first, last) == {
+            date(2025, 3, 8): 0, date(2025, 3, 9): 2, date(2025, 3, 10): 1}
+        assert screened_by_day(session, "America/Chicago", first, last) == {
+            date(2025, 3, 8): 2, date(2025, 3, 9): 1, date(2025, 3, 10): 0}
+        found = trends.trends(session, trends.parse_zone("UTC"), first, last)
+        assert [day.referrals_open for day in found.sites[0].days] == [0, 1, 1]
 
 
 @requires_mosquitto

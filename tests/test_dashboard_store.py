@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from dashboard import queries
+from dashboard import referrals as referral_workflow
 from dashboard.db import (
     DatabaseError,
     current_revision,
@@ -146,8 +147,9 @@ def test_counts_rates_referrals_and_filters(tmp_path):
         assert len(referrals) == 3
         assert {r.site for r in referrals} == {"site-a"}
         assert queries.totals(session, only_today_a).referrals_open == 3
-        assert queries.mark_followed_up(session, referrals[0].result_id, "nurse", utc_now())
-        assert not queries.mark_followed_up(session, "not-a-result", "nurse", utc_now())
+        referral_workflow.mark_referred(session, referrals[0].result_id, "nurse", utc_now())
+        with pytest.raises(LookupError):
+            referral_workflow.mark_referred(session, "not-a-result", "nurse", utc_now())
         session.commit()
         assert queries.totals(session, only_today_a).referrals_open == 2
         # open referrals come first

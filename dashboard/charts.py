@@ -1,0 +1,51 @@
+"""The data of the pages' charts, in the shape static/charts.js draws with uPlot: shared x
+values (epoch seconds) and, per chart, one named series of y values (null: no value) per
+line. The page embeds it as JSON (a ``<script type="application/json">`` element, which the
+Content-Security-Policy allows because it is never run) and lists the same figures in a
+table, for printing and for readers without the chart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timezone
+from typing import Any
+
+from dashboard.trends import Trends
+
+# what each chart shows: (key, title, unit); "count" draws whole-number ticks
+TREND_CHARTS = (("screened", "Screened per day", "count"),
+                ("positive_rate", "Positive rate (%)", "%"),
+                ("rescans", "Rescans per day", "count"),
+                ("referrals_open", "Referrals open at the end of the day", "count"))
+TELEMETRY_CHARTS = (("temp_max_c", "Temperature, hottest sensor (°C)", "°C"),
+                    ("fps", "Frame rate (fps)", "fps"),
+                    ("queue_length", "Backlog (unsent results)", "count"))
+
+
+def _day_start(day) -> float:  # noqa: ANN001
+    """A local date as the epoch of its UTC midnight: charts.js labels it in UTC, which
+    prints the date itself whatever the browser's zone."""
+    return datetime.combine(day, time(), tzinfo=timezone.utc).timestamp()
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(value * 100, 1)
+
+
+def trend_charts(trends: Trends) -> dict[str, Any]:
+    days = trends.sites[0].days if trends.sites else []
+    charts = []
+    for key, title, unit in TREND_CHARTS:
+        series = [{"label": site.site,
+                   "values": [_percent(day.positive_rate) if key == "positive_rate"
+                              else getattr(day, key) for day in site.days]}
+                  for site in trends.sites]
+        charts.append({"id": key, "title": title, "unit": unit, "series": series})
+    return {"time": "day", "x": [_day_start(day.day) for day in days], "charts": charts}
+
+
+def telemetry_charts(series: dict[str, list], device: str) -> dict[str, Any]:
+    return {"time": "instant", "x": series["at"],
+            "charts": [{"id": key, "title": title, "unit": unit,
+                        "series": [{"label": device, "values": series[key]}]}
+                       for key, title, unit in TELEMETRY_CHARTS]}

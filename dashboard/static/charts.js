@@ -1,0 +1,68 @@
+// Draws the page's charts with uPlot (dashboard/static/uPlot.iife.min.js, MIT, vendored by
+// `make dashboard-vendor`) from the JSON the server put in #chart-data (dashboard/charts.py):
+// {"time": "day"|"instant", "x": [epoch seconds], "charts": [{"id", "title", "unit",
+// "series": [{"label", "values"}]}]}. Each <figure data-chart="ID"> gets its chart, sized to
+// its container and redrawn when that changes (a phone turned, a window resized).
+"use strict";
+(function () {
+  const source = document.getElementById("chart-data");
+  if (!source || typeof uPlot === "undefined") return;
+  const data = JSON.parse(source.textContent);
+  // Okabe-Ito colours (told apart with colour-blindness too), and a dash per line as well
+  const COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"];
+  const DASHES = [[], [6, 3], [2, 3], [8, 3, 2, 3]];
+  const HEIGHT = 190;
+  const WHOLE_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000];
+  // days are sent as their UTC midnight: label them in UTC so the date is the day itself;
+  // "6 Nov" and "14:30" read the same in every country, unlike "11/6" and "2pm"
+  const dayClock = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
+  const dayLabel = uPlot.fmtDate("{D} {MMM}");
+  const timeLabel = uPlot.fmtDate("{HH}:{mm}");
+  const tickLabel = data.time === "day" ? (ts) => dayLabel(dayClock(ts))
+                                        : (ts) => timeLabel(new Date(ts * 1e3));
+
+  function options(spec, width) {
+    const percent = spec.unit === "%";
+    const format = (value) => value == null ? "–" : (percent ? value.toFixed(1) + "%" : String(value));
+    return {
+      width: width,
+      height: HEIGHT,
+      tzDate: data.time === "day" ? dayClock : undefined,
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: true }, y: { range: (u, min, max) => [Math.min(0, min), Math.max(max, percent ? 10 : 1)] } },
+      axes: [
+        { stroke: "#5c6670", grid: { stroke: "#e4e8ec" }, font: "12px system-ui, sans-serif",
+          space: 56, size: 30, values: (u, ticks) => ticks.map(tickLabel) },
+        { stroke: "#5c6670", grid: { stroke: "#e4e8ec" }, font: "12px system-ui, sans-serif", size: 46,
+          incrs: spec.unit === "count" ? WHOLE_STEPS : undefined,
+          values: (u, ticks) => ticks.map((t) => percent ? t + "%" : String(t)) },
+      ],
+      series: [{ label: data.time === "day" ? "Day" : "Time",
+                 value: data.time === "day" ? "{YYYY}-{MM}-{DD}" : "{YYYY}-{MM}-{DD} {HH}:{mm}" }]
+        .concat(spec.series.map((line, index) => ({
+          label: line.label,
+          stroke: COLOURS[index % COLOURS.length],
+          dash: DASHES[index % DASHES.length],
+          width: 2,
+          value: (u, value) => format(value),
+        }))),
+    };
+  }
+
+  document.querySelectorAll("figure[data-chart]").forEach(function (figure) {
+    const spec = data.charts.find((chart) => chart.id === figure.dataset.chart);
+    const holder = figure.querySelector(".plot");
+    if (!spec || !holder) return;
+    if (!data.x.length) {
+      holder.textContent = "No data in this range.";
+      return;
+    }
+    const plot = new uPlot(options(spec, holder.clientWidth),
+                           [data.x].concat(spec.series.map((line) => line.values)), holder);
+    new ResizeObserver(function () {
+      if (holder.clientWidth && holder.clientWidth !== plot.width) {
+        plot.setSize({ width: holder.clientWidth, height: HEIGHT });
+      }
+    }).observe(holder);
+  });
+})();

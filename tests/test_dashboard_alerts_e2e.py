@@ -38,7 +38,7 @@ from tests.dashboard_support import (
     status_payload,
 )
 from tests.mqtt_broker import requires_mosquitto
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, _playwright
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 
 STAFF_PASSWORD = "a long staff password"
 DEVICES, SEED, DURATION_S = 6, 5, 10
@@ -65,7 +65,7 @@ def _rows(engine, model) -> list:  # noqa: ANN001
 @requires_mosquitto
 @pytest.mark.parametrize("width", VIEWPORTS)
 def test_a_device_gone_offline_is_one_alert_delivered_once_and_acknowledged(tmp_path, width):
-    sync_playwright = _playwright()
+    sync_playwright = sync_playwright_or_skip()
     fleet = plan_fleet(DEVICES, SEED)
     # this small fleet has none of the planned trouble: the offline device is the only alert
     assert all(round(share * DEVICES) == 0 for share in TROUBLE_SHARES.values())

@@ -18,13 +18,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 from sqlalchemy.orm import Session
 
 from dashboard import auth
 from dashboard.db import make_engine, migrate
 from dashboard.queries import HealthRules
 from dashboard.simulate import plan_fleet
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 from tests.dashboard_support import (
     PASSWORD,
     REPO,
@@ -34,27 +34,8 @@ from tests.dashboard_support import (
 )
 from tests.mqtt_broker import requires_mosquitto
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 DEVICES, RATE, DURATION_S, SEED = 12, 2, 4, 5  # 2 sites of 6 devices
 STAFF_PASSWORD = "a long staff password"
-
-
-def _playwright():
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problem = "needs the playwright Python package (pip install playwright)"
-    if problem is None and not CHROMIUM.exists():
-        problem = "needs Chromium at /usr/bin/chromium (apt-get install chromium)"
-    if problem is not None:
-        if os.environ.get("SARCO_REQUIRE_SERVICES") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
-    return sync_playwright
 
 
 def _api(base: str, path: str, key: str):  # noqa: ANN202
@@ -65,7 +46,7 @@ def _api(base: str, path: str, key: str):  # noqa: ANN202
 
 @requires_mosquitto
 def test_staff_log_in_watch_the_fleet_filter_and_export(tmp_path):
-    sync_playwright = _playwright()
+    sync_playwright = sync_playwright_or_skip()
     db_url = f"sqlite:///{tmp_path / 'dashboard.db'}"
     engine = make_engine(db_url)
     migrate(engine)

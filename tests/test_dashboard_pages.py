@@ -10,14 +10,12 @@ Set SARCO_UPDATE_SCREENSHOT=1 to refresh docs/dashboard-PAGE-WIDTH.png from this
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import re
 import threading
 import urllib.error
 from datetime import date
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
@@ -31,7 +29,8 @@ from edge_app.mqtt import schema
 from tests.dashboard_program import OFFLINE, seed_program
 from tests.dashboard_support import PASSWORD, REPO, DashboardProcess, fleet_broker
 from tests.mqtt_broker import requires_mosquitto
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, _api, _playwright
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
+from tests.test_dashboard_browser import _api
 
 DESKTOP = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -60,7 +59,7 @@ SCREENSHOTS = REPO / "docs"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(dashboard, program, API key): serve on a seeded database, its broker running."""
-    sync_playwright = _playwright()  # skips (or fails in CI) without Chromium
+    sync_playwright = sync_playwright_or_skip()  # skips (or fails in CI) without Chromium
     folder = tmp_path_factory.mktemp("pages")
     db_url = f"sqlite:///{folder / 'dashboard.db'}"
     engine = make_engine(db_url)

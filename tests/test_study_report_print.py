@@ -9,17 +9,15 @@ marked as a --quick run.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 from tests.test_study_report import build_run, quick_copy, study_cohort
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PRINTABLE_WIDTH_PX = round((210 - 2 * 12) / 25.4 * 96)  # A4 less the @page side margins of the report's style
 
 TABLES = """() => [...document.querySelectorAll('table')].map(table => ({
@@ -27,21 +25,6 @@ TABLES = """() => [...document.querySelectorAll('table')].map(table => ({
     last_header: [...table.querySelectorAll('th')].pop().innerText.replace(/\\s+/g, ' ').trim(),
     cut: table.scrollWidth > table.parentElement.clientWidth
          || table.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5}))"""
-
-
-def _sync_playwright():
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problem = "needs the playwright Python package (pip install playwright)"
-    if problem is None and not CHROMIUM.exists():
-        problem = "needs Chromium at /usr/bin/chromium (apt-get install chromium)"
-    if problem is not None:
-        if os.environ.get("SARCO_REQUIRE_SERVICES") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
-    return sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +37,7 @@ def quick_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_the_printed_report_opens_with_the_quick_banner_and_cuts_no_table(quick_report: Path) -> None:
-    sync_playwright = _sync_playwright()
+    sync_playwright = sync_playwright_or_skip()
     pdf = quick_report.with_name("report.pdf")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 import yaml
 from PIL import Image
 from scipy.special import expit
@@ -426,6 +427,23 @@ def test_a_quick_run_opens_with_its_banner(full_study, tmp_path: Path) -> None:
     text = quick_copy(run, tmp_path / "quick", cohort).read_text(encoding="utf-8")
     first = re.search(r"<body><main>\s*<div class=\"banner quick\" role=\"alert\">([^<]*)</div>\s*<h1>", text)
     assert first and "Quick run (--quick)" in first[1] and "chance" in first[1]
+
+
+def test_the_terminal_summary_words_a_quick_run_as_the_report_does(full_study,
+                                                                   tmp_path: Path) -> None:
+    from model_build.commands.study import print_summary
+
+    run, cohort, _, _ = full_study
+    quick = quick_copy(run, tmp_path / "quick", cohort).parent
+    results = json.loads((quick / "results.json").read_text(encoding="utf-8"))
+    model = results["selected_model"]
+    results["models"][model][results["cohorts"][0]].update(auc=0.0, auc_ci=[0.0, 0.0])
+    (quick / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    console = Console(record=True, width=300)
+    print_summary(quick, console)
+    text = console.export_text()
+    assert text.lstrip().startswith("Quick run (--quick)")
+    assert "0.000 (CI not estimable)" in text and "0.000-0.000" not in text
 
 
 def test_a_collapsed_auc_interval_is_not_printed_as_a_certainty() -> None:

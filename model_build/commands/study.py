@@ -157,7 +157,15 @@ def _first_recording(cohort: Path) -> Path | None:
 
 
 def print_summary(run: Path, console: Console) -> None:
+    """The AUC table on the terminal, worded as the report words it: the quick-run caution
+    first, and "not estimable" for a zero-width interval."""
+    from model_build.study.formatting import format_estimate
+    from model_build.study.narrative import quick_banner
+
     results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    caution = quick_banner(results)
+    if caution:
+        console.print(f"[bold red]{escape(caution)}[/]")
     cohorts = results["cohorts"]
     table = Table(title=f"AUC (95% CI) by model and cohort: {run}")
     table.add_column("model")
@@ -168,7 +176,7 @@ def print_summary(run: Path, console: Console) -> None:
         for cohort in cohorts:
             metrics = entry.get(cohort, {})
             auc, ci = metrics.get("auc"), metrics.get("auc_ci")
-            cells.append("" if auc is None else f"{auc:.3f}" + ("" if not ci else f" ({ci[0]:.3f}-{ci[1]:.3f})"))
+            cells.append("" if auc is None else format_estimate(auc, ci))
         table.add_row(name + (" *" if name == results["selected_model"] else ""), *cells)
     console.print(table)
     console.print(f"* selected: {results['selection']['reason']}")

@@ -115,6 +115,9 @@ class _Connection:
     pending_subscriptions: set[int] = field(default_factory=set)
     subscribed: threading.Event = field(default_factory=threading.Event)
 
+# SUBACK reason codes that no retry fixes: not authorized, topic filter invalid, shared
+# subscriptions / subscription identifiers / wildcards not supported (MQTT 5, 3.9.3)
+_PERMANENT_REFUSALS = {0x87, 0x8F, 0x9E, 0xA1, 0xA2}
 
 class IngestWorker:
     """``start()``, then messages flow into the database until ``stop()``.
@@ -349,6 +352,12 @@ class IngestWorker:
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties) -> None:  # noqa: ANN001
         failed = [str(r) for r in reasons if r.is_failure]
+        if failed and not any(r.value in _PERMANENT_REFUSALS for r in reasons):
+            # e.g. 0x80 unspecified error, 0x97 quota exceeded: a new connection may succeed
+            self._set_detail(f"the broker {self.settings.broker.url} declined the subscription "
+                             f"for now ({', '.join(failed)}); reconnecting", error=True)
+            client.disconnect()
+            return
         if failed:
             user = self.settings.broker.username or "(anonymous)"
             message = (f"the broker {self.settings.broker.url} refused the subscription "

@@ -142,14 +142,21 @@ class EdgePipeline:
             return None
         outcome = self.aggregator.summarise(session)
         payload = self._result_payload(session, outcome)
-        if self.sinks.outbox is not None:
-            payload = self.sinks.outbox.add(schema.topic_for(self.site, self.device, "result"),
-                                            payload)
-            if self.sinks.link is not None:
-                self.sinks.link.notify()
-        else:
-            payload["seq"] = 0  # without MQTT there is no outbox to number results
-            schema.validate("result", payload)
+        try:
+            if self.sinks.outbox is not None:
+                payload = self.sinks.outbox.add(
+                    schema.topic_for(self.site, self.device, "result"), payload)
+                if self.sinks.link is not None:
+                    self.sinks.link.notify()
+            else:
+                payload["seq"] = 0  # without MQTT there is no outbox to number results
+                schema.validate("result", payload)
+        except schema.PayloadError as exc:
+            # never lose a screening: the local result log keeps what the wire refuses
+            payload.setdefault("seq", 0)
+            log.error("result not sent", extra={"event": "result_not_sent",
+                                                "result_id": payload["result_id"],
+                                                "error": str(exc)})
         self.sinks.result_log.append(payload)
         self.readout.mode, self.readout.result = "result", payload
         self.readout.screening_id = session.screening_id
@@ -248,7 +255,8 @@ class EdgePipeline:
             "probability": probability,
             "smoothed_probability": self.readout.probability,
             "usable_frames": self.session.usable_frames,
-            "fps": round(self.fps, 2),
+            # a file replayed faster than real time can pass the schema's bound: report the bound
+            "fps": round(min(self.fps, schema.MAX_FPS), 2),
         }
         if link.publish_live(payload):
             self.stats.live_published += 1
@@ -347,12 +355,14 @@ class EdgePipeline:
         if outcome.probability is not None:
             uncertainty = {"logit_sd": outcome.logit_sd, "agreement": outcome.agreement,
                            "dirichlet_u": outcome.dirichlet_u}
+        ended = time.time()
+        lasted = max(0.0, time.monotonic() - session.started_monotonic)
         return {
             "schema_version": schema.SCHEMA_VERSION, "kind": "result",
             "result_id": str(uuid.uuid4()), "session_id": session.session_id,
             "site": self.site, "device": self.device, "screening_id": session.screening_id,
-            "started_at": schema.utc_timestamp(session.started_wall),
-            "ended_at": schema.utc_timestamp(time.time()),
+            "started_at": schema.utc_timestamp(ended - lasted),
+            "ended_at": schema.utc_timestamp(ended),
             "decision": outcome.decision, "probability": outcome.probability,
             "score_logit": outcome.score_logit, "threshold": self.aggregator.threshold,
             "aggregation": self.aggregator.method, "uncertainty": uncertainty,

@@ -122,7 +122,9 @@ class Session:
 
     screening_id: str
     session_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    started_wall: float = field(default_factory=time.time)
+    # monotonic, not wall-clock: NTP may step the clock mid-session (a Jetson has no RTC
+    # battery and syncs after boot); the result's times are taken back from its end
+    started_monotonic: float = field(default_factory=time.monotonic)
     outputs: list[np.ndarray] = field(default_factory=list)
     processed_frames: int = 0
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))

@@ -87,7 +87,10 @@ detect_release() {
     35.0|35.1) die "L4T R35.$L4T_REVISION is JetPack 5.0.x (TensorRT 8.4): unsupported; upgrade to JetPack 5.1.x or, better, 6.x" ;;
     *) die "L4T R$L4T_MAJOR.$L4T_REVISION: unsupported JetPack; supported: JetPack 6.0-6.2 (L4T R36.2-R36.4) and 5.1.x (L4T R35.2-R35.6)" ;;
   esac
+  # cuda-python of JetPack's CUDA; none was published for 11.4 (PyPI starts at 11.6), so JetPack
+  # 5.1 takes 11.8 and the smoke test below says whether its driver accepts it
   CUDA_PYTHON="cuda-python==$CUDA_VERSION.*"
+  if [ "$CUDA_VERSION" = "11.4" ]; then CUDA_PYTHON="cuda-python==11.8.*"; fi
   say "L4T R$L4T_MAJOR.$L4T_REVISION: JetPack $JETPACK, TensorRT $TRT_VERSION, CUDA $CUDA_VERSION expected ($CUDA_PYTHON)"
 }
 

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from edge_app.deploy.sdnotify import Watchdog, notify, watchdog_interval_s
 from edge_app.deploy.telemetry import (AppMetrics, TegrastatsError, TegrastatsMonitor,
-                                       parse_lines, parse_tegrastats, status_extras)
+                                       health_fields, parse_lines, parse_tegrastats,
+                                       status_extras)
 from edge_app.mqtt import schema
 from tests.test_deploy_support import device_layout, edge_app_with_deploy
 
@@ -206,3 +207,10 @@ def test_watchdog_goes_silent_when_the_loop_stops_beating(notify_socket) -> None
         assert dog.pings == pings  # silent: systemd will restart the service
     finally:
         dog.stop()
+
+
+def test_a_replay_faster_than_real_time_reports_the_schemas_largest_frame_rate() -> None:
+    """A file replayed without --realtime can process thousands of frames per second; the
+    status must still pass the schema (fps <= schema.MAX_FPS), or every status would be lost."""
+    fields = health_fields(None, AppMetrics(5000.0, 10, 0, 0, 0))
+    assert fields["fps"] == schema.MAX_FPS

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from edge_app.deploy import DeployError
 from edge_app.deploy.engines import BuildPlan, Platform, engine_path, ensure_engines, log_path
-from edge_app.deploy.files import match_parent_owner
 from edge_app.deploy.layout import DeviceLayout
 from edge_app.deploy.package import unpack_package
 from edge_app.deploy.selftest import check_folders, model_checks
@@ -108,6 +107,9 @@ def test_an_unpinned_cuda_python_is_named_as_a_driver_runtime_mismatch() -> None
     message = str(caught.value)
     assert "CUDA 13.0 runtime" in message and "supports CUDA 12.6" in message
     assert "cuda-python==12.6.*" in message and "video" not in message
+    from edge_app.inference.cuda_runtime import cuda_python_for
+
+    assert cuda_python_for(11040) == "cuda-python==11.8.*"  # none was published for 11.4
     with installed_double(SARCO_FAKE_GPU_COUNT="0"):
         from edge_app.deploy.tensorrt_build import detect_platform
 
@@ -125,7 +127,7 @@ def test_an_unpinned_cuda_python_is_named_as_a_driver_runtime_mismatch() -> None
     ("# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64",
      "JetPack 6.0, TensorRT 8.6, CUDA 12.2 expected (cuda-python==12.2.*)"),
     ("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64",
-     "JetPack 5.1.x, TensorRT 8.5, CUDA 11.4 expected (cuda-python==11.4.*)"),
+     "JetPack 5.1.x, TensorRT 8.5, CUDA 11.4 expected (cuda-python==11.8.*)"),
 ])
 def test_setup_maps_each_jetpack_to_its_tensorrt_and_cuda_and_pins_cuda_python(
         tmp_path, release, words) -> None:
@@ -184,22 +186,28 @@ def test_tensorrt_11_without_precision_flags_builds_only_strongly_typed(model, t
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks need root")
-def test_folders_built_by_root_are_given_to_the_service_user(tmp_path) -> None:
-    """Defect 8: engines built by root stayed root-owned; the self-test then died of an
-    uncaught PermissionError when the service user ran it."""
-    data = tmp_path / "var"
-    bundle = make_bundle(data / "bundles" / "v1" / "bundle")
-    for folder in (data, data / "bundles", data / "bundles" / "v1"):
-        os.chown(folder, 65534, 65534)  # nobody: the service user here
-    engines = engine_path(bundle, "fp16").parent
-    engines.mkdir()
-    (engines / "model.fp16.engine").write_bytes(b"engine")
-    failed = check_folders(data, bundle, user="nobody")
-    assert failed.status == "fail" and str(engines) in failed.detail
-    assert "sudo -u nobody" not in failed.detail and "chown -R sarco-edge" in failed.detail
-    match_parent_owner(engines)
-    assert {p.stat().st_uid for p in (engines, engines / "model.fp16.engine")} == {65534}
-    assert check_folders(data, bundle, user="nobody").status == "pass"
+def test_what_a_root_run_update_builds_is_given_to_the_service_user(tmp_path) -> None:
+    """Defect 8: the update runs as root and makes the version slot, the engines and the timing
+    cache; they stayed root's, and the self-test run as the service user then died of an
+    uncaught PermissionError. Here `nobody` plays the service user that owns the data folder."""
+    from edge_app.config import load_config
+    from edge_app.deploy.cli import _updater
+
+    video = tmp_path / "scan.avi"
+    write_video(video, [("live", 24)], width=320, height=240)
+    layout = install_signed(tmp_path, video)  # made by root, as the update makes it
+    for folder in (layout.data_dir, layout.bundles):
+        os.chown(folder, 65534, 65534)
+    config = load_config(write_edge_config(layout.config_dir / "edge.toml", layout, video))
+    bundle = layout.current_bundle
+    failed = check_folders(layout.data_dir, bundle, user="nobody")
+    assert failed.status == "fail" and "chown -R sarco-edge" in failed.detail
+    with installed_double():
+        notes = _updater(config, layout, True, 5).build_engines(bundle)
+    assert notes[0] == "fp16 engine built"
+    made = [bundle.parent, bundle, engine_path(bundle, "fp16"), *layout.data_dir.glob("tensorrt-*")]
+    assert len(made) == 4 and {path.stat().st_uid for path in made} == {65534}
+    assert check_folders(layout.data_dir, bundle, user="nobody").status == "pass"
 
 
 def install_signed(tmp_path: Path, video: Path) -> DeviceLayout:
@@ -272,3 +280,18 @@ def test_selftest_runs_the_tensorrt_path_with_the_default_golden_count_and_repor
     assert mismatched.returncode == 1
     assert "FAILED: engine-fp16, tensorrt" in mismatched.stdout  # the engine cannot run either
     assert "driver/runtime mismatch" in mismatched.stdout
+
+
+def test_an_update_on_a_device_whose_cuda_cannot_run_says_so_loudly(tmp_path) -> None:
+    """An update must not pass quietly on ONNX Runtime when TensorRT is there but CUDA fails."""
+    from edge_app.config import load_config
+    from edge_app.deploy.cli import _updater
+
+    video = tmp_path / "scan.avi"
+    write_video(video, [("live", 24)], width=320, height=240)
+    layout = install_signed(tmp_path, video)
+    config = load_config(write_edge_config(layout.config_dir / "edge.toml", layout, video))
+    with installed_double(**UNPINNED_CUDA_PYTHON):
+        notes = _updater(config, layout, True, 5).build_engines(layout.current_bundle)
+    assert notes[0].startswith("WARNING: TensorRT is installed but cannot run")
+    assert "driver/runtime mismatch" in notes[0]

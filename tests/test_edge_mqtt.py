@@ -210,6 +210,17 @@ def test_the_acl_rejection_of_a_result_keeps_it_on_disk(broker, tmp_path) -> Non
         assert len(outbox) == 2
         # what `sarco-edge replay` prints: the refusal and its fix, not "did not acknowledge"
         assert "Not authorized" in link.waiting_reason() and "ACL" in link.waiting_reason()
+        # a later result the broker takes does not hide the refusal of those still waiting
+        collector = Collector(broker, "dashboard", USERS["dashboard"])
+        allowed = outbox.add(schema.topic_for(SITE, "edge-02", "result"), result_payload(
+            result_id=str(uuid.uuid4()), site=SITE, device="edge-02"))
+        link.notify()
+        assert collector.wait_for(lambda m: any(
+            json.loads(d)["result_id"] == allowed["result_id"]
+            for d in collector.of_kind("result")))
+        assert wait_until(lambda: len(outbox) == 2)
+        assert "Not authorized" in link.waiting_reason()
+        collector.close()
         assert link.wait_until_drained(1)  # rejected rows do not block a replay's exit
     finally:
         link.stop()

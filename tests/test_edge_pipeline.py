@@ -315,6 +315,27 @@ def test_a_full_outbox_refuses_new_sessions_and_says_why(video, bundle, tmp_path
         assert edge.close() == 1  # the result stays on disk for the next run
 
 
+def test_a_clock_step_during_a_session_loses_nothing(video, bundle, tmp_path,
+                                                     monkeypatch) -> None:
+    """NTP may step a Jetson's clock (no RTC battery) back mid-session: the result's start is
+    taken back from its end by the session's monotonic length, so it is still queued."""
+    config = load_config(write_config(tmp_path / "edge.toml", bundle, tmp_path / "data",
+                                      f"mqtt://127.0.0.1:{free_port()}"))
+    edge = assemble(config, SourceSpec("file", str(video[0])), realtime=False)
+    try:
+        pipeline = edge.pipeline
+        assert pipeline.start_session("SCR-0303")
+        stepped = time.time() - 600
+        monkeypatch.setattr("edge_app.pipeline.time.time", lambda: stepped)
+        result = pipeline.end_session()
+        assert result["started_at"] <= result["ended_at"]
+        assert [item.result_id for item in edge.outbox.pending()] == [result["result_id"]]
+        assert edge.pipeline.sinks.result_log.read()[-1]["result_id"] == result["result_id"]
+    finally:
+        monkeypatch.undo()
+        edge.close()
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

@@ -20,7 +20,7 @@ from edge_app.command_line import CliConsole, print_error
 from edge_app.config import ConfigError, EdgeConfig, load_config
 from edge_app.deploy import DeployError
 from edge_app.deploy.engines import Platform, engines_dir, ensure_engines, plan_builds, stale_reason
-from edge_app.deploy.files import match_parent_owner, write_json
+from edge_app.deploy.files import match_owner, write_json
 from edge_app.deploy.layout import DEFAULT_CONFIG, DeviceLayout
 from edge_app.deploy.report import first_device_report
 from edge_app.deploy.selftest import (DEVICE_CHECKS, SelftestReport, default_open_engine,
@@ -100,7 +100,8 @@ def build_engine_command(
                 return engine
 
             statuses, notes = ensure_engines(bundle, platform, build, force=force)
-        match_parent_owner(engines_dir(bundle), cache)
+        match_owner(Path(bundle).absolute().parent, engines_dir(bundle))
+        match_owner(cache.absolute().parent, cache)
     except (DeployError, BundleError, OSError) as exc:
         _fail(exc)
     console.print(f"TensorRT {platform.tensorrt_version} on {platform.gpu_name} "
@@ -237,12 +238,18 @@ def _updater(config: EdgeConfig, layout: DeviceLayout, no_restart: bool, runs: i
     platform, why = _detect_platform()
 
     def build_engines(bundle: Path) -> list[str]:
-        if platform is None:
+        from edge_app.deploy.tensorrt_build import TensorRTMissing
+
+        if platform is None and isinstance(why, TensorRTMissing):
             return [f"no TensorRT engines ({why})"]
+        if platform is None:  # said loudly: the model will run on the CPU until CUDA is fixed
+            return [f"WARNING: TensorRT is installed but cannot run, so this model runs on "
+                    f"the CPU: {why}"]
         cache = layout.timing_cache(platform.key)
         statuses, notes = ensure_engines(
             bundle, platform, lambda plan: build_engine(plan, platform, cache))
-        match_parent_owner(engines_dir(bundle), cache)
+        # the version slot (made by this root-run update), its engines and the timing cache
+        match_owner(layout.data_dir, Path(bundle).parent, cache)
         return [f"{s.precision} engine {s.action}" for s in statuses] + notes
 
     def selftest(bundle: Path) -> SelftestReport:

@@ -48,17 +48,17 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 
-def match_parent_owner(*paths: Path) -> None:
-    """Give each path (a folder: with everything in it) the owner of the folder it sits in.
+def match_owner(reference: Path, *paths: Path) -> None:
+    """Give each path (a folder: with everything in it) the owner of ``reference``.
 
-    Engines are built by root (the update unit, or a person with sudo) inside folders that
-    belong to the service user; without this the service could not replace them, nor the
+    Engines and version slots are made by root (the update unit, or a person with sudo) inside
+    the service user's data folder; without this the service could not replace them, nor the
     self-test record its choice. A no-op unless run as root."""
     if os.geteuid() != 0:
         return
-    for path in map(Path, paths):
+    owner = Path(reference).stat()
+    for path in (Path(p).resolve() for p in paths):  # bundles/current is a link to the slot
         if not path.exists():
             continue
-        owner = path.parent.stat()
         for item in [path, *(path.rglob("*") if path.is_dir() else [])]:
             os.chown(item, owner.st_uid, owner.st_gid, follow_symlinks=False)

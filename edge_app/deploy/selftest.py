@@ -299,11 +299,14 @@ def check_tensorrt(platform: Platform | None, problem: DeployError | None) -> Ch
 
 
 def check_folders(data_dir: Path, bundle_path: Path, user: str = SERVICE_USER) -> Check:
-    """The folders the service writes (data, bundles, the bundle's engines, updates) belong to
-    the service user. Run as root, ownership is checked; run as anyone else, write access."""
+    """The folders the service writes (data, bundles, the version slot and its engines,
+    updates) belong to the service user. Run as root, ownership is checked; run as anyone else, write access."""
     import pwd
 
-    folders = [data_dir, data_dir / "bundles", data_dir / "update", engines_dir(bundle_path)]
+    slot = Path(bundle_path).absolute().parent  # bundles/<version>: engines are built in it
+    folders = [data_dir, data_dir / "bundles", data_dir / "update",
+               *([slot] if slot.is_relative_to(Path(data_dir).absolute()) else []),
+               engines_dir(bundle_path)]
     folders = [folder for folder in folders if folder.is_dir()]
     if os.geteuid() == 0:
         try:

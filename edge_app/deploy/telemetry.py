@@ -224,7 +224,7 @@ def health_fields(sample: TegraSample | None, metrics: AppMetrics) -> dict[str, 
     """The ``health`` object of the status payload (every key present, null if unknown)."""
     return {
         **tegra_fields(sample),
-        "fps": round(float(metrics.fps), 2),
+        "fps": round(min(float(metrics.fps), schema.MAX_FPS), 2),  # replays can run faster
         "frames_processed": metrics.frames_processed,
         "frames_rejected": metrics.frames_rejected,
         "frame_errors": metrics.frame_errors,

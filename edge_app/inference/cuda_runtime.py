@@ -70,6 +70,14 @@ def version_text(encoded: int) -> str:
     return f"{encoded // 1000}.{(encoded % 1000) // 10}" if encoded > 0 else "none"
 
 
+def cuda_python_for(driver: int) -> str:
+    """The cuda-python requirement for a driver's CUDA: the same major.minor, except 11.4
+    (JetPack 5.1), for which none was published: 11.8, under CUDA 11's minor-version
+    compatibility (jetson/setup.sh makes the same choice)."""
+    wanted = version_text(driver)
+    return f"cuda-python=={'11.8' if wanted == '11.4' else wanted}.*"
+
+
 def cuda_python_version() -> str:
     for distribution in ("cuda-python", "cuda-bindings"):
         try:
@@ -120,8 +128,7 @@ def smoke_test(cudart: Any | None = None) -> CudaReport:
                    f"{version_text(runtime)} runtime, but this device's driver supports CUDA "
                    f"{version_text(driver)} ({describe_error(cudart, error)}). Install the "
                    f"cuda-python release of the device's CUDA: pip install "
-                   f"'cuda-python=={version_text(driver)}.*' (jetson/setup.sh pins it from the "
-                   "L4T release)")
+                   f"'{cuda_python_for(driver)}' (jetson/setup.sh pins it from the L4T release)")
     elif int(error) == NO_DEVICE or int(error) == 0:
         problem = ("no CUDA device visible: is this user in the 'video' and 'render' groups "
                    "(jetson/setup.sh adds the service user), and is the GPU driver loaded?")

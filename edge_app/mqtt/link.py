@@ -283,7 +283,8 @@ class MqttLink:
         if reason.value == 0:
             self.outbox.remove(result_id)
             conn.hold_s = 0.0
-            self.state.backlog_reason = ""
+            if not self.state.rejected:  # a refusal's reason stays while its results wait
+                self.state.backlog_reason = ""
             log.info("result delivered", extra={"event": "result_delivered",
                                                 "result_id": result_id})
         elif reason.value in _REFUSED:
@@ -303,17 +304,18 @@ class MqttLink:
         """The broker took the result but will not deliver it (no subscriber) or cannot now:
         keep it, pause, then send everything unacknowledged again from the oldest."""
         now = time.monotonic()
-        if now >= conn.held_until:  # one hold per wave of declined results
-            conn.hold_s = min(max(conn.hold_s * 2, self.settings.backoff_min_s / 2),
-                              self.settings.backoff_max_s / 3)
-            conn.held_until = now + conn.hold_s
         conn.last_seq = 0
         self.state.backlog_reason = (
             "no dashboard is subscribed: results are kept and sent again"
             if reason.value == _NO_SUBSCRIBERS else f"broker declined a result ({reason})")
-        log.warning("result kept", extra={"event": "result_kept", "result_id": result_id,
-                                          "reason": str(reason),
-                                          "retry_in_s": round(conn.hold_s, 2)})
+        if now < conn.held_until:
+            return  # one hold (and one log line) per wave of declined results
+        conn.hold_s = min(max(conn.hold_s * 2, self.settings.backoff_min_s / 2),
+                          self.settings.backoff_max_s / 3)
+        conn.held_until = now + conn.hold_s
+        log.warning("results kept", extra={"event": "results_kept", "result_id": result_id,
+                                           "reason": str(reason),
+                                           "retry_in_s": round(conn.hold_s, 2)})
 
     def _publish_pending(self, conn: _Connection) -> bool:
         room = self.settings.window - len(conn.inflight)

@@ -60,8 +60,16 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=err, show_path=False)])
+    """Rich log lines on a terminal; plain, unpadded ones with a time stamp otherwise (Rich pads
+    each line to the console's width, which for a log file or journald is thousands of
+    spaces)."""
+    if err.is_terminal:
+        handler: logging.Handler = RichHandler(console=err, show_path=False)
+        line = "%(message)s"
+    else:
+        handler, line = logging.StreamHandler(), "%(asctime)s %(levelname)s %(message)s"
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=line,
+                        handlers=[handler])
     logging.getLogger("alembic").setLevel(logging.WARNING)  # we say what it did, briefly
 
 
@@ -286,7 +294,7 @@ def simulate(
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
     with CommandProgress(err) as progress:
-        task = progress.add_task(f"simulating {devices} devices for {duration:g} s (%)",
+        task = progress.add_task(f"simulating {devices} devices for {duration:g} s",
                                  total=100)
         try:
             report = simulator.run(lambda done: progress.update(task, completed=100 * done))

@@ -31,6 +31,7 @@ from edge_app.deploy.cli import register as register_deploy_commands
 
 app = command_group("sarco-edge", "Point-of-care sarcopenia screening on a scanner's video feed.")
 console = CliConsole(soft_wrap=True)  # long paths in messages stay on one line
+errors = CliConsole(stderr=True, soft_wrap=True)  # so `2>` separates them from the output
 USER_ERRORS = (ConfigError, SetupError, BundleError, SourceError, BackendError, PreprocessError,
                ValueError, OSError)
 
@@ -46,7 +47,7 @@ WATCHDOG_STALL_S = 20.0
 
 
 def _fail(error: Exception) -> NoReturn:
-    print_error(error, console)
+    print_error(error, errors)
     raise typer.Exit(code=2)
 
 

@@ -42,6 +42,17 @@ def test_listings_are_loaded_with_their_paths(cohort):
     assert "P006" not in set(loaded.videos["participant_id"])
 
 
+def test_a_cohort_named_by_a_relative_path_gives_paths_relative_to_its_root(cohort,
+                                                                          monkeypatch):
+    """`sarco study cohort` (relative) crashed after training in calibration's frame listing:
+    media paths are resolved (links followed), so the root must be too."""
+    monkeypatch.chdir(cohort.root.parent)
+    loaded = load_cohort(cohort.root.name)
+    assert loaded.root.is_absolute()
+    first = loaded.media_path(loaded.images["path"].iloc[0])
+    assert str(first.relative_to(loaded.root)) == loaded.images["path"].iloc[0]
+
+
 def test_missing_listing_is_none(cohort):
     (cohort.root / "videos.csv").unlink()
     assert load_cohort(cohort.root).videos is None

@@ -97,7 +97,7 @@ def test_the_old_model_option_still_names_the_bundle(tmp_path: Path) -> None:
     result = runner.invoke(edge_app, ["replay", str(tmp_path / "scan.mp4"), "--model", str(absent),
                                       "--headless", "--log-level", "error"])
     assert "note: --model is deprecated; use --bundle" in result.stderr
-    assert result.exit_code == 2 and str(absent) in result.stdout  # the bundle it tried to load
+    assert result.exit_code == 2 and str(absent) in result.stderr  # the bundle it tried to load
     both = runner.invoke(edge_app, ["bench", "--bundle", str(absent), "--model", str(absent)])
     assert both.exit_code == 2 and "give --bundle only" in both.output
 

@@ -370,7 +370,7 @@ def test_bad_videos_end_with_a_clear_message(case, words, bundle, tmp_path) -> N
     done = run_cli("replay", str(video), "--bundle", str(bundle), "--data-dir", str(tmp_path),
                    "--headless")
     assert done.exit_code == 2
-    assert words in done.stdout and str(video) in done.stdout
+    assert words in done.stderr and str(video) in done.stderr
     assert done.exception is None or isinstance(done.exception, SystemExit)
 
 
@@ -381,7 +381,7 @@ def test_a_camera_that_does_not_exist_ends_run_with_a_message(bundle, tmp_path) 
                       '[display]\nheadless = true\n')
     done = run_cli("run", "--config", str(config))
     assert done.exit_code == 2, done.output
-    assert "no video from device /dev/video63" in done.stdout and "v4l2-ctl" in done.stdout
+    assert "no video from device /dev/video63" in done.stderr and "v4l2-ctl" in done.stderr
 
 
 @pytest.mark.parametrize("change, words", [
@@ -395,7 +395,7 @@ def test_a_tampered_bundle_is_refused(change, words, tmp_path, video) -> None:
     change(bundle)
     done = run_cli("replay", str(video[0]), "--bundle", str(bundle), "--headless",
                    "--data-dir", str(tmp_path))
-    assert done.exit_code == 2 and words in done.stdout
+    assert done.exit_code == 2 and words in done.stderr
 
 
 def test_a_physical_pixel_size_model_needs_and_uses_the_scanner_pixel_size(video,
@@ -403,7 +403,7 @@ def test_a_physical_pixel_size_model_needs_and_uses_the_scanner_pixel_size(video
     bundle = make_bundle(tmp_path / "bundle", field_of_view_mm=40.0)
     without = run_cli("replay", str(video[0]), "--bundle", str(bundle), "--headless",
                       "--data-dir", str(tmp_path))
-    assert without.exit_code == 2 and "mm_per_pixel" in without.stdout
+    assert without.exit_code == 2 and "mm_per_pixel" in without.stderr
     config = tmp_path / "edge.toml"
     config.write_text(f'[model]\nbundle = "{bundle}"\n[capture]\nmm_per_pixel = 0.08\n'
                       f'[device]\ndata_dir = "{tmp_path}"\n[display]\nheadless = true\n')
@@ -417,7 +417,7 @@ def test_a_config_with_an_unknown_key_is_refused(tmp_path, video) -> None:
     config.write_text('[mqtt]\nbrokr = "mqtt://x"\n')
     done = run_cli("replay", str(video[0]), "--config", str(config))
     assert done.exit_code == 2
-    assert "unknown key(s) ['brokr']" in done.stdout and str(config) in done.stdout
+    assert "unknown key(s) ['brokr']" in done.stderr and str(config) in done.stderr
 
 
 @requires_mosquitto

@@ -30,6 +30,7 @@ from edge_app.deploy.update import (NoService, SystemdService, Updater, UpdateOu
 from edge_app.progress import CommandProgress
 
 console = CliConsole(soft_wrap=True)
+errors = CliConsole(stderr=True, soft_wrap=True)  # so `2>` separates them from the output
 CONFIG = typer.Option(DEFAULT_CONFIG, "--config", help="The device's edge.toml.")
 NO_RESTART = typer.Option(False, "--no-restart",
                           help="Do not stop/start sarco-edge.service around the switch.")
@@ -39,7 +40,7 @@ SkippableCheck = Enum("SkippableCheck", [(name, name) for name in DEVICE_CHECKS]
 
 
 def _fail(error: Exception) -> None:
-    print_error(error, console)
+    print_error(error, errors)
     raise typer.Exit(code=2)
 
 

@@ -59,7 +59,7 @@ def load_cohort(path: str | Path, *, check_media: bool = False,
     participants["label"] = typed_column(tables.participants["label"], LABEL_SPEC)
     listings = {file: _typed(frame, {name: spec for name, spec in MEDIA_COLUMNS.items() if name in frame})
                 for file, frame in tables.listings.items()}
-    return Cohort(root=Path(path), schema=tables.schema, participants=participants,
+    return Cohort(root=Path(path).resolve(), schema=tables.schema, participants=participants,
                   images=listings.get("images.csv"), videos=listings.get("videos.csv"), report=report)
 
 

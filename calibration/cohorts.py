@@ -28,7 +28,7 @@ class Group:
 
 def development_split(bundle: SourceBundle, cohort: Cohort) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(training rows, hold-out rows) of the bundle's training cohort, as training split them."""
-    from model_build.models.train import TrainingError, inner_split, training_rows
+    from model_build.models.splits import TrainingError, inner_split, training_rows
 
     options = bundle.training.get("options", {})
     try:

@@ -210,3 +210,14 @@ def test_flip_rule_does_not_reject_a_model_at_the_limit_by_chance() -> None:
 def test_flip_confidence_must_lie_between_a_half_and_one(confidence: float) -> None:
     with pytest.raises(CalibrationError, match="--flip-confidence"):
         GateLimits(flip_confidence=confidence)
+
+
+def test_recomputing_the_training_split_does_not_load_torch() -> None:
+    """calibration needs only numpy and pandas to split a cohort as training did."""
+    import subprocess
+    import sys
+
+    code = ("import sys, calibration.cohorts, model_build.models.splits; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -20,7 +20,7 @@ from model_build.models.data import MediaReadError
 from model_build.models.export import ExportError
 from model_build.models.image import ImageWeightsError
 from model_build.models.tabular import TabularInputError
-from model_build.models.train import TrainingError
+from model_build.models.splits import TrainingError
 from model_build.stats import StatsInputError
 
 USER_ERRORS = (InputError, CohortError, SchemaError, BundleError, MediaReadError, ExportError, ImageWeightsError,

@@ -35,13 +35,11 @@ from model_build.models.export import export_onnx
 from model_build.models.fusion import FusionModel, ModelConfig, Stacker, read_out, training_loss
 from model_build.models.predict import autocast_for, infer, make_batch, predict_arrays
 from model_build.models.report import model_card, validation_metrics
+from model_build.models.splits import TrainingError, check_class_counts, inner_split, training_rows
 from model_build.models.tabular import TabularEncoder
 
 CHECKPOINT = ".checkpoint.pt"
 
-
-class TrainingError(ValueError):
-    """Training cannot start or go on; the message says why and how to fix it."""
 
 
 @dataclass
@@ -113,24 +111,6 @@ def choose_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def training_rows(cohort: Cohort, name: str) -> pd.DataFrame:
-    participants = cohort.participants
-    rows = participants[(participants["cohort"] == name) & participants["label"].notna()]
-    if rows.empty:
-        names = ", ".join(sorted(participants["cohort"].unique()))
-        raise TrainingError(f"{cohort.root}/participants.csv: no labelled participant has cohort "
-                            f"{name!r} (cohorts: {names}); fix: pass --train-cohort with one of them")
-    check_class_counts(rows, f"cohort {name!r}")
-    return rows
-
-
-def check_class_counts(rows: pd.DataFrame, what: str) -> None:
-    counts = rows["label"].value_counts()
-    if len(counts) < 2 or counts.min() < 4:
-        raise TrainingError(f"{what} has {counts.get(1, 0)} sarcopenia and {counts.get(0, 0)} "
-                            "other labelled participants; fix: training needs at least 4 of each")
-
-
 def available_modalities(cohort: Cohort, rows: pd.DataFrame) -> list[str]:
     found = []
     if count_media(cohort, rows["participant_id"].tolist()) > 0:
@@ -155,21 +135,6 @@ def resolve_modalities(cohort: Cohort, rows: pd.DataFrame, wanted: list[str] | N
             raise TrainingError(f"{cohort.root}: the training participants have no {modality} data; "
                                 f"fix: {hint}, or leave {modality} out of --modalities")
     return [m for m in MODALITIES if m in wanted]
-
-
-def inner_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Participant-level split stratified by label: ``fraction`` of each class, at least 2, held out
-    (two of each class is the least an AUC with a DeLong interval needs)."""
-    rng = np.random.default_rng([seed, 0])
-    held_out = []
-    for klass in (0, 1):
-        members = rng.permutation(np.flatnonzero(labels == klass))
-        if len(members) < 4:
-            raise TrainingError(f"only {len(members)} participants of class {klass}; fix: training needs "
-                                "at least 4 of each class")
-        held_out.append(members[:max(2, round(fraction * len(members)))])
-    validation = np.sort(np.concatenate(held_out))
-    return np.setdiff1d(np.arange(len(labels)), validation), validation
 
 
 def read_library(cohort: Cohort, participant_ids: list[str], options: TrainOptions,

@@ -20,10 +20,10 @@ import json
 import time
 from pathlib import Path
 
-from calibration.bundles import load_float_bundle, load_int8_bundle
-from calibration.quantize import QuantizeOptions, quantize_bundle
-from calibration.select import save_calibration_set, select_calibration_set
-from calibration.verify import GateLimits, record, verify
+from model_build.calibration.bundles import load_float_bundle, load_int8_bundle
+from model_build.calibration.quantize import QuantizeOptions, quantize_bundle
+from model_build.calibration.select import save_calibration_set, select_calibration_set
+from model_build.calibration.verify import GateLimits, record, verify
 from model_build.cohort import load_cohort
 
 
@@ -47,7 +47,7 @@ def run(model: Path, cohort_path: Path, work: Path, targets: list[str], n: int, 
                            seed, state)
             save_calibration_set(chosen, folder)
         sets[name] = folder
-    from calibration.select import load_calibration_set
+    from model_build.calibration.select import load_calibration_set
 
     runs = []
     for target in targets:

@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 
 from dashboard.db import make_engine, migrate  # noqa: E402
 from dashboard.models import RejectedMessage, Result  # noqa: E402
-from edge_app.mqtt import schema  # noqa: E402
+from sarco_core.wire import schema  # noqa: E402
 from tests.mqtt_broker import DEVICE_ACL, MosquittoBroker  # noqa: E402
 
 PASSWORD = "chaos-password-1"
@@ -83,8 +83,9 @@ def result_payload(device: str) -> dict:
 @app.command("device", hidden=True)
 def device_process(name: str, broker_url: str, workdir: Path, rate: float) -> None:
     """One device: produce results at ``rate`` until ``workdir/stop`` exists, then drain."""
-    from edge_app.mqtt.link import BrokerSettings, MqttLink
+    from edge_app.mqtt.link import MqttLink
     from edge_app.mqtt.outbox import Outbox
+    from sarco_core.wire.broker import BrokerSettings
 
     outbox = Outbox(workdir / "outbox.sqlite3", capacity=1_000_000)
     settings = BrokerSettings.from_url(broker_url, username=name, password=PASSWORD,

@@ -97,10 +97,11 @@ def build_bundle(folder: Path) -> Path:
     """The deployable image network exported to ONNX, in the bundle format."""
     if (folder / "MANIFEST.sha256").exists():
         return folder
-    from edge_app.preprocess import PreprocessParams
-    from model_build.models.bundle import write_json, write_manifest, write_text
     from model_build.models.export import export_onnx
     from model_build.models.fusion import FusionModel, ModelConfig
+    from sarco_core.bundle import write_manifest
+    from sarco_core.files import atomic_write, write_json
+    from sarco_core.preprocess import PreprocessParams
 
     folder.mkdir(parents=True, exist_ok=True)
     config = ModelConfig(modalities=["image"])
@@ -110,7 +111,7 @@ def build_bundle(folder: Path) -> Path:
         "format_version": 1, "model": config.to_dict(), "decision_threshold": 0.5,
         "image_readout": "evidential", "classes": ["non_sarcopenia", "sarcopenia"],
         "note": "benchmark only: untrained head"})
-    write_text(folder / "preprocessing.json",
+    atomic_write(folder / "preprocessing.json",
                PreprocessParams(size=config.image_size).to_json() + "\n")
     write_manifest(folder)
     return folder

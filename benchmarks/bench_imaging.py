@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.imaging import crop, find_scan_region, resample_to_mm, to_grey
+from sarco_core.imaging import crop, find_scan_region, resample_to_mm, to_grey
 
 FRAME_SIZE = (1280, 720)
 SOURCE_MM_PER_PIXEL = 0.079  # a Telemed screen at 50 mm depth (10 mm ticks 126 px apart)

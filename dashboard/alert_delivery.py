@@ -42,6 +42,7 @@ from dashboard.alert_settings import (
 )
 from dashboard.alerts import RULE_LABELS
 from dashboard.models import Alert, AlertDelivery
+from sarco_core.errors import SarcoError
 
 log = logging.getLogger("dashboard.alerts")
 
@@ -50,7 +51,7 @@ BATCH = 50  # rows per pass: a long outage's backlog drains over several passes
 Sender = Callable[[dict[str, Any], str], None]  # (payload, idempotency key); raises on failure
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailed(SarcoError):
     """One attempt failed; the message (no secrets, no payload) is kept as last_error."""
 
 

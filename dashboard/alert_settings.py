@@ -24,6 +24,8 @@ from pydantic import (
     field_validator,
 )
 
+from sarco_core.errors import SarcoError
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser from PyPI
@@ -34,7 +36,7 @@ RuleName = Literal["device_offline", "temperature_high", "backlog_high", "update
 RULES: tuple[str, ...] = get_args(RuleName)
 
 
-class AlertSettingsError(ValueError):
+class AlertSettingsError(SarcoError, ValueError):
     """Alert settings that cannot be used; the message names the file and the key."""
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from dashboard.db import utc_now
 from dashboard.models import ApiKey, User, WebSession
+from sarco_core.errors import SarcoError
 
 ROLES = ("admin", "staff", "readonly")
 SESSION_LIFETIME = timedelta(hours=12)  # one working day, then log in again
@@ -32,7 +33,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 API_KEY_PREFIX = "sdk_"
 
 
-class AuthError(ValueError):
+class AuthError(SarcoError, ValueError):
     """A user or key could not be created; the message says why."""
 
 

@@ -28,9 +28,9 @@ from dashboard.db import (
     require_current,
     session_factory,
 )
-from edge_app.command_line import CliConsole, command_group, print_error
-from edge_app.mqtt.link import BrokerSettings, read_password_file
-from edge_app.progress import CommandProgress
+from sarco_core.cli import CliConsole, command_group, print_error
+from sarco_core.progress import CommandProgress
+from sarco_core.wire.broker import BrokerSettings, read_password_file
 
 app = command_group("sarco-dashboard", "Central dashboard of the sarco screening fleet.")
 user_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Staff accounts.")

@@ -23,15 +23,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dashboard.models import Device, DeviceCommand
-from edge_app.mqtt import schema
-from edge_app.mqtt.link import BrokerSettings
+from sarco_core.wire import schema
+from sarco_core.wire.broker import BrokerSettings, make_client
 
 HISTORY_ON_PAGE = 20
 
@@ -79,13 +77,8 @@ class CommandPublisher:
 
     def publish(self, topic: str, data: bytes) -> str | None:
         """None once the broker acknowledged the message, else what went wrong."""
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                             client_id=f"sarco-dashboard-cmd-{uuid.uuid4().hex[:12]}")
-        client.connect_timeout = self.broker.connect_timeout_s
-        if self.broker.username:
-            client.username_pw_set(self.broker.username, self.broker.password)
-        if self.broker.tls:
-            client.tls_set(ca_certs=str(self.broker.ca_file) if self.broker.ca_file else None)
+        client = make_client(self.broker, f"sarco-dashboard-cmd-{uuid.uuid4().hex[:12]}",
+                             protocol="5")
         connected, acknowledged = threading.Event(), threading.Event()
         outcome: dict[str, str] = {}
 

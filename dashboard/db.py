@@ -20,11 +20,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
+from sarco_core.errors import SarcoError
+
 DEFAULT_URL = "sqlite:///sarco-dashboard.db"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(SarcoError, RuntimeError):
     """The database URL or the schema version is unusable; the message says how to fix it."""
 
 

@@ -11,11 +11,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
 from dashboard import charts, commands, device_view, queries, trends
-from dashboard.db import utc_now
 from dashboard.auth import Principal
+from dashboard.db import utc_now
 from dashboard.page_support import DB, Who, Zone, local_range, render, require_staff
 from dashboard.store import TELEMETRY_HISTORY
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
 
 router = APIRouter(include_in_schema=False)
 

@@ -2,7 +2,7 @@
 
 Why it is built this way:
 
-* Every payload is checked with ``edge_app.mqtt.schema.decode``, the module the devices build
+* Every payload is checked with ``sarco_core.wire.schema.decode``, the module the devices build
   their payloads with, so the two sides cannot drift, and with this worker's clock; a
   message that fails there or in the store is recorded with its reason in
   ``rejected_messages``, acknowledged, and the worker carries on (dashboard.messages). A
@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import Engine
@@ -53,8 +52,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from dashboard.db import utc_now
 from dashboard.messages import Rejection, admit
 from dashboard.store import Batch, FleetStore
-from edge_app.mqtt import schema
-from edge_app.mqtt.link import BrokerSettings
+from sarco_core.wire import schema
+from sarco_core.wire.broker import BrokerSettings, make_client
 
 log = logging.getLogger("dashboard.ingest")
 
@@ -309,17 +308,8 @@ class IngestWorker:
     # ------------------------------------------------------------------ MQTT side
 
     def _new_client(self) -> mqtt.Client:
-        broker = self.settings.broker
-        client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=f"sarco-dashboard-{self.settings.worker}",
-                             protocol=mqtt.MQTTv5, manual_ack=True)
-        client.connect_timeout = broker.connect_timeout_s
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None,
-                           certfile=str(broker.cert_file) if broker.cert_file else None,
-                           keyfile=str(broker.key_file) if broker.key_file else None)
+        client = make_client(self.settings.broker, f"sarco-dashboard-{self.settings.worker}",
+                             protocol="5", manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe

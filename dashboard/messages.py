@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
 
 log = logging.getLogger("dashboard.messages")
 

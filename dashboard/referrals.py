@@ -25,6 +25,7 @@ from dashboard.queries import (
     referral_query,
     referral_records,
 )
+from sarco_core.errors import SarcoError
 
 PER_PAGE = 25
 NOTE_CHARS = 500
@@ -38,7 +39,7 @@ State = Literal["open", "overdue", "referred", "all"]
 STATES: tuple[State, ...] = ("open", "overdue", "referred", "all")
 
 
-class ReferralError(ValueError):
+class ReferralError(SarcoError, ValueError):
     """An action that cannot be done; the message says why (shown to the user)."""
 
 

@@ -1,6 +1,6 @@
 """A simulated fleet: many devices publishing results, live readings and statuses.
 
-For demos, the tests and the load benchmark. Payloads go through ``edge_app.mqtt.schema``
+For demos, the tests and the load benchmark. Payloads go through ``sarco_core.wire.schema``
 (``encode`` validates them), the module the real devices use, so a schema change breaks the
 simulator loudly instead of letting it publish what the dashboard would reject.
 
@@ -41,12 +41,12 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_app.mqtt import schema
-from edge_app.mqtt.link import BrokerSettings
+from sarco_core.errors import SarcoError
+from sarco_core.wire import schema
+from sarco_core.wire.broker import BrokerSettings, make_client
 
 DEVICES_PER_SITE = 6
 MODELS = (  # (name, version, app version, share of the fleet, bundle version that brought it)
@@ -56,7 +56,6 @@ MODELS = (  # (name, version, app version, share of the fleet, bundle version th
 THRESHOLD = 0.5
 MIN_USABLE_FRAMES = 20
 STATUS_EVERY_S = 30.0
-SKIP_REASONS = ("no_tissue", "frozen", "transition", "no_region")
 SKIP_SPLIT = (0.4, 0.2, 0.3, 0.1)  # how the quality gate's refusals divide among the reasons
 RAM_TOTAL_MB = 7620  # an 8 GB Jetson Orin module as tegrastats reports it
 # share of devices with each kind of trouble the health view should catch
@@ -65,7 +64,7 @@ TROUBLE_SHARES = {"slow": 0.08, "noisy": 0.08, "backlog": 0.05, "hot": 0.05,
 DRAW_BLOCK = 128  # results (or live readings) drawn per numpy call and device
 
 
-class SimulationError(RuntimeError):
+class SimulationError(SarcoError, RuntimeError):
     """The simulator could not deliver its messages; the message says why."""
 
 
@@ -162,7 +161,7 @@ class _LiveDraws:
     def __init__(self, rng: np.random.Generator, profile: DeviceProfile) -> None:
         n = DRAW_BLOCK
         self.passed = (rng.random(n) >= profile.skip_share).tolist()
-        self.reason = rng.integers(0, len(SKIP_REASONS), n).tolist()
+        self.reason = rng.integers(0, len(schema.SKIP_REASONS), n).tolist()
         self.probability = rng.uniform(0.05, 0.95, n).tolist()
         self.usable_frames = rng.integers(0, 200, n).tolist()
         self.fps = np.maximum(rng.normal(profile.fps, 0.8, n), 0.0).tolist()
@@ -412,15 +411,9 @@ class FleetSimulator:
 
     def _connect(self, profile: DeviceProfile) -> _Device:
         broker = self.broker
-        client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=f"sarco-sim-{profile.site}-{profile.device}",
-                             protocol=mqtt.MQTTv5)
+        client = make_client(broker, f"sarco-sim-{profile.site}-{profile.device}", protocol="5")
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(100)
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
         topics = {kind: schema.topic_for(profile.site, profile.device, kind)
                   for kind in ("result", "live", "status")}
         rng = np.random.default_rng(np.random.SeedSequence(self.seed,
@@ -556,7 +549,7 @@ class FleetSimulator:
             "threshold": THRESHOLD, "aggregation": "mean_logit", "uncertainty": uncertainty,
             "usable_frames": usable, "processed_frames": processed,
             "min_usable_frames": MIN_USABLE_FRAMES,
-            "skipped": dict(zip(SKIP_REASONS, draws.skipped[k], strict=True)),
+            "skipped": dict(zip(schema.SKIP_REASONS, draws.skipped[k], strict=True)),
             "model": {"name": profile.model_name, "sha256": profile.model_sha256},
             "app_version": profile.app_version,
         })
@@ -579,7 +572,7 @@ class FleetSimulator:
             or f"SCR-{self._run_tag}-{profile.index + 1:03d}-000000",
             "frame": device.frames_processed + int(elapsed * profile.fps),
             "captured_at": schema.utc_timestamp(time.time()),
-            "quality": "ok" if passed else SKIP_REASONS[draws.reason[k]],
+            "quality": "ok" if passed else schema.SKIP_REASONS[draws.reason[k]],
             "probability": probability, "smoothed_probability": probability,
             "usable_frames": draws.usable_frames[k],
             "fps": draws.fps[k],

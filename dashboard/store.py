@@ -39,8 +39,8 @@ from sqlalchemy.orm import Session
 
 from dashboard.messages import Received, Rejection, set_aside
 from dashboard.models import Device, RejectedMessage, Result, ResultCount, TelemetrySample
-from edge_app.mqtt import schema
-from edge_app.mqtt.schema import parse_time
+from sarco_core.wire import schema
+from sarco_core.wire.schema import parse_time
 
 log = logging.getLogger("dashboard.store")
 

@@ -13,26 +13,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge_app import __version__
-from edge_app.bundle import load_device_bundle
 from edge_app.capture import FrameGrabber, SourceSpec
 from edge_app.config import EdgeConfig
-from edge_app.deploy import DeployError
 from edge_app.deploy.layout import DEFAULT_CONFIG, DeviceLayout
 from edge_app.deploy.telemetry import AppMetrics, TegrastatsMonitor, status_extras
 from edge_app.deploy.update import write_request
 from edge_app.display import SnapshotWriter, WindowDisplay
 from edge_app.inference import load_backend
 from edge_app.locallog import ResultLog
-from edge_app.mqtt.link import BrokerSettings, MqttLink, read_password_file
+from edge_app.mqtt.link import MqttLink
 from edge_app.mqtt.outbox import Outbox
 from edge_app.pipeline import EdgePipeline, Sinks
-from edge_app.quality import QualityGate
+from sarco_core import __version__
+from sarco_core.bundle import load_device_bundle
+from sarco_core.errors import SarcoError
+from sarco_core.quality import QualityGate
+from sarco_core.update import DeployError
+from sarco_core.wire.broker import BrokerSettings, read_password_file
 
 log = logging.getLogger("edge_app.app")
 
 
-class SetupError(ValueError):
+class SetupError(SarcoError, ValueError):
     """A setting that prevents starting; the message says which and how to fix it."""
 
 

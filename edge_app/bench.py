@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.bundle import load_device_bundle
 from edge_app.capture import SourceSpec, open_capture
-from edge_app.imaging.pixels import crop, to_grey_u8
-from edge_app.imaging.region import ScanRegionNotFound, find_scan_region
 from edge_app.inference import load_backend
 from edge_app.pipeline import device_preprocessor
-from edge_app.quality import QualityGate
+from sarco_core.bundle import load_device_bundle
+from sarco_core.imaging.pixels import crop, to_grey_u8
+from sarco_core.imaging.region import ScanRegionNotFound, find_scan_region
+from sarco_core.quality import QualityGate
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sarco_core.errors import SarcoError
+
 log = logging.getLogger("edge_app.capture")
 
 
-class SourceError(RuntimeError):
+class SourceError(SarcoError, RuntimeError):
     """A source that cannot be used; the message names it and says what to check."""
 
 

@@ -17,17 +17,17 @@ import typer
 from rich.markup import escape
 
 from edge_app.app import SetupError, assemble
-from edge_app.bundle import BundleError
 from edge_app.capture import SourceError, SourceSpec, parse_source
-from edge_app.command_line import (CliConsole, command_group, old_option_name, print_error,
-                                   renamed_option)
 from edge_app.config import ConfigError, EdgeConfig, load_config
+from edge_app.deploy.cli import register as register_deploy_commands
 from edge_app.deploy.layout import DEFAULT_CONFIG
 from edge_app.deploy.sdnotify import service_notifications
 from edge_app.inference import BACKENDS, BackendError
 from edge_app.logs import LEVELS, setup_logging
-from edge_app.preprocess import PreprocessError
-from edge_app.deploy.cli import register as register_deploy_commands
+from sarco_core.bundle import BundleError
+from sarco_core.cli import (CliConsole, command_group, old_option_name, print_error,
+                                   renamed_option)
+from sarco_core.preprocess import PreprocessError
 
 app = command_group("sarco-edge", "Point-of-care sarcopenia screening on a scanner's video feed.")
 console = CliConsole(soft_wrap=True)  # long paths in messages stay on one line

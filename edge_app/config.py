@@ -17,11 +17,12 @@ try:
 except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser from PyPI
     import tomli as tomllib  # type: ignore[no-redef]
 
-from edge_app.mqtt.schema import AGGREGATIONS, check_name_part
-from edge_app.quality import QualitySettings
+from sarco_core.errors import SarcoError
+from sarco_core.quality import QualitySettings
+from sarco_core.wire.schema import AGGREGATIONS, check_name_part
 
 
-class ConfigError(ValueError):
+class ConfigError(SarcoError, ValueError):
     """A config that cannot be used; the message names the file, section and key."""
 
 

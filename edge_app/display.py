@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sarco_core.files import atomic_write
+
 GREEN, AMBER, RED, WHITE, GREY = (80, 200, 80), (0, 190, 255), (60, 60, 230), (240, 240, 240), \
     (150, 150, 150)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -179,8 +181,8 @@ class SnapshotWriter:
     def write(self, stem: str, readout: Readout, frame: np.ndarray | None) -> Path:
         image = render(readout, frame, self.size)
         png = self.folder / f"{stem}.png"
-        _atomic_write(png, cv2.imencode(".png", image)[1].tobytes())
-        _atomic_write(self.folder / f"{stem}.json",
+        atomic_write(png, cv2.imencode(".png", image)[1].tobytes())
+        atomic_write(self.folder / f"{stem}.json",
                       json.dumps(asdict(readout), indent=1, default=str).encode())
         return png
 
@@ -223,7 +225,3 @@ class WindowDisplay:
         cv2.destroyWindow(self.title)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)

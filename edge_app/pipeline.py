@@ -19,22 +19,22 @@ from typing import Any
 
 import numpy as np
 
-from edge_app import __version__
-from edge_app.bundle import DeviceBundle
 from edge_app.capture import EndOfStream, Frame, FrameGrabber, SourceError
 from edge_app.display import Readout
 from edge_app.inference import InferenceBackend
-from edge_app.imaging.pixels import crop, to_grey_u8
-from edge_app.imaging.tracker import ScanRegionTracker
 from edge_app.locallog import ResultLog
-from edge_app.mqtt import schema
 from edge_app.mqtt.link import MqttLink
 from edge_app.mqtt.outbox import Outbox
-from edge_app.preprocess import Preprocessor
-from edge_app.quality import MESSAGES, QualityGate, Verdict
-from edge_app.region_watch import RegionWatch
-from edge_app.session import (LiveSmoother, OutputReadout, Session, SessionAggregator,
-                              SessionOutcome)
+from edge_app.session import LiveSmoother, Session, SessionAggregator, SessionOutcome
+from sarco_core import __version__
+from sarco_core.bundle import DeviceBundle
+from sarco_core.imaging.pixels import crop, to_grey_u8
+from sarco_core.imaging.tracker import ScanRegionTracker
+from sarco_core.preprocess import Preprocessor
+from sarco_core.quality import MESSAGES, QualityGate, Verdict
+from sarco_core.readout import OutputReadout
+from sarco_core.region_watch import RegionWatch
+from sarco_core.wire import schema
 
 log = logging.getLogger("edge_app.pipeline")
 

@@ -1,7 +1,7 @@
 """Screening sessions: a live reading smoothed over time and a session result at the end.
 
 The network gives raw class outputs per frame (``(K,)``, K = 2 or 1). The bundle says how
-outputs become P(sarcopenia) (:class:`OutputReadout`: softmax, or the evidential Dirichlet of
+outputs become P(sarcopenia) (:class:`sarco_core.readout.OutputReadout`: softmax, or the evidential Dirichlet of
 the training code). The session result aggregates the frames that passed the quality gate:
 
 - ``mean_logit`` (default): mean of the raw outputs, then the readout. This is what training
@@ -23,55 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_app.mqtt.schema import AGGREGATIONS
-
-SKIP_REASONS = ("no_tissue", "frozen", "transition", "no_region")
-READOUTS = ("softmax", "evidential")
-
-
-def sigmoid(logit: float) -> float:
-    if logit >= 0:
-        return 1.0 / (1.0 + math.exp(-logit))
-    return math.exp(logit) / (1.0 + math.exp(logit))
-
-
-def logit_of(probability: float) -> float:
-    p = min(max(probability, 1e-9), 1 - 1e-9)
-    return math.log(p / (1 - p))
-
-
-class OutputReadout:
-    """Raw network outputs ``(N, K)`` -> P(sarcopenia) ``(N,)`` (and, for an evidential model,
-    the Dirichlet uncertainty u = K / S)."""
-
-    def __init__(self, kind: str = "softmax") -> None:
-        if kind not in READOUTS:
-            raise ValueError(f"readout {kind!r}: one of {', '.join(READOUTS)}")
-        self.kind = kind
-
-    def probability(self, outputs: np.ndarray) -> np.ndarray:
-        outputs = _as_2d(outputs)
-        if outputs.shape[1] == 1:  # a single logit
-            return 1.0 / (1.0 + np.exp(-outputs[:, 0]))
-        if self.kind == "evidential":
-            alpha = _softplus(outputs) + 1.0
-            return alpha[:, 1] / alpha.sum(axis=1)
-        return 1.0 / (1.0 + np.exp(outputs[:, 0] - outputs[:, 1]))
-
-    def uncertainty(self, outputs: np.ndarray) -> np.ndarray | None:
-        outputs = _as_2d(outputs)
-        if self.kind != "evidential" or outputs.shape[1] < 2:
-            return None
-        return outputs.shape[1] / (_softplus(outputs) + 1.0).sum(axis=1)
-
-
-def _as_2d(outputs: np.ndarray) -> np.ndarray:
-    outputs = np.asarray(outputs, dtype=np.float64)
-    return outputs[:, None] if outputs.ndim == 1 else outputs
-
-
-def _softplus(values: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, values)
+from sarco_core.readout import OutputReadout, logit_of, sigmoid
+from sarco_core.wire.schema import AGGREGATIONS, SKIP_REASONS
 
 
 class LiveSmoother:

@@ -5,7 +5,6 @@ through ``register(app)``, so adding a command never means editing a shared file
 list below.
 """
 
-from edge_app.command_line import command_group
 from model_build.commands import (
     criteria,
     deidentify,
@@ -19,6 +18,7 @@ from model_build.commands import (
     train,
     validate,
 )
+from sarco_core.cli import command_group
 
 app = command_group("sarco", "Sarcopenia screening from muscle ultrasound: cohorts, criteria, synthetic data.")
 

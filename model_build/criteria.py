@@ -19,6 +19,8 @@ import numbers
 import operator
 from dataclasses import asdict, dataclass, fields
 
+from sarco_core.errors import SarcoError
+
 STANDARDS = ("awgs2019", "ewgsop2")
 SEXES = ("M", "F")
 ASMI_METHODS = ("dxa", "bia")
@@ -46,7 +48,7 @@ REQUIRED_MEASURES = {
 }
 
 
-class MeasurementError(ValueError):
+class MeasurementError(SarcoError, ValueError):
     """A measurement that cannot be used; ``field`` is the Measurements field at fault."""
 
     def __init__(self, field: str, value: object, problem: str, fix: str) -> None:

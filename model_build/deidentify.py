@@ -26,8 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +38,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
-from edge_app.imaging import ScanRegionNotFound, blank_outside, find_scan_region, find_text
 from model_build.dicom import DicomError, display_frame, read_header
+from sarco_core.errors import SarcoError
+from sarco_core.files import atomic_path
+from sarco_core.imaging import ScanRegionNotFound, blank_outside, find_scan_region, find_text
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 DICOM_SUFFIXES = {".dcm", ".dicom", ""}
@@ -85,7 +85,7 @@ _CODE_MEANINGS = {
 }
 
 
-class DeidentificationError(ValueError):
+class DeidentificationError(SarcoError, ValueError):
     """A file or a request that cannot be de-identified safely (message names it, with a fix)."""
 
 
@@ -295,16 +295,9 @@ def _has_dicom_preamble(path: Path) -> bool:
 
 
 def _write_atomically(target: Path, write: Callable) -> None:
-    """Write through a temporary file in the target's folder, then rename over the target."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write through ``write(handle)`` atomically (sarco_core.files.atomic_path)."""
+    with atomic_path(target) as temporary, temporary.open("wb") as handle:
+        write(handle)
 
 
 def _remove_everywhere(ds: Dataset, keyword: str) -> None:

@@ -27,8 +27,9 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, iter_pixels
 
-from edge_app.imaging.pixels import Box
-from edge_app.imaging.scale import PixelSize
+from sarco_core.errors import SarcoError
+from sarco_core.imaging.pixels import Box
+from sarco_core.imaging.scale import PixelSize
 
 # SequenceOfUltrasoundRegions codes (DICOM PS3.3 C.8.5.5.1)
 SPATIAL_FORMAT_2D = 1
@@ -38,7 +39,7 @@ _GREY = ("MONOCHROME1", "MONOCHROME2")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR")
 
 
-class DicomError(ValueError):
+class DicomError(SarcoError, ValueError):
     """A DICOM file that cannot be used, with the file named and a fix hint in the message."""
 
 

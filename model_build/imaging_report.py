@@ -20,16 +20,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.imaging import (Box, PixelSize, ScannerProfile, ScanRegionNotFound, find_depth_ticks,
-                              find_scan_region, first_known, has_text, pixel_size_from_depth)
 from model_build.dicom import DicomError, DicomHeader, read_dicom
+from sarco_core.errors import SarcoError
+from sarco_core.imaging import (Box, PixelSize, ScannerProfile, ScanRegionNotFound, find_depth_ticks,
+                              find_scan_region, first_known, has_text, pixel_size_from_depth)
 
 IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"}
 VIDEO_PROBE_FRAMES = 5  # a video's region is sought on up to this many frames spread over it
 
 
-class MediaError(ValueError):
+class MediaError(SarcoError, ValueError):
     """A file that cannot be read as an image, video or DICOM (message names it, with a fix)."""
 
 

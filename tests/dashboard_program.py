@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from dashboard import referrals
 from dashboard.db import utc_now
 from dashboard.store import Batch, FleetStore, Received
-from edge_app.mqtt.schema import parse_time
+from sarco_core.wire.schema import parse_time
 from tests.dashboard_support import (
     health_figures,
     result_payload,

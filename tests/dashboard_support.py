@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session
 from dashboard.db import make_engine, migrate
 from dashboard.ingest import IngestSettings, IngestWorker
 from dashboard.models import Result, ResultCount
-from edge_app.mqtt import schema
-from edge_app.mqtt.link import BrokerSettings
+from sarco_core.wire import schema
+from sarco_core.wire.broker import BrokerSettings
 from tests.mqtt_broker import DEVICE_ACL, MosquittoBroker, free_port
 
 PASSWORD = "test-password-1"

@@ -14,9 +14,6 @@ import torch
 from onnx import TensorProto, helper
 from safetensors.torch import save_file
 
-from edge_app.bundle import (CALIBRATION_CACHE, INT8_RECORD, QDQ_ONNX, QUANTIZATION, BundleError, int8_gate,
-                             load_device_bundle)
-from edge_app.preprocess import PreprocessParams
 from model_build.models import InputError
 from model_build.models import bundle as bundle_io
 from model_build.models.export import (DEPLOYABLE_OPERATORS, PARITY_TOLERANCE, ExportError, check_graph,
@@ -24,6 +21,10 @@ from model_build.models.export import (DEPLOYABLE_OPERATORS, PARITY_TOLERANCE, E
 from model_build.models.fusion import FusionModel, ImageScorer, ModelConfig
 from model_build.models.image import ImageWeightsError, build_image_encoder
 from model_build.models.tabular import CategoricalColumn, NumericColumn, TabularEncoder
+from sarco_core import bundle as bundle_format
+from sarco_core.bundle import (CALIBRATION_CACHE, INT8_RECORD, QDQ_ONNX, QUANTIZATION, BundleError, int8_gate,
+                             load_device_bundle)
+from sarco_core.preprocess import PreprocessParams
 from tests.test_deploy_support import add_int8
 from tests.test_edge_support import make_bundle as make_device_bundle
 
@@ -44,8 +45,8 @@ def _write_bundle(folder: Path, modalities: list[str], backbone: str = "efficien
                               encoders=encoders, threshold=0.4, input_schema={}, training={"seed": 0})
     bundle_io.write_bundle_files(bundle, folder, "# card\n")
     if "image" in modalities and with_onnx:
-        export_onnx(model.image_scorer(), SIZE, folder / bundle_io.ONNX)
-    bundle_io.write_manifest(folder)
+        export_onnx(model.image_scorer(), SIZE, folder / bundle_format.ONNX)
+    bundle_format.write_manifest(folder)
     return model
 
 
@@ -64,13 +65,13 @@ def test_onnx_runtime_matches_pytorch(image_bundle: tuple[Path, FusionModel], ba
     folder, model = image_bundle
     with torch.no_grad():
         expected = model.image_scorer()(torch.from_numpy(_inputs(batch, batch))).numpy()
-    got = onnx_logits(folder / bundle_io.ONNX, _inputs(batch, batch))
+    got = onnx_logits(folder / bundle_format.ONNX, _inputs(batch, batch))
     assert got.shape == (batch, 2)
     assert np.abs(got - expected).max() <= PARITY_TOLERANCE
 
 
 def test_exported_graph_holds_only_deployable_operators(image_bundle: tuple[Path, FusionModel]) -> None:
-    graph = onnx.load(str(image_bundle[0] / bundle_io.ONNX))
+    graph = onnx.load(str(image_bundle[0] / bundle_format.ONNX))
     operators = {node.op_type for node in graph.graph.node}
     assert operators <= DEPLOYABLE_OPERATORS
     assert {"Conv", "GlobalAveragePool", "Gemm"} <= operators
@@ -106,48 +107,48 @@ def test_loading_never_unpickles_and_reproduces_the_model(image_bundle: tuple[Pa
 
 def test_manifest_lists_every_file_in_sha256sum_format(image_bundle: tuple[Path, FusionModel]) -> None:
     folder = image_bundle[0]
-    lines = (folder / bundle_io.MANIFEST).read_text().splitlines()
+    lines = (folder / bundle_format.MANIFEST).read_text().splitlines()
     names = [line.split("  ")[1] for line in lines]
-    assert names == sorted(p.name for p in folder.iterdir() if p.name != bundle_io.MANIFEST)
-    assert {bundle_io.WEIGHTS, bundle_io.ONNX, bundle_io.CONFIG, bundle_io.PREPROCESSING} <= set(names)
+    assert names == sorted(p.name for p in folder.iterdir() if p.name != bundle_format.MANIFEST)
+    assert {bundle_format.WEIGHTS, bundle_format.ONNX, bundle_format.CONFIG, bundle_format.PREPROCESSING} <= set(names)
     assert all(line.split("  ")[0] == hashlib.sha256((folder / name).read_bytes()).hexdigest() for line, name in zip(lines, names))
 
 
 def test_a_changed_file_is_refused_by_name(tmp_path: Path) -> None:
     _write_bundle(tmp_path, ["lab"])
-    config = tmp_path / bundle_io.CONFIG
+    config = tmp_path / bundle_format.CONFIG
     config.write_text(config.read_text().replace('"decision_threshold": 0.4', '"decision_threshold": 0.1'))
-    with pytest.raises(bundle_io.BundleError, match="config.json: content differs"):
+    with pytest.raises(bundle_format.BundleError, match="config.json: content differs"):
         bundle_io.load_bundle(tmp_path)
 
 
 def test_an_extra_or_missing_file_or_manifest_is_refused(tmp_path: Path) -> None:
     _write_bundle(tmp_path, ["lab"])
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(bundle_io.BundleError, match="notes.txt: not in"):
+    with pytest.raises(bundle_format.BundleError, match="notes.txt: not in"):
         bundle_io.load_bundle(tmp_path)
     (tmp_path / "notes.txt").unlink()
-    (tmp_path / bundle_io.TABULAR).unlink()
-    with pytest.raises(bundle_io.BundleError, match="tabular.json: listed"):
+    (tmp_path / bundle_format.TABULAR).unlink()
+    with pytest.raises(bundle_format.BundleError, match="tabular.json: listed"):
         bundle_io.load_bundle(tmp_path)
-    (tmp_path / bundle_io.MANIFEST).unlink()
-    with pytest.raises(bundle_io.BundleError, match="incomplete"):
+    (tmp_path / bundle_format.MANIFEST).unlink()
+    with pytest.raises(bundle_format.BundleError, match="incomplete"):
         bundle_io.load_bundle(tmp_path)
 
 
 def test_export_rewrites_the_graph_and_re_signs(tmp_path: Path) -> None:
     model = _write_bundle(tmp_path, ["image", "lab"], with_onnx=False)  # as if model.onnx was lost
     gap, operators = export_bundle(tmp_path)
-    bundle_io.verify_manifest(tmp_path)
+    bundle_format.verify_manifest(tmp_path)
     assert gap <= PARITY_TOLERANCE and "Conv" in operators
     with torch.no_grad():
         expected = model.image_scorer()(torch.from_numpy(_inputs(2, 3))).numpy()
-    assert np.abs(onnx_logits(tmp_path / bundle_io.ONNX, _inputs(2, 3)) - expected).max() <= PARITY_TOLERANCE
+    assert np.abs(onnx_logits(tmp_path / bundle_format.ONNX, _inputs(2, 3)) - expected).max() <= PARITY_TOLERANCE
 
 
 def test_a_tables_only_bundle_has_no_device_graph(tmp_path: Path) -> None:
     _write_bundle(tmp_path, ["lab"])
-    assert not (tmp_path / bundle_io.ONNX).exists()
+    assert not (tmp_path / bundle_format.ONNX).exists()
     assert bundle_io.load_bundle(tmp_path).config.modalities == ["lab"]
     with pytest.raises(InputError, match="no image input"):
         export_bundle(tmp_path)

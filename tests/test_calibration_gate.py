@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from calibration import CalibrationError
-from calibration.bundles import QUANTIZATION, load_float_bundle, load_int8_bundle
-from calibration.cli import app
-from calibration.onnx_run import int8_tensor_count
-from calibration.quantize import QuantizeOptions, quantize_bundle
-from calibration.select import load_calibration_set, save_calibration_set, select_calibration_set
-from calibration.verify import FlipTest, GateLimits, record, verify
+from model_build.calibration import CalibrationError
+from model_build.calibration.bundles import QUANTIZATION, load_float_bundle, load_int8_bundle
+from model_build.calibration.cli import app
+from model_build.calibration.onnx_run import int8_tensor_count
+from model_build.calibration.quantize import QuantizeOptions, quantize_bundle
+from model_build.calibration.select import load_calibration_set, save_calibration_set, select_calibration_set
+from model_build.calibration.verify import FlipTest, GateLimits, record, verify
 from model_build.cohort import load_cohort
 from tests.test_calibration_support import COHORTS, make_bundle, make_cohort
 
@@ -53,7 +53,7 @@ def air_set(world: dict) -> Path:
 
 
 def test_calibration_frames_come_from_training_participants_only(world: dict, good_set: Path) -> None:
-    from calibration.cohorts import development_split
+    from model_build.calibration.cohorts import development_split
 
     calibration = load_calibration_set(good_set)
     train, held_out = development_split(world["source"], world["loaded"])
@@ -70,7 +70,7 @@ def test_calibration_frames_come_from_training_participants_only(world: dict, go
     assert [s["chosen"] for s in strata if s["kind"] == "still"] == [6, 6]
     assert [s["chosen"] for s in strata if s["kind"] == "video"] == [18, 18]
     # Each input is the frame it names, preprocessed as the device does.
-    from calibration.frames import prepared_inputs, video_states
+    from model_build.calibration.frames import prepared_inputs, video_states
     from model_build.models.data import media_rows
 
     row = calibration.frames[calibration.frames["kind"] == "video"].iloc[0]
@@ -147,7 +147,7 @@ def test_cpu_target_good_set_is_accepted(world: dict, cpu_good) -> None:
 def test_verify_html_cites_paths_that_survive_renaming_the_run(world: dict, cpu_good, tmp_path: Path) -> None:
     """`sarco study` verifies inside RUN.partial and then renames it to RUN: every path the page
     shows is relative to the page's folder, so it still leads to the bundles and the cohort."""
-    from calibration.report import write_html
+    from model_build.calibration.report import write_html
 
     _, result = cpu_good
     partial = tmp_path / "study.partial"

@@ -142,8 +142,8 @@ def tiny_network(path: Path, slope: float = 1.0, offset: float = 0.0) -> Path:
 
 def make_bundle(folder: Path, cohort: Path) -> Path:
     """A bundle around :func:`tiny_network`, its head fitted on the development stills."""
-    from edge_app.preprocess import PreprocessParams, Preprocessor
-    from model_build.models.bundle import write_manifest
+    from sarco_core.bundle import write_manifest
+    from sarco_core.preprocess import PreprocessParams, Preprocessor
 
     folder.mkdir(parents=True)
     preprocessor = Preprocessor(PreprocessParams(**PREPROCESSING))

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from calibration import FRAME_STATES, CalibrationError
-from calibration.quantize import QuantizeOptions
-from calibration.ranges import ArrayReader, read_cache_text, stride, write_cache_text
-from calibration.select import _quotas
-from calibration.trt_cache import CacheFile, CalibrationBatches, tensorrt_missing
-from calibration.verify import FlipTest, GateLimits
-from edge_app.quality import MESSAGES
+from model_build.calibration import FRAME_STATES, CalibrationError
+from model_build.calibration.quantize import QuantizeOptions
+from model_build.calibration.ranges import ArrayReader, read_cache_text, stride, write_cache_text
+from model_build.calibration.select import _quotas
+from model_build.calibration.trt_cache import CacheFile, CalibrationBatches, tensorrt_missing
+from model_build.calibration.verify import FlipTest, GateLimits
+from sarco_core.quality import MESSAGES
 from tests.test_calibration_support import SIZE, tiny_network
 
 
@@ -135,7 +135,7 @@ def _quantized_and_broken(tmp_path: Path) -> tuple[Path, Path, Path, np.ndarray]
 
 def test_layer_errors_find_the_layer_a_bad_scale_breaks(tmp_path: Path) -> None:
     """Quantize the tiny network, then shrink one activation scale: that layer must rank first."""
-    from calibration.sensitivity import layer_errors, worst_layers
+    from model_build.calibration.sensitivity import layer_errors, worst_layers
 
     float_path, quantized_path, broken, inputs = _quantized_and_broken(tmp_path)
     faithful = layer_errors(float_path, quantized_path, inputs)
@@ -148,8 +148,8 @@ def test_layer_errors_find_the_layer_a_bad_scale_breaks(tmp_path: Path) -> None:
 def test_float_groups_keep_the_layer_a_bad_scale_breaks_in_float(tmp_path: Path) -> None:
     """Bypassing conv2's Q/DQ pairs removes most of the broken graph's error; the greedy search
     finds it first, then the next best among the rest."""
-    from calibration.onnx_run import logits
-    from calibration.sensitivity import float_groups
+    from model_build.calibration.onnx_run import logits
+    from model_build.calibration.sensitivity import float_groups
 
     float_path, _, broken, inputs = _quantized_and_broken(tmp_path)
     reference = logits(float_path, inputs)
@@ -169,7 +169,7 @@ def test_float_groups_keep_the_layer_a_bad_scale_breaks_in_float(tmp_path: Path)
     ("conv2", "conv2"),
 ])
 def test_layer_groups_are_the_first_numbered_module(node: str, group: str) -> None:
-    from calibration.sensitivity import layer_group
+    from model_build.calibration.sensitivity import layer_group
 
     assert layer_group(node) == group
 
@@ -217,7 +217,7 @@ def test_recomputing_the_training_split_does_not_load_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, calibration.cohorts, model_build.models.splits; "
+    code = ("import sys, model_build.calibration.cohorts, model_build.models.splits; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

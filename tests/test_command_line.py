@@ -1,5 +1,5 @@
-"""What `sarco`, `sarco-calibrate` and `sarco-edge` share (edge_app/command_line.py and
-edge_app/progress.py): --version, help on every option, choices, brackets printed as written,
+"""What `sarco`, `sarco-calibrate` and `sarco-edge` share (sarco_core/cli.py and
+sarco_core/progress.py): --version, help on every option, choices, brackets printed as written,
 the old `--model` spelling, and progress that says something when output is redirected."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from calibration.cli import app as calibrate_app
 from dashboard.cli import app as dashboard_app
-from edge_app import __version__
 from edge_app.cli import app as edge_app
-from edge_app.progress import CommandProgress
+from model_build.calibration.cli import app as calibrate_app
 from model_build.cli import app as sarco_app
+from sarco_core import __version__
+from sarco_core.progress import CommandProgress
 
 APPS = {"sarco": sarco_app, "sarco-calibrate": calibrate_app, "sarco-edge": edge_app,
         "sarco-dashboard": dashboard_app}

@@ -25,8 +25,9 @@ from dashboard import auth
 from dashboard.db import make_engine, migrate
 from dashboard.models import Alert, AlertDelivery
 from dashboard.simulate import TROUBLE_SHARES, plan_fleet
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
 from tests.alert_support import WebhookReceiver, alert_settings_file
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 from tests.dashboard_support import (
     PASSWORD,
     REPO,
@@ -38,7 +39,6 @@ from tests.dashboard_support import (
     status_payload,
 )
 from tests.mqtt_broker import requires_mosquitto
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 
 STAFF_PASSWORD = "a long staff password"
 DEVICES, SEED, DURATION_S = 6, 5, 10

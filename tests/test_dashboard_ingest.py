@@ -19,8 +19,8 @@ from dashboard.db import utc_now
 from dashboard.ingest import IngestSettings, IngestWorker
 from dashboard.models import Device, RejectedMessage, Result, TelemetrySample
 from dashboard.simulate import FleetSimulator, plan_fleet
-from edge_app.mqtt import schema
-from edge_app.mqtt.link import BrokerSettings
+from sarco_core.wire import schema
+from sarco_core.wire.broker import BrokerSettings
 from tests.dashboard_support import (
     DASHBOARD_USER,
     MODEL,

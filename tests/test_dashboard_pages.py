@@ -25,11 +25,11 @@ from sqlalchemy.orm import Session
 
 from dashboard import auth, trends
 from dashboard.db import make_engine, migrate
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 from tests.dashboard_program import OFFLINE, seed_program
 from tests.dashboard_support import PASSWORD, REPO, DashboardProcess, fleet_broker
 from tests.mqtt_broker import requires_mosquitto
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 from tests.test_dashboard_browser import _api
 
 DESKTOP = {"width": 1400, "height": 900}

@@ -33,7 +33,7 @@ from dashboard.messages import Received, Rejection, admit
 from dashboard.models import Device, RejectedMessage, Result
 from dashboard.store import Batch, FleetStore
 from dashboard.web import create_app
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
 from tests.dashboard_support import (
     RawPublisher,
     encode,

@@ -25,7 +25,7 @@ from dashboard.models import (
     TelemetrySample,
 )
 from dashboard.store import Batch, FleetStore, Received
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
 from tests.dashboard_support import (
     RawPublisher,
     encode,

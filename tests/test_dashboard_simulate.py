@@ -11,7 +11,7 @@ import math
 import pytest
 
 from dashboard.simulate import MODELS, TROUBLE_SHARES, FleetSimulator, plan_fleet
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
 from tests.dashboard_support import (
     DASHBOARD_USER,
     PASSWORD,

@@ -26,7 +26,7 @@ from dashboard.db import (
 )
 from dashboard.models import Base, Device, Result, TelemetrySample
 from dashboard.store import _DECISION_COLUMNS, Batch, FleetStore, Received, parse_time
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
 from tests.dashboard_support import (
     health_figures,
     live_payload,

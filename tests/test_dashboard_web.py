@@ -26,7 +26,7 @@ from dashboard.db import utc_now
 from dashboard.models import Result
 from dashboard.store import Batch, FleetStore, Received
 from dashboard.web import create_app
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
 from tests.dashboard_support import (
     health_figures,
     result_payload,

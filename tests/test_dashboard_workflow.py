@@ -14,8 +14,8 @@ from dashboard import auth, commands, referrals
 from dashboard.db import utc_now
 from dashboard.models import DeviceCommand, WebSession
 from dashboard.store import Batch, FleetStore, Received
-from edge_app.mqtt import schema
-from edge_app.mqtt.link import BrokerSettings
+from sarco_core.wire import schema
+from sarco_core.wire.broker import BrokerSettings
 from tests.dashboard_support import result_payload, sqlite_engine, status_payload
 from tests.mqtt_broker import free_port
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.bundle import load_device_bundle
-from edge_app.deploy import DeployError
 from edge_app.deploy.engines import (BuildPlan, BuiltEngine, Platform, engine_path, ensure_engines, meta_path,
                                      plan_builds, stale_reason)
 from edge_app.deploy.selftest import choose_engine
 from edge_app.deploy.tensorrt_build import batch_profile, calibrator_kind
+from sarco_core.bundle import load_device_bundle
+from sarco_core.update import DeployError
 from tests.test_deploy_support import add_int8
 from tests.test_edge_support import make_bundle, make_onnx_model
 

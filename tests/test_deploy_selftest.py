@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 from edge_app.config import load_config
 from edge_app.deploy.engines import (BuiltEngine, Platform, engine_path, plan_builds,
                                      save_engine)
-from edge_app.deploy.golden import SelftestSpec, load_golden, write_golden
-from edge_app.deploy.package import unpack_package
 from edge_app.deploy.selftest import (MODEL_CHECKS, check_broker, check_camera, check_display,
                                       model_checks)
-from edge_app.deploy.signing import reseal_manifest
 from edge_app.deploy.slots import BundleStore
 from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
+from sarco_core.bundle import write_manifest
+from sarco_core.update.golden import SelftestSpec, load_golden, write_golden
+from sarco_core.update.package import unpack_package
 from tests.mqtt_broker import MosquittoBroker, free_port, requires_mosquitto
 from tests.test_deploy_support import (add_int8, device_layout, edge_app_with_deploy,
                                        golden_video, signed_package, signing_key,
@@ -91,7 +91,7 @@ def test_golden_logits_that_the_model_does_not_give_fail_the_reference(tmp_path)
     true_logits = ORT(bundle / "model.onnx").outputs(inputs)
     shifted = true_logits + np.array([0.0, 1.0])  # as if signed with another model
     write_golden(bundle, inputs, shifted, SelftestSpec())
-    reseal_manifest(bundle)
+    write_manifest(bundle)
     report = model_checks(bundle, None, ORT, runs=5)
     checks = by_name(report)
     assert report.model_failed == ["reference"]

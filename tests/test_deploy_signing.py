@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edge_app.deploy import DeployError
-from edge_app.deploy.package import PackageError, unpack_package
-from edge_app.deploy.signing import (SignatureError, canonical_manifest, load_private_key,
-                                     load_trusted_keys, reseal_manifest, verify_bundle)
+from sarco_core.bundle import write_manifest
+from sarco_core.update import DeployError
+from sarco_core.update.package import PackageError, unpack_package
+from sarco_core.update.signing import (SignatureError, canonical_manifest, load_private_key,
+                                     load_trusted_keys, verify_bundle)
 from tests.test_deploy_support import (device_layout, edge_app_with_deploy, golden_video,
                                        sarco_app, signed_package, signing_key,
                                        write_edge_config)
@@ -192,7 +193,7 @@ def test_the_device_refuses_a_tampered_package_and_keeps_its_model(package, keys
 
 def int8_bundle(folder: Path, float_bundle: Path, target: str = "tensorrt",
                 status: str = "accepted", source_sha: str | None = None) -> Path:
-    """An INT8 bundle as `sarco-calibrate quantize` lays it out (calibration.bundles): a copy
+    """An INT8 bundle as `sarco-calibrate quantize` lays it out (model_build.calibration.bundles): a copy
     of the float bundle with its own model.onnx (or a cache) and quantization.json."""
     folder.mkdir(parents=True)
     for path in float_bundle.iterdir():
@@ -206,7 +207,7 @@ def int8_bundle(folder: Path, float_bundle: Path, target: str = "tensorrt",
     (folder / "quantization.json").write_text(json.dumps({
         "format_version": 1, "target": target, "source": {"model_sha256": digest},
         "gate": {"status": status}}))
-    reseal_manifest(folder)
+    write_manifest(folder)
     return folder
 
 

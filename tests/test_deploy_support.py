@@ -9,9 +9,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from edge_app.bundle import CALIBRATION_CACHE, INT8_RECORD, QDQ_ONNX, QUANTIZATION
 from edge_app.deploy.layout import DeviceLayout
-from edge_app.deploy.signing import generate_keypair, reseal_manifest
+from sarco_core.bundle import CALIBRATION_CACHE, INT8_RECORD, QDQ_ONNX, QUANTIZATION, write_manifest
+from sarco_core.update.signing import generate_keypair
 from tests.test_edge_support import make_bundle, make_onnx_model, write_video
 
 
@@ -120,5 +120,5 @@ def add_int8(bundle: Path, carried: str = QDQ_ONNX, status: str | None = "accept
                    **({"gate": {"status": status}} if status is not None else {})}
         name = QUANTIZATION if carried == QUANTIZATION else INT8_RECORD
         (bundle / name).write_text(json.dumps(payload), encoding="utf-8")
-    reseal_manifest(bundle)
+    write_manifest(bundle)
     return bundle

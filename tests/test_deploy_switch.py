@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edge_app.deploy import DeployError
 from edge_app.deploy.engines import engine_path
-from edge_app.deploy.golden import SelftestSpec, write_golden
-from edge_app.deploy.package import unpack_package, write_package
 from edge_app.deploy.selftest import model_checks
-from edge_app.deploy.signing import load_private_key, sign_bundle
 from edge_app.deploy.slots import BundleStore
 from edge_app.deploy.update import Updater, take_request, write_request
 from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
+from sarco_core.update import DeployError
+from sarco_core.update.golden import SelftestSpec, write_golden
+from sarco_core.update.package import unpack_package, write_package
+from sarco_core.update.signing import load_private_key, sign_bundle
 from tests.test_deploy_support import (add_int8, device_layout, edge_app_with_deploy,
                                        signed_package, signing_key, write_edge_config)
 from tests.test_edge_support import make_bundle, make_onnx_model

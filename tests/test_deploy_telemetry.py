@@ -17,7 +17,7 @@ from edge_app.deploy.sdnotify import Watchdog, notify, watchdog_interval_s
 from edge_app.deploy.telemetry import (AppMetrics, TegrastatsError, TegrastatsMonitor,
                                        health_fields, parse_lines, parse_tegrastats,
                                        status_extras)
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
 from tests.test_deploy_support import device_layout, edge_app_with_deploy
 
 DATA = Path(__file__).parent / "data" / "tegrastats"

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edge_app.deploy import DeployError
 from edge_app.deploy.engines import BuildPlan, Platform, engine_path, ensure_engines, log_path
 from edge_app.deploy.layout import DeviceLayout
-from edge_app.deploy.package import unpack_package
 from edge_app.deploy.selftest import check_folders, model_checks
 from edge_app.deploy.slots import BundleStore
 from edge_app.inference import BackendError
 from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
+from sarco_core.update import DeployError
+from sarco_core.update.package import unpack_package
 from tests.tensorrt_double import (JETPACK_62, UNPINNED_CUDA_PYTHON, double_environment,
                                    installed_double)
 from tests.test_deploy_support import (device_layout, golden_video, sarco_app, signing_key,

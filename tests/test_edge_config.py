@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_app.config import ConfigError, EdgeConfig, load_config
-from edge_app.mqtt.link import BrokerSettings, read_password_file
+from sarco_core.wire.broker import BrokerSettings, read_password_file
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "edge.md"
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from edge_app.deploy.telemetry import AppMetrics, health_fields
-from edge_app.mqtt import schema
-from edge_app.mqtt.link import BrokerSettings, MqttLink
+from edge_app.mqtt.link import MqttLink
 from edge_app.mqtt.outbox import Outbox
+from sarco_core.wire import schema
+from sarco_core.wire.broker import BrokerSettings
 from tests.mqtt_broker import Collector, MosquittoBroker, make_tls_files, requires_mosquitto
 from tests.test_edge_schema import result_payload
 
@@ -278,8 +279,9 @@ def test_a_device_that_dies_is_announced_offline_by_its_last_will(broker, tmp_pa
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from edge_app.mqtt.link import BrokerSettings, MqttLink
+        from edge_app.mqtt.link import MqttLink
         from edge_app.mqtt.outbox import Outbox
+        from sarco_core.wire.broker import BrokerSettings
         settings = BrokerSettings.from_url({broker.url!r}, username={DEVICE!r},
                                            password={USERS[DEVICE]!r}, keepalive_s=2)
         from edge_app.deploy.telemetry import AppMetrics, health_fields

@@ -21,17 +21,17 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from edge_app.app import assemble
-from edge_app.cli import app
 from edge_app.capture import EndOfStream, SourceSpec
+from edge_app.cli import app
 from edge_app.config import EdgeConfig, load_config
-from edge_app.bundle import load_device_bundle
-from edge_app.imaging.pixels import box_iou, crop, to_grey, to_grey_u8
-from edge_app.imaging.region import find_scan_region
 from edge_app.display import SnapshotWriter
 from edge_app.locallog import ResultLog
 from edge_app.pipeline import device_preprocessor
-from edge_app.preprocess import Preprocessor
-from edge_app.mqtt import schema
+from sarco_core.bundle import load_device_bundle
+from sarco_core.imaging.pixels import box_iou, crop, to_grey, to_grey_u8
+from sarco_core.imaging.region import find_scan_region
+from sarco_core.preprocess import Preprocessor
+from sarco_core.wire import schema
 from tests.mqtt_broker import Collector, MosquittoBroker, free_port, requires_mosquitto
 from tests.test_edge_support import make_bundle, synthetic_scanner_video
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.quality import QualityGate
+from sarco_core.quality import QualityGate
 from tests.test_edge_support import synthetic_scanner_video
 
 

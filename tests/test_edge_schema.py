@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
 
 
 def result_payload(**changes: object) -> dict:

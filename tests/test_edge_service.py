@@ -23,7 +23,7 @@ from edge_app.config import EdgeConfig, load_config
 from edge_app.deploy.layout import DeviceLayout
 from edge_app.deploy.sdnotify import service_notifications
 from edge_app.deploy.update import take_request
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
 from tests.mqtt_broker import Collector, MosquittoBroker, requires_mosquitto
 from tests.test_edge_pipeline import DEVICE, REPO, SITE, USERS, replay, write_config
 from tests.test_edge_support import make_bundle, synthetic_scanner_video

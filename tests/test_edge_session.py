@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from edge_app.session import LiveSmoother, OutputReadout, Session, SessionAggregator, sigmoid
+from edge_app.session import LiveSmoother, Session, SessionAggregator
+from sarco_core.readout import OutputReadout, sigmoid
 
 
 def session_with(outputs: list[list[float]], skipped: dict[str, int] | None = None) -> Session:

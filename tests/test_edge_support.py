@@ -5,7 +5,6 @@ written with cv2.VideoWriter. No torch: the edge install has none.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from edge_app.preprocess import PreprocessParams
+from sarco_core.bundle import write_manifest
+from sarco_core.preprocess import PreprocessParams
 
 
 def make_onnx_model(path: Path, size: int = 64, channels: int = 1, outputs: int = 2,
@@ -69,13 +69,6 @@ def make_bundle(folder: Path, size: int = 64, threshold: float = 0.5, readout: s
         PreprocessParams(size=size, field_of_view_mm=field_of_view_mm).to_json())
     write_manifest(folder)
     return folder
-
-
-def write_manifest(folder: Path) -> None:
-    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}"
-             for p in sorted(folder.iterdir())
-             if p.is_file() and p.name != "MANIFEST.sha256" and not p.name.startswith(".")]
-    (folder / "MANIFEST.sha256").write_text("\n".join(lines) + "\n")
 
 
 # ----------------------------------------------------------------------------- videos

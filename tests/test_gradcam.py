@@ -12,13 +12,14 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from edge_app.preprocess import PreprocessParams
 from model_build.cohort import load_cohort
 from model_build.models import InputError
 from model_build.models import bundle as bundle_io
 from model_build.models.fusion import FusionModel, ModelConfig
 from model_build.models.tabular import NumericColumn, TabularEncoder
 from model_build.study.gradcam import gradcam_figure, gradcam_maps, pick_examples, target_layer
+from sarco_core import bundle as bundle_format
+from sarco_core.preprocess import PreprocessParams
 from tests.cohort_factory import edit_cell, make_cohort
 
 # EfficientNet-Lite0 features are 1/32 of the input: 4 x 4 at 128 px tells the halves apart;
@@ -150,7 +151,7 @@ def _write_bundle(folder: Path, modalities: list[str], field_of_view_mm: float |
                               preprocess=PreprocessParams(size=FIGURE_SIZE, field_of_view_mm=field_of_view_mm),
                               encoders=encoders, threshold=0.5, input_schema={}, training={"seed": 0})
     bundle_io.write_bundle_files(bundle, folder, "# card\n")
-    bundle_io.write_manifest(folder)
+    bundle_format.write_manifest(folder)
     return folder
 
 

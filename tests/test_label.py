@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from model_build.cli import app
 from model_build.commands import label as label_command
+from sarco_core import files as atomic_files
 
 runner = CliRunner()
 
@@ -169,7 +170,7 @@ def test_in_place_is_atomic_when_the_final_rename_fails(cohort, monkeypatch):
     def failing_replace(source, target):
         raise OSError(28, "No space left on device", str(target))
 
-    monkeypatch.setattr(label_command.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic_files.os, "replace", failing_replace)
     result = invoke(cohort, "--standard", "awgs2019", "--in-place")
     assert result.exit_code == 2
     assert "could not write" in result.output and "Traceback" not in result.output

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pydicom.sequence import Sequence
 
-from edge_app.imaging import (PixelSize, ScannerProfile, box_iou, find_depth_ticks, first_known,
-                              pixel_size_from_depth, resample_to_mm)
 from model_build.imaging_report import MediaError, describe_media
+from sarco_core.imaging import (PixelSize, ScannerProfile, box_iou, find_depth_ticks, first_known,
+                              pixel_size_from_depth, resample_to_mm)
 from tests.test_dicom import new_dataset, region, save, speckle
 from tests.test_scan_region import screen
 

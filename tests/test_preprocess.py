@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.preprocess import PreprocessError, PreprocessParams, Preprocessor
+from sarco_core.preprocess import PreprocessError, PreprocessParams, Preprocessor
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -76,7 +76,7 @@ def test_a_non_image_array_is_a_clear_error() -> None:
 
 
 def test_edge_module_does_not_import_torch_or_pandas() -> None:
-    code = ("import sys, edge_app.preprocess; "
+    code = ("import sys, sarco_core.preprocess; "
             "bad = {'torch', 'pandas', 'scipy', 'model_build'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.imaging import ScanRegionNotFound, ScanRegionTracker, box_iou, find_scan_region
+from sarco_core.imaging import ScanRegionNotFound, ScanRegionTracker, box_iou, find_scan_region
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

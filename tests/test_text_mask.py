@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.imaging import ScanRegionNotFound, blank_outside, find_scan_region, find_text, has_text, mask_text
+from sarco_core.imaging import ScanRegionNotFound, blank_outside, find_scan_region, find_text, has_text, mask_text
 from tests.test_scan_region import screen as scanner_screen
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

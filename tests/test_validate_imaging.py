@@ -17,9 +17,9 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 from typer.testing import CliRunner
 
-from edge_app.imaging import box_iou
 from model_build.cohort.media import DESCRIBED
 from model_build.imaging_report import describe_media
+from sarco_core.imaging import box_iou
 from tests.cohort_factory import (findings_at, make_cohort, read_rows, truncate, validate_app, validate_json,
                                   write_csv)
 from tests.test_dicom import new_dataset, region, save, speckle

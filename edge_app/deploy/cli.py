@@ -15,19 +15,20 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from edge_app.bundle import BundleError
-from edge_app.command_line import CliConsole, print_error
 from edge_app.config import ConfigError, EdgeConfig, load_config
-from edge_app.deploy import DeployError
 from edge_app.deploy.engines import Platform, engines_dir, ensure_engines, plan_builds, stale_reason
-from edge_app.deploy.files import match_owner, write_json
 from edge_app.deploy.layout import DEFAULT_CONFIG, DeviceLayout
 from edge_app.deploy.report import first_device_report
 from edge_app.deploy.selftest import (DEVICE_CHECKS, SelftestReport, default_open_engine,
                                       model_checks, run_selftest)
+from edge_app.deploy.slots import match_owner
 from edge_app.deploy.update import (NoService, SystemdService, Updater, UpdateOutcome,
                                     take_request)
-from edge_app.progress import CommandProgress
+from sarco_core.bundle import BundleError
+from sarco_core.cli import CliConsole, print_error
+from sarco_core.files import write_json
+from sarco_core.progress import CommandProgress
+from sarco_core.update import DeployError
 
 console = CliConsole(soft_wrap=True)
 errors = CliConsole(stderr=True, soft_wrap=True)  # so `2>` separates them from the output
@@ -143,9 +144,9 @@ def selftest_command(
         _fail(exc)
     _print_report(report)
     if as_json:
-        write_json(as_json, report.to_dict())
+        write_json(as_json, report.to_dict(), sort_keys=True)
     if device_report:
-        write_json(device_report, first_device_report(report, config, bundle))
+        write_json(device_report, first_device_report(report, config, bundle), sort_keys=True)
         console.print(f"device report written to {device_report}: send it back with the "
                       "first-device checklist (docs/deployment.md)")
     if report.failed:

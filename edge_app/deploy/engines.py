@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from edge_app.bundle import CALIBRATION_CACHE, ONNX, QDQ_ONNX
-from edge_app.deploy import DeployError
-from edge_app.deploy.files import atomic_write, read_json, sha256_file, write_json
-from edge_app.mqtt.schema import utc_timestamp
+from sarco_core.bundle import CALIBRATION_CACHE, ONNX, QDQ_ONNX
+from sarco_core.files import atomic_write, read_json, sha256_file, write_json
+from sarco_core.update import DeployError
+from sarco_core.wire.schema import utc_timestamp
 
 ENGINE_FORMAT = 1
 PRECISIONS = ("fp16", "int8")
@@ -156,7 +156,7 @@ def _minor(platform: Platform) -> int:
 def read_meta(engine: Path) -> EngineMeta | None:
     """The engine's metadata, or None when it is missing or unreadable (then: rebuild)."""
     try:
-        raw = read_json(meta_path(engine))
+        raw = read_json(meta_path(engine), DeployError)
         names = {f.name for f in fields(EngineMeta)}
         if set(raw) != names:
             return None
@@ -206,7 +206,7 @@ def save_engine(bundle: Path, plan: BuildPlan, platform: Platform,
         gpu_name=platform.gpu_name, compute_capability=platform.compute_capability,
         engine_sha256=sha256_file(engine), built_at=utc_timestamp(time.time()),
         build_seconds=round(built.seconds, 2))
-    write_json(meta_path(engine), asdict(meta))
+    write_json(meta_path(engine), asdict(meta), sort_keys=True)
     return meta
 
 

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_app import __version__
 from edge_app.config import EdgeConfig
 from edge_app.deploy.engines import PRECISIONS, engine_path, log_path, read_meta
 from edge_app.deploy.selftest import SelftestReport
 from edge_app.inference.cuda_runtime import smoke_test
-from edge_app.mqtt.schema import utc_timestamp
+from sarco_core import __version__
+from sarco_core.wire.schema import utc_timestamp
 
 L4T_RELEASE = Path("/etc/nv_tegra_release")
 PACKAGES = ("tensorrt", "cuda-python", "cuda-bindings", "onnxruntime", "onnxruntime-gpu",

@@ -2,7 +2,7 @@
 
 Model checks (these gate a model update; a failure rolls it back):
 
-- ``bundle``: the manifest, the INT8 accuracy gate (edge_app.bundle.check_int8_gate) and,
+- ``bundle``: the manifest, the INT8 accuracy gate (sarco_core.bundle.check_int8_gate) and,
   for an installed version, the signature;
 - ``reference``: the device's ONNX Runtime on the bundle's golden inputs against the logits
   stored at signing (catches a broken ONNX Runtime or CPU kernels);
@@ -40,18 +40,18 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.bundle import BundleError, DeviceBundle, load_device_bundle
 from edge_app.capture import SourceError, open_capture, parse_source
 from edge_app.config import EdgeConfig
-from edge_app.deploy import DeployError
 from edge_app.deploy.engines import (PRECISIONS, SELECTED, Platform, engine_path, engines_dir,
                                      plan_builds, stale_reason)
-from edge_app.deploy.files import read_json
-from edge_app.deploy.golden import GoldenSet, load_golden
-from edge_app.deploy.signing import SIGNATURE_FILE, Signature, load_trusted_keys, verify_bundle
 from edge_app.inference import BackendError, InferenceBackend
 from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
-from edge_app.session import OutputReadout
+from sarco_core.bundle import BundleError, DeviceBundle, load_device_bundle
+from sarco_core.files import read_json
+from sarco_core.readout import OutputReadout
+from sarco_core.update import DeployError
+from sarco_core.update.golden import GoldenSet, load_golden
+from sarco_core.update.signing import SIGNATURE_FILE, Signature, load_trusted_keys, verify_bundle
 
 MODEL_CHECKS = ("bundle", "reference", "engine-fp16", "engine-int8", "fps")
 DEVICE_CHECKS = ("tensorrt", "folders", "camera", "display", "broker")
@@ -201,7 +201,7 @@ def check_bundle(bundle_path: Path,
         return Check("bundle", "pass", f"{bundle.model_name}: manifest verified (not an "
                      "installed version: no signature to check)"), bundle
     try:
-        signature = Signature.from_dict(read_json(signature_path), str(signature_path))
+        signature = Signature.from_dict(read_json(signature_path, DeployError), str(signature_path))
         verify_bundle(bundle_path, signature, load_trusted_keys(trusted_keys))
     except DeployError as exc:
         return Check("bundle", "fail", str(exc)), None
@@ -275,7 +275,7 @@ def select_engine(bundle_path: Path, precision: str | None) -> None:
     temporary = link.with_name(f".{SELECTED}.{os.getpid()}.tmp")
     temporary.unlink(missing_ok=True)
     os.symlink(engine_path(bundle_path, precision).name, temporary)
-    os.replace(temporary, link)
+    os.replace(temporary, link)  # a symbolic link, so not sarco_core.files.atomic_path
 
 
 # --------------------------------------------------------------------------- device checks
@@ -372,27 +372,22 @@ def check_display(config: EdgeConfig, environ: dict[str, str] | None = None) -> 
 
 def check_broker(config: EdgeConfig, timeout_s: float) -> Check:
     """Log in to the broker with the device's own credentials and disconnect."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from edge_app.mqtt.link import BrokerSettings, read_password_file
+    from sarco_core.wire.broker import BrokerSettings, make_client, read_password_file
 
     m = config.mqtt
     if not m.broker:
         return Check("broker", "skip", "no broker configured (results stay on the device)")
     try:
         password = read_password_file(Path(m.password_file)) if m.password_file else None
-        settings = BrokerSettings.from_url(m.broker)
+        settings = BrokerSettings.from_url(
+            m.broker, ca_file=Path(m.ca_file) if m.ca_file else None,
+            cert_file=Path(m.cert_file) if m.cert_file else None,
+            key_file=Path(m.key_file) if m.key_file else None,
+            username=m.username or None, password=password)
     except ValueError as exc:
         return Check("broker", "fail", str(exc))
-    client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                         client_id=f"sarco-edge-selftest-{config.device.device}",
-                         protocol=mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311)
-    if m.username:
-        client.username_pw_set(m.username, password)
-    if settings.tls:
-        client.tls_set(ca_certs=m.ca_file or None, certfile=m.cert_file or None,
-                       keyfile=m.key_file or None)
+    client = make_client(settings, f"sarco-edge-selftest-{config.device.device}",
+                         protocol="5" if m.protocol == "5" else "3.1.1")
     answered = threading.Event()
     outcome: dict[str, Any] = {}
 

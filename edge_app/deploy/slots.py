@@ -16,10 +16,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_app.bundle import BundleError, load_device_bundle
-from edge_app.deploy import DeployError
-from edge_app.deploy.files import read_json, write_json
-from edge_app.deploy.signing import SIGNATURE_FILE, Signature, check_version
+from sarco_core.bundle import BundleError, load_device_bundle
+from sarco_core.files import read_json, write_json
+from sarco_core.update import DeployError
+from sarco_core.update.signing import SIGNATURE_FILE, Signature, check_version
 
 CURRENT, PREVIOUS = "current", "previous"
 BUNDLE = "bundle"
@@ -79,15 +79,15 @@ class BundleStore:
         """Move a verified staging folder (holding ``bundle/``) into ``<version>/``; the same
         signed content delivered twice is accepted once and reused."""
         slot = self.slot(signature.version)
-        write_json(Path(staged) / SIGNATURE_FILE, signature.to_dict())
+        write_json(Path(staged) / SIGNATURE_FILE, signature.to_dict(), sort_keys=True)
         if slot.exists():
-            installed = read_json(slot / SIGNATURE_FILE)
+            installed = read_json(slot / SIGNATURE_FILE, DeployError)
             shutil.rmtree(staged)
             if installed.get("manifest_sha256") != signature.manifest_sha256:
                 raise DeployError(f"version {signature.version} is already installed with other "
                                   f"content ({slot}); sign the new bundle with a new version")
             return slot
-        os.rename(staged, slot)
+        os.rename(staged, slot)  # a whole folder: not sarco_core.files.atomic_path (one file)
         return slot
 
     # ------------------------------------------------------------------ switching
@@ -144,9 +144,25 @@ class BundleStore:
         temporary = self.root / f".{link}.{os.getpid()}.tmp"
         temporary.unlink(missing_ok=True)
         os.symlink(check_version(version), temporary)  # relative: the folder can move
-        os.replace(temporary, path)
+        os.replace(temporary, path)  # a symbolic link, so not sarco_core.files.atomic_path
         directory = os.open(self.root, os.O_RDONLY)
         try:
             os.fsync(directory)  # the rename itself reaches the disk
         finally:
             os.close(directory)
+
+
+def match_owner(reference: Path, *paths: Path) -> None:
+    """Give each path (a folder: with everything in it) the owner of ``reference``.
+
+    Engines and version slots are made by root (the update unit, or a person with sudo) inside
+    the service user's data folder; without this the service could not replace them, nor the
+    self-test record its choice. A no-op unless run as root."""
+    if os.geteuid() != 0:
+        return
+    owner = Path(reference).stat()
+    for path in (Path(p).resolve() for p in paths):  # bundles/current is a link to the slot
+        if not path.exists():
+            continue
+        for item in [path, *(path.rglob("*") if path.is_dir() else [])]:
+            os.chown(item, owner.st_uid, owner.st_gid, follow_symlinks=False)

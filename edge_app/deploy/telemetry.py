@@ -7,9 +7,9 @@ rails and disabled sensors at -256 C), so the parser looks for each field on its
 leaves out what a line does not have. Recorded lines of each format are in
 tests/data/tegrastats/.
 
-The status payload's schema (edge_app.mqtt.schema, shared with the dashboard) defines the two
-nested objects this module fills, ``health`` (:data:`~edge_app.mqtt.schema.HEALTH_FIELDS`) and
-``update`` (:data:`~edge_app.mqtt.schema.UPDATE_FIELDS`); they live there, not here, because
+The status payload's schema (sarco_core.wire.schema, shared with the dashboard) defines the two
+nested objects this module fills, ``health`` (:data:`~sarco_core.wire.schema.HEALTH_FIELDS`) and
+``update`` (:data:`~sarco_core.wire.schema.UPDATE_FIELDS`); they live there, not here, because
 the dashboard validates with that module and must not import the deployment code.
 """
 
@@ -25,10 +25,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from edge_app.deploy import DeployError
-from edge_app.deploy.files import read_json
 from edge_app.deploy.layout import DeviceLayout
-from edge_app.mqtt import schema
+from sarco_core.errors import SarcoError
+from sarco_core.files import read_json
+from sarco_core.update import DeployError
+from sarco_core.wire import schema
 
 log = logging.getLogger("edge_app.deploy.telemetry")
 
@@ -45,7 +46,7 @@ _DISABLED_BELOW_C = -40.0
 _TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")  # board/module input, where the module measures it
 
 
-class TegrastatsError(ValueError):
+class TegrastatsError(SarcoError, ValueError):
     """A line that is not tegrastats output."""
 
 
@@ -237,7 +238,7 @@ def update_fields(layout: DeviceLayout) -> dict[str, Any] | None:
     if not layout.last_update.is_file():
         return None
     try:
-        outcome = read_json(layout.last_update)
+        outcome = read_json(layout.last_update, DeployError)
     except DeployError:
         return None
     return {key: outcome.get(key) for key in schema.UPDATE_FIELDS}

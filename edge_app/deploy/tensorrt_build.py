@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_app.deploy import DeployError
 from edge_app.deploy.engines import BuildPlan, BuiltEngine, Platform
-from edge_app.deploy.files import atomic_write
 from edge_app.inference.cuda_runtime import (CudaUnavailable, describe_error, import_cudart,
                                              smoke_test)
+from sarco_core.files import atomic_write
+from sarco_core.update import DeployError
 
 # The optimisation profile's largest batch. Larger batches (the self-test's golden set) are run
 # in chunks by the backend, which reads this bound back from the engine.

@@ -14,7 +14,6 @@ leaves either the old or the new model in place.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,16 +25,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from edge_app.bundle import ONNX, BundleError, load_device_bundle, verify_manifest
-from edge_app.deploy import DeployError
-from edge_app.deploy.files import read_json, sha256_file, write_json
-from edge_app.deploy.golden import load_golden
 from edge_app.deploy.layout import DeviceLayout
-from edge_app.deploy.package import BUNDLE_DIR, MAX_PACKAGE_BYTES, unpack_package
 from edge_app.deploy.selftest import SelftestReport
-from edge_app.deploy.signing import load_trusted_keys, verify_bundle
 from edge_app.deploy.slots import BundleStore
-from edge_app.mqtt.schema import utc_timestamp
+from sarco_core.bundle import ONNX, BundleError, load_device_bundle, verify_manifest
+from sarco_core.files import atomic_path, read_json, sha256_file, write_json
+from sarco_core.update import DeployError
+from sarco_core.update.golden import load_golden
+from sarco_core.update.package import BUNDLE_DIR, MAX_PACKAGE_BYTES, unpack_package
+from sarco_core.update.signing import load_trusted_keys, verify_bundle
+from sarco_core.wire.schema import utc_timestamp
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _URL = re.compile(r"^https?://", re.IGNORECASE)
@@ -102,12 +101,12 @@ def write_request(layout: DeviceLayout, source: str, sha256: str | None) -> None
     check_source(source)
     if sha256 is not None and not _SHA256.match(sha256):
         raise DeployError(f"sha256 {sha256!r}: must be 64 lower-case hex digits")
-    write_json(layout.request_file, {"source": source, "sha256": sha256}, mode=0o640)
+    write_json(layout.request_file, {"source": source, "sha256": sha256}, mode=0o640, sort_keys=True)
 
 
 def take_request(layout: DeviceLayout) -> tuple[str, str | None]:
     """Read and remove the queued request (a request is acted on once)."""
-    request = read_json(layout.request_file)
+    request = read_json(layout.request_file, DeployError)
     layout.request_file.unlink()
     source, sha256 = request.get("source"), request.get("sha256")
     if not isinstance(source, str):
@@ -129,19 +128,17 @@ def fetch_package(source: str, downloads: Path, expected_sha256: str | None,
     check_source(source)
     downloads.mkdir(parents=True, exist_ok=True)
     target = downloads / "package.tar"
-    partial = downloads / ".package.tar.partial"
     try:
-        if _URL.match(source):
-            with urllib.request.urlopen(source, timeout=timeout_s) as response, \
-                    partial.open("wb") as out:
-                _copy_capped(response, out, source)
-        else:
-            with Path(source).open("rb") as handle, partial.open("wb") as out:
-                _copy_capped(handle, out, source)
+        with atomic_path(target) as partial:
+            if _URL.match(source):
+                with urllib.request.urlopen(source, timeout=timeout_s) as response, \
+                        partial.open("wb") as out:
+                    _copy_capped(response, out, source)
+            else:
+                with Path(source).open("rb") as handle, partial.open("wb") as out:
+                    _copy_capped(handle, out, source)
     except (urllib.error.URLError, OSError) as exc:
-        partial.unlink(missing_ok=True)
         raise DeployError(f"update source {source}: cannot be read ({exc})") from None
-    os.replace(partial, target)
     if expected_sha256 is not None and sha256_file(target) != expected_sha256:
         raise DeployError(f"update package from {source}: SHA-256 differs from the one in the "
                           "command (incomplete download or another file)")
@@ -249,7 +246,7 @@ class Updater:
     def _record(self, outcome: str, version: str | None, reason: str) -> UpdateOutcome:
         result = UpdateOutcome(outcome, version, reason[:300], utc_timestamp(time.time()),
                                self._current_model_sha256())
-        write_json(self.layout.last_update, result.to_dict())
+        write_json(self.layout.last_update, result.to_dict(), sort_keys=True)
         self.layout.history.parent.mkdir(parents=True, exist_ok=True)
         with self.layout.history.open("a", encoding="utf-8") as history:
             history.write(json.dumps(result.to_dict(), sort_keys=True) + "\n")

@@ -16,12 +16,14 @@ from typing import Protocol
 
 import numpy as np
 
+from sarco_core.errors import SarcoError
+
 log = logging.getLogger("edge_app.inference")
 
 BACKENDS = ("auto", "tensorrt", "onnx-cuda", "onnx-cpu")
 
 
-class BackendError(RuntimeError):
+class BackendError(SarcoError, RuntimeError):
     """A backend that cannot run here; the message says what is missing."""
 
 

@@ -22,11 +22,13 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sarco_core.errors import SarcoError
+
 INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver
 NO_DEVICE = 100  # cudaErrorNoDevice
 
 
-class CudaUnavailable(RuntimeError):
+class CudaUnavailable(SarcoError, RuntimeError):
     """cuda-python is missing or CUDA cannot run; the message names the cause and the fix."""
 
 

@@ -28,20 +28,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_app.mqtt import schema
 from edge_app.mqtt.outbox import Outbox
+from sarco_core.wire import schema
+from sarco_core.wire.broker import BrokerSettings, make_client
 
 log = logging.getLogger("edge_app.mqtt")
 
-_PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 # CONNACK refusals that mean "this broker does not speak MQTT 5" (v3 rc 1, v5 reason 0x84)
 _UNSUPPORTED_PROTOCOL = {1, 132}
 # PUBACK refusals a retry cannot fix: not authorized (ACL), topic name invalid, payload invalid
@@ -49,48 +46,6 @@ _REFUSED = {0x87: "the broker ACL must let this device's username publish on its
             0x90: "the result topic is not valid for this broker",
             0x99: "the broker refused the payload format"}
 _NO_SUBSCRIBERS = 0x10
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    """Where and how to connect. ``protocol`` "auto" tries MQTT 5 and falls back to 3.1.1."""
-
-    host: str
-    port: int
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    username: str | None = None
-    password: str | None = None
-    protocol: str = "auto"
-    keepalive_s: int = 30
-    connect_timeout_s: float = 5.0
-    backoff_min_s: float = 1.0
-    backoff_max_s: float = 30.0
-    window: int = 10  # results in flight at once
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> BrokerSettings:
-        """``mqtt://HOST[:PORT]`` (1883) or ``mqtts://HOST[:PORT]`` (TLS, 8883)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"broker {url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")
-        if parts.username or parts.password:
-            # the URL is not repeated: it holds a secret
-            raise ValueError("broker URL with credentials: put the username in the config and "
-                             "the password in a password file, not in the URL (URLs end up in "
-                             "logs)")
-        tls = parts.scheme == "mqtts"
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError:
-            raise ValueError(f"broker {url!r}: the port is not a number in 1-65535") from None
-        return cls(host=parts.hostname, port=port, tls=tls, **options)
-
-    @property
-    def url(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
 @dataclass
@@ -363,24 +318,8 @@ class MqttLink:
     # ------------------------------------------------------------------ paho client
 
     def _new_client(self) -> mqtt.Client:
-        s = self.settings
-        protocol = _PROTOCOLS.get(self._protocol, mqtt.MQTTv5)
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"sarco-edge-{self.site}-{self.device}",
-            protocol=protocol,
-            reconnect_on_failure=False,
-        )
-        client.connect_timeout = s.connect_timeout_s
-        if s.username:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            client.tls_set(
-                ca_certs=str(s.ca_file) if s.ca_file else None,
-                certfile=str(s.cert_file) if s.cert_file else None,
-                keyfile=str(s.key_file) if s.key_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+        client = make_client(self.settings, f"sarco-edge-{self.site}-{self.device}",
+                             protocol=self._protocol, reconnect_on_failure=False)
         client.will_set(self.topics["status"], self._status("offline", will=True), qos=1,
                         retain=True)
         client.on_connect = self._on_connect
@@ -469,16 +408,3 @@ class MqttLink:
         if will and "health" in payload:
             payload["health"] = None
         return schema.encode("status", payload)
-
-
-def read_password_file(path: Path) -> str:
-    """The broker password: first line of a file readable only by the service user."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"password file {path}: cannot be read ({exc.strerror})") from None
-    password = text.splitlines()[0].strip() if text.strip() else ""
-    if not password:
-        raise ValueError(f"password file {path}: is empty; write the device's password in it")
-    return password
-

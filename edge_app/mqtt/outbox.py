@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_app.mqtt import schema
+from sarco_core.wire import schema
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS outbox (

@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sarco_core.errors import SarcoError
+
 SEVERITIES = ("error", "warning", "info")
 
 
@@ -84,7 +86,7 @@ class ValidationReport:
         }
 
 
-class CohortError(ValueError):
+class CohortError(SarcoError, ValueError):
     """The cohort cannot be used; ``findings`` lists every reason (file, row, column, fix)."""
 
     def __init__(self, findings: list[Finding]):

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from edge_app.bundle import sha256_file
 from model_build.cohort.findings import Finding, Place
 from model_build.cohort.listings import LISTINGS, MEDIA_COLUMNS, media_format, path_problem
 from model_build.cohort.paths import CohortPathError, cohort_file
 from model_build.cohort.values import cell_problem
+from sarco_core.files import sha256_file
 
 # FFmpeg prints its own complaints about broken videos to stderr; the findings say it better.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")

@@ -14,12 +14,14 @@ import os
 import stat
 from pathlib import Path
 
+from sarco_core.errors import SarcoError
+
 _NOT_REGULAR = {stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
                 stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISSOCK: "a socket"}
 _COPY_IN = "copy the file into the cohort folder and write its path relative to the folder"
 
 
-class CohortPathError(ValueError):
+class CohortPathError(SarcoError, ValueError):
     """A cohort path that must not be opened: ``message`` says why, ``hint`` how to fix it."""
 
     def __init__(self, message: str, hint: str) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from sarco_core.errors import SarcoError
+
 ROLES = ("clinical", "lab", "reference", "other")
 TYPES = ("numeric", "integer", "categorical", "binary")
 LABEL_DEFINITIONS = ("awgs2019", "ewgsop2", "given")
@@ -19,7 +21,7 @@ MEASURES = ("grip", "gait_speed", "chair_stand", "sppb", "asmi", "asmi_method", 
 FORMAT_VERSION = 1
 
 
-class SchemaError(ValueError):
+class SchemaError(SarcoError, ValueError):
     """schema.yaml cannot be used; the message names the file, the key and a fix."""
 
 

@@ -21,11 +21,12 @@ import pandas as pd
 
 from model_build.cohort.findings import Finding, Place
 from model_build.cohort.paths import CohortPathError, cohort_file
+from sarco_core.errors import SarcoError
 
 ROW_INDEX_NAME = "row"
 
 
-class TableError(Exception):
+class TableError(SarcoError):
     """The file cannot be used as a table; ``findings`` say why. Raised before the first row
     (no file, bad header) or part-way (bad CSV or bad UTF-8 further down)."""
 

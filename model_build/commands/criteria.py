@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from edge_app.command_line import CliConsole
 from model_build.criteria import CUTOFFS, MEASURE_FIELDS, Diagnosis, Measurements, MeasurementError, diagnose
+from sarco_core.cli import CliConsole
 
 _FLAG_OF_FIELD = {field: "--" + measure.replace("_", "-") for measure, field in MEASURE_FIELDS.items()}
 _FLAG_OF_FIELD["sex"] = "--sex"

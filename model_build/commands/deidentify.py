@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edge_app.command_line import CliConsole, print_error
-from edge_app.progress import CommandProgress
 from model_build.deidentify import Deidentifier, DeidentificationError, FileResult, deidentify_tree
+from sarco_core.cli import CliConsole, print_error
+from sarco_core.progress import CommandProgress
 
 KEY_VARIABLE = "SARCO_DEID_KEY"
 

@@ -16,9 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edge_app.command_line import CliConsole
-from edge_app.progress import CommandProgress
-from model_build.commands.options import Bundle, Device, Threads
+from model_build.commands.options import Bundle, Device, Threads, USER_ERROR
+from sarco_core.cli import CliConsole, reported_errors
+from sarco_core.progress import CommandProgress
 
 PREDICTION_COLUMNS = ("participant_id", "label", "probability", "uncertainty")
 
@@ -36,9 +36,8 @@ def register(app: typer.Typer) -> None:
         device: Device = "auto",
     ) -> None:
         """Predict every participant of one cohort and score the predictions."""
-        from model_build.models.errors import reported_errors
 
-        with reported_errors(), CommandProgress(CliConsole(stderr=True)) as progress:
+        with reported_errors(exit_code=USER_ERROR), CommandProgress(CliConsole(stderr=True)) as progress:
             metrics = run_evaluation(bundle, cohort, cohort_name, out, threads, device, progress)
         _print(metrics, CliConsole())
 
@@ -48,12 +47,13 @@ def run_evaluation(model: Path, cohort_path: Path, cohort_name: str, out: Path, 
     import torch
 
     from model_build.cohort import load_cohort
-    from model_build.models.bundle import load_bundle, write_json, write_text
+    from model_build.models import InputError
+    from model_build.models.bundle import load_bundle
     from model_build.models.data import available_cores, count_media
     from model_build.models.predict import predict_cohort
     from model_build.models.report import classification_metrics, contribution_summary
-    from model_build.models import InputError
     from model_build.models.train import choose_device
+    from sarco_core.files import atomic_write, write_json
 
     torch.set_num_threads(threads or available_cores())
     device = choose_device(device_name)
@@ -93,7 +93,7 @@ def run_evaluation(model: Path, cohort_path: Path, cohort_name: str, out: Path, 
         metrics["oracle_auc"] = oracle
     out.mkdir(parents=True, exist_ok=True)
     columns = [*PREDICTION_COLUMNS, *(f"contribution_{m}" for m in modalities)]
-    write_text(out / "predictions.csv", predictions[columns].to_csv(index=False))
+    atomic_write(out / "predictions.csv", predictions[columns].to_csv(index=False))
     write_json(out / "metrics.json", metrics)
     return metrics
 

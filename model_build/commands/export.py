@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import typer
 
-from edge_app.command_line import CliConsole
-from model_build.commands.options import Bundle
+from model_build.commands.options import Bundle, USER_ERROR
+from sarco_core.cli import CliConsole, reported_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -18,10 +18,9 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     def export(bundle: Bundle) -> None:
         """Write BUNDLE/model.onnx (opset 17, dynamic batch) and BUNDLE/MANIFEST.sha256."""
-        from model_build.models.errors import reported_errors
         from model_build.models.export import export_bundle
 
-        with reported_errors():
+        with reported_errors(exit_code=USER_ERROR):
             gap, operators = export_bundle(bundle)
         CliConsole().print(f"{bundle / 'model.onnx'}: operators {', '.join(operators)}; "
                            f"ONNX Runtime vs PyTorch max |diff| {gap:.1e}; manifest rewritten")

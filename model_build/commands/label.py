@@ -8,9 +8,6 @@ study's record; the summary always compares the derived labels with the existing
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,16 +17,18 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from edge_app.command_line import CliConsole
 from model_build.cohort.schema import SchemaError, load_schema
 from model_build.criteria import (CATEGORIES, CRITERIA, MEASURE_FIELDS, REQUIRED_MEASURES, Diagnosis,
                                   Measurements, MeasurementError, diagnose)
+from sarco_core.cli import CliConsole
+from sarco_core.errors import SarcoError
+from sarco_core.files import atomic_path
 
 MAX_LISTED = 10  # ids / errors shown before "... and N more"
 _TEXT_MEASURES = ("asmi_method",)
 
 
-class LabelInputError(Exception):
+class LabelInputError(SarcoError):
     """The cohort cannot be labelled; each entry of ``problems`` names file, row, column and fix."""
 
     def __init__(self, *problems: str) -> None:
@@ -255,16 +254,10 @@ def _refuse_cohort_file(cohort: Path, out: Path) -> None:
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write next to the target and os.replace it, so a crash never leaves half a file."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "x", encoding="utf-8", newline="") as handle:
-            frame.to_csv(handle, index=False, lineterminator="\n")
-        if path.exists():
-            shutil.copymode(path, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Atomically, so a crash never leaves half a file; the file keeps its permissions."""
+    with atomic_path(path, mode=None) as temporary, \
+            temporary.open("w", encoding="utf-8", newline="") as handle:
+        frame.to_csv(handle, index=False, lineterminator="\n")
 
 
 def _print_summary(summary: dict) -> None:

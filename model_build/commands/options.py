@@ -13,3 +13,7 @@ Device = Annotated[Literal[DEVICES], typer.Option(
     help="Where torch runs: auto (the GPU if one is visible), cpu or cuda.")]
 Threads = Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all cores).")]
 Bundle = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Model bundle folder.")]
+
+# What `sarco` exits with when the input cannot be used (any SarcoError, reported by
+# sarco_core.cli.reported_errors): 1, its documented code.
+USER_ERROR = 1

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edge_app.command_line import CliConsole
-from model_build.commands.options import Bundle, Device
+from model_build.commands.options import Bundle, Device, USER_ERROR
+from sarco_core.cli import CliConsole, reported_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -34,11 +34,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Predict one participant from images and/or clinical and lab values."""
         from model_build.models.bundle import load_bundle
-        from model_build.models.errors import reported_errors
         from model_build.models.predict import parse_key_values, predict_participant
         from model_build.models.train import choose_device
 
-        with reported_errors():
+        with reported_errors(exit_code=USER_ERROR):
             loaded = load_bundle(bundle)
             values = {m: parse_key_values(pairs or [], m, loaded.encoders.get(m))
                       for m, pairs in (("clinical", clinical), ("lab", lab))}

@@ -20,20 +20,17 @@ from typing import Annotated
 
 import typer
 
-from edge_app.bundle import (INT8_RECORD, ONNX, QUANTIZATION, BundleError, DeviceBundle,
-                             load_device_bundle)
-from edge_app.command_line import CliConsole, print_error
-from edge_app.deploy import DeployError
-from edge_app.deploy.engines import CALIBRATION_CACHE, QDQ_ONNX
-from edge_app.deploy.files import read_json, sha256_file
-from edge_app.deploy.golden import (DEFAULT_GAPS, GOLDEN, SelftestSpec, frames_from,
-                                    golden_inputs, load_golden, write_golden)
-from edge_app.deploy.package import SUFFIX, write_package
-from edge_app.deploy.signing import (check_version, generate_keypair, load_private_key,
-                                     reseal_manifest, sign_bundle)
-from edge_app.inference import BackendError
-from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
 from model_build.commands.options import Bundle
+from sarco_core.bundle import (CALIBRATION_CACHE, INT8_RECORD, MANIFEST, ONNX, QDQ_ONNX, QUANTIZATION,
+                               DeviceBundle, load_device_bundle, write_manifest)
+from sarco_core.cli import CliConsole, print_error
+from sarco_core.errors import SarcoError
+from sarco_core.files import read_json, sha256_file
+from sarco_core.update import DeployError
+from sarco_core.update.golden import (DEFAULT_GAPS, GOLDEN, SelftestSpec, frames_from, golden_inputs,
+                                      load_golden, write_golden)
+from sarco_core.update.package import SUFFIX, write_package
+from sarco_core.update.signing import check_version, generate_keypair, load_private_key, sign_bundle
 
 console = CliConsole(soft_wrap=True)
 
@@ -99,7 +96,7 @@ def register(app: typer.Typer) -> None:
                 signature = sign_bundle(sealed, private_key, chosen)
                 package = write_package(sealed, signature,
                                         out or bundle.parent / f"{chosen}{SUFFIX}")
-        except (DeployError, BundleError, BackendError, OSError) as exc:
+        except (SarcoError, OSError) as exc:
             _fail(exc)
         console.print(f"signed version [bold]{chosen}[/] with key {signature.key_id}")
         console.print(f"package {package}")
@@ -141,16 +138,19 @@ def _seal(original: Path, sealed: Path, int8: Path | None, golden_frames: Path |
                               "--golden-frames (a scanner video or a folder of scans)")
         load_golden(sealed)
     else:
-        reference = OnnxRuntimeBackend(device.onnx_path)
+        from model_build.calibration.onnx_run import cpu_session, run_batches
+
+        reference = cpu_session(device.onnx_path)  # ONNX Runtime, FP32, CPU: the golden logits
         inputs = golden_inputs(frames_from(golden_frames, count), device.preprocess,
-                               reference.input_shape[0])
-        write_golden(sealed, inputs, reference.outputs(inputs), spec)
-    reseal_manifest(sealed)
+                               reference.get_inputs()[0].shape[1])
+        logits = run_batches(reference, inputs)[0]
+        write_golden(sealed, inputs, logits[:, None] if logits.ndim == 1 else logits, spec)
+    write_manifest(sealed)
 
 
 def _add_int8(float_bundle: DeviceBundle, int8: Path, sealed: Path) -> None:
     load_device_bundle(int8)  # the device's checks: the manifest, and the gate accepted it
-    quantization = read_json(int8 / QUANTIZATION)
+    quantization = read_json(int8 / QUANTIZATION, DeployError)
     made_from = (quantization.get("source") or {}).get("model_sha256")
     if made_from != float_bundle.model_sha256:
         raise DeployError(f"{int8 / QUANTIZATION}: made from another model.onnx "
@@ -168,4 +168,4 @@ def _add_int8(float_bundle: DeviceBundle, int8: Path, sealed: Path) -> None:
 
 def _default_version(sealed: Path) -> str:
     bundle = load_device_bundle(sealed)
-    return f"{bundle.model_name}-{sha256_file(sealed / 'MANIFEST.sha256')[:12]}"
+    return f"{bundle.model_name}-{sha256_file(sealed / MANIFEST)[:12]}"

@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edge_app.command_line import CliConsole, print_error
-from edge_app.progress import CommandProgress
 from model_build.cohort.paths import CohortPathError, cohort_file
-from model_build.commands.options import Device, Threads
+from model_build.commands.options import Device, Threads, USER_ERROR
 from model_build.study import SELECTION_RULES
+from sarco_core.cli import CliConsole, print_error, reported_errors
+from sarco_core.progress import CommandProgress
 
 
 def register(app: typer.Typer) -> None:
@@ -73,9 +73,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _errors():
-    from model_build.models.errors import reported_errors
-
-    return reported_errors()
+    return reported_errors(exit_code=USER_ERROR)
 
 
 def _run_study(cohort: Path, out: Path, options) -> Path:

@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from edge_app.command_line import CliConsole, print_error
-from edge_app.progress import CommandProgress
+from sarco_core.cli import CliConsole, print_error
+from sarco_core.progress import CommandProgress
 
 from model_build.synth.generate import POOLED, SynthError, SynthOptions, SynthSummary, synthesize
 from model_build.synth.latent import ORACLE_MODALITIES

@@ -8,10 +8,10 @@ from typing import Annotated, Literal, Optional
 import typer
 from rich.console import Console
 
-from edge_app.command_line import CliConsole
-from edge_app.progress import CommandProgress
-from model_build.commands.options import Device, Threads
+from model_build.commands.options import Device, Threads, USER_ERROR
 from model_build.models import BACKBONES, FUSIONS, MODALITIES
+from sarco_core.cli import CliConsole, reported_errors
+from sarco_core.progress import CommandProgress
 
 
 def parse_modalities(text: str | None) -> list[str] | None:
@@ -64,7 +64,6 @@ def register(app: typer.Typer) -> None:
         device: Device = "auto",
     ) -> None:
         """Train on COHORT's training participants and write a model bundle to --out."""
-        from model_build.models.errors import reported_errors
         from model_build.models.train import TrainOptions
         from model_build.models.train import train as run_training
 
@@ -78,7 +77,7 @@ def register(app: typer.Typer) -> None:
         chosen.update({k: v for k, v in (("epochs", epochs), ("image_size", image_size), ("patience", patience))
                        if v is not None})
         options = TrainOptions.quick(**chosen) if quick else TrainOptions(**chosen)
-        with reported_errors(), CommandProgress(CliConsole(stderr=True)) as progress:
+        with reported_errors(exit_code=USER_ERROR), CommandProgress(CliConsole(stderr=True)) as progress:
             bundle = run_training(cohort, out, options, resume=resume, progress=progress)
         _summary(bundle, CliConsole())
 

@@ -21,10 +21,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from edge_app.command_line import CliConsole
-from edge_app.progress import CommandProgress
 from model_build.cohort.findings import ValidationReport
 from model_build.cohort.validate import validate_cohort
+from sarco_core.cli import CliConsole
+from sarco_core.progress import CommandProgress
 
 SHOWN_PER_FILE = 50
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}

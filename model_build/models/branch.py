@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_app.preprocess import Preprocessor
 from model_build.models.data import ImageLibrary
 from model_build.models.fusion import ImageScorer
+from sarco_core.preprocess import Preprocessor
 
 
 class FeatureInput(nn.Module):

@@ -1,6 +1,6 @@
 """From a loaded cohort to arrays: labels, encoded clinical/lab tables, prepared images.
 
-Images are read once, run through the device's preprocessing (``edge_app.preprocess``) and kept
+Images are read once, run through the device's preprocessing (``sarco_core.preprocess``) and kept
 in memory at the model's input size, so an epoch never touches the disk or the decoders again.
 Every byte read also feeds the data hash stored in the bundle.
 """
@@ -19,16 +19,17 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from edge_app.preprocess import PreprocessError, Preprocessor
 from model_build.cohort import Cohort
 from model_build.cohort.listings import media_format
 from model_build.cohort.paths import CohortPathError
 from model_build.models.tabular import TabularEncoder
+from sarco_core.errors import SarcoError
+from sarco_core.preprocess import PreprocessError, Preprocessor
 
 TABULAR_MODALITIES = ("clinical", "lab")
 
 
-class MediaReadError(ValueError):
+class MediaReadError(SarcoError, ValueError):
     """An image or video cannot be read; the message names the listing, row and file."""
 
 

@@ -32,11 +32,12 @@ from safetensors.torch import load_file
 from sklearn.model_selection import StratifiedKFold
 
 from model_build.cohort import load_cohort
-from model_build.models.bundle import save_weights, write_json
+from model_build.models.bundle import save_weights
 from model_build.models.fusion import FusionModel, Outputs, read_out
 from model_build.models.report import validation_metrics
 from model_build.models.train import (CHECKPOINT, RunState, Trainer, TrainingError, TrainOptions, _fit_stacker, _subset,
                                       read_library, resolve_modalities, training_rows)
+from sarco_core.files import write_json
 
 MEMBERS = ".members"
 MEMBER_WEIGHTS = "member.safetensors"

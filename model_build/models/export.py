@@ -17,6 +17,7 @@ import onnxruntime
 import torch
 
 from model_build.models.fusion import ImageScorer
+from sarco_core.errors import SarcoError
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -32,7 +33,7 @@ DEPLOYABLE_OPERATORS = frozenset({
 else (loops, If, ScatterND, custom domains) is refused rather than discovered on the device."""
 
 
-class ExportError(RuntimeError):
+class ExportError(SarcoError, RuntimeError):
     """The exported graph is not deployable; the message names the offending operators."""
 
 
@@ -127,7 +128,8 @@ def export_bundle(folder: Path) -> tuple[float, list[str]]:
     the weights must still fit the bundle's config.
     """
     from model_build.models import InputError
-    from model_build.models.bundle import ONNX, load_bundle, write_manifest
+    from model_build.models.bundle import load_bundle
+    from sarco_core.bundle import ONNX, write_manifest
 
     bundle = load_bundle(folder, verify=False)
     if "image" not in bundle.config.modalities:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from model_build.models import BACKBONES
+from sarco_core.errors import SarcoError
 
 IMAGENET_GREY_MEAN = 127.0 / 255.0
 IMAGENET_GREY_STD = 128.0 / 255.0
@@ -24,7 +25,7 @@ IMAGENET_GREY_STD = 128.0 / 255.0
 MEAN_RGB 127, STDDEV_RGB 128 on 0-255), equal for all channels, so the stem folding is exact."""
 
 
-class ImageWeightsError(ValueError):
+class ImageWeightsError(SarcoError, ValueError):
     """A user's weights file does not fit the chosen backbone; the message says which keys."""
 
 

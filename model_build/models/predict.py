@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from edge_app.preprocess import PreprocessError, Preprocessor
 from model_build.cohort import Cohort
 from model_build.cohort.listings import IMAGE_FORMATS, VIDEO_FORMATS
 from model_build.models import CLASSES, InputError
@@ -23,6 +22,7 @@ from model_build.models.data import Arrays, ImageSet, build_arrays, presence, re
 from model_build.models.fusion import Batch, FusionModel, Outputs, Readout, Stacker, read_out
 from model_build.models.report import modality_probabilities
 from model_build.models.tabular import TabularEncoder, TabularInputError, column_numbers
+from sarco_core.preprocess import PreprocessError, Preprocessor
 
 CHUNK_PARTICIPANTS = 256  # bounds memory when a cohort has thousands of participants
 

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 
 from model_build.cohort import Cohort
+from sarco_core.errors import SarcoError
 
 
-class TrainingError(ValueError):
+class TrainingError(SarcoError, ValueError):
     """Training cannot start or go on; the message says why and how to fix it."""
 
 

@@ -18,12 +18,13 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from model_build.cohort.schema import ColumnSpec
+from sarco_core.errors import SarcoError
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "y"})
 FALSE_WORDS = frozenset({"0", "false", "no", "n"})
 
 
-class TabularInputError(ValueError):
+class TabularInputError(SarcoError, ValueError):
     """A clinical or lab value cannot be read; the message names the column and the row."""
 
 

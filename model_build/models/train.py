@@ -22,7 +22,6 @@ import pandas as pd
 import torch
 from rich.progress import Progress, TaskID
 
-from edge_app.preprocess import PreprocessParams, Preprocessor
 from model_build.cohort import Cohort, load_cohort
 from model_build.models import MODALITIES
 from model_build.models import bundle as bundle_io
@@ -37,6 +36,9 @@ from model_build.models.predict import autocast_for, infer, make_batch, predict_
 from model_build.models.report import model_card, validation_metrics
 from model_build.models.splits import TrainingError, check_class_counts, inner_split, training_rows
 from model_build.models.tabular import TabularEncoder
+from sarco_core.bundle import ONNX, write_manifest
+from sarco_core.files import atomic_path
+from sarco_core.preprocess import PreprocessParams, Preprocessor
 
 CHECKPOINT = ".checkpoint.pt"
 
@@ -288,13 +290,11 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Atomic, every epoch; loaded back with ``weights_only=True`` (plain tensors and dicts)."""
-        path = self.out / CHECKPOINT
-        temporary = path.with_name(path.name + ".tmp")
-        torch.save({"model": self.model.state_dict(), "best": self.best_weights,
-                    "average": None if self.average is None else self.average.state_dict(),
-                    "optimizer": self.optimizer.state_dict(), "state": asdict(self.state),
-                    "fingerprint": self._fingerprint()}, temporary)
-        os.replace(temporary, path)
+        with atomic_path(self.out / CHECKPOINT) as temporary:
+            torch.save({"model": self.model.state_dict(), "best": self.best_weights,
+                        "average": None if self.average is None else self.average.state_dict(),
+                        "optimizer": self.optimizer.state_dict(), "state": asdict(self.state),
+                        "fingerprint": self._fingerprint()}, temporary)
 
     def resume(self) -> None:
         path = self.out / CHECKPOINT
@@ -412,14 +412,14 @@ class Trainer:
         threshold = self.threshold
         if "image" in self.modalities:
             metrics["onnx_parity_max_abs_diff"] = export_onnx(
-                model.image_scorer(), config.image_size, self.out / bundle_io.ONNX)
+                model.image_scorer(), config.image_size, self.out / ONNX)
         bundle = bundle_io.Bundle(
             model=model, config=config, preprocess=self.preprocess,
             encoders=self.encoders, threshold=threshold["value"], input_schema=self._input_schema(),
             training={**self._training_metadata(metrics, threshold), **(training or {})}, stacker=self.stacker,
             frames_per_video=self.options.frames_per_video)
         bundle_io.write_bundle_files(bundle, self.out, model_card(bundle))
-        bundle_io.write_manifest(self.out)
+        write_manifest(self.out)
         (self.out / CHECKPOINT).unlink(missing_ok=True)
         return self.out
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from sarco_core.errors import SarcoError
 
-class StatsInputError(ValueError):
+
+class StatsInputError(SarcoError, ValueError):
     """Input that a statistic cannot be computed from (a ValueError, so callers may catch either)."""
 
 

@@ -7,8 +7,6 @@ through pyplot, so there is no global state and it is safe in a server thread.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +19,7 @@ from model_build.stats.auc import auc_ci
 from model_build.stats.calibration import brier_score, calibration_curve, calibration_intercept_slope
 from model_build.stats.decision import DEFAULT_THRESHOLDS, decision_curve
 from model_build.stats.roc import roc_confidence_band, roc_curve
+from sarco_core.files import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -118,14 +117,6 @@ def save_figure(figure: Figure, path: str | Path, dpi: int = 300) -> Path:
     suffix = target.suffix.lstrip(".").lower()
     if not suffix:
         raise StatsInputError(f"{target}: add a file suffix (.png, .pdf or .svg) to choose the format.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format=suffix, dpi=dpi)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a figure is meant to be shared
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as temporary, temporary.open("wb") as stream:
+        figure.savefig(stream, format=suffix, dpi=dpi)
     return target

@@ -29,7 +29,7 @@ from model_build.models.data import load_images, media_rows
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from edge_app.preprocess import Preprocessor
+    from sarco_core.preprocess import Preprocessor
 
 GROUPS = {"TP": "True positive", "TN": "True negative", "FP": "False positive", "FN": "False negative"}
 PREDICTION_COLUMNS = ("participant_id", "label", "probability", "threshold")

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sarco_core.errors import SarcoError
+
 MODALITIES = ("image", "clinical", "lab")
 DEVELOPMENT = "development"
 PREDICTION_COLUMNS = ("participant_id", "label", "probability", "threshold", "decision")
 
 
-class StudyReportError(ValueError):
+class StudyReportError(SarcoError, ValueError):
     """The run folder cannot be reported on; the message names the file, key or row and a fix."""
 
 

@@ -26,7 +26,7 @@ def calibrate_device_model(cohort_path: Path, run: Path, models: list[str], sele
         return _skipped("INT8 was turned off (--no-int8)")
     if "image" not in models:
         return _skipped("the cohort has no images, so there is no model for the device")
-    from calibration import CalibrationError
+    from model_build.calibration import CalibrationError
 
     try:
         result = _calibrate(cohort_path, run, options, progress)
@@ -42,10 +42,10 @@ def calibrate_device_model(cohort_path: Path, run: Path, models: list[str], sele
 
 
 def _calibrate(cohort_path: Path, run: Path, options: StudyOptions, progress: Progress) -> dict:
-    from calibration.bundles import load_float_bundle, load_int8_bundle
-    from calibration.quantize import QuantizeOptions, quantize_bundle
-    from calibration.select import load_calibration_set, save_calibration_set, select_calibration_set
-    from calibration.verify import GateLimits, record, verify
+    from model_build.calibration.bundles import load_float_bundle, load_int8_bundle
+    from model_build.calibration.quantize import QuantizeOptions, quantize_bundle
+    from model_build.calibration.select import load_calibration_set, save_calibration_set, select_calibration_set
+    from model_build.calibration.verify import GateLimits, record, verify
     from model_build.cohort import load_cohort
 
     task = progress.add_task("INT8: calibration set", total=None)

@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 
 from model_build.cohort import Cohort
-from model_build.models.bundle import write_text
 from model_build.study import html
 from model_build.study.card import model_card
 from model_build.study.figures import FigureFile, draw_figures
@@ -32,6 +31,7 @@ from model_build.study.narrative import (
     summary,
 )
 from model_build.study.tables import build_tables
+from sarco_core.files import atomic_write
 
 __all__ = ["StudyReportError", "check_results", "write_report"]
 
@@ -48,11 +48,11 @@ def write_report(run: Path, cohort: Cohort) -> Path:
     predictions = load_predictions(run, results)
     tables = build_tables(results, predictions, cohort)
     for name, frame in tables.items():
-        write_text(run / "tables" / f"{name}.csv", frame.to_csv(index=False))
+        atomic_write(run / "tables" / f"{name}.csv", frame.to_csv(index=False))
     figures = draw_figures(results, predictions, run / "figures")
-    write_text(run / "model-card.md", model_card(results, cohort, tables))
+    atomic_write(run / "model-card.md", model_card(results, cohort, tables))
     target = run / "report.html"
-    write_text(target, render(results, cohort, tables, figures, run))
+    atomic_write(target, render(results, cohort, tables, figures, run))
     return target
 
 

@@ -27,12 +27,12 @@ from rich.progress import Progress
 
 from model_build.cohort import Cohort, load_cohort
 from model_build.models.branch import ImageBranch
-from model_build.models.bundle import write_json, write_text
 from model_build.models.data import ImageLibrary, data_hash, tabular_columns
 from model_build.models.train import Trainer, available_modalities, read_library
 from model_build.study import results as study_results
 from model_build.study.design import (StudyError, StudyOptions, assign_folds, combined_models, modalities_of,
                                       select_model)
+from sarco_core.files import atomic_write, write_json
 
 
 class Study:
@@ -84,7 +84,7 @@ class Study:
         write_json(self.work / "results.json", results)
         if self.out.exists():
             shutil.rmtree(self.out)
-        os.replace(self.work, self.out)
+        os.replace(self.work, self.out)  # the whole run folder: not atomic_path (one file)
         return self.out
 
     def _timed(self, stage: str, work):
@@ -173,7 +173,7 @@ class Study:
             for cohort, table in cohorts.items():
                 path = self.work / "predictions" / name / f"{cohort}.csv"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                write_text(path, table.to_csv(index=False))
+                atomic_write(path, table.to_csv(index=False))
         cohorts = ["development", *self.others]
         truth = study_results.read_truth(self.cohort_path)
         summary = study_results.summarise(self.predictions, models, cohorts, truth, self.options.seed)

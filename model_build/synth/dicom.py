@@ -16,8 +16,8 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
 
-from model_build.synth.atomic import atomic_path
 from model_build.synth.screen import RenderedImage
+from sarco_core.files import atomic_path
 
 _CENTIMETRES = 3  # PhysicalUnitsX/YDirection code for cm
 _TISSUE = 1  # RegionDataType: tissue

@@ -40,13 +40,14 @@ from model_build.synth.latent import (
 from model_build.synth.media import MediaJob, render_participant
 from model_build.synth.reference import REFERENCE_SCHEMA, check_labels, draw_reference
 from model_build.synth.tabular import TABULAR_SCHEMA, add_missing_values, clinical_and_lab, draw_sex
+from sarco_core.errors import SarcoError
 
 GENERATOR_VERSION = "1.0.0"
 ASMI_METHOD_BY_CENTER = {"A": "dxa", "B": "bia", "C": "bia"}
 POOLED = "pooled"
 
 
-class SynthError(ValueError):
+class SynthError(SarcoError, ValueError):
     """The cohort cannot be written as asked (the message says why and how to fix it)."""
 
 
@@ -251,7 +252,8 @@ def synthesize(out: str | Path, options: SynthOptions = SynthOptions(), force: b
 
 
 def _replace(partial: Path, out: Path) -> None:
-    """Move the finished folder into place; an old OUT (only with --force) goes last."""
+    """Move the finished folder into place; an old OUT (only with --force) goes last. Folders,
+    so renamed here rather than through sarco_core.files.atomic_path (one file)."""
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
         os.replace(out, old / out.name)

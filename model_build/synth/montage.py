@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 import typer
 
-from model_build.synth.atomic import write_bytes_atomic
 from model_build.synth.realism import as_grey, read_scan_boxes, real_statistics, scan_statistics
 from model_build.synth.render import PROFILES, MuscleLatent, exported_pixels, render_still
+from sarco_core.files import atomic_write
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -149,7 +149,7 @@ def main(
     except FileNotFoundError as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(code=1) from None
-    write_bytes_atomic(out, cv2.imencode(".png", montage)[1].tobytes())
+    atomic_write(out, cv2.imencode(".png", montage)[1].tobytes())
     typer.echo(f"wrote {out} ({montage.shape[1]} x {montage.shape[0]})")
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # TIFF tag warnings (DeepACSA)
     typer.echo(realism_table(data))

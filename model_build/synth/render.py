@@ -18,13 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model_build.synth.atomic import write_bytes_atomic
 from model_build.synth.bmode import choose_depth_mm, echo_fields, grey_image
 from model_build.synth.dicom import write_us_dicom
 from model_build.synth.profiles import PROFILES, ScannerProfile
 from model_build.synth.screen import RenderedImage, max_scan_width, still_screen
 from model_build.synth.tissue import MuscleLatent, tissue_maps
 from model_build.synth.video import VideoInfo, write_scan_video
+from sarco_core.files import atomic_write
 
 __all__ = [
     "PROFILES",
@@ -109,4 +109,4 @@ def write_still(path: Path, image: RenderedImage, jpeg_quality: int = 90) -> Non
         data = encode_still(image, path.suffix, jpeg_quality)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
-    write_bytes_atomic(path, data)
+    atomic_write(path, data)

@@ -22,11 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model_build.synth.atomic import atomic_path
 from model_build.synth.bmode import EchoField, choose_depth_mm, echo_fields, grey_image, mix
 from model_build.synth.profiles import ScannerProfile
 from model_build.synth.screen import VIDEO_SIZE, Screen, max_scan_width, video_screen
 from model_build.synth.tissue import MuscleLatent, TissueMaps, tissue_maps
+from sarco_core.files import atomic_path
 
 FRAME_STATES = ("tissue", "lifted", "frozen", "transition")
 _CODECS = {".mp4": "mp4v", ".avi": "MJPG"}

@@ -13,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from model_build.cli import app
-from model_build.commands import label as label_command
 from sarco_core import files as atomic_files
 
 runner = CliRunner()

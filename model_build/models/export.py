@@ -7,7 +7,6 @@ and compute what PyTorch computes.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from model_build.models.fusion import ImageScorer
 from sarco_core.errors import SarcoError
+from sarco_core.files import atomic_path
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -48,30 +48,28 @@ def export_onnx(scorer: ImageScorer, image_size: int, path: Path) -> float:
     scorer = scorer.eval().cpu()
     example = torch.zeros(2, 1, image_size, image_size)
     raw = path.with_name(f".{path.name}.raw")
-    temporary = path.with_name(f".{path.name}.tmp")
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # The TorchScript exporter is deprecated in favour of torch.export, which needs the
-            # onnxscript package; for this plain CNN both give the same operators.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(scorer, (example,), str(raw), dynamo=False, opset_version=OPSET,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = str(temporary)
-        onnxruntime.InferenceSession(str(raw), options, providers=["CPUExecutionProvider"])
-        _drop_unused_opsets(temporary)
-        check_graph(temporary)
-        gap = parity_gap(scorer, temporary, _probe_images(image_size))
-        if gap > PARITY_TOLERANCE:
-            raise ExportError(f"{path.name}: ONNX Runtime differs from PyTorch by {gap:.2e} "
-                              f"(> {PARITY_TOLERANCE:.0e}); the export is not faithful")
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            with warnings.catch_warnings(), torch.no_grad():
+                # The TorchScript exporter is deprecated in favour of torch.export, which needs the
+                # onnxscript package; for this plain CNN both give the same operators.
+                warnings.simplefilter("ignore")
+                torch.onnx.export(scorer, (example,), str(raw), dynamo=False, opset_version=OPSET,
+                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                  dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+            options = onnxruntime.SessionOptions()
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            options.optimized_model_filepath = str(temporary)
+            onnxruntime.InferenceSession(str(raw), options, providers=["CPUExecutionProvider"])
+            _drop_unused_opsets(temporary)
+            check_graph(temporary)
+            gap = parity_gap(scorer, temporary, _probe_images(image_size))
+            if gap > PARITY_TOLERANCE:
+                raise ExportError(f"{path.name}: ONNX Runtime differs from PyTorch by {gap:.2e} "
+                                  f"(> {PARITY_TOLERANCE:.0e}); the export is not faithful")
         return gap
     finally:
         raw.unlink(missing_ok=True)
-        temporary.unlink(missing_ok=True)
 
 
 def _drop_unused_opsets(path: Path) -> None:

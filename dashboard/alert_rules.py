@@ -6,9 +6,12 @@ between the firing and the clearing threshold) is left as it is. The margins kee
 that hovers at a threshold from opening and resolving alerts every evaluation.
 
 Health rules look at online devices only: an offline device's last figures are stale, and its
-being offline is the offline rule's business. The offline rule fires only for a lost
-connection (the device's last will) — a device whose app said goodbye was switched off, as
-clinics do at night. Summaries carry figures, never anything about a screened person.
+being offline is the offline rule's business. So while a device is offline its temperature
+and backlog alerts are left as they are (neither firing nor clear: the figures are unknown,
+and resolving them would say the condition cleared); its next status decides. The offline
+rule fires only for a lost connection (the device's last will) — a device whose app said
+goodbye was switched off, as clinics do at night. Summaries carry figures and UTC times,
+never anything about a screened person.
 """
 
 from __future__ import annotations
@@ -95,21 +98,26 @@ def device_offline(row: _DeviceNow, now: datetime, rules: RuleSettings) -> Findi
     silent_min = (now - device.last_seen_at).total_seconds() / 60
     if silent_min <= rules.offline_minutes:
         return None
+    # a time, not "no contact for N min": the summary is written once and read later (the
+    # pages say how long it has been when they show it)
     return _finding("device_offline", device, True,
-                    f"connection lost, no contact for {_duration(silent_min)}",
-                    round(silent_min, 1), rules.offline_minutes)
+                    f"connection lost; last contact {device.last_seen_at:%Y-%m-%d %H:%M} UTC",
+                    round(silent_min, 2), rules.offline_minutes)
 
 
-def _duration(minutes: float) -> str:
+def duration(minutes: float) -> str:
+    """A duration for people: "40 s", "16 min", "2.5 h"."""
     if minutes < 2:
         return f"{minutes * 60:.0f} s"
-    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h" if minutes < 2880 else f"{minutes / 1440:.1f} days"
 
 
 def temperature_high(row: _DeviceNow, now: datetime, rules: RuleSettings) -> Finding | None:
     device, temp = row.device, row.temp_c
     if device.state != "online":
-        return _finding("temperature_high", device, firing=False)
+        return None  # figures unknown: the alert stays as it is (module docstring)
     if temp is None or row.temp_received_at is None or \
             now - row.temp_received_at > STALE_READING:
         return None
@@ -125,7 +133,7 @@ def temperature_high(row: _DeviceNow, now: datetime, rules: RuleSettings) -> Fin
 def backlog_high(row: _DeviceNow, now: datetime, rules: RuleSettings) -> Finding | None:
     device, queued = row.device, row.device.queued_results
     if device.state != "online":
-        return _finding("backlog_high", device, firing=False)
+        return None  # figures unknown: the alert stays as it is (module docstring)
     if queued is None:
         return None
     if queued > rules.max_backlog:

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,14 @@ RULE_LABELS = {
     "positive_rate_unusual": "Positive rate out of band",
 }
 AUTOMATIC = "automatic"  # resolved_by when the condition cleared
+# what an automatic resolution means, per rule (the page says it in these words)
+CLEARED = {
+    "device_offline": "the device is back online",
+    "temperature_high": "the temperature is back below the limit",
+    "backlog_high": "the backlog is back down",
+    "update_failed": "a later update was installed",
+    "positive_rate_unusual": "the positive rate is back in its band",
+}
 StateFilter = Literal["active", "open", "acknowledged", "resolved", "all"]
 
 
@@ -159,3 +167,46 @@ def list_alerts(session: Session, state: StateFilter = "active", rule: str | Non
 
 def _columns(alert: Alert) -> dict:
     return {column.name: getattr(alert, column.name) for column in Alert.__table__.columns}
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """An open or acknowledged alert, as the fleet, site and device pages flag it."""
+
+    id: int
+    rule: str
+    label: str
+    state: str
+    site: str
+    device: str | None
+    summary: str
+    value: float | None
+    opened_at: datetime
+
+
+def unresolved(session: Session, site: str | None = None,
+               device: str | None = None) -> list[Unresolved]:
+    """Open and acknowledged alerts (of a site, of a device), oldest first."""
+    query = select(Alert).where(Alert.resolved_at.is_(None)).order_by(Alert.opened_at,
+                                                                        Alert.id)
+    if site:
+        query = query.where(Alert.site == site)
+    if device:
+        query = query.where(Alert.device == device)
+    return [Unresolved(a.id, a.rule, RULE_LABELS.get(a.rule, a.rule), a.state, a.site,
+                       a.device, a.summary, a.value, a.opened_at) for a in session.scalars(query)]
+
+
+def attention(session: Session, site: str | None = None) -> dict[str, list[Unresolved]]:
+    """Unresolved alerts by subject: "site/device" for a device's, "site" for a site's."""
+    found: dict[str, list[Unresolved]] = {}
+    for alert in unresolved(session, site):
+        subject = f"{alert.site}/{alert.device}" if alert.device else alert.site
+        found.setdefault(subject, []).append(alert)
+    return found
+
+
+def unresolved_count(session: Session) -> int:
+    """Open and acknowledged alerts: the number on the navigation's Alerts entry."""
+    return session.scalar(select(func.count()).select_from(Alert)
+                          .where(Alert.resolved_at.is_(None))) or 0

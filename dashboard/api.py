@@ -57,7 +57,8 @@ def require_api_key(request: Request, session: Annotated[Session, Depends(databa
 
 def filters(site: str | None = None, date_from: date | None = None,
             date_to: date | None = None) -> queries.Filters:
-    """Site and inclusive UTC day range; by default the last 7 days."""
+    """Site and inclusive UTC day range; by default the last 30 days (the pages' default
+    too, in the viewer's days)."""
     default = queries.Filters.last_days(utc_now().date(), site)
     chosen = queries.Filters(site or None, date_from or default.date_from,
                              date_to or default.date_to)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from dashboard.trends import Trends
 
@@ -44,8 +45,16 @@ def trend_charts(trends: Trends) -> dict[str, Any]:
     return {"time": "day", "x": [_day_start(day.day) for day in days], "charts": charts}
 
 
-def telemetry_charts(series: dict[str, list], device: str) -> dict[str, Any]:
-    return {"time": "instant", "x": series["at"],
+def _epoch(moment: datetime) -> float:
+    return moment.replace(tzinfo=timezone.utc).timestamp()
+
+
+def telemetry_charts(series: dict[str, list], device: str, since: datetime, now: datetime,
+                     zone: ZoneInfo) -> dict[str, Any]:
+    """The sparklines span ``since`` .. ``now`` (naive UTC: the last 24 hours, whatever the
+    samples cover), their times labelled in the viewer's ``zone``."""
+    return {"time": "instant", "x": series["at"], "x_range": [_epoch(since), _epoch(now)],
+            "zone": zone.key,
             "charts": [{"id": key, "title": title, "unit": unit,
                         "series": [{"label": device, "values": series[key]}]}
                        for key, title, unit in TELEMETRY_CHARTS]}

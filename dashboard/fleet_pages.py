@@ -10,7 +10,9 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
-from dashboard import charts, commands, device_view, queries, trends
+from dashboard import alerts, charts, commands, device_view, queries, trends
+from dashboard.alert_pages import describe
+from dashboard.local_days import DEFAULT_DAYS, local_today
 from dashboard.auth import Principal
 from dashboard.db import utc_now
 from dashboard.page_support import DB, Who, Zone, local_range, render, require_staff
@@ -31,43 +33,48 @@ def site_page(request: Request, site: str, session: DB, who: Who, zone: Zone,
         trend = trends.trends(session, zone, start, end, site)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    health = queries.device_health(session, now, site)
+    health = queries.device_health(session, now, site, zone=zone)
     days = trend.sites[0].days if trend.sites else []
     screened = sum(day.screened for day in days)
     positive = sum(day.positive for day in days)
+    summary = queries.summary(session, local_today(zone, now), site, zone)
     return render(
         request, "site.html", who, zone, "fleet", site=site, now=now, trend=trend,
         chart_data=charts.trend_charts(trend), health=health,
         fleet=queries.fleet_by_site(health), rules=queries.HealthRules(),
-        summary=queries.summary(session, now.date(), site),
+        summary=summary, today=summary.sites[0] if summary.sites else None,
+        attention=alerts.attention(session, site), default_days=DEFAULT_DAYS,
         range_totals={"screened": screened, "positive": positive,
                       "rescans": sum(day.rescans for day in days),
                       "positive_rate": positive / screened if screened else None,
                       "referrals_open": days[-1].referrals_open if days else 0},
-        models=queries.model_versions(session, queries.Filters(site, start, end)))
+        models=queries.model_versions(session, queries.Filters(site, start, end, zone)))
 
 
 def _device_page(request: Request, session: Session, who: Principal, zone: ZoneInfo,
                  site: str, device: str, page: int = 1, error: str | None = None,
                  sent: bool = False, status_code: int = 200) -> HTMLResponse:
     now = utc_now()
-    health = next((d for d in queries.device_health(session, now, site)
+    health = next((d for d in queries.device_health(session, now, site, zone=zone)
                    if d.device == device), None)
     if health is None:
         raise HTTPException(404, f"no device {device!r} at site {site!r}")
-    samples = queries.telemetry_history(session, site, device,
-                                        now - TELEMETRY_HISTORY) or []
+    since = now - TELEMETRY_HISTORY
+    samples = queries.telemetry_history(session, site, device, since) or []
+    changes = device_view.state_changes(session, site, device, since)
     results, page, pages = device_view.results_page(session, site, device, page)
-    response = render(
-        request, "device.html", who, zone, "fleet", d=health, now=now,
-        rules=queries.HealthRules(), periods=device_view.status_periods(samples),
+    raised = alerts.unresolved(session, site, device)
+    return render(
+        request, "device.html", who, zone, "fleet", status_code=status_code, d=health,
+        now=now, rules=queries.HealthRules(),
+        periods=device_view.status_periods(samples, changes, since, now),
         gap_minutes=int(device_view.GAP.total_seconds() // 60),
-        chart_data=charts.telemetry_charts(device_view.telemetry_series(samples), device),
+        chart_data=charts.telemetry_charts(device_view.telemetry_series(samples), device,
+                                           since, now, zone),
         samples=len(samples), results=results, page=page, pages=pages,
+        raised=raised, texts=describe(session, raised, now, zone),
         commands=commands.recent(session, site, device), error=error, sent=sent,
         can_send=request.app.state.commands is not None)
-    response.status_code = status_code
-    return response
 
 
 @router.get("/devices/{site}/{device}", response_class=HTMLResponse)

@@ -347,3 +347,29 @@ class AlertDelivery(Base):
                          name="uq_alert_deliveries_alert_id_event_channel"),
         Index("ix_alert_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
     )
+
+
+class DeviceStateChange(Base):
+    """A device going online or offline, as its statuses said (the device page's status
+    history): its app's ``online`` status, its goodbye (an ``offline`` status with a time),
+    or its last will (``offline`` without a time: the broker lost the connection). Only
+    changes are kept, not the status every 30 s. Every worker gets every status, so a change
+    is keyed by what all of them see alike: the device time of the status that made it, or
+    for a last will (which has no time of its own) the device time of the status before."""
+
+    __tablename__ = "device_state_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site: Mapped[str] = mapped_column(String(63))
+    device: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16))  # online, offline
+    # when: the status's device time; for a last will, when the dashboard received it
+    at: Mapped[datetime]
+    status_at: Mapped[datetime]  # the key (above)
+    connection_lost: Mapped[bool]  # offline by the last will, not by a goodbye
+
+    __table_args__ = (
+        UniqueConstraint("site", "device", "state", "status_at",
+                         name="uq_device_state_changes_site_device_state_status_at"),
+        Index("ix_device_state_changes_site_device_at", "site", "device", "at"),
+    )

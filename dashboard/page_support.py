@@ -1,9 +1,11 @@
 """What every staff page needs: who is asking (login, role), the CSRF check, the viewer's
-time zone, and rendering a template with the parts the layout shows (navigation, user).
+time zone, and rendering a template with the parts the layout shows (navigation with the
+number of unresolved alerts, user).
 
 The time zone: the browser reports its IANA zone (``Intl.DateTimeFormat``) in the
-``sarco_tz`` cookie (static/timezone.js); a ``tz`` query parameter overrides it. Times are
-stored in UTC and shown in that zone; without either, the page shows UTC and says so.
+``sarco_tz`` cookie (static/page.js); a ``tz`` query parameter overrides it. Times are
+stored in UTC and shown in that zone, and days are counted in it; without either, the page
+uses UTC and says so.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
-from dashboard import auth
+from dashboard import alerts, auth
 from dashboard.api import database
 from dashboard.db import utc_now
-from dashboard.trends import UTC, chosen_range, parse_zone
+from dashboard.local_days import UTC, chosen_range, parse_zone
 
 SESSION_COOKIE = "sarco_session"
 ZONE_COOKIE = "sarco_tz"
@@ -58,13 +60,18 @@ def require_staff(who: auth.Principal, token: str | None, doing: str) -> None:
 
 def viewer_zone(request: Request) -> ZoneInfo:
     """The ``tz`` parameter, else the browser's cookie, else UTC (an unknown name too: a
-    stale cookie must not break the page)."""
-    for name in (request.query_params.get("tz"), request.cookies.get(ZONE_COOKIE)):
+    stale cookie must not break the page). Where it came from goes in
+    ``request.state.zone_source``: "query", "browser" or "default"."""
+    for source, name in (("query", request.query_params.get("tz")),
+                         ("browser", request.cookies.get(ZONE_COOKIE))):
         if name:
             try:
-                return parse_zone(name)
+                zone = parse_zone(name)
             except ValueError:
                 continue
+            request.state.zone_source = source
+            return zone
+    request.state.zone_source = "default"
     return UTC
 
 
@@ -88,12 +95,19 @@ def local_time(moment: datetime | None, zone: ZoneInfo, fmt: str = "%Y-%m-%d %H:
     return moment.replace(tzinfo=timezone.utc).astimezone(zone).strftime(fmt)
 
 
-def render(request: Request, template: str, who: auth.Principal, zone: ZoneInfo,
-           nav: str, **context: object) -> HTMLResponse:
-    """``nav`` names the navigation entry to highlight."""
+def render(request: Request, template: str, who: auth.Principal | None, zone: ZoneInfo,
+           nav: str, status_code: int = 200, **context: object) -> HTMLResponse:
+    """``nav`` names the navigation entry to highlight. The navigation shows how many alerts
+    are open or acknowledged (every page, so nobody has to visit /alerts to learn of one)."""
+    unresolved = 0
+    if who is not None:
+        with request.app.state.sessions() as session:
+            unresolved = alerts.unresolved_count(session)
     return request.app.state.templates.TemplateResponse(request, template, {
         "who": who, "auth_enabled": request.app.state.auth_enabled, "zone": zone,
-        "nav": nav, "query": request.url.query, **context})
+        "zone_source": getattr(request.state, "zone_source", "default"),
+        "alerts_unresolved": unresolved, "nav": nav, "query": request.url.query,
+        **context}, status_code=status_code)
 
 
 def back(request: Request, default: str) -> RedirectResponse:

@@ -1,6 +1,7 @@
 """What the page, the CSV export and the REST API show: one set of queries, typed records.
 
-Counting rules (docs/dashboard.md): a day is the UTC day a session ended; "screened" counts
+Counting rules (docs/dashboard.md): a day is the day a session ended in the viewer's time
+zone (the pages; the API's days are UTC days); "screened" counts
 the sessions with a decision (sarcopenia or no_sarcopenia), "rescan" the ones without enough
 usable frames; the positive rate is positive / screened; a referral is a positive result, and
 it is open until a staff member marks it followed up.
@@ -8,16 +9,27 @@ it is open until a staff member marks it followed up.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from dashboard.db import utc_now
+from dashboard.local_days import (
+    DEFAULT_DAYS,
+    UTC,
+    decisions_per_day,
+    ended_between,
+    is_utc,
+    local_today,
+    utc_bounds,
+)
 from dashboard.models import (
     Device,
     FollowUp,
@@ -28,7 +40,6 @@ from dashboard.models import (
 )
 
 POSITIVE, NEGATIVE, RESCAN = "sarcopenia", "no_sarcopenia", "rescan"
-DEFAULT_DAYS = 7
 # an open referral older than this is flagged overdue: a week is the program's target from a
 # positive screen to the person being contacted and referred
 REFERRAL_DUE = timedelta(days=7)
@@ -36,20 +47,29 @@ REFERRAL_DUE = timedelta(days=7)
 
 @dataclass(frozen=True)
 class Filters:
-    """Site (None: all) and an inclusive range of UTC days."""
+    """Site (None: all) and an inclusive range of days in ``zone`` (the API's: UTC)."""
 
     site: str | None
     date_from: date
     date_to: date
+    zone: ZoneInfo = UTC
 
     @classmethod
     def last_days(cls, today: date, site: str | None = None,
-                  days: int = DEFAULT_DAYS) -> Filters:
-        return cls(site, today - timedelta(days=days - 1), today)
+                  days: int = DEFAULT_DAYS, zone: ZoneInfo = UTC) -> Filters:
+        return cls(site, today - timedelta(days=days - 1), today, zone)
+
+    @property
+    def utc_days(self) -> bool:
+        """Days that are UTC days: the running totals (``result_counts``) answer."""
+        return is_utc(self.zone)
 
     def where(self, table: type = Result) -> list:
-        """The filter on ``results`` or on ``result_counts`` (both have site and day)."""
-        clauses = [table.day >= self.date_from, table.day <= self.date_to]
+        """The filter on ``results``, or on ``result_counts`` (UTC days only)."""
+        if table is ResultCount or self.utc_days:
+            clauses = [table.day >= self.date_from, table.day <= self.date_to]
+        else:
+            clauses = ended_between(*utc_bounds(self.date_from, self.date_to, self.zone))
         if self.site:
             clauses.append(table.site == self.site)
         return clauses
@@ -213,14 +233,30 @@ def sites(session: Session) -> list[str]:
     return sorted(names)
 
 
-def summary(session: Session, today: date, site: str | None = None) -> Summary:
-    """Today's counts and the devices online, of one site or (None) of the whole fleet."""
-    per_site = {row.site: row for row in session.execute(
-        select(ResultCount.site, func.sum(ResultCount.positive).label("positive"),
-               func.sum(ResultCount.negative).label("negative"),
-               func.sum(ResultCount.rescans).label("rescans"))
-        .where(ResultCount.day == today, *([ResultCount.site == site] if site else []))
-        .group_by(ResultCount.site))}
+def _decisions(session: Session, filters: Filters, *group: object) -> list:
+    """Positive, negative and rescan counts in the filter, grouped by ``group`` (columns of
+    both tables, by name): from the running totals for UTC days, else from the results."""
+    if filters.utc_days:
+        table = ResultCount
+        columns = [func.coalesce(func.sum(ResultCount.positive), 0).label("positive"),
+                   func.coalesce(func.sum(ResultCount.negative), 0).label("negative"),
+                   func.coalesce(func.sum(ResultCount.rescans), 0).label("rescans")]
+    else:
+        table = Result
+        columns = [func.count().filter(Result.decision == name).label(label)
+                   for name, label in ((POSITIVE, "positive"), (NEGATIVE, "negative"),
+                                       (RESCAN, "rescans"))]
+    keys = [getattr(table, name) for name in group]
+    query = select(*keys, *columns).where(*filters.where(table))
+    return list(session.execute(query.group_by(*keys) if keys else query))
+
+
+def summary(session: Session, today: date, site: str | None = None,
+            zone: ZoneInfo = UTC) -> Summary:
+    """Today's counts (``today`` is a day in ``zone``) and the devices online, of one site or
+    (None) of the whole fleet."""
+    per_site = {row.site: row for row in _decisions(
+        session, Filters(site, today, today, zone), "site")}
     devices = {row.site: row for row in session.execute(
         select(Device.site, func.count().label("devices"),
                func.count().filter(Device.state == "online").label("online"))
@@ -245,25 +281,25 @@ def summary(session: Session, today: date, site: str | None = None) -> Summary:
 
 
 def daily_counts(session: Session, filters: Filters) -> list[DailyCount]:
-    rows = session.execute(
-        select(ResultCount.site, ResultCount.day,
-               func.sum(ResultCount.positive).label("positive"),
-               func.sum(ResultCount.negative).label("negative"),
-               func.sum(ResultCount.rescans).label("rescans"))
-        .where(*filters.where(ResultCount)).group_by(ResultCount.site, ResultCount.day)
-        .order_by(ResultCount.day.desc(), ResultCount.site))
-    return [DailyCount(site=r.site, day=r.day, screened=r.positive + r.negative,
-                       positive=r.positive, rescans=r.rescans,
-                       positive_rate=_rate(r.positive, r.positive + r.negative))
-            for r in rows]
+    """Per site and day of the filter's zone, newest day first; days without results are
+    left out."""
+    if filters.utc_days:
+        rows = [(r.site, r.day, Counter({POSITIVE: r.positive, NEGATIVE: r.negative,
+                                         RESCAN: r.rescans}))
+                for r in _decisions(session, filters, "site", "day")]
+    else:
+        rows = [(site, day, counts) for (site, day), counts in decisions_per_day(
+            session, filters.zone, filters.date_from, filters.date_to, filters.site).items()]
+    rows.sort(key=lambda row: (-row[1].toordinal(), row[0]))
+    return [DailyCount(site=site, day=day, screened=counts[POSITIVE] + counts[NEGATIVE],
+                       positive=counts[POSITIVE], rescans=counts[RESCAN],
+                       positive_rate=_rate(counts[POSITIVE],
+                                           counts[POSITIVE] + counts[NEGATIVE]))
+            for site, day, counts in rows]
 
 
 def totals(session: Session, filters: Filters) -> TotalsInRange:
-    row = session.execute(
-        select(func.coalesce(func.sum(ResultCount.positive), 0).label("positive"),
-               func.coalesce(func.sum(ResultCount.negative), 0).label("negative"),
-               func.coalesce(func.sum(ResultCount.rescans), 0).label("rescans"))
-        .where(*filters.where(ResultCount))).one()
+    [row] = _decisions(session, filters)
     # few results are followed up: look them up by id (IN) rather than scan the range
     followed_up = session.scalar(
         select(func.count()).select_from(Result)
@@ -303,11 +339,13 @@ def referrals(session: Session, filters: Filters, limit: int | None = 200,
 
 
 def model_versions(session: Session, filters: Filters) -> list[ModelVersion]:
+    table = ResultCount if filters.utc_days else Result
     results = {(r.model_name, r.model_sha256): r.n for r in session.execute(
-        select(ResultCount.model_name, ResultCount.model_sha256,
-               func.sum(ResultCount.results).label("n"))
-        .where(*filters.where(ResultCount))
-        .group_by(ResultCount.model_name, ResultCount.model_sha256))}
+        select(table.model_name, table.model_sha256,
+               func.sum(ResultCount.results).label("n") if table is ResultCount
+               else func.count().label("n"))
+        .where(*filters.where(table))
+        .group_by(table.model_name, table.model_sha256))}
     device_filter = [Device.site == filters.site] if filters.site else []
     rows = session.execute(
         select(Device.model_name, Device.model_sha256, Device.app_version,
@@ -323,15 +361,19 @@ def model_versions(session: Session, filters: Filters) -> list[ModelVersion]:
 
 
 def device_health(session: Session, now: datetime, site: str | None = None,
-                  rules: HealthRules | None = None) -> list[DeviceHealth]:
+                  rules: HealthRules | None = None, zone: ZoneInfo = UTC) -> list[DeviceHealth]:
+    """Every device (of ``site``) with its issues; "today and yesterday" (the rejected
+    frames) are days in ``zone``."""
     rules = rules or HealthRules()
-    since = now.date() - timedelta(days=rules.window_days - 1)
+    today = local_today(zone, now)
+    window = Filters(site, today - timedelta(days=rules.window_days - 1), today, zone)
+    table = ResultCount if window.utc_days else Result
     frames = {(r.site, r.device): r for r in session.execute(
-        select(ResultCount.site, ResultCount.device,
-               func.sum(ResultCount.skipped_frames).label("skipped"),
-               func.sum(ResultCount.processed_frames).label("processed"))
-        .where(ResultCount.day >= since, *([ResultCount.site == site] if site else []))
-        .group_by(ResultCount.site, ResultCount.device))}
+        select(table.site, table.device,
+               func.sum(table.skipped_frames).label("skipped"),
+               func.sum(table.processed_frames).label("processed"))
+        .where(*window.where(table))
+        .group_by(table.site, table.device))}
     rows = session.execute(
         select(Device, TelemetrySample)
         .outerjoin(TelemetrySample, and_(TelemetrySample.site == Device.site,

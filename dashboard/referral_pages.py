@@ -63,8 +63,10 @@ def undo_referred(request: Request, result_id: str, session: DB, who: Who,
 
 @router.post("/referrals/{result_id}/outcome")
 def record_outcome(request: Request, result_id: str, session: DB, who: Who,
-                   outcome: Annotated[str, Form()],
+                   outcome: Annotated[str, Form()] = "",
                    csrf: Annotated[str | None, Form()] = None) -> RedirectResponse:
+    """``outcome`` empty (the list's first entry, "choose an outcome") is refused with a
+    message: one careless click must not record a clinical finding."""
     return _act(request, session, who, csrf, lambda: referrals.record_outcome(
         session, result_id, outcome, who.name, utc_now()))
 

@@ -148,6 +148,8 @@ def undo_referred(session: Session, result_id: str, user: str, now: datetime) ->
 def record_outcome(session: Session, result_id: str, outcome: str, user: str,
                    now: datetime) -> None:
     _require_positive(session, result_id)
+    if not outcome:
+        raise ReferralError("choose an outcome from the list first: nothing was recorded")
     if outcome not in OUTCOMES:
         raise ReferralError(f"outcome {outcome!r}: one of {', '.join(OUTCOMES)}")
     follow_up = session.get(FollowUp, result_id)

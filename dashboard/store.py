@@ -35,10 +35,17 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from dashboard.messages import Received, Rejection, set_aside
-from dashboard.models import Device, RejectedMessage, Result, ResultCount, TelemetrySample
+from dashboard.models import (
+    Device,
+    DeviceStateChange,
+    RejectedMessage,
+    Result,
+    ResultCount,
+    TelemetrySample,
+)
 from sarco_core.wire import schema
 from sarco_core.wire.schema import parse_time
 
@@ -129,6 +136,8 @@ class _Statements:
 
         self.telemetry = insert(TelemetrySample.__table__).on_conflict_do_nothing(
             index_elements=["site", "device", "at"])
+        self.state_changes = insert(DeviceStateChange.__table__).on_conflict_do_nothing(
+            index_elements=["site", "device", "state", "status_at"])
 
         rejected = RejectedMessage.__table__
         statement = insert(rejected)
@@ -222,17 +231,25 @@ class FleetStore:
 
     def prune_telemetry(self, now: datetime) -> int:
         """Delete health samples older than the history, except each device's newest (the
-        page shows it however old). Its own short transaction, after the batch: a failure
-        here only delays the clean-up."""
+        page shows it however old), and state changes older than the history except each
+        device's newest of those (its state when the history begins). Its own short
+        transaction, after the batch: a failure here only delays the clean-up. Returns the
+        number of health samples deleted."""
         self._pruned_at = now
         sample = TelemetrySample
         is_current = select(Device.site).where(
             Device.site == sample.site, Device.device == sample.device,
             Device.telemetry_at == sample.at).exists()
+        cutoff = now - self.telemetry_history
+        change, later = DeviceStateChange, aliased(DeviceStateChange)
+        superseded = select(later.id).where(
+            later.site == change.site, later.device == change.device, later.at < cutoff,
+            later.at > change.at).exists()
         try:
             with Session(self.engine) as session, session.begin():
+                session.execute(delete(change).where(change.at < cutoff, superseded))
                 return session.execute(delete(sample).where(
-                    sample.received_at < now - self.telemetry_history, ~is_current)).rowcount
+                    sample.received_at < cutoff, ~is_current)).rowcount
         except SQLAlchemyError as exc:
             log.warning("pruning the telemetry history failed (tried again in %s): %s",
                         PRUNE_EVERY, exc.__class__.__name__)
@@ -306,7 +323,10 @@ class FleetStore:
         if not statuses:
             return
         rows = [_status_row(item) for item in statuses]
+        changes = _state_changes(session, rows)
         session.execute(self._statements.status, rows)
+        if changes:
+            session.execute(self._statements.state_changes, changes)
         samples = [_telemetry_row(item) for item in statuses
                    if item.payload.get("health") and item.payload["at"] is not None]
         if samples:
@@ -420,6 +440,35 @@ def _status_row(item: Received) -> dict[str, Any]:
         "update_at": parse_time(update["at"]) if update else None,
         "update_model_sha256": update["model_sha256"] if update else None,
     }
+
+
+def _state_changes(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The online/offline changes these status rows make, by the rule of the status
+    statement (``_Statements._status``): from the stored state, in arrival order, a status
+    applies unless it is older (device clock) than the stored one, a last will always. Read
+    in the transaction that writes them; a change two workers both record is one row (the
+    unique key, ``DeviceStateChange``)."""
+    devices = {(row["site"], row["device"]) for row in rows}
+    stored = {(d.site, d.device): (d.state, d.status_at) for d in session.execute(
+        select(Device.site, Device.device, Device.state, Device.status_at)
+        .where(Device.site.in_({site for site, _ in devices}),
+               Device.device.in_({device for _, device in devices})))}
+    changes = []
+    for row in rows:
+        key = (row["site"], row["device"])
+        state, status_at = stored.get(key, (None, None))
+        is_will = row["status_at"] is None
+        if not (is_will or status_at is None or row["status_at"] > status_at):
+            continue  # an older status arriving late changes nothing
+        if row["state"] != state and row["state"] in ("online", "offline"):
+            changes.append({
+                "site": row["site"], "device": row["device"], "state": row["state"],
+                "at": row["state_since"] if is_will else row["status_at"],
+                "status_at": (status_at or row["state_since"]) if is_will
+                else row["status_at"],
+                "connection_lost": row["connection_lost"]})
+        stored[key] = (row["state"], status_at if is_will else row["status_at"])
+    return changes
 
 
 def _telemetry_row(item: Received) -> dict[str, Any]:

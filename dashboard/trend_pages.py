@@ -20,4 +20,5 @@ def trends_page(request: Request, session: DB, who: Who, zone: Zone, site: str =
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     return render(request, "trends.html", who, zone, "trends", trend=trend, site=site,
-                  sites=queries.sites(session), chart_data=charts.trend_charts(trend))
+                  sites=queries.sites(session), chart_data=charts.trend_charts(trend),
+                  default_days=trends.DEFAULT_DAYS)

@@ -15,12 +15,17 @@ import csv
 import io
 import secrets
 from collections.abc import Iterable, Iterator
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
+    FileResponse,
     HTMLResponse,
     JSONResponse,
     RedirectResponse,
@@ -29,26 +34,32 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashboard import __doc__ as package_doc
-from dashboard import auth, fleet_pages, queries, referral_pages, trend_pages, user_pages
+from dashboard import alerts, auth, fleet_pages, queries, referral_pages, trend_pages, user_pages
 from dashboard.alert_pages import router as alert_pages
 from dashboard.api import router
 from dashboard.commands import CommandPublisher
 from dashboard.db import session_factory, utc_now
 from dashboard.ingest import IngestWorker
+from dashboard.local_days import DEFAULT_DAYS, local_today
 from dashboard.login import attempt_login, lockout_message
 from dashboard.page_support import (
     DB,
+    current_principal,
     SESSION_COOKIE,
     LoginRequired,
     Who,
     Zone,
+    local_range,
     local_time,
     render,
     require_csrf,
+    viewer_zone,
 )
 
 REFERRALS_ON_PAGE = 10  # the newest; the referrals page has them all
@@ -86,6 +97,8 @@ def create_app(engine: Engine, *, auth_enabled: bool = True,
         app.include_router(pages.router)
     app.include_router(alert_pages)
     app.add_exception_handler(LoginRequired, _to_login)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.middleware("http")(_security_headers)
     _add_pages(app)
     return app
@@ -101,18 +114,66 @@ def _to_login(request: Request, exc: Exception) -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
 
 
-def page_filters(site: str | None = None, date_from: str | None = None,
-                 date_to: str | None = None) -> queries.Filters:
-    """The page's filter form; empty fields mean all sites / the last 7 days."""
-    default = queries.Filters.last_days(utc_now().date(), site or None)
+# ----------------------------------------------------------------------------- errors
+# The API (and /healthz, /openapi.json) answers errors in JSON, as FastAPI does; a page
+# answers with a page: the layout, the message in words and a way back.
+
+_ERROR_TITLES = {400: "That cannot be done", 401: "Not logged in", 403: "Not allowed",
+                 404: "Not found", 405: "Not allowed here", 422: "Something in the address "
+                 "or the form is not right", 429: "Too many attempts"}
+
+
+def _answers_json(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith("/api/") or path in ("/openapi.json", "/healthz")
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if _answers_json(request):
+        return await http_exception_handler(request, exc)
+    return await run_in_threadpool(_error_page, request, exc.status_code, str(exc.detail),
+                                   exc.headers)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    if _answers_json(request):
+        return await request_validation_exception_handler(request, exc)
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'][1:]) or error['loc'][0]}: "
+        f"{error['msg']}" for error in exc.errors())
+    return await run_in_threadpool(_error_page, request, 422, problems, None)
+
+
+def _error_page(request: Request, status: int, message: str,
+                headers: dict[str, str] | None) -> HTMLResponse:
+    """The error in the pages' layout (with the navigation when someone is logged in), and
+    a link back: to the page the request came from (same site), else to the fleet."""
+    who = None
     try:
-        start = date.fromisoformat(date_from) if date_from else default.date_from
-        end = date.fromisoformat(date_to) if date_to else default.date_to
-    except ValueError:
-        raise HTTPException(400, "dates must look like 2025-01-31") from None
+        with request.app.state.sessions() as session:
+            who = current_principal(request, session)
+    except LoginRequired:
+        who = None
+    referer = request.headers.get("referer") or ""
+    came_from = referer.startswith(str(request.base_url)) and referer != str(request.url)
+    response = render(
+        request, "error.html", who, viewer_zone(request), "", status_code=status,
+        title=_ERROR_TITLES.get(status, f"Error {status}"), status=status, message=message,
+        back_to=referer if came_from else "/",
+        back_label="Back to the previous page" if came_from else "Back to the fleet")
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def page_filters(zone: Zone, site: str | None = None, date_from: str | None = None,
+                 date_to: str | None = None) -> queries.Filters:
+    """The page's filter form, in days of the viewer's zone; empty fields mean all sites /
+    the last 30 days (``local_days.DEFAULT_DAYS``)."""
+    start, end = local_range(zone, date_from, date_to)
     if start > end:
         raise HTTPException(400, "the 'from' date is after the 'to' date")
-    return queries.Filters(site or None, start, end)
+    return queries.Filters(site or None, start, end, zone)
 
 
 PageFilters = Annotated[queries.Filters, Depends(page_filters)]
@@ -176,11 +237,12 @@ def _add_pages(app: FastAPI) -> None:
                   chosen: PageFilters) -> HTMLResponse:
         """The fleet: with a site chosen, every figure (the tiles too) is that site's."""
         now = utc_now()
-        health = queries.device_health(session, now, chosen.site)
+        health = queries.device_health(session, now, chosen.site, zone=zone)
         return render(
             request, "dashboard.html", who, zone, "fleet", filters=chosen, now=now,
-            sites=queries.sites(session),
-            summary=queries.summary(session, now.date(), chosen.site),
+            sites=queries.sites(session), default_days=DEFAULT_DAYS,
+            summary=queries.summary(session, local_today(zone, now), chosen.site, zone),
+            attention=alerts.attention(session, chosen.site),
             totals=queries.totals(session, chosen),
             fleet=queries.fleet_by_site(health), health=health, rules=queries.HealthRules(),
             daily=queries.daily_counts(session, chosen),
@@ -199,6 +261,11 @@ def _add_pages(app: FastAPI) -> None:
         return StreamingResponse(
             _csv(app.state.sessions, what, chosen), media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        """For clients that ask for /favicon.ico without reading the page's icon link."""
+        return FileResponse(_HERE / "static" / "favicon.svg", media_type="image/svg+xml")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:

@@ -107,8 +107,9 @@ def test_each_rule_opens_one_alert_per_subject_and_resolves_when_it_clears(engin
     assert len(opened) == 4 and all(a.state == "open" for a in got.values())
     assert got[("temperature_high", "us-001")].summary == \
         "hottest sensor 91 °C (limit 85 °C)"
+    # a time, not "no contact for 40 min", which would be wrong as soon as it was read
     assert got[("device_offline", "us-004")].summary == \
-        "connection lost, no contact for 40 min"
+        f"connection lost; last contact {clock.now - timedelta(minutes=40):%Y-%m-%d %H:%M} UTC"
     assert _deliveries(engine) == []  # no channel configured: shown on the page only
 
     clock.advance(30)
@@ -400,3 +401,49 @@ def test_two_dashboards_evaluating_at_once_open_each_alert_once_on_postgresql():
     finally:
         engine.dispose()
         server.stop()
+
+
+def test_an_offline_devices_temperature_and_backlog_alerts_stay_open_and_say_why(engine):
+    """Going offline does not clear a temperature or a backlog: the figures are unknown, so
+    the alert stays open (it used to be resolved "automatically (condition cleared)"), the
+    page says so, and the device's next status decides."""
+    clock = Clock()
+    _troubled_fleet(engine, clock.now)
+    service = AlertService(engine, load_alert_settings(), clock)
+    service.evaluate()
+    clock.advance(30)
+    _status(engine, "us-001", "offline", clock.now, will=True)  # the hot one: power cut
+    _status(engine, "us-002", "offline", clock.now)  # the backlog: switched off
+    assert service.evaluate().resolved == []
+    assert {a.device: a.state for a in _alerts(engine)
+            if a.rule in ("temperature_high", "backlog_high")} == {"us-001": "open",
+                                                                  "us-002": "open"}
+    with Session(engine) as session:
+        auth.add_user(session, "nurse", "staff", STAFF_PASSWORD)
+        session.commit()
+    with serving(engine) as base:
+        nurse = Browser(base)
+        nurse.login("nurse", STAFF_PASSWORD)
+        page = nurse.request("/alerts?tz=UTC")[2]
+        summaries = dict(re.findall(
+            r'data-rule="(temperature_high|backlog_high)">.*?<p class="alert-summary">(.*?)</p>',
+            page, re.DOTALL))
+        since = f"{clock.now:%Y-%m-%d %H:%M}"
+        assert summaries == {
+            "temperature_high": "hottest sensor 91 °C (limit 85 °C); the device has been "
+                                f"offline since {since}: figures unknown until it reports "
+                                "again",
+            "backlog_high": "50 results waiting on the device (limit 20); the device has "
+                            f"been offline since {since}: figures unknown until it reports "
+                            "again"}
+        # back: its own figures decide, and the page says what cleared
+        clock.advance(60)
+        _status(engine, "us-002", "online", clock.now, queued=3)
+        _status(engine, "us-004", "online", clock.now)
+        assert len(service.evaluate().resolved) == 2
+        page = nurse.request("/alerts?state=resolved")[2]
+        assert "resolved automatically (the backlog is back down)" in page
+        assert "resolved automatically (the device is back online)" in page
+        assert "condition cleared" not in page
+        # the offline alert's text is no frozen "no contact for 40 min"
+        assert re.search(r"connection lost; no contact since \d{4}-\d\d-\d\d \d\d:\d\d<", page)

@@ -94,7 +94,8 @@ def test_a_device_gone_offline_is_one_alert_delivered_once_and_acknowledged(tmp_
                                                  args=CHROMIUM_ARGS)
             viewport_width, viewport_height = VIEWPORTS[width]
             page = browser.new_page(viewport={"width": viewport_width,
-                                              "height": viewport_height})
+                                              "height": viewport_height},
+                                    timezone_id="Pacific/Auckland")
             page.goto(dashboard.url + "/alerts")
             page.fill("input[name=username]", "nurse")
             page.fill("input[name=password]", STAFF_PASSWORD)
@@ -105,6 +106,12 @@ def test_a_device_gone_offline_is_one_alert_delivered_once_and_acknowledged(tmp_
             text = item.inner_text()
             assert "Device offline · site-01/us-002" in text
             assert "webhook (opened): delivered" in text
+            # how long, as the page is read, in the viewer's zone (named once)
+            assert re.search(r"connection lost; no contact since \d{4}-\d\d-\d\d \d\d:\d\d "
+                             r"\(\d+ (s|min) ago\)", text), text
+            assert "Times in Pacific/Auckland, your browser's time zone" in page.inner_text(
+                "#zone-note")
+            assert page.text_content("#alert-count") == "1 unresolved"
             assert page.evaluate("document.documentElement.scrollWidth") <= viewport_width
             button = item.locator("button.acknowledge")
             box = button.bounding_box()

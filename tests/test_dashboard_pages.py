@@ -14,8 +14,9 @@ import os
 import queue
 import re
 import threading
+import time
 import urllib.error
-from datetime import date
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
@@ -23,12 +24,20 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.orm import Session
 
-from dashboard import auth, trends
-from dashboard.db import make_engine, migrate
+from dashboard import alerts, auth, trends
+from dashboard.db import make_engine, migrate, utc_now
+from dashboard.store import Batch, FleetStore, Received
 from sarco_core.wire import schema
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 from tests.dashboard_program import OFFLINE, seed_program
-from tests.dashboard_support import PASSWORD, REPO, DashboardProcess, fleet_broker
+from tests.dashboard_support import (
+    PASSWORD,
+    REPO,
+    DashboardProcess,
+    fleet_broker,
+    health_figures,
+    status_payload,
+)
 from tests.mqtt_broker import requires_mosquitto
 from tests.test_dashboard_browser import _api
 
@@ -43,7 +52,7 @@ PAGES = {
                     "#referrals .mark"], 0),
     "trends": ("/trends", ["#trend-filters button", "#zone-note",
                            "figure[data-chart=screened] canvas"], 4),
-    "site": ("/sites/clinic-north", ["#site-devices-online", ".fleet .device",
+    "site": ("/sites/clinic-north", ["#site-devices-online", "#site-devices .device",
                                      "figure[data-chart=positive_rate] canvas"], 4),
     "device": (f"/devices/{DEVICE[0]}/{DEVICE[1]}",
                ["#device-facts", "figure[data-chart=temp_max_c] canvas",
@@ -166,6 +175,23 @@ def test_trends_are_counted_in_the_browsers_time_zone(served):
 
 
 @requires_mosquitto
+def test_a_browser_in_utc_is_a_browser_that_reported_its_zone(served):
+    """page.js used to set no cookie when the browser's zone was the page's (UTC), so the
+    trends said "your browser did not report a time zone" to a browser that had."""
+    dashboard, _, browser, *_ = served
+    context = browser.new_context(viewport=DESKTOP, timezone_id="UTC")
+    page = context.new_page()
+    page.goto(dashboard.url + "/login")
+    page.fill("input[name=username]", ADMIN)
+    page.fill("input[name=password]", STAFF_PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(dashboard.url + "/trends")
+    page.wait_for_function("document.documentElement.dataset.zoneSource === 'browser'")
+    assert "UTC, your browser's time zone" in page.inner_text("#zone-note")
+    context.close()
+
+
+@requires_mosquitto
 def test_a_referral_is_marked_given_an_outcome_and_a_note_and_unmarked_on_a_phone(served):
     program = served[3]
     screening_id = next(sid for sid in sorted(program.positives) if sid != program.referred)
@@ -177,7 +203,14 @@ def test_a_referral_is_marked_given_an_outcome_and_a_note_and_unmarked_on_a_phon
     row.locator("button.mark").click()
     page.wait_for_load_state()
     assert "done by lead" in row.inner_text()
-    row.locator("select[name=outcome]").select_option("declined")
+    # nothing is preselected: Save without a choice records nothing
+    outcome = row.locator("select[name=outcome]")
+    assert outcome.input_value() == "" and outcome.locator("option").first.inner_text() == \
+        "choose an outcome…"
+    row.locator(".outcome-form button").click()
+    assert outcome.evaluate("select => select.validity.valueMissing")
+    assert "outcome:" not in row.inner_text()
+    outcome.select_option("declined")
     row.locator(".outcome-form button").click()
     page.wait_for_load_state()
     assert "declined the referral" in row.inner_text()
@@ -309,4 +342,167 @@ def test_the_fleet_says_offline_in_words_and_counts_only_the_chosen_site(served)
     health = page.locator(f'#health tr[data-device="{OFFLINE}"] td.issues').inner_text()
     assert health == "offline"
     assert page.locator(".site h3").all_inner_texts() == ["clinic-south"]
+    page.context.close()
+
+
+BLUE = "r < 60 && g > 80 && g < 150 && b > 140"  # charts.js's first colour, #0072B2
+LONE_STATUS_AT = time.time() - 600  # the one status of a device seen once
+
+
+def coloured_pixels(page, chart: str, test: str = BLUE) -> int:  # noqa: ANN001
+    """Pixels of the chart's canvas whose (r, g, b) passes ``test``: what was drawn."""
+    return page.evaluate(f"""() => {{
+        const canvas = document.querySelector('figure[data-chart={chart}] canvas');
+        const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width,
+                                                             canvas.height).data;
+        let found = 0;
+        for (let i = 0; i < pixels.length; i += 4) {{
+            const r = pixels[i], g = pixels[i + 1], b = pixels[i + 2];
+            if ({test}) found++;
+        }}
+        return found;
+    }}""")
+
+
+def wait_for_chart(page, chart: str) -> None:  # noqa: ANN001
+    page.wait_for_function(f"!!(document.querySelector('figure[data-chart={chart}]') || "
+                           f"{{}}).uplot")
+
+
+@requires_mosquitto
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_day_with_screens_between_days_without_is_drawn(served, viewport):
+    """uPlot leaves out a line's points where they would crowd (61 days on a phone), so a
+    positive rate with no neighbour drew nothing at 390 px; lone values keep their point."""
+    engine = served[5]
+    today = utc_now().date()
+    with Session(engine) as session:
+        recent = trends.trends(session, ZoneInfo(ZONE), today - timedelta(days=10),
+                               today + timedelta(days=1), "clinic-north")
+    last = max(day.day for day in recent.sites[0].days if day.screened)
+    query = f"date_from={last}&date_to={last + timedelta(days=60)}"  # one day, then none
+    page = open_page(served, viewport)
+    for path in (f"/trends?site=clinic-north&{query}", f"/sites/clinic-north?{query}"):
+        page.goto(served[0].url + path)
+        wait_for_chart(page, "positive_rate")
+        assert coloured_pixels(page, "positive_rate") > 20, path
+    page.context.close()
+
+
+@requires_mosquitto
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_device_sparklines_span_the_last_24_hours_with_readable_times(served, viewport):
+    """The title says "last 24 h": the axis spans now-24h .. now whatever the samples cover,
+    with times that differ from tick to tick (not "00:00 00:00 00:00" for a device seen once,
+    nor "13:13 13:13 13:14")."""
+    engine = served[5]
+    FleetStore(engine, "test").write(Batch(statuses=[Received(status_payload(
+        "pop-up", "us-099", "online", LONE_STATUS_AT, health=health_figures()),
+        utc_now())]), utc_now())
+    page = open_page(served, viewport)
+    for path in (f"/devices/{DEVICE[0]}/{DEVICE[1]}", "/devices/pop-up/us-099"):
+        page.goto(served[0].url + path)
+        wait_for_chart(page, "temp_max_c")
+        axis = page.evaluate("""() => {
+            const plot = document.querySelector('figure[data-chart=temp_max_c]').uplot;
+            return {min: plot.scales.x.min, max: plot.scales.x.max,
+                    labels: plot.axes[0]._values, now: Date.now() / 1000};
+        }""")
+        assert abs(axis["max"] - axis["now"]) < 120, (path, axis)
+        assert axis["max"] - axis["min"] == pytest.approx(24 * 3600, abs=1), (path, axis)
+        labels = axis["labels"]
+        assert len(labels) >= 3 and len(set(labels)) == len(labels), (path, labels)
+        assert all(re.fullmatch(r"\d\d:\d\d|\d{1,2} [A-Z][a-z]{2}", label)
+                   for label in labels), (path, labels)
+        assert coloured_pixels(page, "temp_max_c") > 20, path  # the one sample: a point
+    page.context.close()
+
+
+def _unresolved_alerts(engine) -> int:  # noqa: ANN001
+    """serve evaluates the alert rules as it starts: the offline, the hot and the rolled-back
+    device of the seeded program; waits for that evaluation."""
+    deadline = time.monotonic() + 20
+    while True:
+        with Session(engine) as session:
+            count = alerts.unresolved_count(session)
+        if count >= 3 or time.monotonic() > deadline:
+            return count
+        time.sleep(0.2)
+
+
+@requires_mosquitto
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_unresolved_alerts_show_in_the_navigation_on_the_device_and_on_its_card(served,
+                                                                               viewport):
+    engine = served[5]
+    count = _unresolved_alerts(engine)
+    assert count == 3
+    page = open_page(served, viewport)
+    base = served[0].url
+    for path, _, _ in PAGES.values():
+        page.goto(base + path)
+        assert page.text_content("#alert-count") == f"{count} unresolved", path
+        inside_viewport(page, "#alert-count", viewport["width"])
+    page.goto(base + "/")
+    tile = f'#fleet .device[data-device="{OFFLINE}"]'
+    assert "⚠ alert: Device offline" in page.inner_text(tile)
+    attention = page.locator('#fleet .site[data-site="clinic-south"] p.attention')
+    assert "needs attention: " in attention.inner_text()
+    assert "Device offline (us-006)" in attention.inner_text()
+    inside_viewport(page, '#fleet .site[data-site="clinic-south"] p.attention a',
+                    viewport["width"])
+    page.goto(f"{base}/devices/clinic-south/{OFFLINE}")
+    box = page.inner_text("#device-alerts")
+    assert "Device offline" in box and re.search(r"no contact since .+ \(\d+ min ago\)", box)
+    inside_viewport(page, "#device-alerts a", viewport["width"])
+    no_sideways_scroll(page)
+    # the site page lists its devices without a card that links to the page itself
+    page.goto(base + "/sites/clinic-south")
+    assert page.locator('main a[href="/sites/clinic-south"]').count() == 0
+    assert "Device offline (us-006)" in page.inner_text("p.attention")
+    page.context.close()
+
+
+@requires_mosquitto
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_dates_and_ids_never_break_and_a_table_that_scrolls_says_so(served, viewport):
+    page = open_page(served, viewport)
+    page.goto(served[0].url + "/")
+    for table in ("#daily", "#health", "#models"):
+        for cell in page.locator(f"{table} tbody tr").first.locator("td").all()[:2]:
+            lines = cell.evaluate("""cell => {
+                const style = getComputedStyle(cell);
+                const inner = cell.getBoundingClientRect().height
+                              - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom);
+                return inner / parseFloat(style.lineHeight || 18);
+            }""")
+            assert lines < 1.5, f"{table}: {cell.inner_text()!r} breaks into {lines:.1f} lines"
+    # every box that scrolls sideways has the hint above it, and no other box has one
+    boxes = page.evaluate("""() => [...document.querySelectorAll('.scroll')].map(box => [
+        box.querySelector('table').id, box.scrollWidth > box.clientWidth,
+        !!(box.previousElementSibling &&
+           box.previousElementSibling.classList.contains('scroll-hint'))])""")
+    assert all(scrolls == hinted for _, scrolls, hinted in boxes), boxes
+    if viewport is PHONE:
+        assert {table for table, scrolls, _ in boxes if scrolls} >= {"daily", "health"}
+        hint = page.locator("#health").locator("xpath=..").locator(
+            "xpath=preceding-sibling::p[@class='scroll-hint'][1]")
+        assert hint.inner_text() == "⇆ Wider than the screen: scroll the table sideways."
+        inside_viewport(page, "p.scroll-hint", viewport["width"])
+    no_sideways_scroll(page)
+    page.context.close()
+
+
+@requires_mosquitto
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_an_error_is_a_page_with_the_message_and_a_way_back(served, viewport):
+    page = open_page(served, viewport)
+    response = page.goto(served[0].url + "/referrals?state=bogus")
+    assert response.status == 400
+    assert page.inner_text("#error-message") == "state: one of open, overdue, referred, all"
+    for part in ("header.top", "#error-message", "#error-back"):
+        inside_viewport(page, part, viewport["width"])
+    no_sideways_scroll(page)
+    page.click("#error-back")
+    page.wait_for_url(served[0].url + "/")
     page.context.close()

@@ -24,7 +24,7 @@ from dashboard.db import (
     require_current,
     utc_now,
 )
-from dashboard.models import Base, Device, Result, TelemetrySample
+from dashboard.models import Base, Device, DeviceStateChange, Result, TelemetrySample
 from dashboard.store import _DECISION_COLUMNS, Batch, FleetStore, Received, parse_time
 from sarco_core.wire import schema
 from tests.dashboard_support import (
@@ -295,3 +295,63 @@ def test_the_telemetry_history_forgets_old_samples_but_not_a_devices_newest(tmp_
         ages = sorted((s.device, round(epoch - (s.at - datetime(1970, 1, 1)).total_seconds()))
                       for s in session.scalars(select(TelemetrySample)))
     assert ages == [("us-001", 7200), ("us-002", 10)]
+
+
+def _state_changes(engine) -> list[tuple[str, datetime, bool]]:  # noqa: ANN001
+    with Session(engine) as session:
+        return [(c.state, c.at, c.connection_lost) for c in session.scalars(
+            select(DeviceStateChange).order_by(DeviceStateChange.at, DeviceStateChange.id))]
+
+
+def test_online_and_offline_changes_are_recorded_once_whoever_stores_them(tmp_path):
+    """A device switched off cleanly 13:14-13:17 is offline then, not "online 13:00-13:17":
+    the history records the state changes its statuses make (not every status), by the
+    statement's own ordering rule, once even when two workers store the same statuses."""
+    engine = sqlite_engine(tmp_path)
+    first, second = FleetStore(engine, "w1"), FleetStore(engine, "w2")
+    t0 = float(int(time.time()) - 3600)
+    received = utc_now() - timedelta(minutes=10)
+
+    def status(state: str, minute: float | None) -> Received:
+        at = None if minute is None else t0 + minute * 60
+        return Received(status_payload("site-01", "us-001", state, at,
+                                       **({"health": health_figures()} if at else {})),
+                        received)
+
+    statuses = [status("online", 0), status("online", 0.5), status("online", 13.5),
+                status("offline", 14),  # a goodbye: the app was switched off
+                status("online", 17), status("online", 17.5),
+                status("online", 5),  # late and older than the stored state: no change
+                status("offline", None)]  # the last will: the connection was lost
+    first.write(Batch(statuses=statuses[:4]), utc_now())
+    second.write(Batch(statuses=statuses[:4]), utc_now())  # the same, at a second worker
+    first.write(Batch(statuses=statuses[4:]), utc_now())
+    second.write(Batch(statuses=statuses[4:]), utc_now())
+
+    def moment(minute: float) -> datetime:
+        return parse_time(schema.utc_timestamp(t0 + minute * 60))
+
+    assert _state_changes(engine) == [("online", moment(0), False),
+                                      ("offline", moment(14), False),
+                                      ("online", moment(17), False),
+                                      ("offline", received, True)]
+    # a device known from its results only ("unknown") coming online is a change too
+    first.write(Batch(results=[_received(result_payload(device="us-002"))]), utc_now())
+    first.write(Batch(statuses=[_received(status_payload("site-01", "us-002", "online",
+                                                         at=t0))]), utc_now())
+    assert [(c[0], c[1]) for c in _state_changes(engine) if c[1] == moment(0)] == [
+        ("online", moment(0)), ("online", moment(0))]
+
+
+def test_old_state_changes_are_pruned_but_not_the_state_the_history_starts_in(tmp_path):
+    engine = sqlite_engine(tmp_path)
+    store = FleetStore(engine, "w1", telemetry_history=timedelta(hours=1))
+    epoch = float(int(time.time()))
+    store.write(Batch(statuses=[_received(status_payload("site-01", "us-001", state, at))
+                                for state, at in (("online", epoch - 9000),
+                                                  ("offline", epoch - 8000),
+                                                  ("online", epoch - 7000),
+                                                  ("offline", epoch - 60))]), utc_now())
+    store.prune_telemetry(utc_now())
+    assert [(state, round(epoch - (at - datetime(1970, 1, 1)).total_seconds()))
+            for state, at, _ in _state_changes(engine)] == [("online", 7000), ("offline", 60)]

@@ -1,8 +1,15 @@
 // Draws the page's charts with uPlot (dashboard/static/uPlot.iife.min.js, MIT, vendored by
 // `make dashboard-vendor`) from the JSON the server put in #chart-data (dashboard/charts.py):
 // {"time": "day"|"instant", "x": [epoch seconds], "charts": [{"id", "title", "unit",
-// "series": [{"label", "values"}]}]}. Each <figure data-chart="ID"> gets its chart, sized to
-// its container and redrawn when that changes (a phone turned, a window resized).
+// "series": [{"label", "values"}]}]}, for "instant" also "x_range": [from, to] (the span the
+// chart covers, however few samples there are) and "zone" (the IANA zone its times are
+// labelled in). Each <figure data-chart="ID"> gets its chart, sized to its container and
+// redrawn when that changes (a phone turned, a window resized); the uPlot object is kept
+// on the figure as `figure.uplot` (the browser tests read its scale and tick labels).
+//
+// Points: uPlot leaves out the points of a line where they would crowd (a month on a
+// phone), so a value with no neighbour (a day with screens between days without, one
+// status in 24 h) would draw nothing at all. Such lone values always get their point.
 "use strict";
 (function () {
   const source = document.getElementById("chart-data");
@@ -18,8 +25,29 @@
   const dayClock = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
   const dayLabel = uPlot.fmtDate("{D} {MMM}");
   const timeLabel = uPlot.fmtDate("{HH}:{mm}");
-  const tickLabel = data.time === "day" ? (ts) => dayLabel(dayClock(ts))
-                                        : (ts) => timeLabel(new Date(ts * 1e3));
+  // instants are labelled in the page's zone (the server's, which may be a ?tz= choice)
+  const zoneClock = data.zone ? (ts) => uPlot.tzDate(new Date(ts * 1e3), data.zone)
+                              : (ts) => new Date(ts * 1e3);
+  // a time axis steps by whole minutes at least (never "13:13 13:13 13:14"), and names
+  // the day at midnight
+  const TIME_STEPS = [60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+  function instantLabel(ts) {
+    const moment = zoneClock(ts);
+    return moment.getHours() === 0 && moment.getMinutes() === 0 ? dayLabel(moment)
+                                                                : timeLabel(moment);
+  }
+  const tickLabel = data.time === "day" ? (ts) => dayLabel(dayClock(ts)) : instantLabel;
+
+  // indices of the values with no value on either side: drawn as points whatever uPlot's
+  // density rule says
+  function lonePoints(values) {
+    const found = [];
+    for (let i = 0; i < values.length; i++) {
+      if (values[i] != null && (i === 0 || values[i - 1] == null) &&
+          (i === values.length - 1 || values[i + 1] == null)) found.push(i);
+    }
+    return found.length ? found : null;
+  }
 
   function options(spec, width) {
     const percent = spec.unit === "%";
@@ -27,25 +55,34 @@
     return {
       width: width,
       height: HEIGHT,
-      tzDate: data.time === "day" ? dayClock : undefined,
+      tzDate: data.time === "day" ? dayClock : zoneClock,
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (u, min, max) => [Math.min(0, min), Math.max(max, percent ? 10 : 1)] } },
+      scales: {
+        x: { time: true, range: data.x_range ? () => data.x_range.slice() : undefined },
+        y: { range: (u, min, max) => [Math.min(0, min == null ? 0 : min), Math.max(max == null ? 0 : max, percent ? 10 : 1)] },
+      },
       axes: [
         { stroke: "#5c6670", grid: { stroke: "#e4e8ec" }, font: "12px system-ui, sans-serif",
-          space: 56, size: 30, values: (u, ticks) => ticks.map(tickLabel) },
+          space: 56, size: 30, incrs: data.time === "day" ? undefined : TIME_STEPS,
+          values: (u, ticks) => ticks.map(tickLabel) },
         { stroke: "#5c6670", grid: { stroke: "#e4e8ec" }, font: "12px system-ui, sans-serif", size: 46,
           incrs: spec.unit === "count" ? WHOLE_STEPS : undefined,
           values: (u, ticks) => ticks.map((t) => percent ? t + "%" : String(t)) },
       ],
       series: [{ label: data.time === "day" ? "Day" : "Time",
                  value: data.time === "day" ? "{YYYY}-{MM}-{DD}" : "{YYYY}-{MM}-{DD} {HH}:{mm}" }]
-        .concat(spec.series.map((line, index) => ({
-          label: line.label,
-          stroke: COLOURS[index % COLOURS.length],
-          dash: DASHES[index % DASHES.length],
-          width: 2,
-          value: (u, value) => format(value),
-        }))),
+        .concat(spec.series.map((line, index) => {
+          const lone = lonePoints(line.values);
+          return {
+            label: line.label,
+            stroke: COLOURS[index % COLOURS.length],
+            dash: DASHES[index % DASHES.length],
+            width: 2,
+            points: { size: 7, fill: COLOURS[index % COLOURS.length],
+                      filter: (u, seriesIndex, shown) => shown ? null : lone },
+            value: (u, value) => format(value),
+          };
+        })),
     };
   }
 
@@ -59,6 +96,7 @@
     }
     const plot = new uPlot(options(spec, holder.clientWidth),
                            [data.x].concat(spec.series.map((line) => line.values)), holder);
+    figure.uplot = plot;
     new ResizeObserver(function () {
       if (holder.clientWidth && holder.clientWidth !== plot.width) {
         plot.setSize({ width: holder.clientWidth, height: HEIGHT });

@@ -17,6 +17,7 @@
       const fresh = page.getElementById("live");
       const live = document.getElementById("live");
       if (fresh && live) live.replaceWith(fresh);
+      if (window.sarcoMarkScrolling) window.sarcoMarkScrolling();
     } catch (error) {
       // the server is restarting or the network is down: try again next time
     }

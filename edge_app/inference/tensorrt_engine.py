@@ -152,5 +152,7 @@ class TensorRTBackend:
         try:
             for pointer in getattr(self, "_buffers", {}).values():
                 cudart.cudaFree(pointer)
+            if getattr(self, "_stream", None) is not None:
+                cudart.cudaStreamDestroy(self._stream)
         except Exception:  # noqa: BLE001 - interpreter shutdown: nothing sensible to do
             pass

@@ -100,6 +100,10 @@ def cudaStreamCreate():  # noqa: ANN201, N802
     return (error, None) if error else (cudaError_t.cudaSuccess, cudaStream_t(1))
 
 
+def cudaStreamDestroy(stream):  # noqa: ANN001, ANN201, N802
+    return (cudaError_t.cudaSuccess,)
+
+
 def cudaStreamSynchronize(stream):  # noqa: ANN001, ANN201, N802
     return (_blocked() or cudaError_t.cudaSuccess,)
 

@@ -101,6 +101,23 @@ def test_predict_and_a_missing_modality(app: typer.Typer, model: Path, cohort: P
                     > full["modalities"][other]["contribution"][klass])
 
 
+def test_the_readme_python_example_runs_and_agrees_with_sarco_predict(
+        app: typer.Typer, model: Path, cohort: Path, capsys: pytest.CaptureFixture) -> None:
+    """The README's Python API example, run as written on this test's bundle and files."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    example = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    image, video = cohort / "images" / "P001_long.png", cohort / "videos" / "P001.mp4"
+    code = (example.replace('"runs/image/bundle"', repr(str(model)))
+            .replace('["scan.png", "scan.mp4"]', repr([str(image), str(video)])))
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - our own documentation
+    *decision, probability, _ = capsys.readouterr().out.splitlines()[0].split(" ")
+    cli = CliRunner().invoke(app, ["predict", str(model), str(image), str(video), "--clinical",
+                                   "age=81", "--clinical", "sex=F", "--json"])
+    expected = json.loads(cli.stdout)
+    assert " ".join(decision) == expected["decision"]
+    assert float(probability) == round(expected["probability"], 3)
+
+
 def test_bad_input_is_one_clear_line(app: typer.Typer, model: Path, cohort: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     wrong_cohort = runner.invoke(app, ["train", str(cohort), "--out", str(tmp_path / "a"), "--train-cohort",

@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -322,6 +323,19 @@ def _offline_after(values: list[str]) -> dict[str, float]:
     return chosen
 
 
+@contextmanager
+def _account_change(db: str, failure_code: int = 1, migrate_schema: bool = False):  # noqa: ANN202
+    """A session for one change to accounts or keys: an AuthError becomes the command's error
+    (exit ``failure_code``), anything else is committed."""
+    engine = _engine(db, migrate_schema=migrate_schema)
+    with session_factory(engine)() as session:
+        try:
+            yield session
+        except auth.AuthError as exc:
+            raise _fail(str(exc), failure_code) from None
+        session.commit()
+
+
 @user_app.command("add")
 def user_add(
     name: Annotated[str, typer.Argument(help="Login name.")],
@@ -335,13 +349,8 @@ def user_add(
 ) -> None:
     """Create a staff account (the password is stored as a scrypt hash)."""
     password = _password(name, password_file)
-    engine = _engine(db, migrate_schema=True)
-    with session_factory(engine)() as session:
-        try:
-            auth.add_user(session, name, role, password)
-        except auth.AuthError as exc:
-            raise _fail(str(exc), 2) from None
-        session.commit()
+    with _account_change(db, failure_code=2, migrate_schema=True) as session:
+        auth.add_user(session, name, role, password)
     typer.echo(f"user {name} ({role}) created")
 
 
@@ -375,13 +384,8 @@ def user_list(db: DbUrl = DEFAULT_URL) -> None:
 def user_remove(name: Annotated[str, typer.Argument(help="Login name.")],
                 db: DbUrl = DEFAULT_URL) -> None:
     """Delete an account and end its sessions (the last admin is kept)."""
-    engine = _engine(db, migrate_schema=False)
-    with session_factory(engine)() as session:
-        try:
-            auth.remove_user(session, name)
-        except auth.AuthError as exc:
-            raise _fail(str(exc)) from None
-        session.commit()
+    with _account_change(db) as session:
+        auth.remove_user(session, name)
     typer.echo(f"user {name} removed")
 
 
@@ -399,13 +403,8 @@ def user_reset_password(
         auth.check_password(password)
     except auth.AuthError as exc:
         raise _fail(str(exc), 2) from None
-    engine = _engine(db, migrate_schema=False)
-    with session_factory(engine)() as session:
-        try:
-            auth.reset_password(session, name, password)
-        except auth.AuthError as exc:
-            raise _fail(str(exc)) from None
-        session.commit()
+    with _account_change(db) as session:
+        auth.reset_password(session, name, password)
     typer.echo(f"password of {name} reset; its sessions ended")
 
 
@@ -429,11 +428,9 @@ def user_unlock(
     if address is not None:
         subjects += [(f"address {address}", rule, throttle.address(address))
                      for rule in (throttle.ADDRESS, throttle.API_ADDRESS)]
-    engine = _engine(db, migrate_schema=False)
-    with session_factory(engine)() as session:
+    with _account_change(db) as session:
         lifted = {label for label, rule, subject in subjects
                   if throttle.forget(session, rule, subject)}
-        session.commit()
     for label in dict.fromkeys(label for label, _, _ in subjects):
         typer.echo(f"{label}: {'unlocked' if label in lifted else 'had no failed logins'}")
 
@@ -442,13 +439,8 @@ def user_unlock(
 def apikey_create(name: Annotated[str, typer.Argument(help="Which system uses the key.")],
                   db: DbUrl = DEFAULT_URL) -> None:
     """Create an API key; it is printed once (only its hash is stored)."""
-    engine = _engine(db, migrate_schema=True)
-    with session_factory(engine)() as session:
-        try:
-            key = auth.create_api_key(session, name)
-        except auth.AuthError as exc:
-            raise _fail(str(exc), 2) from None
-        session.commit()
+    with _account_change(db, failure_code=2, migrate_schema=True) as session:
+        key = auth.create_api_key(session, name)
     err.print(f"API key {name!r} (shown once; send it as the X-API-Key header):")
     typer.echo(key)
 
@@ -470,11 +462,9 @@ def apikey_list(db: DbUrl = DEFAULT_URL) -> None:
 def apikey_revoke(name: Annotated[str, typer.Argument(help="The key's name.")],
                   db: DbUrl = DEFAULT_URL) -> None:
     """Revoke an API key at once."""
-    engine = _engine(db, migrate_schema=False)
-    with session_factory(engine)() as session:
+    with _account_change(db) as session:
         if not auth.revoke_api_key(session, name):
             raise _fail(f"no active API key named {name!r}")
-        session.commit()
     typer.echo(f"API key {name} revoked")
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from sarco_core.errors import SarcoError
+from sarco_core.files import read_secret
 
 try:
     import tomllib
@@ -150,19 +151,8 @@ def _with_secrets(settings: AlertSettings) -> AlertSettings:
     webhook, email = settings.webhook, settings.email
     if webhook is not None and webhook.secret_file is not None:
         webhook = webhook.model_copy()
-        webhook._secret = _first_line(webhook.secret_file, "webhook.secret_file")
+        webhook._secret = SecretStr(read_secret(webhook.secret_file, "webhook.secret_file"))
     if email is not None and email.password_file is not None:
         email = email.model_copy()
-        email._password = _first_line(email.password_file, "email.password_file")
+        email._password = SecretStr(read_secret(email.password_file, "email.password_file"))
     return settings.model_copy(update={"webhook": webhook, "email": email})
-
-
-def _first_line(path: Path, key: str) -> SecretStr:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{key} {path} cannot be read ({exc.strerror})") from None
-    line = text.splitlines()[0].strip() if text.strip() else ""
-    if not line:
-        raise ValueError(f"{key} {path} is empty: write the secret on its first line")
-    return SecretStr(line)

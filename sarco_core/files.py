@@ -86,3 +86,16 @@ def sha256_file(path: str | Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_secret(path: Path, setting: str) -> str:
+    """The secret on the first line of ``path`` (a password or key file readable only by its
+    service); ValueError naming ``setting`` and the file when it is unreadable or empty."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{setting} {path}: cannot be read ({exc.strerror})") from None
+    secret = text.splitlines()[0].strip() if text.strip() else ""
+    if not secret:
+        raise ValueError(f"{setting} {path}: is empty; write the secret on its first line")
+    return secret

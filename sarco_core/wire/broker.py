@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from sarco_core.files import read_secret
+
 PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 
 
@@ -86,12 +88,5 @@ def make_client(settings: BrokerSettings, client_id: str, *, protocol: str | Non
 
 def read_password_file(path: Path) -> str:
     """The broker password: first line of a file readable only by the service user."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"password file {path}: cannot be read ({exc.strerror})") from None
-    password = text.splitlines()[0].strip() if text.strip() else ""
-    if not password:
-        raise ValueError(f"password file {path}: is empty; write the device's password in it")
-    return password
+    return read_secret(path, "password file")
 

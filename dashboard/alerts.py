@@ -19,10 +19,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dashboard.alert_rules import Finding
+from dashboard.db import dialect_insert
 from dashboard.models import Alert, AlertDelivery
 
 RULE_LABELS = {
@@ -96,8 +96,7 @@ def apply_findings(session: Session, findings: list[Finding], now: datetime,
 
 def _open(session: Session, finding: Finding, now: datetime,
           channels: tuple[str, ...]) -> int | None:
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" \
-        else sqlite.insert
+    insert = dialect_insert(session.get_bind().dialect.name)
     alert_id = session.scalar(
         insert(Alert).values(
             rule=finding.rule, subject=finding.subject, site=finding.site,

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dashboard import alerts, queries, throttle, trends
+from dashboard import alerts, local_days, queries, throttle, trends
 from dashboard.auth import api_key_name
 from dashboard.db import utc_now
 from dashboard.models import Result
@@ -116,8 +116,8 @@ def trend(session: DB, tz: str = "UTC", site: str | None = None,
     screened, positive, positive rate, rescans and referrals open at the end of the day;
     by default the last 30 days up to today there."""
     try:
-        zone = trends.parse_zone(tz)
-        start, end = trends.chosen_range(zone, utc_now(), date_from, date_to)
+        zone = local_days.parse_zone(tz)
+        start, end = local_days.chosen_range(zone, utc_now(), date_from, date_to)
         return trends.trends(session, zone, start, end, site)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None

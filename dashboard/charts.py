@@ -45,7 +45,8 @@ def trend_charts(trends: Trends) -> dict[str, Any]:
     return {"time": "day", "x": [_day_start(day.day) for day in days], "charts": charts}
 
 
-def _epoch(moment: datetime) -> float:
+def epoch(moment: datetime) -> float:
+    """Seconds since 1970 of a naive UTC time, as uPlot's x values."""
     return moment.replace(tzinfo=timezone.utc).timestamp()
 
 
@@ -53,7 +54,7 @@ def telemetry_charts(series: dict[str, list], device: str, since: datetime, now:
                      zone: ZoneInfo) -> dict[str, Any]:
     """The sparklines span ``since`` .. ``now`` (naive UTC: the last 24 hours, whatever the
     samples cover), their times labelled in the viewer's ``zone``."""
-    return {"time": "instant", "x": series["at"], "x_range": [_epoch(since), _epoch(now)],
+    return {"time": "instant", "x": series["at"], "x_range": [epoch(since), epoch(now)],
             "zone": zone.key,
             "charts": [{"id": key, "title": title, "unit": unit,
                         "series": [{"label": device, "values": series[key]}]}

@@ -16,6 +16,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
@@ -109,3 +110,8 @@ def require_current(engine: Engine) -> None:
             f"database {engine.url.render_as_string(hide_password=True)} is at schema revision "
             f"{current or 'none'}, this version needs {head}: run `sarco-dashboard migrate "
             "--db URL` (or start `sarco-dashboard serve`, which migrates) first")
+
+
+def dialect_insert(dialect: str):  # noqa: ANN201 - SQLAlchemy's insert construct
+    """The INSERT with ON CONFLICT of the database in use (SQLite or PostgreSQL)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert

@@ -11,13 +11,14 @@ before migration 0007) the samples alone make the history, as they did before.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dashboard.charts import epoch
 from dashboard.models import DeviceStateChange, Result
 from dashboard.queries import Telemetry
 
@@ -129,19 +130,15 @@ def telemetry_series(samples: list[Telemetry]) -> dict[str, list]:
     previous: datetime | None = None
     for sample in samples:
         if previous is not None and sample.at - previous > GAP:
-            series["at"].append(_epoch(previous + GAP / 2))
+            series["at"].append(epoch(previous + GAP / 2))
             for name in ("temp_max_c", "fps", "queue_length"):
                 series[name].append(None)
-        series["at"].append(_epoch(sample.at))
+        series["at"].append(epoch(sample.at))
         series["temp_max_c"].append(sample.temp_max_c)
         series["fps"].append(sample.fps)
         series["queue_length"].append(sample.queue_length)
         previous = sample.at
     return series
-
-
-def _epoch(moment: datetime) -> float:
-    return moment.replace(tzinfo=timezone.utc).timestamp()
 
 
 def results_page(session: Session, site: str, device: str,

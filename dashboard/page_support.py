@@ -110,8 +110,12 @@ def render(request: Request, template: str, who: auth.Principal | None, zone: Zo
         **context}, status_code=status_code)
 
 
+def same_site_referer(request: Request) -> str | None:
+    """The page the request came from, when it is one of ours (never send anyone off-site)."""
+    referer = request.headers.get("referer") or ""
+    return referer if referer.startswith(str(request.base_url)) else None
+
+
 def back(request: Request, default: str) -> RedirectResponse:
     """303 to the page the form was on (same site only), else to ``default``."""
-    referer = request.headers.get("referer") or ""
-    target = referer if referer.startswith(str(request.base_url)) else default
-    return RedirectResponse(target, status_code=303)
+    return RedirectResponse(same_site_referer(request) or default, status_code=303)

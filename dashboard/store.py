@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, case, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -37,6 +36,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, aliased
 
+from dashboard.db import dialect_insert
 from dashboard.messages import Received, Rejection, set_aside
 from dashboard.models import (
     Device,
@@ -108,7 +108,7 @@ class _Statements:
     """Every statement a batch runs, for one dialect."""
 
     def __init__(self, dialect: str) -> None:
-        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+        insert = dialect_insert(dialect)
         results = Result.__table__
         self.results = (insert(results).on_conflict_do_nothing(index_elements=["result_id"])
                         .returning(results.c.result_id))

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from dashboard.db import dialect_insert
 from dashboard.models import LoginThrottle
 
 FIRST_LOCK = timedelta(minutes=1)
@@ -101,7 +101,7 @@ def record_failure(session: Session, rule: Rule, subject: str,
     no hash of a mistyped name stays longer than that. The caller commits."""
     table = LoginThrottle.__table__
     session.execute(delete(table).where(table.c.last_failure_at < now - FORGET_AFTER))
-    insert = sqlite.insert if session.get_bind().dialect.name == "sqlite" else postgresql.insert
+    insert = dialect_insert(session.get_bind().dialect.name)
     statement = insert(table).values(kind=rule.kind, subject=subject, failures=1,
                                      last_failure_at=now)
     failures = session.scalar(statement.on_conflict_do_update(

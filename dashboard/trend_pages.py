@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from dashboard import charts, queries, trends
+from dashboard import charts, local_days, queries, trends
 from dashboard.page_support import DB, Who, Zone, local_range, render
 
 router = APIRouter(include_in_schema=False)
@@ -21,4 +21,4 @@ def trends_page(request: Request, session: DB, who: Who, zone: Zone, site: str =
         raise HTTPException(400, str(exc)) from None
     return render(request, "trends.html", who, zone, "trends", trend=trend, site=site,
                   sites=queries.sites(session), chart_data=charts.trend_charts(trend),
-                  default_days=trends.DEFAULT_DAYS)
+                  default_days=local_days.DEFAULT_DAYS)

@@ -20,18 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dashboard.local_days import (  # noqa: F401 - re-exported: the trends' public names
-    DEFAULT_DAYS,
-    UTC,
-    chosen_range,
-    decisions_per_day,
-    local_date,
-    local_today,
-    offset_changes,
-    parse_zone,
-    utc_bounds,
-    utc_start_of,
-)
+from dashboard.local_days import decisions_per_day, local_date, offset_changes, utc_bounds
 from dashboard.models import Device, FollowUp, Result
 from dashboard.queries import NEGATIVE, POSITIVE, RESCAN
 

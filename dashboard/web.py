@@ -50,6 +50,7 @@ from dashboard.local_days import DEFAULT_DAYS, local_today
 from dashboard.login import attempt_login, lockout_message
 from dashboard.page_support import (
     DB,
+    same_site_referer,
     current_principal,
     SESSION_COOKIE,
     LoginRequired,
@@ -154,8 +155,8 @@ def _error_page(request: Request, status: int, message: str,
             who = current_principal(request, session)
     except LoginRequired:
         who = None
-    referer = request.headers.get("referer") or ""
-    came_from = referer.startswith(str(request.base_url)) and referer != str(request.url)
+    referer = same_site_referer(request)
+    came_from = referer is not None and referer != str(request.url)
     response = render(
         request, "error.html", who, viewer_zone(request), "", status_code=status,
         title=_ERROR_TITLES.get(status, f"Error {status}"), status=status, message=message,

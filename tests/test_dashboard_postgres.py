@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from dashboard import queries, throttle, trends
+from dashboard import local_days, queries, throttle, trends
 from dashboard.db import make_engine, migrate, utc_now
 from dashboard.models import (
     Base,
@@ -156,7 +156,7 @@ def test_trends_count_local_days_on_postgresql(engine):
             date(2025, 3, 8): 0, date(2025, 3, 9): 2, date(2025, 3, 10): 1}
         assert screened_by_day(session, "America/Chicago", first, last) == {
             date(2025, 3, 8): 2, date(2025, 3, 9): 1, date(2025, 3, 10): 0}
-        found = trends.trends(session, trends.parse_zone("UTC"), first, last)
+        found = trends.trends(session, local_days.parse_zone("UTC"), first, last)
         assert [day.referrals_open for day in found.sites[0].days] == [0, 1, 1]
 
 

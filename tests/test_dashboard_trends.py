@@ -10,7 +10,7 @@ from datetime import date, datetime
 import pytest
 from sqlalchemy.orm import Session
 
-from dashboard import referrals, trends
+from dashboard import local_days, referrals, trends
 from dashboard.store import Batch, FleetStore, Received
 from tests.dashboard_support import result_payload, sqlite_engine
 
@@ -32,7 +32,7 @@ def store_results(engine, *ended: tuple[str, str]) -> list[dict]:  # noqa: ANN00
 
 
 def screened_by_day(session: Session, zone: str, first: date, last: date) -> dict:
-    found = trends.trends(session, trends.parse_zone(zone), first, last)
+    found = trends.trends(session, local_days.parse_zone(zone), first, last)
     return {day.day: day.screened for site in found.sites for day in site.days}
 
 
@@ -53,13 +53,13 @@ def test_a_session_counts_on_its_local_day_in_any_zone(tmp_path):
 
 
 def test_the_offset_changes_at_the_minute_the_clocks_do():
-    chicago = trends.parse_zone("America/Chicago")
-    assert trends.offset_changes(chicago, datetime(2025, 3, 1), datetime(2025, 12, 1)) == [
+    chicago = local_days.parse_zone("America/Chicago")
+    assert local_days.offset_changes(chicago, datetime(2025, 3, 1), datetime(2025, 12, 1)) == [
         (datetime(2025, 3, 1), -360), (datetime(2025, 3, 9, 8), -300),
         (datetime(2025, 11, 2, 7), -360)]
     # Lord Howe Island moves its clocks by half an hour
-    lord_howe = trends.parse_zone("Australia/Lord_Howe")
-    assert [offset for _, offset in trends.offset_changes(
+    lord_howe = local_days.parse_zone("Australia/Lord_Howe")
+    assert [offset for _, offset in local_days.offset_changes(
         lord_howe, datetime(2025, 3, 1), datetime(2025, 12, 1))] == [660, 630, 660]
 
 
@@ -90,7 +90,7 @@ def test_referrals_open_is_the_backlog_at_each_days_end(tmp_path):
         referrals.undo_referred(session, payloads[1]["result_id"], "nurse",
                                 datetime(2025, 3, 5, 10))  # a mistake: as if never marked
         session.commit()
-        found = trends.trends(session, trends.UTC, date(2025, 3, 2), date(2025, 3, 5))
+        found = trends.trends(session, local_days.UTC, date(2025, 3, 2), date(2025, 3, 5))
     days = found.sites[0].days
     # one open from before the range, two more on the 3rd, one marked on the 4th
     assert [day.referrals_open for day in days] == [1, 3, 2, 2]
@@ -100,8 +100,8 @@ def test_referrals_open_is_the_backlog_at_each_days_end(tmp_path):
 
 def test_unknown_zones_and_oversized_ranges_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
-        trends.parse_zone("Mars/Olympus")
-    assert trends.parse_zone(None) is trends.UTC
+        local_days.parse_zone("Mars/Olympus")
+    assert local_days.parse_zone(None) is local_days.UTC
     engine = sqlite_engine(tmp_path)
     with Session(engine) as session, pytest.raises(ValueError, match="at most 366 days"):
-        trends.trends(session, trends.UTC, date(2024, 1, 1), date(2025, 1, 1))
+        trends.trends(session, local_days.UTC, date(2024, 1, 1), date(2025, 1, 1))

@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from model_build.cohort.paths import CohortPathError, cohort_file
+from model_build.cohort import CohortError
+from model_build.cohort.paths import CohortPathError
 from model_build.commands.options import Device, Threads, USER_ERROR
 from model_build.study import SELECTION_RULES
 from sarco_core.cli import CliConsole, print_error, reported_errors
@@ -120,7 +121,7 @@ def replay_on_edge(cohort: Path, run: Path, data_dir: Path, console: Console) ->
         return
     try:
         video = _first_recording(cohort)
-    except CohortPathError as error:
+    except (CohortError, CohortPathError) as error:
         console.print(f"[yellow]the recording to replay cannot be used: {escape(str(error))}[/]")
         return
     if video is None:
@@ -141,17 +142,18 @@ def replay_on_edge(cohort: Path, run: Path, data_dir: Path, console: Console) ->
 
 
 def _first_recording(cohort: Path) -> Path | None:
-    import pandas as pd
+    """A recording of the first participant outside development (else any), read through the
+    cohort loader so its tables get the same path checks as its media."""
+    from model_build.cohort import load_cohort
 
-    listing = cohort / "videos.csv"
-    if not listing.is_file():
+    loaded = load_cohort(cohort)
+    if loaded.videos is None or loaded.videos.empty:
         return None
-    videos = pd.read_csv(listing, dtype=str)
-    participants = pd.read_csv(cohort / "participants.csv", dtype=str)
+    participants = loaded.participants
     external = set(participants.loc[participants["cohort"] != "development", "participant_id"])
-    chosen = videos[videos["participant_id"].isin(external)]
-    rows = chosen if not chosen.empty else videos
-    return None if rows.empty else cohort_file(cohort, rows.iloc[0]["path"])
+    chosen = loaded.videos[loaded.videos["participant_id"].isin(external)]
+    rows = chosen if not chosen.empty else loaded.videos
+    return loaded.media_path(rows.iloc[0]["path"])
 
 
 def print_summary(run: Path, console: Console) -> None:

@@ -34,7 +34,6 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -64,13 +63,12 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 def result_payload(device: str) -> dict:
     """A plausible result ending now (the dashboard checks times against its own clock)."""
-    now = datetime.now(timezone.utc)
-    stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"  # noqa: E731
+    now = time.time()
     return {
         "schema_version": schema.SCHEMA_VERSION, "kind": "result",
         "result_id": str(uuid.uuid4()), "seq": 0, "session_id": str(uuid.uuid4()),
         "site": SITE, "device": device, "screening_id": f"SCR-{uuid.uuid4().int % 10**6:06d}",
-        "started_at": stamp(now - timedelta(seconds=60)), "ended_at": stamp(now),
+        "started_at": schema.utc_timestamp(now - 60), "ended_at": schema.utc_timestamp(now),
         "decision": "no_sarcopenia", "probability": 0.2, "score_logit": -1.386,
         "threshold": 0.5, "aggregation": "mean_logit",
         "uncertainty": {"logit_sd": 0.4, "agreement": 0.9, "dirichlet_u": None},

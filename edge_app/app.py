@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edge_app.capture import FrameGrabber, SourceSpec
-from edge_app.config import EdgeConfig
+from edge_app.config import EdgeConfig, broker_settings
 from edge_app.deploy.layout import DEFAULT_CONFIG, DeviceLayout
 from edge_app.deploy.telemetry import AppMetrics, TegrastatsMonitor, status_extras
 from edge_app.deploy.update import write_request
@@ -29,7 +29,7 @@ from sarco_core.bundle import load_device_bundle
 from sarco_core.errors import SarcoError
 from sarco_core.quality import QualityGate
 from sarco_core.update import DeployError
-from sarco_core.wire.broker import BrokerSettings, read_password_file
+from sarco_core.wire.broker import BrokerSettings
 
 log = logging.getLogger("edge_app.app")
 
@@ -169,15 +169,7 @@ def _display(config: EdgeConfig, data_dir: Path):  # noqa: ANN202
 
 
 def _broker_settings(config: EdgeConfig) -> BrokerSettings:
-    m = config.mqtt
     try:
-        password = read_password_file(Path(m.password_file)) if m.password_file else None
-        return BrokerSettings.from_url(
-            m.broker, username=m.username or None, password=password,
-            ca_file=Path(m.ca_file) if m.ca_file else None,
-            cert_file=Path(m.cert_file) if m.cert_file else None,
-            key_file=Path(m.key_file) if m.key_file else None,
-            protocol=m.protocol, keepalive_s=m.keepalive_s,
-            backoff_min_s=m.backoff_min_s, backoff_max_s=m.backoff_max_s)
+        return broker_settings(config)
     except ValueError as exc:
         raise SetupError(str(exc)) from None

@@ -19,6 +19,7 @@ except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser from PyP
 
 from sarco_core.errors import SarcoError
 from sarco_core.quality import QualitySettings
+from sarco_core.wire.broker import BrokerSettings, read_password_file
 from sarco_core.wire.schema import AGGREGATIONS, check_name_part
 
 
@@ -185,3 +186,17 @@ def _section(cls: type, table: dict[str, Any], where: str) -> Any:
             raise ConfigError(f"{where}: {name} = {value!r} should be {_KINDS[expected]}")
         values[name] = value
     return cls(**values)
+
+
+def broker_settings(config: EdgeConfig) -> BrokerSettings:
+    """How this device connects to its broker, from ``[mqtt]`` (the run loop and the self-test
+    log in the same way); ValueError naming the bad URL or password file."""
+    m = config.mqtt
+    password = read_password_file(Path(m.password_file)) if m.password_file else None
+    return BrokerSettings.from_url(
+        m.broker, username=m.username or None, password=password,
+        ca_file=Path(m.ca_file) if m.ca_file else None,
+        cert_file=Path(m.cert_file) if m.cert_file else None,
+        key_file=Path(m.key_file) if m.key_file else None,
+        protocol=m.protocol, keepalive_s=m.keepalive_s,
+        backoff_min_s=m.backoff_min_s, backoff_max_s=m.backoff_max_s)

@@ -181,9 +181,10 @@ class SnapshotWriter:
     def write(self, stem: str, readout: Readout, frame: np.ndarray | None) -> Path:
         image = render(readout, frame, self.size)
         png = self.folder / f"{stem}.png"
-        atomic_write(png, cv2.imencode(".png", image)[1].tobytes())
+        # rewritten every second for as long as the device runs: no fsync (it wears the card)
+        atomic_write(png, cv2.imencode(".png", image)[1].tobytes(), durable=False)
         atomic_write(self.folder / f"{stem}.json",
-                      json.dumps(asdict(readout), indent=1, default=str).encode())
+                     json.dumps(asdict(readout), indent=1, default=str).encode(), durable=False)
         return png
 
     def poll_key(self) -> int | None:

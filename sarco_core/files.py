@@ -20,12 +20,15 @@ from sarco_core.errors import SarcoError
 
 
 @contextmanager
-def atomic_path(path: str | Path, mode: int | None = 0o644) -> Iterator[Path]:
+def atomic_path(path: str | Path, mode: int | None = 0o644,
+                durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write; when the block ends without an error it
     is flushed to disk and renamed over ``path``, otherwise removed.
 
     The temporary keeps the target's suffix (OpenCV and matplotlib choose the format from it).
     ``mode``: the file's permissions; None keeps those of the file it replaces (0o644 if new).
+    ``durable`` False skips the fsync, for files rewritten every second that a crash may lose
+    (the display's snapshots): the rename still shows the old file or the new one, never half.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,8 +38,9 @@ def atomic_path(path: str | Path, mode: int | None = 0o644) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
-        with temporary.open("rb+") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with temporary.open("rb+") as handle:
+                os.fsync(handle.fileno())
         if mode is None:
             mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
         os.chmod(temporary, mode)  # mkstemp makes it private
@@ -46,9 +50,10 @@ def atomic_path(path: str | Path, mode: int | None = 0o644) -> Iterator[Path]:
         raise
 
 
-def atomic_write(path: str | Path, data: bytes | str, mode: int | None = 0o644) -> None:
-    """Write ``data`` (text as UTF-8) to ``path`` atomically."""
-    with atomic_path(path, mode) as temporary:
+def atomic_write(path: str | Path, data: bytes | str, mode: int | None = 0o644,
+                 durable: bool = True) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically (see atomic_path)."""
+    with atomic_path(path, mode, durable) as temporary:
         temporary.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
 
 

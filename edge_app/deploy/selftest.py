@@ -372,18 +372,14 @@ def check_display(config: EdgeConfig, environ: dict[str, str] | None = None) -> 
 
 def check_broker(config: EdgeConfig, timeout_s: float) -> Check:
     """Log in to the broker with the device's own credentials and disconnect."""
-    from sarco_core.wire.broker import BrokerSettings, make_client, read_password_file
+    from edge_app.config import broker_settings
+    from sarco_core.wire.broker import make_client
 
     m = config.mqtt
     if not m.broker:
         return Check("broker", "skip", "no broker configured (results stay on the device)")
     try:
-        password = read_password_file(Path(m.password_file)) if m.password_file else None
-        settings = BrokerSettings.from_url(
-            m.broker, ca_file=Path(m.ca_file) if m.ca_file else None,
-            cert_file=Path(m.cert_file) if m.cert_file else None,
-            key_file=Path(m.key_file) if m.key_file else None,
-            username=m.username or None, password=password)
+        settings = broker_settings(config)
     except ValueError as exc:
         return Check("broker", "fail", str(exc))
     client = make_client(settings, f"sarco-edge-selftest-{config.device.device}",

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from model_build.models.bundle import Bundle, load_bundle
-from model_build.models.predict import parse_key_values, predict_participant
+from model_build.models.predict import check_values, predict_participant
 from model_build.models.train import choose_device
 
 
@@ -38,8 +38,8 @@ class Model:
         """One participant: its probability of sarcopenia, decision at the bundle's threshold,
         uncertainty, frames used and each input's share. Values are checked against the bundle
         as ``sarco predict --clinical/--lab`` checks them (InputError naming the value)."""
-        values = {name: parse_key_values([f"{key}={value}" for key, value in (given or {}).items()],
-                                         name, self.bundle.encoders.get(name))
+        values = {name: check_values({str(k): str(v) for k, v in (given or {}).items()},
+                                     name, self.bundle.encoders.get(name))
                   for name, given in (("clinical", clinical), ("lab", lab))}
         return predict_participant(self.bundle, [Path(f) for f in files], values["clinical"],
                                    values["lab"], mm_per_pixel, depth_mm, self.device)

@@ -33,16 +33,15 @@ def register(app: typer.Typer) -> None:
         device: Device = "auto",
     ) -> None:
         """Predict one participant from images and/or clinical and lab values."""
-        from model_build.models.bundle import load_bundle
-        from model_build.models.predict import parse_key_values, predict_participant
-        from model_build.models.train import choose_device
+        from model_build.api import load_model
+        from model_build.models.predict import parse_key_values
 
         with reported_errors(exit_code=USER_ERROR):
-            loaded = load_bundle(bundle)
-            values = {m: parse_key_values(pairs or [], m, loaded.encoders.get(m))
+            model = load_model(bundle, device)
+            values = {m: parse_key_values(pairs or [], m, model.bundle.encoders.get(m))
                       for m, pairs in (("clinical", clinical), ("lab", lab))}
-            result = predict_participant(loaded, list(files or []), values["clinical"], values["lab"],
-                                         mm_per_pixel, depth_mm, choose_device(device))
+            result = model.predict(files or [], clinical=values["clinical"], lab=values["lab"],
+                                   mm_per_pixel=mm_per_pixel, depth_mm=depth_mm)
         if as_json:
             typer.echo(json.dumps(result, indent=2))
         else:

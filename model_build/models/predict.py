@@ -129,19 +129,25 @@ def predict_arrays(model: FusionModel, fusion: str, stacker: Stacker | None, thr
 
 def parse_key_values(pairs: list[str], modality: str, encoder: TabularEncoder | None) -> dict[str, str]:
     """``KEY=VALUE`` pairs given with ``--clinical`` / ``--lab``, checked against the bundle."""
-    if pairs and encoder is None:
-        raise InputError(f"--{modality}: this model has no {modality} input; fix: leave --{modality} out")
     values: dict[str, str] = {}
     for pair in pairs:
         key, equals, value = pair.partition("=")
-        key, value = key.strip(), value.strip()
-        if not equals or not key:
-            raise InputError(f"--{modality} {pair!r}: expected KEY=VALUE, e.g. --{modality} "
-                             f"{encoder.columns[0]}=...")
+        if not equals or not key.strip():
+            example = f"{encoder.columns[0]}=..." if encoder is not None else "KEY=VALUE"
+            raise InputError(f"--{modality} {pair!r}: expected KEY=VALUE, e.g. --{modality} {example}")
+        values[key.strip()] = value.strip()
+    return check_values(values, modality, encoder)
+
+
+def check_values(values: dict[str, str], modality: str, encoder: TabularEncoder | None) -> dict[str, str]:
+    """Values of one tabular input checked against the bundle (known keys, numbers that parse,
+    categories it knows); the same checks for ``sarco predict`` and the Python API."""
+    if values and encoder is None:
+        raise InputError(f"--{modality}: this model has no {modality} input; fix: leave --{modality} out")
+    for key in values:
         if key not in encoder.columns:
             raise InputError(f"--{modality} {key}: not a {modality} input of this model; fix: use one of "
                              f"{', '.join(encoder.columns)}")
-        values[key] = value
     for column in encoder.numeric if encoder else []:
         if column.name in values:
             try:

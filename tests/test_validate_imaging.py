@@ -22,11 +22,11 @@ from model_build.imaging_report import describe_media
 from sarco_core.imaging import box_iou
 from tests.cohort_factory import (findings_at, make_cohort, read_rows, truncate, validate_app, validate_json,
                                   write_csv)
+from tests.real_data import real_file
 from tests.test_dicom import new_dataset, region, save, speckle
 from tests.test_scan_region import screen
 
 IMAGES, VIDEOS = "images.csv", "videos.csv"
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REGION = (20, 10, 140, 100)  # the DICOM files' B-mode region; 0.008 cm x 0.012 cm per pixel
 DEPTH_MM = 60.0
 LISTED_MM = 0.08
@@ -295,9 +295,8 @@ def test_no_media_leaves_the_table_empty(mixed):
     assert code == 0 and report["media"] == [] and "media" not in report["summary"]
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} is absent")
 def test_real_images_are_described(tmp_path):
-    """Real exports from ../shared/data: a GE crop, a Telemed screenshot, a DeepACSA panorama."""
+    """Real exports (tests/data/real): a GE crop, a Telemed screenshot, a DeepACSA panorama."""
     sources = ("muscle-us-timtrack/dataset1/S1/S1_L20_step_025.png",
                "muscle-us-timtrack/dataset3/030/p6_isokinetic030_01_push_01_10.jpg",
                "muscle-us-deepacsa/rectus_img_55.tif")
@@ -307,7 +306,7 @@ def test_real_images_are_described(tmp_path):
     rows = []
     for participant, source in zip(participants, sources):
         relative = f"images/{Path(source).name}"
-        (root / relative).write_bytes((DATA / source).read_bytes())
+        (root / relative).write_bytes(real_file(source).read_bytes())
         rows.append({"participant_id": participant, "path": relative})
     write_csv(root / IMAGES, rows)
     code, report = validate_json(root)

@@ -20,10 +20,8 @@ from typer.testing import CliRunner
 from model_build.commands import deidentify as deidentify_command
 from model_build.deidentify import DeidentificationError, Deidentifier
 from tests.support.dicom import new_dataset, region, save, speckle
-from tests.support.paths import REPO
+from tests.support.real_data import real_file
 
-DATA = REPO.parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real images not present at {DATA}")
 KEY = "0123456789abcdef0123456789abcdef"
 PHI = ("Doe", "Jane", "H1234567", "Example General", "Smith", "20240115", "19450302", "ACC998877",
        "Main Street", "Sonographer", "Ward 7")
@@ -194,17 +192,16 @@ def test_image_without_a_scan_is_not_written(tmp_path):
     assert not (tmp_path / "out" / "blank.png").exists()
 
 
-@needs_data
 def test_real_screens_lose_the_deepacsa_header_and_the_ge_date_line(tmp_path):
     source = tmp_path / "in"
     source.mkdir()
     pairs = {"muscle-us-deepacsa/rectus_img_55.tif": 64, "muscle-us-timtrack/dataset2/jumping/gastroc_jumping_048.png": 30}
     for relative in pairs:
-        shutil.copy(DATA / relative, source / Path(relative).name)
+        shutil.copy(real_file(relative), source / Path(relative).name)
     result = run(source, tmp_path / "out")
     assert result.exit_code == 0, result.output
     for relative, header_rows in pairs.items():
-        original = cv2.imread(str(DATA / relative))
+        original = cv2.imread(str(real_file(relative)))
         cleaned = cv2.imread(str(tmp_path / "out" / Path(relative).name))
         assert cleaned.shape == original.shape
         assert np.ptp(original[:header_rows]) > 60  # there was text (institution, date) ...

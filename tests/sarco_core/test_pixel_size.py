@@ -18,11 +18,8 @@ from sarco_core.imaging import (
     resample_to_mm,
 )
 from tests.support.dicom import new_dataset, region, save, speckle
-from tests.support.paths import REPO
+from tests.support.real_data import real_file
 from tests.support.scanner_screens import screen
-
-DATA = REPO.parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real images not present at {DATA}")
 
 TARGET_MM = 0.1
 APONEUROSES_MM = (6.0, 24.3)  # superficial and deep aponeurosis depths: an 18.3 mm thick muscle
@@ -105,19 +102,17 @@ HAND_READ_TICKS = {
 }
 
 
-@needs_data
 @pytest.mark.parametrize("relative", list(HAND_READ_TICKS))
 def test_ticks_on_real_screens_match_the_hand_read_scale(relative):
     box, rows = HAND_READ_TICKS[relative]
-    ticks = find_depth_ticks(cv2.imread(str(DATA / relative)), box)
+    ticks = find_depth_ticks(cv2.imread(str(real_file(relative))), box)
     assert ticks.spacing_px == pytest.approx(float(np.mean(np.diff(rows))), abs=1.0)
 
 
-@needs_data
 def test_telemed_ticks_agree_with_its_printed_depth():
     """The Telemed ruler is labelled 0 and 50 mm at its first and last major tick."""
     box, rows = HAND_READ_TICKS["muscle-us-timtrack/dataset4/SampleA/GM_T_1.png"]
-    ticks = find_depth_ticks(cv2.imread(str(DATA / "muscle-us-timtrack/dataset4/SampleA/GM_T_1.png")), box)
+    ticks = find_depth_ticks(cv2.imread(str(real_file("muscle-us-timtrack/dataset4/SampleA/GM_T_1.png"))), box)
     assert ticks.pixel_size(10.0).mm_per_pixel_y == pytest.approx(50.0 / (rows[-1] - rows[0]), rel=0.01)
 
 

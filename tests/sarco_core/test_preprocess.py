@@ -12,17 +12,16 @@ import pytest
 
 from sarco_core.preprocess import PreprocessError, Preprocessor, PreprocessParams
 from tests.support.paths import REPO
+from tests.support.real_data import real_file
 
-SHARED_DATA = REPO.parent / "shared" / "data"
-REAL_IMAGES = [  # one per source and format: grey PNG crop, BMP/PNG screenshots, JPEG with UI, TIFF
-    "muscle-us-timtrack/single_images",
-    "muscle-us-timtrack/dataset1",
-    "muscle-us-timtrack/dataset2",
-    "muscle-us-timtrack/dataset3",
-    "muscle-us-timtrack/dataset4",
-    "muscle-us-deepacsa",
+REAL_IMAGES = [  # one per source and format: RGBA and grey PNG crops, PNG screenshots, JPEG with UI, TIFF
+    "muscle-us-timtrack/single_images/example_ultrasound_image2.png",
+    "muscle-us-timtrack/dataset1/S1/S1_L20_step_025.png",
+    "muscle-us-timtrack/dataset2/jumping/gastroc_jumping_048.png",
+    "muscle-us-timtrack/dataset3/030/p6_isokinetic030_01_push_01_10.jpg",
+    "muscle-us-timtrack/dataset4/SampleA/GM_T_1.png",
+    "muscle-us-deepacsa/rectus_img_55.tif",
 ]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def _bright_rectangle(height: int, width: int) -> np.ndarray:
@@ -82,13 +81,7 @@ def test_edge_module_does_not_import_torch_or_pandas() -> None:
 
 
 def _real_images() -> list[Path]:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real images not available: {SHARED_DATA} is absent (../shared/data beside the repo)")
-    chosen = []
-    for folder in REAL_IMAGES:
-        files = sorted(p for p in (SHARED_DATA / folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        chosen += files[:1]
-    return chosen
+    return [real_file(relative) for relative in REAL_IMAGES]
 
 
 def test_real_images_become_finite_square_inputs_without_the_scanner_ui() -> None:

@@ -15,11 +15,8 @@ from sarco_core.imaging import (
     has_text,
     mask_text,
 )
-from tests.support.paths import REPO
+from tests.support.real_data import real_file, real_images
 from tests.support.scanner_screens import screen as scanner_screen
-
-DATA = REPO.parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real images not present at {DATA}")
 
 
 def bmode(seed: int, shape: tuple[int, int] = (400, 500)) -> np.ndarray:
@@ -81,23 +78,24 @@ def test_mask_text_and_blank_outside_leave_the_scan_alone():
     assert kept.sum() == image[50:350, 100:300].sum(dtype=np.int64) and kept.sum(dtype=np.int64) > 0
 
 
-@needs_data
 @pytest.mark.parametrize("relative, header_rows", [
     ("muscle-us-deepacsa/rectus_img_55.tif", 64),  # "Universität Basel, DSBG" and the date
     ("muscle-us-timtrack/dataset2/jumping/gastroc_jumping_048.png", 30),  # GE date and id line
 ])
 def test_real_header_text_is_found(relative, header_rows):
-    image = cv2.imread(str(DATA / relative))
+    image = cv2.imread(str(real_file(relative)))
     marks = find_text(image, find_scan_region(image))
     header = [line for line in marks.lines if line[3] <= header_rows]
     assert len(header) >= 2
     assert sum(x1 - x0 for x0, _, x1, _ in header) > 200  # most of the line, not a speck
 
 
-@needs_data
 @pytest.mark.parametrize("subject", ["S1", "S2", "S3", "S4", "S5", "S9"])
 def test_clean_real_crops_have_no_text(subject):
-    for path in sorted((DATA / "muscle-us-timtrack" / "dataset1" / subject).glob("*.png"))[::6]:
+    """The subset keeps every 6th crop of each subject of the full data set (and one more of S4)."""
+    paths = real_images(f"muscle-us-timtrack/dataset1/{subject}")
+    assert len(paths) >= 3
+    for path in paths:
         image = cv2.imread(str(path))
         assert not find_text(image, (0, 0, image.shape[1], image.shape[0])).found, path.name
 
@@ -171,10 +169,10 @@ def test_has_text_cases_both_ways():
     assert [agree(image, where) for image, where, _ in cases] == [expected for _, _, expected in cases]
 
 
-@needs_data
 def test_has_text_agrees_with_find_text_on_real_images():
-    """Every 8th real image, with its detected box (the question validation asks) and as a whole crop."""
-    paths = sorted(p for p in DATA.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".bmp", ".tif"})[::8]
+    """Every committed real image (every source and layout, label masks too), with its detected
+    box (the question validation asks) and as a whole crop."""
+    paths = real_images()
     answers = []
     for path in paths:
         image = cv2.imread(str(path))

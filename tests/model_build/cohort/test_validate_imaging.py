@@ -30,11 +30,10 @@ from testkit.cohort_factory import (
     write_csv,
 )
 from tests.support.dicom import new_dataset, region, save, speckle
-from tests.support.paths import REPO
+from tests.support.real_data import real_file
 from tests.support.scanner_screens import screen
 
 IMAGES, VIDEOS = "images.csv", "videos.csv"
-DATA = REPO.parent / "shared" / "data"
 REGION = (20, 10, 140, 100)  # the DICOM files' B-mode region; 0.008 cm x 0.012 cm per pixel
 DEPTH_MM = 60.0
 LISTED_MM = 0.08
@@ -303,9 +302,8 @@ def test_no_media_leaves_the_table_empty(mixed):
     assert code == 0 and report["media"] == [] and "media" not in report["summary"]
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} is absent")
 def test_real_images_are_described(tmp_path):
-    """Real exports from ../shared/data: a GE crop, a Telemed screenshot, a DeepACSA panorama."""
+    """Real exports (tests/data/real): a GE crop, a Telemed screenshot, a DeepACSA panorama."""
     sources = ("muscle-us-timtrack/dataset1/S1/S1_L20_step_025.png",
                "muscle-us-timtrack/dataset3/030/p6_isokinetic030_01_push_01_10.jpg",
                "muscle-us-deepacsa/rectus_img_55.tif")
@@ -315,7 +313,7 @@ def test_real_images_are_described(tmp_path):
     rows = []
     for participant, source in zip(participants, sources):
         relative = f"images/{Path(source).name}"
-        (root / relative).write_bytes((DATA / source).read_bytes())
+        (root / relative).write_bytes(real_file(source).read_bytes())
         rows.append({"participant_id": participant, "path": relative})
     write_csv(root / IMAGES, rows)
     code, report = validate_json(root)

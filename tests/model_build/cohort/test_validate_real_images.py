@@ -1,19 +1,14 @@
-"""Validation on real public muscle ultrasound images (../shared/data), not only on factory files.
-
-Skipped when the data folder is absent (it lives beside the repository, not in it).
-"""
+"""Validation on real public muscle ultrasound images (tests/data/real, a licensed subset of
+../shared/data committed with the repository), not only on factory files."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-import pytest
-
 from testkit.cohort_factory import findings_at, make_cohort, read_rows, truncate, validate_json, write_csv
-from tests.support.paths import REPO
+from tests.support.real_data import real_file
 
-DATA = REPO.parent / "shared" / "data"
 REAL_IMAGES = (
     "muscle-us-timtrack/dataset1/S1/S1_L20_step_025.png",  # GE Logiq E9, grey PNG
     "muscle-us-timtrack/dataset4/SampleB/GM_P_1.bmp",
@@ -24,8 +19,6 @@ REAL_IMAGES = (
 SAME_RECORDING = ("muscle-us-timtrack/dataset2/range-of-motion/gastroc_range_of_motion_002.png",
                   "muscle-us-timtrack/single_images/example_ultrasound_image4.png")
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} is absent")
-
 
 def real_cohort(root: Path, sources: tuple[str, ...]) -> Path:
     """A factory cohort whose images.csv lists real files, one participant each."""
@@ -35,7 +28,7 @@ def real_cohort(root: Path, sources: tuple[str, ...]) -> Path:
     for participant, source in zip(ids, sources):
         relative = f"images/{participant}_{Path(source).name}"
         (root / "images").mkdir(exist_ok=True)
-        shutil.copyfile(DATA / source, root / relative)
+        shutil.copyfile(real_file(source), root / relative)
         listing.append({"participant_id": participant, "path": relative})
     write_csv(root / "images.csv", listing)
     return root

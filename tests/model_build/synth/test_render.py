@@ -3,6 +3,7 @@ rendering of the muscle latents, realism against real images, scanner video and 
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import cv2
@@ -25,10 +26,13 @@ from model_build.synth.render import (
 from model_build.synth.tissue import APONEUROSIS_MM, SKIN_MM, tissue_maps
 from model_build.synth.video import FRAME_STATES
 from tests.support.paths import REPO
+from tests.support.real_data import REAL_DATA
 
 REPO_ROOT = REPO
-REAL_DATA = REPO_ROOT.parent / "shared" / "data"
 REAL_BOXES = REPO_ROOT / "tests" / "data" / "real_scan_boxes_for_realism.csv"
+# Per-image statistics of all 345 real images those boxes name in ../shared/data, written by
+# tests/data/real/make_subset.py; the committed subset's images are checked against it below.
+REAL_STATISTICS = REPO_ROOT / "tests" / "data" / "real_scan_statistics.csv"
 CENTERS = sorted(PROFILES)
 BASE = MuscleLatent("rectus_femoris", 20.0, 8.0, 0.3, 0.7, 15.0)
 
@@ -234,14 +238,33 @@ REALISM_LATENTS = (
 )
 
 
+def _committed_statistics() -> dict[str, dict[str, float]]:
+    with open(REAL_STATISTICS, newline="") as handle:
+        return {row.pop("file"): {key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)}
+
+
 @pytest.fixture(scope="module")
 def real_ranges() -> dict[str, tuple[float, float]]:
-    if not REAL_DATA.is_dir():
-        pytest.skip(f"real images not available: {REAL_DATA} (the shared data folder beside the repository) absent")
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # TIFF tag warnings of the DeepACSA files
-    statistics = [s.as_dict() for _, s in real_statistics(REAL_DATA, read_scan_boxes(REAL_BOXES))]
+    statistics = list(_committed_statistics().values())
     assert len(statistics) > 300, "fewer real images than the data README lists"
     return {key: (min(s[key] for s in statistics), max(s[key] for s in statistics)) for key in statistics[0]}
+
+
+def test_committed_real_statistics_are_those_of_the_images() -> None:
+    """The real range comes from a table of all 345 images; the committed images (every scanner
+    layout, and the images holding each end of each range but the narrowest axial speckle, a
+    Philips BMP) must give the values it lists, so a change to scan_statistics or to the boxes
+    cannot leave the table stale."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # TIFF tag warnings of the DeepACSA files
+    boxes = read_scan_boxes(REAL_BOXES)
+    committed = _committed_statistics()
+    measured = real_statistics(REAL_DATA, boxes)
+    assert all(list(REAL_DATA.glob(box.pattern)) for box in boxes), "a scanner layout with no committed image"
+    assert len(measured) >= 40
+    for path, statistics in measured:
+        relative = path.relative_to(REAL_DATA).as_posix()
+        assert relative in committed, f"{relative}: not in {REAL_STATISTICS.name}"
+        assert statistics.as_dict() == pytest.approx(committed[relative], rel=1e-4), relative
 
 
 @pytest.mark.parametrize("center", CENTERS)

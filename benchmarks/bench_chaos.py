@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from dashboard.db import make_engine, migrate  # noqa: E402
 from dashboard.models import RejectedMessage, Result  # noqa: E402
 from sarco_core.wire import schema  # noqa: E402
-from tests.mqtt_broker import DEVICE_ACL, MosquittoBroker  # noqa: E402
+from testkit.mosquitto import DEVICE_ACL, MosquittoBroker  # noqa: E402
 
 PASSWORD = "chaos-password-1"
 SITE = "chaos"

@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 from edge_app.app import assemble  # noqa: E402
 from edge_app.capture import SourceSpec, video_properties  # noqa: E402
 from edge_app.config import EdgeConfig  # noqa: E402
-from tests.mqtt_broker import MosquittoBroker  # noqa: E402
+from testkit.mosquitto import MosquittoBroker  # noqa: E402
 
 SITE, DEVICE = "bench", "edge-01"
 USERS = {DEVICE: "bench-device", "dashboard": "bench-dashboard"}

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+
+ROOT = REPO
 PACKAGES = ("sarco_core", "edge_app", "model_build", "dashboard", "jetson")
 
 # The arrows docs/architecture.md draws between top-level packages; anything else is refused.

@@ -20,11 +20,10 @@ from tests.support.edge import make_bundle, make_onnx_model, write_video
 def sarco_app():  # noqa: ANN201
     """The `sarco sign` / `sarco keygen` commands on a Typer app of their own (the lead
     registers them in model_build/cli.py)."""
-    import typer
-
     from model_build.commands import sign
+    from sarco_core.cli import CommandGroup
 
-    app = typer.Typer()
+    app = CommandGroup()
     sign.register(app)
     return app
 

@@ -222,7 +222,7 @@ def test_replay_publishes_live_readings_and_one_result(video, bundle, tmp_path) 
     assert [live["frame"] for live in lives] == sorted(live["frame"] for live in lives)
     assert {live["quality"] for live in lives} >= {"ok", "no_tissue"}
     assert [s["state"] for s in messages["status"]][-1] == "offline"
-    # the same result in the local log, and the readout snapshots
+    # the same result in the local log, and the screen snapshots
     logged = [json.loads(line) for line in (tmp_path / "data" / "results.jsonl").read_text()
               .splitlines()]
     assert logged == [result]
@@ -230,7 +230,7 @@ def test_replay_publishes_live_readings_and_one_result(video, bundle, tmp_path) 
     for stem in ("live", f"result-{result['result_id']}"):
         image = cv2.imread(str(snapshots / f"{stem}.png"))
         assert image.shape == (480, 800, 3)
-        assert image.std() > 10  # a drawn readout, not a blank
+        assert image.std() > 10  # a drawn screen, not a blank
     shown = json.loads((snapshots / f"result-{result['result_id']}.json").read_text())
     assert shown["mode"] == "result" and shown["result"]["decision"] == result["decision"]
 

@@ -355,7 +355,7 @@ def check_camera(config: EdgeConfig, timeout_s: float) -> Check:
 def check_display(config: EdgeConfig, environ: dict[str, str] | None = None) -> Check:
     environ = dict(os.environ if environ is None else environ)
     if config.display.headless:
-        return Check("display", "skip", "headless: readouts go to snapshots")
+        return Check("display", "skip", "headless: the screen goes to snapshots")
     if environ.get("WAYLAND_DISPLAY"):
         return Check("display", "pass", f"Wayland display {environ['WAYLAND_DISPLAY']}")
     display = environ.get("DISPLAY", "")

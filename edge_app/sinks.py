@@ -42,6 +42,9 @@ class FrameReport:
 
 
 class Sink(Protocol):
+    """One way out of the pipeline. The same three calls for every sink, so the loop treats
+    them alike and a sink (a file exporter, a second screen) is added in ``compose`` only."""
+
     def on_frame(self, report: FrameReport) -> None: ...
 
     def on_result(self, result: dict[str, Any]) -> None: ...

@@ -37,7 +37,7 @@ USER_ERRORS = (ConfigError, SetupError, BundleError, SourceError, BackendError, 
 
 CONFIG = typer.Option(None, "--config", help="TOML config (docs/edge.md).")
 HEADLESS = typer.Option(None, "--headless/--window",
-                        help="Write readout snapshots instead of opening a window.")
+                        help="Write screen snapshots instead of opening a window.")
 LOG_LEVEL = typer.Option("info", "--log-level", help="Least severe log records written to stderr.")
 OLD_BUNDLE = old_option_name("--model", "--bundle")
 # systemd's watchdog (WatchdogSec=30 in jetson/sarco-edge.service) is fed only while the loop

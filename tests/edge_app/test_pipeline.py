@@ -3,7 +3,6 @@ Runtime -> session result -> snapshots, local log and a real Mosquitto broker.""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -20,9 +19,8 @@ import pytest
 from edge_app.app import assemble
 from edge_app.capture import EndOfStream, SourceSpec
 from edge_app.config import EdgeConfig, load_config
-from edge_app.display import SnapshotWriter
 from edge_app.locallog import ResultLog
-from edge_app.pipeline import device_preprocessor
+from edge_app.stages import device_preprocessor
 from sarco_core.bundle import load_device_bundle
 from sarco_core.imaging.pixels import box_iou, crop, to_grey, to_grey_u8
 from sarco_core.imaging.region import find_scan_region
@@ -88,7 +86,7 @@ def test_frames_without_tissue_never_count_and_the_region_is_found(video, bundle
     result = pipeline.end_session()
     edge.close()
     assert counted and set(counted) == {"tissue"}
-    assert box_iou(pipeline.readout.region, true_box) > 0.85
+    assert box_iou(pipeline.screen.region, true_box) > 0.85
     assert result["usable_frames"] == len(counted)
     assert result["processed_frames"] == len(truth)
     # every skipped frame has its reason; a lifted probe seen through a region found on a
@@ -119,11 +117,10 @@ def test_the_device_feeds_the_model_what_training_would(video, bundle) -> None:
     assert compared == 3
 
 
-class TypedKeys(SnapshotWriter):
-    """The headless readout plus an operator typing: one key per frame shown."""
+class TypedKeys:
+    """An operator typing into the window: one key per frame shown."""
 
-    def __init__(self, folder: Path, keys: list[int | None]) -> None:
-        super().__init__(folder)
+    def __init__(self, keys: list[int | None]) -> None:
         self.keys = keys
 
     def poll_key(self) -> int | None:
@@ -167,7 +164,7 @@ def test_the_operator_types_an_id_and_starts_and_ends_with_enter(video, bundle,
         .override("session", min_usable_frames=1)
     edge = assemble(config, SourceSpec("file", str(path)), realtime=False)
     pipeline = edge.pipeline
-    pipeline.sinks = dataclasses.replace(pipeline.sinks, display=TypedKeys(tmp_path, keys))
+    pipeline.operator.keys = TypedKeys(keys)
     pipeline.run()
     edge.close()
     (result,) = ResultLog(tmp_path / "results.jsonl").read()
@@ -203,7 +200,7 @@ def test_replay_publishes_live_readings_and_one_result(video, bundle, tmp_path) 
     assert [live["frame"] for live in lives] == sorted(live["frame"] for live in lives)
     assert {live["quality"] for live in lives} >= {"ok", "no_tissue"}
     assert [s["state"] for s in messages["status"]][-1] == "offline"
-    # the same result in the local log, and the readout snapshots
+    # the same result in the local log, and the screen snapshots
     logged = [json.loads(line) for line in (tmp_path / "data" / "results.jsonl").read_text()
               .splitlines()]
     assert logged == [result]
@@ -211,7 +208,7 @@ def test_replay_publishes_live_readings_and_one_result(video, bundle, tmp_path) 
     for stem in ("live", f"result-{result['result_id']}"):
         image = cv2.imread(str(snapshots / f"{stem}.png"))
         assert image.shape == (480, 800, 3)
-        assert image.std() > 10  # a drawn readout, not a blank
+        assert image.std() > 10  # a drawn screen, not a blank
     shown = json.loads((snapshots / f"result-{result['result_id']}.json").read_text())
     assert shown["mode"] == "result" and shown["result"]["decision"] == result["decision"]
 
@@ -287,7 +284,7 @@ def test_a_full_outbox_refuses_new_sessions_and_says_why(video, bundle, tmp_path
         assert pipeline.start_session("SCR-0301")
         first = pipeline.end_session()  # queued: no broker listens there
         assert not pipeline.start_session("SCR-0302")
-        assert "outbox full (1 result(s) unsent)" in pipeline.readout.notice
+        assert "outbox full (1 result(s) unsent)" in pipeline.screen.notice
         assert [item.result_id for item in edge.outbox.pending()] == [first["result_id"]]
     finally:
         assert edge.close() == 1  # the result stays on disk for the next run
@@ -304,11 +301,12 @@ def test_a_clock_step_during_a_session_loses_nothing(video, bundle, tmp_path,
         pipeline = edge.pipeline
         assert pipeline.start_session("SCR-0303")
         stepped = time.time() - 600
-        monkeypatch.setattr("edge_app.pipeline.time.time", lambda: stepped)
+        monkeypatch.setattr("edge_app.session.time.time", lambda: stepped)
         result = pipeline.end_session()
         assert result["started_at"] <= result["ended_at"]
         assert [item.result_id for item in edge.outbox.pending()] == [result["result_id"]]
-        assert edge.pipeline.sinks.result_log.read()[-1]["result_id"] == result["result_id"]
+        logged = ResultLog(tmp_path / "data" / "results.jsonl").read()
+        assert logged[-1]["result_id"] == result["result_id"]
     finally:
         monkeypatch.undo()
         edge.close()

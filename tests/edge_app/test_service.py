@@ -254,7 +254,7 @@ def test_an_update_model_command_queues_the_update_request(video, bundle, tmp_pa
                 collector.publish(cmd, json.dumps({"schema_version": 1, "kind": "cmd",
                                                    **command}))
             # session commands still go to the loop (not running here: they wait in its queue)
-            assert edge.pipeline.commands.get(timeout=15) == ("start_session", "SCR-0700")
+            assert edge.pipeline.operator.commands.get(timeout=15) == ("start_session", "SCR-0700")
         finally:
             edge.close()
             collector.close()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge_app.session import LiveSmoother, Session, SessionAggregator
-from sarco_core.readout import OutputReadout, sigmoid
+from sarco_core.readout import ProbabilityReadout, sigmoid
 
 
 def session_with(outputs: list[list[float]], skipped: dict[str, int] | None = None) -> Session:
@@ -62,7 +62,7 @@ def test_evidential_readout_is_the_dirichlet_mean_of_softplus_evidence() -> None
     outputs = np.array([[0.3, 2.0], [-1.0, 0.5]])
     evidence = np.log1p(np.exp(outputs))
     alpha = evidence + 1
-    readout = OutputReadout("evidential")
+    readout = ProbabilityReadout("evidential")
     assert readout.probability(outputs) == pytest.approx(alpha[:, 1] / alpha.sum(axis=1))
     assert readout.uncertainty(outputs) == pytest.approx(2 / alpha.sum(axis=1))
     outcome = SessionAggregator(0.5, readout, min_usable_frames=1).summarise(
@@ -73,7 +73,7 @@ def test_evidential_readout_is_the_dirichlet_mean_of_softplus_evidence() -> None
 
 
 def test_a_single_logit_output_is_read_as_log_odds() -> None:
-    assert OutputReadout().probability(np.array([[0.0], [math.log(3)]])) == pytest.approx(
+    assert ProbabilityReadout().probability(np.array([[0.0], [math.log(3)]])) == pytest.approx(
         [0.5, 0.75])
 
 

@@ -183,20 +183,11 @@ class Trainer:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
     def _build(self, data: TrainingData) -> None:
-        """The network (initial weights drawn from the seed), optimiser and a fresh run state."""
+        """The network, optimiser and a fresh run state for ``data``."""
         options = self.options
         self.data = data
         self.timings: dict[str, float] = {"load_seconds": data.load_seconds}
-        self.config = NetworkConfig(
-            modalities=data.modalities, fusion=options.fusion, backbone=options.backbone,
-            image_size=options.image_size, freeze_blocks=options.freeze_blocks,
-            tabular_inputs={m: int(data.arrays.tables[m].shape[1]) for m in data.arrays.tables})
-        torch.manual_seed(options.seed)
-        weights = Path(options.image_weights) if options.image_weights else None
-        self.model = FusionModel(self.config, options.pretrained and data.branch is None, weights)
-        if data.branch is not None and "image" in data.modalities:
-            self._install_branch(data.branch)
-        self.model.to(self.device)
+        self._build_network()
         self.optimizer = _optimizer(self.model, options)
         self.augmenter = Augmenter(options.seed) if options.augment and "image" in data.modalities else None
         train_labels = data.arrays.labels[data.train_index]
@@ -208,6 +199,20 @@ class Trainer:
         self.stacker: Stacker | None = None
         self.threshold: dict | None = None
         self.checkpoint = Checkpoint.in_folder(self.out, self.fingerprint)
+
+    def _build_network(self) -> None:
+        """Initial weights drawn from the seed, or a frozen branch's trained image head."""
+        options, data = self.options, self.data
+        self.config = NetworkConfig(
+            modalities=data.modalities, fusion=options.fusion, backbone=options.backbone,
+            image_size=options.image_size, freeze_blocks=options.freeze_blocks,
+            tabular_inputs={m: int(data.arrays.tables[m].shape[1]) for m in data.arrays.tables})
+        torch.manual_seed(options.seed)
+        weights = Path(options.image_weights) if options.image_weights else None
+        self.model = FusionModel(self.config, options.pretrained and data.branch is None, weights)
+        if data.branch is not None and "image" in data.modalities:
+            self._install_branch(data.branch)
+        self.model.to(self.device)
 
     def _install_branch(self, branch: ImageBranch) -> None:
         """The image head takes the branch's trained weights and stays frozen; the encoder is

@@ -25,7 +25,7 @@ from model_build.models.export import (
     export_onnx,
     onnx_logits,
 )
-from model_build.models.fusion import FusionModel, ImageScorer, ModelConfig
+from model_build.models.fusion import FusionModel, ImageScorer, NetworkConfig
 from model_build.models.image import ImageWeightsError, build_image_encoder
 from model_build.models.tabular import CategoricalColumn, NumericColumn, TabularEncoder
 from sarco_core import bundle as bundle_format
@@ -51,7 +51,7 @@ def _write_bundle(folder: Path, modalities: list[str], backbone: str = "efficien
     encoders = {"lab": TabularEncoder(numeric=[NumericColumn("albumin", "numeric", 40.0, 39.0, 4.0, True)],
                                       categorical=[CategoricalColumn("sex", ["M", "F"])])}
     encoders = {m: e for m, e in encoders.items() if m in modalities}
-    config = ModelConfig(modalities=modalities, backbone=backbone, image_size=SIZE,
+    config = NetworkConfig(modalities=modalities, backbone=backbone, image_size=SIZE,
                          tabular_inputs={m: len(e.feature_names) for m, e in encoders.items()})
     torch.manual_seed(0)
     model = FusionModel(config, pretrained=False).eval()

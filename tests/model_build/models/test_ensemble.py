@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from model_build.commands import evaluate, train
 from model_build.models.bundle import load_bundle
 from model_build.models.ensemble import MEMBERS, compose, cross_fitted_splits, member_seed
-from model_build.models.fusion import Batch, FusionModel, ModelConfig
+from model_build.models.fusion import FusionModel, ModelBatch, NetworkConfig
 from model_build.models.train import Trainer, TrainingError, TrainOptions
 from model_build.models.train import train as run_training
 from testkit.cohort_factory import make_cohort
@@ -59,7 +59,7 @@ def test_cross_fitted_splits_hold_out_every_participant_once_with_both_classes()
 
 
 def test_the_composed_network_outputs_the_mean_of_the_members_logits() -> None:
-    config = ModelConfig(modalities=["image"], image_size=64)
+    config = NetworkConfig(modalities=["image"], image_size=64)
     members = []
     for seed in (1, 2, 3):
         torch.manual_seed(seed)
@@ -72,7 +72,7 @@ def test_the_composed_network_outputs_the_mean_of_the_members_logits() -> None:
         expected = torch.stack([m.image_scorer()(images) for m in members]).mean(dim=0)
         assert torch.allclose(ensemble.image_scorer()(images), expected, atol=1e-5)
         # Participant pooling (two images, then three) is the mean over members and images.
-        batch = Batch(present=torch.ones(2, 1, dtype=torch.bool), images=images,
+        batch = ModelBatch(present=torch.ones(2, 1, dtype=torch.bool), images=images,
                       image_owner=torch.tensor([0, 0, 1, 1, 1]))
         pooled = torch.stack([m(batch).logits for m in members]).mean(dim=0)
         assert torch.allclose(ensemble(batch).logits, pooled, atol=1e-5)
@@ -113,11 +113,11 @@ def test_resume_after_a_crash_keeps_finished_members_and_ends_with_the_same_weig
     original = Trainer.fit
     fitted: list[int] = []
 
-    def crash_in_the_second_member(self: Trainer) -> None:
+    def crash_in_the_second_member(self: Trainer, *args, **kwargs) -> Trainer:  # noqa: ANN002, ANN003
         fitted.append(self.options.seed)
         if fitted == [member_seed(0, 0), member_seed(0, 1)]:  # once
             raise KeyboardInterrupt("power cut")
-        original(self)
+        return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "fit", crash_in_the_second_member)
     with pytest.raises(KeyboardInterrupt):

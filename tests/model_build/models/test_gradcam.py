@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from model_build.cohort import load_cohort
 from model_build.models import InputError
 from model_build.models import bundle as bundle_io
-from model_build.models.fusion import FusionModel, ModelConfig
+from model_build.models.fusion import FusionModel, NetworkConfig
 from model_build.models.tabular import NumericColumn, TabularEncoder
 from model_build.study.gradcam import gradcam_figure, gradcam_maps, pick_examples, target_layer
 from sarco_core import bundle as bundle_format
@@ -52,7 +52,7 @@ def test_the_map_falls_on_the_blob_the_model_learned_to_detect() -> None:
     """
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    scorer = FusionModel(ModelConfig(["image"], image_size=BLOB_SIZE), pretrained=True).image_scorer().eval()
+    scorer = FusionModel(NetworkConfig(["image"], image_size=BLOB_SIZE), pretrained=True).image_scorer().eval()
     train, labels, _ = _blob_images(rng, 24)
     with torch.no_grad():
         features = scorer.encoder(torch.from_numpy(train)).numpy()
@@ -82,7 +82,7 @@ def test_the_map_falls_on_the_blob_the_model_learned_to_detect() -> None:
                                              ("resnet18", "encoder.net.layer4")])
 def test_each_backbone_gets_its_last_feature_layer(backbone: str, layer: str) -> None:
     torch.manual_seed(0)
-    scorer = FusionModel(ModelConfig(["image"], backbone=backbone, image_size=64), pretrained=False).image_scorer()
+    scorer = FusionModel(NetworkConfig(["image"], backbone=backbone, image_size=64), pretrained=False).image_scorer()
     assert target_layer(scorer) == layer
     images = np.random.default_rng(1).normal(size=(2, 1, 64, 64)).astype(np.float32)
     maps = gradcam_maps(scorer, images)
@@ -92,7 +92,7 @@ def test_each_backbone_gets_its_last_feature_layer(backbone: str, layer: str) ->
 
 def test_the_model_is_left_as_it_was() -> None:
     torch.manual_seed(0)
-    config = ModelConfig(["image"], image_size=FIGURE_SIZE, freeze_blocks=3)
+    config = NetworkConfig(["image"], image_size=FIGURE_SIZE, freeze_blocks=3)
     scorer = FusionModel(config, pretrained=True).image_scorer().train()
     before = {name: tensor.clone() for name, tensor in scorer.state_dict().items()}
     trainable = {name: p.requires_grad for name, p in scorer.named_parameters()}
@@ -144,7 +144,7 @@ def _write_bundle(folder: Path, modalities: list[str], field_of_view_mm: float |
     """A complete bundle as training writes it, minus the training (and the ONNX graph)."""
     encoders = {"lab": TabularEncoder(numeric=[NumericColumn("albumin", "numeric", 40.0, 39.0, 4.0, True)])}
     encoders = {m: e for m, e in encoders.items() if m in modalities}
-    config = ModelConfig(modalities, image_size=FIGURE_SIZE,
+    config = NetworkConfig(modalities, image_size=FIGURE_SIZE,
                          tabular_inputs={m: len(e.feature_names) for m, e in encoders.items()})
     torch.manual_seed(0)
     bundle = bundle_io.Bundle(model=FusionModel(config, pretrained=False).eval(), config=config,

@@ -22,7 +22,9 @@ from typer.testing import CliRunner
 
 from model_build.commands import evaluate, export, predict, train
 from model_build.models.bundle import load_bundle
-from model_build.models.train import CHECKPOINT, Trainer, TrainingError, TrainOptions
+from model_build.models.checkpoint import CHECKPOINT
+from model_build.models.train import Trainer, TrainingError, TrainOptions
+from model_build.models.training_data import TrainingData
 from testkit.cohort_factory import make_cohort
 from tests.support.paths import REPO
 
@@ -173,12 +175,11 @@ def _options(**overrides) -> TrainOptions:
 @pytest.mark.slow
 def test_resume_after_a_crash_ends_with_the_same_weights(cohort: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    straight = Trainer(cohort, tmp_path / "straight", _options())
     (tmp_path / "straight").mkdir()
-    straight.fit()
+    straight = Trainer(_options()).fit(cohort, tmp_path / "straight")
 
     (tmp_path / "crashed").mkdir()
-    crashing = Trainer(cohort, tmp_path / "crashed", _options())
+    crashing = Trainer(_options())
     original = Trainer.train_epoch
 
     def crash_in_second_epoch(self: Trainer, epoch: int, task: TaskID) -> float:
@@ -188,32 +189,33 @@ def test_resume_after_a_crash_ends_with_the_same_weights(cohort: Path, tmp_path:
 
     monkeypatch.setattr(Trainer, "train_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        crashing.fit()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+        crashing.fit(cohort, tmp_path / "crashed")
     assert (tmp_path / "crashed" / CHECKPOINT).is_file()
 
-    resumed = Trainer(cohort, tmp_path / "crashed", _options())
-    resumed.resume()
+    resumed = Trainer(_options())  # the power is still cut: this try stops in the epoch it resumed at
+    with pytest.raises(KeyboardInterrupt):
+        resumed.fit(cohort, tmp_path / "crashed", resume=True)
     assert resumed.state.epoch == 1
-    resumed.fit()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    resumed.fit(cohort, tmp_path / "crashed", resume=True)
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert [h["train_loss"] for h in resumed.state.history] == [h["train_loss"] for h in straight.state.history]
 
-    changed = Trainer(cohort, tmp_path / "crashed", _options(seed=5))
+    changed = Trainer(_options(seed=5))
     with pytest.raises(TrainingError, match="other options or data"):
-        changed.resume()
+        changed.fit(cohort, tmp_path / "crashed", resume=True)
 
 
 def test_images_per_step_keeps_a_seeded_random_subset_of_each_participants_images(cohort: Path) -> None:
     from model_build.models.predict import make_batch
 
-    trainer = Trainer(cohort, cohort.parent / "unused", _options())
-    rows = np.arange(len(trainer.arrays))
-    everything = make_batch(trainer.arrays, rows, trainer.preprocessor)
+    data = TrainingData.prepare(cohort, _options())
+    rows = np.arange(len(data.arrays))
+    everything = make_batch(data.arrays, rows, data.preprocessor)
     counts = np.bincount(everything.image_owner.numpy(), minlength=len(rows))
     assert counts.max() > 2  # two stills and frames of one recording each
-    draws = [make_batch(trainer.arrays, rows, trainer.preprocessor, sample=(2, np.random.default_rng([0, s])))
+    draws = [make_batch(data.arrays, rows, data.preprocessor, sample=(2, np.random.default_rng([0, s])))
              for s in (0, 0, 1)]
     for batch in draws:
         assert np.array_equal(np.bincount(batch.image_owner.numpy(), minlength=len(rows)), np.minimum(counts, 2))
@@ -222,21 +224,20 @@ def test_images_per_step_keeps_a_seeded_random_subset_of_each_participants_image
 
 
 def test_weight_average_keeps_the_averaged_weights_and_survives_a_resume(cohort: Path, tmp_path: Path) -> None:
-    averaged = Trainer(cohort, tmp_path / "averaged", replace(_options(weight_average=0.5), epochs=1, batch_size=3))
     (tmp_path / "averaged").mkdir()
-    averaged.fit()
+    averaged = Trainer(replace(_options(weight_average=0.5), epochs=1, batch_size=3)).fit(cohort, tmp_path / "averaged")
     kept = averaged.model.state_dict()  # fit() loaded the kept (best) weights: the average's
     average = averaged.average.module.state_dict()
     assert all(torch.equal(kept[k], average[k]) for k in average)
-    plain = Trainer(cohort, tmp_path / "plain", replace(_options(), epochs=1, batch_size=3))  # same steps, no average
     (tmp_path / "plain").mkdir()
-    plain.fit()
+    plain = Trainer(replace(_options(), epochs=1, batch_size=3))  # same steps, no average
+    plain.fit(cohort, tmp_path / "plain")
     assert any(not torch.equal(value, kept[k]) for k, value in plain.model.state_dict().items()
                if value.is_floating_point())
     averaged.save_checkpoint()
-    resumed = Trainer(cohort, tmp_path / "averaged", replace(_options(weight_average=0.5), epochs=1, batch_size=3))
-    resumed.resume()
+    resumed = Trainer(replace(_options(weight_average=0.5), epochs=1, batch_size=3)).fit(
+        cohort, tmp_path / "averaged", resume=True)  # the checkpoint says every epoch is done
     for key, value in averaged.average.state_dict().items():
         assert torch.equal(value, resumed.average.state_dict()[key]), key
     with pytest.raises(TrainingError, match="weight-average"):
-        Trainer(cohort, tmp_path / "bad", _options(weight_average=1.0))
+        Trainer(_options(weight_average=1.0)).fit(cohort, tmp_path / "bad")

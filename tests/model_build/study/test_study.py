@@ -98,10 +98,10 @@ def recorded_run(tables_cohort: Path, tmp_path_factory: pytest.TempPathFactory) 
     predicted: list[tuple[int, set[str]]] = []
     original_fit, original_predict = Trainer.fit, Trainer.predict
 
-    def recording_fit(self: Trainer) -> None:
-        trained_on.append(set(self.rows["participant_id"]))
+    def recording_fit(self: Trainer, cohort, out, *, rows, **inputs) -> Trainer:  # noqa: ANN001
+        trained_on.append(set(rows["participant_id"]))
         self.recorded = len(trained_on) - 1
-        original_fit(self)
+        return original_fit(self, cohort, out, rows=rows, **inputs)
 
     def recording_predict(self: Trainer, frame):  # noqa: ANN001, ANN202
         predicted.append((self.recorded, set(frame["participant_id"])))

@@ -64,7 +64,7 @@ def main() -> None:
                 checked_sessions += 1
                 if box_iou(box, layouts[session]) < 0.9:
                     failures.append(f"{relative}: {box}, its session is marked {layouts[session]}")
-        if index % 8 == 0:  # as tests/test_text_mask.py asks it: on the colour image, masks included
+        if index % 8 == 0:  # as tests/sarco_core/test_text_mask.py asks it: on the colour image, masks included
             colour = cv2.imread(str(path))
             try:
                 boxes = [find_scan_region(colour), (0, 0, colour.shape[1], colour.shape[0])]

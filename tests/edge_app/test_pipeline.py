@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -38,17 +37,6 @@ from tests.support.edge import (
     write_config,
 )
 from tests.support.paths import REPO
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> tuple[Path, tuple[str, ...], tuple[int, ...]]:
-    return synthetic_scanner_video(tmp_path_factory.getbasetemp() / "edge-videos", "A",
-                                   seconds=4.0)
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
 
 
 def wait_for_event(condition, timeout_s: float) -> bool:  # noqa: ANN001

@@ -25,27 +25,8 @@ from edge_app.deploy.sdnotify import service_notifications
 from edge_app.deploy.update import take_request
 from sarco_core.wire import schema
 from testkit.mosquitto import Collector, MosquittoBroker, requires_mosquitto
-from tests.support.edge import (
-    DEVICE,
-    SITE,
-    USERS,
-    make_bundle,
-    replay,
-    synthetic_scanner_video,
-    write_config,
-)
+from tests.support.edge import DEVICE, SITE, USERS, replay, write_config
 from tests.support.paths import REPO
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> tuple[Path, tuple[str, ...], tuple[int, ...]]:
-    return synthetic_scanner_video(tmp_path_factory.getbasetemp() / "edge-videos", "A",
-                                   seconds=4.0)
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
 
 
 class NotifyListener:

@@ -138,7 +138,7 @@ def compose(config: EdgeConfig, bundle: DeviceBundle, backend: InferenceBackend,
     inference = Inference(bundle, backend, readout, config.capture.mm_per_pixel or None)
     sessions = SessionStage(
         SessionAggregator(bundle.threshold, readout, config.session.aggregation,
-                          config.session.min_usable_frames),
+                          config.session.min_usable_frames, config.session.rule),
         LiveSmoother(config.session.smoothing_s), site, device, bundle, outbox)
     display = DisplaySink(_display(config, data_dir), bundle.threshold, link, outbox)
     sinks: list[Sink] = [LocalLogSink(ResultLog(data_dir / "results.jsonl")), display]

@@ -19,6 +19,7 @@ except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser from PyP
 
 from sarco_core.errors import SarcoError
 from sarco_core.quality import QualitySettings
+from sarco_core.screening import BorderlineRule
 from sarco_core.wire.broker import BrokerSettings, read_password_file
 from sarco_core.wire.schema import AGGREGATIONS, check_name_part
 
@@ -59,6 +60,18 @@ class SessionConfig:
     min_usable_frames: int = 20
     smoothing_s: float = 1.0
     region_recheck_frames: int = 150  # re-detect the scan region every this many frames
+    # the borderline rule (sarco_core.screening): the interval's level, how many frames count
+    # as independent views at most, and whether the evidential uncertainty widens it
+    borderline_level: float = 0.90
+    independent_frames: int = 10
+    borderline_evidence: bool = False
+    # the protocol's muscles, in scanning order, for the checklist (empty: no checklist)
+    muscles: tuple[str, ...] = ()
+
+    @property
+    def rule(self) -> BorderlineRule:
+        return BorderlineRule(self.borderline_level, self.independent_frames,
+                              self.borderline_evidence)
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,10 @@ class EdgeConfig:
             problems.append("[mqtt] outbox_capacity must be >= 1")
         if self.mqtt.backoff_min_s <= 0 or self.mqtt.backoff_max_s < self.mqtt.backoff_min_s:
             problems.append("[mqtt] need 0 < backoff_min_s <= backoff_max_s")
+        if not 0.5 <= self.session.borderline_level < 1.0:
+            problems.append("[session] borderline_level must be in [0.5, 1)")
+        if self.session.independent_frames < 1:
+            problems.append("[session] independent_frames must be >= 1")
         if self.display.width < 320 or self.display.height < 240:
             problems.append("[display] width x height must be at least 320x240")
         if problems:
@@ -166,7 +183,8 @@ def load_config(path: Path | None) -> EdgeConfig:
     return config
 
 
-_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+          tuple: "a list of strings"}
 
 
 def _section(cls: type, table: dict[str, Any], where: str) -> Any:
@@ -182,6 +200,9 @@ def _section(cls: type, table: dict[str, Any], where: str) -> Any:
             value = float(value)
         if expected is str and isinstance(value, (Path, int)) and not isinstance(value, bool):
             value = str(value)  # paths, and `source = 0` for the first capture device
+        if expected is tuple and isinstance(value, list) and \
+                all(isinstance(item, str) and item.strip() for item in value):
+            value = tuple(value)
         if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             raise ConfigError(f"{where}: {name} = {value!r} should be {_KINDS[expected]}")
         values[name] = value

@@ -13,7 +13,9 @@ passed the quality gate:
   frames);
 - ``mean_probability``: mean of the per-frame probabilities.
 
-Too few usable frames gives "rescan" instead of a guess.
+Too few usable frames gives "rescan" instead of a guess. The screen's call (positive,
+negative, borderline, rescan) reads the decision on the probability's interval
+(:mod:`sarco_core.screening`, the rule the study reports on).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from edge_app.mqtt.outbox import Outbox
 from sarco_core import __version__
 from sarco_core.bundle import DeviceBundle
 from sarco_core.readout import ProbabilityReadout, logit_of, sigmoid
+from sarco_core.screening import DEFAULT_RULE, BorderlineRule, ScreenCall, screen_call
 from sarco_core.wire import schema
 from sarco_core.wire.payloads import ResultPayload, Uncertainty
 from sarco_core.wire.schema import AGGREGATIONS, SKIP_REASONS
@@ -74,6 +77,7 @@ class SessionOutcome:
     usable_frames: int
     processed_frames: int
     skipped: dict[str, int]
+    call: ScreenCall
 
     @property
     def score_logit(self) -> float | None:
@@ -111,7 +115,8 @@ class SessionAggregator:
     method that computes, as in scikit-learn)."""
 
     def __init__(self, threshold: float, readout: ProbabilityReadout | None = None,
-                 method: str = "mean_logit", min_usable_frames: int = 20) -> None:
+                 method: str = "mean_logit", min_usable_frames: int = 20,
+                 rule: BorderlineRule = DEFAULT_RULE) -> None:
         if method not in AGGREGATIONS:
             raise ValueError(f"aggregation {method!r}: use one of {', '.join(AGGREGATIONS)}")
         if not 0.0 < threshold < 1.0:
@@ -120,6 +125,7 @@ class SessionAggregator:
         self.readout = readout or ProbabilityReadout()
         self.method = method
         self.min_usable_frames = max(1, min_usable_frames)
+        self.rule = rule
 
     def decide(self, probability: float) -> str:
         return "sarcopenia" if probability >= self.threshold else "no_sarcopenia"
@@ -128,7 +134,9 @@ class SessionAggregator:
         common = dict(usable_frames=session.usable_frames,
                       processed_frames=session.processed_frames, skipped=dict(session.skipped))
         if not session.outputs:
-            return SessionOutcome("rescan", None, None, None, None, **common)
+            return SessionOutcome("rescan", None, None, None, None, **common,
+                                  call=screen_call(None, self.threshold, enough_frames=False,
+                                                   rule=self.rule))
         outputs = np.stack(session.outputs)
         per_frame = self.readout.probability(outputs)
         if self.method == "mean_probability":
@@ -143,8 +151,12 @@ class SessionAggregator:
         u = None if pooled is None else self.readout.uncertainty(pooled[None])
         if session.usable_frames < self.min_usable_frames:
             decision = "rescan"
-        return SessionOutcome(decision, probability, float(frame_logits.std()), agreement,
-                              None if u is None else float(u[0]), **common)
+        logit_sd, dirichlet_u = float(frame_logits.std()), None if u is None else float(u[0])
+        call = screen_call(probability, self.threshold, enough_frames=decision != "rescan",
+                           logit_sd=logit_sd, usable_frames=session.usable_frames,
+                           dirichlet_u=dirichlet_u, rule=self.rule)
+        return SessionOutcome(decision, probability, logit_sd, agreement, dirichlet_u, **common,
+                              call=call)
 
 
 class SessionStage:
@@ -226,4 +238,4 @@ class SessionStage:
             usable_frames=outcome.usable_frames, processed_frames=outcome.processed_frames,
             min_usable_frames=self.aggregator.min_usable_frames, skipped=outcome.skipped,
             model_name=self.bundle.model_name, model_sha256=self.bundle.model_sha256,
-            app_version=__version__)
+            app_version=__version__, call=outcome.call, rule=self.aggregator.rule)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sarco_core.screening import BorderlineRule, ScreenCall
 from sarco_core.wire import schema
 
 
@@ -87,6 +88,8 @@ class ResultPayload:
     model_sha256: str
     app_version: str
     seq: int | None = None
+    call: ScreenCall | None = None  # what the screen said; None from devices before it
+    rule: BorderlineRule | None = None  # how ``call`` was made (with ``call``)
 
     def to_dict(self) -> dict[str, Any]:
         payload = {
@@ -108,4 +111,9 @@ class ResultPayload:
         }
         if self.seq is not None:
             payload["seq"] = self.seq
+        if self.call is not None and self.rule is not None:
+            payload["screen"] = {"call": self.call.call, "low": self.call.low,
+                                 "high": self.call.high, "level": self.rule.level,
+                                 "independent_frames": self.rule.independent_frames,
+                                 "evidence": self.rule.evidence}
         return payload

@@ -33,6 +33,8 @@ TOPIC_KINDS = ("result", "live", "status", "cmd")
 MAX_PAYLOAD_BYTES = 4096  # far below any image; a result is ~700 bytes
 
 DECISIONS = ("sarcopenia", "no_sarcopenia", "rescan")
+# what the device's screen said (sarco_core.screening): the decision, read on an interval
+SCREEN_CALLS = ("positive", "negative", "borderline", "rescan")
 QUALITY_STATES = ("ok", "no_tissue", "frozen", "transition", "no_region", "no_signal")
 # the quality gate's refusals that a session counts (a result's ``skipped``); ``no_signal`` is
 # not one: without a video signal no frame is processed at all
@@ -251,6 +253,15 @@ _UNCERTAINTY_FIELDS: dict[str, Field] = {
     # evidential models only: Dirichlet uncertainty u = K / S of the aggregated opinion
     "dirichlet_u": Field(_NUMBER, nullable=True, check=_PROBABILITY),
 }
+# how the screen called the result (sarco_core.screening); optional: older devices lack it
+_SCREEN_FIELDS: dict[str, Field] = {
+    "call": Field(_STR, check=_one_of(SCREEN_CALLS)),
+    "low": Field(_NUMBER, nullable=True, check=_PROBABILITY),  # the probability's interval
+    "high": Field(_NUMBER, nullable=True, check=_PROBABILITY),
+    "level": Field(_NUMBER, check=_within(0.5, 0.999)),
+    "independent_frames": Field(_INT, check=_within(1, MAX_SESSION_FRAMES)),
+    "evidence": Field((bool,)),
+}
 _SKIPPED_FIELDS: dict[str, Field] = {
     reason: Field(_INT, check=_FRAMES) for reason in SKIP_REASONS
 }
@@ -306,6 +317,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "skipped": Field((dict,), nested=_SKIPPED_FIELDS),
         "model": Field((dict,), nested=_MODEL_FIELDS),
         "app_version": Field(_STR, check=_check_short_text),
+        "screen": Field((dict,), nested=_SCREEN_FIELDS),
     },
     "live": {
         **_COMMON,
@@ -345,7 +357,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "sha256": Field(_STR, nullable=True, check=_check_sha256),
     },
 }
-_OPTIONAL = {"status": {"health", "update", "backlog_reason"},
+_OPTIONAL = {"result": {"screen"}, "status": {"health", "update", "backlog_reason"},
              "cmd": {"screening_id", "url", "sha256"}}
 _UPDATE_ARGUMENTS = {"url", "sha256"}
 _ID_FIELDS = ("result_id", "session_id")
@@ -374,7 +386,8 @@ def _validate_fields(payload: Mapping[str, Any], fields: Mapping[str, Field], wh
                 continue
             raise PayloadError(f"{path}: must not be null")
         # bool is an int in Python but not a number in this schema
-        if isinstance(value, bool) or not isinstance(value, spec.types):
+        if (isinstance(value, bool) and bool not in spec.types) or \
+                not isinstance(value, spec.types):
             names = "/".join(t.__name__ for t in spec.types)
             raise PayloadError(f"{path}: expected {names}, got {type(value).__name__}")
         if spec.nested is not None:
@@ -441,6 +454,27 @@ def _check_result_agrees(result: Mapping[str, Any]) -> None:
         if usable < result["min_usable_frames"]:
             raise PayloadError(f"result.decision: {result['decision']} from {usable} usable "
                                f"frames, below min_usable_frames {result['min_usable_frames']}")
+    if "screen" in result:
+        _check_screen_agrees(result)
+
+
+# the screen's call each decision allows: a borderline call is made on either side
+_CALLS_OF = {"sarcopenia": ("positive", "borderline"),
+             "no_sarcopenia": ("negative", "borderline"), "rescan": ("rescan",)}
+
+
+def _check_screen_agrees(result: Mapping[str, Any]) -> None:
+    """The screen's call is the decision read on an interval around the probability."""
+    screen, decision = result["screen"], result["decision"]
+    if screen["call"] not in _CALLS_OF[decision]:
+        raise PayloadError(f"result.screen.call: {screen['call']} with decision {decision}")
+    low, high, probability = screen["low"], screen["high"], result["probability"]
+    if (low is None) != (high is None) or (low is not None and probability is None):
+        raise PayloadError("result.screen: low and high are both null or both set, and only "
+                           "with a probability")
+    if low is not None and not low <= probability <= high:
+        raise PayloadError(f"result.screen: interval [{low}, {high}] must hold the probability "
+                           f"{probability}")
 
 
 def _device_times(kind: str, payload: Mapping[str, Any]) -> list[tuple[str, str, bool]]:

@@ -139,8 +139,10 @@ def compose(config: EdgeConfig, bundle: DeviceBundle, backend: InferenceBackend,
     sessions = SessionStage(
         SessionAggregator(bundle.threshold, readout, config.session.aggregation,
                           config.session.min_usable_frames, config.session.rule),
-        LiveSmoother(config.session.smoothing_s), site, device, bundle, outbox)
-    display = DisplaySink(_display(config, data_dir), bundle.threshold, link, outbox)
+        LiveSmoother(config.session.smoothing_s), site, device, bundle, outbox, data_dir)
+    display = DisplaySink(_display(config, data_dir), bundle.threshold, link, outbox,
+                          config.session.min_usable_frames, config.session.muscles,
+                          f"{bundle.model_name} ({bundle.model_sha256[:12]})", data_dir)
     sinks: list[Sink] = [LocalLogSink(ResultLog(data_dir / "results.jsonl")), display]
     if link is not None:
         sinks.insert(0, MqttSink(link, site, device, stats, config.mqtt.live_interval_s))

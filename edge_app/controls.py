@@ -1,8 +1,15 @@
-"""Operator input (the person at the scanner): keys typed on the device and session commands
-from the dashboard.
+"""Operator input (the person at the scanner): keys and taps on the device, and session
+commands from the dashboard.
 
-Both act in the loop's thread only: an MQTT command arrives on paho's thread and is queued
-(``submit``), then run on the loop's next pass, so a session never changes under a frame.
+A key and a tap on a button mean the same: both become an action (``start``, ``end``,
+``next``, ``again``, ``next_muscle``, ``status``, ``dismiss``, ``delete``, ``type:X``), so
+the on-screen keypad and a USB keyboard (or a foot switch that types Enter) drive the same
+code. Enter is the primary button of the screen showing: start, end the scan, next
+participant, or scan again after a rescan.
+
+Everything acts in the loop's thread only: an MQTT command arrives on paho's thread and is
+queued (``submit``), then run on the loop's next pass, so a session never changes under a
+frame.
 """
 
 from __future__ import annotations
@@ -12,6 +19,12 @@ from typing import Any, Protocol
 
 from edge_app.display import ScreenState
 from edge_app.session import Session
+
+MAX_ID_CHARS = 32  # sarco_core.wire.schema: a screening id has at most 32 characters
+ENTER, ESCAPE, TAB = (10, 13), 27, 9
+BACKSPACE = (8, 127)
+PRIMARY = {"idle": "start", "scanning": "end", "result": "next", "rescan": "again",
+           "status": "status", "error": "dismiss"}
 
 
 class Controls(Protocol):
@@ -27,19 +40,33 @@ class Controls(Protocol):
     def stop(self) -> None: ...
 
 
-class Keys(Protocol):
-    """The window the operator types into (a display: ``poll_key``)."""
+class Screen(Protocol):
+    """The display sink's moves between screens (``DisplaySink``)."""
 
-    def poll_key(self) -> int | None: ...
+    screen: ScreenState
+
+    def next_muscle(self) -> None: ...
+
+    def to_idle(self) -> None: ...
+
+    def toggle_status(self) -> None: ...
+
+    def dismiss(self) -> None: ...
+
+
+class Keys(Protocol):
+    """The window the operator types and taps into: a key code, or a tapped button's action."""
+
+    def poll_key(self) -> int | str | None: ...
 
 
 class OperatorInput:
-    """Turns keys and queued commands into session control. The id being typed is kept on
-    the screen (``ScreenState.typed_id``), which is where the operator sees it."""
+    """Turns keys, taps and queued commands into session control and screen changes. The id
+    being typed is kept on the screen (``ScreenState.typed_id``), where the operator sees it."""
 
-    def __init__(self, controls: Controls, screen: ScreenState, keys: Keys) -> None:
+    def __init__(self, controls: Controls, display: Screen, keys: Keys) -> None:
         self.controls = controls
-        self.screen = screen
+        self.display = display
         self.keys = keys
         self.commands: queue.Queue[tuple[str, str | None]] = queue.Queue()
 
@@ -60,24 +87,63 @@ class OperatorInput:
                 self.controls.end_session()
 
     def poll(self) -> None:
-        """The key pressed since the screen was last shown, if any. Enter starts/ends a session
-        (a foot switch or button that types Enter works too); letters, digits, '-' and '_' type
-        the screening id; Backspace deletes; Esc ends the session and quits."""
-        key = self.keys.poll_key()
-        if key is None:
+        """The key or tap since the screen was last shown, if any."""
+        event = self.keys.poll_key()
+        if event is None:
             return
-        screen, controls = self.screen, self.controls
-        if key in (10, 13):
-            if controls.session is None:
-                if controls.start_session(screen.typed_id):
-                    screen.typed_id = ""
-            else:
-                controls.end_session()
-        elif key == 27:
+        action = event if isinstance(event, str) else self._action_of_key(event)
+        if action is not None:
+            self.act(action)
+
+    def _action_of_key(self, key: int) -> str | None:
+        """Enter: the screen's primary button; Tab: device status; Backspace deletes; Esc ends
+        the session and quits; while scanning N (or space) moves to the next muscle; any
+        other letter, digit, '-' or '_' types the next screening id."""
+        view = self.display.screen.view
+        if key in ENTER:
+            return PRIMARY[view]
+        if key == ESCAPE:
+            return "quit"
+        if key == TAB:
+            return "status"
+        if key in BACKSPACE:
+            return "delete"
+        char = chr(key)
+        if view == "scanning":
+            return "next_muscle" if char in "nN " else None
+        if char.isascii() and (char.isalnum() or char in "-_"):
+            return f"type:{char}"
+        return None
+
+    def act(self, action: str) -> None:
+        screen, controls = self.display.screen, self.controls
+        if action == "start" and controls.session is None:
+            if controls.start_session(screen.typed_id):
+                screen.typed_id = ""
+        elif action == "end":
+            controls.end_session()
+        elif action == "again" and controls.session is None and screen.screening_id:
+            controls.start_session(screen.screening_id)
+        elif action == "next":
+            self.display.to_idle()
+        elif action == "next_muscle":
+            self.display.next_muscle()
+        elif action == "status":
+            self.display.toggle_status()
+        elif action == "dismiss":
+            self.display.dismiss()
+        elif action == "quit":
             controls.end_session()
             controls.stop()
-        elif key in (8, 127):
+        elif action == "delete" or action.startswith("type:"):
+            self._edit(screen, action)
+
+    def _edit(self, screen: ScreenState, action: str) -> None:
+        """Typing on a result screen starts the next participant's id."""
+        if self.controls.session is not None:
+            return
+        self.display.to_idle()
+        if action == "delete":
             screen.typed_id = screen.typed_id[:-1]
-        elif controls.session is None and (chr(key).isalnum() or chr(key) in "-_") and \
-                len(screen.typed_id) < 32:
-            screen.typed_id += chr(key)
+        elif len(screen.typed_id) < MAX_ID_CHARS:
+            screen.typed_id += action.removeprefix("type:")

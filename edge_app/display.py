@@ -1,10 +1,11 @@
-"""What a small screen (800x480 by default) shows: the scan with its region outline, the
-live probability, the decision, why frames are skipped, fps and connectivity.
+"""What the small screen (800x480 or 1024x600) shows, and where it goes: a full-screen window
+that takes keys and taps, or snapshot files.
 
-The display sink (edge_app.sinks) fills a :class:`ScreenState` (plain data); :func:`render`
-draws it. A window shows it on the device; ``--headless`` writes snapshots instead (PNG plus
-the same fields as JSON, both replaced atomically), which is what tests and remote support
-look at.
+The display sink (edge_app.sinks) fills a :class:`ScreenState` (plain data); :func:`draw`
+draws its ``view`` (edge_app.ui: idle, scanning, result, rescan, error, device status). A
+window shows it on the device and turns a tap on a button into that button's action;
+``--headless`` writes snapshots instead (PNG plus the same fields as JSON, both replaced
+atomically), which is what tests and remote support look at.
 """
 
 from __future__ import annotations
@@ -12,157 +13,98 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from collections import deque
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edge_app.ui import views
+from edge_app.ui.canvas import Drawing
 from sarco_core.files import atomic_write
-
-GREEN, AMBER, RED, WHITE, GREY = (80, 200, 80), (0, 190, 255), (60, 60, 230), (240, 240, 240), \
-    (150, 150, 150)
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-DECISION_TEXT = {"sarcopenia": "SARCOPENIA LIKELY", "no_sarcopenia": "NO SARCOPENIA",
-                 "rescan": "RESCAN: too few good frames"}
+from sarco_core.screening import ScreenCall, call_of_result
+from sarco_core.wire.schema import parse_time
 
 
 @dataclass
 class ScreenState:
-    """Everything the screen shows; also written as JSON next to headless snapshots."""
+    """Everything the screen shows; also written as JSON next to headless snapshots (with the
+    ``view`` drawn)."""
 
-    mode: str = "idle"  # idle | session | result
+    mode: str = "idle"  # idle | scanning | result (a rescan is a result whose call is rescan)
     screening_id: str | None = None
+    typed_id: str = ""  # what the operator is typing (keys or the on-screen keypad)
     quality: str = "no_signal"
     quality_message: str = ""
-    probability: float | None = None  # smoothed live probability
-    decision: str | None = None
-    threshold: float = 0.5
     usable_frames: int = 0
     processed_frames: int = 0
+    min_usable_frames: int = 20
+    elapsed_s: float = 0.0  # of the session, on the video's clock
+    muscles: list[str] = field(default_factory=list)  # the protocol's checklist
+    muscle: int = 0  # the one being scanned
+    muscle_frames: list[int] = field(default_factory=list)  # usable frames of each
+    threshold: float = 0.5
     fps: float = 0.0
-    link: str = "MQTT off"
-    link_ok: bool = False
+    link: str = "off"  # off | online | offline
+    link_detail: str = "no MQTT broker configured: results stay in the local log"
     queued_results: int = 0
-    notice: str = ""
+    model: str = ""
+    app_version: str = ""
+    free_mb: int | None = None
+    notice: str = ""  # why the last start was refused
+    error: str | None = None  # camera | model | disk: shown over everything else
+    error_detail: str = ""
+    status_open: bool = False
     region: tuple[int, int, int, int] | None = None
     frame_index: int | None = None
-    result: dict | None = None  # the session outcome, in result mode
-    typed_id: str = ""  # what the operator is typing in the window
+    result: dict | None = None  # the session's result payload, in result mode
+
+    @property
+    def call(self) -> ScreenCall:
+        """The result's call as the device made it (``screen``), or by the default rule for a
+        result without one."""
+        result = self.result or {}
+        screen = result.get("screen")
+        if screen is None:
+            return call_of_result(result)
+        return ScreenCall(screen["call"], result.get("probability"), screen["low"],
+                          screen["high"], screen["level"])
+
+    @property
+    def view(self) -> str:
+        """What is drawn: idle, scanning, result, rescan, error or status."""
+        if self.error:
+            return "error"
+        if self.status_open:
+            return "status"
+        if self.mode == "result":
+            return "rescan" if self.call.call == "rescan" else "result"
+        return self.mode
+
+
+def draw(screen: ScreenState, frame: np.ndarray | None,
+         size: tuple[int, int] = (800, 480)) -> Drawing:
+    """The picture with its texts and buttons (edge_app.ui)."""
+    return views.draw(screen, frame, size)
 
 
 def render(screen: ScreenState, frame: np.ndarray | None,
            size: tuple[int, int] = (800, 480)) -> np.ndarray:
-    """Draw the screen: scan on the left (letterboxed), text panel on the right."""
-    width, height = size
-    canvas = np.zeros((height, width, 3), dtype=np.uint8)
-    panel_x = int(width * 0.6)
-    if frame is not None and frame.size:
-        _draw_scan(canvas[:, :panel_x], frame, screen.region)
-    x, y = panel_x + 12, 12
-    scale_unit = height / 480  # the layout is drawn for 480 lines and scaled
-
-    def text(value: str, colour=WHITE, scale: float = 0.55, thickness: int = 1) -> None:
-        """Lines wrapped to the panel; ``y`` moves down by their real height (fonts differ
-        between OpenCV builds, so nothing is assumed about glyph sizes)."""
-        nonlocal y
-        scale *= scale_unit
-        for line in _wrap(value, width - x - 8, scale, thickness):
-            (_, text_height), baseline = cv2.getTextSize(line, FONT, scale, thickness)
-            y += text_height
-            cv2.putText(canvas, line, (x, y), FONT, scale, colour, thickness, cv2.LINE_AA)
-            y += baseline + int(8 * scale_unit)
-
-    text(f"ID {screen.screening_id or '-'}" if screen.mode == "session"
-         else f"Next ID: {screen.typed_id}_", WHITE, 0.6, 1)
-    mode = {"idle": "Ready: Enter starts", "session": "Scanning: Enter ends",
-            "result": "Session result"}[screen.mode]
-    text(mode, GREY, 0.5)
-    if screen.mode == "result" and screen.result is not None:
-        _result_lines(screen, text)
-    else:
-        probability = screen.probability
-        text("Live probability", GREY, 0.5)
-        text("--" if probability is None else f"{probability:.2f}",
-             _decision_colour(probability, screen.threshold), 1.6, 3)
-        _bar(canvas, x, y, width - x - 14, probability, screen.threshold)
-        y += int(24 * scale_unit)
-        if screen.mode == "session":
-            text(f"frames used {screen.usable_frames}/{screen.processed_frames}", WHITE, 0.5)
-    quality_colour = GREEN if screen.quality == "ok" else AMBER
-    text(screen.quality_message or screen.quality, quality_colour, 0.45)
-    text(f"{screen.fps:4.1f} fps", GREY, 0.5)
-    text(screen.link + (f" | {screen.queued_results} queued" if screen.queued_results else ""),
-         GREEN if screen.link_ok else AMBER, 0.45)
-    if screen.notice:
-        text(screen.notice, RED, 0.45)
-    return canvas
+    return draw(screen, frame, size).image
 
 
-def _wrap(value: str, max_width: int, scale: float, thickness: int) -> list[str]:
-    lines: list[str] = []
-    for word in value.split(" "):
-        candidate = f"{lines[-1]} {word}" if lines else word
-        if lines and cv2.getTextSize(candidate, FONT, scale, thickness)[0][0] <= max_width:
-            lines[-1] = candidate
-        else:
-            lines.append(word)
-    return lines or [""]
-
-
-def _result_lines(screen: ScreenState, text) -> None:  # noqa: ANN001
-    result = screen.result or {}
-    text(f"ID {result.get('screening_id', '-')}", WHITE, 0.5)
-    decision = result.get("decision", "rescan")
-    colour = RED if decision == "sarcopenia" else GREEN if decision == "no_sarcopenia" else AMBER
-    text(DECISION_TEXT.get(decision, decision), colour, 0.6, 2)
-    probability = result.get("probability")
-    text("probability --" if probability is None else f"probability {probability:.2f}",
-         WHITE, 0.8, 2)
-    text(f"threshold {screen.threshold:.2f}", GREY, 0.5)
-    uncertainty = result.get("uncertainty") or {}
-    if uncertainty:
-        text(f"agreement {uncertainty['agreement']:.0%}  sd {uncertainty['logit_sd']:.2f}",
-             WHITE, 0.5)
-    text(f"usable frames {result.get('usable_frames', 0)}/{result.get('processed_frames', 0)}",
-         WHITE, 0.5)
-
-
-def _decision_colour(probability: float | None, threshold: float) -> tuple[int, int, int]:
-    if probability is None:
-        return GREY
-    return RED if probability >= threshold else GREEN
-
-
-def _bar(canvas: np.ndarray, x: int, y: int, width: int, probability: float | None,
-         threshold: float) -> None:
-    cv2.rectangle(canvas, (x, y), (x + width, y + 10), GREY, 1)
-    if probability is not None:
-        cv2.rectangle(canvas, (x, y), (x + int(width * probability), y + 10),
-                      _decision_colour(probability, threshold), -1)
-    marker = x + int(width * threshold)
-    cv2.line(canvas, (marker, y - 4), (marker, y + 14), WHITE, 1)
-
-
-def _draw_scan(area: np.ndarray, frame: np.ndarray,
-               region: tuple[int, int, int, int] | None) -> None:
-    if frame.ndim == 2:
-        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    height, width = frame.shape[:2]
-    scale = min(area.shape[1] / width, area.shape[0] / height)
-    new_w, new_h = max(1, int(width * scale)), max(1, int(height * scale))
-    small = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA)
-    top, left = (area.shape[0] - new_h) // 2, (area.shape[1] - new_w) // 2
-    area[top:top + new_h, left:left + new_w] = small
-    if region is not None:
-        x0, y0, x1, y1 = region
-        cv2.rectangle(area, (left + int(x0 * scale), top + int(y0 * scale)),
-                      (left + int(x1 * scale) - 1, top + int(y1 * scale) - 1), GREEN, 2)
+def snapshot_stem(result: dict) -> str:
+    """``20250131T093102Z-SCR-0042-a163c173``: when (UTC, the result's end) and who, so a
+    folder of snapshots sorts by time and is found by screening id; the result id's first
+    part keeps two results of one second apart."""
+    ended = parse_time(result["ended_at"])
+    return f"{ended:%Y%m%dT%H%M%SZ}-{result['screening_id']}-{result['result_id'][:8]}"
 
 
 class SnapshotWriter:
     """Headless display: ``live.png``/``live.json`` at most every ``interval_s``, and
-    ``result-<result_id>.png``/``.json`` for each session result."""
+    ``<time>-<screening id>.png``/``.json`` for each session result (:func:`snapshot_stem`)."""
 
     def __init__(self, folder: Path, size: tuple[int, int] = (800, 480),
                  interval_s: float = 1.0) -> None:
@@ -184,8 +126,9 @@ class SnapshotWriter:
         png = self.folder / f"{stem}.png"
         # rewritten every second for as long as the device runs: no fsync (it wears the card)
         atomic_write(png, cv2.imencode(".png", image)[1].tobytes(), durable=False)
+        fields = {**asdict(screen), "view": screen.view}
         atomic_write(self.folder / f"{stem}.json",
-                     json.dumps(asdict(screen), indent=1, default=str).encode(), durable=False)
+                     json.dumps(fields, indent=1, default=str).encode(), durable=False)
         return png
 
     def poll_key(self) -> int | None:
@@ -196,7 +139,9 @@ class SnapshotWriter:
 
 
 class WindowDisplay:
-    """An OpenCV window, full screen on the device's small display; keys go to the pipeline."""
+    """An OpenCV window, full screen on the device's small display. Keys and taps (a touch
+    screen's taps arrive as mouse clicks) go to the pipeline through ``poll_key``: a key code,
+    or the action of the button tapped."""
 
     def __init__(self, size: tuple[int, int] = (800, 480), fullscreen: bool = True,
                  title: str = "sarco") -> None:
@@ -208,20 +153,28 @@ class WindowDisplay:
         cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         if fullscreen:
             cv2.setWindowProperty(title, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
-        self._key: int | None = None
+        self._events: deque[int | str] = deque(maxlen=64)
+        self._drawing: Drawing | None = None
+        cv2.setMouseCallback(title, self._tapped)
+
+    def _tapped(self, event: int, x: int, y: int, flags: int, param: object) -> None:
+        if event == cv2.EVENT_LBUTTONUP and self._drawing is not None:
+            action = self._drawing.button_at(x, y)
+            if action is not None:
+                self._events.append(action)
 
     def show(self, screen: ScreenState, frame: np.ndarray | None) -> None:
-        cv2.imshow(self.title, render(screen, frame, self.size))
+        self._drawing = draw(screen, frame, self.size)
+        cv2.imshow(self.title, self._drawing.image)
         key = cv2.waitKey(1)
         if key != -1:
-            self._key = key & 0xFF
+            self._events.append(key & 0xFF)
 
     def write(self, stem: str, screen: ScreenState, frame: np.ndarray | None) -> None:
         self.show(screen, frame)
 
-    def poll_key(self) -> int | None:
-        key, self._key = self._key, None
-        return key
+    def poll_key(self) -> int | str | None:
+        return self._events.popleft() if self._events else None
 
     def close(self) -> None:
         cv2.destroyWindow(self.title)

@@ -48,7 +48,7 @@ class EdgePipeline:
         self.display = display
         self.sinks = tuple(sinks)
         self.stats = stats
-        self.operator = OperatorInput(self, display.screen, display.display)
+        self.operator = OperatorInput(self, display, display.display)
         self._stop = False
         self._fps = _RateMeter()
         # time.monotonic() of the loop's latest pass; systemd's watchdog follows it
@@ -87,7 +87,7 @@ class EdgePipeline:
     def start_session(self, screening_id: str) -> bool:
         refusal = self.sessions.start(screening_id)
         if refusal is not None:
-            self.display.refused(refusal)
+            self.display.refused(refusal.reason, refusal.disk_full)
             return False
         self.gate.reset()
         self.display.session_started(screening_id)
@@ -99,7 +99,14 @@ class EdgePipeline:
         if result is None:
             return None
         for sink in self.sinks:
-            sink.on_result(result)
+            try:
+                sink.on_result(result)
+            except OSError as exc:  # the disk: the other sinks (the screen) still get it
+                log.error("result not saved", extra={"event": "result_not_saved",
+                                                     "result_id": result["result_id"],
+                                                     "error": str(exc)})
+                self.display.refused(f"result {result['screening_id']} not saved: {exc}",
+                                     disk_full=True)
         log.info("session ended", extra={"event": "session_end", "result_id": result["result_id"],
                                          "decision": result["decision"],
                                          "usable_frames": result["usable_frames"]})

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -159,6 +161,14 @@ class SessionAggregator:
                               call=call)
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a session did not start, for the screen; ``disk_full`` shows the disk error."""
+
+    reason: str
+    disk_full: bool = False
+
+
 class SessionStage:
     """The aggregate stage: starts a session (or says why not), feeds it the frames, smooths
     the live reading, and ends it into a result numbered by the outbox (0 without MQTT) and
@@ -168,31 +178,46 @@ class SessionStage:
     in a session or not, and stays until the next one does."""
 
     def __init__(self, aggregator: SessionAggregator, smoother: LiveSmoother, site: str,
-                 device: str, bundle: DeviceBundle, outbox: Outbox | None = None) -> None:
+                 device: str, bundle: DeviceBundle, outbox: Outbox | None = None,
+                 data_dir: Path | None = None, min_free_mb: int = 50) -> None:
         self.aggregator = aggregator
         self.smoother = smoother
         self.site, self.device = site, device
         self.bundle = bundle
         self.outbox = outbox
+        self.data_dir, self.min_free_mb = data_dir, min_free_mb
         self.current: Session | None = None
         self.live: float | None = None
 
-    def start(self, screening_id: str) -> str | None:
+    def start(self, screening_id: str) -> Refusal | None:
         """Start a session; returns why not (for the screen), or None when it started."""
         problem = schema.check_screening_id(screening_id)
         if problem:
-            return f"ID {screening_id!r} {problem}"
+            return Refusal(f"ID {screening_id!r} {problem}")
         if self.current is not None:
-            return "a session is already running: end it first"
+            return Refusal("a session is already running: end it first")
         if self.outbox is not None and self.outbox.is_full:
             log.error("session refused: outbox full", extra={"event": "outbox_full"})
-            return (f"outbox full ({len(self.outbox)} result(s) unsent): "
-                    "connect to the network before the next session")
+            return Refusal(f"outbox full ({len(self.outbox)} result(s) unsent): "
+                           "connect to the network before the next session")
+        free = self._free_mb()
+        if free is not None and free < self.min_free_mb:
+            log.error("session refused: disk full", extra={"event": "disk_full", "free_mb": free})
+            return Refusal(f"{self.data_dir}: {free} MB free, {self.min_free_mb} MB needed to "
+                           "save results", disk_full=True)
         self.current = Session(screening_id)
         self.smoother.reset()
         log.info("session started", extra={"event": "session_start",
                                            "session_id": self.current.session_id})
         return None
+
+    def _free_mb(self) -> int | None:
+        if self.data_dir is None:
+            return None
+        try:
+            return int(shutil.disk_usage(self.data_dir).free // 1_000_000)
+        except OSError:
+            return None
 
     def add(self, quality: str, output: np.ndarray | None, probability: float | None,
             at: float) -> None:

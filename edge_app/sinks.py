@@ -10,19 +10,22 @@ also keeps a result the wire refused.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from edge_app.capture import Frame
-from edge_app.display import ScreenState
+from edge_app.display import ScreenState, snapshot_stem
 from edge_app.locallog import ResultLog
 from edge_app.mqtt.link import MqttLink
 from edge_app.mqtt.outbox import Outbox
 from edge_app.session import Session
 from edge_app.stages import PipelineStats
+from sarco_core import __version__
 from sarco_core.imaging.pixels import Box
 from sarco_core.quality import Verdict
 from sarco_core.wire.payloads import LivePayload
@@ -111,55 +114,120 @@ class LocalLogSink:
 
 class DisplaySink:
     """The screen: keeps :class:`ScreenState` (what is shown) current and hands it to the
-    display (a window, or snapshots when headless), with a snapshot per result. Also shows
-    what is not a frame: no signal, a session starting, a refusal."""
+    display (a window, or snapshots when headless), with a snapshot per result named by time
+    and screening id. Also shows what is not a frame: video lost, a session starting, a
+    refusal, the device's status, and the operator's moves between screens."""
 
     def __init__(self, display: Any, threshold: float, link: MqttLink | None = None,
-                 outbox: Outbox | None = None) -> None:
+                 outbox: Outbox | None = None, min_usable_frames: int = 20,
+                 muscles: tuple[str, ...] = (), model: str = "",
+                 data_dir: Path | None = None) -> None:
         self.display = display  # WindowDisplay or SnapshotWriter
-        self.screen = ScreenState(threshold=threshold)
-        self.link, self.outbox = link, outbox
+        self.screen = ScreenState(threshold=threshold, min_usable_frames=min_usable_frames,
+                                  muscles=list(muscles), model=model, app_version=__version__)
+        self.link, self.outbox, self.data_dir = link, outbox, data_dir
         self._last_pixels: np.ndarray | None = None
+        self._session_start: float | None = None  # video time of the session's first frame
+        self._usable_before = 0
+        self._no_video_since: float | None = None
+        self._free_checked = float("-inf")
 
     def on_frame(self, report: FrameReport) -> None:
         s = self.screen
-        s.probability = report.live
         s.quality, s.quality_message = report.verdict.state, report.verdict.message
         s.region = None if report.region is None else tuple(int(v) for v in report.region)
         s.frame_index = report.frame.index
         s.fps = report.fps
+        self._no_video_since = None
+        if s.error == "camera":
+            s.error, s.error_detail = None, ""
         if report.session is not None:
-            s.usable_frames = report.session.usable_frames
-            s.processed_frames = report.session.processed_frames
-        self._show_link()
+            self._count(report.session, report.frame.timestamp)
+        self._show_device()
         self._last_pixels = report.frame.pixels
         self.display.show(s, report.frame.pixels)
 
+    def _count(self, session: Session, at: float) -> None:
+        s = self.screen
+        if self._session_start is None:
+            self._session_start = at
+        s.elapsed_s = at - self._session_start
+        s.usable_frames, s.processed_frames = session.usable_frames, session.processed_frames
+        if s.muscles:
+            s.muscle_frames[s.muscle] += session.usable_frames - self._usable_before
+        self._usable_before = session.usable_frames
+
     def on_result(self, result: dict[str, Any]) -> None:
-        self.screen.mode, self.screen.result = "result", result
-        self.screen.screening_id = result["screening_id"]
-        self.display.write(f"result-{result['result_id']}", self.screen, self._last_pixels)
+        s = self.screen
+        s.mode, s.result, s.screening_id = "result", result, result["screening_id"]
+        s.status_open = False
+        self.display.write(snapshot_stem(result), s, self._last_pixels)
 
     def close(self) -> None:
         self.display.close()
 
-    def no_signal(self, message: str) -> None:
-        self.screen.quality, self.screen.quality_message = "no_signal", message
-        self._show_link()
-        self.display.show(self.screen, None)
+    def no_signal(self, message: str, after_s: float = 2.0) -> None:
+        """No frame came: after ``after_s`` without video the camera-lost screen."""
+        s = self.screen
+        s.quality, s.quality_message = "no_signal", message
+        now = time.monotonic()
+        if self._no_video_since is None:
+            self._no_video_since = now
+        elif now - self._no_video_since >= after_s and s.error is None:
+            s.error, s.error_detail = "camera", message
+        self._show_device()
+        self.display.show(s, None)
 
     def session_started(self, screening_id: str) -> None:
-        self.screen.notice = ""
-        self.screen.mode, self.screen.screening_id, self.screen.result = "session", \
-            screening_id, None
+        s = self.screen
+        s.notice, s.mode, s.screening_id, s.result = "", "scanning", screening_id, None
+        s.status_open, s.elapsed_s, s.usable_frames, s.processed_frames = False, 0.0, 0, 0
+        s.muscle, s.muscle_frames = 0, [0] * len(s.muscles)
+        self._session_start, self._usable_before = None, 0
 
-    def refused(self, notice: str) -> None:
+    def refused(self, notice: str, disk_full: bool = False) -> None:
         self.screen.notice = notice
+        if disk_full:
+            self.screen.error, self.screen.error_detail = "disk", notice
 
-    def _show_link(self) -> None:
+    def next_muscle(self) -> None:
+        s = self.screen
+        if s.mode == "scanning" and s.muscle < len(s.muscles) - 1:
+            s.muscle += 1
+
+    def to_idle(self) -> None:
+        """Leave a result for the next participant."""
+        s = self.screen
+        if s.mode == "result":
+            s.mode, s.result, s.screening_id, s.notice = "idle", None, None, ""
+
+    def toggle_status(self) -> None:
+        self.screen.status_open = not self.screen.status_open
+
+    def dismiss(self) -> None:
+        """The operator has read a disk-full message (camera lost clears itself)."""
+        if self.screen.error == "disk":
+            self.screen.error, self.screen.error_detail = None, ""
+
+    def _show_device(self) -> None:
         s = self.screen
         if self.link is None:
-            s.link, s.link_ok = "MQTT off (results in the local log)", False
+            s.link = "off"
+            s.link_detail = "no MQTT broker configured: results stay in the local log"
         else:
-            s.link, s.link_ok = self.link.state.detail, self.link.state.connected
+            state = self.link.state
+            s.link = "online" if state.connected else "offline"
+            s.link_detail = state.backlog_reason or state.detail
         s.queued_results = 0 if self.outbox is None else len(self.outbox)
+        now = time.monotonic()
+        if self.data_dir is not None and now - self._free_checked >= 5.0:
+            self._free_checked = now
+            s.free_mb = free_mb(self.data_dir)
+
+
+def free_mb(folder: Path) -> int | None:
+    """Free space where results are written, in MB (None when the folder cannot be read)."""
+    try:
+        return int(shutil.disk_usage(folder).free // 1_000_000)
+    except OSError:
+        return None

@@ -18,6 +18,7 @@ import pytest
 from edge_app.app import assemble
 from edge_app.capture import EndOfStream, SourceSpec
 from edge_app.config import EdgeConfig, load_config
+from edge_app.display import snapshot_stem
 from edge_app.locallog import ResultLog
 from edge_app.stages import device_preprocessor
 from sarco_core.bundle import load_device_bundle
@@ -193,12 +194,16 @@ def test_replay_publishes_live_readings_and_one_result(video, bundle, tmp_path) 
               .splitlines()]
     assert logged == [result]
     snapshots = tmp_path / "data" / "snapshots"
-    for stem in ("live", f"result-{result['result_id']}"):
-        image = cv2.imread(str(snapshots / f"{stem}.png"))
+    # the result's snapshot is named by when and who: 20250131T093102Z-SCR-0042-<id part>
+    stem = snapshot_stem(result)
+    assert stem.endswith(f"Z-SCR-0042-{result['result_id'][:8]}")
+    for name in ("live", stem):
+        image = cv2.imread(str(snapshots / f"{name}.png"))
         assert image.shape == (480, 800, 3)
         assert image.std() > 10  # a drawn screen, not a blank
-    shown = json.loads((snapshots / f"result-{result['result_id']}.json").read_text())
+    shown = json.loads((snapshots / f"{stem}.json").read_text())
     assert shown["mode"] == "result" and shown["result"]["decision"] == result["decision"]
+    assert shown["view"] == ("rescan" if result["decision"] == "rescan" else "result")
 
 
 @requires_mosquitto

@@ -9,17 +9,18 @@ runs.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from edge_app.capture import FrameGrabber, SourceSpec
-from edge_app.config import EdgeConfig, broker_settings
+from edge_app.config import UNNAMED, EdgeConfig, broker_settings
 from edge_app.deploy.layout import DEFAULT_CONFIG, DeviceLayout
 from edge_app.deploy.telemetry import AppMetrics, TegrastatsMonitor, status_extras
 from edge_app.deploy.update import write_request
-from edge_app.display import SnapshotWriter, WindowDisplay
+from edge_app.display import ScreenState, SnapshotWriter, WindowDisplay
 from edge_app.inference import InferenceBackend, load_backend
 from edge_app.locallog import ResultLog
 from edge_app.mqtt.link import MqttLink
@@ -87,6 +88,7 @@ def assemble(config: EdgeConfig, source: SourceSpec, realtime: bool = True,
     follows from it and from ``[device] data_dir``."""
     if not config.model.bundle:
         raise SetupError("no model bundle: set [model] bundle in the config")
+    config = _named(config)
     bundle = load_device_bundle(config.model.bundle)
     backend = load_backend(config.model.backend, bundle.onnx_path,
                            Path(config.model.engine) if config.model.engine else None,
@@ -122,6 +124,17 @@ def assemble(config: EdgeConfig, source: SourceSpec, realtime: bool = True,
         "event": "ready", "backend": backend.name, "source": source.describe(),
         "model": bundle.model_name, "broker": config.mqtt.broker or None})
     return EdgeApp(pipeline, link, outbox, data_dir, monitor)
+
+
+def _named(config: EdgeConfig) -> EdgeConfig:
+    """Results say where they come from: publishing needs the site and device named; without
+    a broker the unnamed ones are labelled ``unnamed`` (the command line says so)."""
+    unnamed = config.device.unnamed
+    if unnamed and config.mqtt.broker:
+        raise SetupError(
+            f"publishing to {config.mqtt.broker} needs the {' and '.join(unnamed)} name: give "
+            "--site and --device (replay), or set [device] site and device in the config")
+    return config.override("device", **dict.fromkeys(unnamed, UNNAMED))
 
 
 def compose(config: EdgeConfig, bundle: DeviceBundle, backend: InferenceBackend,
@@ -186,6 +199,25 @@ def _display(config: EdgeConfig, data_dir: Path):  # noqa: ANN202
             log.warning("no window; writing snapshots", extra={"event": "headless_fallback",
                                                               "reason": str(exc)})
     return SnapshotWriter(data_dir / "snapshots", size, config.display.snapshot_interval_s)
+
+
+def show_problem(config: EdgeConfig, error: str, detail: str, hold_s: float = 30.0) -> None:
+    """The error screen (``error``: model, camera or disk) before the program stops, so the
+    team at the scanner sees why there is no screening instead of a blank screen: a window
+    holds it up to ``hold_s`` or until a key or tap; headless writes the ``error`` snapshot.
+    Best effort: a display that cannot open leaves the message to the log."""
+    try:
+        display = _display(config, Path(config.device.data_dir))
+    except (OSError, RuntimeError):
+        return
+    screen = ScreenState(error=error, error_detail=detail, app_version=__version__)
+    display.write("error", screen, None)
+    deadline = time.monotonic() + hold_s
+    while isinstance(display, WindowDisplay) and time.monotonic() < deadline and \
+            display.poll_key() is None:
+        display.show(screen, None)
+        time.sleep(0.1)
+    display.close()
 
 
 def _broker_settings(config: EdgeConfig) -> BrokerSettings:

@@ -16,15 +16,16 @@ from typing import Literal, Optional
 import typer
 from rich.markup import escape
 
-from edge_app.app import SetupError, assemble
+from edge_app.app import SetupError, assemble, show_problem
 from edge_app.capture import SourceError, SourceSpec, parse_source
-from edge_app.config import load_config
+from edge_app.config import UNNAMED, load_config
 from edge_app.deploy.cli import register as register_deploy_commands
 from edge_app.deploy.layout import DEFAULT_CONFIG
 from edge_app.deploy.sdnotify import service_notifications
-from edge_app.inference import BACKENDS
+from edge_app.inference import BACKENDS, BackendError
 from edge_app.logs import LEVELS, setup_logging
 from sarco_core.cli import CliConsole, command_group, old_option_name, renamed_option
+from sarco_core.bundle import BundleError
 from sarco_core.errors import SarcoError, reportable
 
 app = command_group("sarco-edge", "Point-of-care sarcopenia screening on a scanner's video feed.")
@@ -43,6 +44,16 @@ OLD_BUNDLE = old_option_name("--model", "--bundle")
 # a second), so only a loop hung for this long gets the service restarted
 WATCHDOG_STALL_S = 20.0
 
+
+
+def _say_where(config) -> None:  # noqa: ANN001
+    """Loudly: the names results will carry when none were given, and where they are kept."""
+    unnamed = config.device.unnamed
+    if unnamed and not config.mqtt.broker:
+        console.print(f"[yellow]no {' or '.join(unnamed)} name given[/]: results are labelled "
+                      f"{escape(repr(UNNAMED))} and stay on this machine (give --site and "
+                      "--device, or set them in [device], to publish)")
+    console.print(f"results, outbox and snapshots in {escape(config.device.data_dir)}")
 
 
 def _require_bundle(bundle: object, how_to_give: str) -> None:
@@ -88,8 +99,12 @@ def run(
         c = config.capture
         spec = parse_source(c.source, width=c.width or None, height=c.height or None,
                             fps=c.fps or None, fourcc=c.fourcc or None)
+        _say_where(config)
         edge = assemble(config, spec, realtime=True, loop=loop,
                         config_path=config_path or DEFAULT_CONFIG)
+    except (BundleError, BackendError) as exc:
+        show_problem(config, "model", str(exc))  # the team sees it, not a blank screen
+        raise reportable(exc) from None
     except USER_ERRORS as exc:
         raise reportable(exc) from None
     try:
@@ -118,13 +133,16 @@ def replay(
     password_file: Optional[Path] = typer.Option(
         None, "--password-file", help="File whose first line is the broker password."),
     site: Optional[str] = typer.Option(
-        None, "--site", help="Site name in results (overrides [device] site)."),
+        None, "--site", help="Site name in results (overrides [device] site; needed to "
+                                  "publish)."),
     device: Optional[str] = typer.Option(
-        None, "--device", help="Device name in results (overrides [device] device)."),
+        None, "--device", help="Device name in results (overrides [device] device; "
+                                    "needed to publish)."),
     screening_id: str = typer.Option("REPLAY-001", "--screening-id",
                                      help="Pseudonymous id for the session (never a name)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir",
-                                            help="Outbox, result log and snapshots."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Outbox, result log and snapshots (default: [device] data_dir, "
+                                 "else $XDG_DATA_HOME/sarco-edge or ~/.local/share/sarco-edge)."),
     headless: Optional[bool] = HEADLESS,
     realtime: bool = typer.Option(True, "--realtime/--every-frame",
                                   help="Play at the recorded frame rate (dropping frames the "
@@ -145,6 +163,7 @@ def replay(
                   .override("mqtt", broker=broker, username=username,
                             password_file=str(password_file) if password_file else None)
                   .override("display", headless=headless))
+        _say_where(config)
         edge = assemble(config, SourceSpec("file", str(video)), realtime=realtime,
                         config_path=config_path or DEFAULT_CONFIG)
     except USER_ERRORS as exc:

@@ -8,6 +8,7 @@ must not silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,29 @@ class ConfigError(SarcoError, ValueError):
     """A config that cannot be used; the message names the file, section and key."""
 
 
+UNNAMED = "unnamed"  # the site or device name of results when none was given (never published)
+
+
+def default_data_dir() -> str:
+    """The user's data folder (``$XDG_DATA_HOME/sarco-edge``, else
+    ``~/.local/share/sarco-edge``), never the current folder: a replay run inside a clone must
+    not leave results in its work tree. The device's config names its own (/var/lib/sarco-edge)."""
+    base = os.environ.get("XDG_DATA_HOME", "")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return str(root / "sarco-edge")
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
-    site: str = "site"
-    device: str = "edge-01"
-    data_dir: str = "sarco-edge-data"  # outbox, result log, snapshots
+    # empty: not given; results are then published nowhere (edge_app.app refuses a broker)
+    site: str = ""
+    device: str = ""
+    data_dir: str = field(default_factory=default_data_dir)  # outbox, result log, snapshots
+
+    @property
+    def unnamed(self) -> list[str]:
+        """Which of site and device were not given."""
+        return [key for key in ("site", "device") if not getattr(self, key)]
 
 
 @dataclass(frozen=True)
@@ -128,7 +147,7 @@ class EdgeConfig:
         """Cross-field rules (ranges and choices)."""
         problems = []
         for key in ("site", "device"):
-            problem = check_name_part(getattr(self.device, key))
+            problem = getattr(self.device, key) and check_name_part(getattr(self.device, key))
             if problem:
                 problems.append(f"[device] {key} {getattr(self.device, key)!r}: {problem}")
         if self.model.backend not in ("auto", "tensorrt", "onnx-cuda", "onnx-cpu"):

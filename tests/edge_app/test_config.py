@@ -58,7 +58,9 @@ def test_flags_override_and_are_checked_like_the_file(tmp_path) -> None:
     config = load_config(path)
     assert config.capture.source == "0" and config.quality.settle_s == 1.0
     changed = config.override("device", site="clinic-b", device=None)
-    assert (changed.device.site, changed.device.device) == ("clinic-b", "edge-01")
+    # no default device name: results must not claim a device nobody named (issue 18)
+    assert (changed.device.site, changed.device.device) == ("clinic-b", "")
+    assert changed.device.unnamed == ["device"]
     with pytest.raises(ConfigError, match="site"):
         config.override("device", site="Clinic B")
 
@@ -77,3 +79,17 @@ def test_broker_urls_and_password_files(tmp_path) -> None:
         read_password_file(empty)
     with pytest.raises(ValueError, match="cannot be read"):
         read_password_file(tmp_path / "missing")
+
+
+def test_the_data_folder_is_the_users_data_folder_never_the_current_one(tmp_path,
+                                                                         monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert EdgeConfig().device.data_dir == str(tmp_path / "xdg" / "sarco-edge")
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")  # the spec: absolute paths only
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert EdgeConfig().device.data_dir == str(tmp_path / "home" / ".local" / "share" /
+                                               "sarco-edge")
+    path = tmp_path / "edge.toml"
+    path.write_text('[device]\ndata_dir = "/var/lib/sarco-edge"\n')
+    assert load_config(path).device.data_dir == "/var/lib/sarco-edge"

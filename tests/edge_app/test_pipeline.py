@@ -343,6 +343,33 @@ def test_bad_videos_end_with_a_clear_message(case, words, bundle, tmp_path) -> N
     assert done.exception is None or isinstance(done.exception, SystemExit)
 
 
+def test_replay_never_publishes_as_a_device_nobody_named(video, bundle, tmp_path) -> None:
+    done = run_cli("replay", str(video[0]), "--bundle", str(bundle), "--data-dir", str(tmp_path),
+                   "--headless", "--broker", f"mqtt://127.0.0.1:{free_port()}",
+                   "--site", "clinic-a")
+    assert done.exit_code == 2
+    assert "needs the device name" in done.stderr and "--device" in done.stderr
+    assert not (tmp_path / "outbox.sqlite3").exists()  # refused before anything was queued
+
+
+def test_replay_keeps_results_in_the_users_data_folder_and_says_so(video, bundle, tmp_path,
+                                                                   monkeypatch) -> None:
+    """No --data-dir, no names, no broker: a clone's work tree (the current folder) stays
+    clean, and the output says which labels and which folder were used."""
+    work_tree = tmp_path / "clone"
+    work_tree.mkdir()
+    monkeypatch.chdir(work_tree)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    done = run_cli("replay", str(video[0]), "--bundle", str(bundle), "--headless",
+                   "--every-frame", "--screening-id", "SCR-0500")
+    assert done.exit_code == 0, done.output
+    assert list(work_tree.iterdir()) == []
+    (result,) = ResultLog(tmp_path / "xdg" / "sarco-edge" / "results.jsonl").read()
+    assert (result["site"], result["device"]) == ("unnamed", "unnamed")
+    assert "no site or device name given" in done.stdout
+    assert str(tmp_path / "xdg" / "sarco-edge") in done.stdout
+
+
 def test_a_camera_that_does_not_exist_ends_run_with_a_message(bundle, tmp_path) -> None:
     config = tmp_path / "edge.toml"
     config.write_text(f'[model]\nbundle = "{bundle}"\n[device]\ndata_dir = "{tmp_path}"\n'
@@ -365,6 +392,20 @@ def test_a_tampered_bundle_is_refused(change, words, tmp_path, video) -> None:
     done = run_cli("replay", str(video[0]), "--bundle", str(bundle), "--headless",
                    "--data-dir", str(tmp_path))
     assert done.exit_code == 2 and words in done.stderr
+
+
+def test_run_with_a_model_the_device_refuses_shows_it_on_the_screen(tmp_path, video) -> None:
+    bundle = make_bundle(tmp_path / "bundle")
+    (bundle / "model.onnx").write_bytes(b"tampered")
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[model]\nbundle = "{bundle}"\n[device]\ndata_dir = "{tmp_path}"\n'
+                      f'[capture]\nsource = "{video[0]}"\n[display]\nheadless = true\n')
+    done = run_cli("run", "--config", str(config))
+    assert done.exit_code == 2 and "model.onnx" in done.stderr
+    shown = json.loads((tmp_path / "snapshots" / "error.json").read_text())
+    assert (shown["view"], shown["error"]) == ("error", "model")
+    assert "model.onnx" in shown["error_detail"]
+    assert cv2.imread(str(tmp_path / "snapshots" / "error.png")).shape == (480, 800, 3)
 
 
 def test_a_physical_pixel_size_model_needs_and_uses_the_scanner_pixel_size(video,

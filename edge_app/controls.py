@@ -4,8 +4,8 @@ commands from the dashboard.
 A key and a tap on a button mean the same: both become an action (``start``, ``end``,
 ``next``, ``again``, ``next_muscle``, ``status``, ``dismiss``, ``delete``, ``type:X``), so
 the on-screen keypad and a USB keyboard (or a foot switch that types Enter) drive the same
-code. Enter is the primary button of the screen showing: start, end the scan, next
-participant, or scan again after a rescan.
+code. Enter is the blue (primary) button of the screen showing: start, end the scan, next
+participant, or scan again after a borderline or rescan call.
 
 Everything acts in the loop's thread only: an MQTT command arrives on paho's thread and is
 queued (``submit``), then run on the loop's next pass, so a session never changes under a
@@ -19,12 +19,11 @@ from typing import Any, Protocol
 
 from edge_app.display import ScreenState
 from edge_app.session import Session
+from edge_app.ui.views import primary_action
 
 MAX_ID_CHARS = 32  # sarco_core.wire.schema: a screening id has at most 32 characters
 ENTER, ESCAPE, TAB = (10, 13), 27, 9
 BACKSPACE = (8, 127)
-PRIMARY = {"idle": "start", "scanning": "end", "result": "next", "rescan": "again",
-           "status": "status", "error": "dismiss"}
 
 
 class Controls(Protocol):
@@ -101,7 +100,7 @@ class OperatorInput:
         other letter, digit, '-' or '_' types the next screening id."""
         view = self.display.screen.view
         if key in ENTER:
-            return PRIMARY[view]
+            return primary_action(self.display.screen)
         if key == ESCAPE:
             return "quit"
         if key == TAB:

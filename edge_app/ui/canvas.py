@@ -12,6 +12,7 @@ measured (``cv2.getTextSize``), never assumed, because builds differ slightly.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
@@ -29,6 +30,7 @@ AMBER = (0, 190, 255)  # RGB 255,190,0: black text on it
 RED = (20, 20, 170)  # RGB 170,20,20: white text on it
 BLUE = (170, 70, 20)  # RGB 20,70,170: white text on it (the primary button)
 
+MIN_TEXT = 14  # capital height (for 480 lines): about 2.7 mm on a 7-inch 800x480 screen
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive)
 
 
@@ -38,6 +40,7 @@ class TextItem:
     box: Box
     colour: tuple[int, int, int]
     background: tuple[int, int, int]
+    cap: float  # height of a capital letter on the screen, in pixels
 
 
 @dataclass(frozen=True)
@@ -96,56 +99,71 @@ class Canvas:
 
     def text(self, value: str, x: int, y: int, height: float, colour=WHITE,
              background=BACKGROUND, max_width: int | None = None, bold: bool = False) -> Box:
-        """One line whose capital letters are ``height`` (for 480 lines) tall, top-left at
-        (x, y), shrunk to ``max_width`` if needed; returns its box."""
-        thickness = max(1, self.u(height / (9 if bold else 14)))
+        """One line whose capital letters are ``height`` (for 480 lines) tall with their top
+        at ``y``, shrunk to ``max_width`` if needed; returns its box (capitals, descenders and
+        brackets). Placed by the measured ink, not by ``getTextSize``'s height, which differs
+        between OpenCV builds."""
+        thickness = self._thickness(height, bold)
         scale = self._scale_for(self.u(height), thickness)
         if max_width is not None:
             width = cv2.getTextSize(value, FONT, scale, thickness)[0][0]
             if width > max_width:
                 scale *= max_width / width
-        (width, glyph), baseline = cv2.getTextSize(value, FONT, scale, thickness)
-        cv2.putText(self.image, value, (x, y + glyph), FONT, scale, colour, thickness, cv2.LINE_AA)
-        box = (x, y, x + width, y + glyph + baseline)
-        self.drawing.texts.append(TextItem(value, box, colour, background))
+        width = cv2.getTextSize(value, FONT, scale, thickness)[0][0]
+        cap = scale * cap_height(thickness)
+        baseline = y + round(cap)
+        cv2.putText(self.image, value, (x, baseline), FONT, scale, colour, thickness,
+                    cv2.LINE_AA)
+        box = (x, y - round(cap * 0.12), x + width, baseline + round(cap * 0.3) + thickness)
+        self.drawing.texts.append(TextItem(value, box, colour, background, round(cap, 1)))
         return box
+
+    def measure(self, value: str, height: float, bold: bool = False) -> int:
+        """The width ``value`` takes at ``height``."""
+        thickness = self._thickness(height, bold)
+        return cv2.getTextSize(value, FONT, self._scale_for(self.u(height), thickness),
+                               thickness)[0][0]
 
     def centred(self, value: str, box: Box, height: float, colour=WHITE, background=BACKGROUND,
                 bold: bool = False) -> Box:
         """One line centred in ``box`` (shrunk to its width)."""
-        thickness = max(1, self.u(height / (9 if bold else 14)))
-        scale = self._scale_for(self.u(height), thickness)
         room = box[2] - box[0] - self.u(12)
-        width = cv2.getTextSize(value, FONT, scale, thickness)[0][0]
+        width = self.measure(value, height, bold)
         if width > room:
             height *= room / width
-        glyph = cv2.getTextSize(value, FONT, self._scale_for(self.u(height), thickness),
-                                thickness)[0]
-        x = box[0] + (box[2] - box[0] - glyph[0]) // 2
-        y = box[1] + (box[3] - box[1] - glyph[1]) // 2
+            width = self.measure(value, height, bold)
+        cap = self._scale_for(self.u(height), self._thickness(height, bold)) * \
+            cap_height(self._thickness(height, bold))
+        x = box[0] + (box[2] - box[0] - width) // 2
+        y = box[1] + round((box[3] - box[1] - cap) / 2)
         return self.text(value, x, y, height, colour, background, bold=bold)
 
     def paragraph(self, value: str, box: Box, height: float, colour=WHITE,
                   background=BACKGROUND, bold: bool = False) -> int:
-        """Words wrapped to the width of ``box``, made smaller (down to 70 %) until they fit
-        its height; returns the y below the last line. A line that still does not fit is
-        left out and recorded in ``Drawing.clipped`` (the tests fail on it)."""
-        for size in (height, height * 0.9, height * 0.8, height * 0.7):
-            thickness = max(1, self.u(size / (9 if bold else 14)))
-            lines = wrap(value, box[2] - box[0], self._scale_for(self.u(size), thickness),
-                         thickness)
-            step = self.u(size * 1.6)
-            if (len(lines) - 1) * step + self.u(size * 1.3) <= box[3] - box[1]:
+        """Words wrapped to the width of ``box``, made smaller (down to ``MIN_TEXT``) until
+        they fit its height; returns the y below the last line. A line that still does not fit
+        is left out and recorded in ``Drawing.clipped`` (the tests fail on it)."""
+        sizes = [height * f for f in (1.0, 0.9, 0.8, 0.7) if height * f >= MIN_TEXT]
+        for size in sizes or [height]:
+            thickness = self._thickness(size, bold)
+            scale = self._scale_for(self.u(size), thickness)
+            lines = wrap(value, box[2] - box[0], scale, thickness)
+            line_h = round(self.u(size) * 1.45) + thickness  # capitals and descenders
+            step = line_h + self.u(size * 0.3)
+            if (len(lines) - 1) * step + line_h <= box[3] - box[1]:
                 break
         y = box[1]
         for line in lines:
-            if y + self.u(size * 1.3) > box[3]:  # capitals and descenders
+            if y + line_h > box[3]:
                 self.drawing.clipped.append(line)
                 continue
             self.text(line, box[0], y, size, colour, background, max_width=box[2] - box[0],
                       bold=bold)
             y += step
         return y
+
+    def _thickness(self, height: float, bold: bool) -> int:
+        return max(1, self.u(height / (9 if bold else 14)))
 
     def button(self, action: str, label: str, box: Box, primary: bool = False,
                height: float = 22) -> None:
@@ -156,9 +174,19 @@ class Canvas:
         self.drawing.buttons.append(Button(action, label, box))
 
     def _scale_for(self, pixels: int, thickness: int) -> float:
-        """The font scale whose capital 'H' is ``pixels`` tall."""
-        reference = cv2.getTextSize("H", FONT, 1.0, thickness)[0][1]
-        return max(pixels, 1) / max(reference, 1)
+        """The font scale whose capital 'H' is ``pixels`` tall on the screen."""
+        return max(pixels, 1) / cap_height(thickness)
+
+
+@functools.lru_cache(maxsize=None)
+def cap_height(thickness: int) -> float:
+    """The inked height of a capital 'H' at font scale 1, measured by drawing it: what
+    ``getTextSize`` reports differs between OpenCV builds (4.x: the ink, 5.x: more)."""
+    scale = 8.0
+    image = np.zeros((400, 400), np.uint8)
+    cv2.putText(image, "H", (40, 300), FONT, scale, 255, thickness, cv2.LINE_AA)
+    rows = np.flatnonzero(image.max(axis=1) > 127)
+    return max(1.0, (rows[-1] - rows[0] + 1 - thickness) / scale) if rows.size else 22.0
 
 
 def wrap(value: str, max_width: int, scale: float, thickness: int) -> list[str]:

@@ -47,11 +47,14 @@ def _top_bar(canvas: Canvas, screen: ScreenState, view: str) -> None:
     canvas.fill((0, 0, canvas.width, height), PANEL)
     title = {"idle": "New screening", "status": "Device status",
              "error": "Problem"}.get(view, f"ID {screen.screening_id or '-'}")
-    canvas.text(title, canvas.u(MARGIN), canvas.u(14), 26, WHITE, PANEL, bold=True,
-                max_width=int(canvas.width * 0.42))
-    if view == "scanning":
-        canvas.text(words.clock(screen.elapsed_s), int(canvas.width * 0.30), canvas.u(14), 26,
-                    WHITE, PANEL, bold=True)
+    room = int(canvas.width * 0.46) - canvas.u(2 * MARGIN)
+    top = (height - canvas.u(22)) // 2
+    if view == "scanning":  # the elapsed time, right-aligned before the network chip
+        clock = words.clock(screen.elapsed_s)
+        width = canvas.measure(clock, 22, bold=True)
+        canvas.text(clock, canvas.u(MARGIN) + room - width, top, 22, WHITE, PANEL, bold=True)
+        room -= width + canvas.u(2 * MARGIN)
+    canvas.text(title, canvas.u(MARGIN), top, 22, WHITE, PANEL, bold=True, max_width=room)
     link, colour = _link(screen)
     button_w = canvas.u(120)
     chip = (int(canvas.width * 0.46), canvas.u(7), canvas.width - button_w - canvas.u(16),
@@ -60,7 +63,7 @@ def _top_bar(canvas: Canvas, screen: ScreenState, view: str) -> None:
     canvas.centred(link, chip, 18, BLACK, colour)
     canvas.button("status", "Back" if view == "status" else "Status",
                   (canvas.width - button_w - canvas.u(6), canvas.u(3), canvas.width - canvas.u(6),
-                   height - canvas.u(3)), height=20)
+                   height - canvas.u(3)), height=18)
 
 
 def _link(screen: ScreenState) -> tuple[str, tuple[int, int, int]]:
@@ -85,15 +88,16 @@ def _idle(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -> None
     typed = screen.typed_id + "_"
     canvas.text(typed, x0 + canvas.u(56), y0 + canvas.u(14), 34, BLACK, WHITE, bold=True,
                 max_width=split - x0 - canvas.u(66))
-    canvas.button("start", "Start (Enter)", (split + gap, y0, x1, y0 + field_h), primary=True,
+    canvas.button("start", "Start", (split + gap, y0, x1, y0 + field_h), primary=True,
                   height=28)
-    line = (x0, y0 + field_h + gap, x1, y0 + field_h + gap + canvas.u(34))
-    if screen.notice:
+    line = (x0, y0 + field_h + gap, x1, y0 + field_h + gap + canvas.u(60))
+    if screen.notice:  # a refusal: two lines of room, so it never shrinks to small print
         canvas.fill(line, AMBER)
-        canvas.centred(screen.notice, line, 18, BLACK, AMBER)
+        canvas.paragraph(screen.notice, (line[0] + canvas.u(10), line[1] + canvas.u(6),
+                                         line[2] - canvas.u(10), line[3]), 18, BLACK, AMBER)
     else:
         canvas.text("Type the code from the screening form, never a name.", x0,
-                    line[1] + canvas.u(8), 18, MUTED, max_width=x1 - x0)
+                    line[1] + canvas.u(16), 20, MUTED, max_width=x1 - x0)
     keypad(canvas, (x0, line[3] + gap, x1, y1), ID_ROWS)
 
 
@@ -112,10 +116,10 @@ def _scanning(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -> 
     colour = GREEN if ok else AMBER
     banner = (right[0], y0, x1, y0 + canvas.u(112))
     canvas.fill(banner, colour)
-    canvas.text(title, banner[0] + canvas.u(12), banner[1] + canvas.u(12), 38, BLACK, colour,
-                bold=True, max_width=banner[2] - banner[0] - canvas.u(24))
-    canvas.paragraph(fix, (banner[0] + canvas.u(12), banner[1] + canvas.u(64),
-                           banner[2] - canvas.u(12), banner[3]), 20, BLACK, colour)
+    top = canvas.text(title, banner[0] + canvas.u(12), banner[1] + canvas.u(8), 36, BLACK,
+                      colour, bold=True, max_width=banner[2] - banner[0] - canvas.u(24))[3]
+    canvas.paragraph(fix, (banner[0] + canvas.u(12), top + canvas.u(4),
+                           banner[2] - canvas.u(12), banner[3] - canvas.u(4)), 20, BLACK, colour)
     y = _progress(canvas, screen, (right[0], banner[3] + canvas.u(14), x1))
     buttons_top = y1 - canvas.u(64)
     if screen.muscles:
@@ -123,10 +127,10 @@ def _scanning(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -> 
         middle = (right[0] + x1) // 2
         canvas.button("next_muscle", "Next muscle", (right[0], buttons_top, middle - canvas.u(4),
                                                      y1), height=22)
-        canvas.button("end", "End scan (Enter)", (middle + canvas.u(4), buttons_top, x1, y1),
+        canvas.button("end", "End scan", (middle + canvas.u(4), buttons_top, x1, y1),
                       primary=True, height=24)
     else:
-        canvas.button("end", "End scan (Enter)", (right[0], buttons_top, x1, y1), primary=True,
+        canvas.button("end", "End scan", (right[0], buttons_top, x1, y1), primary=True,
                       height=26)
 
 
@@ -206,11 +210,13 @@ def _call_block(canvas: Canvas, call: str, box: Box, screening_id: str | None) -
     canvas.fill(box, fill)
     pad = canvas.u(16)
     inner = box[2] - box[0] - 2 * pad
-    canvas.text(headline, box[0] + pad, box[1] + pad, 44, ink, fill, bold=True, max_width=inner)
-    canvas.paragraph(meaning, (box[0] + pad, box[1] + canvas.u(84), box[2] - pad, box[3]), 28,
+    top = canvas.text(headline, box[0] + pad, box[1] + pad, 40, ink, fill, bold=True,
+                      max_width=inner)[3]
+    id_top = box[3] - pad - canvas.u(36)
+    canvas.paragraph(meaning, (box[0] + pad, top + canvas.u(10), box[2] - pad, id_top), 26,
                      ink, fill, bold=True)
-    canvas.text(f"ID {screening_id or '-'}", box[0] + pad, box[3] - pad - canvas.u(24), 22, ink,
-                fill, max_width=inner)
+    canvas.text(f"ID {screening_id or '-'}", box[0] + pad, id_top, 22, ink, fill,
+                max_width=inner)
 
 
 def _result(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -> None:
@@ -232,7 +238,28 @@ def _result(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -> No
     _, _, step = words.CALLS[call.call]
     canvas.paragraph(f"Next: {step}", (right, scale_bottom + canvas.u(12), x1,
                                         buttons_top - canvas.u(8)), 20, WHITE)
-    canvas.button("next", "Next participant (Enter)", (x0, buttons_top, x1, y1), primary=True,
+    _leave(canvas, screen, (x0, buttons_top, x1, y1))
+
+
+def primary_action(screen: ScreenState) -> str:
+    """The blue button of the screen showing, which Enter presses too: scanning the same
+    participant again after a borderline or rescan call, otherwise the screen's way on."""
+    view = screen.view
+    if view == "result" and screen.call.call == "borderline":
+        return "again"
+    return {"idle": "start", "scanning": "end", "result": "next", "rescan": "again",
+            "status": "status", "error": "dismiss"}[view]
+
+
+def _leave(canvas: Canvas, screen: ScreenState, row: Box) -> None:
+    """The way off a result: the next participant, and scanning again when the call asks."""
+    x0, y0, x1, y1 = row
+    if primary_action(screen) != "again":
+        canvas.button("next", "Next participant", row, primary=True, height=26)
+        return
+    middle = (x0 + x1) // 2
+    canvas.button("next", "Next participant", (x0, y0, middle - canvas.u(4), y1), height=24)
+    canvas.button("again", "Scan again", (middle + canvas.u(4), y0, x1, y1), primary=True,
                   height=26)
 
 
@@ -253,9 +280,9 @@ def _scale(canvas: Canvas, row: tuple[int, int, int], probability: float, low: f
     marker = at(threshold)
     cv2.line(canvas.image, (marker, y), (marker, bottom + canvas.u(8)), AMBER, max(2, canvas.u(3)))
     label = f"threshold {threshold:.2f}"
-    width = canvas.u(130)
+    width = canvas.measure(label, 18)
     left = min(max(x0, marker - width // 2), x1 - width)
-    box = canvas.text(label, left, bottom + canvas.u(12), 16, AMBER, max_width=width)
+    box = canvas.text(label, left, bottom + canvas.u(12), 18, AMBER)
     return box[3]
 
 
@@ -270,11 +297,7 @@ def _rescan(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -> No
     for line in words.rescan_reasons(screen.result or {}):
         y = canvas.paragraph(line, (right, y, x1, buttons_top - canvas.u(8)), 20, WHITE)
         y += canvas.u(6)
-    middle = (x0 + x1) // 2
-    canvas.button("next", "Next participant", (x0, buttons_top, middle - canvas.u(4), y1),
-                  height=24)
-    canvas.button("again", "Scan again (Enter)", (middle + canvas.u(4), buttons_top, x1, y1),
-                  primary=True, height=26)
+    _leave(canvas, screen, (x0, buttons_top, x1, y1))
 
 
 # --------------------------------------------------------------------------- error, status
@@ -288,8 +311,9 @@ def _error(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -> Non
     canvas.fill((x0, y0, x1, bottom), RED)
     pad = canvas.u(18)
     inner = (x0 + pad, y0 + pad, x1 - pad, bottom - pad)
-    canvas.text(title, inner[0], inner[1], 48, WHITE, RED, bold=True, max_width=inner[2] - inner[0])
-    y = canvas.paragraph(what, (inner[0], inner[1] + canvas.u(72), inner[2], inner[3]), 26,
+    top = canvas.text(title, inner[0], inner[1], 44, WHITE, RED, bold=True,
+                      max_width=inner[2] - inner[0])[3]
+    y = canvas.paragraph(what, (inner[0], top + canvas.u(12), inner[2], inner[3]), 26,
                          WHITE, RED, bold=True)
     y = canvas.paragraph(fix, (inner[0], y + canvas.u(6), inner[2], inner[3]), 22, WHITE, RED)
     if screen.error_detail:
@@ -302,21 +326,23 @@ def _error(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -> Non
 def _status(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -> None:
     x0, y0, x1, y1 = _body(canvas)
     rows = [("Network", screen.link_detail or "-"),
-            ("Results waiting to send", str(screen.queued_results)),
+            ("Waiting to send", f"{screen.queued_results} results"),
             ("Model", screen.model or "-"),
             ("App version", screen.app_version or "-"),
-            ("Frames per second", f"{screen.fps:.1f}"),
-            ("Free space for results", "-" if screen.free_mb is None else f"{screen.free_mb} MB")]
-    label_w = int((x1 - x0) * 0.38)
+            ("Speed", f"{screen.fps:.1f} frames/s"),
+            ("Free space", "-" if screen.free_mb is None else f"{screen.free_mb} MB")]
+    label_w = int((x1 - x0) * 0.30)
     buttons_top = y1 - canvas.u(64)
-    row_h = (buttons_top - canvas.u(8) - y0) // len(rows)
+    unit = (buttons_top - canvas.u(8) - y0) // (len(rows) + 1)  # the network's row is double
+    y = y0
     for index, (label, value) in enumerate(rows):
-        y = y0 + index * row_h
+        row_h = unit * (2 if index == 0 else 1)
         if index % 2 == 0:
             canvas.fill((x0, y, x1, y + row_h), PANEL)
         background = PANEL if index % 2 == 0 else BACKGROUND
         canvas.text(label, x0 + canvas.u(10), y + canvas.u(8), 18, MUTED, background,
                     max_width=label_w - canvas.u(14))
         canvas.paragraph(value, (x0 + label_w, y + canvas.u(8), x1 - canvas.u(8),
-                                 y + row_h), 18, WHITE, background)
-    canvas.button("status", "Back (Tab)", (x0, buttons_top, x1, y1), primary=True, height=26)
+                                 y + row_h - canvas.u(4)), 18, WHITE, background)
+        y += row_h
+    canvas.button("status", "Back", (x0, buttons_top, x1, y1), primary=True, height=26)

@@ -39,7 +39,7 @@ class Controls(Protocol):
     def stop(self) -> None: ...
 
 
-class Screen(Protocol):
+class ScreenMoves(Protocol):
     """The display sink's moves between screens (``DisplaySink``)."""
 
     screen: ScreenState
@@ -63,7 +63,7 @@ class OperatorInput:
     """Turns keys, taps and queued commands into session control and screen changes. The id
     being typed is kept on the screen (``ScreenState.typed_id``), where the operator sees it."""
 
-    def __init__(self, controls: Controls, display: Screen, keys: Keys) -> None:
+    def __init__(self, controls: Controls, display: ScreenMoves, keys: Keys) -> None:
         self.controls = controls
         self.display = display
         self.keys = keys

@@ -10,11 +10,15 @@ import os
 import numpy as np
 import pytest
 
+from edge_app.app import assemble
+from edge_app.capture import SourceSpec
+from edge_app.config import EdgeConfig
 from edge_app.controls import OperatorInput
 from edge_app.display import ScreenState, draw
 from edge_app.ui import words
 from edge_app.ui.views import primary_action
 from edge_app.ui.canvas import AMBER, GREEN, MIN_TEXT, contrast_ratio
+from tests.support.edge import make_bundle
 from tests.support.screens import SIZES, STATES, differences, drawn, reference_paths, \
     scan_frame, write_reference
 
@@ -196,3 +200,36 @@ def test_keys_and_taps_are_the_same_actions_on_every_screen() -> None:
     assert state.view == "idle"
     operator.poll()  # typing starts the next id
     assert state.typed_id == "a"
+
+
+def _replayed(bundle, video, tmp_path, min_usable_frames: int = 5):  # noqa: ANN001, ANN202
+    """The screen state and drawing after replaying ``video`` as one session."""
+    config = EdgeConfig().override("model", bundle=str(bundle), backend="onnx-cpu") \
+        .override("device", data_dir=str(tmp_path)).override("display", headless=True) \
+        .override("session", min_usable_frames=min_usable_frames)
+    edge = assemble(config, SourceSpec("file", str(video)), realtime=False)
+    result = edge.replay_session("SCR-0800")
+    edge.close()
+    screen = edge.pipeline.screen
+    return result, screen, draw(screen, None, SIZES[0])
+
+
+def test_on_a_replayed_recording_the_screen_says_what_the_issue_asks(video, bundle,
+                                                                      tmp_path) -> None:
+    """The result screen shows no live hint; at a threshold inside the session's interval
+    the call is borderline; too few frames is a rescan without a probability."""
+    result, screen, drawing = _replayed(bundle, video[0], tmp_path / "plain")
+    assert screen.view == "result" and result["screen"]["call"] in ("positive", "negative")
+    lines = [t.text for t in drawing.texts]
+    assert not {hint for hint, _ in words.PROBLEMS.values()} & set(lines)
+    assert screen.quality_message not in texts(drawing)
+    probability = result["probability"]
+    assert result["screen"]["low"] < probability < result["screen"]["high"]
+    at_the_point = make_bundle(tmp_path / "bundle", threshold=round(probability, 4))
+    result, screen, drawing = _replayed(at_the_point, video[0], tmp_path / "borderline")
+    assert (result["screen"]["call"], screen.view) == ("borderline", "result")
+    assert "Borderline" in texts(drawing) and "Repeat the scan" in texts(drawing)
+    result, screen, drawing = _replayed(bundle, video[0], tmp_path / "rescan", 10_000)
+    assert (result["decision"], screen.view) == ("rescan", "rescan")
+    shown = texts(drawing)
+    assert "robability" not in shown and f"{result['probability']:.2f}" not in shown

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from model_build.criteria import CUTOFFS, MEASURE_FIELDS, Diagnosis, Measurements, MeasurementError, diagnose
+from sarco_core.criteria import CUTOFFS, MEASURE_FIELDS, Diagnosis, Measurements, MeasurementError, diagnose
 from sarco_core.cli import CliConsole
 
 _FLAG_OF_FIELD = {field: "--" + measure.replace("_", "-") for measure, field in MEASURE_FIELDS.items()}

@@ -18,14 +18,21 @@ import typer
 from rich.table import Table
 
 from model_build.cohort.schema import SchemaError, load_schema
-from model_build.criteria import (CATEGORIES, CRITERIA, MEASURE_FIELDS, REQUIRED_MEASURES, Diagnosis,
-                                  Measurements, MeasurementError, diagnose)
 from sarco_core.cli import CliConsole
+from sarco_core.criteria import (CATEGORIES, CRITERIA, MEASURE_FIELDS, Diagnosis, Measurements, MeasurementError,
+                                 diagnose)
 from sarco_core.errors import SarcoError
 from sarco_core.files import atomic_path
 
 MAX_LISTED = 10  # ids / errors shown before "... and N more"
 _TEXT_MEASURES = ("asmi_method",)
+
+# Measures a cohort must declare so that `sarco label` can settle every label: one measure of
+# each group. EWGSOP2 needs no performance measure for the label (only for the severity grade).
+REQUIRED_MEASURES = {
+    "awgs2019": (("grip",), ("gait_speed", "chair_stand", "sppb"), ("asmi",), ("asmi_method",)),
+    "ewgsop2": (("grip", "chair_stand"), ("asmi", "asm")),
+}
 
 
 class LabelInputError(SarcoError):

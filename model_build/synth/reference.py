@@ -2,7 +2,7 @@
 
 The label is fixed first; the measurements are then drawn by rejection sampling: a proposal
 that looks like a sarcopenic (or a non-sarcopenic) older adult is drawn, rounded as a clinic
-would write it, and kept only if the AWGS 2019 rule from :mod:`model_build.criteria` gives
+would write it, and kept only if the AWGS 2019 rule from :mod:`sarco_core.criteria` gives
 the wanted label. So `sarco label --standard awgs2019` reproduces every label by construction,
 and the non-sarcopenic group still holds people with low grip only, low ASMI only, and so on.
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from model_build.cohort.schema import ColumnSpec
-from model_build.criteria import CUTOFFS, Measurements, diagnose
+from sarco_core.criteria import CUTOFFS, Measurements, diagnose
 from model_build.synth.latent import LATENT_COLUMNS
 
 STANDARD = "awgs2019"

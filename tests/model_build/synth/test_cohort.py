@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from model_build.cli import app
 from model_build.cohort.schema import load_schema
-from model_build.criteria import Measurements, diagnose
+from sarco_core.criteria import Measurements, diagnose
 from model_build.synth.cohorts import MISSING_FRACTION, SIZES
 from model_build.synth.generate import SynthError, SynthOptions, build_tables, synthesize
 from model_build.synth.latent import LATENT_COLUMNS, ORACLE_MODALITIES, LatentModel, OracleTargets

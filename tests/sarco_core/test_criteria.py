@@ -2,7 +2,7 @@
 rules over every combination of low / normal / unknown criteria, and `sarco criteria`.
 
 The expected values are written out from the consensus papers (Chen 2020 JAMDA 21:300;
-Cruz-Jentoft 2019 Age Ageing 48:16), not read from model_build.criteria, so a wrong number in
+Cruz-Jentoft 2019 Age Ageing 48:16), not read from sarco_core.criteria, so a wrong number in
 the library's table fails here.
 """
 
@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from model_build.cli import app
 from model_build.cohort.schema import MEASURES
-from model_build.criteria import MEASURE_FIELDS, MeasurementError, Measurements, diagnose
+from sarco_core.criteria import MEASURE_FIELDS, MeasurementError, Measurements, diagnose
 
 # (standard, measure, sex, asmi_method, cut-off, criterion, low just below / at / just above)
 LOW_BELOW = (True, False, False)    # "< cut-off"

@@ -4,6 +4,9 @@ Sources: Chen LK et al., Asian Working Group for Sarcopenia: 2019 Consensus Upda
 21(3):300-307, 2020 (not the 2014 values); Cruz-Jentoft AJ et al., Sarcopenia: revised European
 consensus on definition and diagnosis (EWGSOP2), Age Ageing 48(1):16-31, 2019.
 
+One copy for every stage (``sarco label`` and the synthetic cohort in model_build, the
+device's calculator in edge_app), so the light package holds it: the standard library only.
+
 Screening teams use this at the point of care, so nothing is ever guessed: each criterion is
 three-valued (low / not low / unknown) and a category that a missing measurement could change is
 ``undetermined``. The label (1 sarcopenia, 0 not) is still given whenever it is settled, because
@@ -38,13 +41,6 @@ MEASURE_FIELDS = {
     "asmi_method": "asmi_method",
     "asm": "asm_kg",
     "tug": "tug_s",
-}
-
-# Measures a cohort must declare so that `sarco label` can settle every label: one measure of
-# each group. EWGSOP2 needs no performance measure for the label (only for the severity grade).
-REQUIRED_MEASURES = {
-    "awgs2019": (("grip",), ("gait_speed", "chair_stand", "sppb"), ("asmi",), ("asmi_method",)),
-    "ewgsop2": (("grip", "chair_stand"), ("asmi", "asm")),
 }
 
 

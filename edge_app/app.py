@@ -66,6 +66,7 @@ class EdgeApp:
     def close(self, drain_timeout_s: float = 0.0) -> int:
         """Wait up to ``drain_timeout_s`` for queued results to be acknowledged, then
         disconnect; returns how many results stay queued on disk."""
+        self.pipeline.release()  # a result held for its measurements goes out as it is
         if self.link is not None:
             if drain_timeout_s > 0:
                 self.link.wait_until_drained(drain_timeout_s)
@@ -113,6 +114,7 @@ def assemble(config: EdgeConfig, source: SourceSpec, realtime: bool = True,
                                 **extras()},
                             status_interval_s=config.mqtt.status_interval_s)
         pipeline = compose(config, bundle, backend, grabber, data_dir, link, outbox)
+        pipeline.deliver_left_over()
     except BaseException:
         grabber.stop()  # release the camera or file before reporting
         raise
@@ -153,9 +155,11 @@ def compose(config: EdgeConfig, bundle: DeviceBundle, backend: InferenceBackend,
         SessionAggregator(bundle.threshold, readout, config.session.aggregation,
                           config.session.min_usable_frames, config.session.rule),
         LiveSmoother(config.session.smoothing_s), site, device, bundle, outbox, data_dir)
-    display = DisplaySink(_display(config, data_dir), bundle.threshold, link, outbox,
+    screen = _display(config, data_dir)
+    display = DisplaySink(screen, bundle.threshold, link, outbox,
                           config.session.min_usable_frames, config.session.muscles,
-                          f"{bundle.model_name} ({bundle.model_sha256[:12]})", data_dir)
+                          f"{bundle.model_name} ({bundle.model_sha256[:12]})", data_dir,
+                          interactive=isinstance(screen, WindowDisplay))
     sinks: list[Sink] = [LocalLogSink(ResultLog(data_dir / "results.jsonl")), display]
     if link is not None:
         sinks.insert(0, MqttSink(link, site, device, stats, config.mqtt.live_interval_s))

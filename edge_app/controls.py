@@ -19,11 +19,16 @@ from typing import Any, Protocol
 
 from edge_app.display import ScreenState
 from edge_app.session import Session
+from edge_app.ui.calculator import FIELDS, measurements, type_into
 from edge_app.ui.views import primary_action
+from sarco_core.wire.payloads import assessment
 
 MAX_ID_CHARS = 32  # sarco_core.wire.schema: a screening id has at most 32 characters
 ENTER, ESCAPE, TAB = (10, 13), 27, 9
 BACKSPACE = (8, 127)
+# the calculator's letters: sex, ASMI method, and the next field (digits and '.' type)
+_CRITERIA_KEYS = {"m": "sex:M", "f": "sex:F", "d": "asmi_method:dxa", "b": "asmi_method:bia",
+                  "n": "next_field", " ": "next_field"}
 
 
 class Controls(Protocol):
@@ -35,6 +40,8 @@ class Controls(Protocol):
     def start_session(self, screening_id: str) -> bool: ...
 
     def end_session(self) -> object: ...
+
+    def release(self, assessment: dict[str, Any] | None = None) -> object: ...
 
     def stop(self) -> None: ...
 
@@ -110,12 +117,17 @@ class OperatorInput:
         char = chr(key)
         if view == "scanning":
             return "next_muscle" if char in "nN " else None
+        if view == "criteria":
+            return _CRITERIA_KEYS.get(char.lower(), f"type:{char}" if char in ".0123456789"
+                                      else None)
         if char.isascii() and (char.isalnum() or char in "-_"):
             return f"type:{char}"
         return None
 
     def act(self, action: str) -> None:
         screen, controls = self.display.screen, self.controls
+        if screen.criteria_open and self._calculate(screen, action):
+            return
         if action == "start" and controls.session is None:
             if controls.start_session(screen.typed_id):
                 screen.typed_id = ""
@@ -124,7 +136,10 @@ class OperatorInput:
         elif action == "again" and controls.session is None and screen.screening_id:
             controls.start_session(screen.screening_id)
         elif action == "next":
+            controls.release()  # a held positive result goes out without measurements
             self.display.to_idle()
+        elif action == "criteria" and screen.held:
+            screen.criteria_open = not screen.criteria_open
         elif action == "next_muscle":
             self.display.next_muscle()
         elif action == "status":
@@ -136,6 +151,25 @@ class OperatorInput:
             controls.stop()
         elif action == "delete" or action.startswith("type:"):
             self._edit(screen, action)
+
+    def _calculate(self, screen: ScreenState, action: str) -> bool:
+        """An action on the calculator; False when it is none of its own."""
+        kind, _, value = action.partition(":")
+        if kind == "field":
+            screen.criteria_field = value
+        elif kind in ("sex", "asmi_method"):
+            screen.criteria[kind] = value
+        elif kind == "type" or action == "delete":
+            type_into(screen.criteria, screen.criteria_field, value or "delete")
+        elif action == "next_field":
+            names = [name for name, _, _ in FIELDS]
+            screen.criteria_field = names[(names.index(screen.criteria_field) + 1) % len(names)]
+        elif action == "done":
+            entered = any(screen.criteria.values())
+            self.controls.release(assessment(measurements(screen.criteria)) if entered else None)
+        else:
+            return False
+        return True
 
     def _edit(self, screen: ScreenState, action: str) -> None:
         """Typing on a result screen starts the next participant's id."""

@@ -59,6 +59,10 @@ class ScreenState:
     region: tuple[int, int, int, int] | None = None
     frame_index: int | None = None
     result: dict | None = None  # the session's result payload, in result mode
+    held: bool = False  # a positive result not sent yet: the calculator may add measurements
+    criteria_open: bool = False
+    criteria: dict[str, str] = field(default_factory=dict)  # as typed: "sex", "grip_kg"...
+    criteria_field: str = "grip_kg"  # where the keypad types
 
     @property
     def call(self) -> ScreenCall:
@@ -73,11 +77,13 @@ class ScreenState:
 
     @property
     def view(self) -> str:
-        """What is drawn: idle, scanning, result, rescan, error or status."""
+        """What is drawn: idle, scanning, result, rescan, criteria, error or status."""
         if self.error:
             return "error"
         if self.status_open:
             return "status"
+        if self.criteria_open:
+            return "criteria"
         if self.mode == "result":
             return "rescan" if self.call.call == "rescan" else "result"
         return self.mode

@@ -49,6 +49,7 @@ class EdgePipeline:
         self.sinks = tuple(sinks)
         self.stats = stats
         self.operator = OperatorInput(self, display, display.display)
+        self._held: dict[str, Any] | None = None  # a positive result awaiting its measurements
         self._stop = False
         self._fps = _RateMeter()
         # time.monotonic() of the loop's latest pass; systemd's watchdog follows it
@@ -85,6 +86,7 @@ class EdgePipeline:
         self._stop = True
 
     def start_session(self, screening_id: str) -> bool:
+        self.release()  # the next participant: a result still held goes out as it is
         refusal = self.sessions.start(screening_id)
         if refusal is not None:
             self.display.refused(refusal.reason, refusal.disk_full)
@@ -94,10 +96,28 @@ class EdgePipeline:
         return True
 
     def end_session(self) -> dict[str, Any] | None:
-        """Aggregate, then hand the result to every sink; returns the result payload."""
-        result = self.sessions.end()
-        if result is None:
+        """Aggregate, then hand the result to every sink; returns the result payload. A
+        positive screen on a screen someone can touch is held instead (the display offers the
+        criteria calculator) until :meth:`release`; the unqueued payload is returned then."""
+        payload = self.sessions.end()
+        if payload is None:
             return None
+        if self.display.interactive and (payload.get("screen") or {}).get("call") == "positive":
+            self.sessions.hold(payload)
+            self._held = payload
+            self.display.held(payload)
+            return payload
+        return self._deliver(payload)
+
+    def release(self, assessment: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Send the held result, with the team's confirmation measurements if given."""
+        held, self._held = self._held, None
+        if held is None:
+            return None
+        return self._deliver({**held, **({"assessment": assessment} if assessment else {})})
+
+    def _deliver(self, payload: dict[str, Any]) -> dict[str, Any]:
+        result = self.sessions.queue(payload)
         for sink in self.sinks:
             try:
                 sink.on_result(result)
@@ -112,7 +132,17 @@ class EdgePipeline:
                                          "usable_frames": result["usable_frames"]})
         return result
 
+    def deliver_left_over(self) -> None:
+        """A result held when the program last stopped (a power cut on the calculator) goes
+        out now, without the measurements nobody finished entering."""
+        left = self.sessions.left_over()
+        if left is not None:
+            log.warning("held result sent after a restart", extra={
+                "event": "held_result_recovered", "result_id": left.get("result_id")})
+            self._deliver(left)
+
     def close(self) -> None:
+        self.release()
         for sink in self.sinks:
             sink.close()
 

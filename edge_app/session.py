@@ -25,7 +25,7 @@ import math
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ import numpy as np
 from edge_app.mqtt.outbox import Outbox
 from sarco_core import __version__
 from sarco_core.bundle import DeviceBundle
+from sarco_core.errors import SarcoError
+from sarco_core.files import read_json, write_json
 from sarco_core.readout import ProbabilityReadout, logit_of, sigmoid
 from sarco_core.screening import DEFAULT_RULE, BorderlineRule, ScreenCall, screen_call
 from sarco_core.wire import schema
@@ -228,24 +230,56 @@ class SessionStage:
             self.current.add_frame(quality, output)
 
     def end(self) -> dict[str, Any] | None:
-        """Aggregate the session into its result payload, as queued; None without a session."""
+        """Aggregate the session into its result payload, not yet queued (:meth:`queue`);
+        None without a session."""
         session, self.current = self.current, None
         if session is None:
             return None
-        result = self._result(session, self.aggregator.summarise(session))
+        return self._result(session, self.aggregator.summarise(session)).to_dict()
+
+    def queue(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The result numbered by the outbox (0 without MQTT) and checked: what every sink
+        gets. A result the wire refuses is still returned, for the local log."""
+        self.forget_held()
         try:
             if self.outbox is not None:
-                return self.outbox.add(
-                    schema.topic_for(self.site, self.device, "result"), result.to_dict())
-            payload = replace(result, seq=0).to_dict()  # without MQTT no outbox numbers it
-            schema.validate("result", payload)
-            return payload
+                return self.outbox.add(schema.topic_for(self.site, self.device, "result"),
+                                       payload)
+            numbered = {**payload, "seq": 0}  # without MQTT no outbox numbers it
+            schema.validate("result", numbered)
+            return numbered
         except schema.PayloadError as exc:
             # never lose a screening: the local result log keeps what the wire refuses
             log.error("result not sent", extra={"event": "result_not_sent",
-                                                "result_id": result.result_id,
+                                                "result_id": payload["result_id"],
                                                 "error": str(exc)})
-            return replace(result, seq=0).to_dict()
+            return {**payload, "seq": 0}
+
+    # a result held on the screen while the team enters its confirmation measurements is
+    # kept on disk meanwhile, so a power cut does not lose it (``left_over`` at the next start)
+
+    @property
+    def _held_path(self) -> Path | None:
+        return None if self.data_dir is None else self.data_dir / "held-result.json"
+
+    def hold(self, payload: dict[str, Any]) -> None:
+        if self._held_path is not None:
+            write_json(self._held_path, payload, mode=0o600)
+
+    def forget_held(self) -> None:
+        if self._held_path is not None:
+            self._held_path.unlink(missing_ok=True)
+
+    def left_over(self) -> dict[str, Any] | None:
+        """A result held when the program last stopped, if any."""
+        if self._held_path is None or not self._held_path.is_file():
+            return None
+        try:
+            return read_json(self._held_path)
+        except (OSError, ValueError, SarcoError) as exc:
+            log.error("held result unreadable", extra={"event": "held_result_unreadable",
+                                                       "error": str(exc)})
+            return None
 
     def _result(self, session: Session, outcome: SessionOutcome) -> ResultPayload:
         uncertainty = None

@@ -121,8 +121,9 @@ class DisplaySink:
     def __init__(self, display: Any, threshold: float, link: MqttLink | None = None,
                  outbox: Outbox | None = None, min_usable_frames: int = 20,
                  muscles: tuple[str, ...] = (), model: str = "",
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, interactive: bool = False) -> None:
         self.display = display  # WindowDisplay or SnapshotWriter
+        self.interactive = interactive  # someone at the screen can answer it
         self.screen = ScreenState(threshold=threshold, min_usable_frames=min_usable_frames,
                                   muscles=list(muscles), model=model, app_version=__version__)
         self.link, self.outbox, self.data_dir = link, outbox, data_dir
@@ -160,8 +161,16 @@ class DisplaySink:
     def on_result(self, result: dict[str, Any]) -> None:
         s = self.screen
         s.mode, s.result, s.screening_id = "result", result, result["screening_id"]
-        s.status_open = False
+        s.status_open, s.held, s.criteria_open = False, False, False
         self.display.write(snapshot_stem(result), s, self._last_pixels)
+
+    def held(self, result: dict[str, Any]) -> None:
+        """A positive result shown before it is sent, with the criteria calculator offered."""
+        s = self.screen
+        s.mode, s.result, s.screening_id, s.status_open = "result", result, \
+            result["screening_id"], False
+        s.held, s.criteria = True, {}
+        self.display.show(s, self._last_pixels)
 
     def close(self) -> None:
         self.display.close()

@@ -170,7 +170,8 @@ class Canvas:
         colour = BLUE if primary else KEY
         cv2.rectangle(self.image, box[:2], (box[2] - 1, box[3] - 1), colour, -1)
         cv2.rectangle(self.image, box[:2], (box[2] - 1, box[3] - 1), MUTED, 1)
-        self.centred(label, box, height, WHITE, colour, bold=primary)
+        if label:
+            self.centred(label, box, height, WHITE, colour, bold=primary)
         self.drawing.buttons.append(Button(action, label, box))
 
     def _scale_for(self, pixels: int, thickness: int) -> float:

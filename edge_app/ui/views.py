@@ -17,6 +17,7 @@ import numpy as np
 from edge_app.ui import words
 from edge_app.ui.canvas import (AMBER, BACKGROUND, BLACK, GREEN, MUTED, PANEL, RED, WHITE, Box,
                                 Canvas, Drawing)
+from edge_app.ui.calculator import draw_criteria
 from edge_app.ui.keypad import ID_ROWS, keypad
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def draw(screen: ScreenState, frame: np.ndarray | None, size: tuple[int, int]) -
     view = screen.view
     _top_bar(canvas, screen, view)
     {"idle": _idle, "scanning": _scanning, "result": _result, "rescan": _rescan,
-     "error": _error, "status": _status}[view](canvas, screen, frame)
+     "criteria": draw_criteria, "error": _error, "status": _status}[view](canvas, screen, frame)
     return canvas.drawing
 
 
@@ -45,8 +46,9 @@ def _body(canvas: Canvas) -> Box:
 def _top_bar(canvas: Canvas, screen: ScreenState, view: str) -> None:
     height = canvas.u(TOP_BAR)
     canvas.fill((0, 0, canvas.width, height), PANEL)
-    title = {"idle": "New screening", "status": "Device status",
-             "error": "Problem"}.get(view, f"ID {screen.screening_id or '-'}")
+    title = {"idle": "New screening", "status": "Device status", "error": "Problem",
+             "criteria": f"Criteria {screen.screening_id or '-'}"}.get(
+        view, f"ID {screen.screening_id or '-'}")
     room = int(canvas.width * 0.46) - canvas.u(2 * MARGIN)
     top = (height - canvas.u(22)) // 2
     if view == "scanning":  # the elapsed time, right-aligned before the network chip
@@ -236,8 +238,13 @@ def _result(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -> No
     scale_bottom = _scale(canvas, (right, box[3] + canvas.u(10), x1), call.probability, low,
                           high, result.get("threshold", screen.threshold))
     _, _, step = words.CALLS[call.call]
-    canvas.paragraph(f"Next: {step}", (right, scale_bottom + canvas.u(12), x1,
-                                        buttons_top - canvas.u(8)), 20, WHITE)
+    measured = result.get("assessment")
+    if measured:  # the next step was taken: what the team's measurements gave, as sent
+        step = (f"Measured: AWGS 2019 {measured['awgs2019'].replace('_', ' ')}, EWGSOP2 "
+                f"{measured['ewgsop2'].replace('_', ' ')}.")
+    canvas.paragraph(step if measured else f"Next: {step}",
+                     (right, scale_bottom + canvas.u(12), x1, buttons_top - canvas.u(8)), 20,
+                     WHITE)
     _leave(canvas, screen, (x0, buttons_top, x1, y1))
 
 
@@ -248,16 +255,21 @@ def primary_action(screen: ScreenState) -> str:
     if view == "result" and screen.call.call == "borderline":
         return "again"
     return {"idle": "start", "scanning": "end", "result": "next", "rescan": "again",
-            "status": "status", "error": "dismiss"}[view]
+            "criteria": "done", "status": "status", "error": "dismiss"}[view]
 
 
 def _leave(canvas: Canvas, screen: ScreenState, row: Box) -> None:
     """The way off a result: the next participant, and scanning again when the call asks."""
     x0, y0, x1, y1 = row
+    middle = (x0 + x1) // 2
+    if screen.held:  # a positive result not sent yet: its measurements may come first
+        canvas.button("criteria", "Criteria", (x0, y0, middle - canvas.u(4), y1), height=24)
+        canvas.button("next", "Next participant", (middle + canvas.u(4), y0, x1, y1),
+                      primary=True, height=26)
+        return
     if primary_action(screen) != "again":
         canvas.button("next", "Next participant", row, primary=True, height=26)
         return
-    middle = (x0 + x1) // 2
     canvas.button("next", "Next participant", (x0, y0, middle - canvas.u(4), y1), height=24)
     canvas.button("again", "Scan again", (middle + canvas.u(4), y0, x1, y1), primary=True,
                   height=26)

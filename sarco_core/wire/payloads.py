@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sarco_core.criteria import STANDARDS, Measurements, MeasurementError, diagnose
 from sarco_core.screening import BorderlineRule, ScreenCall
 from sarco_core.wire import schema
 
@@ -29,6 +30,21 @@ class Uncertainty:
     def to_dict(self) -> dict[str, Any]:
         return {"logit_sd": self.logit_sd, "agreement": self.agreement,
                 "dirichlet_u": self.dirichlet_u}
+
+
+def assessment(measurements: Measurements) -> dict[str, Any]:
+    """A result's optional ``assessment``: what the team measured after a positive screen and
+    the category each standard gives (``undetermined`` where a measurement is missing or, for
+    AWGS 2019, the ASMI method), as numbers and closed codes only."""
+    entry: dict[str, Any] = {"sex": measurements.sex}
+    entry.update({name: getattr(measurements, name) for name in schema.MEASURE_BOUNDS})
+    entry["asmi_method"] = measurements.asmi_method
+    for standard in STANDARDS:
+        try:
+            entry[standard] = diagnose(measurements, standard).category
+        except MeasurementError:
+            entry[standard] = "undetermined"
+    return entry
 
 
 @dataclass(frozen=True)

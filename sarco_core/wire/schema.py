@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from sarco_core.criteria import ASMI_METHODS, CATEGORIES, SEXES, STANDARDS
 from sarco_core.errors import SarcoError
 
 SCHEMA_VERSION = 1
@@ -262,6 +263,16 @@ _SCREEN_FIELDS: dict[str, Field] = {
     "independent_frames": Field(_INT, check=_within(1, MAX_SESSION_FRAMES)),
     "evidence": Field((bool,)),
 }
+# the team's confirmation measurements after a positive screen (the device's calculator):
+# numbers and closed codes only, never text; optional, and null where not measured
+MEASURE_BOUNDS = {"grip_kg": 200, "gait_speed_m_s": 10, "chair_stand_s": 600, "asmi_kg_m2": 30}
+_ASSESSMENT_FIELDS: dict[str, Field] = {
+    "sex": Field(_STR, nullable=True, check=_one_of(SEXES)),
+    **{name: Field(_NUMBER, nullable=True, check=_within(0, bound))
+       for name, bound in MEASURE_BOUNDS.items()},
+    "asmi_method": Field(_STR, nullable=True, check=_one_of(ASMI_METHODS)),
+    **{standard: Field(_STR, check=_one_of(CATEGORIES)) for standard in STANDARDS},
+}
 _SKIPPED_FIELDS: dict[str, Field] = {
     reason: Field(_INT, check=_FRAMES) for reason in SKIP_REASONS
 }
@@ -318,6 +329,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "model": Field((dict,), nested=_MODEL_FIELDS),
         "app_version": Field(_STR, check=_check_short_text),
         "screen": Field((dict,), nested=_SCREEN_FIELDS),
+        "assessment": Field((dict,), nested=_ASSESSMENT_FIELDS),
     },
     "live": {
         **_COMMON,
@@ -357,7 +369,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "sha256": Field(_STR, nullable=True, check=_check_sha256),
     },
 }
-_OPTIONAL = {"result": {"screen"}, "status": {"health", "update", "backlog_reason"},
+_OPTIONAL = {"result": {"screen", "assessment"}, "status": {"health", "update", "backlog_reason"},
              "cmd": {"screening_id", "url", "sha256"}}
 _UPDATE_ARGUMENTS = {"url", "sha256"}
 _ID_FIELDS = ("result_id", "session_id")

@@ -14,6 +14,7 @@ from edge_app.app import assemble
 from edge_app.capture import SourceSpec
 from edge_app.config import EdgeConfig
 from edge_app.controls import OperatorInput
+from edge_app.locallog import ResultLog
 from edge_app.display import ScreenState, draw
 from edge_app.ui import words
 from edge_app.ui.views import primary_action
@@ -142,7 +143,7 @@ class Taps:
 
 class Controls:
     def __init__(self) -> None:
-        self.session, self.started, self.ended = None, [], 0
+        self.session, self.started, self.ended, self.released = None, [], 0, []
 
     def start_session(self, screening_id: str) -> bool:
         self.started.append(screening_id)
@@ -152,6 +153,9 @@ class Controls:
     def end_session(self) -> None:
         self.ended += 1
         self.session = None
+
+    def release(self, assessment: dict | None = None) -> None:
+        self.released.append(assessment)
 
     def stop(self) -> None:
         pass
@@ -233,3 +237,51 @@ def test_on_a_replayed_recording_the_screen_says_what_the_issue_asks(video, bund
     assert (result["decision"], screen.view) == ("rescan", "rescan")
     shown = texts(drawing)
     assert "robability" not in shown and f"{result['probability']:.2f}" not in shown
+
+
+def test_a_positive_screen_waits_for_the_calculator_and_carries_the_measurements(
+        video, tmp_path) -> None:
+    """On a touch screen a positive result is held (on disk too) while the team enters
+    grip and gait speed; Send queues it once, with the numbers and the categories."""
+    bundle = make_bundle(tmp_path / "bundle", threshold=0.01)  # every session screens positive
+    config = EdgeConfig().override("model", bundle=str(bundle), backend="onnx-cpu") \
+        .override("device", data_dir=str(tmp_path / "data")).override("display", headless=True) \
+        .override("session", min_usable_frames=5)
+    edge = assemble(config, SourceSpec("file", str(video[0])), realtime=False)
+    pipeline = edge.pipeline
+    pipeline.display.interactive = True  # as a window is
+    held = edge.replay_session("SCR-0900")
+    log = ResultLog(tmp_path / "data" / "results.jsonl")
+    assert held["screen"]["call"] == "positive" and "seq" not in held
+    assert (tmp_path / "data" / "held-result.json").is_file() and log.read() == []
+    assert pipeline.screen.view == "result" and pipeline.screen.held
+    for action in ("criteria", "sex:F", "field:grip_kg", "type:1", "type:6", "type:.", "type:5",
+                   "field:gait_speed_m_s", "type:0", "type:.", "type:7", "done"):
+        pipeline.operator.act(action)
+    (sent,) = log.read()
+    assert sent["result_id"] == held["result_id"] and sent["seq"] == 0
+    assert sent["assessment"] == {"sex": "F", "grip_kg": 16.5, "gait_speed_m_s": 0.7,
+                                  "chair_stand_s": None, "asmi_kg_m2": None,
+                                  "asmi_method": None, "awgs2019": "possible_sarcopenia",
+                                  "ewgsop2": "no_sarcopenia"}
+    assert not (tmp_path / "data" / "held-result.json").exists()
+    assert pipeline.screen.view == "result" and not pipeline.screen.held
+    edge.close()
+    assert len(log.read()) == 1  # closing sends nothing twice
+
+
+def test_a_result_held_when_the_power_went_goes_out_at_the_next_start(video, tmp_path) -> None:
+    bundle = make_bundle(tmp_path / "bundle", threshold=0.01)
+    config = EdgeConfig().override("model", bundle=str(bundle), backend="onnx-cpu") \
+        .override("device", data_dir=str(tmp_path / "data")).override("display", headless=True) \
+        .override("session", min_usable_frames=5)
+    edge = assemble(config, SourceSpec("file", str(video[0])), realtime=False)
+    edge.pipeline.display.interactive = True
+    held = edge.replay_session("SCR-0901")
+    edge.pipeline._held = None  # the power went: nothing in memory survives
+    edge.close()
+    assert ResultLog(tmp_path / "data" / "results.jsonl").read() == []
+    again = assemble(config, SourceSpec("file", str(video[0])), realtime=False)
+    again.close()
+    (sent,) = ResultLog(tmp_path / "data" / "results.jsonl").read()
+    assert sent["result_id"] == held["result_id"] and "assessment" not in sent

@@ -24,7 +24,9 @@ import numpy as np
 
 from edge_app.display import ScreenState, draw
 from edge_app.ui.canvas import Drawing
+from sarco_core.criteria import Measurements
 from sarco_core.screening import call_of_result
+from sarco_core.wire.payloads import assessment
 from tests.support.paths import REPO
 from tests.support.wire import result_payload
 
@@ -83,6 +85,15 @@ STATES: dict[str, ScreenState] = {
     "rescan": ScreenState(**_RESULT, result=result(
         decision="rescan", probability=0.5, usable_frames=8,
         skipped={"no_tissue": 120, "frozen": 30, "transition": 50, "no_region": 0})),
+    "result-held": ScreenState(**_RESULT, held=True, result=result(probability=0.81,
+                                                                  threshold=0.43)),
+    "criteria": ScreenState(**_RESULT, held=True, criteria_open=True,
+                            criteria_field="gait_speed_m_s",
+                            criteria={"sex": "F", "grip_kg": "16.5", "gait_speed_m_s": "0.7"},
+                            result=result(probability=0.81, threshold=0.43)),
+    "result-measured": ScreenState(**_RESULT, result=result(
+        probability=0.81, threshold=0.43, assessment=assessment(Measurements(
+            sex="F", grip_kg=16.5, gait_speed_m_s=0.7, asmi_kg_m2=5.1, asmi_method="bia")))),
     "error-camera": ScreenState(**_SCANNING, error="camera",
                                 error_detail="device /dev/video0: no frame for 2 s"),
     "error-model": ScreenState(**_DEVICE, error="model", error_detail=(

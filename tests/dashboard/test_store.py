@@ -87,6 +87,26 @@ def test_writing_the_same_results_again_stores_nothing_new(tmp_path):
         assert session.scalar(select(func.count()).select_from(Result)) == 5
 
 
+def test_results_with_the_devices_optional_screen_and_assessment_are_taken(tmp_path):
+    """The device's screen call and the team's measurements (issue 18) pass the dashboard's
+    decoder and the result is stored like any other (those fields are not stored yet)."""
+    engine = sqlite_engine(tmp_path)
+    payload = result_payload(
+        decision="sarcopenia", probability=0.8, score_logit=1.386,
+        screen={"call": "positive", "low": 0.7, "high": 0.87, "level": 0.9,
+                "independent_frames": 10, "evidence": False},
+        assessment={"sex": "F", "grip_kg": 16.5, "gait_speed_m_s": 0.7, "chair_stand_s": None,
+                    "asmi_kg_m2": None, "asmi_method": None, "awgs2019": "possible_sarcopenia",
+                    "ewgsop2": "no_sarcopenia"})
+    topic = schema.topic_for("site-01", "us-001", "result")
+    kind, decoded = schema.decode(topic, schema.encode("result", payload))
+    assert kind == "result" and decoded["assessment"]["grip_kg"] == 16.5
+    outcome = FleetStore(engine, "w1").write(Batch(results=[_received(decoded)]), utc_now())
+    assert outcome.stored == 1
+    with Session(engine) as session:
+        assert session.scalar(select(Result.decision)) == "sarcopenia"
+
+
 def test_status_updates_apply_in_device_time_order(tmp_path):
     engine = sqlite_engine(tmp_path)
     store = FleetStore(engine, "w1")

@@ -42,6 +42,7 @@ class ImageBranch:
             parameter.requires_grad_(False)
         self.library, self.preprocessor, self.batch_size = library, preprocessor, batch_size
         self._cache: dict[str, np.ndarray | None] = {}
+        self._outputs: dict[str, np.ndarray] = {}  # per-image head outputs (n_images, 2)
 
     @property
     def out_features(self) -> int:
@@ -60,19 +61,33 @@ class ImageBranch:
             if rows else np.zeros((0, width), np.float32)
         return stacked, present
 
+    def image_outputs(self, participant_ids: list[str]) -> list[np.ndarray]:
+        """Each participant's outputs image by image, ``(n_images, 2)``: what a device's
+        frames give one by one, whose spread the borderline rule reads (their mean is the
+        participant's output, the head being linear)."""
+        missing = [pid for pid in dict.fromkeys(participant_ids) if pid not in self._cache]
+        if missing:
+            self._compute(missing)
+        return [self._outputs.get(pid, np.zeros((0, 2), np.float32)) for pid in participant_ids]
+
     def _compute(self, participant_ids: list[str]) -> None:
         images = self.library.subset(participant_ids)
         width = self.out_features
         total = np.zeros((len(participant_ids), width), np.float64)
         count = np.bincount(images.owner, minlength=len(participant_ids))
+        outputs = []
         with torch.no_grad():
             for start in range(0, len(images.pixels), self.batch_size):
                 pixels = images.pixels[start:start + self.batch_size].astype(np.float32)
                 batch = torch.from_numpy(self.preprocessor.normalise(pixels)[:, np.newaxis])
+                features = self.scorer.encoder(batch)
                 np.add.at(total, images.owner[start:start + self.batch_size],
-                          self.scorer.encoder(batch).numpy().astype(np.float64))
+                          features.numpy().astype(np.float64))
+                outputs.append(self.scorer.head(features).numpy())
+        per_image = np.concatenate(outputs) if outputs else np.zeros((0, 2), np.float32)
         for row, pid in enumerate(participant_ids):
             self._cache[pid] = (total[row] / count[row]).astype(np.float32) if count[row] else None
+            self._outputs[pid] = per_image[images.owner == row]
 
     def encoder(self) -> nn.Module:
         """A copy of the frozen encoder, to put back into a model before it is exported."""

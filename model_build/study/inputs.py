@@ -75,6 +75,15 @@ INT8 = {"accepted": BOOLEAN, "bundle": TEXT, "method": TEXT, "target": TEXT, "li
 INT8_LIMITS = {"max_auc_drop": NUMBER, "max_flip_rate": PROBABILITY}
 INT8_COHORT = {"n": INTEGER, "auc_float": PROBABILITY.or_null(), "auc_int8": PROBABILITY.or_null(),
                "p": PROBABILITY.or_null(), "flip_rate": PROBABILITY}
+SHARE_CI = Kind("{estimate, ci} (both null for 0 of 0)",
+                lambda v: isinstance(v, dict) and (v.get("estimate") is None and v.get("ci") is None
+                                                   or PROBABILITY.accepts(v.get("estimate"))
+                                                   and _is_interval(v.get("ci"))))
+BORDERLINE = {"model": TEXT, "rule": MAPPING, "cohorts": MAPPING, "description": TEXT}
+BORDERLINE_RULE = {"level": PROBABILITY, "independent_frames": INTEGER, "evidence": BOOLEAN}
+BORDERLINE_COHORT = {**{key: INTEGER for key in ("n", "borderline", "borderline_cases", "tp", "fn", "fp", "tn")},
+                     **{key: SHARE_CI for key in ("share", "sensitivity", "specificity", "sensitivity_referred",
+                                                  "specificity_referred")}}
 COMPLETE_CASES = {"description": TEXT, "n": MAPPING, "models": MAPPING, "comparisons": LIST}
 COMPLETE_CASE_METRICS = {"n": INTEGER, "n_positive": INTEGER, "auc": PROBABILITY.or_null(),
                          "auc_ci": INTERVAL.or_null()}
@@ -134,6 +143,21 @@ class _Checker:
             self.complete_cases(top["sensitivity_analysis"], models, cohorts)
         if "oracle" in top:
             self.oracle(top["oracle"], cohorts)
+        if "borderline" in top:
+            self.borderline(top["borderline"], cohorts)
+
+    def borderline(self, block: object, cohorts: list[str]) -> None:
+        """The device's borderline rule on the cohorts (optional: runs without an image model)."""
+        found = self.fields(block, BORDERLINE, "borderline")
+        if found is None:
+            return
+        self.inner(found.get("rule"), BORDERLINE_RULE, "borderline.rule")
+        values = found.get("cohorts") if isinstance(found.get("cohorts"), dict) else {}
+        for name in cohorts:
+            if name not in values:
+                self.problems.append(f"borderline.cohorts.{name} is missing")
+            else:
+                self.fields(values[name], BORDERLINE_COHORT, f"borderline.cohorts.{name}")
 
     def cohort_names(self, cohorts: object) -> list[str]:
         if not isinstance(cohorts, list):

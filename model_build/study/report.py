@@ -87,6 +87,7 @@ def render(results: dict, cohort: Cohort, tables: dict[str, pd.DataFrame], figur
                 "95% Wilson interval. Predictive values depend on the share with sarcopenia in the cohort.")
             + _two_by_two(results, tables["two_by_two"])
             + html.figures(figures["roc"], side_by_side=True)),
+        html.Section("borderline", "Borderline results on the device", _borderline(results, tables)),
         html.Section("comparisons", "Model comparisons", html.table(
             t("comparisons"), "Paired DeLong tests on the same participants; P values unadjusted.")),
         html.Section("calibration", "Calibration", _calibration_caution(results) + html.table(
@@ -149,6 +150,25 @@ def _two_by_two(results: dict, frame: pd.DataFrame) -> str:
             + html.tables_side_by_side([(f"{cohort} ({results['evaluation'][cohort]})",
                                          frame[frame["Cohort"] == cohort].drop(columns="Cohort"))
                                         for cohort in results["cohorts"]]))
+
+
+def _borderline(results: dict, tables: dict[str, pd.DataFrame]) -> str:
+    block = results.get("borderline")
+    if not block:
+        return html.table(None, "Not applicable: no image model in this study (the device runs one).")
+    rule = block["rule"]
+    return (html.paragraph(
+        f"The device does not read its decision off the point: it calls a result borderline (\"repeat the scan\") "
+        f"when the {format_number(100 * rule['level'], 0)}% interval of the probability straddles the threshold. "
+        f"The interval comes from the spread of the log-odds of the frames, of which at most "
+        f"{rule['independent_frames']} count as independent views"
+        + (", widened by the evidential uncertainty" if rule["evidence"] else "")
+        + f" (sarco_core/screening.py). Here the same function is applied to the {block['model']} model's "
+        "participants, with their images in place of a session's frames. Decided calls: the results a team acts "
+        "on (borderline ones are scanned again); borderline referred: every borderline result sent on for "
+        "assessment, the most cautious reading.")
+            + html.table(tables.get("borderline"), "Shares with 95% Wilson intervals; sensitivity and "
+                         "specificity at the threshold alone are in the table above."))
 
 
 def _calibration_caution(results: dict) -> str:

@@ -30,6 +30,7 @@ from model_build.models.branch import ImageBranch
 from model_build.models.data import ImageLibrary, data_hash, tabular_columns
 from model_build.models.train import Trainer
 from model_build.models.training_data import available_modalities, read_library
+from model_build.study import borderline
 from model_build.study import results as study_results
 from model_build.study.design import (StudyError, StudyOptions, assign_folds, combined_models, modalities_of,
                                       select_model)
@@ -111,7 +112,7 @@ class Study:
             test_rows = self.development[self.fold_of == fold]
             for name in names:
                 trainer = self._train(name, fold, train_rows)
-                table = trainer.predict(test_rows)
+                table = self._with_spread(name, fold, trainer.predict(test_rows))
                 table["fold"] = fold
                 table["threshold"] = trainer.threshold["value"]
                 parts[name].append(table)
@@ -127,7 +128,7 @@ class Study:
         for name in names:
             trainer = self._train(name, None, self.development, bundle=self.work / "bundles" / name)
             for cohort, rows in self.others.items():
-                table = trainer.predict(rows)
+                table = self._with_spread(name, None, trainer.predict(rows))
                 table["threshold"] = trainer.threshold["value"]
                 self.predictions[name][cohort] = self._annotate(table, rows)
             self.progress.advance(task)
@@ -152,6 +153,13 @@ class Study:
         if bundle is None:
             shutil.rmtree(where)
         return trainer
+
+    def _with_spread(self, name: str, fold: int | None, table: pd.DataFrame) -> pd.DataFrame:
+        """The image model's per-image spread (the device's borderline rule reads it)."""
+        if name != borderline.MODEL:
+            return table
+        readout = "evidential" if self.options.fusion == "evidential" else "softmax"
+        return borderline.add_spread(table, self.branches[fold], readout)
 
     def _annotate(self, table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
         """Add cohort, center, the decision and whether the participant is a complete case."""
@@ -204,6 +212,8 @@ class Study:
             "selected_model": selection["selected"],
             **({"oracle": study_results.oracle_by_cohort(truth, self.predictions[models[0]])} if truth is not None
                else {}),
+            **({"borderline": borderline.summary(self.predictions[borderline.MODEL])}
+               if borderline.MODEL in self.predictions else {}),
         }
 
     def int8(self, results: dict) -> None:

@@ -29,6 +29,7 @@ from model_build.study.formatting import (
     format_number,
     format_p,
     format_percent,
+    format_proportion,
 )
 from model_build.study.inputs import CLASSES, DEVELOPMENT, complete_cases, focus_models, labelled
 from model_build.study.operating import SHARE_HEADER, Counts, Predictions, operating_point_table, two_by_two_table
@@ -217,6 +218,24 @@ def int8_table(results: dict) -> pd.DataFrame | None:
                                        "Decisions flipped"])
 
 
+def borderline_table(results: dict) -> pd.DataFrame | None:
+    """The device's calls per cohort: the share of borderline results, and sensitivity and
+    specificity of the calls a team acts on, then with every borderline result referred."""
+    block = results.get("borderline")
+    if not block:
+        return None
+    rows = []
+    for cohort in results["cohorts"]:
+        c = block["cohorts"][cohort]
+        cases, others = c["tp"] + c["fn"] + c["borderline_cases"], c["n"] - c["tp"] - c["fn"] - c["borderline_cases"]
+        rows.append([cohort, str(c["n"]), format_proportion(c["borderline"], c["n"]),
+                     format_proportion(c["tp"], c["tp"] + c["fn"]), format_proportion(c["tn"], c["tn"] + c["fp"]),
+                     format_proportion(c["tp"] + c["borderline_cases"], cases), format_proportion(c["tn"], others)])
+    return pd.DataFrame(rows, columns=["Cohort", "n", "Borderline (95% CI)", "Sensitivity, decided calls",
+                                       "Specificity, decided calls", "Sensitivity, borderline referred",
+                                       "Specificity, borderline referred"])
+
+
 def oracle_table(results: dict) -> pd.DataFrame | None:
     oracle = results.get("oracle")
     if not oracle:
@@ -298,6 +317,7 @@ def build_tables(results: dict, predictions: Predictions, cohort: Cohort) -> dic
         "operating_point": operating_point_table(results, predictions),
         "two_by_two": two_by_two_table(results, predictions),
         "oracle": oracle_table(results),
+        "borderline": borderline_table(results),
         "comparisons": comparisons_table(results["comparisons"]),
         "calibration": calibration_table(results, predictions),
         "contributions": contributions_table(results),

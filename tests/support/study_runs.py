@@ -13,6 +13,7 @@ from scipy.special import expit
 
 from model_build.cohort import Cohort, load_cohort
 from model_build.stats import auc_ci, compare_auc, roc_auc, youden_threshold
+from model_build.study import borderline
 from model_build.study.report import write_report
 from testkit.cohort_factory import SCHEMA, make_cohort, read_rows, write_csv
 
@@ -84,6 +85,7 @@ def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) ->
     models: dict = {name: {"modalities": name.split("+"), "bundle": f"bundles/{name}"} for name in names}
     details: dict = {}
     oracle = {}
+    spread_rng, spread = np.random.default_rng([seed, 18]), {}
     for cohort_name in COHORTS:
         rows = (participants["cohort"] == cohort_name).to_numpy()
         y = y_all[rows]
@@ -105,6 +107,10 @@ def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) ->
                     frame[f"contribution_{m}"] = shares[:, index]
             for m in parts:
                 frame[f"probability_{m}"] = expit(latent[m][rows])
+            if name == borderline.MODEL:  # the per-image spread the runner adds (its own draws)
+                frame["logit_sd"] = spread_rng.uniform(0.1, 1.5, rows.sum())
+                frame["n_images"] = spread_rng.integers(1, 4, rows.sum())
+                spread[cohort_name] = frame
             path = run / "predictions" / name / f"{cohort_name}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
             frame.to_csv(path, index=False)
@@ -162,6 +168,7 @@ def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) ->
         "oracle": oracle,
         "timings": {"total_seconds": 12.5, "stages": {"cross_validation": 10.0, "refit": 2.5}},
     }
+    results["borderline"] = borderline.summary(spread)
     if details:
         results["contribution_details"] = details
     if len(names) > 1:

@@ -276,7 +276,7 @@ def test_image_only_cohort_with_int8_skipped(tmp_path: Path) -> None:
     assert "Not applicable: every model uses one data type." in text and 'id="gradcam"' not in text
     tables = {p.stem for p in (tmp_path / "run" / "tables").iterdir()}
     assert tables == {"characteristics", "performance", "operating_point", "two_by_two", "oracle", "calibration",
-                      "by_center", "by_sex", "selection"}
+                      "by_center", "by_sex", "selection", "borderline"}
     characteristics = pd.read_csv(tmp_path / "run" / "tables" / "characteristics.csv", dtype=str)
     assert not characteristics["Characteristic"].str.startswith("albumin").any()  # undeclared: not shown
     assert characteristics.set_index("Characteristic").loc["age (years), mean ± SD", "Role"] == "not an input"

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from model_build.commands import study as study_command
 from model_build.models.train import Trainer
+from model_build.study import borderline
 from model_build.study.design import StudyError, StudyOptions, assign_folds, combined_models, select_model
 from model_build.study.inputs import check_results
 from model_build.study.runner import run_study
@@ -134,6 +135,7 @@ def test_tables_only_study_is_complete_and_deterministic(recorded_run, tables_co
     assert list(results["models"]) == ["clinical", "lab", "clinical+lab"]
     assert results["models"]["clinical"]["development"]["n"] == 16
     assert results["int8"] is None and "no images" in results["int8_skipped"]
+    assert "borderline" not in results  # no image model: nothing a device would run
     assert {c["why"] for c in results["comparisons"]} >= {"multimodal vs other", "monomodal pair"}
     assert all(0.0 <= c["p"] <= 1.0 for c in results["comparisons"])
     for klass in ("sarcopenia", "non_sarcopenia"):
@@ -179,6 +181,13 @@ def test_image_only_study_ends_with_a_verified_int8_bundle(image_run: Path) -> N
     assert (image_run / "figures" / "gradcam.png").is_file()
     page = (image_run / "report.html").read_text()
     assert "INT8" in page and "Grad-CAM" in page
+    # the device's borderline rule on every cohort, recomputed from the prediction files
+    tables = {name: pd.read_csv(image_run / "predictions" / "image" / f"{name}.csv")
+              for name in results["cohorts"]}
+    assert all((table["n_images"] >= 1).all() and table["logit_sd"].notna().all()
+               for table in tables.values())
+    assert borderline.summary(tables) == results["borderline"]
+    assert "Borderline results on the device" in page
 
 
 def test_the_demo_replays_a_recording_on_the_edge_app(image_run: Path, image_cohort: Path, tmp_path: Path) -> None:

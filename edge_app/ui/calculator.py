@@ -64,8 +64,7 @@ def categories(entries: dict[str, str]) -> list[str]:
 
 
 def draw_criteria(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -> None:
-    m = canvas.u(10)
-    x0, y0, x1, y1 = m, canvas.u(54) + m, canvas.width - m, canvas.height - m
+    x0, y0, x1, y1 = canvas.body
     entries, split = screen.criteria, int(canvas.width * 0.56)
     rows = [("sex", "Sex", ""), *FIELDS, ("asmi_method", "ASMI by", "")]
     row_h = (y1 - y0 - canvas.u(6) * (len(rows) - 1)) // len(rows)

@@ -30,6 +30,8 @@ AMBER = (0, 190, 255)  # RGB 255,190,0: black text on it
 RED = (20, 20, 170)  # RGB 170,20,20: white text on it
 BLUE = (170, 70, 20)  # RGB 20,70,170: white text on it (the primary button)
 
+TOP_BAR = 54  # for 480 lines: the bar over every screen (its Status button is a touch target)
+MARGIN = 10
 MIN_TEXT = 14  # capital height (for 480 lines): about 2.7 mm on a 7-inch 800x480 screen
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive)
 
@@ -93,6 +95,12 @@ class Canvas:
 
     def u(self, value: float) -> int:
         return int(round(value * self.unit))
+
+    @property
+    def body(self) -> Box:
+        """The screen below the top bar, inside the margins."""
+        m = self.u(MARGIN)
+        return m, self.u(TOP_BAR) + m, self.width - m, self.height - m
 
     def fill(self, box: Box, colour: tuple[int, int, int]) -> None:
         cv2.rectangle(self.image, box[:2], (box[2] - 1, box[3] - 1), colour, -1)

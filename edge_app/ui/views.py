@@ -77,7 +77,7 @@ def _idle(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -> None
     split = int(canvas.width * 0.66)
     canvas.fill((x0, y0, split, y0 + field_h), WHITE)
     canvas.text("ID", x0 + canvas.u(10), y0 + canvas.u(22), 20, BLACK, WHITE)
-    typed = screen.typed_id + "_"
+    typed = screen.typed_id + "|"  # a cursor no screening id can contain ("_" can)
     canvas.text(typed, x0 + canvas.u(56), y0 + canvas.u(14), 34, BLACK, WHITE, bold=True,
                 max_width=split - x0 - canvas.u(66))
     canvas.button("start", "Start", (split + gap, y0, x1, y0 + field_h), primary=True,

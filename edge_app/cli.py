@@ -24,6 +24,7 @@ from edge_app.deploy.layout import DEFAULT_CONFIG
 from edge_app.deploy.sdnotify import service_notifications
 from edge_app.inference import BACKENDS, BackendError
 from edge_app.logs import LEVELS, setup_logging
+from edge_app.ui.words import CALLS
 from sarco_core.cli import CliConsole, command_group, old_option_name, renamed_option
 from sarco_core.bundle import BundleError
 from sarco_core.errors import SarcoError, reportable
@@ -52,7 +53,7 @@ def _say_where(config) -> None:  # noqa: ANN001
     if unnamed and not config.mqtt.broker:
         console.print(f"[yellow]no {' or '.join(unnamed)} name given[/]: results are labelled "
                       f"{escape(repr(UNNAMED))} and stay on this machine (give --site and "
-                      "--device, or set them in [device], to publish)")
+                      "--device, or set them in \\[device], to publish)")
     console.print(f"results, outbox and snapshots in {escape(config.device.data_dir)}")
 
 
@@ -183,10 +184,13 @@ def replay(
 def _report(result: dict, stats, seconds: float, queued: int,  # noqa: ANN001
             waiting: str | None) -> None:
     """``waiting``: why results stay queued (None: no broker configured)."""
-    probability = result["probability"]
+    probability, screen = result["probability"], result.get("screen") or {}
+    headline, meaning, _ = CALLS[screen.get("call", "rescan")]
+    interval = (f" ({screen['level']:.0%} interval {screen['low']:.3f} to {screen['high']:.3f})"
+                if screen.get("low") is not None else "")
     console.print(
-        f"[bold]{result['decision']}[/]  probability "
-        f"{'--' if probability is None else f'{probability:.3f}'}  threshold "
+        f"[bold]{headline}[/]: {meaning} ({result['decision']})  probability "
+        f"{'--' if probability is None else f'{probability:.3f}'}{interval}  threshold "
         f"{result['threshold']:.3f}  usable frames {result['usable_frames']}/"
         f"{result['processed_frames']}  ({stats.frames / max(seconds, 1e-9):.1f} fps processed)")
     console.print(f"result id {result['result_id']}")

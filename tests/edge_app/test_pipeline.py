@@ -366,7 +366,8 @@ def test_replay_keeps_results_in_the_users_data_folder_and_says_so(video, bundle
     assert list(work_tree.iterdir()) == []
     (result,) = ResultLog(tmp_path / "xdg" / "sarco-edge" / "results.jsonl").read()
     assert (result["site"], result["device"]) == ("unnamed", "unnamed")
-    assert "no site or device name given" in done.stdout
+    assert "no site or device name given" in done.stdout and "set them in [device]" in done.stdout
+    assert "Screen " in done.stdout and "interval" in done.stdout  # the call in words
     assert str(tmp_path / "xdg" / "sarco-edge") in done.stdout
 
 

@@ -21,6 +21,7 @@ from edge_app.config import EdgeConfig, load_config
 from edge_app.display import snapshot_stem
 from edge_app.locallog import ResultLog
 from edge_app.stages import device_preprocessor
+from edge_app.ui.words import CALLS
 from sarco_core.bundle import load_device_bundle
 from sarco_core.imaging.pixels import box_iou, crop, to_grey, to_grey_u8
 from sarco_core.imaging.region import find_scan_region
@@ -367,7 +368,7 @@ def test_replay_keeps_results_in_the_users_data_folder_and_says_so(video, bundle
     (result,) = ResultLog(tmp_path / "xdg" / "sarco-edge" / "results.jsonl").read()
     assert (result["site"], result["device"]) == ("unnamed", "unnamed")
     assert "no site or device name given" in done.stdout and "set them in [device]" in done.stdout
-    assert "Screen " in done.stdout and "interval" in done.stdout  # the call in words
+    assert CALLS[result["screen"]["call"]][0] in done.stdout  # the call in the screen's words
     assert str(tmp_path / "xdg" / "sarco-edge") in done.stdout
 
 

@@ -93,3 +93,19 @@ def test_the_data_folder_is_the_users_data_folder_never_the_current_one(tmp_path
     path = tmp_path / "edge.toml"
     path.write_text('[device]\ndata_dir = "/var/lib/sarco-edge"\n')
     assert load_config(path).device.data_dir == "/var/lib/sarco-edge"
+
+
+def test_the_protocols_muscles_and_the_borderline_rule_are_read_and_checked(tmp_path) -> None:
+    path = tmp_path / "edge.toml"
+    path.write_text('[session]\nmuscles = ["rectus_femoris", "gastrocnemius"]\n'
+                    'borderline_level = 0.8\nindependent_frames = 5\n')
+    session = load_config(path).session
+    assert session.muscles == ("rectus_femoris", "gastrocnemius")
+    assert (session.rule.level, session.rule.independent_frames, session.rule.evidence) == \
+        (0.8, 5, False)
+    path.write_text("[session]\nmuscles = [1, 2]\n")
+    with pytest.raises(ConfigError, match="should be a list of strings"):
+        load_config(path)
+    path.write_text("[session]\nborderline_level = 1.5\n")
+    with pytest.raises(ConfigError, match="borderline_level"):
+        load_config(path)

@@ -18,6 +18,9 @@ from any segmentation (dataset 4's coordinates are in an unknown crop and possib
 left out). Time per frame (p50/p95, one OpenCV thread) is printed for those real frames and
 for a 256x256 synthetic band, the model's input size.
 
+Last, the DL_Track masks (``dl-track-aponeuroses``, when present) through the band conversion:
+bands per mask, the statuses of the geometry on the converted labels, and its time per frame.
+
 Needs pandas and openpyxl (the workstation install) to read the .xlsx sheets.
 """
 
@@ -28,13 +31,14 @@ import csv
 import itertools
 import re
 import time
+from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from sarco_core.imaging import find_scan_region, to_grey_u8
-from sarco_core.measure import DEEP, SUPERFICIAL, measure, pennation_angle
+from sarco_core.measure import DEEP, SUPERFICIAL, find_bands, labels_from_bands, measure, pennation_angle
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COLUMNS = {  # normalised name -> the spellings the observers' sheets use (lower case)
@@ -172,6 +176,26 @@ def synthetic_band_times(repeats: int = 200) -> list[float]:
     return times
 
 
+def dl_track_masks(data: Path) -> None:
+    root = data / "dl-track-aponeuroses"
+    if not (root / "index.csv").is_file():
+        print(f"dl-track-aponeuroses: absent under {data}")
+        return
+    bands, statuses, times = Counter(), Counter(), []
+    with (root / "index.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        mask = cv2.imread(str(root / row["mask"]), cv2.IMREAD_GRAYSCALE)
+        grey = cv2.imread(str(root / row["image"]), cv2.IMREAD_GRAYSCALE)
+        bands[len(find_bands(mask))] += 1
+        labels = labels_from_bands(mask)
+        started = time.perf_counter()
+        statuses[measure(grey, labels).status] += 1
+        times.append(time.perf_counter() - started)
+    print(f"dl-track-aponeuroses: {len(rows)} masks; bands per mask {dict(sorted(bands.items()))}; "
+          f"geometry statuses {dict(statuses.most_common())}; time per frame (native size) {_ms(times)}")
+
+
 def _ms(times: list[float]) -> str:
     return f"p50 {1e3 * np.median(times):.1f} ms, p95 {1e3 * np.percentile(times, 95):.1f} ms (n={len(times)})"
 
@@ -219,6 +243,7 @@ def main() -> None:
                       f"|fascicle angle - observers' mean alpha| median {np.median(np.abs(errors)):.2f} deg, "
                       f"p90 {np.percentile(np.abs(errors), 90):.2f} deg, bias {np.mean(errors):+.2f} deg")
                 print(f"  geometry time per frame ({grey_size(images)}): {_ms(times)}")
+    dl_track_masks(args.data)
     print(f"geometry time per frame, 256x256 synthetic band: {_ms(synthetic_band_times())}")
     if args.csv and per_image_rows:
         with args.csv.open("w", newline="") as handle:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from sarco_core.measure.labels import check_labels
-from sarco_core.measure.thickness import ApoEdges, muscle_band
+from sarco_core.measure.thickness import ApoEdges, aponeurosis_edges, band_crop
 
 ECHO_CAVEAT = ("Echo intensity depends on the scanner, preset (gain, dynamic range, grey map, filters), depth, "
                "probe tilt and pressure, and subcutaneous fat: compare it only within one scanner and preset.")
@@ -31,7 +31,11 @@ def echo_intensity(grey_u8: np.ndarray, labels: np.ndarray, edges: ApoEdges | No
                          f"{getattr(grey_u8, 'dtype', type(grey_u8).__name__)} {getattr(grey_u8, 'shape', '')}")
     if grey_u8.shape != labels.shape:
         raise ValueError(f"grey image {grey_u8.shape} and labels {labels.shape} differ in size")
-    band = muscle_band(labels, edges)
+    if edges is None:
+        edges, _ = aponeurosis_edges(labels)
+    if edges is None:
+        return None
+    top, left, band = band_crop(edges)
     if not band.any():
         return None
-    return float(grey_u8[band].mean(dtype=np.float64))
+    return float(grey_u8[top:top + band.shape[0], left:left + band.shape[1]][band].mean(dtype=np.float64))

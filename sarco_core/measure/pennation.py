@@ -28,8 +28,11 @@ no learned model, numpy + OpenCV only):
 5. The pennation angle is the acute angle between that orientation and the deep aponeurosis'
    line, so it does not depend on which way round the probe is held.
 
-Not measured (``None``) when the eroded band holds too few pixels or no peak stands out of the
-trend by 10 % (no fascicles visible). Known limits: curved fascicles get one (the dominant)
+Not measured (``None``) when the eroded band holds too few pixels (300), is flat (texture below
+1 grey level rms) or no peak stands out of the trend by 10 %. That last check only rejects a
+flat profile: pure speckle usually passes it with a chance peak, so frames without visible
+fascicles can get a spurious angle; the quality gate, the aponeurosis check before it and the
+session's median are the defences, and a confidence that tells the two apart is still to come. Known limits: curved fascicles get one (the dominant)
 angle; fascicles closer than 5 degrees to the deep aponeurosis, or beyond 80, are not found;
 another regular texture crossing the band (a vessel, an intramuscular septum) can win the peak.
 Validation against the TimTrack observers: docs/measurements.md.
@@ -44,7 +47,7 @@ import cv2
 import numpy as np
 
 from sarco_core.measure.labels import check_labels
-from sarco_core.measure.thickness import ApoEdges, aponeurosis_edges, muscle_band
+from sarco_core.measure.thickness import ApoEdges, aponeurosis_edges, band_crop
 
 OK = "ok"
 NO_DEEP_LINE = "no_deep_aponeurosis_line"
@@ -58,6 +61,7 @@ MIN_PIXELS = 300          # eroded band pixels needed to measure
 MIN_ANGLE, MAX_ANGLE = 5.0, 80.0   # degrees either side of the deep aponeurosis searched
 PEAK_SIGMA, TREND_SIGMA = 2.0, 10.0  # degrees: smoothing of the profile, and of its trend
 MIN_PROMINENCE = 0.10     # the peak must stand this far (relative) above the trend
+MIN_TEXTURE = 1.0         # grey levels (rms about the mean): below it the band is flat
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,15 @@ def fascicle_orientation(grey: np.ndarray, region: np.ndarray, reference_deg: fl
     if rows.size == 0:
         return None
     top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
-    crop = grey[top:bottom, left:right].astype(np.float32)
-    inside = region[top:bottom, left:right].astype(np.uint8)
+    return _orientation(grey[top:bottom, left:right], region[top:bottom, left:right], reference_deg)
+
+
+def _orientation(grey: np.ndarray, region: np.ndarray, reference_deg: float) -> tuple[float, float] | None:
+    """:func:`fascicle_orientation` on a crop already cut to the region's bounding box."""
+    if not region.any():
+        return None
+    crop = grey.astype(np.float32)
+    inside = region.astype(np.uint8)
     scale = min(1.0, float(np.sqrt(MAX_PIXELS / crop.size)))
     if scale < 1.0:
         size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
@@ -110,6 +121,8 @@ def fascicle_orientation(grey: np.ndarray, region: np.ndarray, reference_deg: fl
 
     window = cv2.GaussianBlur(inside, (0, 0), TAPER_SIGMA) * inside
     tissue = (crop - float((crop * window).sum() / window.sum())) * window
+    if float(np.sqrt((tissue ** 2).sum() / window.sum())) < MIN_TEXTURE:
+        return None
     power = np.abs(np.fft.rfft2(tissue)) ** 2
     bins, weights = _orientation_bins(tissue.shape)
     profile = np.bincount(bins, weights=power.ravel()[weights], minlength=180)
@@ -144,7 +157,9 @@ def pennation_angle(grey_u8: np.ndarray, labels: np.ndarray, edges: ApoEdges | N
     deep = None if edges is None else deep_line_deg(edges)
     if deep is None:
         return PennationResult(None, None, None, None, NO_DEEP_LINE)
-    found = fascicle_orientation(grey_u8, muscle_band(labels, edges), reference_deg=deep)
+    top, left, band = band_crop(edges)
+    crop = grey_u8[top:top + band.shape[0], left:left + band.shape[1]]
+    found = _orientation(crop, band, reference_deg=deep)
     if found is None:
         return PennationResult(None, None, deep, None, NO_FASCICLES)
     fascicle, prominence = found

@@ -94,6 +94,18 @@ def muscle_thickness_px(labels: np.ndarray) -> ThicknessResult:
     return ThicknessResult(value, OK, edges.columns[keep], edges)
 
 
+def band_crop(edges: ApoEdges) -> tuple[int, int, np.ndarray]:
+    """The muscle band within its bounding box: ``(top, left, mask)``, ``mask`` covering rows
+    ``top..`` and columns ``left..`` (cheaper than a full-frame mask on a large frame)."""
+    left, right = int(edges.columns[0]), int(edges.columns[-1]) + 1
+    top = int(edges.superficial_last.min()) + 1
+    bottom = max(top, int(edges.deep_first.max()))
+    rows = np.arange(top, bottom)[:, None]
+    mask = np.zeros((bottom - top, right - left), bool)
+    mask[:, edges.columns - left] = (rows > edges.superficial_last) & (rows < edges.deep_first)
+    return top, left, mask
+
+
 def muscle_band(labels: np.ndarray, edges: ApoEdges | None = None) -> np.ndarray:
     """Boolean image of the muscle band: in each column holding both aponeuroses, the pixels
     strictly between the superficial one's last row and the deep one's first row."""
@@ -102,6 +114,6 @@ def muscle_band(labels: np.ndarray, edges: ApoEdges | None = None) -> np.ndarray
     band = np.zeros(labels.shape, bool)
     if edges is None:
         return band
-    rows = np.arange(labels.shape[0])[:, None]
-    band[:, edges.columns] = (rows > edges.superficial_last) & (rows < edges.deep_first)
+    top, left, mask = band_crop(edges)
+    band[top:top + mask.shape[0], left:left + mask.shape[1]] = mask
     return band

@@ -1,9 +1,9 @@
 """Pennation angle: the dominant fascicle orientation in the muscle band, against the deep
 aponeurosis' line.
 
-Method: an orientation field read from the band's local power spectrum (a Fourier/Radon-type
-dominant-orientation estimate, the family of UltraTrack's and TimTrack's fascicle-angle steps;
-no learned model, numpy + OpenCV only):
+Method: an orientation field read from the band's power spectrum (a Fourier/Radon-type
+dominant-orientation estimate, like TimTrack's Hough-based fascicle angle a search over line
+directions; no learned model, numpy + OpenCV only):
 
 1. The deep aponeurosis' line: a robust straight-line fit (``cv2.fitLine``, Huber distance) to
    its first row in every column that holds both aponeuroses (the edge that faces the muscle).
@@ -24,12 +24,12 @@ no learned model, numpy + OpenCV only):
    elongation of speckle that B-mode's poorer lateral resolution causes) is not fascicles, nor is
    near-vertical power (acoustic shadows). Subtracting the trend keeps the fascicle peak from
    being pulled toward that strong along-aponeurosis power, which biased a plain maximum (and a
-   structure-tensor estimate, tried first) by 10-30 degrees on real scans.
+   structure-tensor estimate, tried first) by 10-30 degrees on real scans (docs/measurements.md).
 5. The pennation angle is the acute angle between that orientation and the deep aponeurosis'
    line, so it does not depend on which way round the probe is held.
 
 Not measured (``None``) when the eroded band holds too few pixels (300), is flat (texture below
-1 grey level rms) or no peak stands out of the trend by 10 %. That last check only rejects a
+1 grey level rms) or no peak stands out of the trend by 2 %. That last check only rejects a
 flat profile: pure speckle usually passes it with a chance peak, so frames without visible
 fascicles can get a spurious angle; the quality gate, the aponeurosis check before it and the
 session's median are the defences, and a confidence that tells the two apart is still to come. Known limits: curved fascicles get one (the dominant)
@@ -60,7 +60,7 @@ PERIODS = (4.0, 30.0)     # px, the fascicle spacings the spectrum is read over
 MIN_PIXELS = 300          # eroded band pixels needed to measure
 MIN_ANGLE, MAX_ANGLE = 5.0, 80.0   # degrees either side of the deep aponeurosis searched
 PEAK_SIGMA, TREND_SIGMA = 2.0, 10.0  # degrees: smoothing of the profile, and of its trend
-MIN_PROMINENCE = 0.10     # the peak must stand this far (relative) above the trend
+MIN_PROMINENCE = 0.02     # the peak must stand this far (relative) above the trend
 MIN_TEXTURE = 1.0         # grey levels (rms about the mean): below it the band is flat
 
 

@@ -59,7 +59,7 @@ def check_labels(labels: np.ndarray) -> np.ndarray:
         raise ValueError(f"labels must be a 2-D array, got {getattr(labels, 'shape', type(labels).__name__)}")
     if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
         raise ValueError(f"labels must be integers (0 other, 1 superficial, 2 deep), got {labels.dtype}")
-    if labels.size and int(labels.max()) > DEEP or (labels.size and int(labels.min()) < OTHER):
+    if labels.size and (int(labels.max()) > DEEP or int(labels.min()) < OTHER):
         raise ValueError(f"labels must hold only 0 (other), 1 (superficial) and 2 (deep); "
                          f"found values {sorted(int(v) for v in np.unique(labels))}")
     return labels

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import itertools
 import re
 import time
@@ -61,7 +62,8 @@ def read_observers(data: Path, dataset: int) -> dict[str, dict]:
         observer = int(re.search(r"obs(\d+)", sheet_file.name).group(1))
         for sheet, frame in pd.read_excel(sheet_file, sheet_name=None).items():
             frame.columns = [str(c).strip().lower() for c in frame.columns]
-            names = {key: next((c for c in frame.columns if c in spellings), None) for key, spellings in COLUMNS.items()}
+            names = {key: next((c for c in frame.columns if c in spellings), None)
+                     for key, spellings in COLUMNS.items()}
             for _, row in frame.iterrows():
                 name = row.iloc[0]
                 if not isinstance(name, (str, int, float)) or (isinstance(name, float) and np.isnan(name)):
@@ -86,7 +88,8 @@ def _number(value) -> bool:
 
 def _image_path(root: Path, dataset: int, sheet: str, name) -> Path | None:
     if dataset == 2:
-        folder, stem = ("jumping", "gastroc_jumping") if "jump" in sheet else ("range-of-motion", "gastroc_range_of_motion")
+        jumping = "jump" in sheet
+        folder, stem = ("jumping", "gastroc_jumping") if jumping else ("range-of-motion", "gastroc_range_of_motion")
         path = root / folder / f"{stem}_{int(float(name)):03d}.png"
     elif dataset == 3:
         name = str(name).strip()
@@ -127,7 +130,8 @@ def observer_labels(shape: tuple[int, int], box, spoint: float, dpoint: float, s
     """Label image with the observers' aponeuroses as 4-pixel bands, within the scan's columns."""
     labels = np.zeros(shape, np.uint8)
     columns = np.arange(box[0], box[2])
-    for row_at_ref, angle, label, rows in ((spoint, s_deg, SUPERFICIAL, range(-3, 1)), (dpoint, d_deg, DEEP, range(0, 4))):
+    lines = ((spoint, s_deg, SUPERFICIAL, range(-3, 1)), (dpoint, d_deg, DEEP, range(0, 4)))
+    for row_at_ref, angle, label, rows in lines:
         line = np.round(row_at_ref - np.tan(np.radians(angle)) * (columns - x_ref)).astype(int)
         for offset in rows:
             r = np.clip(line + offset, 0, shape[0] - 1)
@@ -207,11 +211,9 @@ def main() -> None:
     args = parser.parse_args()
     cv2.setNumThreads(1)
 
-    try:
-        import openpyxl  # noqa: F401  (pandas reads .xlsx through it)
-        import pandas  # noqa: F401
-    except ImportError as error:
-        print(f"observer sheets not read: {error} (install the workstation extra: pandas, openpyxl)")
+    missing = [name for name in ("pandas", "openpyxl") if importlib.util.find_spec(name) is None]
+    if missing:  # pandas reads .xlsx through openpyxl
+        print(f"observer sheets not read: {', '.join(missing)} not installed (the workstation extra has them)")
         return
     per_image_rows = []
     for dataset in (2, 3, 4):

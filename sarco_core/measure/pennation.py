@@ -32,9 +32,11 @@ Not measured (``None``) when the eroded band holds too few pixels (300), is flat
 1 grey level rms) or no peak stands out of the trend by 2 %. That last check only rejects a
 flat profile: pure speckle usually passes it with a chance peak, so frames without visible
 fascicles can get a spurious angle; the quality gate, the aponeurosis check before it and the
-session's median are the defences, and a confidence that tells the two apart is still to come. Known limits: curved fascicles get one (the dominant)
-angle; fascicles closer than 5 degrees to the deep aponeurosis, or beyond 80, are not found;
-another regular texture crossing the band (a vessel, an intramuscular septum) can win the peak.
+session's median are the defences, and a confidence that tells the two apart is still to come.
+
+Known limits: curved fascicles get one (the dominant) angle; fascicles closer than 5 degrees to
+the deep aponeurosis, or beyond 80, are not found; another regular texture crossing the band (a
+vessel, an intramuscular septum) can win the peak.
 Validation against the TimTrack observers: docs/measurements.md.
 """
 

@@ -48,7 +48,8 @@ sys.path.insert(0, str(REPO))
 from dashboard.db import make_engine, migrate  # noqa: E402
 from dashboard.models import RejectedMessage, Result  # noqa: E402
 from sarco_core.wire import schema  # noqa: E402
-from tests.mqtt_broker import DEVICE_ACL, MosquittoBroker  # noqa: E402
+from sarco_core.wire.payloads import ResultPayload, Uncertainty  # noqa: E402
+from testkit.mosquitto import DEVICE_ACL, MosquittoBroker  # noqa: E402
 
 PASSWORD = "chaos-password-1"
 SITE = "chaos"
@@ -64,18 +65,16 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 def result_payload(device: str) -> dict:
     """A plausible result ending now (the dashboard checks times against its own clock)."""
     now = time.time()
-    return {
-        "schema_version": schema.SCHEMA_VERSION, "kind": "result",
-        "result_id": str(uuid.uuid4()), "seq": 0, "session_id": str(uuid.uuid4()),
-        "site": SITE, "device": device, "screening_id": f"SCR-{uuid.uuid4().int % 10**6:06d}",
-        "started_at": schema.utc_timestamp(now - 60), "ended_at": schema.utc_timestamp(now),
-        "decision": "no_sarcopenia", "probability": 0.2, "score_logit": -1.386,
-        "threshold": 0.5, "aggregation": "mean_logit",
-        "uncertainty": {"logit_sd": 0.4, "agreement": 0.9, "dirichlet_u": None},
-        "usable_frames": 40, "processed_frames": 60, "min_usable_frames": 20,
-        "skipped": {"no_tissue": 10, "frozen": 5, "transition": 5, "no_region": 0},
-        "model": {"name": "chaos", "sha256": "c" * 64}, "app_version": "chaos",
-    }
+    return ResultPayload(
+        result_id=str(uuid.uuid4()), seq=0, session_id=str(uuid.uuid4()),
+        site=SITE, device=device, screening_id=f"SCR-{uuid.uuid4().int % 10**6:06d}",
+        started_at=now - 60, ended_at=now,
+        decision="no_sarcopenia", probability=0.2, score_logit=-1.386,
+        threshold=0.5, aggregation="mean_logit", uncertainty=Uncertainty(0.4, 0.9),
+        usable_frames=40, processed_frames=60, min_usable_frames=20,
+        skipped={"no_tissue": 10, "frozen": 5, "transition": 5, "no_region": 0},
+        model_name="chaos", model_sha256="c" * 64, app_version="chaos",
+    ).to_dict()
 
 
 @app.command("device", hidden=True)

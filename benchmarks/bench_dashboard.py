@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 
 from dashboard.db import make_engine, migrate  # noqa: E402
 from dashboard.models import Result  # noqa: E402
-from tests.mqtt_broker import MosquittoBroker  # noqa: E402
+from testkit.mosquitto import MosquittoBroker  # noqa: E402
 
 PASSWORD = "bench-password-1"
 ACL = "user dashboard\ntopic read sarco/v1/#\nuser simulator\ntopic write sarco/v1/#\n"

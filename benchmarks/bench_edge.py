@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 from edge_app.app import assemble  # noqa: E402
 from edge_app.capture import SourceSpec, video_properties  # noqa: E402
 from edge_app.config import EdgeConfig  # noqa: E402
-from tests.mqtt_broker import MosquittoBroker  # noqa: E402
+from testkit.mosquitto import MosquittoBroker  # noqa: E402
 
 SITE, DEVICE = "bench", "edge-01"
 USERS = {DEVICE: "bench-device", "dashboard": "bench-dashboard"}
@@ -98,13 +98,13 @@ def build_bundle(folder: Path) -> Path:
     if (folder / "MANIFEST.sha256").exists():
         return folder
     from model_build.models.export import export_onnx
-    from model_build.models.fusion import FusionModel, ModelConfig
+    from model_build.models.fusion import FusionModel, NetworkConfig
     from sarco_core.bundle import write_manifest
     from sarco_core.files import atomic_write, write_json
     from sarco_core.preprocess import PreprocessParams
 
     folder.mkdir(parents=True, exist_ok=True)
-    config = ModelConfig(modalities=["image"])
+    config = NetworkConfig(modalities=["image"])
     model = FusionModel(config, pretrained=True)
     export_onnx(model.image_scorer(), config.image_size, folder / "model.onnx")
     write_json(folder / "config.json", {

@@ -27,7 +27,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.cohort_factory import SCHEMA  # noqa: E402
+from testkit.cohort_factory import SCHEMA  # noqa: E402
 
 COLUMNS = ("participant_id", "cohort", "label", "center", "sex", "age", "albumin", "creatinine",
            "grip_kg", "gait_speed")

@@ -29,14 +29,14 @@ from dashboard.db import (
     require_current,
     session_factory,
 )
-from sarco_core.cli import CliConsole, command_group, print_error
+from sarco_core.cli import CliConsole, CommandGroup, command_group
+from sarco_core.errors import CommandFailed
 from sarco_core.progress import CommandProgress
 from sarco_core.wire.broker import BrokerSettings, read_password_file
 
 app = command_group("sarco-dashboard", "Central dashboard of the sarco screening fleet.")
-user_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Staff accounts.")
-key_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                      help="API keys for other systems.")
+user_app = CommandGroup(help="Staff accounts.")
+key_app = CommandGroup(help="API keys for other systems.")
 app.add_typer(user_app, name="user")
 app.add_typer(key_app, name="apikey")
 
@@ -55,9 +55,10 @@ ShareGroup = Annotated[str, typer.Option(
     "use the same.")]
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    print_error(message, err)
-    return typer.Exit(code)
+def _fail(message: str, code: int = 1) -> CommandFailed:
+    """The error a command raises: exit 1 when it ran and failed, 2 when what it was given
+    cannot be used (docs/dashboard.md); printed by the command group."""
+    return CommandFailed(message, code)
 
 
 def _logging(verbose: bool = False) -> None:

@@ -47,6 +47,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sarco_core.errors import SarcoError
 from sarco_core.wire import schema
 from sarco_core.wire.broker import BrokerSettings, make_client
+from sarco_core.wire.payloads import LivePayload, ResultPayload, Uncertainty
 
 DEVICES_PER_SITE = 6
 MODELS = (  # (name, version, app version, share of the fleet, bundle version that brought it)
@@ -535,24 +536,20 @@ class FleetSimulator:
             probability = draws.probability[k]
             logit = math.log(probability / (1 - probability))
             decision = "sarcopenia" if probability >= THRESHOLD else "no_sarcopenia"
-            uncertainty = {"logit_sd": draws.logit_sd[k], "agreement": draws.agreement[k],
-                           "dirichlet_u": None}
-        payload = schema.encode("result", {
-            "schema_version": schema.SCHEMA_VERSION, "kind": "result",
-            "site": profile.site, "device": profile.device,
-            "result_id": str(uuid.UUID(bytes=ids[:16], version=4)),
-            "seq": device.results_made,
-            "session_id": device.session_id, "screening_id": device.screening_id,
-            "started_at": schema.utc_timestamp(now - draws.duration_s[k]),
-            "ended_at": schema.utc_timestamp(now),
-            "decision": decision, "probability": probability, "score_logit": logit,
-            "threshold": THRESHOLD, "aggregation": "mean_logit", "uncertainty": uncertainty,
-            "usable_frames": usable, "processed_frames": processed,
-            "min_usable_frames": MIN_USABLE_FRAMES,
-            "skipped": dict(zip(schema.SKIP_REASONS, draws.skipped[k], strict=True)),
-            "model": {"name": profile.model_name, "sha256": profile.model_sha256},
-            "app_version": profile.app_version,
-        })
+            uncertainty = Uncertainty(draws.logit_sd[k], draws.agreement[k])
+        payload = schema.encode("result", ResultPayload(
+            result_id=str(uuid.UUID(bytes=ids[:16], version=4)),
+            session_id=device.session_id, site=profile.site, device=profile.device,
+            screening_id=device.screening_id,
+            started_at=now - draws.duration_s[k], ended_at=now,
+            decision=decision, probability=probability, score_logit=logit,
+            threshold=THRESHOLD, aggregation="mean_logit", uncertainty=uncertainty,
+            usable_frames=usable, processed_frames=processed,
+            min_usable_frames=MIN_USABLE_FRAMES,
+            skipped=dict(zip(schema.SKIP_REASONS, draws.skipped[k], strict=True)),
+            model_name=profile.model_name, model_sha256=profile.model_sha256,
+            app_version=profile.app_version, seq=device.results_made,
+        ).to_dict())
         return payload, draws.resend[k]
 
     def _publish_live(self, device: _Device) -> None:
@@ -564,16 +561,15 @@ class FleetSimulator:
         passed = draws.passed[k]
         probability = draws.probability[k] if passed else None
         elapsed = time.monotonic() - self._started
-        self._publish(device, "live", schema.encode("live", {
-            "schema_version": schema.SCHEMA_VERSION, "kind": "live",
-            "site": profile.site, "device": profile.device,
-            "session_id": device.session_id or str(uuid.UUID(int=profile.index, version=4)),
-            "screening_id": device.screening_id
+        self._publish(device, "live", schema.encode("live", LivePayload(
+            site=profile.site, device=profile.device,
+            session_id=device.session_id or str(uuid.UUID(int=profile.index, version=4)),
+            screening_id=device.screening_id
             or f"SCR-{self._run_tag}-{profile.index + 1:03d}-000000",
-            "frame": device.frames_processed + int(elapsed * profile.fps),
-            "captured_at": schema.utc_timestamp(time.time()),
-            "quality": "ok" if passed else schema.SKIP_REASONS[draws.reason[k]],
-            "probability": probability, "smoothed_probability": probability,
-            "usable_frames": draws.usable_frames[k],
-            "fps": draws.fps[k],
-        }), qos=0)
+            frame=device.frames_processed + int(elapsed * profile.fps),
+            captured_at=time.time(),
+            quality="ok" if passed else schema.SKIP_REASONS[draws.reason[k]],
+            probability=probability, smoothed_probability=probability,
+            usable_frames=draws.usable_frames[k],
+            fps=draws.fps[k],
+        ).to_dict()), qos=0)

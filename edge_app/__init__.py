@@ -1,5 +1,5 @@
 """Point-of-care device side: frames from the scanner -> quality gate -> preprocessing ->
-inference (TensorRT / ONNX Runtime) -> readout and MQTT.
+inference (TensorRT / ONNX Runtime) -> session -> display, local log and MQTT.
 
 Kept light on purpose: numpy, OpenCV, ONNX Runtime / TensorRT and paho-mqtt only. It never
 imports torch, ``model_build`` or ``dashboard``; what it shares with training, calibration and

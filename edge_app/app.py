@@ -1,5 +1,6 @@
-"""Assembling the pipeline from a config: bundle, backend, source, display, outbox, MQTT,
-and what the status topic reports about the device (health telemetry, the last update).
+"""Assembling the pipeline from a config: bundle, backend, source, outbox, MQTT and what the
+status topic reports about the device (health telemetry, the last update) in ``assemble``;
+the pipeline's stages and sinks, wired in one place, in ``compose``.
 
 Kept apart from the command line so tests and the benchmark build exactly what ``sarco-edge``
 runs.
@@ -19,15 +20,21 @@ from edge_app.deploy.layout import DEFAULT_CONFIG, DeviceLayout
 from edge_app.deploy.telemetry import AppMetrics, TegrastatsMonitor, status_extras
 from edge_app.deploy.update import write_request
 from edge_app.display import SnapshotWriter, WindowDisplay
-from edge_app.inference import load_backend
+from edge_app.inference import InferenceBackend, load_backend
 from edge_app.locallog import ResultLog
 from edge_app.mqtt.link import MqttLink
 from edge_app.mqtt.outbox import Outbox
-from edge_app.pipeline import EdgePipeline, Sinks
+from edge_app.pipeline import EdgePipeline
+from edge_app.session import LiveSmoother, SessionAggregator, SessionStage
+from edge_app.sinks import DisplaySink, LocalLogSink, MqttSink, Sink
+from edge_app.stages import Inference, PipelineStats, ScanGate
 from sarco_core import __version__
-from sarco_core.bundle import load_device_bundle
+from sarco_core.bundle import DeviceBundle, load_device_bundle
 from sarco_core.errors import SarcoError
+from sarco_core.imaging.tracker import ScanRegionTracker
 from sarco_core.quality import QualityGate
+from sarco_core.readout import ProbabilityReadout
+from sarco_core.region_watch import RegionWatch
 from sarco_core.update import DeployError
 from sarco_core.wire.broker import BrokerSettings
 
@@ -49,7 +56,7 @@ class EdgeApp:
     def replay_session(self, screening_id: str) -> dict:
         """A file from its first frame to its last as one session; returns the result."""
         if not self.pipeline.start_session(screening_id):
-            raise SetupError(self.pipeline.readout.notice)
+            raise SetupError(self.pipeline.screen.notice)
         self.pipeline.run()
         result = self.pipeline.end_session()
         assert result is not None  # the session started above
@@ -68,7 +75,7 @@ class EdgeApp:
         if self.outbox is not None:
             queued = len(self.outbox)
             self.outbox.close()
-        self.pipeline.sinks.display.close()
+        self.pipeline.close()
         return queued
 
 
@@ -103,19 +110,7 @@ def assemble(config: EdgeConfig, source: SourceSpec, realtime: bool = True,
                                           "sha256": bundle.model_sha256},
                                 **extras()},
                             status_interval_s=config.mqtt.status_interval_s)
-        display = _display(config, data_dir)
-        pipeline = EdgePipeline(
-            bundle, backend, grabber,
-            Sinks(display, ResultLog(data_dir / "results.jsonl"), link, outbox),
-            site=config.device.site, device=config.device.device,
-            gate=QualityGate(config.quality),
-            aggregation=config.session.aggregation,
-            min_usable_frames=config.session.min_usable_frames,
-            smoothing_s=config.session.smoothing_s,
-            region_recheck_frames=config.session.region_recheck_frames,
-            live_interval_s=config.mqtt.live_interval_s,
-            mm_per_pixel=config.capture.mm_per_pixel or None,
-        )
+        pipeline = compose(config, bundle, backend, grabber, data_dir, link, outbox)
     except BaseException:
         grabber.stop()  # release the camera or file before reporting
         raise
@@ -127,6 +122,29 @@ def assemble(config: EdgeConfig, source: SourceSpec, realtime: bool = True,
         "event": "ready", "backend": backend.name, "source": source.describe(),
         "model": bundle.model_name, "broker": config.mqtt.broker or None})
     return EdgeApp(pipeline, link, outbox, data_dir, monitor)
+
+
+def compose(config: EdgeConfig, bundle: DeviceBundle, backend: InferenceBackend,
+            grabber: FrameGrabber, data_dir: Path, link: MqttLink | None = None,
+            outbox: Outbox | None = None) -> EdgePipeline:
+    """The pipeline's stages built from ``config`` and wired, in one place (as a Holoscan
+    application's ``compose()``): source -> scan gate -> inference -> session -> sinks. The
+    sinks get each frame and result in the order listed: MQTT, the local log, the display."""
+    site, device = config.device.site, config.device.device
+    readout = ProbabilityReadout(bundle.readout)
+    stats = PipelineStats()
+    gate = ScanGate(QualityGate(config.quality), RegionWatch(
+        ScanRegionTracker(recheck_every=config.session.region_recheck_frames)))
+    inference = Inference(bundle, backend, readout, config.capture.mm_per_pixel or None)
+    sessions = SessionStage(
+        SessionAggregator(bundle.threshold, readout, config.session.aggregation,
+                          config.session.min_usable_frames),
+        LiveSmoother(config.session.smoothing_s), site, device, bundle, outbox)
+    display = DisplaySink(_display(config, data_dir), bundle.threshold, link, outbox)
+    sinks: list[Sink] = [LocalLogSink(ResultLog(data_dir / "results.jsonl")), display]
+    if link is not None:
+        sinks.insert(0, MqttSink(link, site, device, stats, config.mqtt.live_interval_s))
+    return EdgePipeline(grabber, gate, inference, sessions, display, sinks, stats)
 
 
 def _metrics(pipeline: EdgePipeline, outbox: Outbox | None) -> AppMetrics:

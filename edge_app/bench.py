@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_app.capture import SourceSpec, open_capture
 from edge_app.inference import load_backend
-from edge_app.pipeline import device_preprocessor
+from edge_app.stages import device_preprocessor
 from sarco_core.bundle import load_device_bundle
 from sarco_core.imaging.pixels import crop, to_grey_u8
 from sarco_core.imaging.region import ScanRegionNotFound, find_scan_region

@@ -11,33 +11,31 @@ import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal, NoReturn, Optional
+from typing import Literal, Optional
 
 import typer
 from rich.markup import escape
 
 from edge_app.app import SetupError, assemble
 from edge_app.capture import SourceError, SourceSpec, parse_source
-from edge_app.config import ConfigError, EdgeConfig, load_config
+from edge_app.config import load_config
 from edge_app.deploy.cli import register as register_deploy_commands
 from edge_app.deploy.layout import DEFAULT_CONFIG
 from edge_app.deploy.sdnotify import service_notifications
-from edge_app.inference import BACKENDS, BackendError
+from edge_app.inference import BACKENDS
 from edge_app.logs import LEVELS, setup_logging
-from sarco_core.bundle import BundleError
-from sarco_core.cli import (CliConsole, command_group, old_option_name, print_error,
-                                   renamed_option)
-from sarco_core.preprocess import PreprocessError
+from sarco_core.cli import CliConsole, command_group, old_option_name, renamed_option
+from sarco_core.errors import SarcoError, reportable
 
 app = command_group("sarco-edge", "Point-of-care sarcopenia screening on a scanner's video feed.")
 console = CliConsole(soft_wrap=True)  # long paths in messages stay on one line
-errors = CliConsole(stderr=True, soft_wrap=True)  # so `2>` separates them from the output
-USER_ERRORS = (ConfigError, SetupError, BundleError, SourceError, BackendError, PreprocessError,
-               ValueError, OSError)
+# what a command turns into one error line while it sets up: a SarcoError names the place and
+# the fix; OpenCV, ONNX Runtime and the file system raise ValueError and OSError with the cause
+USER_ERRORS = (SarcoError, ValueError, OSError)
 
 CONFIG = typer.Option(None, "--config", help="TOML config (docs/edge.md).")
 HEADLESS = typer.Option(None, "--headless/--window",
-                        help="Write readout snapshots instead of opening a window.")
+                        help="Write screen snapshots instead of opening a window.")
 LOG_LEVEL = typer.Option("info", "--log-level", help="Least severe log records written to stderr.")
 OLD_BUNDLE = old_option_name("--model", "--bundle")
 # systemd's watchdog (WatchdogSec=30 in jetson/sarco-edge.service) is fed only while the loop
@@ -46,22 +44,11 @@ OLD_BUNDLE = old_option_name("--model", "--bundle")
 WATCHDOG_STALL_S = 20.0
 
 
-def _fail(error: Exception) -> NoReturn:
-    print_error(error, errors)
-    raise typer.Exit(code=2)
-
 
 def _require_bundle(bundle: object, how_to_give: str) -> None:
     """Checked here rather than left to assemble(), which cannot say what each command takes."""
     if not bundle:
-        _fail(SetupError(f"no model bundle: {how_to_give}"))
-
-
-def _load(config_path: Optional[Path]) -> EdgeConfig:
-    try:
-        return load_config(config_path)
-    except ConfigError as exc:
-        _fail(exc)
+        raise SetupError(f"no model bundle: {how_to_give}")
 
 
 @contextmanager
@@ -93,7 +80,7 @@ def run(
 ) -> None:
     """Run on the live feed: sessions start and end with Enter (or an MQTT command)."""
     setup_logging(log_level)
-    config = _load(config_path)
+    config = load_config(config_path)
     _require_bundle(config.model.bundle,
                     "set [model] bundle in the config file given with --config (docs/edge.md)")
     try:
@@ -104,14 +91,14 @@ def run(
         edge = assemble(config, spec, realtime=True, loop=loop,
                         config_path=config_path or DEFAULT_CONFIG)
     except USER_ERRORS as exc:
-        _fail(exc)
+        raise reportable(exc) from None
     try:
         with _stop_on_signals(edge.pipeline), \
                 service_notifications(lambda: edge.pipeline.last_beat, WATCHDOG_STALL_S):
             edge.pipeline.run(open_timeout_s=config.capture.open_timeout_s)
     except SourceError as exc:
         edge.close()
-        _fail(exc)
+        raise reportable(exc) from None
     edge.pipeline.end_session()  # a session still open when the service stops is kept
     queued = edge.close(drain_timeout_s=config.mqtt.drain_timeout_s)
     if queued:
@@ -147,7 +134,7 @@ def replay(
     """Replay a video as one session, from the first frame to the last."""
     bundle = renamed_option(bundle, old_bundle, "--model", "--bundle")
     setup_logging(log_level)
-    config = _load(config_path)
+    config = load_config(config_path)
     _require_bundle(bundle or config.model.bundle,
                     "give --bundle BUNDLE, or set [model] bundle in the --config file")
     try:
@@ -161,14 +148,14 @@ def replay(
         edge = assemble(config, SourceSpec("file", str(video)), realtime=realtime,
                         config_path=config_path or DEFAULT_CONFIG)
     except USER_ERRORS as exc:
-        _fail(exc)
+        raise reportable(exc) from None
     started = time.monotonic()
     try:
         with _stop_on_signals(edge.pipeline):
             result = edge.replay_session(screening_id)
     except SetupError as exc:
         edge.close()
-        _fail(exc)
+        raise reportable(exc) from None
     queued = edge.close(drain_timeout_s=config.mqtt.drain_timeout_s)
     _report(result, edge.pipeline.stats, time.monotonic() - started, queued,
             edge.link.waiting_reason() if edge.link is not None else None)
@@ -213,7 +200,7 @@ def bench(
     try:
         figures = benchmark_stages(bundle, backend, engine, video, frames, threads)
     except USER_ERRORS as exc:
-        _fail(exc)
+        raise reportable(exc) from None
     console.print(f"backend {figures.backend}, {figures.frames} frames of {figures.frame_shape}")
     for stage, (p50, p95) in figures.stage_ms.items():
         console.print(f"  {stage:<12} p50 {p50:7.2f} ms   p95 {p95:7.2f} ms")

@@ -35,7 +35,7 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class EdgeModelConfig:
     bundle: str = ""
     backend: str = "auto"  # auto | tensorrt | onnx-cuda | onnx-cpu
     engine: str = ""  # TensorRT engine built on this device (optional)
@@ -91,7 +91,7 @@ class MqttConfig:
 @dataclass(frozen=True)
 class EdgeConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: EdgeModelConfig = field(default_factory=EdgeModelConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     quality: QualitySettings = field(default_factory=QualitySettings)
     session: SessionConfig = field(default_factory=SessionConfig)

@@ -1,9 +1,10 @@
-"""The readout for a small screen (800x480 by default): the scan with its region outline, the
+"""What a small screen (800x480 by default) shows: the scan with its region outline, the
 live probability, the decision, why frames are skipped, fps and connectivity.
 
-The pipeline fills a :class:`Readout` (plain data); :func:`render` draws it. A window shows it
-on the device; ``--headless`` writes snapshots instead (PNG plus the same fields as JSON, both
-replaced atomically), which is what tests and remote support look at.
+The display sink (edge_app.sinks) fills a :class:`ScreenState` (plain data); :func:`render`
+draws it. A window shows it on the device; ``--headless`` writes snapshots instead (PNG plus
+the same fields as JSON, both replaced atomically), which is what tests and remote support
+look at.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ DECISION_TEXT = {"sarcopenia": "SARCOPENIA LIKELY", "no_sarcopenia": "NO SARCOPE
 
 
 @dataclass
-class Readout:
+class ScreenState:
     """Everything the screen shows; also written as JSON next to headless snapshots."""
 
     mode: str = "idle"  # idle | session | result
@@ -50,14 +51,14 @@ class Readout:
     typed_id: str = ""  # what the operator is typing in the window
 
 
-def render(readout: Readout, frame: np.ndarray | None, size: tuple[int, int] = (800, 480)) -> \
-        np.ndarray:
-    """Draw the readout: scan on the left (letterboxed), text panel on the right."""
+def render(screen: ScreenState, frame: np.ndarray | None,
+           size: tuple[int, int] = (800, 480)) -> np.ndarray:
+    """Draw the screen: scan on the left (letterboxed), text panel on the right."""
     width, height = size
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     panel_x = int(width * 0.6)
     if frame is not None and frame.size:
-        _draw_scan(canvas[:, :panel_x], frame, readout.region)
+        _draw_scan(canvas[:, :panel_x], frame, screen.region)
     x, y = panel_x + 12, 12
     scale_unit = height / 480  # the layout is drawn for 480 lines and scaled
 
@@ -72,29 +73,29 @@ def render(readout: Readout, frame: np.ndarray | None, size: tuple[int, int] = (
             cv2.putText(canvas, line, (x, y), FONT, scale, colour, thickness, cv2.LINE_AA)
             y += baseline + int(8 * scale_unit)
 
-    text(f"ID {readout.screening_id or '-'}" if readout.mode == "session"
-         else f"Next ID: {readout.typed_id}_", WHITE, 0.6, 1)
+    text(f"ID {screen.screening_id or '-'}" if screen.mode == "session"
+         else f"Next ID: {screen.typed_id}_", WHITE, 0.6, 1)
     mode = {"idle": "Ready: Enter starts", "session": "Scanning: Enter ends",
-            "result": "Session result"}[readout.mode]
+            "result": "Session result"}[screen.mode]
     text(mode, GREY, 0.5)
-    if readout.mode == "result" and readout.result is not None:
-        _result_lines(readout, text)
+    if screen.mode == "result" and screen.result is not None:
+        _result_lines(screen, text)
     else:
-        probability = readout.probability
+        probability = screen.probability
         text("Live probability", GREY, 0.5)
         text("--" if probability is None else f"{probability:.2f}",
-             _decision_colour(probability, readout.threshold), 1.6, 3)
-        _bar(canvas, x, y, width - x - 14, probability, readout.threshold)
+             _decision_colour(probability, screen.threshold), 1.6, 3)
+        _bar(canvas, x, y, width - x - 14, probability, screen.threshold)
         y += int(24 * scale_unit)
-        if readout.mode == "session":
-            text(f"frames used {readout.usable_frames}/{readout.processed_frames}", WHITE, 0.5)
-    quality_colour = GREEN if readout.quality == "ok" else AMBER
-    text(readout.quality_message or readout.quality, quality_colour, 0.45)
-    text(f"{readout.fps:4.1f} fps", GREY, 0.5)
-    text(readout.link + (f" | {readout.queued_results} queued" if readout.queued_results else ""),
-         GREEN if readout.link_ok else AMBER, 0.45)
-    if readout.notice:
-        text(readout.notice, RED, 0.45)
+        if screen.mode == "session":
+            text(f"frames used {screen.usable_frames}/{screen.processed_frames}", WHITE, 0.5)
+    quality_colour = GREEN if screen.quality == "ok" else AMBER
+    text(screen.quality_message or screen.quality, quality_colour, 0.45)
+    text(f"{screen.fps:4.1f} fps", GREY, 0.5)
+    text(screen.link + (f" | {screen.queued_results} queued" if screen.queued_results else ""),
+         GREEN if screen.link_ok else AMBER, 0.45)
+    if screen.notice:
+        text(screen.notice, RED, 0.45)
     return canvas
 
 
@@ -109,8 +110,8 @@ def _wrap(value: str, max_width: int, scale: float, thickness: int) -> list[str]
     return lines or [""]
 
 
-def _result_lines(readout: Readout, text) -> None:  # noqa: ANN001
-    result = readout.result or {}
+def _result_lines(screen: ScreenState, text) -> None:  # noqa: ANN001
+    result = screen.result or {}
     text(f"ID {result.get('screening_id', '-')}", WHITE, 0.5)
     decision = result.get("decision", "rescan")
     colour = RED if decision == "sarcopenia" else GREEN if decision == "no_sarcopenia" else AMBER
@@ -118,7 +119,7 @@ def _result_lines(readout: Readout, text) -> None:  # noqa: ANN001
     probability = result.get("probability")
     text("probability --" if probability is None else f"probability {probability:.2f}",
          WHITE, 0.8, 2)
-    text(f"threshold {readout.threshold:.2f}", GREY, 0.5)
+    text(f"threshold {screen.threshold:.2f}", GREY, 0.5)
     uncertainty = result.get("uncertainty") or {}
     if uncertainty:
         text(f"agreement {uncertainty['agreement']:.0%}  sd {uncertainty['logit_sd']:.2f}",
@@ -160,7 +161,7 @@ def _draw_scan(area: np.ndarray, frame: np.ndarray,
 
 
 class SnapshotWriter:
-    """Headless readout: ``live.png``/``live.json`` at most every ``interval_s``, and
+    """Headless display: ``live.png``/``live.json`` at most every ``interval_s``, and
     ``result-<result_id>.png``/``.json`` for each session result."""
 
     def __init__(self, folder: Path, size: tuple[int, int] = (800, 480),
@@ -171,20 +172,20 @@ class SnapshotWriter:
         self.interval_s = interval_s
         self._last = float("-inf")
 
-    def show(self, readout: Readout, frame: np.ndarray | None) -> None:
+    def show(self, screen: ScreenState, frame: np.ndarray | None) -> None:
         now = time.monotonic()
         if now - self._last < self.interval_s:
             return
         self._last = now
-        self.write("live", readout, frame)
+        self.write("live", screen, frame)
 
-    def write(self, stem: str, readout: Readout, frame: np.ndarray | None) -> Path:
-        image = render(readout, frame, self.size)
+    def write(self, stem: str, screen: ScreenState, frame: np.ndarray | None) -> Path:
+        image = render(screen, frame, self.size)
         png = self.folder / f"{stem}.png"
         # rewritten every second for as long as the device runs: no fsync (it wears the card)
         atomic_write(png, cv2.imencode(".png", image)[1].tobytes(), durable=False)
         atomic_write(self.folder / f"{stem}.json",
-                     json.dumps(asdict(readout), indent=1, default=str).encode(), durable=False)
+                     json.dumps(asdict(screen), indent=1, default=str).encode(), durable=False)
         return png
 
     def poll_key(self) -> int | None:
@@ -209,14 +210,14 @@ class WindowDisplay:
             cv2.setWindowProperty(title, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
         self._key: int | None = None
 
-    def show(self, readout: Readout, frame: np.ndarray | None) -> None:
-        cv2.imshow(self.title, render(readout, frame, self.size))
+    def show(self, screen: ScreenState, frame: np.ndarray | None) -> None:
+        cv2.imshow(self.title, render(screen, frame, self.size))
         key = cv2.waitKey(1)
         if key != -1:
             self._key = key & 0xFF
 
-    def write(self, stem: str, readout: Readout, frame: np.ndarray | None) -> None:
-        self.show(readout, frame)
+    def write(self, stem: str, screen: ScreenState, frame: np.ndarray | None) -> None:
+        self.show(screen, frame)
 
     def poll_key(self) -> int | None:
         key, self._key = self._key, None

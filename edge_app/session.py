@@ -1,8 +1,10 @@
-"""Screening sessions: a live reading smoothed over time and a session result at the end.
+"""Screening sessions: a live reading smoothed over time and a session result at the end, and
+the pipeline's aggregate stage that runs them (:class:`SessionStage`).
 
 The network gives raw class outputs per frame (``(K,)``, K = 2 or 1). The bundle says how
-outputs become P(sarcopenia) (:class:`sarco_core.readout.OutputReadout`: softmax, or the evidential Dirichlet of
-the training code). The session result aggregates the frames that passed the quality gate:
+outputs become P(sarcopenia) (:class:`sarco_core.readout.ProbabilityReadout`: softmax, or the
+evidential Dirichlet of the training code). The session result aggregates the frames that
+passed the quality gate:
 
 - ``mean_logit`` (default): mean of the raw outputs, then the readout. This is what training
   does with several images of one participant (mean image features through a linear head
@@ -16,15 +18,24 @@ Too few usable frames gives "rescan" instead of a guess.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
-from sarco_core.readout import OutputReadout, logit_of, sigmoid
+from edge_app.mqtt.outbox import Outbox
+from sarco_core import __version__
+from sarco_core.bundle import DeviceBundle
+from sarco_core.readout import ProbabilityReadout, logit_of, sigmoid
+from sarco_core.wire import schema
+from sarco_core.wire.payloads import ResultPayload, Uncertainty
 from sarco_core.wire.schema import AGGREGATIONS, SKIP_REASONS
+
+log = logging.getLogger("edge_app.pipeline")  # the stage logs as the rest of the pipeline
 
 
 class LiveSmoother:
@@ -99,14 +110,14 @@ class SessionAggregator:
     """Turns a session's per-frame outputs into a decision (settings in ``__init__``, one
     method that computes, as in scikit-learn)."""
 
-    def __init__(self, threshold: float, readout: OutputReadout | None = None,
+    def __init__(self, threshold: float, readout: ProbabilityReadout | None = None,
                  method: str = "mean_logit", min_usable_frames: int = 20) -> None:
         if method not in AGGREGATIONS:
             raise ValueError(f"aggregation {method!r}: use one of {', '.join(AGGREGATIONS)}")
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold {threshold} must be a probability in (0, 1)")
         self.threshold = threshold
-        self.readout = readout or OutputReadout()
+        self.readout = readout or ProbabilityReadout()
         self.method = method
         self.min_usable_frames = max(1, min_usable_frames)
 
@@ -134,3 +145,85 @@ class SessionAggregator:
             decision = "rescan"
         return SessionOutcome(decision, probability, float(frame_logits.std()), agreement,
                               None if u is None else float(u[0]), **common)
+
+
+class SessionStage:
+    """The aggregate stage: starts a session (or says why not), feeds it the frames, smooths
+    the live reading, and ends it into a result numbered by the outbox (0 without MQTT) and
+    checked against the wire schema, so every sink gets the same result.
+
+    ``live`` is the smoothed live probability; it follows every frame that passes the gate,
+    in a session or not, and stays until the next one does."""
+
+    def __init__(self, aggregator: SessionAggregator, smoother: LiveSmoother, site: str,
+                 device: str, bundle: DeviceBundle, outbox: Outbox | None = None) -> None:
+        self.aggregator = aggregator
+        self.smoother = smoother
+        self.site, self.device = site, device
+        self.bundle = bundle
+        self.outbox = outbox
+        self.current: Session | None = None
+        self.live: float | None = None
+
+    def start(self, screening_id: str) -> str | None:
+        """Start a session; returns why not (for the screen), or None when it started."""
+        problem = schema.check_screening_id(screening_id)
+        if problem:
+            return f"ID {screening_id!r} {problem}"
+        if self.current is not None:
+            return "a session is already running: end it first"
+        if self.outbox is not None and self.outbox.is_full:
+            log.error("session refused: outbox full", extra={"event": "outbox_full"})
+            return (f"outbox full ({len(self.outbox)} result(s) unsent): "
+                    "connect to the network before the next session")
+        self.current = Session(screening_id)
+        self.smoother.reset()
+        log.info("session started", extra={"event": "session_start",
+                                           "session_id": self.current.session_id})
+        return None
+
+    def add(self, quality: str, output: np.ndarray | None, probability: float | None,
+            at: float) -> None:
+        """One frame: its gate state, and the network's output and probability if it passed."""
+        if probability is not None:
+            self.live = self.smoother.update(probability, at)
+        if self.current is not None:
+            self.current.add_frame(quality, output)
+
+    def end(self) -> dict[str, Any] | None:
+        """Aggregate the session into its result payload, as queued; None without a session."""
+        session, self.current = self.current, None
+        if session is None:
+            return None
+        result = self._result(session, self.aggregator.summarise(session))
+        try:
+            if self.outbox is not None:
+                return self.outbox.add(
+                    schema.topic_for(self.site, self.device, "result"), result.to_dict())
+            payload = replace(result, seq=0).to_dict()  # without MQTT no outbox numbers it
+            schema.validate("result", payload)
+            return payload
+        except schema.PayloadError as exc:
+            # never lose a screening: the local result log keeps what the wire refuses
+            log.error("result not sent", extra={"event": "result_not_sent",
+                                                "result_id": result.result_id,
+                                                "error": str(exc)})
+            return replace(result, seq=0).to_dict()
+
+    def _result(self, session: Session, outcome: SessionOutcome) -> ResultPayload:
+        uncertainty = None
+        if outcome.probability is not None:
+            uncertainty = Uncertainty(outcome.logit_sd, outcome.agreement, outcome.dirichlet_u)
+        ended = time.time()
+        lasted = max(0.0, time.monotonic() - session.started_monotonic)
+        return ResultPayload(
+            result_id=str(uuid.uuid4()), session_id=session.session_id,
+            site=self.site, device=self.device, screening_id=session.screening_id,
+            started_at=ended - lasted, ended_at=ended,
+            decision=outcome.decision, probability=outcome.probability,
+            score_logit=outcome.score_logit, threshold=self.aggregator.threshold,
+            aggregation=self.aggregator.method, uncertainty=uncertainty,
+            usable_frames=outcome.usable_frames, processed_frames=outcome.processed_frames,
+            min_usable_frames=self.aggregator.min_usable_frames, skipped=outcome.skipped,
+            model_name=self.bundle.model_name, model_sha256=self.bundle.model_sha256,
+            app_version=__version__)

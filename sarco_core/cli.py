@@ -8,9 +8,10 @@ lives in ``sarco_core``, which every install has.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -24,14 +25,37 @@ UNWRAPPED_WIDTH = 10_000
 T = TypeVar("T")
 
 
-def command_group(name: str, help_text: str) -> typer.Typer:
-    """A Typer app with the settings every sarco CLI uses, ``--version`` included.
+class CommandGroup(typer.Typer):
+    """A Typer app whose every command reports a :class:`SarcoError` that escapes it the one
+    way (:func:`reported_errors`): one ``error:`` line on stderr, the error's exit code.
 
     Rich markup is off: help texts quote config sections such as ``[capture] source``, which
     markup would swallow; usage errors then print in click's plain style, brackets and all.
     """
-    app = typer.Typer(name=name, help=help_text, no_args_is_help=True, add_completion=False,
-                      pretty_exceptions_enable=False, rich_markup_mode=None)
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**{"no_args_is_help": True, "add_completion": False,
+                            "pretty_exceptions_enable": False, "rich_markup_mode": None,
+                            **settings})
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(function: Callable[..., T]) -> Callable[..., T]:
+            @functools.wraps(function)  # Typer reads the options from the wrapped signature
+            def reporting(*call_args: Any, **call_kwargs: Any) -> T:
+                with reported_errors():
+                    return function(*call_args, **call_kwargs)
+
+            register(reporting)
+            return function
+
+        return decorator
+
+
+def command_group(name: str, help_text: str) -> CommandGroup:
+    """The top-level app of a sarco CLI: a :class:`CommandGroup` with ``--version``."""
+    app = CommandGroup(name=name, help=help_text)
     app.callback()(_group_options)
     return app
 

@@ -17,3 +17,18 @@ class SarcoError(Exception):
     """
 
     exit_code: int = 2
+
+
+class CommandFailed(SarcoError):
+    """A command line's own failure (a worker that gave up, a key that does not exist), with
+    the exit code that command documents."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def reportable(error: Exception) -> SarcoError:
+    """``error`` as an error a command group reports: a SarcoError as it is, an error a command
+    expects from the system (an OSError, a ValueError from a library) with its message."""
+    return error if isinstance(error, SarcoError) else CommandFailed(str(error))

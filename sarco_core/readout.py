@@ -2,8 +2,8 @@
 
 The bundle's ``config.json`` names the readout (``image_readout``): ``softmax`` for a classifier,
 ``evidential`` for the Dirichlet head of the training code. Calibration, the device's sessions
-and its self-test all read outputs through :class:`OutputReadout`, so an INT8 model is judged on
-the same probability the device decides with.
+and its self-test all read outputs through :class:`ProbabilityReadout`, so an INT8 model is
+judged on the same probability the device decides with.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def logit_of(probability: float) -> float:
     return math.log(p / (1 - p))
 
 
-class OutputReadout:
+class ProbabilityReadout:
     """Raw network outputs ``(N, K)`` -> P(sarcopenia) ``(N,)`` (and, for an evidential model,
     the Dirichlet uncertainty u = K / S)."""
 

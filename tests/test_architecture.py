@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+
+ROOT = REPO
 PACKAGES = ("sarco_core", "edge_app", "model_build", "dashboard", "jetson")
 
 # The arrows docs/architecture.md draws between top-level packages; anything else is refused.
@@ -140,3 +141,17 @@ def test_optional_dependencies_of_the_core_stay_in_one_module() -> None:
              and file != CONFINED[_top(name)]]
     assert not wrong, "paho-mqtt and cryptography each belong to one sarco_core module:\n" + \
         _where(wrong)
+
+
+def test_no_two_public_classes_share_a_name() -> None:
+    """One name, one meaning (docs/architecture.md): a class is found by its name alone."""
+    defined: dict[str, list[str]] = defaultdict(list)
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in tree.body:
+                if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                    defined[node.name].append(f"{path.relative_to(ROOT).as_posix()}:{node.lineno}")
+    shared = {name: places for name, places in defined.items() if len(places) > 1}
+    assert not shared, "public classes that share a name:\n" + "\n".join(
+        f"  {name}: {', '.join(places)}" for name, places in sorted(shared.items()))

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
-from tests.mqtt_broker import requires_mosquitto
+from testkit.mosquitto import requires_mosquitto
+from tests.support.paths import REPO
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_chaos.py"
+BENCH = REPO / "benchmarks" / "bench_chaos.py"
 
 
 def load_bench():  # noqa: ANN201

@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from edge_app.config import ConfigError, EdgeConfig, load_config
+from edge_app.config import EdgeConfig, load_config
 from edge_app.deploy.engines import Platform, engines_dir, ensure_engines, plan_builds, stale_reason
 from edge_app.deploy.layout import DEFAULT_CONFIG, DeviceLayout
 from edge_app.deploy.report import first_device_report
@@ -25,13 +25,13 @@ from edge_app.deploy.slots import match_owner
 from edge_app.deploy.update import (NoService, SystemdService, Updater, UpdateOutcome,
                                     take_request)
 from sarco_core.bundle import BundleError
-from sarco_core.cli import CliConsole, print_error
+from sarco_core.cli import CliConsole
+from sarco_core.errors import reportable
 from sarco_core.files import write_json
 from sarco_core.progress import CommandProgress
 from sarco_core.update import DeployError
 
 console = CliConsole(soft_wrap=True)
-errors = CliConsole(stderr=True, soft_wrap=True)  # so `2>` separates them from the output
 CONFIG = typer.Option(DEFAULT_CONFIG, "--config", help="The device's edge.toml.")
 NO_RESTART = typer.Option(False, "--no-restart",
                           help="Do not stop/start sarco-edge.service around the switch.")
@@ -40,16 +40,9 @@ _STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": 
 SkippableCheck = Enum("SkippableCheck", [(name, name) for name in DEVICE_CHECKS], type=str)
 
 
-def _fail(error: Exception) -> None:
-    print_error(error, errors)
-    raise typer.Exit(code=2)
-
 
 def _load(config_path: Path) -> tuple[EdgeConfig, DeviceLayout]:
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        _fail(exc)
+    config = load_config(config_path)
     return config, DeviceLayout.from_config(config_path, config.device.data_dir)
 
 
@@ -105,7 +98,7 @@ def build_engine_command(
         match_owner(Path(bundle).absolute().parent, engines_dir(bundle))
         match_owner(cache.absolute().parent, cache)
     except (DeployError, BundleError, OSError) as exc:
-        _fail(exc)
+        raise reportable(exc) from None
     console.print(f"TensorRT {platform.tensorrt_version} on {platform.gpu_name} "
                   f"(sm {platform.compute_capability}); engines in {engines_dir(bundle)}")
     for status in statuses:
@@ -136,12 +129,9 @@ def selftest_command(
     config, layout = _load(config_path)
     bundle = bundle or Path(config.model.bundle or layout.current_bundle)
     platform, problem = _detect_platform()
-    try:
-        report = run_selftest(config, bundle, layout.trusted_keys,
-                              skip=[check.value for check in skip], runs=runs,
-                              platform=platform, platform_problem=problem)
-    except DeployError as exc:
-        _fail(exc)
+    report = run_selftest(config, bundle, layout.trusted_keys,
+                          skip=[check.value for check in skip], runs=runs,
+                          platform=platform, platform_problem=problem)
     _print_report(report)
     if as_json:
         write_json(as_json, report.to_dict(), sort_keys=True)
@@ -168,15 +158,12 @@ def update_command(
 ) -> None:
     """Install a signed model package; roll back if its self-test fails."""
     config, layout = _load(config_path)
-    try:
-        if from_request:
-            source, sha256 = take_request(layout)
-        elif source is None:
-            raise DeployError("give the package SOURCE, or --from-request")
-        elif "://" not in source:
-            source = str(Path(source).absolute())  # a file named on the command line
-    except DeployError as exc:
-        _fail(exc)
+    if from_request:
+        source, sha256 = take_request(layout)
+    elif source is None:
+        raise DeployError("give the package SOURCE, or --from-request")
+    elif "://" not in source:
+        source = str(Path(source).absolute())  # a file named on the command line
     outcome = _updater(config, layout, no_restart, runs).apply(source, sha256)
     _finish(outcome, "installed")
 
@@ -201,7 +188,7 @@ def telemetry_command(
         try:
             samples, rejected = parse_lines(from_file.read_text(encoding="utf-8").splitlines())
         except OSError as exc:
-            _fail(exc)
+            raise reportable(exc) from None
         for sample in samples:
             console.print_json(json.dumps(tegra_fields(sample)))
         if rejected or not samples:
@@ -210,12 +197,12 @@ def telemetry_command(
         return
     monitor = TegrastatsMonitor(interval_ms)
     if not monitor.start():
-        _fail(DeployError("tegrastats not found: this is not a Jetson (or it is not on PATH)"))
+        raise DeployError("tegrastats not found: this is not a Jetson (or it is not on PATH)")
     try:
         for _ in range(count):
             sample = monitor.next_sample(3 * interval_ms / 1000)
             if sample is None:
-                _fail(DeployError("tegrastats printed nothing usable"))
+                raise DeployError("tegrastats printed nothing usable")
             console.print_json(json.dumps(tegra_fields(sample)))
     finally:
         monitor.stop()

@@ -48,7 +48,7 @@ from edge_app.inference import BackendError, InferenceBackend
 from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
 from sarco_core.bundle import BundleError, DeviceBundle, load_device_bundle
 from sarco_core.files import read_json
-from sarco_core.readout import OutputReadout
+from sarco_core.readout import ProbabilityReadout
 from sarco_core.update import DeployError
 from sarco_core.update.golden import GoldenSet, load_golden
 from sarco_core.update.signing import SIGNATURE_FILE, Signature, load_trusted_keys, verify_bundle
@@ -132,7 +132,7 @@ def model_checks(bundle_path: Path, trusted_keys: Path | None, open_engine: Open
     except DeployError as exc:
         report.checks.append(Check("reference", "fail", str(exc)))
         return _unreached(report, "no golden set")
-    readout = OutputReadout(bundle.readout)
+    readout = ProbabilityReadout(bundle.readout)
     try:
         reference = OnnxRuntimeBackend(bundle.onnx_path, threads=threads)
     except BackendError as exc:
@@ -210,7 +210,7 @@ def check_bundle(bundle_path: Path,
 
 
 def check_engine(bundle_path: Path, precision: str, open_engine: OpenEngine, golden: GoldenSet,
-                 ort_outputs: np.ndarray, readout: OutputReadout, runs: int,
+                 ort_outputs: np.ndarray, readout: ProbabilityReadout, runs: int,
                  platform: Platform | None) -> tuple[Check, float]:
     name = f"engine-{precision}"
     path = engine_path(bundle_path, precision)
@@ -240,7 +240,8 @@ def check_engine(bundle_path: Path, precision: str, open_engine: OpenEngine, gol
                  {"max_probability_gap": gap, "fps": 1.0 / seconds}), seconds
 
 
-def probability_gap(readout: OutputReadout, outputs: np.ndarray, reference: np.ndarray) -> float:
+def probability_gap(readout: ProbabilityReadout, outputs: np.ndarray,
+                    reference: np.ndarray) -> float:
     return float(np.max(np.abs(readout.probability(outputs) - readout.probability(reference))))
 
 
@@ -354,7 +355,7 @@ def check_camera(config: EdgeConfig, timeout_s: float) -> Check:
 def check_display(config: EdgeConfig, environ: dict[str, str] | None = None) -> Check:
     environ = dict(os.environ if environ is None else environ)
     if config.display.headless:
-        return Check("display", "skip", "headless: readouts go to snapshots")
+        return Check("display", "skip", "headless: the screen goes to snapshots")
     if environ.get("WAYLAND_DISPLAY"):
         return Check("display", "pass", f"Wayland display {environ['WAYLAND_DISPLAY']}")
     display = environ.get("DISPLAY", "")

@@ -3,7 +3,7 @@
 THIN AND UNVERIFIED ON A DEVICE: written against NVIDIA's documented Python API (trt.Builder,
 create_network, OnnxParser, IBuilderConfig, build_serialized_network, timing caches) for
 TensorRT 8.5 (JetPack 5.1.x) and 10.x (JetPack 6.x). This repository's CI has no GPU and no
-TensorRT: the code runs there against the test double in ``tests/doubles``, which fakes the
+TensorRT: the code runs there against the test double in ``tests/support/doubles``, which fakes the
 documented behaviour only; docs/deployment.md lists what a Jetson must confirm. TensorRT and
 cuda-python are imported inside the functions so the module loads anywhere.
 """
@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.deploy.engines import BuildPlan, BuiltEngine, Platform
-from edge_app.inference.cuda_runtime import (CudaUnavailable, describe_error, import_cudart,
-                                             smoke_test)
+from edge_app.inference.cuda_runtime import CudaUnavailable, describe_error, import_cudart, smoke_test
 from sarco_core.files import atomic_write
 from sarco_core.update import DeployError
 

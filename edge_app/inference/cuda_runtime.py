@@ -3,7 +3,7 @@ smoke test that names the real cause when CUDA cannot run.
 
 THIN AND UNVERIFIED ON A DEVICE: written against cuda-python's documented API (every call
 returns a tuple ``(cudaError_t, *values)``) and run here only against the test double in
-``tests/doubles``.
+``tests/support/doubles``.
 
 Why a smoke test: recent cuda-python releases bring a CUDA runtime of their own. When that runtime
 is newer than the CUDA JetPack's driver supports, every runtime call answers

@@ -2,7 +2,7 @@
 
 THIN AND UNVERIFIED ON A DEVICE: written from NVIDIA's TensorRT Python samples
 (common_runtime.py) and the Python API documentation for TensorRT 8.5 and 10.x, and exercised
-here only against the test double in ``tests/doubles`` (no GPU or TensorRT in CI). Check it on
+here only against the test double in ``tests/support/doubles`` (no GPU or TensorRT in CI). Check it on
 the device with ``sarco-edge selftest`` (docs/deployment.md, "First device").
 
 The named-tensor API (``num_io_tensors``, ``set_input_shape``, ``set_tensor_address``,

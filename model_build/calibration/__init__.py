@@ -17,7 +17,7 @@ METHODS = ("entropy", "minmax", "percentile")
 HIGH_PRECISION = ("fp32", "fp16")
 # The quality gate's verdicts on a stored still or recording (sarco_core.quality.MESSAGES but
 # ``no_signal``, which only a live feed gives); kept here, not derived, so that the CLI starts
-# without loading OpenCV. tests/test_calibration_units.py checks that the two agree.
+# without loading OpenCV. tests/model_build/calibration/test_units.py checks that the two agree.
 FRAME_STATES = ("ok", "no_region", "no_tissue", "frozen", "transition")
 
 

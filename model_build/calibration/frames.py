@@ -1,9 +1,9 @@
 """Frames of a cohort's media as the device would judge them: the quality gate's state of each
 still and of each video frame, and the frame's pixels prepared as the network's input.
 
-Video frames go through the same chain as ``edge_app.pipeline.EdgePipeline.process``: the scan
-region tracked per recording (``RegionWatch``), the quality gate on the grey crop, and frames
-that pass counted only once the region is trusted. A still has no previous frame, so only the
+Video frames go through the same chain as the device's scan gate (``edge_app.stages.ScanGate``):
+the scan region tracked per recording (``RegionWatch``), the quality gate on the grey crop, and
+frames that pass counted only once the region is trusted. A still has no previous frame, so only the
 gate's single-frame checks apply to it (a scan region is found; the probe touches tissue).
 """
 
@@ -140,7 +140,7 @@ def prepared_inputs(media: MediaRow, chosen: list[FrameState], params: Preproces
 
 
 def _device_preprocessor(params: PreprocessParams) -> Preprocessor:
-    """As edge_app.pipeline.device_preprocessor: the region is already cropped."""
+    """As edge_app.stages.device_preprocessor: the region is already cropped."""
     return Preprocessor(replace(params, crop_to_scan=False))
 
 

@@ -44,7 +44,7 @@ from model_build.calibration.onnx_run import INPUT_NAME, logits, int8_tensor_cou
 from model_build.calibration.ranges import ArrayReader, check_scales, percentile_ranges, read_cache_text, stride, write_cache_text
 from model_build.calibration.select import INPUTS, CalibrationSet
 from model_build.calibration.sensitivity import FloatGroup, float_groups
-from sarco_core.readout import OutputReadout
+from sarco_core.readout import ProbabilityReadout
 
 LAYER_SAMPLE = 64  # calibration frames used to choose the layer groups kept in float (one run per trial)
 
@@ -109,7 +109,7 @@ def quantize_bundle(source: SourceBundle, calibration: CalibrationSet, out: Path
             if options.method == "percentile" and options.target == "tensorrt" else None
         spread = _spread(len(calibration.inputs), LAYER_SAMPLE)
         float_logits = logits(source.onnx_path, calibration.inputs)
-        readout = OutputReadout(source.device.readout)
+        readout = ProbabilityReadout(source.device.readout)
         rounds: list[Round] = []
         excluded: list[str] = []
         while True:
@@ -203,7 +203,7 @@ def _percentile_cache(float_path: Path, calibration: CalibrationSet, work: Path,
 
 
 def _compare(source: SourceBundle, candidate: Path, inputs: np.ndarray, float_logits: np.ndarray,
-             readout: OutputReadout, excluded: list[str], fused: bool) -> Round:
+             readout: ProbabilityReadout, excluded: list[str], fused: bool) -> Round:
     quantized_logits = logits(candidate, inputs, optimized=fused)
     threshold = source.device.threshold
     flips = (readout.probability(float_logits) >= threshold) != (readout.probability(quantized_logits) >= threshold)

@@ -47,7 +47,7 @@ STRATUM_KEYS = ("center", "scanner", "label", "muscle", "kind")
 
 
 @dataclass(frozen=True)
-class Candidate:
+class CalibrationCandidate:
     """A file that has at least one frame in the wanted quality state."""
 
     participant_id: str
@@ -100,7 +100,7 @@ def select_calibration_set(bundle: SourceBundle, cohort: Cohort, cohort_name: st
                                "with `sarco validate` and the quality gate settings (docs/edge.md)")
     chosen = _draw(candidates, n, seed)
 
-    def prepared(item: tuple[Candidate, list[FrameState]]) -> list[np.ndarray]:
+    def prepared(item: tuple[CalibrationCandidate, list[FrameState]]) -> list[np.ndarray]:
         candidate, states = item
         try:
             return prepared_inputs(candidate.media, states, bundle.device.preprocess)
@@ -116,7 +116,7 @@ def select_calibration_set(bundle: SourceBundle, cohort: Cohort, cohort_name: st
 
 
 def _candidates(cohort: Cohort, rows: pd.DataFrame, params: PreprocessParams, frame_state: str,
-                on_file: Callable[[int], None] | None) -> tuple[list[Candidate], list[dict]]:
+                on_file: Callable[[int], None] | None) -> tuple[list[CalibrationCandidate], list[dict]]:
     listed = media_rows(cohort, rows["participant_id"].tolist())
     details = _listing_details(cohort)
     jobs = [(participant, media) for _, participant in rows.iterrows()
@@ -142,7 +142,7 @@ def _candidates(cohort: Cohort, rows: pd.DataFrame, params: PreprocessParams, fr
                 muscle, scanner = details.get((media.listing, media.row), ("", ""))
                 kind = "still" if media.listing == "images.csv" else "video"
                 stratum = (_text(participant.get("center")), scanner, str(int(participant["label"])), muscle, kind)
-                candidates.append(Candidate(participant["participant_id"], media, stratum, wanted))
+                candidates.append(CalibrationCandidate(participant["participant_id"], media, stratum, wanted))
             if on_file is not None:
                 on_file(1)
     return candidates, skipped
@@ -168,9 +168,10 @@ def _text(value: object) -> str:
     return "" if value is None or pd.isna(value) else str(value)
 
 
-def _draw(candidates: list[Candidate], n: int, seed: int) -> list[tuple[Candidate, list[FrameState]]]:
+def _draw(candidates: list[CalibrationCandidate], n: int,
+          seed: int) -> list[tuple[CalibrationCandidate, list[FrameState]]]:
     """Stratified draw; returns each used file with its chosen frames (in frame order)."""
-    strata: dict[tuple[str, ...], list[Candidate]] = defaultdict(list)
+    strata: dict[tuple[str, ...], list[CalibrationCandidate]] = defaultdict(list)
     for candidate in candidates:
         strata[candidate.stratum].append(candidate)
     keys = sorted(strata)
@@ -211,7 +212,7 @@ def _quotas(files: list[int], capacity: list[int], n: int) -> list[int]:
     return quotas
 
 
-def _frame_row(candidate: Candidate, state: FrameState, cohort: Cohort) -> dict:
+def _frame_row(candidate: CalibrationCandidate, state: FrameState, cohort: Cohort) -> dict:
     media = candidate.media
     return {"participant_id": candidate.participant_id,
             **dict(zip(STRATUM_KEYS, candidate.stratum)),
@@ -220,7 +221,7 @@ def _frame_row(candidate: Candidate, state: FrameState, cohort: Cohort) -> dict:
 
 
 def _metadata(bundle: SourceBundle, cohort: Cohort, cohort_name: str, n: int, seed: int, frame_state: str,
-              candidates: list[Candidate], table: pd.DataFrame, skipped: list[dict]) -> dict:
+              candidates: list[CalibrationCandidate], table: pd.DataFrame, skipped: list[dict]) -> dict:
     strata = []
     for key in sorted({c.stratum for c in candidates}):
         members = [c for c in candidates if c.stratum == key]

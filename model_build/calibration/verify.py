@@ -40,7 +40,7 @@ from model_build.calibration.sensitivity import LayerError, layer_errors, worst_
 from model_build.cohort import Cohort
 from sarco_core.bundle import GATE_ACCEPTED, GATE_REJECTED, record_gate
 from sarco_core.files import write_json
-from sarco_core.readout import OutputReadout
+from sarco_core.readout import ProbabilityReadout
 
 LAYER_SAMPLE = 64
 REPORTED_LAYERS = 10
@@ -172,7 +172,7 @@ def verify(source: SourceBundle, quantized: SourceBundle, cohort: Cohort, limits
     if quantized.quantization.get("target") == "tensorrt-cache":
         raise CalibrationError(f"{quantized.path}: a TensorRT 8.x calibration cache cannot run on this CPU, so the "
                                "gate cannot check it here; verify the engine on the device (docs/calibration.md)")
-    readout = OutputReadout(source.device.readout)
+    readout = ProbabilityReadout(source.device.readout)
     comparisons, samples = [], []
     for group in evaluation_groups(source, cohort):
         on_step(f"{group.name}: reading {len(group.rows)} participants' images")
@@ -243,7 +243,7 @@ def _frames(source: SourceBundle, cohort: Cohort, group: Group, video_frames: in
 
 
 def _compare(group: Group, owner: np.ndarray, float_logits: np.ndarray, int8_logits: np.ndarray,
-             readout: OutputReadout, threshold: float, limits: GateLimits, skipped: list[str]) -> CohortComparison:
+             readout: ProbabilityReadout, threshold: float, limits: GateLimits, skipped: list[str]) -> CohortComparison:
     from model_build.stats import StatsInputError, compare_auc, roc_auc
 
     participants = np.unique(owner)  # rows of group.rows that have at least one frame

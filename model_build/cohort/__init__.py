@@ -1,6 +1,6 @@
 """The cohort folder format (docs/cohort-format.md): loading and validation."""
 
-from model_build.cohort.findings import CohortError, Finding, ValidationReport
+from model_build.cohort.findings import CohortError, CohortFinding, ValidationReport
 from model_build.cohort.loader import Cohort, load_cohort
 from model_build.cohort.schema import ColumnSpec, Schema, SchemaError, load_schema
 from model_build.cohort.validate import validate_cohort
@@ -8,8 +8,8 @@ from model_build.cohort.validate import validate_cohort
 __all__ = [
     "Cohort",
     "CohortError",
+    "CohortFinding",
     "ColumnSpec",
-    "Finding",
     "Schema",
     "SchemaError",
     "ValidationReport",

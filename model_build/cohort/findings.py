@@ -1,4 +1,4 @@
-"""What validating a cohort found: one :class:`Finding` per problem, gathered in a report.
+"""What validating a cohort found: one :class:`CohortFinding` per problem, gathered in a report.
 
 Every finding names the file, the spreadsheet row (header = row 1) and the column it is about,
 and carries a fix hint, so a data manager can correct the cohort without reading code.
@@ -16,7 +16,7 @@ SEVERITIES = ("error", "warning", "info")
 
 
 @dataclass(frozen=True)
-class Finding:
+class CohortFinding:
     """One problem (``error``), doubt (``warning``) or remark (``info``) about a cohort."""
 
     severity: str
@@ -41,14 +41,14 @@ class Place:
     def at(self, row: int | None = None, column: str | None = None) -> Place:
         return Place(self.file, row, column)
 
-    def error(self, message: str, hint: str) -> Finding:
-        return Finding("error", self.file, self.row, self.column, message, hint)
+    def error(self, message: str, hint: str) -> CohortFinding:
+        return CohortFinding("error", self.file, self.row, self.column, message, hint)
 
-    def warning(self, message: str, hint: str) -> Finding:
-        return Finding("warning", self.file, self.row, self.column, message, hint)
+    def warning(self, message: str, hint: str) -> CohortFinding:
+        return CohortFinding("warning", self.file, self.row, self.column, message, hint)
 
-    def info(self, message: str, hint: str) -> Finding:
-        return Finding("info", self.file, self.row, self.column, message, hint)
+    def info(self, message: str, hint: str) -> CohortFinding:
+        return CohortFinding("info", self.file, self.row, self.column, message, hint)
 
 
 @dataclass
@@ -61,7 +61,7 @@ class ValidationReport:
     """
 
     root: Path
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[CohortFinding] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     media_checked: bool = True
     media: list[dict] = field(default_factory=list)
@@ -89,7 +89,7 @@ class ValidationReport:
 class CohortError(SarcoError, ValueError):
     """The cohort cannot be used; ``findings`` lists every reason (file, row, column, fix)."""
 
-    def __init__(self, findings: list[Finding]):
+    def __init__(self, findings: list[CohortFinding]):
         self.findings = findings
         errors = [finding for finding in findings if finding.severity == "error"]
         lines = [f"{len(errors)} error(s) make this cohort unusable (run `sarco validate` for all findings):"]
@@ -100,7 +100,7 @@ class CohortError(SarcoError, ValueError):
         super().__init__("\n".join(lines))
 
 
-def describe(finding: Finding) -> str:
+def describe(finding: CohortFinding) -> str:
     """One line for logs and exceptions: ``file row N, column C: message; fix: hint``."""
     where = finding.file
     if finding.row is not None:

@@ -12,7 +12,7 @@ from collections.abc import Collection
 
 import pandas as pd
 
-from model_build.cohort.findings import Finding, Place
+from model_build.cohort.findings import CohortFinding, Place
 from model_build.cohort.schema import ColumnSpec
 from model_build.cohort.values import check_column
 
@@ -40,7 +40,7 @@ def media_format(relative: str, file: str) -> str | None:
     return formats.get(posixpath.splitext(relative)[1].lower())
 
 
-def check_listing(frame: pd.DataFrame, file: str, known_ids: Collection[str] | None) -> list[Finding]:
+def check_listing(frame: pd.DataFrame, file: str, known_ids: Collection[str] | None) -> list[CohortFinding]:
     """Rows of images.csv or videos.csv; ``known_ids`` is None when participants.csv is unusable."""
     findings = []
     for row, participant, relative in zip(frame.index, frame["participant_id"], frame["path"]):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from model_build.cohort.findings import Finding, Place
+from model_build.cohort.findings import CohortFinding, Place
 from model_build.cohort.listings import LISTINGS, MEDIA_COLUMNS, media_format, path_problem
 from model_build.cohort.paths import CohortPathError, cohort_file
 from model_build.cohort.values import cell_problem
@@ -87,7 +87,7 @@ class MediaCheck:
     describe_pixels' summary (None when the file does not decode)."""
 
     sha256: str | None
-    findings: tuple[Finding, ...] = ()
+    findings: tuple[CohortFinding, ...] = ()
     description: dict | None = None
 
 
@@ -112,7 +112,7 @@ def _numbers(frame: pd.DataFrame, name: str) -> dict[int, float]:
 
 
 def check_media(root: Path, items: list[MediaItem],
-                on_progress: Callable[[int, int], None] | None = None) -> tuple[list[Finding], list[dict]]:
+                on_progress: Callable[[int, int], None] | None = None) -> tuple[list[CohortFinding], list[dict]]:
     """Inspect every file (in parallel); the findings, and the media table (one row per item).
 
     Beyond each file's own findings: content shared between rows, and per listing one
@@ -201,7 +201,7 @@ def media_row(item: MediaItem, description: dict | None) -> dict:
     return row
 
 
-def _listing_summaries(table: list[dict]) -> list[Finding]:
+def _listing_summaries(table: list[dict]) -> list[CohortFinding]:
     """Per listing, one finding for all files of unknown pixel size and one for burned-in text:
     both are common to whole exports, so a finding per file would bury everything else."""
     findings = []
@@ -230,8 +230,8 @@ def _rows(rows: list[int]) -> str:
     return f"row{'s' if len(rows) > 1 else ''} {named}{more}"
 
 
-def _finding(item: MediaItem, problem: Problem) -> Finding:
-    return Finding(problem.severity, item.file, item.row, "path", f"{item.relative}: {problem.message}",
+def _finding(item: MediaItem, problem: Problem) -> CohortFinding:
+    return CohortFinding(problem.severity, item.file, item.row, "path", f"{item.relative}: {problem.message}",
                    problem.hint)
 
 
@@ -301,7 +301,7 @@ def _video_problem(path: Path) -> tuple[Problem | None, MediaPixels | None]:
     return None, MediaPixels("video", tuple(probes), expected if expected > 0 else decoded)
 
 
-def _shared_content(items: list[MediaItem], checks: list[MediaCheck]) -> list[Finding]:
+def _shared_content(items: list[MediaItem], checks: list[MediaCheck]) -> list[CohortFinding]:
     """Same bytes under two participants leaks between them; under one it double-weighs."""
     findings = []
     first: dict[str, MediaItem] = {}

@@ -6,7 +6,7 @@ import sys
 from collections import Counter
 from collections.abc import Collection
 
-from model_build.cohort.findings import Finding, Place
+from model_build.cohort.findings import CohortFinding, Place
 from model_build.cohort.schema import ColumnSpec, Schema
 from model_build.cohort.values import cell_problem
 
@@ -62,7 +62,7 @@ class ParticipantsCheck:
             if problem is not None:
                 self.findings.append(Place(FILE, row, spec.name).error(*problem))
 
-    def finish(self, schema: Schema | None) -> list[Finding]:
+    def finish(self, schema: Schema | None) -> list[CohortFinding]:
         """All findings, with those about the labels of the whole file and of each cohort."""
         return self.findings + _check_classes(self._labels, schema)
 
@@ -109,7 +109,7 @@ class ParticipantsCheck:
                 "keep one row per participant; list several images per participant in images.csv"))
 
 
-def _label_finding(row: int, label: str) -> Finding:
+def _label_finding(row: int, label: str) -> CohortFinding:
     lowered = label.lower()
     if lowered in ("1.0", "yes", "true", "sarcopenia"):
         hint = "write 1"
@@ -120,7 +120,7 @@ def _label_finding(row: int, label: str) -> Finding:
     return Place(FILE, row, "label").error(f"label {label!r} is not 0, 1 or empty", hint)
 
 
-def _check_classes(labels: dict[str, Counter[str]], schema: Schema | None) -> list[Finding]:
+def _check_classes(labels: dict[str, Counter[str]], schema: Schema | None) -> list[CohortFinding]:
     """One class cannot train a model (development) nor give an AUC (any cohort)."""
     place = Place(FILE, None, "label")
     per_cohort = {cohort: {label for label in LABELS if counts[label]}
@@ -153,7 +153,7 @@ def _check_classes(labels: dict[str, Counter[str]], schema: Schema | None) -> li
     return findings
 
 
-def _check_declared_columns(header: list[str], schema: Schema) -> list[Finding]:
+def _check_declared_columns(header: list[str], schema: Schema) -> list[CohortFinding]:
     findings = []
     for name in schema.columns:
         if name not in header:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from model_build.cohort.findings import Finding, Place
+from model_build.cohort.findings import CohortFinding, Place
 from model_build.cohort.paths import CohortPathError, cohort_file
 from sarco_core.errors import SarcoError
 
@@ -30,7 +30,7 @@ class TableError(SarcoError):
     """The file cannot be used as a table; ``findings`` say why. Raised before the first row
     (no file, bad header) or part-way (bad CSV or bad UTF-8 further down)."""
 
-    def __init__(self, findings: list[Finding]) -> None:
+    def __init__(self, findings: list[CohortFinding]) -> None:
         super().__init__("; ".join(finding.message for finding in findings))
         self.findings = findings
 
@@ -44,7 +44,7 @@ class Table:
     header: list[str]
     path: Path
     _records: Iterator[list[str]]
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[CohortFinding] = field(default_factory=list)
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
         """``(spreadsheet row, cells)`` of each non-blank row, the cells fitted to the header.
@@ -87,7 +87,7 @@ def open_table(root: Path, name: str, required: tuple[str, ...]) -> Iterator[Tab
 
 
 def read_table(root: Path, name: str, required: tuple[str, ...],
-               findings: list[Finding]) -> pd.DataFrame | None:
+               findings: list[CohortFinding]) -> pd.DataFrame | None:
     """The whole file as a DataFrame of text; append what is wrong to ``findings``; ``None``
     when it cannot be used."""
     try:
@@ -108,12 +108,12 @@ def as_frame(header: list[str], numbers: list[int], rows: list[list[str]]) -> pd
     return pd.DataFrame(rows, columns=header, index=pd.Index(numbers, name=ROW_INDEX_NAME), dtype=str)
 
 
-def _not_csv(place: Place, error: csv.Error) -> Finding:
+def _not_csv(place: Place, error: csv.Error) -> CohortFinding:
     return place.error(f"is not valid CSV ({error})",
                        "check the quotes on this row; save the file as CSV from a spreadsheet")
 
 
-def _not_utf8(path: Path, place: Place) -> Finding:
+def _not_utf8(path: Path, place: Place) -> CohortFinding:
     """Name the first byte that is not UTF-8 and its line. Found by a second pass, line by
     line: the streaming decoder only knows the error's place within its read-ahead chunk.
     A line break never occurs inside a UTF-8 sequence, so decoding lines alone is exact."""
@@ -141,7 +141,7 @@ def _header(first: list[str], required: tuple[str, ...], place: Place) -> list[s
     return header
 
 
-def _header_problems(header: list[str], required: tuple[str, ...], place: Place) -> list[Finding]:
+def _header_problems(header: list[str], required: tuple[str, ...], place: Place) -> list[CohortFinding]:
     problems = []
     for position, name in enumerate(header, start=1):
         if not name:
@@ -162,7 +162,7 @@ def _header_problems(header: list[str], required: tuple[str, ...], place: Place)
     return problems
 
 
-def _fit_to_header(cells: list[str], width: int, place: Place, findings: list[Finding]) -> list[str]:
+def _fit_to_header(cells: list[str], width: int, place: Place, findings: list[CohortFinding]) -> list[str]:
     """Rows shorter than the header read as empty trailing cells; longer ones lose nothing silently."""
     if len(cells) > width and any(cells[width:]):
         findings.append(place.error(

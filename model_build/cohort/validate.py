@@ -17,7 +17,7 @@ import pandas as pd
 
 from model_build.cohort import listings as listing_checks
 from model_build.cohort import participants as participant_checks
-from model_build.cohort.findings import SEVERITIES, Finding, Place, ValidationReport
+from model_build.cohort.findings import SEVERITIES, CohortFinding, Place, ValidationReport
 from model_build.cohort.media import check_media, media_items
 from model_build.cohort.participants import ParticipantsCheck
 from model_build.cohort.paths import CohortPathError, cohort_file
@@ -51,7 +51,7 @@ def check_cohort(path: str | Path, *, media: bool = True, keep_participants: boo
                  on_progress: Callable[[int, int], None] | None = None) -> tuple[ValidationReport, CohortTables]:
     """The report, and the parsed tables (participants only with ``keep_participants``)."""
     root = Path(path)
-    findings: list[Finding] = []
+    findings: list[CohortFinding] = []
     tables = CohortTables()
     if not root.is_dir():
         findings.append(Place(FOLDER).error(f"{root} is not a folder", "give the path of the cohort folder"))
@@ -75,7 +75,7 @@ def check_cohort(path: str | Path, *, media: bool = True, keep_participants: boo
     return report, tables
 
 
-def _read_schema(root: Path, findings: list[Finding]) -> Schema | None:
+def _read_schema(root: Path, findings: list[CohortFinding]) -> Schema | None:
     path = root / SCHEMA_FILE
     if path.exists():  # a missing one is load_schema's to explain (what to write)
         try:
@@ -94,7 +94,7 @@ def _read_schema(root: Path, findings: list[Finding]) -> Schema | None:
         return None
 
 
-def _read_participants(root: Path, schema: Schema | None, findings: list[Finding],
+def _read_participants(root: Path, schema: Schema | None, findings: list[CohortFinding],
                        keep: bool) -> tuple[ParticipantsCheck | None, pd.DataFrame | None]:
     """Check participants.csv row by row as it is read (bounded memory); the check, and the
     rows as a DataFrame when ``keep`` (the loader types them). ``(None, None)`` when unusable."""
@@ -124,7 +124,7 @@ def _read_participants(root: Path, schema: Schema | None, findings: list[Finding
     return check, as_frame(table.header, numbers, kept) if keep else None
 
 
-def _finding_order(finding: Finding) -> tuple:
+def _finding_order(finding: CohortFinding) -> tuple:
     file_rank = FILE_ORDER.index(finding.file) if finding.file in FILE_ORDER else len(FILE_ORDER)
     return (file_rank, finding.file, SEVERITIES.index(finding.severity),
             finding.row if finding.row is not None else 0, finding.column or "")

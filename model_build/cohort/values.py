@@ -13,7 +13,7 @@ import re
 
 import pandas as pd
 
-from model_build.cohort.findings import Finding, Place
+from model_build.cohort.findings import CohortFinding, Place
 from model_build.cohort.schema import ColumnSpec
 from model_build.cohort.units import likely_units
 
@@ -23,7 +23,7 @@ _LARGEST_EXACT_INTEGER = 2**53  # beyond it a float no longer holds every whole 
 _MISSING_WORDS = {"na", "n/a", "nan", "null", "none", "missing", "unknown", "-", "--", "?", ".", "nd"}
 
 
-def check_column(frame: pd.DataFrame, spec: ColumnSpec, file: str) -> list[Finding]:
+def check_column(frame: pd.DataFrame, spec: ColumnSpec, file: str) -> list[CohortFinding]:
     """One finding per cell of ``spec.name`` that does not fit the spec (empty cells are fine)."""
     findings = []
     for row, raw in frame[spec.name].items():

@@ -23,8 +23,8 @@ import typer
 from model_build.commands.options import Bundle
 from sarco_core.bundle import (CALIBRATION_CACHE, INT8_RECORD, MANIFEST, ONNX, QDQ_ONNX, QUANTIZATION,
                                DeviceBundle, load_device_bundle, write_manifest)
-from sarco_core.cli import CliConsole, print_error
-from sarco_core.errors import SarcoError
+from sarco_core.cli import CliConsole
+from sarco_core.errors import CommandFailed
 from sarco_core.files import read_json, sha256_file
 from sarco_core.update import DeployError
 from sarco_core.update.golden import (DEFAULT_GAPS, GOLDEN, SelftestSpec, frames_from, golden_inputs,
@@ -33,11 +33,6 @@ from sarco_core.update.package import SUFFIX, write_package
 from sarco_core.update.signing import check_version, generate_keypair, load_private_key, sign_bundle
 
 console = CliConsole(soft_wrap=True)
-
-
-def _fail(error: Exception) -> None:
-    print_error(error, console)
-    raise typer.Exit(code=2)
 
 
 def _passphrase(path: Path | None) -> bytes | None:
@@ -96,8 +91,8 @@ def register(app: typer.Typer) -> None:
                 signature = sign_bundle(sealed, private_key, chosen)
                 package = write_package(sealed, signature,
                                         out or bundle.parent / f"{chosen}{SUFFIX}")
-        except (SarcoError, OSError) as exc:
-            _fail(exc)
+        except OSError as exc:  # a SarcoError is reported by the command group
+            raise CommandFailed(str(exc)) from None
         console.print(f"signed version [bold]{chosen}[/] with key {signature.key_id}")
         console.print(f"package {package}")
         console.print(f"sha256  {sha256_file(package)}")
@@ -117,8 +112,8 @@ def register(app: typer.Typer) -> None:
                 if path.exists():
                     raise DeployError(f"{path}: exists; a signing key is never overwritten")
             key_id = generate_keypair(private, public, _passphrase(passphrase_file))
-        except (DeployError, OSError) as exc:
-            _fail(exc)
+        except OSError as exc:
+            raise CommandFailed(str(exc)) from None
         console.print(f"key {key_id}: private {private} (keep it off the devices), public "
                       f"{public} (copy to each device: jetson/setup.sh --trusted-key)")
 

@@ -23,7 +23,7 @@ from model_build.cohort import CohortError
 from model_build.cohort.paths import CohortPathError
 from model_build.commands.options import Device, Threads, USER_ERROR
 from model_build.study import SELECTION_RULES
-from sarco_core.cli import CliConsole, print_error, reported_errors
+from sarco_core.cli import CliConsole, reported_errors
 from sarco_core.progress import CommandProgress
 
 
@@ -86,7 +86,7 @@ def _run_study(cohort: Path, out: Path, options) -> Path:
 
 def _demo_cohort(folder: Path, size: str, seed: int, console: Console) -> Path:
     """The synthetic cohort, reused when an earlier demo already wrote the same one."""
-    from model_build.synth.generate import GENERATOR_VERSION, SynthError, SynthOptions, synthesize
+    from model_build.synth.generate import GENERATOR_VERSION, SynthOptions, synthesize
 
     marker = folder / "synth.json"
     if marker.is_file():
@@ -96,15 +96,10 @@ def _demo_cohort(folder: Path, size: str, seed: int, console: Console) -> Path:
             console.print(f"reusing the synthetic cohort in {folder}")
             return folder
     console.print(f"synthesizing the {size} cohort (seed {seed}) into {folder}")
-    errors = CliConsole(stderr=True)
-    with CommandProgress(errors) as progress:
+    with _errors(), CommandProgress(CliConsole(stderr=True)) as progress:
         task = progress.add_task("rendering media", total=None)
-        try:
-            synthesize(folder, SynthOptions(size=size, seed=seed), force=True,
-                       progress=lambda done, total: progress.update(task, completed=done, total=total))
-        except SynthError as error:
-            print_error(error, errors)
-            raise typer.Exit(code=1) from None
+        synthesize(folder, SynthOptions(size=size, seed=seed), force=True,
+                   progress=lambda done, total: progress.update(task, completed=done, total=total))
     return folder
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from model_build.models import CLASSES
-from model_build.models.fusion import FusionModel, ModelConfig, Stacker
+from model_build.models.fusion import FusionModel, NetworkConfig, Stacker
 from model_build.models.tabular import TabularEncoder
 from sarco_core.bundle import (CONFIG, FORMAT_VERSION, INPUT_SCHEMA, MODEL_CARD, PREPROCESSING, TABULAR,
                                TRAINING, WEIGHTS, BundleError, read_json_object, verify_manifest)
@@ -28,7 +28,7 @@ class Bundle:
     """A trained model and everything that decides its predictions."""
 
     model: FusionModel
-    config: ModelConfig
+    config: NetworkConfig
     preprocess: PreprocessParams
     encoders: dict[str, TabularEncoder]
     threshold: float
@@ -89,7 +89,7 @@ def load_bundle(folder: str | Path, verify: bool = True) -> Bundle:
     if raw.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{folder / CONFIG}: format_version {raw.get('format_version')!r} is not "
                           f"{FORMAT_VERSION}; fix: use the sarco version that wrote it")
-    config = ModelConfig(**raw["model"])
+    config = NetworkConfig(**raw["model"])
     model = FusionModel(config, pretrained=False)
     try:
         state = load_file(str(folder / WEIGHTS))

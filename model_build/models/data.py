@@ -273,6 +273,16 @@ class Arrays:
         chosen = np.flatnonzero(positions >= 0)
         return chosen, positions[chosen]
 
+    def subset(self, rows: np.ndarray) -> Arrays:
+        """These rows (positions, in this order) with their images: a held-out split, or the
+        out-of-fold participants of an ensemble."""
+        images = None
+        if self.images is not None:
+            chosen, owner = self.images_of(rows)
+            images = ImageSet(self.images.pixels[chosen], owner)
+        return Arrays([self.ids[i] for i in rows], self.labels[rows], self.present[rows],
+                      {m: t[rows] for m, t in self.tables.items()}, images)
+
 
 def build_arrays(cohort: Cohort, frame: pd.DataFrame, modalities: list[str],
                  encoders: dict[str, TabularEncoder], preprocessor: Preprocessor | None,

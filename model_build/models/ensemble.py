@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +33,12 @@ from sklearn.model_selection import StratifiedKFold
 
 from model_build.cohort import load_cohort
 from model_build.models.bundle import save_weights
-from model_build.models.fusion import FusionModel, Outputs, read_out
+from model_build.models.checkpoint import CHECKPOINT, RunState
+from model_build.models.fusion import FusionModel, Outputs, Stacker, fuse_outputs
 from model_build.models.report import validation_metrics
-from model_build.models.train import (CHECKPOINT, RunState, Trainer, TrainingError, TrainOptions, _fit_stacker, _subset,
-                                      read_library, resolve_modalities, training_rows)
+from model_build.models.splits import TrainingError, training_rows
+from model_build.models.train import Trainer, TrainOptions
+from model_build.models.training_data import TrainingData, read_library, resolve_modalities
 from sarco_core.files import write_json
 
 MEMBERS = ".members"
@@ -84,33 +86,51 @@ def train_ensemble(cohort_path: Path, out: Path, options: TrainOptions, resume: 
         member_options = replace(options, ensemble=1, seed=member_seed(options.seed, member))
         folder = out / MEMBERS / str(member)
         folder.mkdir(parents=True, exist_ok=True)
-        trainer = Trainer(cohort, folder, member_options, progress, rows=rows, library=library, split=split)
-        _fit_member(trainer, resume, f"member {member + 1}/{len(splits)}", progress)
-        trainers.append(trainer)
+        data = TrainingData.prepare(cohort, member_options, progress, rows=rows, library=library, split=split)
+        trainers.append(_fit_member(Trainer(member_options, progress), data, folder, resume,
+                                    f"member {member + 1}/{len(splits)}"))
     path = _write_ensemble(trainers, out, options, load_seconds)
     shutil.rmtree(out / MEMBERS, ignore_errors=True)
     return path
 
 
-def _fit_member(trainer: Trainer, resume: bool, name: str, progress: Progress) -> None:
-    """Train one member, or load it if an earlier run of the same member finished it."""
-    weights, state = trainer.out / MEMBER_WEIGHTS, trainer.out / MEMBER_STATE
-    if resume and weights.is_file() and state.is_file():
+@dataclass(frozen=True)
+class FinishedMember:
+    """A member's trained weights and run state, kept in its folder once it finishes, so that
+    ``--resume`` trains again only the members an interruption left unfinished. Like a
+    checkpoint, it is reused only by a member with the same fingerprint (options and data)."""
+
+    folder: Path
+
+    def load(self, fingerprint: dict) -> tuple[dict[str, torch.Tensor], RunState, float] | None:
+        """Weights, run state and training seconds of this member, or None if it did not finish
+        with ``fingerprint``."""
+        weights, state = self.folder / MEMBER_WEIGHTS, self.folder / MEMBER_STATE
+        if not (weights.is_file() and state.is_file()):
+            return None
         saved = json.loads(state.read_text(encoding="utf-8"))
-        if saved["fingerprint"] == trainer._fingerprint():
-            trainer.model.load_state_dict(load_file(str(weights)))
-            trainer.state = RunState(**saved["state"])
-            trainer.timings["train_seconds"] = saved["train_seconds"]
-            return
-    if resume and (trainer.out / CHECKPOINT).is_file():
-        trainer.resume()
-    task = progress.add_task(name, total=None)
-    trainer.fit()
-    progress.remove_task(task)
-    save_weights(trainer.model, weights)
-    write_json(state, {"fingerprint": trainer._fingerprint(), "state": asdict(trainer.state),
-                       "train_seconds": trainer.timings["train_seconds"]})
-    (trainer.out / CHECKPOINT).unlink(missing_ok=True)
+        if saved["fingerprint"] != fingerprint:
+            return None
+        return load_file(str(weights)), RunState(**saved["state"]), saved["train_seconds"]
+
+    def save(self, trainer: Trainer) -> None:
+        save_weights(trainer.model, self.folder / MEMBER_WEIGHTS)
+        write_json(self.folder / MEMBER_STATE, {"fingerprint": trainer.fingerprint, "state": asdict(trainer.state),
+                                                "train_seconds": trainer.timings["train_seconds"]})
+
+
+def _fit_member(trainer: Trainer, data: TrainingData, folder: Path, resume: bool, name: str) -> Trainer:
+    """Train one member, or load it if an earlier run of the same member finished it."""
+    finished = FinishedMember(folder)
+    saved = finished.load(data.fingerprint(trainer.options)) if resume else None
+    if saved is not None:
+        return trainer.load_fitted(data, folder, *saved)
+    task = trainer.progress.add_task(name, total=None)
+    trainer.fit(data, folder, resume=resume and (folder / CHECKPOINT).is_file())
+    trainer.progress.remove_task(task)
+    finished.save(trainer)
+    trainer.checkpoint.remove()
+    return trainer
 
 
 def compose(members: list[FusionModel]) -> FusionModel:
@@ -131,27 +151,28 @@ def _write_ensemble(trainers: list[Trainer], out: Path, options: TrainOptions, l
     lead = trainers[0]
     held, logits = [], []
     for trainer in trainers:
-        _, outputs, _ = trainer.validation_readout()
-        held.append(trainer.validation_index)
+        _, outputs, _ = trainer.held_out_outputs()
+        held.append(trainer.data.validation_index)
         logits.append(outputs.logits)
     order = np.concatenate(held)
-    out_of_fold = _subset(lead.arrays, order)
+    out_of_fold = lead.data.arrays.subset(order)
     outputs = Outputs(torch.cat(logits), None)
     present = torch.from_numpy(out_of_fold.present)
-    lead.stacker = _fit_stacker(outputs.logits.numpy(), out_of_fold.present.astype(float), out_of_fold.labels) \
+    lead.stacker = Stacker.fit(outputs.logits.numpy(), out_of_fold.present.astype(float), out_of_fold.labels) \
         if options.fusion == "late" else None
-    readout = read_out(outputs, present, options.fusion, lead.stacker)
-    metrics, threshold = validation_metrics(out_of_fold, outputs, readout, lead.modalities, options.fusion)
+    fused = fuse_outputs(outputs, present, options.fusion, lead.stacker)
+    metrics, threshold = validation_metrics(out_of_fold, outputs, fused, lead.data.modalities, options.fusion)
     lead.threshold = {**threshold, "chosen_on": f"out-of-fold predictions of the members ({len(order)} participants)"}
     metrics["baselines"] = {}
-    members = [{"seed": t.options.seed, "held_out": len(t.validation_index), "epochs_run": t.state.epoch,
+    members = [{"seed": t.options.seed, "held_out": len(t.data.validation_index), "epochs_run": t.state.epoch,
                 "best_epoch": t.state.best_epoch, "history": t.state.history,
                 "train_seconds": t.timings["train_seconds"]} for t in trainers]
     model = compose([trainer.model.cpu() for trainer in trainers])
     lead.out, lead.options = out, options  # the first member's trainer writes the ensemble's bundle
     training = {
         "seed": options.seed,
-        "participants": {"train": len(order), "validation": len(order), "positive": int(lead.arrays.labels.sum())},
+        "participants": {"train": len(order), "validation": len(order),
+                         "positive": int(lead.data.arrays.labels.sum())},
         "validation_is": "out-of-fold: each participant scored by the one member that did not train on it",
         "members": members,
         "epochs_run": max(m["epochs_run"] for m in members),

@@ -5,7 +5,7 @@ Pure tensor maths, no modules: each modality yields non-negative evidence over K
 evidence is a Dirichlet opinion (belief per class plus an explicit uncertainty), opinions are
 merged with the reduced Dempster rule, and a missing modality is the vacuous opinion (zero
 evidence) which leaves every other opinion unchanged. Kept separate from the networks so the
-formulas can be checked by hand (tests/test_evidential.py).
+formulas can be checked by hand (tests/model_build/models/test_evidential.py).
 
 Shapes: evidence ``(N, K)``; stacked evidence ``(N, V, K)`` for V modalities; ``present``
 ``(N, V)`` booleans.

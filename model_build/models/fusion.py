@@ -27,7 +27,7 @@ from model_build.models.tabular import TabularMLP
 
 
 @dataclass
-class ModelConfig:
+class NetworkConfig:
     """Everything needed to rebuild the network; stored in the bundle's config.json."""
 
     modalities: list[str]
@@ -55,17 +55,17 @@ class ModelConfig:
 
 
 @dataclass
-class Batch:
-    """A batch of participants. ``image_owner[i]`` is the row of the participant of image i."""
+class ModelBatch:
+    """A batch of participants as the network takes it. ``image_owner[i]`` is the row of the participant of image i."""
 
     present: torch.Tensor                       # (N, V) bool, V = len(config.modalities)
     images: torch.Tensor | None = None          # (M, 1, H, W)
     image_owner: torch.Tensor | None = None     # (M,) long
     tables: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> (N, D)
 
-    def to(self, device: torch.device) -> Batch:
+    def to(self, device: torch.device) -> ModelBatch:
         move = (lambda t: None if t is None else t.to(device, non_blocking=True))
-        return Batch(move(self.present), move(self.images), move(self.image_owner),
+        return ModelBatch(move(self.present), move(self.images), move(self.image_owner),
                      {k: v.to(device) for k, v in self.tables.items()})
 
 
@@ -88,7 +88,7 @@ class ImageScorer(nn.Module):
 
 
 class FusionModel(nn.Module):
-    def __init__(self, config: ModelConfig, pretrained: bool = True, image_weights=None) -> None:
+    def __init__(self, config: NetworkConfig, pretrained: bool = True, image_weights=None) -> None:
         super().__init__()
         self.config = config
         self.encoders = nn.ModuleDict()
@@ -112,7 +112,7 @@ class FusionModel(nn.Module):
     def image_scorer(self) -> ImageScorer:
         return ImageScorer(self.encoders["image"], self.heads["image"])
 
-    def forward(self, batch: Batch) -> Outputs:
+    def forward(self, batch: ModelBatch) -> Outputs:
         rows = batch.present.shape[0]
         features, logits = [], []
         for view, modality in enumerate(self.config.modalities):
@@ -173,7 +173,7 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class Readout:
+class FusionOutput:
     """Per participant: P(sarcopenia), uncertainty and each modality's evidence share."""
 
     probability: np.ndarray            # (N,)
@@ -188,12 +188,25 @@ class Stacker:
     coef: list[float]
     intercept: float
 
+    @classmethod
+    def fit(cls, logits: np.ndarray, present: np.ndarray, labels: np.ndarray) -> Stacker:
+        """Fitted on held-out participants' head logits ``(N, V, 2)``: a stacker fitted on the rows
+        the heads trained on would learn how overconfident they are there, not elsewhere."""
+        from sklearn.linear_model import LogisticRegression
+
+        fitted = LogisticRegression(C=1.0, class_weight="balanced").fit(_log_odds(logits, present), labels)
+        return cls(coef=[float(c) for c in fitted.coef_[0]], intercept=float(fitted.intercept_[0]))
+
     def probability(self, logits: np.ndarray, present: np.ndarray) -> np.ndarray:
-        log_odds = (logits[:, :, 1] - logits[:, :, 0]) * present
-        return 1.0 / (1.0 + np.exp(-(log_odds @ np.asarray(self.coef) + self.intercept)))
+        return 1.0 / (1.0 + np.exp(-(_log_odds(logits, present) @ np.asarray(self.coef) + self.intercept)))
 
 
-def read_out(outputs: Outputs, present: torch.Tensor, fusion: str, stacker: Stacker | None = None) -> Readout:
+def _log_odds(logits: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Each head's log-odds of sarcopenia, 0 for a missing modality (no evidence either way)."""
+    return (logits[:, :, 1] - logits[:, :, 0]) * present
+
+
+def fuse_outputs(outputs: Outputs, present: torch.Tensor, fusion: str, stacker: Stacker | None = None) -> FusionOutput:
     """Turn network outputs into the numbers a clinician and the evaluation see."""
     logits = outputs.logits.detach().float()
     rows, views = logits.shape[:2]
@@ -202,14 +215,14 @@ def read_out(outputs: Outputs, present: torch.Tensor, fusion: str, stacker: Stac
         evidence = evidential.evidence_from_logits(logits)
         fused = evidential.combine(evidence, present)
         _, uncertainty = evidential.opinion(fused)
-        return Readout(evidential.expected_probability(fused)[:, 1].numpy(), uncertainty[:, 0].numpy(),
-                       evidential.contributions(evidence, present).numpy())
+        return FusionOutput(evidential.expected_probability(fused)[:, 1].numpy(), uncertainty[:, 0].numpy(),
+                            evidential.contributions(evidence, present).numpy())
     empty = np.full((rows, views, 2), np.nan)
     if fusion == "concat":
-        return Readout(torch.softmax(outputs.fused_logits.detach().float(), dim=1)[:, 1].numpy(), nan, empty)
+        return FusionOutput(torch.softmax(outputs.fused_logits.detach().float(), dim=1)[:, 1].numpy(), nan, empty)
     present_np = present.numpy().astype(float)
     if stacker is not None:
-        return Readout(stacker.probability(logits.numpy(), present_np), nan, empty)
+        return FusionOutput(stacker.probability(logits.numpy(), present_np), nan, empty)
     # Before the stacker is fitted (while training): the mean of the present heads' log-odds.
     log_odds = ((logits[:, :, 1] - logits[:, :, 0]).numpy() * present_np).sum(1) / present_np.sum(1).clip(1)
-    return Readout(1.0 / (1.0 + np.exp(-log_odds)), nan, empty)
+    return FusionOutput(1.0 / (1.0 + np.exp(-log_odds)), nan, empty)

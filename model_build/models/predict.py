@@ -1,4 +1,4 @@
-"""Running a model over participants: batches, no gradients, and the readout table.
+"""Running a model over participants: batches, no gradients, and the predictions table.
 
 Shared by training (the inner validation), ``sarco evaluate`` and ``sarco predict``, so the
 numbers a bundle reports about itself are computed exactly as its users will compute them.
@@ -19,7 +19,7 @@ from model_build.cohort.listings import IMAGE_FORMATS, VIDEO_FORMATS
 from model_build.models import CLASSES, InputError
 from model_build.models.bundle import Bundle
 from model_build.models.data import Arrays, ImageSet, build_arrays, presence, read_frames
-from model_build.models.fusion import Batch, FusionModel, Outputs, Readout, Stacker, read_out
+from model_build.models.fusion import FusionModel, FusionOutput, ModelBatch, Outputs, Stacker, fuse_outputs
 from model_build.models.report import modality_probabilities
 from model_build.models.tabular import TabularEncoder, TabularInputError, column_numbers
 from sarco_core.preprocess import PreprocessError, Preprocessor
@@ -29,7 +29,7 @@ CHUNK_PARTICIPANTS = 256  # bounds memory when a cohort has thousands of partici
 
 def make_batch(arrays: Arrays, rows: np.ndarray, preprocessor: Preprocessor,
                augment: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-               sample: tuple[int, np.random.Generator] | None = None) -> Batch:
+               sample: tuple[int, np.random.Generator] | None = None) -> ModelBatch:
     """The participants ``rows`` of ``arrays`` as tensors; ``augment(pixels, image_indices)``
     is applied to the prepared images before normalisation (training only); ``sample = (k,
     rng)`` keeps at most k random images per participant (training only)."""
@@ -42,7 +42,7 @@ def make_batch(arrays: Arrays, rows: np.ndarray, preprocessor: Preprocessor,
         if augment is not None:
             pixels = augment(pixels, chosen)
         images = torch.from_numpy(preprocessor.normalise(pixels)[:, np.newaxis])
-    return Batch(present=torch.from_numpy(arrays.present[rows]), images=images,
+    return ModelBatch(present=torch.from_numpy(arrays.present[rows]), images=images,
                  image_owner=torch.from_numpy(owner),
                  tables={m: torch.from_numpy(t[rows]) for m, t in arrays.tables.items()})
 
@@ -79,8 +79,8 @@ def infer(model: FusionModel, arrays: Arrays, preprocessor: Preprocessor, device
     return Outputs(torch.cat(logits), torch.cat(fused) if fused else None)
 
 
-def readout_frame(ids: list[str], readout: Readout, modalities: list[str], threshold: float,
-                  labels: np.ndarray | None = None) -> pd.DataFrame:
+def predictions_table(ids: list[str], fused: FusionOutput, modalities: list[str], threshold: float,
+                      labels: np.ndarray | None = None) -> pd.DataFrame:
     """One row per participant: label, probability, uncertainty, each modality's contribution.
 
     ``contribution_<modality>`` is the modality's share of the evidence for the participant's
@@ -90,12 +90,12 @@ def readout_frame(ids: list[str], readout: Readout, modalities: list[str], thres
     labels = np.full(len(ids), -1) if labels is None else labels
     known = labels >= 0
     frame = pd.DataFrame({"participant_id": ids, "label": pd.Series(labels, dtype="Int64").mask(~known)})
-    frame["probability"] = readout.probability
-    frame["uncertainty"] = readout.uncertainty
-    klass = np.where(known, labels, (readout.probability >= threshold).astype(int))
+    frame["probability"] = fused.probability
+    frame["uncertainty"] = fused.uncertainty
+    klass = np.where(known, labels, (fused.probability >= threshold).astype(int))
     rows = np.arange(len(ids))
     for view, modality in enumerate(modalities):
-        frame[f"contribution_{modality}"] = readout.contributions[rows, view, klass]
+        frame[f"contribution_{modality}"] = fused.contributions[rows, view, klass]
     return frame
 
 
@@ -103,7 +103,7 @@ def predict_cohort(model: FusionModel, fusion: str, stacker: Stacker | None, thr
                    cohort: Cohort, frame: pd.DataFrame, encoders: dict, preprocessor: Preprocessor,
                    frames_per_video: int, device: torch.device,
                    on_progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-    """Readout of every participant in ``frame``, read and run in chunks; ``probability_<m>``
+    """Predictions of every participant in ``frame``, read and run in chunks; ``probability_<m>``
     columns add each modality's own opinion (NaN where the participant lacks it)."""
     modalities = model.config.modalities
     parts = []
@@ -116,11 +116,11 @@ def predict_cohort(model: FusionModel, fusion: str, stacker: Stacker | None, thr
 
 def predict_arrays(model: FusionModel, fusion: str, stacker: Stacker | None, threshold: float, arrays: Arrays,
                    preprocessor: Preprocessor, device: torch.device) -> pd.DataFrame:
-    """The readout table of participants already in memory (see :func:`predict_cohort`)."""
+    """The predictions table of participants already in memory (see :func:`predict_cohort`)."""
     modalities = model.config.modalities
     outputs = infer(model, arrays, preprocessor, device)
-    readout = read_out(outputs, torch.from_numpy(arrays.present), fusion, stacker)
-    table = readout_frame(arrays.ids, readout, modalities, threshold, arrays.labels)
+    fused = fuse_outputs(outputs, torch.from_numpy(arrays.present), fusion, stacker)
+    table = predictions_table(arrays.ids, fused, modalities, threshold, arrays.labels)
     alone = modality_probabilities(outputs, fusion)
     for view, modality in enumerate(modalities):
         table[f"probability_{modality}"] = np.where(arrays.present[:, view], alone[:, view], np.nan)
@@ -202,14 +202,14 @@ def predict_participant(bundle: Bundle, files: list[Path], clinical: dict[str, s
     arrays = Arrays(["participant"], np.array([-1]), presence(frame, config.modalities, bundle.encoders, counts),
                     {m: bundle.encoders[m].transform(frame) for m in config.modalities if m != "image"}, images)
     outputs = infer(bundle.model.to(device), arrays, bundle.preprocessor, device)
-    readout = read_out(outputs, torch.from_numpy(arrays.present), config.fusion, bundle.stacker)
+    fused = fuse_outputs(outputs, torch.from_numpy(arrays.present), config.fusion, bundle.stacker)
     alone = modality_probabilities(outputs, config.fusion)[0]
-    probability = float(readout.probability[0])
+    probability = float(fused.probability[0])
     result = {
         "probability": probability,
         "decision": "sarcopenia" if probability >= bundle.threshold else "no sarcopenia",
         "threshold": bundle.threshold,
-        "uncertainty": None if np.isnan(readout.uncertainty[0]) else float(readout.uncertainty[0]),
+        "uncertainty": None if np.isnan(fused.uncertainty[0]) else float(fused.uncertainty[0]),
         "frames": 0 if images is None else int(len(images.pixels)),
         "modalities": {},
     }
@@ -217,7 +217,7 @@ def predict_participant(bundle: Bundle, files: list[Path], clinical: dict[str, s
         present = bool(arrays.present[0, view])
         entry: dict = {"present": present, "probability": float(alone[view]) if present else None}
         if config.fusion == "evidential":
-            entry["contribution"] = {name: float(readout.contributions[0, view, k])
+            entry["contribution"] = {name: float(fused.contributions[0, view, k])
                                      for k, name in enumerate(CLASSES)}
         result["modalities"][modality] = entry
     return result

@@ -17,7 +17,7 @@ from model_build.stats import StatsInputError, auc_ci, confusion_table, roc_auc,
 if TYPE_CHECKING:
     from model_build.models.bundle import Bundle
     from model_build.models.data import Arrays
-    from model_build.models.fusion import Outputs, Readout
+    from model_build.models.fusion import FusionOutput, Outputs
 
 CONTRIBUTION_BOOTSTRAP = 2000
 
@@ -91,12 +91,12 @@ def choose_threshold(labels: np.ndarray, probability: np.ndarray) -> dict:
     return {**chosen, "chosen_on": f"inner validation split ({len(labels)} participants)"}
 
 
-def validation_metrics(held_out: Arrays, outputs: Outputs, readout: Readout, modalities: list[str],
+def validation_metrics(held_out: Arrays, outputs: Outputs, fused: FusionOutput, modalities: list[str],
                        fusion: str) -> tuple[dict, dict]:
     """Metrics on the inner validation split and the threshold chosen there."""
     labels = held_out.labels
-    threshold = choose_threshold(labels, readout.probability)
-    metrics = {"validation": classification_metrics(labels, readout.probability, threshold["value"]),
+    threshold = choose_threshold(labels, fused.probability)
+    metrics = {"validation": classification_metrics(labels, fused.probability, threshold["value"]),
                "validation_per_modality_auc": per_modality_auc(
                    labels, modality_probabilities(outputs, fusion), held_out.present, modalities)}
     return metrics, threshold

@@ -119,7 +119,7 @@ def assign_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 
 @dataclass
-class Candidate:
+class StudyCandidate:
     model: str
     n_modalities: int
     auc: float
@@ -139,7 +139,7 @@ def select_model(aucs: dict[str, float], p_vs_best: dict[str, float | None], rul
     for name, auc in aucs.items():
         p = p_vs_best.get(name)
         eligible = name == best or (rule == "fewest-not-worse" and (p is None or p >= alpha or auc >= aucs[best]))
-        candidates.append(Candidate(name, len(modalities_of(name)), auc, p, eligible))
+        candidates.append(StudyCandidate(name, len(modalities_of(name)), auc, p, eligible))
     candidates.sort(key=lambda c: (c.n_modalities, -c.auc))
     chosen = next(c for c in candidates if c.eligible) if rule == "fewest-not-worse" else \
         next(c for c in candidates if c.model == best)

@@ -28,7 +28,8 @@ from rich.progress import Progress
 from model_build.cohort import Cohort, load_cohort
 from model_build.models.branch import ImageBranch
 from model_build.models.data import ImageLibrary, data_hash, tabular_columns
-from model_build.models.train import Trainer, available_modalities, read_library
+from model_build.models.train import Trainer
+from model_build.models.training_data import available_modalities, read_library
 from model_build.study import results as study_results
 from model_build.study.design import (StudyError, StudyOptions, assign_folds, combined_models, modalities_of,
                                       select_model)
@@ -140,15 +141,14 @@ class Study:
         branch = self.branches.get(fold) if "image" in modalities and modalities != ["image"] else None
         if "image" in modalities and modalities != ["image"] and branch is None:
             raise StudyError(f"{name}: the image model of fold {fold} must be trained first")
-        trainer = Trainer(self.cohort, where, options, self.progress, rows=rows, library=self.library,
-                          branch=branch)
-        trainer.fit()
+        trainer = Trainer(options, self.progress).fit(self.cohort, where, rows=rows, library=self.library,
+                                                      branch=branch)
         if bundle is not None:
             trainer.finish()
         else:
             trainer.settle()
         if modalities == ["image"]:
-            self.branches[fold] = ImageBranch(trainer.image_scorer(), self.library, trainer.preprocessor)
+            self.branches[fold] = ImageBranch(trainer.image_scorer(), self.library, trainer.data.preprocessor)
         if bundle is None:
             shutil.rmtree(where)
         return trainer

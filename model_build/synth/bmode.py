@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model_build.synth.profiles import ScannerProfile
+from model_build.synth.profiles import SyntheticScanner
 from model_build.synth.tissue import TissueMaps
 
 _HEADROOM_DB = 4.0  # a specular reflector of amplitude 1 lands this far under full white at 0 dB gain
@@ -40,7 +40,7 @@ class EchoField:
         return EchoField(self.real[:, x0:x1], self.imag[:, x0:x1], self.coherent[:, x0:x1])
 
 
-def psf_sigmas_px(profile: ScannerProfile, pixel_mm: float) -> tuple[float, float]:
+def psf_sigmas_px(profile: SyntheticScanner, pixel_mm: float) -> tuple[float, float]:
     """(axial, lateral) PSF sigma in pixels, never under the display's interpolation limit."""
     return (
         max(profile.psf_axial_mm / pixel_mm, profile.min_psf_px),
@@ -49,7 +49,7 @@ def psf_sigmas_px(profile: ScannerProfile, pixel_mm: float) -> tuple[float, floa
 
 
 def echo_fields(
-    maps: TissueMaps, profile: ScannerProfile, pixel_mm: float, rng: np.random.Generator, count: int = 1
+    maps: TissueMaps, profile: SyntheticScanner, pixel_mm: float, rng: np.random.Generator, count: int = 1
 ) -> list[EchoField]:
     """``count`` independent speckle realisations of the same tissue (they share ``coherent``)."""
     height = maps.diffuse.shape[0]
@@ -81,7 +81,7 @@ def mix(first: EchoField, second: EchoField, angle: float) -> EchoField:
     return EchoField(cos * first.real + sin * second.real, cos * first.imag + sin * second.imag, first.coherent)
 
 
-def grey_image(field: EchoField, profile: ScannerProfile) -> np.ndarray:
+def grey_image(field: EchoField, profile: SyntheticScanner) -> np.ndarray:
     """Log-compressed, grey-mapped and post-processed B-mode image (uint8 H x W)."""
     power = cv2.magnitude(field.real + field.coherent, field.imag)
     cv2.multiply(power, power, dst=power)
@@ -100,7 +100,7 @@ def grey_image(field: EchoField, profile: ScannerProfile) -> np.ndarray:
     return np.clip(grey, 0, 255).astype(np.uint8)
 
 
-def choose_depth_mm(deepest_mm: float, profile: ScannerProfile, rng: np.random.Generator) -> float:
+def choose_depth_mm(deepest_mm: float, profile: SyntheticScanner, rng: np.random.Generator) -> float:
     """The depth setting a sonographer picks: the shallowest preset that shows ``deepest_mm``
     (the deep aponeurosis) with 8 mm to spare, or the next one up 30% of the time. Beyond the
     presets, the next whole centimetre."""

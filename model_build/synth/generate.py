@@ -65,7 +65,7 @@ class SynthOptions:
 
 
 @dataclass(frozen=True)
-class CohortTables:
+class SyntheticTables:
     """Everything tabular about a synthetic cohort, before any media are rendered."""
 
     participants: pd.DataFrame
@@ -130,7 +130,7 @@ def _draw_cohort(spec: CohortSpec, model: LatentModel, seed: np.random.SeedSeque
     return _CohortDraw(participants, truth, jobs, log_ratios)
 
 
-def build_tables(options: SynthOptions, root: Path) -> CohortTables:
+def build_tables(options: SynthOptions, root: Path) -> SyntheticTables:
     """Tables, oracle and media jobs (media to be written under ``root``) of a whole size."""
     if options.size not in SIZES:
         raise SynthError(f"unknown size {options.size!r}; fix: use one of {', '.join(SIZES)}")
@@ -145,7 +145,7 @@ def build_tables(options: SynthOptions, root: Path) -> CohortTables:
     # Pooled over cohorts on the prior-free log likelihood ratio: the same quantity as the
     # population AUC, estimated on every participant at once.
     oracle[POOLED] = _aucs(participants["label"].to_numpy(), np.vstack([draw.log_ratios for draw in draws]))
-    return CohortTables(
+    return SyntheticTables(
         participants=participants,
         truth=pd.concat([draw.truth for draw in draws], ignore_index=True),
         jobs=[job for draw in draws for job in draw.jobs],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class ScannerProfile:
+class SyntheticScanner:
     """Acquisition and export settings of one synthetic scanner.
 
     Physical sizes are in mm, gains in dB. ``layout`` selects the screen drawn around the
@@ -45,10 +45,10 @@ class ScannerProfile:
     fps: float  # frame rate of the screen recording
 
 
-PROFILES: dict[str, ScannerProfile] = {
+PROFILES: dict[str, SyntheticScanner] = {
     # Development center: a cart scanner that exports grey PNG crops of the B-mode image with
     # a small header line; fine resolution, moderate dynamic range, little attenuation left.
-    "A": ScannerProfile(
+    "A": SyntheticScanner(
         name="SYN-Cart 9",
         layout="cart",
         probe="L12-5",
@@ -76,7 +76,7 @@ PROFILES: dict[str, ScannerProfile] = {
     ),
     # External center: a USB probe on a laptop; the software's screenshot (JPEG, white border,
     # grey panels) with lower-frequency, wider speckle, a darker image and more depth fall-off.
-    "B": ScannerProfile(
+    "B": SyntheticScanner(
         name="SYN-USB L128",
         layout="usb",
         probe="L7.5/60",
@@ -104,7 +104,7 @@ PROFILES: dict[str, ScannerProfile] = {
     ),
     # Proof-of-concept center: a handheld wireless probe and a tablet app; coarse, smoothed
     # speckle, high gain and a narrow dynamic range, a cool colour map, PNG screenshots.
-    "C": ScannerProfile(
+    "C": SyntheticScanner(
         name="SYN-Pocket L7",
         layout="pocket",
         probe="L7 HD",

@@ -20,7 +20,7 @@ import numpy as np
 
 from model_build.synth.bmode import choose_depth_mm, echo_fields, grey_image
 from model_build.synth.dicom import write_us_dicom
-from model_build.synth.profiles import PROFILES, ScannerProfile
+from model_build.synth.profiles import PROFILES, SyntheticScanner
 from model_build.synth.screen import RenderedImage, max_scan_width, still_screen
 from model_build.synth.tissue import MuscleLatent, tissue_maps
 from model_build.synth.video import VideoInfo, write_scan_video
@@ -30,7 +30,7 @@ __all__ = [
     "PROFILES",
     "MuscleLatent",
     "RenderedImage",
-    "ScannerProfile",
+    "SyntheticScanner",
     "VideoInfo",
     "bmode_image",
     "encode_still",
@@ -46,7 +46,7 @@ _STILL_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 def bmode_image(
     latent: MuscleLatent,
-    profile: ScannerProfile,
+    profile: SyntheticScanner,
     scan_shape: tuple[int, int],
     depth_mm: float,
     rng: np.random.Generator,
@@ -64,7 +64,7 @@ def bmode_image(
     return grey
 
 
-def render_still(latent: MuscleLatent, profile: ScannerProfile, rng: np.random.Generator) -> RenderedImage:
+def render_still(latent: MuscleLatent, profile: SyntheticScanner, rng: np.random.Generator) -> RenderedImage:
     """One exported still of ``latent`` on ``profile``'s scanner (UI frame included).
 
     The pixels are the screen before any file compression: :func:`write_still` adds the JPEG
@@ -93,7 +93,7 @@ def encode_still(image: RenderedImage, suffix: str, jpeg_quality: int = 90) -> b
     return encoded.tobytes()
 
 
-def exported_pixels(image: RenderedImage, profile: ScannerProfile) -> np.ndarray:
+def exported_pixels(image: RenderedImage, profile: SyntheticScanner) -> np.ndarray:
     """What reading back ``profile``'s own still file gives (its format, its JPEG quality)."""
     data = encode_still(image, profile.still_suffix, profile.jpeg_quality)
     return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model_build.synth.profiles import ScannerProfile
+from model_build.synth.profiles import SyntheticScanner
 
 VIDEO_SIZE = (1280, 720)  # (width, height) of every screen recording
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -68,14 +68,14 @@ class Screen:
 class _Acquisition:
     """The made-up settings and date a screen shows."""
 
-    profile: ScannerProfile
+    profile: SyntheticScanner
     depth_mm: float
     date: str
     time: str
     gain_percent: int
 
     @classmethod
-    def draw(cls, profile: ScannerProfile, depth_mm: float, rng: np.random.Generator) -> _Acquisition:
+    def draw(cls, profile: SyntheticScanner, depth_mm: float, rng: np.random.Generator) -> _Acquisition:
         day = np.datetime64("2023-01-01") + int(rng.integers(0, 730))
         minutes = int(rng.integers(8 * 60, 18 * 60))
         return cls(
@@ -126,7 +126,7 @@ def _centred_box(top: int, scan_shape: tuple[int, int], left: int, right: int) -
     return (x0, top, x0 + scan_width, top + height)
 
 
-def _tint_lut(profile: ScannerProfile) -> np.ndarray | None:
+def _tint_lut(profile: SyntheticScanner) -> np.ndarray | None:
     """The colour map of a tinted scanner as an OpenCV LUT; None for a neutral grey one."""
     if profile.tint_bgr == (1.0, 1.0, 1.0):
         return None
@@ -135,7 +135,7 @@ def _tint_lut(profile: ScannerProfile) -> np.ndarray | None:
     return lut.astype(np.uint8)[:, None, :]
 
 
-def max_scan_width(profile: ScannerProfile, still: bool) -> int:
+def max_scan_width(profile: SyntheticScanner, still: bool) -> int:
     """Widest B-mode area the layout has room for (the probe's field of view is clipped to it);
     a cart's still is a crop, as wide as the field of view."""
     if profile.layout == "cart" and still:
@@ -254,14 +254,14 @@ _SCREENS = {"cart": _cart_screen, "usb": _usb_screen, "pocket": _pocket_screen}
 
 
 def video_screen(
-    profile: ScannerProfile, scan_shape: tuple[int, int], depth_mm: float, rng: np.random.Generator
+    profile: SyntheticScanner, scan_shape: tuple[int, int], depth_mm: float, rng: np.random.Generator
 ) -> Screen:
     """The 1280 x 720 BGR screen a recording of this scanner shows around a ``scan_shape`` image."""
     return _SCREENS[profile.layout](scan_shape, _Acquisition.draw(profile, depth_mm, rng))
 
 
 def still_screen(
-    profile: ScannerProfile, scan_shape: tuple[int, int], depth_mm: float, rng: np.random.Generator
+    profile: SyntheticScanner, scan_shape: tuple[int, int], depth_mm: float, rng: np.random.Generator
 ) -> Screen:
     """The frame of an exported still: a cart's grey crop with a header, a usb screenshot with a
     white border, or a pocket app's screenshot."""

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from model_build.synth.bmode import EchoField, choose_depth_mm, echo_fields, grey_image, mix
-from model_build.synth.profiles import ScannerProfile
+from model_build.synth.profiles import SyntheticScanner
 from model_build.synth.screen import VIDEO_SIZE, Screen, max_scan_width, video_screen
 from model_build.synth.tissue import MuscleLatent, TissueMaps, tissue_maps
 from sarco_core.files import atomic_path
@@ -101,7 +101,7 @@ def _lifted_maps(shape: tuple[int, int], pixel_mm: float, rng: np.random.Generat
 class _Recorder:
     """Frame-by-frame state of one recording: the fields, the screen and where the probe is."""
 
-    profile: ScannerProfile
+    profile: SyntheticScanner
     screen: Screen
     inner_width: int
     panoramas: list[tuple[EchoField, EchoField]]
@@ -167,7 +167,7 @@ def _live_bmode(recorder: _Recorder, frame: PlannedFrame) -> np.ndarray:
 def write_scan_video(
     path: Path,
     latents: Sequence[MuscleLatent],
-    profile: ScannerProfile,
+    profile: SyntheticScanner,
     rng: np.random.Generator,
     seconds: float = 5.0,
 ) -> VideoInfo:

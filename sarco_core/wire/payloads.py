@@ -1,0 +1,111 @@
+"""The payloads a device sends, as typed objects: the one place a live reading or a session
+result is turned into its wire dict.
+
+The device's pipeline, the dashboard's fleet simulator and the chaos benchmark all build them
+here, so a field is added, renamed or bounded once (``fps`` is held to ``schema.MAX_FPS`` in
+``LivePayload.to_dict`` and nowhere else). ``to_dict`` gives the dict ``schema.encode``
+validates and serialises (with sorted keys, so the order of the dict never reaches the wire);
+times are given as epoch seconds and written in the schema's format here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sarco_core.wire import schema
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """How much to trust a session's probability (a result's ``uncertainty``)."""
+
+    logit_sd: float  # spread of the per-frame log-odds
+    agreement: float  # share of usable frames whose own decision is the session's
+    dirichlet_u: float | None = None  # evidential models only
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"logit_sd": self.logit_sd, "agreement": self.agreement,
+                "dirichlet_u": self.dirichlet_u}
+
+
+@dataclass(frozen=True)
+class LivePayload:
+    """One live reading during a session (QoS 0: never queued, stale a second later)."""
+
+    site: str
+    device: str
+    session_id: str
+    screening_id: str
+    frame: int
+    captured_at: float  # epoch seconds
+    quality: str
+    probability: float | None  # this frame's, when it passed the gate
+    smoothed_probability: float | None  # the live reading on the screen
+    usable_frames: int
+    fps: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": schema.SCHEMA_VERSION, "kind": "live",
+            "site": self.site, "device": self.device,
+            "session_id": self.session_id, "screening_id": self.screening_id,
+            "frame": self.frame, "captured_at": schema.utc_timestamp(self.captured_at),
+            "quality": self.quality,
+            "probability": self.probability,
+            "smoothed_probability": self.smoothed_probability,
+            "usable_frames": self.usable_frames,
+            # a file replayed faster than real time can pass the schema's bound: report the bound
+            "fps": min(self.fps, schema.MAX_FPS),
+        }
+
+
+@dataclass(frozen=True)
+class ResultPayload:
+    """One session result. ``seq`` is the device outbox's number; None until it is queued
+    (``to_dict`` then leaves it out: ``Outbox.add`` adds it)."""
+
+    result_id: str
+    session_id: str
+    site: str
+    device: str
+    screening_id: str
+    started_at: float  # epoch seconds
+    ended_at: float
+    decision: str
+    probability: float | None
+    score_logit: float | None
+    threshold: float
+    aggregation: str
+    uncertainty: Uncertainty | None
+    usable_frames: int
+    processed_frames: int
+    min_usable_frames: int
+    skipped: Mapping[str, int]
+    model_name: str
+    model_sha256: str
+    app_version: str
+    seq: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = {
+            "schema_version": schema.SCHEMA_VERSION, "kind": "result",
+            "result_id": self.result_id, "session_id": self.session_id,
+            "site": self.site, "device": self.device, "screening_id": self.screening_id,
+            "started_at": schema.utc_timestamp(self.started_at),
+            "ended_at": schema.utc_timestamp(self.ended_at),
+            "decision": self.decision, "probability": self.probability,
+            "score_logit": self.score_logit, "threshold": self.threshold,
+            "aggregation": self.aggregation,
+            "uncertainty": None if self.uncertainty is None else self.uncertainty.to_dict(),
+            "usable_frames": self.usable_frames,
+            "processed_frames": self.processed_frames,
+            "min_usable_frames": self.min_usable_frames,
+            "skipped": dict(self.skipped),
+            "model": {"name": self.model_name, "sha256": self.model_sha256},
+            "app_version": self.app_version,
+        }
+        if self.seq is not None:
+            payload["seq"] = self.seq
+        return payload

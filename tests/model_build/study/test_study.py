@@ -1,0 +1,197 @@
+"""`sarco study`: the design (folds, model names, selection rule), leakage, determinism, the
+run folder's contract, INT8 for an image-only selection and the edge replay of the demo.
+
+Cohorts come from testkit/cohort_factory.py (real image and video files, random content): these
+tests check what the study does with data, not how well a model learns from noise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+import yaml
+from rich.console import Console
+from typer.testing import CliRunner
+
+from model_build.commands import study as study_command
+from model_build.models.train import Trainer
+from model_build.study.design import StudyError, StudyOptions, assign_folds, combined_models, select_model
+from model_build.study.inputs import check_results
+from model_build.study.runner import run_study
+from testkit.cohort_factory import make_cohort
+
+N_PARTICIPANTS = 24  # development 16 (8 per class): the least 5 folds allow; external 8
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    application = typer.Typer()
+    study_command.register(application)
+    return application
+
+
+def test_folds_are_stratified_disjoint_and_seeded() -> None:
+    labels = np.array([0] * 40 + [1] * 15)
+    folds = assign_folds(labels, 5, seed=3)
+    assert sorted(np.unique(folds)) == [0, 1, 2, 3, 4]
+    for fold in range(5):
+        assert np.bincount(labels[folds == fold], minlength=2).tolist() == [8, 3]
+    assert np.array_equal(folds, assign_folds(labels, 5, seed=3))
+    assert not np.array_equal(folds, assign_folds(labels, 5, seed=4))
+
+
+def test_too_few_participants_for_the_folds_is_one_clear_error() -> None:
+    with pytest.raises(StudyError, match="too few for 5-fold cross-validation; fix: use --folds"):
+        assign_folds(np.array([0] * 30 + [1] * 5), 5, seed=0)
+
+
+def test_the_best_type_is_combined_with_each_other_then_with_all() -> None:
+    assert combined_models("image", ["image", "clinical", "lab"]) == ["image+clinical", "image+lab",
+                                                                     "image+clinical+lab"]
+    assert combined_models("lab", ["image", "clinical", "lab"]) == ["image+lab", "clinical+lab", "image+clinical+lab"]
+    assert combined_models("clinical", ["clinical", "lab"]) == ["clinical+lab"]
+    assert combined_models("image", ["image"]) == []
+
+
+def test_selection_takes_the_fewest_types_not_significantly_worse_than_the_best() -> None:
+    aucs = {"image": 0.827, "clinical": 0.70, "lab": 0.68, "image+clinical": 0.835, "image+clinical+lab": 0.845}
+    p_vs_best = {"image": 0.019, "clinical": 0.001, "lab": 0.0005, "image+clinical": 0.40}
+    chosen = select_model(aucs, p_vs_best, "fewest-not-worse", 0.05)
+    # image is significantly worse (P 0.019 < 0.05): the two-type model is the fewest that is not.
+    assert chosen["selected"] == "image+clinical"
+    assert chosen["best"] == "image+clinical+lab"
+    assert "P = 0.400" in chosen["reason"]
+    # With alpha 0.01 image is no longer significantly worse: one data type suffices, as in the study.
+    assert select_model(aucs, p_vs_best, "fewest-not-worse", 0.01)["selected"] == "image"
+    assert select_model(aucs, p_vs_best, "best", 0.01)["selected"] == "image+clinical+lab"
+    eligible = {c["model"]: c["eligible"] for c in chosen["candidates"]}
+    assert eligible == {"image": False, "clinical": False, "lab": False, "image+clinical": True,
+                        "image+clinical+lab": True}
+
+
+def test_options_are_checked_in_one_place() -> None:
+    with pytest.raises(StudyError, match="--selection"):
+        StudyOptions(selection="smallest")
+    with pytest.raises(StudyError, match="--alpha"):
+        StudyOptions(alpha=1.5)
+    options = StudyOptions(seed=5, quick=True)
+    fold0, fold1, refit = (options.training(["clinical"], f) for f in (0, 1, None))
+    assert len({fold0.seed, fold1.seed, refit.seed}) == 3
+    assert options.training(["image", "lab"], 0).image_size == options.image.image_size
+
+
+@pytest.fixture(scope="module")
+def tables_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_cohort(tmp_path_factory.mktemp("tables") / "c", seed=2, n_participants=N_PARTICIPANTS,
+                       images=False, videos=False).root
+
+
+@pytest.fixture(scope="module")
+def recorded_run(tables_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list, list]:
+    """A quick tables-only study, recording which participants every training saw and scored."""
+    trained_on: list[set[str]] = []
+    predicted: list[tuple[int, set[str]]] = []
+    original_fit, original_predict = Trainer.fit, Trainer.predict
+
+    def recording_fit(self: Trainer, cohort, out, *, rows, **inputs) -> Trainer:  # noqa: ANN001
+        trained_on.append(set(rows["participant_id"]))
+        self.recorded = len(trained_on) - 1
+        return original_fit(self, cohort, out, rows=rows, **inputs)
+
+    def recording_predict(self: Trainer, frame):  # noqa: ANN001, ANN202
+        predicted.append((self.recorded, set(frame["participant_id"])))
+        return original_predict(self, frame)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "fit", recording_fit)
+        patch.setattr(Trainer, "predict", recording_predict)
+        run = run_study(tables_cohort, tmp_path_factory.mktemp("tables-run") / "a", StudyOptions(seed=1, quick=True))
+    return run, trained_on, predicted
+
+
+def test_no_participant_is_predicted_by_a_model_that_trained_on_them(recorded_run) -> None:  # noqa: ANN001
+    run, trained_on, predicted = recorded_run
+    assert len(trained_on) == 3 * 5 + 3  # three models, five folds, then the refits
+    assert predicted and all(not (trained_on[index] & ids) for index, ids in predicted)
+    development = {f"P{n:03d}" for n in range(1, 17)}
+    for name in ("clinical", "lab", "clinical+lab"):
+        table = pd.read_csv(run / "predictions" / name / "development.csv", dtype={"participant_id": str})
+        assert sorted(table["participant_id"]) == sorted(development)  # everyone, once
+        assert sorted(table["fold"].unique()) == [0, 1, 2, 3, 4]
+
+
+def test_tables_only_study_is_complete_and_deterministic(recorded_run, tables_cohort: Path,  # noqa: ANN001
+                                                         tmp_path: Path) -> None:
+    first = recorded_run[0]
+    second = run_study(tables_cohort, tmp_path / "b", StudyOptions(seed=1, quick=True))
+    results = json.loads((first / "results.json").read_text())
+    check_results(results)
+    assert list(results["models"]) == ["clinical", "lab", "clinical+lab"]
+    assert results["models"]["clinical"]["development"]["n"] == 16
+    assert results["int8"] is None and "no images" in results["int8_skipped"]
+    assert {c["why"] for c in results["comparisons"]} >= {"multimodal vs other", "monomodal pair"}
+    assert all(0.0 <= c["p"] <= 1.0 for c in results["comparisons"])
+    for klass in ("sarcopenia", "non_sarcopenia"):
+        assert sum(results["contributions"][klass].values()) == pytest.approx(1.0)
+    again = json.loads((second / "results.json").read_text())
+    for volatile in ("created", "timings"):
+        results.pop(volatile), again.pop(volatile)
+    results["cohort"].pop("path"), again["cohort"].pop("path")
+    assert results == again
+    assert (first / "report.html").is_file() and (first / "model-card.md").is_file()
+    assert not first.with_name("a.partial").exists()
+
+
+@pytest.fixture(scope="module")
+def image_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Images and recordings only (clinical and lab columns dropped from the schema): the study
+    then has one model, the image model, which it selects, quantizes and verifies."""
+    root = make_cohort(tmp_path_factory.mktemp("images") / "c", seed=4, n_participants=N_PARTICIPANTS).root
+    schema = yaml.safe_load((root / "schema.yaml").read_text())
+    schema["columns"] = {name: spec for name, spec in schema["columns"].items() if spec["role"] == "reference"}
+    (root / "schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+    return root
+
+
+@pytest.fixture(scope="module")
+def image_run(app: typer.Typer, image_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("image-run") / "run"
+    result = CliRunner().invoke(app, ["study", str(image_cohort), "--out", str(out), "--quick", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "selected" in result.output and "INT8 (tensorrt, entropy)" in result.output
+    return out
+
+
+def test_image_only_study_ends_with_a_verified_int8_bundle(image_run: Path) -> None:
+    results = json.loads((image_run / "results.json").read_text())
+    check_results(results)
+    assert results["selected_model"] == "image"
+    int8 = results["int8"]
+    assert set(int8["cohorts"]) >= {"external"}
+    gate = json.loads((image_run / int8["bundle"] / "quantization.json").read_text())["gate"]
+    assert gate["status"] == ("accepted" if int8["accepted"] else "rejected")
+    assert (image_run / "int8" / "verify.html").is_file()
+    assert (image_run / "figures" / "gradcam.png").is_file()
+    page = (image_run / "report.html").read_text()
+    assert "INT8" in page and "Grad-CAM" in page
+
+
+def test_the_demo_replays_a_recording_on_the_edge_app(image_run: Path, image_cohort: Path, tmp_path: Path) -> None:
+    console = Console(record=True, width=200)
+    study_command.replay_on_edge(image_cohort, image_run, tmp_path / "edge", console)
+    text = console.export_text()
+    assert "replaying" in text and "usable frames" in text
+    assert any((tmp_path / "edge").iterdir())
+
+
+def test_a_folder_that_is_not_a_run_is_refused(app: typer.Typer, tables_cohort: Path, tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = CliRunner().invoke(app, ["study", str(tables_cohort), "--out", str(tmp_path), "--quick"])
+    assert result.exit_code == 1
+    assert "is not a study run; fix: choose a new --out folder" in result.output
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

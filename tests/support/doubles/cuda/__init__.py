@@ -1,0 +1,1 @@
+"""TEST DOUBLE of the cuda-python package namespace (see tests/support/doubles/README.md)."""

@@ -5,19 +5,28 @@ band conversion) and a session of frames (the aggregate)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
 from sarco_core.imaging import PixelSize
-from sarco_core.measure import (DEEP, OTHER, SUPERFICIAL, Measurement, aggregate_measurements, check_labels,
-                                echo_intensity, find_bands, labels_from_bands, measure, middle_half,
-                                muscle_band, muscle_thickness_px, pennation_angle)
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-DL_TRACK = SHARED_DATA / "dl-track-aponeuroses"
+from sarco_core.measure import (
+    DEEP,
+    OTHER,
+    SUPERFICIAL,
+    Measurement,
+    aggregate_measurements,
+    check_labels,
+    echo_intensity,
+    find_bands,
+    labels_from_bands,
+    measure,
+    middle_half,
+    muscle_band,
+    muscle_thickness_px,
+    pennation_angle,
+)
+from tests.support.real_data import real_file
 
 
 def labels_from_edges(superficial_last: dict[int, int], deep_first: dict[int, int], height: int = 120,
@@ -194,7 +203,6 @@ def test_pennation_not_measured_without_texture_or_band():
     assert frame.muscle_thickness_px == 170.0 and frame.echo_intensity == 90.0
 
 
-TIMTRACK_2 = SHARED_DATA / "muscle-us-timtrack" / "dataset2"
 # From dataset2_for_manual_estimation_obs{1,2,3}.xlsx: observer 1's aponeurosis rows at the image's
 # middle column (spoint, dpoint) and angle (betha), and the three observers' fascicle angles.
 OBSERVED = [
@@ -209,9 +217,7 @@ OBSERVED = [
 def test_fascicle_angle_on_real_scans_agrees_with_the_timtrack_observers(name, spoint, dpoint, betha, alphas):
     """On the observers' own aponeurosis lines (no segmentation), the fascicle angle found lies
     within 1.5 deg of the three observers' mean; they disagree by a median 1.9 deg on this set."""
-    path = TIMTRACK_2 / name
-    if not path.is_file():
-        pytest.skip(f"real images not available: {path} is absent (../shared/data beside the repo)")
+    path = real_file(f"muscle-us-timtrack/dataset2/{name}")
     grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     labels = np.zeros(grey.shape, np.uint8)
     columns = np.arange(110, 690)  # the scan's columns on this GE layout
@@ -288,9 +294,7 @@ def _split_gaps(mask: np.ndarray, split: int, stop: int) -> float:
     ("img_00064", 3, 100, 300),   # the first two are sheets of one superficial aponeurosis
 ])
 def test_real_dl_track_masks(name, bands, split, stop):
-    path = DL_TRACK / "masks" / f"{name}.png"
-    if not path.is_file():
-        pytest.skip(f"real masks not available: {path} is absent (../shared/data beside the repo)")
+    path = real_file(f"dl-track-aponeuroses/masks/{name}.png")
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     assert len(find_bands(mask)) == bands
     labels = labels_from_bands(mask)
@@ -303,9 +307,7 @@ def test_real_dl_track_masks(name, bands, split, stop):
 
 
 def test_real_dl_track_mask_with_one_band():
-    path = DL_TRACK / "masks" / "img_00095.png"
-    if not path.is_file():
-        pytest.skip(f"real masks not available: {path} is absent")
+    path = real_file("dl-track-aponeuroses/masks/img_00095.png")
     labels = labels_from_bands(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
     assert labels.max() == SUPERFICIAL
     assert muscle_thickness_px(labels).status == "one_aponeurosis_missing"

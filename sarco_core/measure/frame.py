@@ -2,7 +2,7 @@
 
 ``measure(grey_u8, labels, mm_per_pixel)`` runs thickness, echo intensity and pennation on one
 grey frame and its aponeurosis labels (from a segmentation model, the synthetic generator or
-a converted DL_Track mask) and returns a :class:`Measurement`. Both stages call this one
+a converted DL_Track mask) and returns a :class:`FrameMeasurement`. Both stages call this one
 function, so a number on the device's readout and the same number in the study are computed
 the same way.
 
@@ -30,7 +30,7 @@ MEASUREMENT_STATUSES = THICKNESS_STATUSES + (NO_FASCICLE_ORIENTATION,)
 
 
 @dataclass(frozen=True)
-class Measurement:
+class FrameMeasurement:
     """One frame's muscle architecture. Thickness is vertical, in pixels of the frame given
     (and mm when the pixel size is known); angles in degrees; echo intensity on 0-255."""
 
@@ -45,7 +45,7 @@ class Measurement:
             raise ValueError(f"unknown measurement status {self.status!r}; use one of {MEASUREMENT_STATUSES}")
 
     @classmethod
-    def not_measured(cls, status: str) -> Measurement:
+    def not_measured(cls, status: str) -> FrameMeasurement:
         return cls(None, None, None, None, status)
 
     def to_dict(self) -> dict:
@@ -64,7 +64,7 @@ def mm_per_pixel_y(mm_per_pixel: float | PixelSize | None) -> float | None:
     return value
 
 
-def measure(grey_u8: np.ndarray, labels: np.ndarray, mm_per_pixel: float | PixelSize | None = None) -> Measurement:
+def measure(grey_u8: np.ndarray, labels: np.ndarray, mm_per_pixel: float | PixelSize | None = None) -> FrameMeasurement:
     """Thickness, pennation and echo intensity of one frame (see the module docstring).
 
     ``grey_u8``: the frame as 2-D uint8 (a colour frame is converted with ``to_grey_u8``);
@@ -79,10 +79,10 @@ def measure(grey_u8: np.ndarray, labels: np.ndarray, mm_per_pixel: float | Pixel
     scale = mm_per_pixel_y(mm_per_pixel)
     thickness = muscle_thickness_px(labels)
     if thickness.status != OK:
-        return Measurement.not_measured(thickness.status)
+        return FrameMeasurement.not_measured(thickness.status)
     echo = echo_intensity(grey_u8, labels, thickness.edges)
     pennation = pennation_angle(grey_u8, labels, thickness.edges)
-    return Measurement(
+    return FrameMeasurement(
         muscle_thickness_px=thickness.px,
         muscle_thickness_mm=None if scale is None else thickness.px * scale,
         pennation_deg=pennation.pennation_deg,

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from sarco_core.measure.frame import Measurement
+from sarco_core.measure.frame import FrameMeasurement
 
 QUANTITIES = ("muscle_thickness_px", "muscle_thickness_mm", "pennation_deg", "echo_intensity")
 OK = "ok"
@@ -45,7 +45,7 @@ class SessionMeasurement:
         return asdict(self)
 
 
-def aggregate_measurements(measurements: Iterable[Measurement]) -> SessionMeasurement:
+def aggregate_measurements(measurements: Iterable[FrameMeasurement]) -> SessionMeasurement:
     """Median, IQR and counts over per-frame measurements (see the module docstring)."""
     frames = list(measurements)
     medians: dict[str, float | None] = {}

@@ -14,7 +14,7 @@ from sarco_core.measure import (
     DEEP,
     OTHER,
     SUPERFICIAL,
-    Measurement,
+    FrameMeasurement,
     aggregate_measurements,
     check_labels,
     echo_intensity,
@@ -97,7 +97,7 @@ def test_thickness_not_measurable_says_why(superficial, deep, status):
     labels = labels_from_edges(superficial, deep, width=30)
     result = muscle_thickness_px(labels)
     assert (result.px, result.status) == (None, status)
-    assert measure(np.full(labels.shape, 90, np.uint8), labels) == Measurement(None, None, None, None, status)
+    assert measure(np.full(labels.shape, 90, np.uint8), labels) == FrameMeasurement(None, None, None, None, status)
 
 
 def test_thickness_of_an_empty_label_image():
@@ -252,7 +252,7 @@ def test_measure_one_frame_with_and_without_pixel_size():
     with pytest.raises(ValueError, match="positive"):
         measure(grey, labels, -1.0)
     with pytest.raises(ValueError, match="status"):
-        Measurement(None, None, None, None, "fine")
+        FrameMeasurement(None, None, None, None, "fine")
 
 
 # --- DL_Track masks -> labels -----------------------------------------------------------------
@@ -317,11 +317,11 @@ def test_real_dl_track_mask_with_one_band():
 
 def test_session_aggregate_is_median_and_iqr_over_measured_frames():
     frames = [
-        Measurement(100.0, 10.0, 20.0, 60.0, "ok"),
-        Measurement(110.0, 11.0, None, 62.0, "no_fascicle_orientation"),
-        Measurement(120.0, 12.0, 22.0, 64.0, "ok"),
-        Measurement(130.0, 13.0, 26.0, 66.0, "ok"),
-        Measurement.not_measured("one_aponeurosis_missing"),
+        FrameMeasurement(100.0, 10.0, 20.0, 60.0, "ok"),
+        FrameMeasurement(110.0, 11.0, None, 62.0, "no_fascicle_orientation"),
+        FrameMeasurement(120.0, 12.0, 22.0, 64.0, "ok"),
+        FrameMeasurement(130.0, 13.0, 26.0, 66.0, "ok"),
+        FrameMeasurement.not_measured("one_aponeurosis_missing"),
     ]
     session = aggregate_measurements(frames)
     assert (session.frames_measured, session.frames_total, session.status) == (4, 5, "ok")
@@ -336,9 +336,9 @@ def test_session_aggregate_is_median_and_iqr_over_measured_frames():
 
 
 def test_session_without_measured_frames_or_pixel_size():
-    empty = aggregate_measurements([Measurement.not_measured("no_aponeuroses")] * 3)
+    empty = aggregate_measurements([FrameMeasurement.not_measured("no_aponeuroses")] * 3)
     assert (empty.status, empty.frames_measured, empty.frames_total) == ("no_frames_measured", 0, 3)
     assert empty.muscle_thickness_px is None and empty.spread["muscle_thickness_px"] is None
-    one = aggregate_measurements([Measurement(50.0, None, 12.0, 70.0, "ok")])
+    one = aggregate_measurements([FrameMeasurement(50.0, None, 12.0, 70.0, "ok")])
     assert one.muscle_thickness_px == 50.0 and one.spread["muscle_thickness_px"] == 0.0
     assert one.muscle_thickness_mm is None and one.spread["muscle_thickness_mm"] is None

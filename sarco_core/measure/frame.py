@@ -10,6 +10,8 @@ the same way.
 a thickness status (``no_aponeuroses``, ``one_aponeurosis_missing``, ``no_overlap``,
 ``no_muscle_band``), in which case nothing is measured, or ``no_fascicle_orientation``, in
 which case thickness and echo intensity are given and only the pennation angle is None.
+``no_scan_region`` is for a frame that has no B-mode area to segment (a blank or UI-only frame):
+the segmentation recipe (:mod:`sarco_core.measure.segmentation`) gives up before the model runs.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from sarco_core.measure.pennation import pennation_angle
 from sarco_core.measure.thickness import OK, THICKNESS_STATUSES, muscle_thickness_px
 
 NO_FASCICLE_ORIENTATION = "no_fascicle_orientation"
-MEASUREMENT_STATUSES = THICKNESS_STATUSES + (NO_FASCICLE_ORIENTATION,)
+NO_SCAN_REGION = "no_scan_region"
+MEASUREMENT_STATUSES = THICKNESS_STATUSES + (NO_FASCICLE_ORIENTATION, NO_SCAN_REGION)
 
 
 @dataclass(frozen=True)

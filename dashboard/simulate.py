@@ -47,7 +47,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sarco_core.errors import SarcoError
 from sarco_core.wire import schema
 from sarco_core.wire.broker import BrokerSettings, make_client
-from sarco_core.wire.payloads import LivePayload, ResultPayload, Uncertainty
+from sarco_core.wire.payloads import LivePayload, ResultPayload, StatusPayload, Uncertainty
 
 DEVICES_PER_SITE = 6
 MODELS = (  # (name, version, app version, share of the fleet, bundle version that brought it)
@@ -465,13 +465,9 @@ class FleetSimulator:
         would be of unknown age) and the outcome of the last model update."""
         profile = device.profile
         now = time.time()
-        return schema.encode("status", {
-            "schema_version": schema.SCHEMA_VERSION, "kind": "status",
-            "site": profile.site, "device": profile.device, "state": state,
-            "at": None if will else schema.utc_timestamp(now),
+        status = StatusPayload(profile.site, profile.device, state, now, profile.backlog, details={
             "app_version": profile.app_version,
             "model": {"name": profile.model_name, "sha256": profile.model_sha256},
-            "queued_results": None if will else profile.backlog,
             "health": None if will else self._health(device),
             "update": {
                 "version": profile.update_version, "outcome": profile.update_outcome,
@@ -482,6 +478,7 @@ class FleetSimulator:
                 "model_sha256": profile.model_sha256,
             },
         })
+        return schema.encode("status", status.last_will() if will else status.to_dict())
 
     def _health(self, device: _Device) -> dict[str, Any]:
         profile, rng = device.profile, device.rng

@@ -13,6 +13,12 @@ so a truncated copy or an edited threshold is refused with the file's name. No t
 unpickling: the workstation's reader (model_build.models.bundle) also rebuilds the PyTorch
 model, which the device never needs.
 
+The muscle-measurement model (the aponeurosis segmentation, docs/measurements.md) is a bundle
+of its own, sealed by the same manifest: ``aponeurosis.onnx`` and ``aponeurosis.json`` (the
+segmentation recipe, labels, how it was trained and how well it measures), read by
+:func:`load_measurement_bundle`; :func:`default_measurement_bundle` finds the one the
+repository ships (``models/aponeurosis``).
+
 A bundle that carries an INT8 model is used only when `sarco-calibrate verify` accepted it
 (:func:`check_int8_gate`): INT8 can silently lose accuracy, and the gate's verdict is recorded in
 a file the manifest covers, so it cannot be edited by hand.
@@ -20,12 +26,15 @@ a file the manifest covers, so it cannot be edited by hand.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from sarco_core.errors import SarcoError
 from sarco_core.files import atomic_write, read_json, sha256_file, write_json
+from sarco_core.measure.labels import LABEL_NAMES
+from sarco_core.measure.segmentation import RecipeError, SegmentationRecipe
 from sarco_core.preprocess import PreprocessError, PreprocessParams
 from sarco_core.readout import READOUTS
 
@@ -49,6 +58,16 @@ CALIBRATION_CACHE = "calibration.cache"  # TensorRT 8.x calibration cache (targe
 GATE_PENDING, GATE_ACCEPTED, GATE_REJECTED = "pending", "accepted", "rejected"
 GATE_MISSING = "missing"  # INT8 content without a readable gate status
 QUANTIZATION_VERSION = 1
+# The measurement model's bundle (its own folder; the manifest and BundleError are shared)
+APONEUROSIS_ONNX = "aponeurosis.onnx"
+APONEUROSIS_CONFIG = "aponeurosis.json"
+APONEUROSIS_README = "README.md"
+APONEUROSIS_KIND = "aponeurosis-segmentation"
+APONEUROSIS_FORMAT_VERSION = 1
+APONEUROSIS_INPUT = "image"      # (batch, 1, size, size) float32, the recipe's scaled grey
+APONEUROSIS_OUTPUT = "logits"    # (batch, 3, size, size): other, superficial, deep
+APONEUROSIS_MODEL_ENV = "SARCO_APONEUROSIS_MODEL"  # overrides the shipped model's folder
+SHIPPED_APONEUROSIS_MODEL = Path(__file__).resolve().parents[1] / "models" / "aponeurosis"
 
 
 class BundleError(SarcoError, ValueError):
@@ -107,6 +126,66 @@ def load_device_bundle(folder: str | Path, *, check_gate: bool = True) -> Device
         path=folder, onnx_path=folder / ONNX, preprocess=preprocess, threshold=float(threshold),
         readout=readout, model_sha256=digests[ONNX], model_name=_model_name(config, folder),
     )
+
+
+@dataclass(frozen=True)
+class MeasurementBundle:
+    """What the workstation and the device take from a measurement model bundle."""
+
+    path: Path
+    onnx_path: Path
+    recipe: SegmentationRecipe
+    model_sha256: str  # of aponeurosis.onnx: names the model in every measurement
+    config: dict       # aponeurosis.json as written (training data, licence, command, metrics)
+
+    @property
+    def model_name(self) -> str:
+        return f"aponeurosis-{self.model_sha256[:12]}"
+
+
+def default_measurement_bundle() -> Path:
+    """The measurement model used when none is named: ``$SARCO_APONEUROSIS_MODEL`` when set,
+    else the one shipped with the repository (``models/aponeurosis``)."""
+    chosen = os.environ.get(APONEUROSIS_MODEL_ENV)
+    folder = Path(chosen) if chosen else SHIPPED_APONEUROSIS_MODEL
+    if not folder.is_dir():
+        where = f"${APONEUROSIS_MODEL_ENV}={chosen}" if chosen else "the repository's models/aponeurosis"
+        raise BundleError(f"{folder}: no measurement model there ({where}); fix: name a model folder written "
+                          "by `sarco measure train --out MODEL`, or restore models/aponeurosis from git")
+    return folder
+
+
+def load_measurement_bundle(folder: str | Path) -> MeasurementBundle:
+    """Check the manifest, then read ``aponeurosis.json`` (kind, format version, labels, recipe)
+    and find ``aponeurosis.onnx``; BundleError naming the file and the fix otherwise."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BundleError(f"measurement model {folder}: not a folder; give the folder written by "
+                          "`sarco measure train --out MODEL` (or leave MODEL out for the shipped one)")
+    digests = verify_manifest(folder)
+    for name in (APONEUROSIS_CONFIG, APONEUROSIS_ONNX):
+        if name not in digests:
+            raise BundleError(f"{folder / name}: not in the bundle; this folder is not a measurement model "
+                              "(a classifier bundle holds model.onnx); fix: `sarco measure train` one")
+    config = read_json_object(folder / APONEUROSIS_CONFIG)
+    if config.get("kind") != APONEUROSIS_KIND:
+        raise BundleError(f"{folder / APONEUROSIS_CONFIG}: kind {config.get('kind')!r} is not "
+                          f"{APONEUROSIS_KIND!r}; fix: give a folder written by `sarco measure train`")
+    if config.get("format_version") != APONEUROSIS_FORMAT_VERSION:
+        raise BundleError(f"{folder / APONEUROSIS_CONFIG}: format_version {config.get('format_version')!r} "
+                          f"is not {APONEUROSIS_FORMAT_VERSION}; fix: update sarco, or retrain the model")
+    labels = config.get("labels")
+    expected = {str(k): v for k, v in LABEL_NAMES.items()}
+    if labels != expected:
+        raise BundleError(f"{folder / APONEUROSIS_CONFIG}: labels {labels!r} are not {expected}; the "
+                          "measurements read label 1 as superficial and 2 as deep; fix: retrain the model")
+    try:
+        recipe = SegmentationRecipe.from_dict(config.get("recipe"))
+    except (RecipeError, TypeError) as error:
+        raise BundleError(f"{folder / APONEUROSIS_CONFIG}: recipe: {error}; fix: retrain the model with "
+                          "this version of sarco") from None
+    return MeasurementBundle(path=folder, onnx_path=folder / APONEUROSIS_ONNX, recipe=recipe,
+                             model_sha256=digests[APONEUROSIS_ONNX], config=config)
 
 
 @dataclass(frozen=True)

@@ -155,3 +155,25 @@ def test_no_two_public_classes_share_a_name() -> None:
     shared = {name: places for name, places in defined.items() if len(places) > 1}
     assert not shared, "public classes that share a name:\n" + "\n".join(
         f"  {name}: {', '.join(places)}" for name, places in sorted(shared.items()))
+
+
+def _imports_of(folder: str) -> list[tuple[str, int, str]]:
+    found = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=relative)):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.append((relative, node.lineno, node.module))
+            elif isinstance(node, ast.Import):
+                found += [(relative, node.lineno, alias.name) for alias in node.names]
+    return found
+
+
+def test_benchmarks_import_no_test_module_and_tests_import_no_test_module() -> None:
+    """What tests and benchmarks share lives in testkit/ (and tests/support/ for tests only)."""
+    wrong = [(file, line, name) for file, line, name in _imports_of("benchmarks")
+             if _top(name) == "tests"]
+    wrong += [(file, line, name) for file, line, name in _imports_of("tests")
+              if name.startswith("tests.") and name.split(".")[-1].startswith("test_")]
+    assert not wrong, "a test module imported (move the helper to tests/support or testkit):\n" + \
+        _where(wrong)

@@ -36,6 +36,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_app.mqtt.outbox import Outbox
 from sarco_core.wire import schema
 from sarco_core.wire.broker import BrokerSettings, make_client
+from sarco_core.wire.payloads import StatusPayload
 
 log = logging.getLogger("edge_app.mqtt")
 
@@ -394,17 +395,6 @@ class MqttLink:
     def _status(self, state: str, will: bool = False) -> bytes:
         """The retained status; the last will is fixed at connect time, so it carries no
         time, no queue length and no health (figures of unknown age would mislead)."""
-        payload = {
-            "schema_version": schema.SCHEMA_VERSION,
-            "kind": "status",
-            "site": self.site,
-            "device": self.device,
-            "state": state,
-            "at": None if will else schema.utc_timestamp(time.time()),
-            "queued_results": None if will else len(self.outbox),
-            "backlog_reason": None if will else (self.state.backlog_reason or None),
-            **self._status_fields(),
-        }
-        if will and "health" in payload:
-            payload["health"] = None
-        return schema.encode("status", payload)
+        status = StatusPayload(self.site, self.device, state, time.time(), len(self.outbox),
+                               self.state.backlog_reason or None, self._status_fields())
+        return schema.encode("status", status.last_will() if will else status.to_dict())

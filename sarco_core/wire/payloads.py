@@ -1,5 +1,5 @@
-"""The payloads a device sends, as typed objects: the one place a live reading or a session
-result is turned into its wire dict.
+"""The payloads a device sends, as typed objects: the one place a live reading, a session
+result or a status is turned into its wire dict.
 
 The device's pipeline, the dashboard's fleet simulator and the chaos benchmark all build them
 here, so a field is added, renamed or bounded once (``fps`` is held to ``schema.MAX_FPS`` in
@@ -11,7 +11,7 @@ times are given as epoch seconds and written in the schema's format here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sarco_core.criteria import STANDARDS, Measurements, MeasurementError, diagnose
@@ -132,4 +132,39 @@ class ResultPayload:
                                  "high": self.call.high, "level": self.rule.level,
                                  "independent_frames": self.rule.independent_frames,
                                  "evidence": self.rule.evidence}
+        return payload
+
+
+@dataclass(frozen=True)
+class StatusPayload:
+    """A device's retained status: online, offline, and what the dashboard shows about it.
+
+    ``details`` holds the optional fields a device adds (``app_version``, ``model``, ``health``,
+    ``update``: docs/mqtt.md). :meth:`last_will` is the copy given to the broker at connect
+    time, published only after the device is gone: it carries no time, no queue length and no
+    health, since figures of unknown age would mislead.
+    """
+
+    site: str
+    device: str
+    state: str  # online | offline
+    at: float | None  # epoch seconds
+    queued_results: int | None = None
+    backlog_reason: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": schema.SCHEMA_VERSION, "kind": "status",
+            "site": self.site, "device": self.device, "state": self.state,
+            "at": None if self.at is None else schema.utc_timestamp(self.at),
+            "queued_results": self.queued_results,
+            "backlog_reason": self.backlog_reason,
+            **self.details,
+        }
+
+    def last_will(self) -> dict[str, Any]:
+        payload = {**self.to_dict(), "at": None, "queued_results": None, "backlog_reason": None}
+        if "health" in payload:
+            payload["health"] = None
         return payload

@@ -45,6 +45,9 @@ SUBSET = [  # (file in ../shared/data, licence SPDX id)
     (f"{TIMTRACK}/dataset2/range-of-motion/gastroc_range_of_motion_002.png", "CC0-1.0"),
     (f"{TIMTRACK}/dataset2/range-of-motion/gastroc_range_of_motion_422.png", "CC0-1.0"),
     (f"{TIMTRACK}/dataset2/range-of-motion/gastroc_range_of_motion_962.png", "CC0-1.0"),
+    *[(f"{TIMTRACK}/dataset2/{name}.png", "CC0-1.0") for name in (  # fascicle angle vs the observers
+        "jumping/gastroc_jumping_066", "range-of-motion/gastroc_range_of_motion_062",
+        "range-of-motion/gastroc_range_of_motion_512")],
     *[(f"{TIMTRACK}/dataset3/{name}.jpg", "CC-BY-4.0") for name in (
         "030/p6_isokinetic030_01_push_01_10", "030/p6_isokinetic030_01_push_01_123",
         "120/p6_isokinetic120_01_push_01_10", "120/p6_isokinetic120_01_push_01_36",
@@ -57,6 +60,8 @@ SUBSET = [  # (file in ../shared/data, licence SPDX id)
     *[(f"muscle-us-deepacsa/rectus_img_{n}.tif", "Apache-2.0") for n in (55, 56, 57)],
     *[(f"dl-track-aponeuroses/{kind}/img_{n:05d}.png", "Apache-2.0")
       for n in (1, 2, 3, 36) for kind in ("images", "masks")],  # one per main layout
+    *[(f"dl-track-aponeuroses/masks/img_{n:05d}.png", "Apache-2.0")
+      for n in (64, 95, 96)],  # masks with one, three and four bands (sarco_core.measure.labels)
     ("busi-development/images/benign0002.png", "CC-BY-4.0"),
     ("busi-development/images/malignant0001.png", "CC-BY-4.0"),
 ]

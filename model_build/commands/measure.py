@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -70,8 +69,10 @@ def train(
         if chosen.get("image_size", 256) % 16:
             raise typer.BadParameter(f"{chosen['image_size']} is not a multiple of 16", param_hint="--image-size")
         options = MeasureTrainOptions(**chosen)
-        command = "sarco measure train " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") + 1:]) \
-            if "train" in sys.argv else None
+        command = " ".join(["sarco measure train", *(shlex.quote(str(d)) for d in data), "--out", shlex.quote(str(out)),
+                            "--seed", str(options.seed), "--epochs", str(options.epochs), "--image-size",
+                            str(options.image_size), "--batch-size", str(options.batch_size)]
+                           + ([] if threads is None else ["--threads", str(threads)]))
         with CommandProgress(CliConsole(stderr=True)) as progress:
             tasks: dict[str, int] = {}
 

@@ -66,7 +66,7 @@ def leave_one_layout_out(data: Path, options: MeasureTrainOptions, wanted: list[
         train = [p for p, name in zip(pairs, layouts) if name != layout]
         test = [row for row, name in zip(rows, layouts) if name == layout]
         started = time.perf_counter()
-        network, _ = fit(train, options, None)
+        network, _ = fit(train, options, _epoch_lines(f"layout {layout}"))
         seconds = time.perf_counter() - started
         metrics, rows = evaluate_masks_with(lambda tensors: _torch_logits(network, tensors), recipe, test)
         metrics["train_images"], metrics["train_seconds"] = len(train), round(seconds, 1)
@@ -84,6 +84,13 @@ def leave_one_layout_out(data: Path, options: MeasureTrainOptions, wanted: list[
     for metrics in results.values():
         metrics.pop("rows", None)
     return results
+
+
+def _epoch_lines(prefix: str):
+    def report(step: str, done: int, total: int, outcome: str | None) -> None:
+        if outcome:
+            print(f"  {prefix}: {outcome} ({time.strftime('%H:%M:%S')})", flush=True)
+    return report
 
 
 def _torch_logits(network, tensors: np.ndarray) -> np.ndarray:

@@ -1,6 +1,8 @@
 """`sarco measure train | run | evaluate`: the muscle-measurement model (docs/measurements.md).
 
-- ``train DATA... --out MODEL``: train the aponeurosis segmentation on image/mask pairs;
+- ``train DATA... --out MODEL``: train the aponeurosis segmentation on image/mask pairs
+  (``--synthetic N`` adds N rendered stills with exact masks);
+- ``synth --out DATA``: render synthetic image/mask pairs, a DATA folder for ``train``;
 - ``run [MODEL] PATH... --out CSV``: measure images, DICOMs, videos or folders of them;
 - ``evaluate [MODEL] DATA --out DIR``: against masks (index.csv) or the TimTrack observers.
 
@@ -53,6 +55,8 @@ def train(
     image_size: Annotated[Optional[int], typer.Option(
         min=64, max=1024, help="Model input side in pixels, a multiple of 16 (default 256).")] = None,
     batch_size: Annotated[int, typer.Option(min=2, help="Images per training step.")] = 8,
+    synthetic: Annotated[int, typer.Option(
+        min=0, help="Synthetic stills with exact masks to render and add (0: none).")] = 0,
     threads: Threads = None,
 ) -> None:
     """Train the aponeurosis segmentation on DATA and write the measurement model to --out."""
@@ -64,7 +68,7 @@ def train(
                 raise typer.BadParameter(f"{folder}: not a folder; give a folder with an index.csv of image,mask "
                                          "pairs", param_hint="DATA")
         check_out(out)
-        chosen = {"seed": seed, "batch_size": batch_size, "threads": threads}
+        chosen = {"seed": seed, "batch_size": batch_size, "threads": threads, "synthetic": synthetic}
         chosen.update({k: v for k, v in (("epochs", epochs), ("image_size", image_size)) if v is not None})
         if chosen.get("image_size", 256) % 16:
             raise typer.BadParameter(f"{chosen['image_size']} is not a multiple of 16", param_hint="--image-size")
@@ -72,6 +76,7 @@ def train(
         command = " ".join(["sarco measure train", *(shlex.quote(str(d)) for d in data), "--out", shlex.quote(str(out)),
                             "--seed", str(options.seed), "--epochs", str(options.epochs), "--image-size",
                             str(options.image_size), "--batch-size", str(options.batch_size)]
+                           + ([] if not synthetic else ["--synthetic", str(synthetic)])
                            + ([] if threads is None else ["--threads", str(threads)]))
         with CommandProgress(CliConsole(stderr=True)) as progress:
             tasks: dict[str, int] = {}
@@ -92,6 +97,24 @@ def train(
                   f"{config['training']['train_seconds']:.0f} s of training on {config['training']['threads']} threads; "
                   f"ONNX parity {config['metrics']['onnx_parity_max_abs']:.1e}; in-sample median |thickness error| "
                   + ("n/a" if pct is None else f"{pct:.2f} %"), markup=False)
+
+
+@measure_app.command("synth")
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Data folder to write (new or empty): images, masks, index.csv.")],
+    count: Annotated[int, typer.Option(min=1, help="Stills to render.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+) -> None:
+    """Render synthetic stills with exact aponeurosis masks: a DATA folder for `sarco measure train`."""
+    from model_build.measure.synthetic import write_synthetic_pairs
+    from model_build.measure.train import check_out
+
+    with reported_errors(exit_code=USER_ERROR):
+        check_out(out)
+        with CommandProgress(CliConsole(stderr=True)) as progress:
+            task = progress.add_task("rendering", total=count)
+            write_synthetic_pairs(out, count, seed, lambda done, total: progress.update(task, completed=done))
+    CliConsole().print(f"{count} synthetic image/mask pairs written to {out}", markup=False)
 
 
 @measure_app.command("run")

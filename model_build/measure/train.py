@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -54,6 +55,7 @@ class MeasureTrainOptions:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     pretrained: bool = True
+    synthetic: int = 0  # synthetic stills with exact masks made and added (model_build.measure.synthetic)
     threads: int | None = None
     recipe_extra: dict = field(default_factory=dict)
 
@@ -150,6 +152,8 @@ def data_record(folders: list[Path], pairs: list[Pair]) -> list[dict]:
 
 
 def _licence(folder: Path) -> str | None:
+    if (folder / "README.md").is_file() and "synthetic generator" in (folder / "README.md").read_text(encoding="utf-8"):
+        return "synthetic (rendered by sarco; no real person)"
     for name in ("LICENSE", "LICENSE.txt", "LICENCE"):
         path = folder / name
         if path.is_file():
@@ -186,8 +190,18 @@ def train_measurement_model(data: list[Path], out: Path, options: MeasureTrainOp
     check_out(out)
     recipe = options.recipe()
     started = time.perf_counter()
-    pairs = load_pairs([Path(d) for d in data], recipe,
-                       None if progress is None else (lambda done, total: progress("reading images", done, total, None)))
+    folders = [Path(d) for d in data]
+    with tempfile.TemporaryDirectory(prefix="sarco-synthetic-") as scratch:
+        if options.synthetic:
+            from model_build.measure.synthetic import SYNTHETIC_FOLDER, write_synthetic_pairs
+
+            folders.append(write_synthetic_pairs(
+                Path(scratch) / SYNTHETIC_FOLDER, options.synthetic, options.seed,
+                None if progress is None else (lambda done, total: progress("rendering synthetic images", done,
+                                                                            total, None))))
+        pairs = load_pairs(folders, recipe, None if progress is None else
+                           (lambda done, total: progress("reading images", done, total, None)))
+        records = data_record(folders, pairs)
     read_seconds = time.perf_counter() - started
     network, history = fit(pairs, options, progress)
     train_seconds = time.perf_counter() - started - read_seconds
@@ -209,7 +223,7 @@ def train_measurement_model(data: list[Path], out: Path, options: MeasureTrainOp
                         if options.pretrained else None, "parameters": sum(p.numel() for p in network.parameters()),
                         "input": [None, 1, options.image_size, options.image_size],
                         "output": [None, 3, options.image_size, options.image_size]},
-            "training": {"data": data_record([Path(d) for d in data], pairs), "images": len(pairs),
+            "training": {"data": records, "images": len(pairs),
                          "options": {k: v for k, v in asdict(options).items() if k != "recipe_extra"},
                          "command": command, "history": history, "read_seconds": round(read_seconds, 1),
                          "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(),

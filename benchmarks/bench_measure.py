@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,7 +35,8 @@ import torch
 from model_build.measure.data import load_pairs, read_index
 from model_build.measure.evaluate import evaluate_masks_with, evaluate_timtrack, print_mask_metrics, print_timtrack
 from model_build.measure.infer import AponeurosisModel
-from model_build.measure.train import MeasureTrainOptions, fit, train_measurement_model
+from model_build.measure.synthetic import write_synthetic_pairs
+from model_build.measure.train import MeasureTrainOptions, fit, train_measurement_model, write_model_folder
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -53,23 +55,33 @@ def layout_groups(shapes: list[tuple[int, int]], minimum: int = 5) -> list[str]:
     return names
 
 
-def leave_one_layout_out(data: Path, options: MeasureTrainOptions, wanted: list[str] | None) -> dict:
+def leave_one_layout_out(data: Path, options: MeasureTrainOptions, wanted: list[str] | None,
+                         save: Path | None = None) -> dict:
     recipe = options.recipe()
     folder = data / "dl-track-aponeuroses"
     rows = read_index(folder)
     pairs = load_pairs([folder], recipe)
     layouts = layout_groups([p.frame_shape for p in pairs])
+    synthetic = []
+    if options.synthetic:
+        with tempfile.TemporaryDirectory() as scratch:
+            synthetic = load_pairs([write_synthetic_pairs(Path(scratch) / "synthetic", options.synthetic, options.seed)],
+                                   recipe)
     results = {}
     for layout in sorted(set(layouts), key=lambda name: -layouts.count(name)):
         if wanted and layout not in wanted:
             continue
-        train = [p for p, name in zip(pairs, layouts) if name != layout]
+        train = [p for p, name in zip(pairs, layouts) if name != layout] + synthetic
         test = [row for row, name in zip(rows, layouts) if name == layout]
         started = time.perf_counter()
         network, _ = fit(train, options, _epoch_lines(f"layout {layout}"))
         seconds = time.perf_counter() - started
         metrics, rows = evaluate_masks_with(lambda tensors: _torch_logits(network, tensors), recipe, test)
         metrics["train_images"], metrics["train_seconds"] = len(train), round(seconds, 1)
+        metrics["statuses"] = dict(Counter(row["status"] for row in rows))
+        if save is not None:  # each fold's model, for a look at its failures (sarco measure evaluate / run)
+            write_model_folder(save / layout, network, options, train, [], [], {"train_seconds": round(seconds, 1)},
+                               f"benchmarks/bench_measure.py fold: every layout but {layout}")
         results[layout] = metrics
         print_mask_metrics(f"held-out layout {layout} ({len(test)} images; trained on {len(train)} in {seconds:.0f} s)",
                            metrics)
@@ -81,8 +93,6 @@ def leave_one_layout_out(data: Path, options: MeasureTrainOptions, wanted: list[
         overall = mask_metrics(everything)
         results["overall"] = overall
         print_mask_metrics(f"overall, every held-out image ({len(everything)})", overall)
-    for metrics in results.values():
-        metrics.pop("rows", None)
     return results
 
 
@@ -125,21 +135,27 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=MeasureTrainOptions().epochs)
     parser.add_argument("--size", type=int, default=MeasureTrainOptions().image_size)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--freeze-blocks", type=int, default=MeasureTrainOptions().freeze_blocks)
+    parser.add_argument("--synthetic", type=int, default=MeasureTrainOptions().synthetic,
+                        help="synthetic stills added to each fold's training images")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--layouts", help="comma-separated held-out layouts (default: all)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: lolo, timtrack, timing")
     parser.add_argument("--model", type=Path, help="for TimTrack and timing: this bundle (default: train one on "
                                                    "all of dl-track-aponeuroses into --work)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_measure_model"))
-    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--json", type=Path, help="write every figure (and the per-image rows) here")
+    parser.add_argument("--save-models", type=Path, help="write each fold's model into this folder")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    options = MeasureTrainOptions(seed=args.seed, epochs=args.epochs, image_size=args.size, threads=args.threads)
+    options = MeasureTrainOptions(seed=args.seed, epochs=args.epochs, image_size=args.size, threads=args.threads,
+                                  freeze_blocks=args.freeze_blocks, synthetic=args.synthetic)
     skip = set(filter(None, args.skip.split(",")))
-    report: dict = {"options": {"epochs": args.epochs, "size": args.size, "seed": args.seed, "threads": args.threads}}
+    report: dict = {"options": {"epochs": args.epochs, "size": args.size, "seed": args.seed, "threads": args.threads,
+                                "freeze_blocks": args.freeze_blocks, "synthetic": args.synthetic}}
     if "lolo" not in skip:
         wanted = [s.strip() for s in args.layouts.split(",")] if args.layouts else None
-        report["leave_one_layout_out"] = leave_one_layout_out(args.data, options, wanted)
+        report["leave_one_layout_out"] = leave_one_layout_out(args.data, options, wanted, args.save_models)
     if not {"timtrack", "timing"} <= skip:
         model_folder = args.model
         if model_folder is None:

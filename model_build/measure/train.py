@@ -55,6 +55,7 @@ class MeasureTrainOptions:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     pretrained: bool = True
+    freeze_blocks: int = 0  # stem + this many encoder blocks kept at their ImageNet weights
     synthetic: int = 0  # synthetic stills with exact masks made and added (model_build.measure.synthetic)
     threads: int | None = None
     recipe_extra: dict = field(default_factory=dict)
@@ -79,7 +80,9 @@ def fit(pairs: list[Pair], options: MeasureTrainOptions, progress: Progress | No
     torch.set_num_threads(options.threads or max(1, os.cpu_count() or 1))
     recipe = options.recipe()
     network = AponeurosisNet(options.image_size, pretrained=options.pretrained)
-    optimiser = torch.optim.AdamW(network.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
+    network.freeze(options.freeze_blocks)
+    optimiser = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=options.learning_rate,
+                                  weight_decay=options.weight_decay)
     batches_per_epoch = _batches(len(pairs), options.batch_size)
     total = options.epochs * len(batches_per_epoch)
     warmup = max(1, int(0.05 * total))
@@ -205,6 +208,17 @@ def train_measurement_model(data: list[Path], out: Path, options: MeasureTrainOp
     read_seconds = time.perf_counter() - started
     network, history = fit(pairs, options, progress)
     train_seconds = time.perf_counter() - started - read_seconds
+    timings = {"read_seconds": round(read_seconds, 1), "train_seconds": round(train_seconds, 1)}
+    return write_model_folder(out, network, options, pairs, records, history, timings, command, progress)
+
+
+def write_model_folder(out: Path, network: AponeurosisNet, options: MeasureTrainOptions, pairs: list[Pair],
+                       records: list[dict], history: list[dict], timings: dict, command: str | None,
+                       progress: Progress | None = None) -> dict:
+    """Export, check and seal a trained network as a measurement model folder; returns aponeurosis.json.
+
+    Written into a hidden folder beside ``out`` and renamed at the end (``out`` new or empty)."""
+    recipe = options.recipe()
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -225,8 +239,7 @@ def train_measurement_model(data: list[Path], out: Path, options: MeasureTrainOp
                         "output": [None, 3, options.image_size, options.image_size]},
             "training": {"data": records, "images": len(pairs),
                          "options": {k: v for k, v in asdict(options).items() if k != "recipe_extra"},
-                         "command": command, "history": history, "read_seconds": round(read_seconds, 1),
-                         "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(),
+                         "command": command, "history": history, **timings, "threads": torch.get_num_threads(),
                          "versions": {"sarco": __version__, "python": platform.python_version(),
                                       "torch": torch.__version__}},
             "metrics": {"onnx_parity_max_abs": gap, "training_images_in_sample": metrics},

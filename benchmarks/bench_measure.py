@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model_build.measure.data import load_pairs, read_index
-from model_build.measure.evaluate import evaluate_masks_with, evaluate_timtrack, print_mask_metrics, print_timtrack
+from model_build.measure.data import load_pairs, read_index, read_pair_arrays
+from model_build.measure.evaluate import (evaluate_masks_with, evaluate_timtrack, overlay, overlay_grid,
+                                         predicted_frame_labels, print_mask_metrics, print_timtrack)
 from model_build.measure.infer import AponeurosisModel
 from model_build.measure.synthetic import write_synthetic_pairs
 from model_build.measure.train import MeasureTrainOptions, fit, train_measurement_model, write_model_folder
@@ -56,7 +57,7 @@ def layout_groups(shapes: list[tuple[int, int]], minimum: int = 5) -> list[str]:
 
 
 def leave_one_layout_out(data: Path, options: MeasureTrainOptions, wanted: list[str] | None,
-                         save: Path | None = None) -> dict:
+                         save: Path | None = None, figure: Path | None = None) -> dict:
     recipe = options.recipe()
     folder = data / "dl-track-aponeuroses"
     rows = read_index(folder)
@@ -67,7 +68,7 @@ def leave_one_layout_out(data: Path, options: MeasureTrainOptions, wanted: list[
         with tempfile.TemporaryDirectory() as scratch:
             synthetic = load_pairs([write_synthetic_pairs(Path(scratch) / "synthetic", options.synthetic, options.seed)],
                                    recipe)
-    results = {}
+    results, panels = {}, []
     for layout in sorted(set(layouts), key=lambda name: -layouts.count(name)):
         if wanted and layout not in wanted:
             continue
@@ -86,6 +87,10 @@ def leave_one_layout_out(data: Path, options: MeasureTrainOptions, wanted: list[
         print_mask_metrics(f"held-out layout {layout} ({len(test)} images; trained on {len(train)} in {seconds:.0f} s)",
                            metrics)
         results[layout]["rows"] = rows
+        panels += _panels(network, recipe, test, rows, layout)
+    if figure is not None:
+        overlay_grid(figure, panels)
+        print(f"predicted (filled) vs mask (outlined) aponeuroses on held-out images: {figure}")
     everything = [row for metrics in results.values() for row in metrics["rows"]]
     if len(results) > 1:
         from model_build.measure.metrics import mask_metrics
@@ -94,6 +99,18 @@ def leave_one_layout_out(data: Path, options: MeasureTrainOptions, wanted: list[
         results["overall"] = overall
         print_mask_metrics(f"overall, every held-out image ({len(everything)})", overall)
     return results
+
+
+def _panels(network, recipe, test: list[dict], rows: list[dict], layout: str, count: int = 2) -> list[np.ndarray]:
+    """Overlays of ``count`` held-out images spread over the layout (the first and the middle one)."""
+    panels = []
+    for index in sorted({0, len(test) // 2})[:count]:
+        image, truth = read_pair_arrays(test[index])
+        predicted, _ = predicted_frame_labels(image, lambda t: _torch_logits(network, t), recipe)
+        row = rows[index]
+        error = "" if row["thickness_error_pct"] is None else f", error {row['thickness_error_pct']:+.1f} %"
+        panels.append(overlay(image, truth, predicted, f"{Path(test[index]['name']).name} ({layout}){error}"))
+    return panels
 
 
 def _epoch_lines(prefix: str):
@@ -146,6 +163,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_measure_model"))
     parser.add_argument("--json", type=Path, help="write every figure (and the per-image rows) here")
     parser.add_argument("--save-models", type=Path, help="write each fold's model into this folder")
+    parser.add_argument("--figure", type=Path, help="PNG of predicted vs mask aponeuroses on held-out images")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     options = MeasureTrainOptions(seed=args.seed, epochs=args.epochs, image_size=args.size, threads=args.threads,
@@ -155,7 +173,8 @@ def main() -> None:
                                 "freeze_blocks": args.freeze_blocks, "synthetic": args.synthetic}}
     if "lolo" not in skip:
         wanted = [s.strip() for s in args.layouts.split(",")] if args.layouts else None
-        report["leave_one_layout_out"] = leave_one_layout_out(args.data, options, wanted, args.save_models)
+        report["leave_one_layout_out"] = leave_one_layout_out(args.data, options, wanted, args.save_models,
+                                                              args.figure)
     if not {"timtrack", "timing"} <= skip:
         model_folder = args.model
         if model_folder is None:

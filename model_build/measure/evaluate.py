@@ -228,3 +228,49 @@ def print_timtrack(report: dict) -> None:
               f"observers' disagreement {_fmt(m['thickness_observer_disagreement_pct_median'], ' %')}; fascicle angle "
               f"|model - observers' mean alpha| median {_fmt(m['fascicle_abs_error_deg_median'], ' deg')} vs observers' "
               f"disagreement {_fmt(m['fascicle_observer_disagreement_deg_median'], ' deg')}", flush=True)
+
+
+def overlay(image: np.ndarray, truth: np.ndarray | None, predicted: np.ndarray | None, title: str,
+            width: int = 420) -> np.ndarray:
+    """One panel: the frame in grey, the predicted aponeuroses filled (red superficial, yellow deep)
+    and the mask's outlined (green), shrunk to ``width`` pixels, with ``title`` on top."""
+    from sarco_core.imaging import to_grey_u8
+
+    grey = to_grey_u8(image)
+    panel = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR).astype(np.float32)
+    if predicted is not None:
+        for label, colour in ((1, (40, 40, 255)), (2, (0, 220, 255))):
+            where = predicted == label
+            panel[where] = 0.45 * panel[where] + 0.55 * np.array(colour, np.float32)
+    panel = panel.astype(np.uint8)
+    if truth is not None:
+        thickness = max(1, round(grey.shape[1] / width))
+        for label in (1, 2):
+            contours, _ = cv2.findContours((truth == label).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(panel, contours, -1, (60, 220, 60), thickness)
+    height = round(panel.shape[0] * width / panel.shape[1])
+    panel = cv2.resize(panel, (width, height), interpolation=cv2.INTER_AREA)
+    banner = np.full((22, width, 3), 255, np.uint8)
+    cv2.putText(banner, title[:60], (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([banner, panel])
+
+
+def overlay_grid(path: Path, panels: list[np.ndarray], columns: int = 4) -> None:
+    """Panels in rows of ``columns`` (padded white), written atomically as PNG."""
+    if not panels:
+        return
+    width = max(p.shape[1] for p in panels)
+    rows = []
+    for start in range(0, len(panels), columns):
+        chunk = panels[start:start + columns]
+        height = max(p.shape[0] for p in chunk)
+        padded = [cv2.copyMakeBorder(p, 0, height - p.shape[0], 0, width - p.shape[1], cv2.BORDER_CONSTANT,
+                                     value=(255, 255, 255)) for p in chunk]
+        padded += [np.full((height, width, 3), 255, np.uint8)] * (columns - len(chunk))
+        rows.append(np.hstack([cv2.copyMakeBorder(p, 3, 3, 3, 3, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+                               for p in padded]))
+    ok, encoded = cv2.imencode(".png", np.vstack(rows))
+    if not ok:
+        raise ValueError(f"{path}: the figure could not be encoded")
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(encoded.tobytes())

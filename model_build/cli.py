@@ -11,6 +11,7 @@ from model_build.commands import (
     evaluate,
     export,
     label,
+    measure,
     predict,
     sign,
     study,
@@ -22,5 +23,6 @@ from sarco_core.cli import command_group
 
 app = command_group("sarco", "Sarcopenia screening from muscle ultrasound: cohorts, criteria, synthetic data.")
 
-for command_module in (synth, validate, criteria, label, train, evaluate, predict, export, deidentify, sign, study):
+for command_module in (synth, validate, criteria, label, train, evaluate, predict, export, deidentify, sign, study,
+                       measure):
     command_module.register(app)

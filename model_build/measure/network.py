@@ -74,6 +74,24 @@ class AponeurosisNet(nn.Module):
         self.head = nn.Conv2d(channels, CLASSES, 1)
         self.final = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
 
+    def freeze(self, blocks: int) -> None:
+        """Freeze the stem and the first ``blocks`` MBConv blocks (weights and batch-norm statistics):
+        their ImageNet filters (edges, texture) are kept, and back-propagation stops before the
+        highest-resolution layers, where most of a training step's time goes."""
+        self.frozen_blocks = blocks
+        for module in self._frozen():
+            module.requires_grad_(False)
+
+    def _frozen(self) -> list[nn.Module]:
+        blocks = getattr(self, "frozen_blocks", 0)
+        return [self.stem, *self.blocks[:blocks]] if blocks else []
+
+    def train(self, mode: bool = True) -> AponeurosisNet:
+        super().train(mode)
+        for module in self._frozen():
+            module.eval()
+        return self
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.stem(images)
         features = []

@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -54,6 +55,8 @@ class MeasureTrainOptions:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     pretrained: bool = True
+    freeze_blocks: int = 0  # stem + this many encoder blocks kept at their ImageNet weights
+    synthetic: int = 0  # synthetic stills with exact masks made and added (model_build.measure.synthetic)
     threads: int | None = None
     recipe_extra: dict = field(default_factory=dict)
 
@@ -77,7 +80,9 @@ def fit(pairs: list[Pair], options: MeasureTrainOptions, progress: Progress | No
     torch.set_num_threads(options.threads or max(1, os.cpu_count() or 1))
     recipe = options.recipe()
     network = AponeurosisNet(options.image_size, pretrained=options.pretrained)
-    optimiser = torch.optim.AdamW(network.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
+    network.freeze(options.freeze_blocks)
+    optimiser = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=options.learning_rate,
+                                  weight_decay=options.weight_decay)
     batches_per_epoch = _batches(len(pairs), options.batch_size)
     total = options.epochs * len(batches_per_epoch)
     warmup = max(1, int(0.05 * total))
@@ -150,6 +155,8 @@ def data_record(folders: list[Path], pairs: list[Pair]) -> list[dict]:
 
 
 def _licence(folder: Path) -> str | None:
+    if (folder / "README.md").is_file() and "synthetic generator" in (folder / "README.md").read_text(encoding="utf-8"):
+        return "synthetic (rendered by sarco; no real person)"
     for name in ("LICENSE", "LICENSE.txt", "LICENCE"):
         path = folder / name
         if path.is_file():
@@ -186,11 +193,32 @@ def train_measurement_model(data: list[Path], out: Path, options: MeasureTrainOp
     check_out(out)
     recipe = options.recipe()
     started = time.perf_counter()
-    pairs = load_pairs([Path(d) for d in data], recipe,
-                       None if progress is None else (lambda done, total: progress("reading images", done, total, None)))
+    folders = [Path(d) for d in data]
+    with tempfile.TemporaryDirectory(prefix="sarco-synthetic-") as scratch:
+        if options.synthetic:
+            from model_build.measure.synthetic import SYNTHETIC_FOLDER, write_synthetic_pairs
+
+            folders.append(write_synthetic_pairs(
+                Path(scratch) / SYNTHETIC_FOLDER, options.synthetic, options.seed,
+                None if progress is None else (lambda done, total: progress("rendering synthetic images", done,
+                                                                            total, None))))
+        pairs = load_pairs(folders, recipe, None if progress is None else
+                           (lambda done, total: progress("reading images", done, total, None)))
+        records = data_record(folders, pairs)
     read_seconds = time.perf_counter() - started
     network, history = fit(pairs, options, progress)
     train_seconds = time.perf_counter() - started - read_seconds
+    timings = {"read_seconds": round(read_seconds, 1), "train_seconds": round(train_seconds, 1)}
+    return write_model_folder(out, network, options, pairs, records, history, timings, command, progress)
+
+
+def write_model_folder(out: Path, network: AponeurosisNet, options: MeasureTrainOptions, pairs: list[Pair],
+                       records: list[dict], history: list[dict], timings: dict, command: str | None,
+                       progress: Progress | None = None) -> dict:
+    """Export, check and seal a trained network as a measurement model folder; returns aponeurosis.json.
+
+    Written into a hidden folder beside ``out`` and renamed at the end (``out`` new or empty)."""
+    recipe = options.recipe()
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -209,10 +237,9 @@ def train_measurement_model(data: list[Path], out: Path, options: MeasureTrainOp
                         if options.pretrained else None, "parameters": sum(p.numel() for p in network.parameters()),
                         "input": [None, 1, options.image_size, options.image_size],
                         "output": [None, 3, options.image_size, options.image_size]},
-            "training": {"data": data_record([Path(d) for d in data], pairs), "images": len(pairs),
+            "training": {"data": records, "images": len(pairs),
                          "options": {k: v for k, v in asdict(options).items() if k != "recipe_extra"},
-                         "command": command, "history": history, "read_seconds": round(read_seconds, 1),
-                         "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(),
+                         "command": command, "history": history, **timings, "threads": torch.get_num_threads(),
                          "versions": {"sarco": __version__, "python": platform.python_version(),
                                       "torch": torch.__version__}},
             "metrics": {"onnx_parity_max_abs": gap, "training_images_in_sample": metrics},

@@ -32,10 +32,12 @@ __all__ = [
     "RenderedImage",
     "SyntheticScanner",
     "VideoInfo",
+    "bmode_and_labels",
     "bmode_image",
     "encode_still",
     "exported_pixels",
     "render_still",
+    "render_still_with_labels",
     "write_scan_video",
     "write_still",
     "write_us_dicom",
@@ -53,15 +55,29 @@ def bmode_image(
 ) -> np.ndarray:
     """Grey B-mode image (uint8, ``scan_shape``) of ``latent`` at ``depth_mm``, computed at the
     profile's render scale and upscaled as its software does."""
+    return bmode_and_labels(latent, profile, scan_shape, depth_mm, rng)[0]
+
+
+def bmode_and_labels(
+    latent: MuscleLatent,
+    profile: SyntheticScanner,
+    scan_shape: tuple[int, int],
+    depth_mm: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bmode_image` and its exact aponeurosis labels (uint8, ``scan_shape``: 1 superficial,
+    2 deep, 0 other; the measurement label convention), from the same random draws."""
     height, width = scan_shape
     inner_height = max(int(round(height * profile.render_scale)), 16)
     inner_width = max(int(round(width * inner_height / height)), 16)
     pixel_mm = depth_mm / inner_height
     maps = tissue_maps(latent, (inner_height, inner_width), pixel_mm, rng)
     grey = grey_image(echo_fields(maps, profile, pixel_mm, rng)[0], profile)
+    labels = maps.labels
     if (inner_height, inner_width) != (height, width):
         grey = cv2.resize(grey, (width, height), interpolation=cv2.INTER_LINEAR)
-    return grey
+        labels = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+    return grey, labels
 
 
 def render_still(latent: MuscleLatent, profile: SyntheticScanner, rng: np.random.Generator) -> RenderedImage:
@@ -70,13 +86,24 @@ def render_still(latent: MuscleLatent, profile: SyntheticScanner, rng: np.random
     The pixels are the screen before any file compression: :func:`write_still` adds the JPEG
     artefacts of a JPEG-exporting scanner (pass ``jpeg_quality=profile.jpeg_quality``).
     """
+    return render_still_with_labels(latent, profile, rng)[0]
+
+
+def render_still_with_labels(latent: MuscleLatent, profile: SyntheticScanner,
+                             rng: np.random.Generator) -> tuple[RenderedImage, np.ndarray]:
+    """:func:`render_still` and the aponeurosis labels of the whole screen (0 outside the scan)."""
     depth_mm = choose_depth_mm(latent.deep_aponeurosis_bottom_mm, profile, rng)
     height = profile.still_scan_height_px
     mm_per_pixel = depth_mm / height
     width = min(int(round(profile.probe_width_mm / mm_per_pixel)), max_scan_width(profile, still=True))
     screen = still_screen(profile, (height, width), depth_mm, rng)
-    pixels = screen.show(bmode_image(latent, profile, (height, width), depth_mm, rng))
-    return RenderedImage(pixels=pixels, scan_box=screen.scan_box, mm_per_pixel=mm_per_pixel, depth_mm=depth_mm)
+    grey, scan_labels = bmode_and_labels(latent, profile, (height, width), depth_mm, rng)
+    pixels = screen.show(grey)
+    labels = np.zeros(pixels.shape[:2], np.uint8)
+    x0, y0, x1, y1 = screen.scan_box
+    labels[y0:y1, x0:x1] = scan_labels
+    image = RenderedImage(pixels=pixels, scan_box=screen.scan_box, mm_per_pixel=mm_per_pixel, depth_mm=depth_mm)
+    return image, labels
 
 
 def encode_still(image: RenderedImage, suffix: str, jpeg_quality: int = 90) -> bytes:

@@ -76,10 +76,14 @@ class MuscleLatent:
 
 @dataclass(frozen=True)
 class TissueMaps:
-    """Echo maps on the pixel grid (float32, H x W): diffuse power and specular amplitude."""
+    """Echo maps on the pixel grid (float32, H x W): diffuse power and specular amplitude; and
+    ``labels`` (uint8, H x W, when the maps come from a muscle latent): the aponeuroses in the
+    measurement label convention, 1 superficial, 2 deep, 0 other (sarco_core.measure), exactly
+    where the layers were laid."""
 
     diffuse: np.ndarray
     specular: np.ndarray
+    labels: np.ndarray | None = None
 
 
 def muscle_level_db(echo_intensity: float) -> float:
@@ -312,7 +316,8 @@ def tissue_maps(
     offset_mm = _lateral_offset(width, pixel_mm, latent.subcutaneous_fat_mm, rng)
     spread_mm = _thickness_spread(width, pixel_mm, latent.muscle_thickness_mm, rng)
     margin = int(np.ceil(max(0.0, -float((offset_mm + spread_mm).min())) / pixel_mm)) + 2
-    diffuse, specular = _flat_maps(latent, _Layers.of(latent, rng), (height + margin, width), pixel_mm, rng)
+    layers = _Layers.of(latent, rng)
+    diffuse, specular = _flat_maps(latent, layers, (height + margin, width), pixel_mm, rng)
 
     # Lay the flat layers onto the curved, converging geometry, column by column.
     shown_mm = ((np.arange(height, dtype=np.float32) + 0.5) * pixel_mm)[:, None]
@@ -322,4 +327,16 @@ def tissue_maps(
     def lay(flat: np.ndarray) -> np.ndarray:
         return cv2.remap(flat.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    return TissueMaps(diffuse=lay(diffuse), specular=lay(specular))
+    labels = cv2.remap(_flat_labels(layers, height + margin, width, pixel_mm), map_x, map_y, cv2.INTER_NEAREST,
+                       borderMode=cv2.BORDER_REPLICATE)
+    return TissueMaps(diffuse=lay(diffuse), specular=lay(specular), labels=labels)
+
+
+def _flat_labels(layers: _Layers, height: int, width: int, pixel_mm: float) -> np.ndarray:
+    """The aponeuroses of the flat layout as labels (1 superficial, 2 deep): the rows whose centre
+    lies in the fascia (fascia_top..muscle_top) or the deep aponeurosis (muscle_bottom..deep_top)."""
+    depth = (np.arange(height, dtype=np.float32) + 0.5) * pixel_mm
+    column = np.zeros(height, np.uint8)
+    column[(depth >= layers.fascia_top) & (depth < layers.muscle_top)] = 1
+    column[(depth >= layers.muscle_bottom) & (depth < layers.deep_top)] = 2
+    return np.ascontiguousarray(np.broadcast_to(column[:, None], (height, width)))

@@ -1,0 +1,101 @@
+"""The TimTrack observers' sheets (``../shared/data/muscle-us-timtrack``, datasets 2-4): read them, and
+how much the observers disagree with each other (the human anchor of docs/measurements.md).
+
+Each dataset has three observers (``datasetN_for_manual_estimation_obsK.xlsx``), one sheet per
+recording; per image: ``height`` (muscle thickness, pixels of the image), ``alpha`` (fascicle
+angle against the image's horizontal, degrees), ``betha``/``beta`` and ``gamma`` (superficial and
+deep aponeurosis angles) and, in dataset 2, the aponeuroses' vertical points ``spoint``/``dpoint``.
+Reading the .xlsx files needs pandas and openpyxl (the workstation install).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = (2, 3, 4)
+COLUMNS = {  # normalised name -> the spellings the observers' sheets use (lower case)
+    "alpha": ("alpha", "alpha (deg)", "fascicle angle"),
+    "betha": ("betha", "beta (deg)", "superficial aponeurosis angle"),
+    "gamma": ("gamma", "gamma (deg)"),
+    "height": ("height", "height (pixels)"),
+    "spoint": ("spoint", "vertical point superficial aponeurosis", "y1 height (pixels)"),
+    "dpoint": ("dpoint", "vertical point deep aponeurosis", "y2 height (pixels)"),
+}
+
+
+def read_observers(timtrack: Path, dataset: int) -> dict[str, dict]:
+    """{image key: {"path": Path, "obs": {observer: {column: value}}}} for the images on disk of
+    ``timtrack/datasetN`` (``timtrack``: the muscle-us-timtrack folder)."""
+    import pandas as pd  # workstation-only dependency, like the .xlsx files themselves
+
+    root = Path(timtrack) / f"dataset{dataset}"
+    images: dict[str, dict] = {}
+    for sheet_file in sorted(root.glob(f"dataset{dataset}_for_manual_estimation_obs*.xlsx")):
+        observer = int(re.search(r"obs(\d+)", sheet_file.name).group(1))
+        for sheet, frame in pd.read_excel(sheet_file, sheet_name=None).items():
+            frame.columns = [str(c).strip().lower() for c in frame.columns]
+            names = {key: next((c for c in frame.columns if c in spellings), None)
+                     for key, spellings in COLUMNS.items()}
+            for _, row in frame.iterrows():
+                name = row.iloc[0]
+                if not isinstance(name, (str, int, float)) or (isinstance(name, float) and np.isnan(name)):
+                    continue
+                path = _image_path(root, dataset, sheet, name)
+                if path is None:
+                    continue
+                values = {key: float(row[col]) for key, col in names.items()
+                          if col is not None and _number(row[col])}
+                if "alpha" in values and "height" in values:
+                    entry = images.setdefault(path.relative_to(root).as_posix(), {"path": path, "obs": {}})
+                    entry["obs"].setdefault(observer, values)  # a sheet repeating an image: the first wins
+    return images
+
+
+def _number(value) -> bool:
+    try:
+        return bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        return False
+
+
+def _image_path(root: Path, dataset: int, sheet: str, name) -> Path | None:
+    if dataset == 2:
+        jumping = "jump" in sheet
+        folder, stem = ("jumping", "gastroc_jumping") if jumping else ("range-of-motion", "gastroc_range_of_motion")
+        path = root / folder / f"{stem}_{int(float(name)):03d}.png"
+    elif dataset == 3:
+        name = str(name).strip()
+        key = name if name.startswith("p6_") else f"{sheet}_{name}"
+        found = sorted(root.glob(f"*/{key}.jpg"))
+        path = found[0] if found else None
+    else:  # dataset 4: SampleA holds GM_T_n.png, SampleB GM_P_n.bmp (one sheet names them GM_T_n too)
+        number = re.search(r"(\d+)\s*$", str(name))
+        if number is None or sheet not in ("SampleA", "SampleB"):
+            return None
+        path = root / sheet / (f"GM_T_{number.group(1)}.png" if sheet == "SampleA" else f"GM_P_{number.group(1)}.bmp")
+    return path if path is not None and path.is_file() else None
+
+
+def disagreement(images: dict[str, dict]) -> dict:
+    """Per image: median over observer pairs of |difference|, for height (px, %) and alpha."""
+    per_image, per_pair = [], {}
+    for key, entry in sorted(images.items()):
+        obs = entry["obs"]
+        if len(obs) < 2:
+            continue
+        mean_height = np.mean([v["height"] for v in obs.values()])
+        pairs = list(itertools.combinations(sorted(obs), 2))
+        d_height = [abs(obs[a]["height"] - obs[b]["height"]) for a, b in pairs]
+        d_alpha = [abs(obs[a]["alpha"] - obs[b]["alpha"]) for a, b in pairs]
+        for (a, b), dh, da in zip(pairs, d_height, d_alpha):
+            per_pair.setdefault((a, b), []).append((dh, 100 * dh / mean_height, da))
+        per_image.append({"image": key, "observers": len(obs), "height_mean_px": mean_height,
+                          "height_disagreement_px": float(np.median(d_height)),
+                          "height_disagreement_pct": float(100 * np.median(d_height) / mean_height),
+                          "alpha_mean_deg": float(np.mean([v["alpha"] for v in obs.values()])),
+                          "alpha_disagreement_deg": float(np.median(d_alpha))})
+    return {"per_image": per_image, "per_pair": per_pair}

@@ -130,9 +130,9 @@ def replay_on_edge(cohort: Path, run: Path, data_dir: Path, console: Console) ->
                "--data-dir", str(data_dir), "--headless", "--every-frame", "--screening-id", "DEMO-0001"]
     console.print(f"edge app: replaying {video.name} with bundles/{model}")
     finished = subprocess.run(command, capture_output=True, text=True, check=False)
-    console.print(finished.stdout.strip() or finished.stderr.strip())
+    console.print(escape(finished.stdout.strip() or finished.stderr.strip()))  # quotes [device]
     if finished.returncode != 0:
-        console.print(f"[bold red]the edge replay failed (exit {finished.returncode})[/]: {finished.stderr.strip()}")
+        console.print(f"[bold red]the edge replay failed (exit {finished.returncode})[/]: {escape(finished.stderr.strip())}")
         raise typer.Exit(code=1)
 
 

@@ -49,14 +49,14 @@ class MeasureTrainOptions:
     """Everything that decides the trained weights besides the data."""
 
     seed: int = 0
-    epochs: int = 14
+    epochs: int = 10
     image_size: int = 256
     batch_size: int = 8
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     pretrained: bool = True
     freeze_blocks: int = 0  # stem + this many encoder blocks kept at their ImageNet weights
-    synthetic: int = 0  # synthetic stills with exact masks made and added (model_build.measure.synthetic)
+    synthetic: int = 150  # synthetic stills with exact masks made and added (model_build.measure.synthetic)
     threads: int | None = None
     recipe_extra: dict = field(default_factory=dict)
 

@@ -45,9 +45,9 @@ def trained(data, tmp_path_factory) -> Path:
 
 
 def test_training_writes_a_sealed_model_folder(trained):
-    assert sorted(p.name for p in trained.iterdir()) == ["MANIFEST.sha256", "README.md", "aponeurosis.json",
-                                                         "aponeurosis.onnx"]
-    assert set(verify_manifest(trained)) == {"README.md", "aponeurosis.json", "aponeurosis.onnx"}
+    assert sorted(p.name for p in trained.iterdir()) == ["LICENSE-dl-track", "MANIFEST.sha256", "README.md",
+                                                         "aponeurosis.json", "aponeurosis.onnx"]
+    assert set(verify_manifest(trained)) == {"LICENSE-dl-track", "README.md", "aponeurosis.json", "aponeurosis.onnx"}
     bundle = load_measurement_bundle(trained)
     assert bundle.recipe.size == 64
     config = bundle.config
@@ -57,7 +57,9 @@ def test_training_writes_a_sealed_model_folder(trained):
     real, synthetic = training["data"]
     assert real["licence"] == "Apache-2.0" and len(real["sha256"]) == 64 and real["pairs"] == 4
     assert synthetic["folder"] == "synthetic-aponeuroses" and synthetic["pairs"] == 2
-    assert synthetic["licence"].startswith("synthetic")
+    assert synthetic["licence"].startswith("synthetic") and synthetic["licence_file"] is None
+    assert real["licence_file"] == "LICENSE-dl-track"
+    assert "Apache License" in (trained / "LICENSE-dl-track").read_text(encoding="utf-8")
     assert training["command"].startswith("sarco measure train")
     assert "--seed 3" in training["command"] and "--synthetic 2" in training["command"]
     readme = (trained / "README.md").read_text(encoding="utf-8")

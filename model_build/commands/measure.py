@@ -51,12 +51,12 @@ def train(
         help="Folders with an index.csv of image,mask pairs (e.g. ../shared/data/dl-track-aponeuroses).")],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write (new or empty).")],
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs (default 14).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs (default 10).")] = None,
     image_size: Annotated[Optional[int], typer.Option(
         min=64, max=1024, help="Model input side in pixels, a multiple of 16 (default 256).")] = None,
     batch_size: Annotated[int, typer.Option(min=2, help="Images per training step.")] = 8,
-    synthetic: Annotated[int, typer.Option(
-        min=0, help="Synthetic stills with exact masks to render and add (0: none).")] = 0,
+    synthetic: Annotated[Optional[int], typer.Option(
+        min=0, help="Synthetic stills with exact masks to render and add (default 150; 0: none).")] = None,
     threads: Threads = None,
 ) -> None:
     """Train the aponeurosis segmentation on DATA and write the measurement model to --out."""
@@ -68,15 +68,16 @@ def train(
                 raise typer.BadParameter(f"{folder}: not a folder; give a folder with an index.csv of image,mask "
                                          "pairs", param_hint="DATA")
         check_out(out)
-        chosen = {"seed": seed, "batch_size": batch_size, "threads": threads, "synthetic": synthetic}
-        chosen.update({k: v for k, v in (("epochs", epochs), ("image_size", image_size)) if v is not None})
+        chosen = {"seed": seed, "batch_size": batch_size, "threads": threads}
+        chosen.update({k: v for k, v in (("epochs", epochs), ("image_size", image_size), ("synthetic", synthetic))
+                       if v is not None})
         if chosen.get("image_size", 256) % 16:
             raise typer.BadParameter(f"{chosen['image_size']} is not a multiple of 16", param_hint="--image-size")
         options = MeasureTrainOptions(**chosen)
         command = " ".join(["sarco measure train", *(shlex.quote(str(d)) for d in data), "--out", shlex.quote(str(out)),
                             "--seed", str(options.seed), "--epochs", str(options.epochs), "--image-size",
                             str(options.image_size), "--batch-size", str(options.batch_size)]
-                           + ([] if not synthetic else ["--synthetic", str(synthetic)])
+                           + ["--synthetic", str(options.synthetic)]
                            + ([] if threads is None else ["--threads", str(threads)]))
         with CommandProgress(CliConsole(stderr=True)) as progress:
             tasks: dict[str, int] = {}

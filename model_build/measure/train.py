@@ -49,14 +49,14 @@ class MeasureTrainOptions:
     """Everything that decides the trained weights besides the data."""
 
     seed: int = 0
-    epochs: int = 14
+    epochs: int = 10
     image_size: int = 256
     batch_size: int = 8
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     pretrained: bool = True
     freeze_blocks: int = 0  # stem + this many encoder blocks kept at their ImageNet weights
-    synthetic: int = 0  # synthetic stills with exact masks made and added (model_build.measure.synthetic)
+    synthetic: int = 150  # synthetic stills with exact masks made and added (model_build.measure.synthetic)
     threads: int | None = None
     recipe_extra: dict = field(default_factory=dict)
 
@@ -150,8 +150,13 @@ def data_record(folders: list[Path], pairs: list[Pair]) -> list[dict]:
         for row in rows:
             digest.update(f"{row['name']} {sha256_file(row['image'])} {sha256_file(row['mask'])}\n".encode())
         records.append({"folder": folder.name, "pairs": len(rows), "licence": _licence(folder),
-                        "sha256": digest.hexdigest()})
+                        "sha256": digest.hexdigest(), "licence_file": _licence_file(folder)})
     return records
+
+
+def _licence_file(folder: Path) -> str | None:
+    found = next((folder / name for name in ("LICENSE", "LICENSE.txt", "LICENCE") if (folder / name).is_file()), None)
+    return None if found is None else str(found)
 
 
 def _licence(folder: Path) -> str | None:
@@ -244,6 +249,11 @@ def write_model_folder(out: Path, network: AponeurosisNet, options: MeasureTrain
                                       "torch": torch.__version__}},
             "metrics": {"onnx_parity_max_abs": gap, "training_images_in_sample": metrics},
         }
+        for record in records:  # a data set's licence travels with the weights derived from it
+            source = record.pop("licence_file", None)
+            if source:
+                shutil.copyfile(source, partial / f"LICENSE-{record['folder']}")
+            record["licence_file"] = f"LICENSE-{record['folder']}" if source else None
         write_json(partial / APONEUROSIS_CONFIG, config)
         (partial / APONEUROSIS_README).write_text(readme(config), encoding="utf-8")
         write_manifest(partial)
@@ -275,6 +285,7 @@ which sarco measures muscle thickness, pennation angle and echo intensity
   `image` (batch, 1, {config['recipe']['size']}, {config['recipe']['size']}), output `logits` (batch, 3, {config['recipe']['size']}, {config['recipe']['size']}):
   0 other, 1 superficial, 2 deep aponeurosis.
 - `aponeurosis.json`: the input/output recipe, labels, training data, options, history, metrics.
+- `LICENSE-<data folder>`: the licence of each training data set that has one.
 - `MANIFEST.sha256`: SHA-256 of every file (`sha256sum -c MANIFEST.sha256`).
 
 ## Training data and licence

@@ -142,10 +142,13 @@ def labels_from_logits(logits: np.ndarray, shape: tuple[int, int], keep_main: bo
     if logits.ndim != 3 or logits.shape[0] != CLASSES:
         raise ValueError(f"logits must be ({CLASSES}, h, w), got {logits.shape}")
     height, width = int(shape[0]), int(shape[1])
-    planes = np.ascontiguousarray(logits.transpose(1, 2, 0))
-    if planes.shape[:2] != (height, width):
-        planes = cv2.resize(planes, (width, height), interpolation=cv2.INTER_LINEAR)
-    labels = np.argmax(planes, axis=2).astype(np.uint8)
+    if logits.shape[1:] != (height, width):
+        logits = [cv2.resize(plane, (width, height), interpolation=cv2.INTER_LINEAR) for plane in logits]
+    other, superficial, deep = logits
+    # the first largest score wins, as numpy.argmax decides: other, then superficial, then deep
+    labels = np.zeros((height, width), np.uint8)
+    labels[(superficial > other) & (superficial >= deep)] = SUPERFICIAL
+    labels[(deep > other) & (deep > superficial)] = DEEP
     return keep_main_bands(labels) if keep_main else labels
 
 
@@ -153,8 +156,8 @@ def keep_main_bands(labels: np.ndarray) -> np.ndarray:
     """Per aponeurosis: the largest 8-connected piece, and the pieces beside it (module docstring)."""
     cleaned = labels.copy()
     for label in (SUPERFICIAL, DEEP):
-        present = (labels == label).view(np.uint8)
-        count, pieces, stats, _ = cv2.connectedComponentsWithStats(present, connectivity=8)
+        present = labels == label
+        count, pieces, stats, _ = cv2.connectedComponentsWithStats(present.view(np.uint8), connectivity=8)
         if count <= 2:
             continue
         order = 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable")
@@ -169,7 +172,9 @@ def keep_main_bands(labels: np.ndarray) -> np.ndarray:
             if shared <= _PIECE_SHARED * width:
                 kept.append(piece)
                 spans.append((left, left + width))
-        cleaned[(labels == label) & ~np.isin(pieces, kept)] = 0
+        keep = np.zeros(count, bool)
+        keep[kept] = True
+        cleaned[present & ~keep[pieces]] = 0
     return cleaned
 
 

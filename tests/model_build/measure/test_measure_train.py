@@ -26,7 +26,7 @@ from tests.support.measure_models import real_pairs_folder, scripted_model
 from tests.support.real_data import real_file
 
 runner = CliRunner()
-TINY = MeasureTrainOptions(epochs=1, image_size=64, batch_size=2, threads=1)
+TINY = MeasureTrainOptions(epochs=1, image_size=64, batch_size=2, threads=1, synthetic=0)
 
 
 @pytest.fixture(scope="module")
@@ -38,24 +38,30 @@ def data(tmp_path_factory) -> Path:
 def trained(data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny"
     result = runner.invoke(app, ["measure", "train", str(data), "--out", str(out), "--epochs", "2",
-                                 "--image-size", "64", "--batch-size", "2", "--threads", "1", "--seed", "3"])
+                                 "--image-size", "64", "--batch-size", "2", "--threads", "1", "--seed", "3",
+                                 "--synthetic", "2"])
     assert result.exit_code == 0, result.output
     return out
 
 
 def test_training_writes_a_sealed_model_folder(trained):
-    assert sorted(p.name for p in trained.iterdir()) == ["MANIFEST.sha256", "README.md", "aponeurosis.json",
-                                                         "aponeurosis.onnx"]
-    assert set(verify_manifest(trained)) == {"README.md", "aponeurosis.json", "aponeurosis.onnx"}
+    assert sorted(p.name for p in trained.iterdir()) == ["LICENSE-dl-track", "MANIFEST.sha256", "README.md",
+                                                         "aponeurosis.json", "aponeurosis.onnx"]
+    assert set(verify_manifest(trained)) == {"LICENSE-dl-track", "README.md", "aponeurosis.json", "aponeurosis.onnx"}
     bundle = load_measurement_bundle(trained)
     assert bundle.recipe.size == 64
     config = bundle.config
     assert config["metrics"]["onnx_parity_max_abs"] <= 1e-3
     training = config["training"]
-    assert training["images"] == 4 and training["options"]["seed"] == 3 and len(training["history"]) == 2
-    assert training["data"][0]["licence"] == "Apache-2.0" and len(training["data"][0]["sha256"]) == 64
+    assert training["images"] == 6 and training["options"]["seed"] == 3 and len(training["history"]) == 2
+    real, synthetic = training["data"]
+    assert real["licence"] == "Apache-2.0" and len(real["sha256"]) == 64 and real["pairs"] == 4
+    assert synthetic["folder"] == "synthetic-aponeuroses" and synthetic["pairs"] == 2
+    assert synthetic["licence"].startswith("synthetic") and synthetic["licence_file"] is None
+    assert real["licence_file"] == "LICENSE-dl-track"
+    assert "Apache License" in (trained / "LICENSE-dl-track").read_text(encoding="utf-8")
     assert training["command"].startswith("sarco measure train")
-    assert "--seed 3" in training["command"]
+    assert "--seed 3" in training["command"] and "--synthetic 2" in training["command"]
     readme = (trained / "README.md").read_text(encoding="utf-8")
     assert "Apache-2.0" in readme and "sarco measure train" in readme
     assert set(config["metrics"]["training_images_in_sample"]) >= {"dice_superficial", "share_measured"}

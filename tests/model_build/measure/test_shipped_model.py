@@ -35,6 +35,7 @@ def test_the_shipped_model_is_the_default_and_is_sealed_and_documented(monkeypat
     assert training["command"].startswith("sarco measure train ")
     readme = (SHIPPED_APONEUROSIS_MODEL / "README.md").read_text(encoding="utf-8")
     assert "Apache-2.0" in readme and training["command"] in readme
+    assert "Apache License" in (SHIPPED_APONEUROSIS_MODEL / "LICENSE-dl-track-aponeuroses").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("name", REAL_PAIRS)

@@ -60,7 +60,7 @@ def leave_one_layout_out(data: Path, options: MeasureTrainOptions, wanted: list[
                          save: Path | None = None, figure: Path | None = None) -> dict:
     recipe = options.recipe()
     folder = data / "dl-track-aponeuroses"
-    rows = read_index(folder)
+    index_rows = read_index(folder)
     pairs = load_pairs([folder], recipe)
     layouts = layout_groups([p.frame_shape for p in pairs])
     synthetic = []
@@ -73,7 +73,7 @@ def leave_one_layout_out(data: Path, options: MeasureTrainOptions, wanted: list[
         if wanted and layout not in wanted:
             continue
         train = [p for p, name in zip(pairs, layouts) if name != layout] + synthetic
-        test = [row for row, name in zip(rows, layouts) if name == layout]
+        test = [row for row, name in zip(index_rows, layouts) if name == layout]
         started = time.perf_counter()
         network, _ = fit(train, options, _epoch_lines(f"layout {layout}"))
         seconds = time.perf_counter() - started

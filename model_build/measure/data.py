@@ -16,7 +16,8 @@ Augmentation (:func:`augment`) stands for what differs between scanners, operato
 each with its own seeded random numbers (``(seed, epoch, image)``), so a run is reproducible:
 
 - geometry: left-right flip (probe orientation), lateral crop to 60-100 % of the width (a
-  narrower probe or zoom), depth (the bottom cut by up to 25 % or extended by up to 30 % with
+  narrower probe or zoom), for a quarter of the images the top cut off just above (or into) the
+  superficial aponeurosis (exports cropped there, as one DL_Track scanner's are), depth (the bottom cut by up to 25 % or extended by up to 30 % with
   dark tissue: the depth setting; the stretch to the square input then also changes the vertical
   scale), a tilt of up to 4 degrees (probe angle);
 - scanner user interface: flat panels with tick marks on the sides or top, as an imperfect
@@ -42,6 +43,7 @@ from sarco_core.measure.segmentation import SegmentationRecipe, model_input
 INDEX = "index.csv"
 CLASSES = 3
 KEEP_SIDE = 2.0  # a crop is kept at most this many times the model input side (augmenting costs less)
+TOP_CROP = 0.25  # share of training images whose top is cut off just above the superficial aponeurosis
 
 
 class MeasureDataError(SarcoError, ValueError):
@@ -186,6 +188,12 @@ def augment(grey: np.ndarray, onehot: np.ndarray, rng: np.random.Generator) -> t
     new_width = max(16, int(round(width * keep)))
     left = int(rng.integers(0, width - new_width + 1))
     grey, onehot = grey[:, left:left + new_width], onehot[:, left:left + new_width]
+    if rng.random() < TOP_CROP:  # an export cropped at the superficial aponeurosis (no skin, no fat above)
+        rows = np.flatnonzero(onehot[..., 1].max(axis=1) > 127)
+        top = 0 if rows.size == 0 else int(rows[0]) + int(rng.uniform(-0.03, 0.005) * height)
+        if 0 < top < height // 2:
+            grey, onehot = grey[top:], onehot[top:]
+            height = grey.shape[0]
     depth = rng.uniform(0.75, 1.3)
     new_height = max(16, int(round(height * depth)))
     if new_height <= height:

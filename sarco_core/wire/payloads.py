@@ -48,6 +48,39 @@ def assessment(measurements: Measurements) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class MuscleMeasurements:
+    """A result's optional ``measurements``: the session's medians over its measured frames,
+    their IQR, the frame count and the aponeurosis model that measured them."""
+
+    values: Mapping[str, float | None]  # schema.MEASUREMENT_BOUNDS' names -> session median
+    spread: Mapping[str, float | None]
+    frames_measured: int
+    model_name: str
+    model_sha256: str
+
+    @classmethod
+    def of_session(cls, session: Any, model_name: str, model_sha256: str) -> MuscleMeasurements:
+        """From a ``sarco_core.measure.SessionMeasurement`` (read by attribute, so the wire
+        does not import the measuring code and its OpenCV)."""
+        names = schema.MEASUREMENT_BOUNDS
+        return cls({name: getattr(session, name) for name in names},
+                   {name: session.spread.get(name) for name in names},
+                   session.frames_measured, model_name, model_sha256)
+
+    def to_dict(self) -> dict[str, Any]:
+        names = schema.MEASUREMENT_BOUNDS
+        return {**{name: _rounded(self.values.get(name)) for name in names},
+                "frames_measured": self.frames_measured,
+                "spread": {name: _rounded(self.spread.get(name)) for name in names},
+                "model": {"name": self.model_name, "sha256": self.model_sha256}}
+
+
+def _rounded(value: float | None) -> float | None:
+    """Four decimals: far below any measurement's error, and the payload stays small."""
+    return None if value is None else round(float(value), 4)
+
+
+@dataclass(frozen=True)
 class LivePayload:
     """One live reading during a session (QoS 0: never queued, stale a second later)."""
 
@@ -106,6 +139,7 @@ class ResultPayload:
     seq: int | None = None
     call: ScreenCall | None = None  # what the screen said; None from devices before it
     rule: BorderlineRule | None = None  # how ``call`` was made (with ``call``)
+    measurements: MuscleMeasurements | None = None  # None: the device measures nothing
 
     def to_dict(self) -> dict[str, Any]:
         payload = {
@@ -132,6 +166,8 @@ class ResultPayload:
                                  "high": self.call.high, "level": self.rule.level,
                                  "independent_frames": self.rule.independent_frames,
                                  "evidence": self.rule.evidence}
+        if self.measurements is not None:
+            payload["measurements"] = self.measurements.to_dict()
         return payload
 
 

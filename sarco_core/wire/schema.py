@@ -273,6 +273,19 @@ _ASSESSMENT_FIELDS: dict[str, Field] = {
     "asmi_method": Field(_STR, nullable=True, check=_one_of(ASMI_METHODS)),
     **{standard: Field(_STR, check=_one_of(CATEGORIES)) for standard in STANDARDS},
 }
+# muscle measurements over the session's usable frames (sarco_core.measure, docs/measurements.md):
+# the median per quantity, null where no frame measured it, and its IQR; optional (devices
+# without the measurement model send none). Bounds: any muscle a probe can image, in any frame
+MEASUREMENT_BOUNDS = {"muscle_thickness_mm": 300, "muscle_thickness_px": 20_000,
+                      "pennation_deg": 90, "echo_intensity": 255}
+_MEASUREMENT_FIELDS: dict[str, Field] = {
+    **{name: Field(_NUMBER, nullable=True, check=_within(0, bound))
+       for name, bound in MEASUREMENT_BOUNDS.items()},
+    "frames_measured": Field(_INT, check=_FRAMES),
+    "spread": Field((dict,), nested={name: Field(_NUMBER, nullable=True, check=_within(0, bound))
+                                     for name, bound in MEASUREMENT_BOUNDS.items()}),
+    "model": Field((dict,), nested=_MODEL_FIELDS),  # the aponeurosis model that measured
+}
 _SKIPPED_FIELDS: dict[str, Field] = {
     reason: Field(_INT, check=_FRAMES) for reason in SKIP_REASONS
 }
@@ -330,6 +343,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "app_version": Field(_STR, check=_check_short_text),
         "screen": Field((dict,), nested=_SCREEN_FIELDS),
         "assessment": Field((dict,), nested=_ASSESSMENT_FIELDS),
+        "measurements": Field((dict,), nested=_MEASUREMENT_FIELDS),
     },
     "live": {
         **_COMMON,
@@ -369,7 +383,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "sha256": Field(_STR, nullable=True, check=_check_sha256),
     },
 }
-_OPTIONAL = {"result": {"screen", "assessment"}, "status": {"health", "update", "backlog_reason"},
+_OPTIONAL = {"result": {"screen", "assessment", "measurements"}, "status": {"health", "update", "backlog_reason"},
              "cmd": {"screening_id", "url", "sha256"}}
 _UPDATE_ARGUMENTS = {"url", "sha256"}
 _ID_FIELDS = ("result_id", "session_id")
@@ -468,6 +482,8 @@ def _check_result_agrees(result: Mapping[str, Any]) -> None:
                                f"frames, below min_usable_frames {result['min_usable_frames']}")
     if "screen" in result:
         _check_screen_agrees(result)
+    if "measurements" in result:
+        _check_measurements_agree(result)
 
 
 # the screen's call each decision allows: a borderline call is made on either side
@@ -487,6 +503,24 @@ def _check_screen_agrees(result: Mapping[str, Any]) -> None:
     if low is not None and not low <= probability <= high:
         raise PayloadError(f"result.screen: interval [{low}, {high}] must hold the probability "
                            f"{probability}")
+
+
+def _check_measurements_agree(result: Mapping[str, Any]) -> None:
+    """Measurements come from usable frames only; a quantity and its spread are null together;
+    no value without a measured frame, and millimetres only beside pixels."""
+    measured = result["measurements"]
+    if measured["frames_measured"] > result["usable_frames"]:
+        raise PayloadError(f"result.measurements.frames_measured: {measured['frames_measured']} "
+                           f"is more than usable_frames {result['usable_frames']}")
+    for name in MEASUREMENT_BOUNDS:
+        if (measured[name] is None) != (measured["spread"][name] is None):
+            raise PayloadError(f"result.measurements.spread.{name}: must be null exactly when "
+                               f"{name} is")
+        if measured[name] is not None and measured["frames_measured"] == 0:
+            raise PayloadError(f"result.measurements.{name}: a value from 0 frames_measured")
+    if measured["muscle_thickness_mm"] is not None and measured["muscle_thickness_px"] is None:
+        raise PayloadError("result.measurements.muscle_thickness_mm: set without "
+                           "muscle_thickness_px")
 
 
 def _device_times(kind: str, payload: Mapping[str, Any]) -> list[tuple[str, str, bool]]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from sarco_core.wire import schema
-from sarco_core.wire.payloads import LivePayload, StatusPayload
+from sarco_core.measure import FrameMeasurement, aggregate_measurements
+from sarco_core.wire.payloads import LivePayload, MuscleMeasurements, StatusPayload
+from tests.support.wire import result_payload
 
 DETAILS = {"app_version": "1.2.0", "model": {"name": "image", "sha256": "ab" * 32},
            "health": {"gpu_load_pct": 71.0, "cpu_load_pct": 30.0, "temp_max_c": 55.0,
@@ -31,3 +33,14 @@ def test_live_fps_is_held_to_the_schema_bound():
                        1_700_000_000.0, "ok", 0.4, 0.45, 3, schema.MAX_FPS * 3).to_dict()
     assert live["fps"] == schema.MAX_FPS
     schema.validate("live", live)
+
+
+def test_a_sessions_measurements_go_on_the_wire_rounded_with_their_model():
+    frames = [FrameMeasurement(140.0 + i, 18.0 + i / 10, 17.0 + i / 3, 60.0 + i, "ok") for i in range(5)]
+    frames.append(FrameMeasurement.not_measured("one_aponeurosis_missing"))
+    summary = aggregate_measurements(frames)
+    entry = MuscleMeasurements.of_session(summary, "apo", "c" * 64).to_dict()
+    assert entry["frames_measured"] == 5 and entry["model"] == {"name": "apo", "sha256": "c" * 64}
+    assert entry["muscle_thickness_px"] == 142.0 and entry["spread"]["muscle_thickness_px"] == 2.0
+    assert entry["pennation_deg"] == round(17.0 + 2 / 3, 4)
+    schema.validate("result", result_payload(measurements=entry))

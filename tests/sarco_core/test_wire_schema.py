@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from sarco_core.wire import schema
-from tests.support.wire import result_payload
+from tests.support.wire import measurements_entry, result_payload
 
 
 def test_a_valid_result_round_trips_through_encode_and_decode() -> None:
@@ -268,3 +268,29 @@ def test_device_times_must_lie_in_the_receivers_window() -> None:
         (ahead - datetime(1970, 1, 1)).total_seconds())}}
     with pytest.raises(schema.ClockError, match=r"status\.update\.at"):
         schema.decode(status_topic, json.dumps(future_update).encode(), now=now)
+
+
+def test_a_result_with_measurements_round_trips_and_one_without_still_validates() -> None:
+    payload = result_payload(measurements=measurements_entry())
+    topic = schema.topic_for("clinic-a", "edge-01", "result")
+    assert schema.decode(topic, schema.encode("result", payload))[1]["measurements"] == measurements_entry()
+    schema.validate("result", result_payload())  # devices without the measurement model
+    nothing = measurements_entry(frames_measured=0, **dict.fromkeys(schema.MEASUREMENT_BOUNDS),
+                                 spread=dict.fromkeys(schema.MEASUREMENT_BOUNDS))
+    schema.validate("result", result_payload(measurements=nothing))
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"frames_measured": 121}, r"frames_measured: 121 is more than usable_frames 120"),
+    ({"pennation_deg": 95.0}, r"measurements\.pennation_deg: must be within \[0, 90\]"),
+    ({"echo_intensity": -1}, r"measurements\.echo_intensity: must be within \[0, 255\]"),
+    ({"muscle_thickness_mm": None}, r"spread\.muscle_thickness_mm: must be null exactly when"),
+    ({"muscle_thickness_px": None, "spread": {"muscle_thickness_mm": 0.9, "muscle_thickness_px": None,
+                                              "pennation_deg": 1.8, "echo_intensity": 3.2}},
+     r"muscle_thickness_mm: set without muscle_thickness_px"),
+    ({"frames_measured": 0}, r"measurements\.muscle_thickness_mm: a value from 0 frames_measured"),
+    ({"image": "..."}, r"result\.measurements: unknown field"),
+])
+def test_measurements_that_disagree_or_leave_their_range_are_refused(changes: dict, words: str) -> None:
+    with pytest.raises(schema.PayloadError, match=words):
+        schema.validate("result", result_payload(measurements=measurements_entry(**changes)))

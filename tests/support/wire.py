@@ -19,3 +19,16 @@ def result_payload(**changes: object) -> dict:
     }
     payload.update(changes)
     return payload
+
+
+def measurements_entry(**changes: object) -> dict:
+    """A result's ``measurements`` as a device with the aponeurosis model sends it."""
+    entry = {
+        "muscle_thickness_mm": 18.4, "muscle_thickness_px": 142.0, "pennation_deg": 17.2,
+        "echo_intensity": 61.5, "frames_measured": 96,
+        "spread": {"muscle_thickness_mm": 0.9, "muscle_thickness_px": 7.0, "pennation_deg": 1.8,
+                   "echo_intensity": 3.2},
+        "model": {"name": "aponeurosis-effnetlite0-unet", "sha256": "b" * 64},
+    }
+    entry.update(changes)
+    return entry

@@ -22,15 +22,17 @@ from edge_app.deploy.telemetry import AppMetrics, TegrastatsMonitor, status_extr
 from edge_app.deploy.update import write_request
 from edge_app.display import ScreenState, SnapshotWriter, WindowDisplay
 from edge_app.inference import InferenceBackend, load_backend
+from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
 from edge_app.locallog import ResultLog
 from edge_app.mqtt.link import MqttLink
 from edge_app.mqtt.outbox import Outbox
 from edge_app.pipeline import EdgePipeline
 from edge_app.session import LiveSmoother, SessionAggregator, SessionStage
 from edge_app.sinks import DisplaySink, LocalLogSink, MqttSink, Sink
-from edge_app.stages import Inference, PipelineStats, ScanGate
+from edge_app.stages import Inference, MuscleMeasure, PipelineStats, ScanGate
 from sarco_core import __version__
-from sarco_core.bundle import DeviceBundle, load_device_bundle
+from sarco_core.bundle import (BundleError, DeviceBundle, default_measurement_bundle, load_device_bundle,
+                               load_measurement_bundle)
 from sarco_core.errors import SarcoError
 from sarco_core.imaging.tracker import ScanRegionTracker
 from sarco_core.quality import QualityGate
@@ -151,10 +153,12 @@ def compose(config: EdgeConfig, bundle: DeviceBundle, backend: InferenceBackend,
     gate = ScanGate(QualityGate(config.quality), RegionWatch(
         ScanRegionTracker(recheck_every=config.session.region_recheck_frames)))
     inference = Inference(bundle, backend, readout, config.capture.mm_per_pixel or None)
+    measure = muscle_measure(config)
     sessions = SessionStage(
         SessionAggregator(bundle.threshold, readout, config.session.aggregation,
                           config.session.min_usable_frames, config.session.rule),
-        LiveSmoother(config.session.smoothing_s), site, device, bundle, outbox, data_dir)
+        LiveSmoother(config.session.smoothing_s), site, device, bundle, outbox, data_dir,
+        measurement_bundle=None if measure is None else measure.bundle)
     screen = _display(config, data_dir)
     display = DisplaySink(screen, bundle.threshold, link, outbox,
                           config.session.min_usable_frames, config.session.muscles,
@@ -163,7 +167,22 @@ def compose(config: EdgeConfig, bundle: DeviceBundle, backend: InferenceBackend,
     sinks: list[Sink] = [LocalLogSink(ResultLog(data_dir / "results.jsonl")), display]
     if link is not None:
         sinks.insert(0, MqttSink(link, site, device, stats, config.mqtt.live_interval_s))
-    return EdgePipeline(grabber, gate, inference, sessions, display, sinks, stats)
+    return EdgePipeline(grabber, gate, inference, sessions, display, sinks, stats, measure)
+
+
+def muscle_measure(config: EdgeConfig) -> MuscleMeasure | None:
+    """The measure stage from ``[measure]`` (None when off); BundleError/BackendError naming
+    the model folder and the fix when it cannot start."""
+    if not config.measure.enabled:
+        return None
+    try:
+        bundle = load_measurement_bundle(config.measure.model or default_measurement_bundle())
+    except BundleError as exc:
+        raise SetupError(f"[measure] model: {exc}; or set [measure] enabled = false to screen "
+                         "without muscle measurements") from None
+    runner = OnnxRuntimeBackend(bundle.onnx_path, cuda=config.measure.backend == "onnx-cuda",
+                                threads=config.measure.threads)
+    return MuscleMeasure(bundle, runner, config.capture.mm_per_pixel or None)
 
 
 def _metrics(pipeline: EdgePipeline, outbox: Outbox | None) -> AppMetrics:

@@ -94,6 +94,18 @@ class SessionConfig:
 
 
 @dataclass(frozen=True)
+class MeasureConfig:
+    """The muscle measurements beside the probability (docs/measurements.md)."""
+
+    enabled: bool = True
+    # the aponeurosis model's folder; empty: $SARCO_APONEUROSIS_MODEL, else the repository's
+    # models/aponeurosis (jetson/setup.sh installs it and names it here)
+    model: str = ""
+    backend: str = "onnx-cpu"  # onnx-cpu | onnx-cuda
+    threads: int = 1  # ONNX Runtime intra-op threads: the classifier keeps the other cores
+
+
+@dataclass(frozen=True)
 class DisplayConfig:
     headless: bool = False
     width: int = 800
@@ -127,6 +139,7 @@ class EdgeConfig:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     quality: QualitySettings = field(default_factory=QualitySettings)
     session: SessionConfig = field(default_factory=SessionConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
 
@@ -153,6 +166,11 @@ class EdgeConfig:
         if self.model.backend not in ("auto", "tensorrt", "onnx-cuda", "onnx-cpu"):
             problems.append(f"[model] backend {self.model.backend!r}: use auto, tensorrt, "
                             "onnx-cuda or onnx-cpu")
+        if self.measure.backend not in ("onnx-cpu", "onnx-cuda"):
+            problems.append(f"[measure] backend {self.measure.backend!r}: use onnx-cpu or "
+                            "onnx-cuda")
+        if self.measure.threads < 0:
+            problems.append("[measure] threads must be >= 0 (0: ONNX Runtime decides)")
         if self.session.aggregation not in AGGREGATIONS:
             problems.append(f"[session] aggregation {self.session.aggregation!r}: use "
                             + ", ".join(AGGREGATIONS))

@@ -44,6 +44,7 @@ class ScreenState:
     muscles: list[str] = field(default_factory=list)  # the protocol's checklist
     muscle: int = 0  # the one being scanned
     muscle_frames: list[int] = field(default_factory=list)  # usable frames of each
+    measurements: dict | None = None  # the muscle so far in this session (None: not measuring)
     threshold: float = 0.5
     fps: float = 0.0
     link: str = "off"  # off | online | offline

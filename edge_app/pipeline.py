@@ -1,7 +1,8 @@
 """The edge pipeline: source -> scan gate -> inference -> session (aggregate) -> sinks
 (MQTT, local log, display), the way a Holoscan or DeepStream application chains operators.
 
-The stages are small objects (``edge_app.stages``, ``edge_app.session.SessionStage``,
+The stages are small objects (``edge_app.stages``: the scan gate, inference and the muscle
+measurement, ``edge_app.session.SessionStage``,
 ``edge_app.sinks``, operator input in ``edge_app.controls``) built from the config in one
 place, ``edge_app.app.compose``; :class:`EdgePipeline` only passes each frame through them and
 runs the loop.
@@ -26,7 +27,9 @@ from edge_app.display import ScreenState
 from edge_app.inference import InferenceBackend
 from edge_app.session import Session, SessionStage
 from edge_app.sinks import DisplaySink, FrameReport, Sink
-from edge_app.stages import Inference, PipelineStats, ScanGate
+from edge_app.stages import Inference, MuscleMeasure, PipelineStats, ScanGate
+from sarco_core.imaging.pixels import Box
+from sarco_core.measure import FrameMeasurement
 from sarco_core.quality import MESSAGES
 
 log = logging.getLogger("edge_app.pipeline")
@@ -40,10 +43,11 @@ class EdgePipeline:
 
     def __init__(self, grabber: FrameGrabber, gate: ScanGate, inference: Inference,
                  sessions: SessionStage, display: DisplaySink, sinks: Sequence[Sink],
-                 stats: PipelineStats) -> None:
+                 stats: PipelineStats, measure: MuscleMeasure | None = None) -> None:
         self.grabber = grabber
         self.gate = gate
         self.inference = inference
+        self.measure = measure
         self.sessions = sessions
         self.display = display
         self.sinks = tuple(sinks)
@@ -181,17 +185,35 @@ class EdgePipeline:
         self.stats.frames += 1
         self._fps.tick(frame.captured_at)
         gated = self.gate(frame)
-        output = probability = None
+        output = probability = measurement = None
         if gated.verdict.ok:
             output, probability = self.inference(frame.pixels, gated.region)
+            measurement = self._measured(frame, gated.region)
         else:
             self.stats.rejected += 1
-        self.sessions.add(gated.verdict.state, output, probability, frame.timestamp)
+        self.sessions.add(gated.verdict.state, output, probability, frame.timestamp,
+                          measurement)
         report = FrameReport(frame, gated.region, gated.verdict, probability,
                              self.sessions.live, self.fps, self.session)
         for sink in self.sinks:
             sink.on_frame(report)
         self.operator.poll()
+
+    def _measured(self, frame: Frame, region: Box) -> FrameMeasurement | None:
+        """The muscle measured on a usable frame of a session. With a checklist of muscles,
+        on the protocol's first muscle only: a median over two muscles measures neither. A
+        frame whose measurement fails keeps its classification (logged, counted)."""
+        if self.measure is None or self.session is None or self.screen.muscle != 0:
+            return None
+        try:
+            return self.measure(frame.pixels, region)
+        except Exception as exc:  # noqa: BLE001 - the frame still counts for the screen
+            self.stats.measure_errors += 1
+            if self.stats.measure_errors <= 5 or self.stats.measure_errors % 100 == 0:
+                log.error("frame not measured after an error", extra={
+                    "event": "measure_error", "frame": frame.index, "error": repr(exc),
+                    "errors_so_far": self.stats.measure_errors})
+            return None
 
     def _frame_failed(self, frame: Frame, exc: Exception) -> None:
         self.stats.errors += 1

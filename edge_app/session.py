@@ -33,13 +33,14 @@ import numpy as np
 
 from edge_app.mqtt.outbox import Outbox
 from sarco_core import __version__
-from sarco_core.bundle import DeviceBundle
+from sarco_core.bundle import DeviceBundle, MeasurementBundle
 from sarco_core.errors import SarcoError
 from sarco_core.files import read_json, write_json
+from sarco_core.measure import FrameMeasurement, SessionMeasurement, aggregate_measurements
 from sarco_core.readout import ProbabilityReadout, logit_of, sigmoid
 from sarco_core.screening import DEFAULT_RULE, BorderlineRule, ScreenCall, screen_call
 from sarco_core.wire import schema
-from sarco_core.wire.payloads import ResultPayload, Uncertainty
+from sarco_core.wire.payloads import MuscleMeasurements, ResultPayload, Uncertainty
 from sarco_core.wire.schema import AGGREGATIONS, SKIP_REASONS
 
 log = logging.getLogger("edge_app.pipeline")  # the stage logs as the rest of the pipeline
@@ -100,18 +101,28 @@ class Session:
     outputs: list[np.ndarray] = field(default_factory=list)
     processed_frames: int = 0
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
+    # the muscle measured on usable frames (edge_app.stages.MuscleMeasure), when measuring
+    measurements: list[FrameMeasurement] = field(default_factory=list)
 
-    def add_frame(self, quality: str, output: np.ndarray | None = None) -> None:
-        """Count a frame; ``output`` (the raw network output) only for frames that passed."""
+    def add_frame(self, quality: str, output: np.ndarray | None = None,
+                  measurement: FrameMeasurement | None = None) -> None:
+        """Count a frame; ``output`` (the raw network output) and ``measurement`` only for
+        frames that passed."""
         self.processed_frames += 1
         if quality == "ok" and output is not None:
             self.outputs.append(np.asarray(output, dtype=np.float64).reshape(-1))
+            if measurement is not None:
+                self.measurements.append(measurement)
         elif quality in self.skipped:
             self.skipped[quality] += 1
 
     @property
     def usable_frames(self) -> int:
         return len(self.outputs)
+
+    def measured(self) -> SessionMeasurement:
+        """The muscle so far: medians and spreads over the frames measured."""
+        return aggregate_measurements(self.measurements)
 
 
 class SessionAggregator:
@@ -181,13 +192,16 @@ class SessionStage:
 
     def __init__(self, aggregator: SessionAggregator, smoother: LiveSmoother, site: str,
                  device: str, bundle: DeviceBundle, outbox: Outbox | None = None,
-                 data_dir: Path | None = None, min_free_mb: int = 50) -> None:
+                 data_dir: Path | None = None, min_free_mb: int = 50,
+                 measurement_bundle: MeasurementBundle | None = None) -> None:
         self.aggregator = aggregator
         self.smoother = smoother
         self.site, self.device = site, device
         self.bundle = bundle
         self.outbox = outbox
         self.data_dir, self.min_free_mb = data_dir, min_free_mb
+        # the model whose measurements results carry; None: results carry none
+        self.measurement_bundle = measurement_bundle
         self.current: Session | None = None
         self.live: float | None = None
 
@@ -222,12 +236,13 @@ class SessionStage:
             return None
 
     def add(self, quality: str, output: np.ndarray | None, probability: float | None,
-            at: float) -> None:
-        """One frame: its gate state, and the network's output and probability if it passed."""
+            at: float, measurement: FrameMeasurement | None = None) -> None:
+        """One frame: its gate state, and the network's output, probability and measurement
+        if it passed."""
         if probability is not None:
             self.live = self.smoother.update(probability, at)
         if self.current is not None:
-            self.current.add_frame(quality, output)
+            self.current.add_frame(quality, output, measurement)
 
     def end(self) -> dict[str, Any] | None:
         """Aggregate the session into its result payload, not yet queued (:meth:`queue`);
@@ -297,4 +312,12 @@ class SessionStage:
             usable_frames=outcome.usable_frames, processed_frames=outcome.processed_frames,
             min_usable_frames=self.aggregator.min_usable_frames, skipped=outcome.skipped,
             model_name=self.bundle.model_name, model_sha256=self.bundle.model_sha256,
-            app_version=__version__, call=outcome.call, rule=self.aggregator.rule)
+            app_version=__version__, call=outcome.call, rule=self.aggregator.rule,
+            measurements=self._measurements(session))
+
+    def _measurements(self, session: Session) -> MuscleMeasurements | None:
+        bundle = self.measurement_bundle
+        if bundle is None:
+            return None
+        return MuscleMeasurements.of_session(session.measured(), bundle.model_name,
+                                             bundle.model_sha256)

@@ -154,6 +154,8 @@ class DisplaySink:
             self._session_start = at
         s.elapsed_s = at - self._session_start
         s.usable_frames, s.processed_frames = session.usable_frames, session.processed_frames
+        if session.measurements:
+            s.measurements = session.measured().to_dict()
         if s.muscles:
             s.muscle_frames[s.muscle] += session.usable_frames - self._usable_before
         self._usable_before = session.usable_frames
@@ -191,7 +193,7 @@ class DisplaySink:
         s = self.screen
         s.notice, s.mode, s.screening_id, s.result = "", "scanning", screening_id, None
         s.status_open, s.elapsed_s, s.usable_frames, s.processed_frames = False, 0.0, 0, 0
-        s.muscle, s.muscle_frames = 0, [0] * len(s.muscles)
+        s.muscle, s.muscle_frames, s.measurements = 0, [0] * len(s.muscles), None
         self._session_start, self._usable_before = None, 0
 
     def refused(self, notice: str, disk_full: bool = False) -> None:

@@ -15,8 +15,11 @@ import numpy as np
 
 from edge_app.capture import Frame
 from edge_app.inference import InferenceBackend
-from sarco_core.bundle import DeviceBundle
+from edge_app.inference.onnx_runtime import OnnxRuntimeBackend
+from sarco_core.bundle import DeviceBundle, MeasurementBundle
 from sarco_core.imaging.pixels import Box, crop, to_grey_u8
+from sarco_core.measure import FrameMeasurement
+from sarco_core.measure.segmentation import measure_segmented, prepare_segmentation_input
 from sarco_core.preprocess import Preprocessor
 from sarco_core.quality import QualityGate, Verdict
 from sarco_core.readout import ProbabilityReadout
@@ -34,6 +37,7 @@ class PipelineStats:
     frames: int = 0
     rejected: int = 0  # frames the quality gate (or an untrusted scan region) held back
     errors: int = 0
+    measure_errors: int = 0  # usable frames whose measurement failed (they still count)
     live_published: int = 0
     # frame index -> capture time of published live readings (the benchmark's latency)
     live_capture_times: dict[int, float] = field(default_factory=dict)  # newest 4096 only
@@ -121,6 +125,30 @@ class Inference:
         if self.bundle.preprocess.field_of_view_mm is not None and not self.mm_per_pixel:
             raise ValueError("this model resamples to a physical pixel size: set "
                              "[capture] mm_per_pixel for the scanner's depth setting")
+
+
+class MuscleMeasure:
+    """The measure stage: the aponeurosis model on the gated frame's scan region, then the
+    shared geometry (``sarco_core.measure``: thickness, pennation angle, echo intensity), by
+    the recipe the bundle was trained with, so the device measures exactly what ``sarco
+    measure run`` measures on the workstation. ONNX Runtime (CPU, or CUDA where present): the
+    model is small, and TensorRT serves the classifier."""
+
+    def __init__(self, bundle: MeasurementBundle, runner: OnnxRuntimeBackend,
+                 mm_per_pixel: float | None = None) -> None:
+        self.bundle = bundle
+        self.runner = runner
+        self.mm_per_pixel = mm_per_pixel
+        size = bundle.recipe.size
+        if runner.input_shape != (1, size, size):
+            raise ValueError(f"{bundle.onnx_path}: the model takes {runner.input_shape} but its "
+                             f"recipe gives 1x{size}x{size}; the measurement bundle is "
+                             "inconsistent: train or export it again")
+
+    def __call__(self, pixels: np.ndarray, region: Box) -> FrameMeasurement:
+        prepared = prepare_segmentation_input(pixels, self.bundle.recipe, region)
+        logits = self.runner.run(prepared.tensor)[0]
+        return measure_segmented(prepared, logits, self.bundle.recipe, self.mm_per_pixel)[0]
 
 
 def device_preprocessor(bundle: DeviceBundle) -> Preprocessor:

@@ -48,8 +48,13 @@ class OnnxRuntimeBackend:
         self.name = "onnx-cuda" if cuda else "onnx-cpu"
 
     def outputs(self, batch: np.ndarray) -> np.ndarray:
+        return class_outputs(self.run(batch), len(batch))
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The model's first output as it comes (a classifier's logits, a segmentation's
+        per-pixel logits)."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.shape[1:] != self.input_shape:
             raise BackendError(f"input {batch.shape[1:]} does not match the model's "
                                f"{self.input_shape}")
-        return class_outputs(self._session.run(None, {self._input: batch})[0], len(batch))
+        return self._session.run(None, {self._input: batch})[0]

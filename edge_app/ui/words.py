@@ -66,6 +66,24 @@ def rescan_reasons(result: dict, limit: int = 2) -> list[str]:
     return lines
 
 
+def muscle_lines(measured: dict | None) -> list[str]:
+    """A session's muscle measurements as the screen says them (a result's ``measurements``
+    or the live summary): thickness (mm where the pixel size is known, else pixels), pennation
+    angle and echo intensity, then how many frames; nothing when there is nothing to show."""
+    if not measured:
+        return []
+    frames = measured.get("frames_measured", 0)
+    if not frames:
+        return ["Muscle not measured: no frame showed both aponeuroses."]
+    mm, px = measured.get("muscle_thickness_mm"), measured.get("muscle_thickness_px")
+    parts = [f"Thickness {mm:.1f} mm" if mm is not None else f"Thickness {px:.0f} px"]
+    if measured.get("pennation_deg") is not None:
+        parts.append(f"pennation {measured['pennation_deg']:.0f}\N{DEGREE SIGN}")
+    if measured.get("echo_intensity") is not None:
+        parts.append(f"echo {measured['echo_intensity']:.0f}")
+    return [", ".join(parts), f"Measured in {frames} frame{'s' if frames != 1 else ''}"]
+
+
 def clock(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"

@@ -157,6 +157,28 @@ def synthetic_scanner_video(folder: Path, profile: str = "A", seconds: float = 5
     return path, tuple(meta["states"]), tuple(meta["scan_box"])
 
 
+def one_muscle_video(folder: Path, muscle: str = "rectus_femoris", profile: str = "A",
+                     seconds: float = 4.0, seed: int = 3) -> tuple[Path, dict]:
+    """A recording of one muscle by a synthetic scanner, with the generator's truth: the
+    muscle's thickness (mm, between the aponeuroses' inner borders at the panorama's centre),
+    its pennation angle, and the screen's mm per pixel. Written once per folder."""
+    from model_build.synth.media import participant_muscle
+    from model_build.synth.profiles import PROFILES
+    from model_build.synth.video import write_scan_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"one-{muscle}-{profile}-{seconds:g}s-seed{seed}.mp4"
+    sidecar = path.with_suffix(".json")
+    if not sidecar.exists():
+        rng = np.random.default_rng(seed)
+        latent = participant_muscle(muscle, "F", (0.0, 0.0, 0.0), rng).view(rng)
+        info = write_scan_video(path, [latent], PROFILES[profile], rng, seconds=seconds)
+        sidecar.write_text(json.dumps({
+            "muscle_thickness_mm": latent.muscle_thickness_mm, "pennation_deg": latent.pennation_deg,
+            "mm_per_pixel": info.mm_per_pixel, "scan_box": info.scan_box}))
+    return path, json.loads(sidecar.read_text())
+
+
 USERS = {"edge-01": "device-secret", "dashboard": "dash-secret"}
 
 

@@ -24,7 +24,7 @@ from edge_app.deploy.layout import DEFAULT_CONFIG
 from edge_app.deploy.sdnotify import service_notifications
 from edge_app.inference import BACKENDS, BackendError
 from edge_app.logs import LEVELS, setup_logging
-from edge_app.ui.words import CALLS, muscle_lines
+from edge_app.ui.words import CALLS, muscle_summary
 from sarco_core.cli import CliConsole, command_group, old_option_name, renamed_option
 from sarco_core.bundle import BundleError
 from sarco_core.errors import SarcoError, reportable
@@ -193,8 +193,9 @@ def _report(result: dict, stats, seconds: float, queued: int,  # noqa: ANN001
         f"{'--' if probability is None else f'{probability:.3f}'}{interval}  threshold "
         f"{result['threshold']:.3f}  usable frames {result['usable_frames']}/"
         f"{result['processed_frames']}  ({stats.frames / max(seconds, 1e-9):.1f} fps processed)")
-    for line in muscle_lines(result.get("measurements")):
-        console.print(f"muscle: {line}")
+    summary = muscle_summary(result.get("measurements"))
+    if summary is not None:
+        console.print(escape(summary))
     console.print(f"result id {result['result_id']}")
     if waiting is not None:
         console.print("published to the broker" if queued == 0 else

@@ -117,6 +117,10 @@ engine = "$DATA_DIR/bundles/current/bundle.engines/selected.engine"
 source = "/dev/video0"
 fourcc = "MJPG"
 
+[measure]
+# the aponeurosis model this setup installed (muscle thickness, pennation, echo intensity)
+model = "$PREFIX/models/aponeurosis"
+
 [display]
 headless = false
 fullscreen = true
@@ -193,6 +197,9 @@ install_venv() {
   "$VENV/bin/python" -m edge_app.inference.cuda_runtime \
     || die "CUDA does not run from the venv (the cause is above); TensorRT would be silently unused"
   install -m 0644 "$REPO_DIR/docs/deployment.md" "$PREFIX/docs/deployment.md"
+  # the measurement model ships in the repository, not in the Python package
+  install -d -o root -g root -m 0755 "$PREFIX/models/aponeurosis"
+  install -m 0644 "$REPO_DIR"/models/aponeurosis/* "$PREFIX/models/aponeurosis/"
 }
 
 install_config() {

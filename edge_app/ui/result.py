@@ -50,8 +50,7 @@ def draw_result(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -
                       box[3] + canvas.u(10), 20, WHITE, max_width=x1 - right)
     scale_bottom = _scale(canvas, (right, box[3] + canvas.u(10), x1), call.probability, low,
                           high, result.get("threshold", screen.threshold))
-    scale_bottom = _muscle(canvas, (right, scale_bottom + canvas.u(10), x1),
-                           result.get("measurements"))
+    scale_bottom = _muscle(canvas, (right, scale_bottom, x1), result.get("measurements"))
     _, _, step = words.CALLS[call.call]
     measured = result.get("assessment")
     if measured:  # the next step was taken: what the team's measurements gave, as sent
@@ -64,13 +63,14 @@ def draw_result(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None) -
 
 
 def _muscle(canvas: Canvas, row: tuple[int, int, int], measured: dict | None) -> int:
-    """The muscle measured beside the probability (nothing without the measurement model);
-    returns the y below."""
+    """The muscle measured beside the probability, in at most two lines (nothing without
+    the measurement model); returns the y below."""
     x0, y, x1 = row
-    for index, line in enumerate(words.muscle_lines(measured)):
-        y = canvas.text(line, x0, y, 20 if index == 0 else 18, WHITE if index == 0 else MUTED,
-                        bold=index == 0, max_width=x1 - x0)[3] + canvas.u(4)
-    return y
+    summary = words.muscle_summary(measured)
+    if summary is None:
+        return y
+    top = y + canvas.u(12)
+    return canvas.paragraph(summary, (x0, top, x1, top + canvas.u(60)), 20, WHITE)
 
 
 def _leave(canvas: Canvas, screen: ScreenState, row: Box) -> None:

@@ -33,10 +33,10 @@ def draw_scanning(canvas: Canvas, screen: ScreenState, frame: np.ndarray | None)
     canvas.paragraph(fix, (banner[0] + canvas.u(12), top + canvas.u(4),
                            banner[2] - canvas.u(12), banner[3] - canvas.u(4)), 20, BLACK, colour)
     y = _progress(canvas, screen, (right[0], banner[3] + canvas.u(14), x1))
-    lines = words.muscle_lines(screen.measurements)
-    if lines:  # the muscle so far: a measurement, not a reading of the screen's call
-        y = canvas.text(f"{lines[0]} ({lines[1].lower()})" if len(lines) > 1 else lines[0],
-                        right[0], y + canvas.u(8), 18, MUTED, max_width=x1 - right[0])[3]
+    summary = words.muscle_summary(screen.measurements)
+    if summary:  # the muscle so far: a measurement, not a reading of the screen's call
+        y = canvas.paragraph(summary, (right[0], y + canvas.u(8), x1, y + canvas.u(66)), 18,
+                             WHITE)
     buttons_top = y1 - canvas.u(64)
     if screen.muscles:
         _checklist(canvas, screen, (right[0], y + canvas.u(8), x1, buttons_top - canvas.u(6)))

@@ -66,22 +66,22 @@ def rescan_reasons(result: dict, limit: int = 2) -> list[str]:
     return lines
 
 
-def muscle_lines(measured: dict | None) -> list[str]:
-    """A session's muscle measurements as the screen says them (a result's ``measurements``
-    or the live summary): thickness (mm where the pixel size is known, else pixels), pennation
-    angle and echo intensity, then how many frames; nothing when there is nothing to show."""
+def muscle_summary(measured: dict | None) -> str | None:
+    """A session's muscle measurements in one sentence (a result's ``measurements`` or the
+    live summary): thickness (mm where the pixel size is known, else pixels), pennation angle,
+    echo intensity and how many frames; None when the device does not measure."""
     if not measured:
-        return []
+        return None
     frames = measured.get("frames_measured", 0)
     if not frames:
-        return ["Muscle not measured: no frame showed both aponeuroses."]
+        return "Muscle not measured: no frame showed both aponeuroses."
     mm, px = measured.get("muscle_thickness_mm"), measured.get("muscle_thickness_px")
-    parts = [f"Thickness {mm:.1f} mm" if mm is not None else f"Thickness {px:.0f} px"]
+    parts = [f"thickness {mm:.1f} mm" if mm is not None else f"thickness {px:.0f} px"]
     if measured.get("pennation_deg") is not None:
         parts.append(f"pennation {measured['pennation_deg']:.0f}\N{DEGREE SIGN}")
     if measured.get("echo_intensity") is not None:
         parts.append(f"echo {measured['echo_intensity']:.0f}")
-    return [", ".join(parts), f"Measured in {frames} frame{'s' if frames != 1 else ''}"]
+    return f"Muscle: {', '.join(parts)} ({frames} frame{'s' if frames != 1 else ''})"
 
 
 def clock(seconds: float) -> str:

@@ -133,6 +133,7 @@ def test_setup_writes_a_config_the_edge_app_accepts(tmp_path) -> None:
     assert config.model.bundle == "/var/lib/sarco-edge/bundles/current/bundle"
     assert config.model.engine.endswith("bundle.engines/selected.engine")
     assert config.mqtt.password_file == "/etc/sarco-edge/mqtt-password"
+    assert config.measure.enabled and config.measure.model == "/opt/sarco-edge/models/aponeurosis"
     refused = subprocess.run(["bash", str(SETUP), "--print-config", "--device", "Edge 7"],
                              capture_output=True, text=True)
     assert refused.returncode != 0 and "lower-case" in refused.stderr

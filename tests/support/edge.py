@@ -185,12 +185,16 @@ USERS = {"edge-01": "device-secret", "dashboard": "dash-secret"}
 SITE, DEVICE = "clinic-a", "edge-01"
 
 
-def write_config(path: Path, bundle: Path, data_dir: Path, broker: str = "", **mqtt) -> Path:
+def write_config(path: Path, bundle: Path, data_dir: Path, broker: str = "",
+                 sections: dict[str, dict[str, object]] | None = None, **mqtt) -> Path:
+    """A device config for the tests; ``sections``: more tables (``{"measure": {...}}``)."""
     lines = ["[device]", f'site = "{SITE}"', f'device = "{DEVICE}"', f'data_dir = "{data_dir}"',
              "[model]", f'bundle = "{bundle}"', 'backend = "onnx-cpu"',
              "[display]", "headless = true", "snapshot_interval_s = 0.2",
-             "[session]", "min_usable_frames = 5",
-             "[mqtt]", f'broker = "{broker}"', f'username = "{DEVICE}"',
+             "[session]", "min_usable_frames = 5"]
+    for name, table in (sections or {}).items():
+        lines += [f"[{name}]", *(f"{key} = {json.dumps(value)}" for key, value in table.items())]
+    lines += ["[mqtt]", f'broker = "{broker}"', f'username = "{DEVICE}"',
              f'password_file = "{path.parent / "password"}"', "live_interval_s = 0.1",
              "backoff_min_s = 0.3", "backoff_max_s = 1.0"]
     lines += [f"{key} = {value}" for key, value in mqtt.items()]

@@ -28,7 +28,7 @@ from sarco_core.criteria import Measurements
 from sarco_core.screening import call_of_result
 from sarco_core.wire.payloads import assessment
 from tests.support.paths import REPO
-from tests.support.wire import result_payload
+from tests.support.wire import measurements_entry, result_payload
 
 REFERENCES = REPO / "tests" / "data" / "screens"
 FIGURES = REPO / "docs" / "figures" / "edge"
@@ -65,6 +65,10 @@ _SCANNING = dict(_DEVICE, mode="scanning", screening_id="SCR-0042", region=(128,
 _RESULT = dict(_DEVICE, mode="result", screening_id="SCR-0042", quality="no_tissue",
                quality_message="No tissue: place the probe on the skin")  # the last live hint
 
+_MEASURED = measurements_entry()  # a device with the measurement model
+_FEW_MEASURED = measurements_entry(frames_measured=6, muscle_thickness_mm=None, spread={
+    **_MEASURED["spread"], "muscle_thickness_mm": None})  # no pixel size: thickness in px
+
 STATES: dict[str, ScreenState] = {
     "idle": ScreenState(**_DEVICE, typed_id="SCR-004"),
     "idle-refused": ScreenState(**_DEVICE, typed_id="Jane", notice=(
@@ -75,24 +79,25 @@ STATES: dict[str, ScreenState] = {
                                    usable_frames=3, elapsed_s=9, queued_results=3),
     "scanning-muscles": ScreenState(**_SCANNING, quality="ok", usable_frames=14, elapsed_s=51,
                                     muscles=["rectus_femoris", "gastrocnemius"], muscle=1,
-                                    muscle_frames=[11, 3]),
+                                    muscle_frames=[11, 3], measurements=measurements_entry(
+                                        frames_measured=11)),
     "result-positive": ScreenState(**_RESULT, result=result(probability=0.81, threshold=0.43)),
     "result-negative": ScreenState(**_RESULT, result=result(
-        decision="no_sarcopenia", probability=0.12, threshold=0.43)),
+        decision="no_sarcopenia", probability=0.12, threshold=0.43, measurements=_MEASURED)),
     "result-borderline": ScreenState(**_RESULT, result=result(
-        probability=0.45, threshold=0.43,
+        probability=0.45, threshold=0.43, measurements=_FEW_MEASURED,
         uncertainty={"logit_sd": 0.6, "agreement": 0.55, "dirichlet_u": None})),
     "rescan": ScreenState(**_RESULT, result=result(
-        decision="rescan", probability=0.5, usable_frames=8,
+        decision="rescan", probability=0.5, usable_frames=8, measurements=_FEW_MEASURED,
         skipped={"no_tissue": 120, "frozen": 30, "transition": 50, "no_region": 0})),
-    "result-held": ScreenState(**_RESULT, held=True, result=result(probability=0.81,
-                                                                  threshold=0.43)),
+    "result-held": ScreenState(**_RESULT, held=True, result=result(
+        probability=0.81, threshold=0.43, measurements=_MEASURED)),
     "criteria": ScreenState(**_RESULT, held=True, criteria_open=True,
                             criteria_field="gait_speed_m_s",
                             criteria={"sex": "F", "grip_kg": "16.5", "gait_speed_m_s": "0.7"},
                             result=result(probability=0.81, threshold=0.43)),
     "result-measured": ScreenState(**_RESULT, result=result(
-        probability=0.81, threshold=0.43, assessment=assessment(Measurements(
+        probability=0.81, threshold=0.43, measurements=_MEASURED, assessment=assessment(Measurements(
             sex="F", grip_kg=16.5, gait_speed_m_s=0.7, asmi_kg_m2=5.1, asmi_method="bia")))),
     "error-camera": ScreenState(**_SCANNING, error="camera",
                                 error_detail="device /dev/video0: no frame for 2 s"),

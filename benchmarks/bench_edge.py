@@ -6,6 +6,8 @@ Prints:
   message through the broker), p50 / p95 / p99 / max, with every processed frame published;
   target: p95 under 100 ms;
 - maximum sustained fps (every frame processed, no pacing, MQTT on);
+- both with the muscle measurement (the shipped aponeurosis model on every usable frame, the
+  default) and, with ``--compare-measure``, again without it;
 - with ``--minutes M``: a soak of M minutes on a looping real-time replay with a session every
   ``--session-s`` seconds; resident memory (RSS) at the start and the end, and its samples.
 
@@ -132,13 +134,15 @@ def build_video(folder: Path, seconds: float) -> Path:
     return path
 
 
-def edge_config(bundle: Path, data_dir: Path, broker: MosquittoBroker, threads: int) -> EdgeConfig:
+def edge_config(bundle: Path, data_dir: Path, broker: MosquittoBroker, threads: int,
+                measure: bool = True) -> EdgeConfig:
     (data_dir / "password").parent.mkdir(parents=True, exist_ok=True)
     (data_dir / "password").write_text(USERS[DEVICE])
     return (EdgeConfig()
             .override("device", site=SITE, device=DEVICE, data_dir=str(data_dir))
             .override("model", bundle=str(bundle), backend="onnx-cpu", threads=threads)
             .override("display", headless=True, snapshot_interval_s=1.0)
+            .override("measure", enabled=measure)
             .override("mqtt", broker=broker.url, username=DEVICE,
                       password_file=str(data_dir / "password"), live_interval_s=0.0,
                       drain_timeout_s=30.0))
@@ -200,6 +204,24 @@ def soak(config: EdgeConfig, video: Path, minutes: float, session_s: float,
     print(f"  live latency over the soak: {percentiles(np.array(latencies))}")
 
 
+def replay_twice(config: EdgeConfig, video: Path, count: int, subscriber: LiveLatency) -> None:
+    """Real time (latency to the subscriber), then every frame without pacing (fps)."""
+    result, elapsed, pipeline = replay_once(config, video, True, subscriber)
+    latency = subscriber.latencies(pipeline.stats.live_capture_times)
+    print(f"real-time replay: {pipeline.stats.frames}/{count} frames processed "
+          f"({pipeline.grabber.dropped} dropped for freshness), "
+          f"{pipeline.stats.live_published} live readings published")
+    print(f"  frame -> live reading at the subscriber: {percentiles(latency)}")
+    print(f"  frame -> publish call (in the app):      "
+          f"{percentiles(np.array(pipeline.stats.live_latency_s))}")
+    measured = result.get("measurements") or {}
+    print(f"  session result: {result['decision']}, {result['usable_frames']} usable frames, "
+          f"{measured.get('frames_measured', 0)} measured")
+    result, elapsed, pipeline = replay_once(config, video, False, subscriber)
+    print(f"every frame, no pacing: {pipeline.stats.frames} frames in {elapsed:.1f} s = "
+          f"{pipeline.stats.frames / elapsed:.1f} fps sustained (MQTT on)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="bundle folder (default: export one)")
@@ -209,6 +231,8 @@ def main() -> None:
     parser.add_argument("--session-s", type=float, default=60.0, help="soak session length")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads")
     parser.add_argument("--work", type=Path, default=Path("/tmp/sarco-bench-edge"))
+    parser.add_argument("--compare-measure", action="store_true",
+                        help="also replay without the muscle measurement")
     args = parser.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -220,21 +244,11 @@ def main() -> None:
 
     with MosquittoBroker(args.work / "broker", USERS) as broker:
         subscriber = LiveLatency(broker.port)
+        for measure in (True, False) if args.compare_measure else (True,):
+            config = edge_config(bundle, args.work / "data", broker, args.threads, measure)
+            print(f"\n== muscle measurement {'on' if measure else 'off'} ==")
+            replay_twice(config, video, count, subscriber)
         config = edge_config(bundle, args.work / "data", broker, args.threads)
-
-        result, elapsed, pipeline = replay_once(config, video, True, subscriber)
-        latency = subscriber.latencies(pipeline.stats.live_capture_times)
-        print(f"\nreal-time replay: {pipeline.stats.frames}/{count} frames processed "
-              f"({pipeline.grabber.dropped} dropped for freshness), "
-              f"{pipeline.stats.live_published} live readings published")
-        print(f"  frame -> live reading at the subscriber: {percentiles(latency)}")
-        print(f"  frame -> publish call (in the app):      "
-              f"{percentiles(np.array(pipeline.stats.live_latency_s))}")
-        print(f"  session result: {result['decision']}, {result['usable_frames']} usable frames")
-
-        result, elapsed, pipeline = replay_once(config, video, False, subscriber)
-        print(f"\nevery frame, no pacing: {pipeline.stats.frames} frames in {elapsed:.1f} s = "
-              f"{pipeline.stats.frames / elapsed:.1f} fps sustained (MQTT on)")
 
         if args.minutes > 0:
             soak(config, video, args.minutes, args.session_s, subscriber)

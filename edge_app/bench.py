@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_app.capture import SourceSpec, open_capture
 from edge_app.inference import load_backend
-from edge_app.stages import device_preprocessor
+from edge_app.stages import MuscleMeasure, device_preprocessor
 from sarco_core.bundle import load_device_bundle
 from sarco_core.imaging.pixels import crop, to_grey_u8
 from sarco_core.imaging.region import ScanRegionNotFound, find_scan_region
@@ -33,10 +33,10 @@ class StageFigures:
 
 def benchmark_stages(bundle_path: Path, backend_name: str = "auto", engine: Path | None = None,
                      video: Path | None = None, frames: int = 200,
-                     threads: int = 0) -> StageFigures:
-    """Time grey conversion + gate, preprocessing and inference on ``frames`` frames (cycling
-    through the video's first 100, or one synthetic frame); the region is detected once, as a
-    session does."""
+                     threads: int = 0, measure: MuscleMeasure | None = None) -> StageFigures:
+    """Time grey conversion + gate, preprocessing, inference and (with ``measure``) the
+    muscle measurement on ``frames`` frames (cycling through the video's first 100, or one
+    synthetic frame); the region is detected once, as a session does."""
     bundle = load_device_bundle(bundle_path)
     backend = load_backend(backend_name, bundle.onnx_path, engine, threads)
     preprocessor = device_preprocessor(bundle)
@@ -45,6 +45,9 @@ def benchmark_stages(bundle_path: Path, backend_name: str = "auto", engine: Path
     gate = QualityGate()
     channels = backend.input_shape[0]
     timings: dict[str, list[float]] = {"grey+gate": [], "preprocess": [], "inference": []}
+    if measure is not None:
+        timings["measure"] = []
+        measure(pictures[0], region)  # warm-up
     backend.outputs(np.repeat(preprocessor(crop(pictures[0], region)), channels,
                               axis=0)[None])  # warm-up: first runs allocate
     for index in range(frames):
@@ -59,6 +62,9 @@ def benchmark_stages(bundle_path: Path, backend_name: str = "auto", engine: Path
         timings["grey+gate"].append(gated - started)
         timings["preprocess"].append(prepared - gated)
         timings["inference"].append(done - prepared)
+        if measure is not None:
+            measure(pixels, region)
+            timings["measure"].append(time.perf_counter() - done)
     totals = np.sum([np.asarray(v) for v in timings.values()], axis=0)
     return StageFigures(
         backend=backend.name, frames=frames, frame_shape=pictures[0].shape,

@@ -16,7 +16,7 @@ from typing import Literal, Optional
 import typer
 from rich.markup import escape
 
-from edge_app.app import SetupError, assemble, show_problem
+from edge_app.app import SetupError, assemble, muscle_measure, show_problem
 from edge_app.capture import SourceError, SourceSpec, parse_source
 from edge_app.config import UNNAMED, load_config
 from edge_app.deploy.cli import register as register_deploy_commands
@@ -215,8 +215,12 @@ def bench(
                                          help="Frames to use (default: a synthetic frame)."),
     frames: int = typer.Option(200, "--frames", min=10, help="Frames timed per stage."),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: automatic)."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="Device config: its [measure] section adds the muscle "
+                               "measurement stage (default: the shipped model, one thread)."),
+    no_measure: bool = typer.Option(False, "--no-measure", help="Leave the measurement out."),
 ) -> None:
-    """Per-stage latency on this device: region + gate, preprocessing, inference."""
+    """Per-stage latency on this device: region + gate, preprocessing, inference, measure."""
     from edge_app.bench import benchmark_stages
 
     bundle = renamed_option(bundle, old_bundle, "--model", "--bundle")
@@ -224,7 +228,11 @@ def bench(
         raise typer.BadParameter("give the model bundle folder", param_hint="--bundle")
     setup_logging("warning")
     try:
-        figures = benchmark_stages(bundle, backend, engine, video, frames, threads)
+        settings = load_config(config)
+        if no_measure:
+            settings = settings.override("measure", enabled=False)
+        figures = benchmark_stages(bundle, backend, engine, video, frames, threads,
+                                   muscle_measure(settings))
     except USER_ERRORS as exc:
         raise reportable(exc) from None
     console.print(f"backend {figures.backend}, {figures.frames} frames of {figures.frame_shape}")

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from edge_app.app import SetupError, assemble
 from edge_app.capture import SourceSpec
+from edge_app.cli import app
 from edge_app.config import ConfigError, load_config
 from edge_app.display import render
 from sarco_core.bundle import default_measurement_bundle, load_measurement_bundle
@@ -142,3 +144,16 @@ def test_with_a_checklist_only_the_first_muscle_is_measured(thigh, bundle, tmp_p
     edge.close()
     assert result["usable_frames"] > 8
     assert result["measurements"]["frames_measured"] == 8
+
+
+def test_the_device_bench_times_the_measure_stage_unless_told_not_to(thigh, bundle) -> None:
+    video, _ = thigh
+    common = ["bench", "--bundle", str(bundle), "--video", str(video), "--frames", "10",
+              "--backend", "onnx-cpu"]
+    runner = CliRunner()
+    timed = runner.invoke(app, common)
+    assert timed.exit_code == 0, timed.output
+    assert [line.split()[0] for line in timed.output.splitlines()[1:5]] == \
+        ["grey+gate", "preprocess", "inference", "measure"]
+    without = runner.invoke(app, [*common, "--no-measure"])
+    assert without.exit_code == 0 and "measure " not in without.output

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
+from torch import nn
 
 from model_build.models.fusion import ImageScorer
 from sarco_core.errors import SarcoError
@@ -39,22 +40,33 @@ class ExportError(SarcoError, RuntimeError):
 
 def export_onnx(scorer: ImageScorer, image_size: int, path: Path) -> float:
     """Write ``path`` atomically: input ``image`` (batch, 1, S, S), output ``logits`` (batch, 2).
-    Returns the largest PyTorch / ONNX Runtime difference on a probe batch (checked <= 1e-4).
+    Returns the largest PyTorch / ONNX Runtime difference on a probe batch (checked <= 1e-4)."""
+    return export_network(scorer, image_size, path, export_batch=2)
+
+
+def export_network(network: nn.Module, image_size: int, path: Path, *,
+                   operators: frozenset[str] = DEPLOYABLE_OPERATORS,
+                   tolerance: float = PARITY_TOLERANCE, probes: np.ndarray | None = None,
+                   export_batch: int = 1) -> float:
+    """Export any of the project's image networks (the classifier, the aponeurosis model):
+    ``path`` written atomically, input ``image`` (batch, 1, S, S), output ``logits``, the
+    batch dynamic, only ``operators``; returns the largest PyTorch / ONNX Runtime difference
+    on ``probes`` (default :func:`probe_images`), refused above ``tolerance``.
 
     The exporter leaves each "same" padding as a small shape-arithmetic subgraph feeding a Pad;
     ONNX Runtime's basic (provider-independent) graph optimisation folds those constants and
     merges each Pad into its Conv, which leaves a graph of plain Conv / Clip / Add / pooling.
     """
-    scorer = scorer.eval().cpu()
-    example = torch.zeros(2, 1, image_size, image_size)
+    network = network.eval().cpu()
+    example = torch.zeros(export_batch, 1, image_size, image_size)
     raw = path.with_name(f".{path.name}.raw")
     try:
         with atomic_path(path) as temporary:
             with warnings.catch_warnings(), torch.no_grad():
                 # The TorchScript exporter is deprecated in favour of torch.export, which needs the
-                # onnxscript package; for this plain CNN both give the same operators.
+                # onnxscript package; for these plain CNNs both give the same operators.
                 warnings.simplefilter("ignore")
-                torch.onnx.export(scorer, (example,), str(raw), dynamo=False, opset_version=OPSET,
+                torch.onnx.export(network, (example,), str(raw), dynamo=False, opset_version=OPSET,
                                   input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                   dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
             options = onnxruntime.SessionOptions()
@@ -62,11 +74,11 @@ def export_onnx(scorer: ImageScorer, image_size: int, path: Path) -> float:
             options.optimized_model_filepath = str(temporary)
             onnxruntime.InferenceSession(str(raw), options, providers=["CPUExecutionProvider"])
             _drop_unused_opsets(temporary)
-            check_graph(temporary)
-            gap = parity_gap(scorer, temporary, _probe_images(image_size))
-            if gap > PARITY_TOLERANCE:
+            check_graph(temporary, operators)
+            gap = parity_gap(network, temporary, probe_images(image_size) if probes is None else probes)
+            if gap > tolerance:
                 raise ExportError(f"{path.name}: ONNX Runtime differs from PyTorch by {gap:.2e} "
-                                  f"(> {PARITY_TOLERANCE:.0e}); the export is not faithful")
+                                  f"(> {tolerance:.0e}); the export is not faithful")
         return gap
     finally:
         raw.unlink(missing_ok=True)
@@ -82,12 +94,12 @@ def _drop_unused_opsets(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def check_graph(path: Path) -> None:
-    """Refuse a graph with an operator outside :data:`DEPLOYABLE_OPERATORS` or a fixed batch."""
+def check_graph(path: Path, operators: frozenset[str] = DEPLOYABLE_OPERATORS) -> None:
+    """Refuse a graph with an operator outside ``operators`` or a fixed batch."""
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     foreign = sorted({f"{n.domain}::{n.op_type}" if n.domain else n.op_type for n in model.graph.node}
-                     - DEPLOYABLE_OPERATORS)
+                     - operators)
     if foreign:
         raise ExportError(f"{path.name}: operators {foreign} are not in the deployable set; "
                           "fix: replace the layer that produces them (see docs/models.md)")
@@ -99,8 +111,8 @@ def check_graph(path: Path) -> None:
         raise ExportError(f"{path.name}: opset {opset} is older than {OPSET}")
 
 
-def _probe_images(image_size: int) -> np.ndarray:
-    """Three normalised-range inputs: noise, a ramp and black, batch of 3 (not the export's 2)."""
+def probe_images(image_size: int) -> np.ndarray:
+    """Three normalised-range inputs: noise, a ramp and black, batch of 3 (not the export's)."""
     rng = np.random.default_rng(0)
     ramp = np.broadcast_to(np.linspace(-1, 1, image_size, dtype=np.float32), (image_size, image_size))
     return np.stack([rng.standard_normal((image_size, image_size)).astype(np.float32), ramp,
@@ -112,10 +124,10 @@ def onnx_logits(path: Path, images: np.ndarray) -> np.ndarray:
     return session.run([OUTPUT_NAME], {INPUT_NAME: images.astype(np.float32)})[0]
 
 
-def parity_gap(scorer: ImageScorer, path: Path, images: np.ndarray) -> float:
+def parity_gap(network: nn.Module, path: Path, images: np.ndarray) -> float:
     """Largest absolute difference between PyTorch and ONNX Runtime logits on ``images``."""
     with torch.no_grad():
-        expected = scorer.eval().cpu()(torch.from_numpy(images.astype(np.float32))).numpy()
+        expected = network.eval().cpu()(torch.from_numpy(images.astype(np.float32))).numpy()
     return float(np.abs(onnx_logits(path, images) - expected).max())
 
 

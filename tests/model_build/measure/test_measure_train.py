@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from model_build.cli import app
 from model_build.measure.data import MeasureDataError, augment, load_pairs, plain_example, read_index
-from model_build.measure.export import export_segmentation, parity
+from model_build.measure.export import export_segmentation
+from model_build.models.export import parity_gap
 from model_build.measure.train import MeasureTrainOptions, fit
 from sarco_core.bundle import load_measurement_bundle, verify_manifest
 from tests.support.measure_models import real_pairs_folder, scripted_model
@@ -76,7 +77,7 @@ def test_the_onnx_graph_computes_what_the_network_computes_on_real_inputs(data, 
     path = tmp_path / "aponeurosis.onnx"
     gap = export_segmentation(network, 64, path, inputs)
     assert gap <= 1e-3
-    assert parity(network, path, inputs) == gap
+    assert parity_gap(network, path, inputs) == gap
 
 
 def test_training_is_deterministic_given_the_seed(data):

@@ -156,7 +156,13 @@ def keep_main_bands(labels: np.ndarray) -> np.ndarray:
     """Per aponeurosis: the largest 8-connected piece, and the pieces beside it (module docstring)."""
     cleaned = labels.copy()
     for label in (SUPERFICIAL, DEEP):
-        present = labels == label
+        rows = np.flatnonzero((labels == label).any(axis=1))
+        if rows.size == 0:
+            continue
+        # only the rows that hold the label: an aponeurosis is a thin band, and the pieces
+        # (and every statistic used below) are the same in that strip as in the whole image
+        top, bottom = int(rows[0]), int(rows[-1]) + 1
+        present = labels[top:bottom] == label
         count, pieces, stats, _ = cv2.connectedComponentsWithStats(present.view(np.uint8), connectivity=8)
         if count <= 2:
             continue
@@ -174,7 +180,7 @@ def keep_main_bands(labels: np.ndarray) -> np.ndarray:
                 spans.append((left, left + width))
         keep = np.zeros(count, bool)
         keep[kept] = True
-        cleaned[present & ~keep[pieces]] = 0
+        cleaned[top:bottom][present & ~keep[pieces]] = 0
     return cleaned
 
 

@@ -170,3 +170,14 @@ def test_default_model_follows_the_environment_and_names_the_fix(tmp_path, monke
     monkeypatch.setenv("SARCO_APONEUROSIS_MODEL", str(tmp_path / "nowhere"))
     with pytest.raises(BundleError, match="sarco measure train"):
         default_measurement_bundle()
+
+
+def test_keeping_the_main_bands_does_not_depend_on_empty_rows_around_them() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        labels = np.zeros((40, 90), np.uint8)
+        for _ in range(rng.integers(2, 8)):
+            y, x = rng.integers(0, 36), rng.integers(0, 80)
+            labels[y:y + rng.integers(1, 4), x:x + rng.integers(3, 60)] = rng.integers(1, 3)
+        padded = np.pad(labels, ((25, 31), (0, 0)))
+        assert (keep_main_bands(padded)[25:-31] == keep_main_bands(labels)).all()

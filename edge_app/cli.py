@@ -145,6 +145,10 @@ def replay(
         None, "--data-dir", help="Outbox, result log and snapshots (default: [device] data_dir, "
                                  "else $XDG_DATA_HOME/sarco-edge or ~/.local/share/sarco-edge)."),
     headless: Optional[bool] = HEADLESS,
+    mm_per_pixel: Optional[float] = typer.Option(
+        None, "--mm-per-pixel", min=0.001, max=10.0,
+        help="The recording's pixel size at its depth (overrides [capture] mm_per_pixel): "
+             "muscle thickness in mm; without it, in pixels."),
     realtime: bool = typer.Option(True, "--realtime/--every-frame",
                                   help="Play at the recorded frame rate (dropping frames the "
                                        "model cannot keep up with), or process every frame."),
@@ -163,7 +167,8 @@ def replay(
                             data_dir=str(data_dir) if data_dir else None)
                   .override("mqtt", broker=broker, username=username,
                             password_file=str(password_file) if password_file else None)
-                  .override("display", headless=headless))
+                  .override("display", headless=headless)
+                  .override("capture", mm_per_pixel=mm_per_pixel))
         _say_where(config)
         edge = assemble(config, SourceSpec("file", str(video)), realtime=realtime,
                         config_path=config_path or DEFAULT_CONFIG)

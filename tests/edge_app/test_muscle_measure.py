@@ -39,9 +39,9 @@ def test_a_replayed_recording_publishes_the_generators_muscle(thigh, bundle, tmp
     video, truth = thigh
     with MosquittoBroker(tmp_path / "broker", USERS) as broker:
         collector = Collector(broker, "dashboard", USERS["dashboard"])
-        config = write_config(tmp_path / "edge.toml", bundle, tmp_path / "data", broker.url,
-                              sections={"capture": {"mm_per_pixel": truth["mm_per_pixel"]}})
-        done = replay(config, video, "--screening-id", "SCR-0700")
+        config = write_config(tmp_path / "edge.toml", bundle, tmp_path / "data", broker.url)
+        done = replay(config, video, "--screening-id", "SCR-0700",
+                      "--mm-per-pixel", str(truth["mm_per_pixel"]))
         assert done.exit_code == 0, done.output
         assert collector.wait_for(lambda m: collector.of_kind("result"), 15)
         collector.close()

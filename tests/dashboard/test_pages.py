@@ -65,6 +65,8 @@ PAGES = {
                          "#add-user button", "#api-keys"], 0),
 }
 SCREENSHOTS = REPO / "docs"
+# a part further down a page that gets a screenshot of its own: (selector, file name part)
+SECTIONS = {"site": ("#measurements", "measurements"), "device": ("#device-results", "results")}
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +139,11 @@ def test_every_page_fits_and_shows_its_parts(served, viewport):
         if os.environ.get("SARCO_UPDATE_SCREENSHOT") == "1":
             page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}-{viewport['width']}.png"))
+            if name in SECTIONS:
+                section, part = SECTIONS[name]
+                page.evaluate(f"document.querySelector('{section}').scrollIntoView()")
+                page.screenshot(path=str(
+                    SCREENSHOTS / f"dashboard-{name}-{part}-{viewport['width']}.png"))
         no_sideways_scroll(page)
         for part in parts:
             inside_viewport(page, part, viewport["width"])

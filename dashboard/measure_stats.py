@@ -42,6 +42,9 @@ _EDGE = 1e-9  # a value on a bin's edge (17.0 with width 0.1) belongs to the bin
 
 
 class QuantitySummary(BaseModel):
+    """One quantity's distribution over a site's results (or one device's, for echo
+    intensity): the table row under the site page's histograms."""
+
     quantity: str = Field(description="the schema's name, e.g. muscle_thickness_mm")
     device: str | None = Field(description="per device (echo intensity); null: the site")
     n: int = Field(description="screened results with the quantity measured")
@@ -66,12 +69,16 @@ class Histogram:
 
     @property
     def centres(self) -> list[float]:
+        """The bins' middles: the chart's x values (a bar is drawn centred on its bin)."""
         bins = len(next(iter(self.counts.values())))
         return [round(self.start + (i + 0.5) * self.width, 6) for i in range(bins)]
 
 
 @dataclass(frozen=True)
 class SiteMeasurements:
+    """What the site page shows of the measurements; the counts say how much of the site's
+    screening the distributions stand for."""
+
     screened: int  # results with a decision in the range
     with_measurements: int  # of those, the ones that carried measurements
     thickness_px_only: int  # of those, thickness in pixels without millimetres
@@ -84,9 +91,10 @@ def site_measurements(session: Session, filters: Filters) -> SiteMeasurements:
     rows = session.execute(
         select(Result.device, Result.frames_measured, Result.muscle_thickness_mm,
                Result.muscle_thickness_px, Result.pennation_deg, Result.echo_intensity)
-        .where(*filters.where(), Result.decision != RESCAN)).all()
+        .where(*filters.where(), Result.decision != RESCAN)
+        .order_by(Result.device)).all()  # a quantity's devices in order
     values: dict[str, dict[str | None, list[float]]] = {q: {} for q in POOLED + PER_DEVICE}
-    for row in sorted(rows, key=lambda row: row.device):  # a quantity's devices in order
+    for row in rows:
         for quantity in POOLED + PER_DEVICE:
             value = getattr(row, quantity)
             if value is not None:
@@ -132,4 +140,3 @@ def histogram(quantity: str, groups: dict[str | None, list[float]]) -> Histogram
 
 def _index(value: float, width: float) -> int:
     return math.floor(value / width + _EDGE)
-

@@ -5,10 +5,10 @@
 // chart covers, however few samples there are) and "zone" (the IANA zone its times are
 // labelled in). A chart with "kind": "histogram" has its own "x" (the centres of its bins,
 // "bin" wide, in "x_unit"): one series is drawn as bars, several (one per device) as lines
-// with a point per bin, which stay readable on top of each other. Each <figure
-// data-chart="ID"> gets its chart, sized to its container and
-// redrawn when that changes (a phone turned, a window resized); the uPlot object is kept
-// on the figure as `figure.uplot` (the browser tests read its scale and tick labels).
+// with a point per bin, which stay readable on top of each other. Each
+// <figure data-chart="ID"> gets its chart, sized to its container and redrawn when that
+// changes (a phone turned, a window resized); the uPlot object is kept on the figure as
+// `figure.uplot` (the browser tests read its scale and tick labels).
 //
 // Points: uPlot leaves out the points of a line where they would crowd (a month on a
 // phone), so a value with no neighbour (a day with screens between days without, one

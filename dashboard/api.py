@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -90,6 +90,20 @@ class ResultRecord(BaseModel):
     model_sha256: str
     app_version: str
     stored_at: datetime
+    # the muscle measurements (docs/mqtt.md, ``measurements``): all null for a result sent
+    # without them; the four quantities are session medians, the ``_iqr`` their spread
+    muscle_thickness_mm: float | None
+    muscle_thickness_px: float | None
+    pennation_deg: float | None
+    echo_intensity: float | None = Field(description="mean grey (0-255) of the muscle band: "
+                                                     "compare only within one scanner and preset")
+    frames_measured: int | None
+    muscle_thickness_mm_iqr: float | None
+    muscle_thickness_px_iqr: float | None
+    pennation_deg_iqr: float | None
+    echo_intensity_iqr: float | None
+    measure_model_name: str | None
+    measure_model_sha256: str | None
 
 
 class ResultPage(BaseModel):

@@ -1,6 +1,7 @@
 """The data of the pages' charts, in the shape static/charts.js draws with uPlot: shared x
 values (epoch seconds) and, per chart, one named series of y values (null: no value) per
-line. The page embeds it as JSON (a ``<script type="application/json">`` element, which the
+line; a histogram (``"kind": "histogram"``) brings its own x values instead, the centres of
+its bins. The page embeds it as JSON (a ``<script type="application/json">`` element, which the
 Content-Security-Policy allows because it is never run) and lists the same figures in a
 table, for printing and for readers without the chart.
 """
@@ -11,6 +12,7 @@ from datetime import datetime, time, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from dashboard.measure_stats import SiteMeasurements
 from dashboard.trends import Trends
 
 # what each chart shows: (key, title, unit); "count" draws whole-number ticks
@@ -18,6 +20,10 @@ TREND_CHARTS = (("screened", "Screened per day", "count"),
                 ("positive_rate", "Positive rate (%)", "%"),
                 ("rescans", "Rescans per day", "count"),
                 ("referrals_open", "Referrals open at the end of the day", "count"))
+# a measurement histogram's (title, unit of its x axis)
+HISTOGRAMS = {"muscle_thickness_mm": ("Muscle thickness (mm)", "mm"),
+              "pennation_deg": ("Pennation angle (°)", "°"),
+              "echo_intensity": ("Echo intensity (0–255), per device", "")}
 TELEMETRY_CHARTS = (("temp_max_c", "Temperature, hottest sensor (°C)", "°C"),
                     ("fps", "Frame rate (fps)", "fps"),
                     ("queue_length", "Backlog (unsent results)", "count"))
@@ -59,3 +65,14 @@ def telemetry_charts(series: dict[str, list], device: str, since: datetime, now:
             "charts": [{"id": key, "title": title, "unit": unit,
                         "series": [{"label": device, "values": series[key]}]}
                        for key, title, unit in TELEMETRY_CHARTS]}
+
+
+def measurement_charts(measured: SiteMeasurements) -> list[dict[str, Any]]:
+    """A histogram per quantity of the site's screened results: one series for a pooled
+    quantity (drawn as bars), one per device for echo intensity (lines, one per scanner)."""
+    return [{"id": f"histogram-{found.quantity}", "kind": "histogram", "unit": "count",
+             "title": HISTOGRAMS[found.quantity][0], "x_unit": HISTOGRAMS[found.quantity][1],
+             "x": found.centres, "bin": found.width,
+             "series": [{"label": device or "screened results", "values": counts}
+                        for device, counts in found.counts.items()]}
+            for found in measured.histograms]

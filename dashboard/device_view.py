@@ -1,5 +1,6 @@
 """What the device page shows besides its health: its status history (online, offline and
-silent periods), its telemetry as chart series, and its results page by page.
+silent periods), its telemetry as chart series, and its results (with their muscle
+measurements) page by page.
 
 The history is made of two records. The state changes (``device_state_changes``) say when
 the device came online, said goodbye (switched off) or lost its connection (its last will).
@@ -48,6 +49,12 @@ class DeviceResult(BaseModel):
     probability: float | None
     usable_frames: int
     model_name: str
+    # the session's muscle measurements (medians); null where not measured or not sent
+    muscle_thickness_mm: float | None
+    muscle_thickness_px: float | None
+    pennation_deg: float | None
+    echo_intensity: float | None
+    frames_measured: int | None
 
 
 def state_changes(session: Session, site: str, device: str,

@@ -1,5 +1,6 @@
-"""The site page (its devices, trends and referrals) and the device page (state and status
-history, telemetry sparklines, model, results, and the commands staff send it)."""
+"""The site page (its devices, trends, muscle measurements and model versions) and the device
+page (state and status history, telemetry sparklines, model, results with their measurements,
+and the commands staff send it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
-from dashboard import alerts, charts, commands, device_view, queries, trends
+from dashboard import alerts, charts, commands, device_view, measure_stats, queries, trends
 from dashboard.alert_pages import describe
 from dashboard.local_days import DEFAULT_DAYS, local_today
 from dashboard.auth import Principal
@@ -34,13 +35,17 @@ def site_page(request: Request, site: str, session: DB, who: Who, zone: Zone,
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     health = queries.device_health(session, now, site, zone=zone)
+    chosen = queries.Filters(site, start, end, zone)
+    measured = measure_stats.site_measurements(session, chosen)
+    chart_data = charts.trend_charts(trend)
+    chart_data["charts"] += charts.measurement_charts(measured)
     days = trend.sites[0].days if trend.sites else []
     screened = sum(day.screened for day in days)
     positive = sum(day.positive for day in days)
     summary = queries.summary(session, local_today(zone, now), site, zone)
     return render(
         request, "site.html", who, zone, "fleet", site=site, now=now, trend=trend,
-        chart_data=charts.trend_charts(trend), health=health,
+        chart_data=chart_data, measured=measured, health=health,
         fleet=queries.fleet_by_site(health), rules=queries.HealthRules(),
         summary=summary, today=summary.sites[0] if summary.sites else None,
         attention=alerts.attention(session, site), default_days=DEFAULT_DAYS,
@@ -48,7 +53,7 @@ def site_page(request: Request, site: str, session: DB, who: Who, zone: Zone,
                       "rescans": sum(day.rescans for day in days),
                       "positive_rate": positive / screened if screened else None,
                       "referrals_open": days[-1].referrals_open if days else 0},
-        models=queries.model_versions(session, queries.Filters(site, start, end, zone)))
+        models=queries.model_versions(session, chosen))
 
 
 def _device_page(request: Request, session: Session, who: Principal, zone: ZoneInfo,

@@ -71,6 +71,20 @@ class Result(Base):
     app_version: Mapped[str] = mapped_column(String(64))
     stored_at: Mapped[datetime]
     stored_by: Mapped[str] = mapped_column(String(64))  # ingest worker: shows the load split
+    # the payload's optional ``measurements`` (docs/mqtt.md; dashboard.measurements): the
+    # session medians, null where no frame measured one, and their IQR (null together); every
+    # column null, ``frames_measured`` too, for a result sent without measurements
+    muscle_thickness_mm: Mapped[float | None]
+    muscle_thickness_px: Mapped[float | None]
+    pennation_deg: Mapped[float | None]
+    echo_intensity: Mapped[float | None]
+    muscle_thickness_mm_iqr: Mapped[float | None]
+    muscle_thickness_px_iqr: Mapped[float | None]
+    pennation_deg_iqr: Mapped[float | None]
+    echo_intensity_iqr: Mapped[float | None]
+    frames_measured: Mapped[int | None]
+    measure_model_name: Mapped[str | None] = mapped_column(String(64))  # the aponeurosis model
+    measure_model_sha256: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_results_day_site", "day", "site"),

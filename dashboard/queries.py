@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
+from dashboard import measurements
 from dashboard.db import utc_now
 from dashboard.local_days import (
     DEFAULT_DAYS,
@@ -478,10 +479,11 @@ def rejected_total(session: Session) -> int:
     return session.scalar(select(func.coalesce(func.sum(RejectedMessage.times_seen), 0))) or 0
 
 
+# the results export: a result's fields, then its muscle measurements (empty without them)
 RESULT_COLUMNS = ("result_id", "screening_id", "site", "device", "started_at", "ended_at",
                   "decision", "probability", "threshold", "usable_frames",
                   "processed_frames", "skipped_frames", "model_name", "model_sha256",
-                  "app_version", "stored_at")
+                  "app_version", "stored_at", *measurements.COLUMNS)
 
 
 def iter_results(session: Session, filters: Filters) -> Iterator[tuple]:

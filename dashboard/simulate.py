@@ -25,6 +25,13 @@ results are the same however the fleet is split. Results are spread evenly over 
 next result, as a device does when it re-sends after a lost acknowledgement (a duplicate, out
 of order). ``offline_after`` makes devices drop off mid-run as a power cut does: the broker
 publishes their last will, and they send nothing more (no goodbye at the end).
+
+Devices on the current app (``MEASURING_APP``) also send muscle measurements (``measurements``
+in docs/mqtt.md, built with ``MuscleMeasurements``): thinner muscle, a smaller pennation angle
+and a brighter (higher) echo intensity with sarcopenia; each device's echo intensity is offset
+by its scanner's gain, and a quarter of them know no pixel size (thickness in pixels only),
+so the site page shows what it must not pool. Those scanner traits come from a stream of their
+own, so the rest of a seed's plan is what it was before them.
 """
 
 from __future__ import annotations
@@ -47,13 +54,23 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sarco_core.errors import SarcoError
 from sarco_core.wire import schema
 from sarco_core.wire.broker import BrokerSettings, make_client
-from sarco_core.wire.payloads import LivePayload, ResultPayload, StatusPayload, Uncertainty
+from sarco_core.wire.payloads import (
+    LivePayload,
+    MuscleMeasurements,
+    ResultPayload,
+    StatusPayload,
+    Uncertainty,
+)
 
 DEVICES_PER_SITE = 6
 MODELS = (  # (name, version, app version, share of the fleet, bundle version that brought it)
     ("sarco-effnet-lite0", "v3", "0.3.1", 0.8, "2025.06-1"),
     ("sarco-effnet-lite0", "v2", "0.2.4", 0.2, "2025.03-2"),
 )
+MEASURING_APP = MODELS[0][2]  # the app that sends measurements (the older one sends none)
+MEASURE_MODEL = "aponeurosis"  # its SHA-256 is the name's, as for the screening models
+MEASURE_MODEL_SHA256 = hashlib.sha256(MEASURE_MODEL.encode()).hexdigest()
+PIXELS_ONLY_SHARE = 0.25  # of the measuring devices: no pixel size, thickness in px only
 THRESHOLD = 0.5
 MIN_USABLE_FRAMES = 20
 STATUS_EVERY_S = 30.0
@@ -87,6 +104,9 @@ class DeviceProfile:
     update_version: str  # the model package of its last update
     update_outcome: str  # installed, or rolled_back (it runs the previous model)
     uptime_s: float  # how long the app has been running when the simulation starts
+    measures: bool  # sends muscle measurements (runs MEASURING_APP)
+    mm_per_px: float | None  # its scanner's pixel size; None: unknown (thickness in px)
+    echo_gain: float  # what its scanner's gain and preset add to the echo intensity
 
 
 def plan_fleet(devices: int, seed: int) -> list[DeviceProfile]:
@@ -101,6 +121,10 @@ def plan_fleet(devices: int, seed: int) -> list[DeviceProfile]:
     order = iter(rng.permutation(devices).tolist())
     troubled = {kind: {next(order) for _ in range(round(share * devices))}
                 for kind, share in TROUBLE_SHARES.items()}
+    scanners = np.random.default_rng([seed, 23])  # their own stream: see the docstring
+    pixel_sizes = np.where(scanners.random(devices) < PIXELS_ONLY_SHARE, np.nan,
+                           scanners.uniform(0.07, 0.15, devices))
+    gains = scanners.normal(0.0, 8.0, devices)
     fleet = []
     for index in range(devices):
         site = index % sites
@@ -125,6 +149,9 @@ def plan_fleet(devices: int, seed: int) -> list[DeviceProfile]:
             update_version=MODELS[0][4] if rolled_back else MODELS[drawn][4],
             update_outcome="rolled_back" if rolled_back else "installed",
             uptime_s=float(rng.uniform(600, 8 * 3600)),
+            measures=app_version == MEASURING_APP,
+            mm_per_px=None if np.isnan(pixel_sizes[index]) else float(pixel_sizes[index]),
+            echo_gain=float(gains[index]),
         ))
     return fleet
 
@@ -153,7 +180,37 @@ class _ResultDraws:
         self.duration_s = rng.uniform(30, 150, n).tolist()
         self.resend = (rng.random(n) < duplicate_share).tolist()
         self.ids = id_rng.bytes(32 * n)  # result and session UUIDs: new every run
+        # muscle measurements (sent by measuring devices only): session medians, their IQR
+        # and the share of usable frames measured
+        self.thickness_mm = np.clip(np.where(has_sarcopenia, rng.normal(14, 2.5, n),
+                                             rng.normal(19.5, 3, n)), 4, 60).tolist()
+        self.pennation_deg = np.clip(np.where(has_sarcopenia, rng.normal(13, 2.5, n),
+                                              rng.normal(18, 3, n)), 2, 45).tolist()
+        self.echo = np.clip(np.where(has_sarcopenia, rng.normal(75, 9, n), rng.normal(60, 9, n))
+                            + profile.echo_gain, 5, 250).tolist()
+        self.spread = rng.gamma(2.0, (0.4, 0.8, 1.5), (n, 3)).tolist()  # mm, degrees, grey
+        self.measured_share = rng.uniform(0.6, 1.0, n).tolist()
+        self.pennation_found = (rng.random(n) >= 0.05).tolist()  # no fascicles: none
         self.next = 0
+
+    def measurements(self, k: int, usable: int, profile: DeviceProfile) -> MuscleMeasurements:
+        """Result ``k``'s measurements from its ``usable`` frames: every value null when no
+        frame was measured, thickness in pixels only where the pixel size is unknown."""
+        frames = int(usable * self.measured_share[k])
+        mm_per_px = profile.mm_per_px or 0.11  # what a pixel is, whether the device knows it
+        thickness = self.thickness_mm[k]
+        thickness_iqr, pennation_iqr, echo_iqr = self.spread[k]
+        drawn = {  # (median, IQR)
+            "muscle_thickness_mm": (thickness, thickness_iqr) if profile.mm_per_px else None,
+            "muscle_thickness_px": (thickness / mm_per_px, thickness_iqr / mm_per_px),
+            "pennation_deg": ((self.pennation_deg[k], pennation_iqr)
+                              if self.pennation_found[k] else None),
+            "echo_intensity": (self.echo[k], echo_iqr)}
+        found = {name: pair if frames else None for name, pair in drawn.items()}
+        return MuscleMeasurements(
+            {name: None if pair is None else pair[0] for name, pair in found.items()},
+            {name: None if pair is None else pair[1] for name, pair in found.items()},
+            frames, MEASURE_MODEL, MEASURE_MODEL_SHA256)
 
 
 class _LiveDraws:
@@ -546,6 +603,7 @@ class FleetSimulator:
             skipped=dict(zip(schema.SKIP_REASONS, draws.skipped[k], strict=True)),
             model_name=profile.model_name, model_sha256=profile.model_sha256,
             app_version=profile.app_version, seq=device.results_made,
+            measurements=draws.measurements(k, usable, profile) if profile.measures else None,
         ).to_dict())
         return payload, draws.resend[k]
 

@@ -37,6 +37,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, aliased
 
 from dashboard.db import dialect_insert
+from dashboard.measurements import stored_columns
 from dashboard.messages import Received, Rejection, set_aside
 from dashboard.models import (
     Device,
@@ -414,6 +415,7 @@ def _result_row(payload: dict[str, Any], stored_at: datetime, worker: str) -> di
         "app_version": payload["app_version"],
         "stored_at": stored_at,
         "stored_by": worker,
+        **stored_columns(payload.get("measurements")),
     }
 
 

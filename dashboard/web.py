@@ -62,6 +62,7 @@ from dashboard.page_support import (
     require_csrf,
     viewer_zone,
 )
+from sarco_core.measure import ECHO_CAVEAT
 
 REFERRALS_ON_PAGE = 10  # the newest; the referrals page has them all
 LOGIN_CSRF_COOKIE = "sarco_login_csrf"
@@ -92,6 +93,8 @@ def create_app(engine: Engine, *, auth_enabled: bool = True,
     app.state.commands = CommandPublisher(ingest.settings.broker) if ingest else None
     app.state.templates = Jinja2Templates(directory=_HERE / "templates")
     app.state.templates.env.filters["local"] = local_time
+    # next to every echo intensity shown (docs/measurements.md)
+    app.state.templates.env.globals["echo_caveat"] = ECHO_CAVEAT
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     app.include_router(router)
     for pages in (fleet_pages, referral_pages, trend_pages, user_pages):

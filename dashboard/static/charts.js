@@ -3,9 +3,12 @@
 // {"time": "day"|"instant", "x": [epoch seconds], "charts": [{"id", "title", "unit",
 // "series": [{"label", "values"}]}]}, for "instant" also "x_range": [from, to] (the span the
 // chart covers, however few samples there are) and "zone" (the IANA zone its times are
-// labelled in). Each <figure data-chart="ID"> gets its chart, sized to its container and
-// redrawn when that changes (a phone turned, a window resized); the uPlot object is kept
-// on the figure as `figure.uplot` (the browser tests read its scale and tick labels).
+// labelled in). A chart with "kind": "histogram" has its own "x" (the centres of its bins,
+// "bin" wide, in "x_unit"): one series is drawn as bars, several (one per device) as lines
+// with a point per bin, which stay readable on top of each other. Each
+// <figure data-chart="ID"> gets its chart, sized to its container and redrawn when that
+// changes (a phone turned, a window resized); the uPlot object is kept on the figure as
+// `figure.uplot` (the browser tests read its scale and tick labels).
 //
 // Points: uPlot leaves out the points of a line where they would crowd (a month on a
 // phone), so a value with no neighbour (a day with screens between days without, one
@@ -49,40 +52,80 @@
     return found.length ? found : null;
   }
 
+  // a histogram's bin as the legend shows it: "16–17 mm"
+  function binLabel(spec, centre) {
+    const digits = spec.bin < 1 ? 1 : 0;
+    const unit = spec.x_unit ? (spec.x_unit === "°" ? "°" : " " + spec.x_unit) : "";
+    return (centre - spec.bin / 2).toFixed(digits) + "–" + (centre + spec.bin / 2).toFixed(digits) + unit;
+  }
+
+  function xAxis(spec) {
+    const axis = { stroke: "#5c6670", grid: { stroke: "#e4e8ec" }, font: "12px system-ui, sans-serif",
+                   space: 56, size: 30 };
+    if (spec.kind === "histogram") {
+      axis.space = 40;
+      axis.values = (u, ticks) => ticks.map((t) => String(+t.toFixed(2)));
+    } else {
+      axis.incrs = data.time === "day" ? undefined : TIME_STEPS;
+      axis.values = (u, ticks) => ticks.map(tickLabel);
+    }
+    return axis;
+  }
+
+  function xSeries(spec) {
+    if (spec.kind === "histogram") {
+      return { label: spec.x_unit ? "Bin (" + spec.x_unit + ")" : "Bin",
+               value: (u, value) => value == null ? "–" : binLabel(spec, value) };
+    }
+    return { label: data.time === "day" ? "Day" : "Time",
+             value: data.time === "day" ? "{YYYY}-{MM}-{DD}" : "{YYYY}-{MM}-{DD} {HH}:{mm}" };
+  }
+
+  function ySeries(spec, line, index) {
+    const percent = spec.unit === "%";
+    const colour = COLOURS[index % COLOURS.length];
+    const series = {
+      label: line.label,
+      stroke: colour,
+      dash: DASHES[index % DASHES.length],
+      width: 2,
+      value: (u, value) => value == null ? "–" : (percent ? value.toFixed(1) + "%" : String(value)),
+    };
+    if (spec.kind === "histogram" && spec.series.length === 1) {
+      series.paths = uPlot.paths.bars({ size: [0.9, Infinity], align: 0 });
+      series.fill = colour + "99";
+      series.width = 1;
+      series.points = { show: false };
+    } else if (spec.kind === "histogram") {
+      series.points = { size: 6, fill: colour };
+    } else {
+      const lone = lonePoints(line.values);
+      series.points = { size: 7, fill: colour, filter: (u, seriesIndex, shown) => shown ? null : lone };
+    }
+    return series;
+  }
+
   function options(spec, width) {
     const percent = spec.unit === "%";
-    const format = (value) => value == null ? "–" : (percent ? value.toFixed(1) + "%" : String(value));
+    const histogram = spec.kind === "histogram";
+    const xRange = histogram ? () => [spec.x[0] - spec.bin / 2, spec.x[spec.x.length - 1] + spec.bin / 2]
+                             : (data.x_range ? () => data.x_range.slice() : undefined);
     return {
       width: width,
       height: HEIGHT,
       tzDate: data.time === "day" ? dayClock : zoneClock,
       cursor: { drag: { x: false, y: false } },
       scales: {
-        x: { time: true, range: data.x_range ? () => data.x_range.slice() : undefined },
+        x: { time: !histogram, range: xRange },
         y: { range: (u, min, max) => [Math.min(0, min == null ? 0 : min), Math.max(max == null ? 0 : max, percent ? 10 : 1)] },
       },
       axes: [
-        { stroke: "#5c6670", grid: { stroke: "#e4e8ec" }, font: "12px system-ui, sans-serif",
-          space: 56, size: 30, incrs: data.time === "day" ? undefined : TIME_STEPS,
-          values: (u, ticks) => ticks.map(tickLabel) },
+        xAxis(spec),
         { stroke: "#5c6670", grid: { stroke: "#e4e8ec" }, font: "12px system-ui, sans-serif", size: 46,
           incrs: spec.unit === "count" ? WHOLE_STEPS : undefined,
           values: (u, ticks) => ticks.map((t) => percent ? t + "%" : String(t)) },
       ],
-      series: [{ label: data.time === "day" ? "Day" : "Time",
-                 value: data.time === "day" ? "{YYYY}-{MM}-{DD}" : "{YYYY}-{MM}-{DD} {HH}:{mm}" }]
-        .concat(spec.series.map((line, index) => {
-          const lone = lonePoints(line.values);
-          return {
-            label: line.label,
-            stroke: COLOURS[index % COLOURS.length],
-            dash: DASHES[index % DASHES.length],
-            width: 2,
-            points: { size: 7, fill: COLOURS[index % COLOURS.length],
-                      filter: (u, seriesIndex, shown) => shown ? null : lone },
-            value: (u, value) => format(value),
-          };
-        })),
+      series: [xSeries(spec)].concat(spec.series.map((line, index) => ySeries(spec, line, index))),
     };
   }
 
@@ -90,12 +133,13 @@
     const spec = data.charts.find((chart) => chart.id === figure.dataset.chart);
     const holder = figure.querySelector(".plot");
     if (!spec || !holder) return;
-    if (!data.x.length) {
+    const x = spec.x || data.x;
+    if (!x.length) {
       holder.textContent = "No data in this range.";
       return;
     }
     const plot = new uPlot(options(spec, holder.clientWidth),
-                           [data.x].concat(spec.series.map((line) => line.values)), holder);
+                           [x].concat(spec.series.map((line) => line.values)), holder);
     figure.uplot = plot;
     new ResizeObserver(function () {
       if (holder.clientWidth && holder.clientWidth !== plot.width) {

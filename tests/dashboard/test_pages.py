@@ -53,16 +53,20 @@ PAGES = {
     "trends": ("/trends", ["#trend-filters button", "#zone-note",
                            "figure[data-chart=screened] canvas"], 4),
     "site": ("/sites/clinic-north", ["#site-devices-online", "#site-devices .device",
-                                     "figure[data-chart=positive_rate] canvas"], 4),
+                                     "figure[data-chart=positive_rate] canvas",
+                                     "figure[data-chart=histogram-echo_intensity] canvas",
+                                     "#measurement-table"], 7),
     "device": (f"/devices/{DEVICE[0]}/{DEVICE[1]}",
                ["#device-facts", "figure[data-chart=temp_max_c] canvas",
-                "#start-session button", "#update-model input[name=url]"], 3),
+                "#start-session button", "#update-model input[name=url]", "#echo-caveat"], 3),
     "referrals": ("/referrals", ["#referral-search button", "#referral-list .mark",
                                  "#next-page"], 0),
     "users": ("/users", ["#users .reset-form button", "#users .remove-form button",
                          "#add-user button", "#api-keys"], 0),
 }
 SCREENSHOTS = REPO / "docs"
+# a part further down a page that gets a screenshot of its own: (selector, file name part)
+SECTIONS = {"site": ("#measurements", "measurements"), "device": ("#device-results", "results")}
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +139,11 @@ def test_every_page_fits_and_shows_its_parts(served, viewport):
         if os.environ.get("SARCO_UPDATE_SCREENSHOT") == "1":
             page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}-{viewport['width']}.png"))
+            if name in SECTIONS:
+                section, part = SECTIONS[name]
+                page.evaluate(f"document.querySelector('{section}').scrollIntoView()")
+                page.screenshot(path=str(
+                    SCREENSHOTS / f"dashboard-{name}-{part}-{viewport['width']}.png"))
         no_sideways_scroll(page)
         for part in parts:
             inside_viewport(page, part, viewport["width"])
@@ -415,6 +424,45 @@ def test_device_sparklines_span_the_last_24_hours_with_readable_times(served, vi
         assert all(re.fullmatch(r"\d\d:\d\d|\d{1,2} [A-Z][a-z]{2}", label)
                    for label in labels), (path, labels)
         assert coloured_pixels(page, "temp_max_c") > 20, path  # the one sample: a point
+    page.context.close()
+
+
+@requires_mosquitto
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_sites_measurements_are_drawn_and_a_results_fit_on_its_card(served, viewport):
+    """The site's histograms are drawn on a numeric axis with every measured result in them;
+    a result's measurements are columns on a screen and one line of its card on a phone."""
+    page = open_page(served, viewport)
+    page.goto(served[0].url + "/sites/clinic-north")
+    for quantity in ("muscle_thickness_mm", "pennation_deg", "echo_intensity"):
+        chart = f"histogram-{quantity}"
+        wait_for_chart(page, chart)
+        plot = page.evaluate(f"""() => {{
+            const plot = document.querySelector('figure[data-chart={chart}]').uplot;
+            return {{labels: plot.axes[0]._values,
+                     counted: plot.data.slice(1).flat().reduce((a, b) => a + b, 0)}};
+        }}""")
+        assert all(re.fullmatch(r"\d+(\.\d+)?", label) for label in plot["labels"]), plot
+        shown = sum(int(cell) for cell in page.locator(
+            f"#measurement-table tr[data-quantity={quantity}] td:nth-child(2)").all_inner_texts())
+        assert plot["counted"] == shown > 0
+        assert coloured_pixels(page, chart) > 50, chart
+    no_sideways_scroll(page)
+    page.goto(served[0].url + f"/devices/{DEVICE[0]}/{DEVICE[1]}")
+    row = page.locator("#device-results tbody tr").first
+    columns, line = row.locator("td.measure"), row.locator("td.measure-phone")
+    if viewport is PHONE:
+        assert columns.first.is_hidden()
+        inside_viewport(page, "#device-results td.measure-phone", viewport["width"])
+        assert re.fullmatch(r"[\d.]+ mm · [\d.]+° · echo [\d.]+ \* · \d+ frames?",
+                            line.inner_text()), line.inner_text()
+    else:
+        assert line.is_hidden() and columns.count() == 4
+        for index in range(4):
+            inside_viewport(page, f"#device-results tbody tr >> nth=0 >> td.measure >> "
+                                  f"nth={index}", viewport["width"])
+        assert re.fullmatch(r"[\d.]+ mm", columns.first.inner_text())
+    no_sideways_scroll(page)
     page.context.close()
 
 

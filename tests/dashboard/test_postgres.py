@@ -1,5 +1,6 @@
 """The same storage on a real PostgreSQL (started here with initdb/pg_ctl): migrations,
-concurrent idempotent writes from two workers, the page's queries, and the ingest end to end.
+concurrent idempotent writes from two workers, the page's queries, the measurements and their
+per-site figures, and the ingest end to end.
 Skipped, with the reason, only where PostgreSQL cannot start."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from dashboard import local_days, queries, throttle, trends
+from dashboard import local_days, measure_stats, queries, throttle, trends
 from dashboard.db import make_engine, migrate, utc_now
 from dashboard.models import (
     Base,
@@ -42,6 +43,7 @@ from tests.support.dashboard import (
     update_outcome,
 )
 from tests.support.postgres import postgres_or_skip
+from tests.support.wire import measurements_entry
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +146,29 @@ def test_page_queries_run_on_postgresql(engine):
         assert (health["us-002"].state, health["us-002"].fps) == ("unknown", 25.0)
         assert queries.model_versions(session, chosen)[0].results_in_range == 2
         assert len(list(queries.iter_results(session, chosen))) == 2
+
+
+def test_measurements_are_stored_and_summed_up_per_site_on_postgresql(engine):
+    """Migration 0008's columns take the schema's bounds (a double, 20 000 px) on
+    PostgreSQL, and a site's distribution reads them in the viewer's days."""
+    bounds = {**schema.MEASUREMENT_BOUNDS, "pennation_deg": 17.25}
+    widest = measurements_entry(**bounds, frames_measured=80,
+                                spread=dict(schema.MEASUREMENT_BOUNDS))
+    payloads = [result_payload(seq=1, measurements=widest), result_payload(seq=2),
+                result_payload(seq=3, measurements=measurements_entry(frames_measured=7))]
+    outcome = FleetStore(engine, "w1").write(
+        Batch(results=[Received(p, utc_now()) for p in payloads]), utc_now())
+    assert (outcome.stored, outcome.rejected) == (3, 0)
+    with Session(engine) as session:
+        zone = local_days.parse_zone("Asia/Kathmandu")
+        found = measure_stats.site_measurements(session, queries.Filters.last_days(
+            local_days.local_today(zone, utc_now()), "site-01", zone=zone))
+        stored = session.scalars(select(Result.muscle_thickness_px)
+                                 .where(Result.result_id == payloads[0]["result_id"])).one()
+    assert stored == schema.MEASUREMENT_BOUNDS["muscle_thickness_px"]
+    assert (found.screened, found.with_measurements) == (3, 2)
+    pennation = next(s for s in found.summaries if s.quantity == "pennation_deg")
+    assert (pennation.n, pennation.median) == (2, (17.25 + 17.2) / 2)
 
 
 def test_trends_count_local_days_on_postgresql(engine):

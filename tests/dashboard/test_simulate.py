@@ -1,7 +1,7 @@
 """The fleet simulator: its fleet plan, and what it publishes through a real Mosquitto: every
 payload valid for the devices' own schema, statuses with health telemetry that shows each
-device's trouble, exact counts, the same figures for the same seed under new ids every run, and
-a device made to drop off mid-run."""
+device's trouble, measurements from the devices that measure, exact counts, the same figures
+for the same seed under new ids every run, and a device made to drop off mid-run."""
 
 from __future__ import annotations
 
@@ -88,6 +88,17 @@ def test_what_the_fleet_publishes_is_valid_exact_and_the_same_for_the_same_seed(
     for key in ("result_id", "session_id", "screening_id"):
         assert {r[key] for r in first["result"]}.isdisjoint(r[key] for r in again["result"])
     fleet = {d.device: d for d in plan_fleet(DEVICES, 4)}
+    # devices on the current app measure, the others send no measurements; a device that
+    # knows no pixel size measures thickness in pixels only
+    measured = [r for r in first["result"] if "measurements" in r]
+    assert {r["device"] for r in measured} == {d for d, p in fleet.items() if p.measures}
+    assert len(measured) < len(first["result"])
+    for result in measured:
+        entry, profile = result["measurements"], fleet[result["device"]]
+        if entry["frames_measured"]:
+            assert (entry["muscle_thickness_mm"] is None) == (profile.mm_per_px is None)
+            assert entry["muscle_thickness_px"] is not None
+    assert any(fleet[r["device"]].mm_per_px is None for r in measured)
     for status in first["status"]:
         profile = fleet[status["device"]]
         assert abs(status["health"]["fps"] - profile.fps) < 3

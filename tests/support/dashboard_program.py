@@ -1,7 +1,9 @@
 """A screening program's month in the dashboard database, for the page tests and their
 screenshots: three sites, eight devices (one offline with a stale backlog, one hot, one whose
 update rolled back), results over 30 days with positives to refer, a referral marked, and
-each device's statuses of the last hours (one with a silence in them).
+each device's statuses of the last hours (one with a silence in them). Results carry muscle
+measurements, thinner muscle with the positives, but for one device without the measurement
+model (``UNMEASURED``) and one that knows no pixel size (``PIXELS_ONLY``: thickness in px).
 
 Written straight through the store (no broker), from payloads the edge's schema module
 checks; seeded, so the figures are the same on every run.
@@ -21,6 +23,7 @@ from sqlalchemy.orm import Session
 from dashboard import referrals
 from dashboard.db import utc_now
 from dashboard.store import Batch, FleetStore, Received
+from sarco_core.wire.payloads import MuscleMeasurements
 from sarco_core.wire.schema import parse_time
 from tests.support.dashboard import (
     health_figures,
@@ -33,6 +36,8 @@ SITES = {"clinic-north": ("us-001", "us-002", "us-003"),
          "clinic-south": ("us-004", "us-005", "us-006"),
          "mobile-van": ("us-007", "us-008")}
 OFFLINE, HOT, ROLLED_BACK = "us-006", "us-002", "us-005"
+UNMEASURED, PIXELS_ONLY = "us-005", "us-008"
+MEASURE_MODEL = ("aponeurosis", "cd" * 32)
 DAYS = 30
 STATUS_EVERY_S = 120
 STATUS_HOURS = 6
@@ -82,17 +87,33 @@ def seed_program(engine: Engine, seed: int = 7) -> Program:
 def _result(rng: random.Random, site: str, device: str, seq: int, ended: float,
             positive_rate: float) -> dict:
     draw = rng.random()
+    positive = 0.06 <= draw < 0.06 + positive_rate
+    extra = {} if device == UNMEASURED else {"measurements": _measured(rng, device, positive)}
     if draw < 0.06:
         return result_payload(site=site, device=device, seq=seq, ended_at=ended,
                               screening_id=f"SCR-{seq:05d}", decision="rescan",
                               probability=None, score_logit=None, uncertainty=None,
-                              usable_frames=5)
-    positive = draw < 0.06 + positive_rate
+                              usable_frames=5, **extra)
     probability = round(rng.uniform(0.55, 0.97) if positive else rng.uniform(0.02, 0.45), 3)
     return result_payload(site=site, device=device, seq=seq, ended_at=ended,
                           screening_id=f"SCR-{seq:05d}",
                           decision="sarcopenia" if positive else "no_sarcopenia",
-                          probability=probability, score_logit=0.0)
+                          probability=probability, score_logit=0.0, **extra)
+
+
+def _measured(rng: random.Random, device: str, thin: bool) -> dict:
+    """Session medians and IQRs for at most 5 frames (a rescan's usable frames); each
+    device's echo intensity off by its own gain."""
+    mm = rng.gauss(14.0, 2.0) if thin else rng.gauss(19.0, 2.5)
+    gain = 8.0 * (int(device[-1]) % 3 - 1)
+    values = {"muscle_thickness_mm": None if device == PIXELS_ONLY else mm,
+              "muscle_thickness_px": mm / 0.12,
+              "pennation_deg": rng.gauss(13.0 if thin else 18.0, 2.0),
+              "echo_intensity": rng.gauss(72.0 if thin else 60.0, 6.0) + gain}
+    spread = {"muscle_thickness_mm": None if device == PIXELS_ONLY else rng.uniform(0.3, 1.5),
+              "muscle_thickness_px": rng.uniform(3.0, 12.0),
+              "pennation_deg": rng.uniform(0.8, 2.5), "echo_intensity": rng.uniform(2.0, 6.0)}
+    return MuscleMeasurements(values, spread, rng.randint(1, 5), *MEASURE_MODEL).to_dict()
 
 
 def _statuses(now: float) -> list[Received]:

@@ -88,12 +88,14 @@ def _result(rng: random.Random, site: str, device: str, seq: int, ended: float,
             positive_rate: float) -> dict:
     draw = rng.random()
     positive = 0.06 <= draw < 0.06 + positive_rate
-    extra = {} if device == UNMEASURED else {"measurements": _measured(rng, device, positive)}
+    usable = 5 if draw < 0.06 else result_payload()["usable_frames"]
+    extra = {} if device == UNMEASURED else {"measurements": _measured(rng, device, positive,
+                                                                       usable)}
     if draw < 0.06:
         return result_payload(site=site, device=device, seq=seq, ended_at=ended,
                               screening_id=f"SCR-{seq:05d}", decision="rescan",
                               probability=None, score_logit=None, uncertainty=None,
-                              usable_frames=5, **extra)
+                              usable_frames=usable, **extra)
     probability = round(rng.uniform(0.55, 0.97) if positive else rng.uniform(0.02, 0.45), 3)
     return result_payload(site=site, device=device, seq=seq, ended_at=ended,
                           screening_id=f"SCR-{seq:05d}",
@@ -101,9 +103,9 @@ def _result(rng: random.Random, site: str, device: str, seq: int, ended: float,
                           probability=probability, score_logit=0.0, **extra)
 
 
-def _measured(rng: random.Random, device: str, thin: bool) -> dict:
-    """Session medians and IQRs for at most 5 frames (a rescan's usable frames); each
-    device's echo intensity off by its own gain."""
+def _measured(rng: random.Random, device: str, thin: bool, usable: int) -> dict:
+    """Session medians and IQRs from 60-100 % of the ``usable`` frames; each device's echo
+    intensity off by its own gain."""
     mm = rng.gauss(14.0, 2.0) if thin else rng.gauss(19.0, 2.5)
     gain = 8.0 * (int(device[-1]) % 3 - 1)
     values = {"muscle_thickness_mm": None if device == PIXELS_ONLY else mm,
@@ -113,7 +115,8 @@ def _measured(rng: random.Random, device: str, thin: bool) -> dict:
     spread = {"muscle_thickness_mm": None if device == PIXELS_ONLY else rng.uniform(0.3, 1.5),
               "muscle_thickness_px": rng.uniform(3.0, 12.0),
               "pennation_deg": rng.uniform(0.8, 2.5), "echo_intensity": rng.uniform(2.0, 6.0)}
-    return MuscleMeasurements(values, spread, rng.randint(1, 5), *MEASURE_MODEL).to_dict()
+    measured = rng.randint(max(1, usable * 6 // 10), usable)
+    return MuscleMeasurements(values, spread, measured, *MEASURE_MODEL).to_dict()
 
 
 def _statuses(now: float) -> list[Received]:

@@ -1,8 +1,9 @@
 """The real edge app into the real dashboard ingest: `sarco-edge replay` publishes a session
 through Mosquitto with its own device credentials, and the dashboard stores that result
-(same id), the device's live frame rate and its status with its health telemetry, and rejects
-nothing. This is the
-check that the two sides agree on the schema beyond the simulator."""
+(same id), its muscle measurements (against the synthetic recording's own geometry), the
+device's live frame rate and its status with its health telemetry, shows the measurements on
+the device's page, and rejects nothing. This is the check that the two sides agree on the
+schema beyond the simulator."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dashboard import queries
+from dashboard import auth, queries
 from dashboard.db import utc_now
 from dashboard.models import Device, Result
 from testkit.mosquitto import requires_mosquitto
@@ -25,13 +26,14 @@ from tests.support.dashboard import (
     running_ingest,
     sqlite_engine,
 )
-from tests.support.edge import make_bundle, synthetic_scanner_video
+from tests.support.dashboard_web import STAFF_PASSWORD, Browser, serving
+from tests.support.edge import make_bundle, one_muscle_video
 
 
 @requires_mosquitto
 def test_an_edge_replay_arrives_in_the_dashboard(tmp_path):
     bundle = make_bundle(tmp_path / "bundle")
-    video, _, _ = synthetic_scanner_video(tmp_path / "video", seconds=4.0)
+    video, truth = one_muscle_video(tmp_path / "video")
     password_file = tmp_path / "device-password"
     password_file.write_text(PASSWORD + "\n")
     engine = sqlite_engine(tmp_path)
@@ -41,7 +43,8 @@ def test_an_edge_replay_arrives_in_the_dashboard(tmp_path):
             [sys.executable, "-m", "edge_app.cli", "replay", str(video), "--model", str(bundle),
              "--headless", "--every-frame", "--broker", broker.url, "--username", "edge-01",
              "--password-file", str(password_file), "--site", "clinic-a", "--device",
-             "edge-01", "--data-dir", str(tmp_path / "edge-data")],
+             "edge-01", "--data-dir", str(tmp_path / "edge-data"),
+             "--mm-per-pixel", str(truth["mm_per_pixel"])],
             cwd=REPO, capture_output=True, text=True, timeout=120)
         assert replay.returncode == 0, replay.stderr[-2000:]
         result_id = re.search(r"result id ([0-9a-f-]{36})", replay.stdout).group(1)
@@ -61,3 +64,15 @@ def test_an_edge_replay_arrives_in_the_dashboard(tmp_path):
     assert telemetry.queue_length == 0  # the result was delivered
     if shutil.which("tegrastats") is None:
         assert telemetry.temp_max_c is None and telemetry.gpu_load_pct is None
+    # the muscle the generator drew, measured on the device, stored and shown
+    assert result.frames_measured == result.usable_frames > 5
+    assert abs(result.muscle_thickness_mm / truth["muscle_thickness_mm"] - 1) <= 0.05
+    assert abs(result.pennation_deg - truth["pennation_deg"]) <= 3.0
+    with Session(engine) as session:
+        auth.add_user(session, "nurse", "staff", STAFF_PASSWORD)
+        session.commit()
+    with serving(engine) as base:
+        nurse = Browser(base)
+        nurse.login("nurse", STAFF_PASSWORD)
+        status, _, page = nurse.request("/devices/clinic-a/edge-01")
+    assert status == 200 and f"{result.muscle_thickness_mm:.1f} mm" in page

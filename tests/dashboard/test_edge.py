@@ -15,7 +15,7 @@ import sys
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dashboard import auth, queries
+from dashboard import queries
 from dashboard.db import utc_now
 from dashboard.models import Device, Result
 from testkit.mosquitto import requires_mosquitto
@@ -26,7 +26,7 @@ from tests.support.dashboard import (
     running_ingest,
     sqlite_engine,
 )
-from tests.support.dashboard_web import STAFF_PASSWORD, Browser, serving
+from tests.support.dashboard_web import staff_page
 from tests.support.edge import make_bundle, one_muscle_video
 
 
@@ -68,11 +68,5 @@ def test_an_edge_replay_arrives_in_the_dashboard(tmp_path):
     assert result.frames_measured == result.usable_frames > 5
     assert abs(result.muscle_thickness_mm / truth["muscle_thickness_mm"] - 1) <= 0.05
     assert abs(result.pennation_deg - truth["pennation_deg"]) <= 3.0
-    with Session(engine) as session:
-        auth.add_user(session, "nurse", "staff", STAFF_PASSWORD)
-        session.commit()
-    with serving(engine) as base:
-        nurse = Browser(base)
-        nurse.login("nurse", STAFF_PASSWORD)
-        status, _, page = nurse.request("/devices/clinic-a/edge-01")
+    status, page = staff_page(engine, "/devices/clinic-a/edge-01")
     assert status == 200 and f"{result.muscle_thickness_mm:.1f} mm" in page

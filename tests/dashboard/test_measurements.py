@@ -33,7 +33,7 @@ from tests.support.dashboard import (
     running_ingest,
     sqlite_engine,
 )
-from tests.support.dashboard_web import STAFF_PASSWORD, Browser, api_get, serving
+from tests.support.dashboard_web import STAFF_PASSWORD, Browser, api_get, serving, staff_page
 from tests.support.wire import measurements_entry
 
 QUANTITIES = ("muscle_thickness_mm", "muscle_thickness_px", "pennation_deg", "echo_intensity")
@@ -300,13 +300,7 @@ def test_a_site_without_measurements_says_so_and_draws_no_histogram(tmp_path):
     engine = sqlite_engine(tmp_path)
     FleetStore(engine, "w1").write(Batch(results=[Received(result_payload(), utc_now())]),
                                    utc_now())
-    with Session(engine) as session:
-        auth.add_user(session, "nurse", "staff", STAFF_PASSWORD)
-        session.commit()
-    with serving(engine) as base:
-        nurse = Browser(base)
-        nurse.login("nurse", STAFF_PASSWORD)
-        page = nurse.request("/sites/site-01")[2]
+    page = staff_page(engine, "/sites/site-01")[1]
     assert "0 of 1 screened result in the range carried measurements" in page
     assert 'id="measurement-table"' not in page and "histogram-" not in page
 

@@ -72,6 +72,22 @@ class Browser:
         return headers["location"]
 
 
+def staff_page(engine, path: str) -> tuple[int, str]:  # noqa: ANN001
+    """A page as a newly added staff member sees it after logging in: (status, HTML)."""
+    from sqlalchemy.orm import Session
+
+    from dashboard import auth
+
+    with Session(engine) as session:
+        auth.add_user(session, "nurse", "staff", STAFF_PASSWORD)
+        session.commit()
+    with serving(engine) as base:
+        nurse = Browser(base)
+        nurse.login("nurse", STAFF_PASSWORD)
+        status, _, page = nurse.request(path)
+    return status, page
+
+
 def api_get(base: str, path: str, key: str):  # noqa: ANN202
     request = urllib.request.Request(base + path, headers={"X-API-Key": key})
     with urllib.request.urlopen(request, timeout=10) as response:

@@ -84,6 +84,18 @@ BORDERLINE_RULE = {"level": PROBABILITY, "independent_frames": INTEGER, "evidenc
 BORDERLINE_COHORT = {**{key: INTEGER for key in ("n", "borderline", "borderline_cases", "tp", "fn", "fp", "tn")},
                      **{key: SHARE_CI for key in ("share", "sensitivity", "specificity", "sensitivity_referred",
                                                   "specificity_referred")}}
+MEASUREMENTS = {"model": TEXT, "compared_with": TEXT, "aponeurosis_model": TEXT, "inputs": LIST, "thickness_unit": TEXT,
+                "missing": TEXT, "description": TEXT, "refit": MAPPING, "measured": MAPPING, "cohorts": MAPPING,
+                "comparisons": LIST, "recovery": MAPPING.or_null()}
+MEASUREMENTS_REFIT = {"features": LIST, "intercept": NUMBER, "coefficients": MAPPING}
+MEASURED = {"participants": INTEGER, "images": INTEGER, "images_measured": INTEGER}
+MEASUREMENTS_METRICS = {key: CENTER_METRICS[key] for key in ("n", "n_positive", "auc", "auc_ci", "sensitivity",
+                                                             "specificity")} | {"threshold": NUMBER}
+RECOVERY = {"source": TEXT, "description": TEXT, "scopes": MAPPING}
+CORRELATION = Kind("a number in [-1, 1]", lambda v: _is_number(v) and -1 <= v <= 1)
+AGREEMENT = {"unit": TEXT, "comparable": BOOLEAN, "n_participants": INTEGER, "n_measured": INTEGER,
+             "median_absolute_error": NUMBER.or_null(), "median_absolute_error_percent": NUMBER.or_null(),
+             "bias": NUMBER.or_null(), "pearson_r": CORRELATION.or_null(), "spearman_r": CORRELATION.or_null()}
 COMPLETE_CASES = {"description": TEXT, "n": MAPPING, "models": MAPPING, "comparisons": LIST}
 COMPLETE_CASE_METRICS = {"n": INTEGER, "n_positive": INTEGER, "auc": PROBABILITY.or_null(),
                          "auc_ci": INTERVAL.or_null()}
@@ -145,6 +157,36 @@ class _Checker:
             self.oracle(top["oracle"], cohorts)
         if "borderline" in top:
             self.borderline(top["borderline"], cohorts)
+        if "measurements" in top:
+            self.measurements(top["measurements"], models, cohorts)
+
+    def measurements(self, block: object, models: list[str], cohorts: list[str]) -> None:
+        """The measurements model beside the image network (optional: runs without images)."""
+        found = self.fields(block, MEASUREMENTS, "measurements")
+        if found is None:
+            return
+        self.inner(found.get("refit"), MEASUREMENTS_REFIT, "measurements.refit")
+        for key, spec in (("measured", MEASURED), ("cohorts", MEASUREMENTS_METRICS)):
+            values = found.get(key) if isinstance(found.get(key), dict) else {}
+            for name in cohorts:
+                if name not in values:
+                    self.problems.append(f"measurements.{key}.{name} is missing")
+                elif key == "measured":
+                    self.fields(values[name], spec, f"measurements.{key}.{name}")
+                else:
+                    self.metrics(values[name], spec, f"measurements.{key}.{name}")
+        for index, entry in enumerate(found.get("comparisons") if isinstance(found.get("comparisons"), list) else ()):
+            where = f"measurements.comparisons[{index}]"
+            if self.fields(entry, COMPARISON, where) is not None:
+                self.member(entry.get("a"), [found.get("model")], f"{where}.a", "measurements model")
+                self.member(entry.get("b"), models, f"{where}.b", "models")
+                self.member(entry.get("cohort"), cohorts, f"{where}.cohort", "cohorts")
+        recovered = self.inner(found.get("recovery"), RECOVERY, "measurements.recovery")
+        scopes = (recovered or {}).get("scopes")
+        for scope, quantities in (scopes.items() if isinstance(scopes, dict) else ()):
+            if self.fields(quantities, {}, f"measurements.recovery.scopes.{scope}") is not None:
+                for quantity, values in quantities.items():
+                    self.fields(values, AGREEMENT, f"measurements.recovery.scopes.{scope}.{quantity}")
 
     def borderline(self, block: object, cohorts: list[str]) -> None:
         """The device's borderline rule on the cohorts (optional: runs without an image model)."""

@@ -22,6 +22,7 @@ from model_build.study.card import model_card
 from model_build.study.figures import FigureFile, draw_figures
 from model_build.study.formatting import MODALITY_NAMES, format_number
 from model_build.study.inputs import StudyReportError, check_results, complete_cases, load_predictions, read_results
+from model_build.study.measurement_report import measurements_section
 from model_build.study.narrative import (
     calibration_caution,
     int8_sentence,
@@ -90,6 +91,7 @@ def render(results: dict, cohort: Cohort, tables: dict[str, pd.DataFrame], figur
         html.Section("borderline", "Borderline results on the device", _borderline(results, tables)),
         html.Section("comparisons", "Model comparisons", html.table(
             t("comparisons"), "Paired DeLong tests on the same participants; P values unadjusted.")),
+        html.Section("measurements", "Muscle measurements beside the image model", measurements_section(results, tables)),
         html.Section("calibration", "Calibration", _calibration_caution(results) + html.table(
             t("calibration"), "Brier score (lower is better), calibration intercept (0 is ideal; above 0: risks "
             "underestimated) and slope (1 is ideal; below 1: predictions too extreme), with 95% Wald intervals "

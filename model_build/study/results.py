@@ -58,6 +58,13 @@ def _auc_with_ci(table: pd.DataFrame) -> dict:
     return {"n": int(len(labels)), "n_positive": int(labels.sum()), "auc": auc, "auc_ci": ci}
 
 
+def cohort_metrics(table: pd.DataFrame) -> dict:
+    """:func:`metrics_of`, or for a cohort with one class only its size and a ``note`` (no AUC)."""
+    if table["label"].nunique() < 2:
+        return {**_auc_with_ci(table), "note": "one class only: no AUC"}
+    return metrics_of(table)
+
+
 def by_center(table: pd.DataFrame) -> dict:
     result = {}
     for center, rows in table.groupby("center", sort=True):
@@ -173,11 +180,9 @@ def summarise(predictions: dict[str, dict[str, pd.DataFrame]], models: list[str]
         entry: dict = {"modalities": modalities_of(name)}
         for cohort in cohorts:
             table = predictions[name][cohort]
-            if table["label"].nunique() < 2:
-                entry[cohort] = {**_auc_with_ci(table), "note": "one class only: no AUC"}
-                continue
-            entry[cohort] = {**metrics_of(table), "oracle_auc": oracle_auc(truth, table, oracle_key(name)),
-                             "by_center": by_center(table)}
+            entry[cohort] = cohort_metrics(table)
+            if "note" not in entry[cohort]:
+                entry[cohort].update(oracle_auc=oracle_auc(truth, table, oracle_key(name)), by_center=by_center(table))
         summary["models"][name] = entry
     summary["comparisons"] = comparisons_for(predictions, models, cohorts)
     summary.update(contributions(predictions, models, seed))

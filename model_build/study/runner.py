@@ -1,12 +1,14 @@
 """`sarco study`: the SARCO design run on one cohort, from images on disk to results.json.
 
 Stages, each timed:
-1. read every image once (the device's preprocessing) into a library all trainings share;
-2. cross-validation on development: per fold, the monomodal models, then the best data type
-   combined with the others; the image network is trained once per fold and frozen inside the
-   fusion models that contain it (:mod:`model_build.models.branch`);
-3. refit of every model on all of development, written as a bundle and run frozen on every
-   other cohort;
+1. read every image once (the device's preprocessing) into a library all trainings share, and
+   measure them once with the aponeurosis model (:mod:`model_build.measure.cohort`);
+2. cross-validation on development: per fold, the monomodal models and the measurements model
+   (:mod:`model_build.study.measurements`), then the best data type combined with the others;
+   the image network is trained once per fold and frozen inside the fusion models that contain
+   it (:mod:`model_build.models.branch`);
+3. refit of every model on all of development, written as a bundle (the measurements model:
+   its coefficients) and run frozen on every other cohort;
 4. statistics (:mod:`model_build.study.results`), the selection rule, INT8 for an image-only
    selection (:mod:`model_build.study.int8`), the report.
 
@@ -27,10 +29,11 @@ from rich.progress import Progress
 
 from model_build.cohort import Cohort, load_cohort
 from model_build.models.branch import ImageBranch
-from model_build.models.data import ImageLibrary, data_hash, tabular_columns
+from model_build.measure.cohort import CohortMeasurements
+from model_build.models.data import ImageLibrary, count_media, data_hash, tabular_columns
 from model_build.models.train import Trainer
 from model_build.models.training_data import available_modalities, read_library
-from model_build.study import borderline
+from model_build.study import borderline, measurements, recovery
 from model_build.study import results as study_results
 from model_build.study.design import (StudyError, StudyOptions, assign_folds, combined_models, modalities_of,
                                       select_model)
@@ -61,6 +64,10 @@ class Study:
         self.library: ImageLibrary | None = None
         self.branches: dict[int | None, ImageBranch] = {}  # fold (None: the refit) -> its image network
         self.predictions: dict[str, dict[str, pd.DataFrame]] = {}
+        self.measured: CohortMeasurements | None = None  # every participant's images, measured
+        self.measurements_model: measurements.MeasurementsModel | None = None  # not fitted: the inputs
+        self.thickness_unit = "px"
+        self.refit_measurements: measurements.MeasurementsModel | None = None
 
     # --- stages ------------------------------------------------------------------------------
 
@@ -70,14 +77,16 @@ class Study:
             shutil.rmtree(self.work)  # a previous run that stopped half-way
         self.work.mkdir(parents=True)
         self._timed("read_images", self.read_images)
+        self._timed("measure_images", self.measure_images)
         monomodal = list(self.modalities)
-        self._timed("cross_validation", lambda: self.cross_validate(monomodal))
+        beside = [measurements.MODEL] if self.measurements_model is not None else []
+        self._timed("cross_validation", lambda: self.cross_validate(monomodal + beside))
         aucs = {name: study_results.auc_of(self.predictions[name]["development"]) for name in monomodal}
         best = max(aucs, key=lambda name: aucs[name])
         combined = combined_models(best, self.modalities)
         self._timed("cross_validation_fusion", lambda: self.cross_validate(combined))
         models = monomodal + combined
-        self._timed("refit", lambda: self.refit(models))
+        self._timed("refit", lambda: self.refit(models + beside))
         results = self._timed("statistics", lambda: self.statistics(models))
         self._timed("int8", lambda: self.int8(results))
         self._timed("report", lambda: self.report(results))
@@ -95,12 +104,31 @@ class Study:
         self.timings[stage] = time.perf_counter() - started
         return value
 
+    def participant_ids(self) -> list[str]:
+        return self.development["participant_id"].tolist() + [pid for rows in self.others.values()
+                                                              for pid in rows["participant_id"]]
+
     def read_images(self) -> None:
         if "image" not in self.modalities:
             return
-        ids = self.development["participant_id"].tolist() + [pid for rows in self.others.values()
-                                                             for pid in rows["participant_id"]]
-        self.library = read_library(self.cohort, ids, self.options.image, self.progress)
+        self.library = read_library(self.cohort, self.participant_ids(), self.options.image, self.progress)
+
+    def measure_images(self) -> None:
+        """Every participant's images (the image model's frames) through the shipped aponeurosis
+        model, once: the measurements model's inputs. A fixed model that never sees a label, so
+        measuring the validation cohorts here leaks nothing; their labels are read at the refit."""
+        if "image" not in self.modalities:
+            return
+        from model_build.measure.cohort import measure_cohort
+        from model_build.measure.infer import AponeurosisModel
+
+        ids = self.participant_ids()
+        task = self.progress.add_task("measuring the images", total=count_media(self.cohort, ids))
+        self.measured = measure_cohort(self.cohort, ids, AponeurosisModel(threads=1),
+                                       self.options.image.frames_per_video, lambda n: self.progress.advance(task, n))
+        self.progress.remove_task(task)
+        self.measurements_model, self.thickness_unit = measurements.untrained_model(self.cohort,
+                                                                                   self.measured.participants)
 
     def cross_validate(self, names: list[str]) -> None:
         """Out-of-fold predictions of every model in ``names`` for every development participant."""
@@ -134,7 +162,13 @@ class Study:
             self.progress.advance(task)
         self.progress.remove_task(task)
 
-    def _train(self, name: str, fold: int | None, rows: pd.DataFrame, bundle: Path | None = None) -> Trainer:
+    def _train(self, name: str, fold: int | None, rows: pd.DataFrame,
+               bundle: Path | None = None) -> Trainer | measurements.MeasurementsModel:
+        if name == measurements.MODEL:  # a logistic regression: no bundle, its coefficients go in results.json
+            fitted = self.measurements_model.fit(rows)
+            if fold is None:
+                self.refit_measurements = fitted
+            return fitted
         modalities = modalities_of(name)
         options = self.options.training(modalities, fold)
         where = bundle or self.work / "scratch" / f"fold{fold}-{name}"
@@ -214,7 +248,22 @@ class Study:
                else {}),
             **({"borderline": borderline.summary(self.predictions[borderline.MODEL])}
                if borderline.MODEL in self.predictions else {}),
+            **({"measurements": self.measurements_block(cohorts)} if self.refit_measurements is not None else {}),
         }
+
+    def measurements_block(self, cohorts: list[str]) -> dict:
+        """results.json's ``measurements``, its inputs written beside it (RUN/measurements/)."""
+        folder = self.work / "measurements"
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / "frames.csv", self.measured.frames.to_csv(index=False))
+        atomic_write(folder / "participants.csv", self.measured.participants.to_csv(index=False))
+        block = measurements.summary(self.predictions, self.measured.participants, self.refit_measurements,
+                                     self.thickness_unit, self.measured.model, cohorts)
+        truth = recovery.read_media_truth(self.cohort_path)
+        ids = self.measured.participants["participant_id"]
+        cohort_of = self.cohort.participants.set_index("participant_id").loc[ids, "cohort"]
+        block["recovery"] = None if truth is None else recovery.recovery(self.measured.frames, truth, cohort_of)
+        return block
 
     def int8(self, results: dict) -> None:
         from model_build.study.int8 import calibrate_device_model

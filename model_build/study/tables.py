@@ -32,6 +32,7 @@ from model_build.study.formatting import (
     format_proportion,
 )
 from model_build.study.inputs import CLASSES, DEVELOPMENT, complete_cases, focus_models, labelled
+from model_build.study.measurement_report import measurements_table, recovery_table
 from model_build.study.operating import SHARE_HEADER, Counts, Predictions, operating_point_table, two_by_two_table
 
 ROLE_NAMES = {"clinical": "clinical input", "lab": "lab input", "reference": "reference (not an input)"}
@@ -319,6 +320,8 @@ def build_tables(results: dict, predictions: Predictions, cohort: Cohort) -> dic
         "oracle": oracle_table(results),
         "borderline": borderline_table(results),
         "comparisons": comparisons_table(results["comparisons"]),
+        "measurements": measurements_table(results),
+        "measurement_recovery": recovery_table(results),
         "calibration": calibration_table(results, predictions),
         "contributions": contributions_table(results),
         "by_center": by_center_table(results, predictions),

@@ -37,12 +37,12 @@ from model_build.synth.latent import (
     LatentModel,
     OracleTargets,
 )
-from model_build.synth.media import MediaJob, render_participant
+from model_build.synth.media import MediaJob, ParticipantMedia, render_participant
 from model_build.synth.reference import REFERENCE_SCHEMA, check_labels, draw_reference
 from model_build.synth.tabular import TABULAR_SCHEMA, add_missing_values, clinical_and_lab, draw_sex
 from sarco_core.errors import SarcoError
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1.0: truth_media.csv
 ASMI_METHOD_BY_CENTER = {"A": "dxa", "B": "bia", "C": "bia"}
 POOLED = "pooled"
 
@@ -173,9 +173,9 @@ def _one_thread_per_worker() -> None:
 
 
 def _render_all(jobs: list[MediaJob], workers: int,
-                progress: Callable[[int, int], None] | None) -> tuple[list[dict], list[dict]]:
+                progress: Callable[[int, int], None] | None) -> ParticipantMedia:
     """Run every job (in a pool when workers > 1); rows come back in participant order."""
-    results: list[tuple[list[dict], list[dict]] | None] = [None] * len(jobs)
+    results: list[ParticipantMedia | None] = [None] * len(jobs)
     if workers <= 1:
         for index, job in enumerate(jobs):
             results[index] = render_participant(job)
@@ -194,9 +194,8 @@ def _render_all(jobs: list[MediaJob], workers: int,
                     progress(done, len(jobs))
         finally:  # on an error (or Ctrl-C) do not render the rest first
             pool.shutdown(wait=True, cancel_futures=True)
-    images = [row for result in results for row in result[0]]
-    videos = [row for result in results for row in result[1]]
-    return images, videos
+    return ParticipantMedia(*([row for result in results for row in getattr(result, part)]
+                              for part in ParticipantMedia._fields))
 
 
 def _check_destination(out: Path, force: bool) -> None:
@@ -228,9 +227,10 @@ def synthesize(out: str | Path, options: SynthOptions = SynthOptions(), force: b
     partial = Path(tempfile.mkdtemp(prefix=f"{out.name}.partial-", dir=out.parent))
     try:
         tables = build_tables(options, partial)
-        images, videos = _render_all(tables.jobs, options.workers, progress)
+        images, videos, media_truth = _render_all(tables.jobs, options.workers, progress)
         _write_csv(tables.participants, partial / "participants.csv")
         _write_csv(tables.truth, partial / "truth.csv", float_format="%.6g")
+        _write_csv(pd.DataFrame(media_truth), partial / "truth_media.csv", float_format="%.6g")
         _write_csv(pd.DataFrame(images), partial / "images.csv")
         if videos:
             _write_csv(pd.DataFrame(videos), partial / "videos.csv")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import expit
@@ -119,7 +120,25 @@ def still_plan(rng: np.random.Generator) -> list[tuple[str, str]]:
     return [("rectus_femoris", side), ("gastrocnemius", side), ("rectus_femoris", other)]
 
 
-def render_participant(job: MediaJob) -> tuple[list[dict], list[dict]]:
+class ParticipantMedia(NamedTuple):
+    """The rows one participant adds to images.csv, videos.csv and truth_media.csv."""
+
+    images: list[dict]
+    videos: list[dict]
+    truth: list[dict]
+
+
+def truth_row(participant_id: str, path: Path, latent: MuscleLatent) -> dict:
+    """truth_media.csv's row of one file: the muscle exactly as it was rendered (that view's
+    thickness, pennation and echo latent), so measurements can be checked against it. The echo
+    is the generator's 0-1 echogenicity (it sets the muscle's level in dB), not a grey level."""
+    return {"participant_id": participant_id, "path": path.as_posix(), "muscle": latent.muscle,
+            "muscle_thickness_mm": latent.muscle_thickness_mm, "pennation_deg": latent.pennation_deg,
+            "echo_intensity_latent": latent.echo_intensity, "fascicle_contrast": latent.fascicle_contrast,
+            "subcutaneous_fat_mm": latent.subcutaneous_fat_mm}
+
+
+def render_participant(job: MediaJob) -> ParticipantMedia:
     """Write this participant's stills (and video) under ``job.root``; return their CSV rows."""
     rng = np.random.default_rng(job.seed)
     profile = PROFILES[job.center]
@@ -130,9 +149,10 @@ def render_participant(job: MediaJob) -> tuple[list[dict], list[dict]]:
             muscles[name] = participant_muscle(name, job.sex, job.z_image, rng)
         return muscles[name]
 
-    image_rows = []
+    image_rows, truth_rows = [], []
     for index, (muscle, side) in enumerate(still_plan(rng), start=1):
-        image = render_still(muscle_of(muscle).view(rng), profile, rng)
+        view = muscle_of(muscle).view(rng)
+        image = render_still(view, profile, rng)
         suffix = ".dcm" if rng.random() < DICOM_SHARE else profile.still_suffix
         relative = Path("images") / job.cohort / f"{job.participant_id}_{index}_{muscle}_{side}{suffix}"
         path = job.root / relative
@@ -146,6 +166,7 @@ def render_participant(job: MediaJob) -> tuple[list[dict], list[dict]]:
             "view": "longitudinal", "side": side, "scanner": profile.name,
             "mm_per_pixel": round(float(image.mm_per_pixel), 5), "depth_mm": round(float(image.depth_mm), 1),
         })
+        truth_rows.append(truth_row(job.participant_id, relative, view))
 
     video_rows = []
     if job.with_video:
@@ -153,10 +174,12 @@ def render_participant(job: MediaJob) -> tuple[list[dict], list[dict]]:
         path = job.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         seconds = float(rng.uniform(*VIDEO_SECONDS))
-        video = write_scan_video(path, [muscle_of(VIDEO_MUSCLE).view(rng)], profile, rng, seconds=seconds)
+        view = muscle_of(VIDEO_MUSCLE).view(rng)
+        video = write_scan_video(path, [view], profile, rng, seconds=seconds)
         video_rows.append({
             "participant_id": job.participant_id, "path": relative.as_posix(), "muscle": VIDEO_MUSCLE,
             "scanner": profile.name, "mm_per_pixel": round(float(video.mm_per_pixel), 5),
             "depth_mm": round(float(video.depth_mm), 1),
         })
-    return image_rows, video_rows
+        truth_rows.append(truth_row(job.participant_id, relative, view))
+    return ParticipantMedia(image_rows, video_rows, truth_rows)

@@ -197,6 +197,12 @@ def test_truth_has_the_oracle_and_latents_and_matches_synth_json(cohort):
     for modality in ORACLE_MODALITIES:  # 60 participants: wide bounds around the population values
         assert facts["oracle_auc"]["pooled"][modality] > 0.6
     assert "synthetic" in (cohort / "README.md").read_text().lower()
+    # each file's muscle as rendered: what the study checks measurements against
+    media = pd.read_csv(cohort / "truth_media.csv")
+    assert media["path"].tolist() == read(cohort, "images.csv")["path"].tolist()
+    assert media["muscle"].tolist() == read(cohort, "images.csv")["muscle"].tolist()
+    assert media["muscle_thickness_mm"].between(8, 35).all() and media["pennation_deg"].between(8, 25).all()
+    assert media["echo_intensity_latent"].between(0, 1).all()
 
 
 def test_images_are_real_files_one_to_three_per_participant(cohort):
@@ -232,7 +238,7 @@ def test_same_seed_same_bytes_whatever_the_workers_and_force_replaces(cohort, tm
     synthesize(again, SynthOptions(size="small", seed=SEED, videos=False, workers=1), force=True)
     assert not (again / "stale.txt").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["again"]  # no .partial- or .old- leftovers
-    for name in ("participants.csv", "truth.csv", "images.csv", "schema.yaml", "synth.json"):
+    for name in ("participants.csv", "truth.csv", "truth_media.csv", "images.csv", "schema.yaml", "synth.json"):
         assert (again / name).read_bytes() == (cohort / name).read_bytes(), name
     for path in read(cohort, "images.csv")["path"]:
         if path.endswith(".png"):
@@ -259,8 +265,9 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path):
 def test_one_participants_video_reads_back_in_opencv(tmp_path):
     job = MediaJob(participant_id="P0001", cohort="poc", center="C", sex="F", z_image=(0.5, 0.5, 0.5),
                    seed=np.random.SeedSequence(11), with_video=True, root=tmp_path)
-    images, videos = render_participant(job)
+    images, videos, truth = render_participant(job)
     assert len(videos) == 1 and 1 <= len(images) <= 3
+    assert [row["path"] for row in truth] == [row["path"] for row in images + videos]
     capture = cv2.VideoCapture(str(tmp_path / videos[0]["path"]))
     try:
         ok, frame = capture.read()

@@ -136,6 +136,7 @@ def test_tables_only_study_is_complete_and_deterministic(recorded_run, tables_co
     assert results["models"]["clinical"]["development"]["n"] == 16
     assert results["int8"] is None and "no images" in results["int8_skipped"]
     assert "borderline" not in results  # no image model: nothing a device would run
+    assert "measurements" not in results and not (first / "measurements").exists()  # no images to measure
     assert {c["why"] for c in results["comparisons"]} >= {"multimodal vs other", "monomodal pair"}
     assert all(0.0 <= c["p"] <= 1.0 for c in results["comparisons"])
     for klass in ("sarcopenia", "non_sarcopenia"):
@@ -188,6 +189,18 @@ def test_image_only_study_ends_with_a_verified_int8_bundle(image_run: Path) -> N
                for table in tables.values())
     assert borderline.summary(tables) == results["borderline"]
     assert "Borderline results on the device" in page
+    # the measurements model beside it, on the same participants, from its own prediction files
+    block = results["measurements"]
+    for name in results["cohorts"]:
+        mine = pd.read_csv(image_run / "predictions" / "measurements" / f"{name}.csv", dtype={"participant_id": str})
+        image = pd.read_csv(image_run / "predictions" / "image" / f"{name}.csv", dtype={"participant_id": str})
+        assert sorted(mine["participant_id"]) == sorted(image["participant_id"])
+        assert block["cohorts"][name]["n"] == len(mine) == block["measured"][name]["participants"]
+    assert {c["n"] for c in block["comparisons"]} <= {block["cohorts"][c]["n"] for c in results["cohorts"]}
+    frames = pd.read_csv(image_run / "measurements" / "frames.csv")
+    assert len(frames) == sum(block["measured"][name]["images"] for name in results["cohorts"])
+    assert block["recovery"] is None  # not a synthetic cohort: no generator truth
+    assert "Muscle measurements beside the image model" in page and (image_run / "tables" / "measurements.csv").is_file()
 
 
 def test_the_demo_replays_a_recording_on_the_edge_app(image_run: Path, image_cohort: Path, tmp_path: Path) -> None:

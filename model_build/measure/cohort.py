@@ -71,7 +71,8 @@ def measure_cohort(cohort: Cohort, participant_ids: list[str], model: Aponeurosi
     return CohortMeasurements(frames, participants, model.bundle.model_name)
 
 
-def measure_file(media: MediaRow, model: AponeurosisModel, frames_per_video: int) -> list[tuple[dict, FrameMeasurement]]:
+def measure_file(media: MediaRow, model: AponeurosisModel,
+                 frames_per_video: int) -> list[tuple[dict, FrameMeasurement]]:
     """(`sarco measure run` row, measurement) of each frame the image model reads from one file."""
     box = known = None
     try:

@@ -33,8 +33,10 @@ def measurements_table(results: dict) -> pd.DataFrame | None:
         rows.append([cohort, str(mine["n"]), str(mine["n_positive"]),
                      f"{measured[thickness]} / {measured['pennation_deg']} / {measured['echo_intensity']}",
                      f"{measured['images_measured']} of {measured['images']}",
-                     format_estimate(mine["auc"], mine["auc_ci"]), format_estimate(theirs.get("auc"), theirs.get("auc_ci")),
-                     MISSING if test is None else format_estimate(test["difference"], test["difference_ci"], signed=True),
+                     format_estimate(mine["auc"], mine["auc_ci"]),
+                     format_estimate(theirs.get("auc"), theirs.get("auc_ci")),
+                     MISSING if test is None else
+                     format_estimate(test["difference"], test["difference_ci"], signed=True),
                      MISSING if test is None else format_p(test["p"])])
     return pd.DataFrame(rows, columns=["Cohort", "n", "Sarcopenia, n", "Measured: thickness / pennation / echo, n",
                                        "Images measured", "AUC, measurements (95% CI)",
@@ -67,7 +69,8 @@ def measurements_section(results: dict, tables: dict[str, pd.DataFrame]) -> str:
         return html.table(None, "Not applicable: no images in this study, so nothing to measure.")
     unit = block["thickness_unit"]
     refit = block["refit"]
-    weights = ", ".join(f"{name} {format_number(value, 2, signed=True)}" for name, value in refit["coefficients"].items())
+    weights = ", ".join(f"{name} {format_number(value, 2, signed=True)}"
+                        for name, value in refit["coefficients"].items())
     synthetic = bool(results.get("oracle")) or block.get("recovery") is not None
     text = [
         f"What clinicians read off a muscle scan, as a model: {block['description']} "

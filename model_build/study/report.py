@@ -91,7 +91,8 @@ def render(results: dict, cohort: Cohort, tables: dict[str, pd.DataFrame], figur
         html.Section("borderline", "Borderline results on the device", _borderline(results, tables)),
         html.Section("comparisons", "Model comparisons", html.table(
             t("comparisons"), "Paired DeLong tests on the same participants; P values unadjusted.")),
-        html.Section("measurements", "Muscle measurements beside the image model", measurements_section(results, tables)),
+        html.Section("measurements", "Muscle measurements beside the image model",
+                     measurements_section(results, tables)),
         html.Section("calibration", "Calibration", _calibration_caution(results) + html.table(
             t("calibration"), "Brier score (lower is better), calibration intercept (0 is ideal; above 0: risks "
             "underestimated) and slope (1 is ideal; below 1: predictions too extreme), with 95% Wald intervals "

@@ -29,7 +29,8 @@ from rich.progress import Progress
 
 from model_build.cohort import Cohort, load_cohort
 from model_build.models.branch import ImageBranch
-from model_build.measure.cohort import CohortMeasurements
+from model_build.measure.cohort import CohortMeasurements, measure_cohort
+from model_build.measure.infer import AponeurosisModel
 from model_build.models.data import ImageLibrary, count_media, data_hash, tabular_columns
 from model_build.models.train import Trainer
 from model_build.models.training_data import available_modalities, read_library
@@ -119,9 +120,6 @@ class Study:
         measuring the validation cohorts here leaks nothing; their labels are read at the refit."""
         if "image" not in self.modalities:
             return
-        from model_build.measure.cohort import measure_cohort
-        from model_build.measure.infer import AponeurosisModel
-
         ids = self.participant_ids()
         task = self.progress.add_task("measuring the images", total=count_media(self.cohort, ids))
         self.measured = measure_cohort(self.cohort, ids, AponeurosisModel(threads=1),

@@ -200,7 +200,8 @@ def test_image_only_study_ends_with_a_verified_int8_bundle(image_run: Path) -> N
     frames = pd.read_csv(image_run / "measurements" / "frames.csv")
     assert len(frames) == sum(block["measured"][name]["images"] for name in results["cohorts"])
     assert block["recovery"] is None  # not a synthetic cohort: no generator truth
-    assert "Muscle measurements beside the image model" in page and (image_run / "tables" / "measurements.csv").is_file()
+    assert "Muscle measurements beside the image model" in page
+    assert (image_run / "tables" / "measurements.csv").is_file()
 
 
 def test_the_demo_replays_a_recording_on_the_edge_app(image_run: Path, image_cohort: Path, tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ class MeasurementsModel:
 def untrained_model(cohort: Cohort, participants: pd.DataFrame) -> tuple[MeasurementsModel, str]:
     """The model's inputs for every measured participant, not yet fitted, and the thickness unit."""
     unit = thickness_unit(participants)
-    features = participants.set_index("participant_id")[[THICKNESS[unit], *MEASURED]]
+    features = participants.set_index("participant_id")[[THICKNESS[unit], *MEASURED]].copy()
     specs = [ColumnSpec(name, role="measurement", type="numeric") for name in features.columns]
     people = cohort.participants.set_index("participant_id")
     for name, fallback in PERSON.items():

@@ -88,6 +88,8 @@ def muscle_thickness_px(labels: np.ndarray) -> ThicknessResult:
     if edges is None:
         return ThicknessResult(None, status, np.empty(0, np.int64), None)
     keep = middle_half(edges.columns)
+    if not keep.any():  # a few scattered columns: no position lies in the middle half
+        return ThicknessResult(None, NO_OVERLAP, edges.columns[keep], edges)
     value = float(np.median(edges.gaps[keep]))
     if value <= 0:
         return ThicknessResult(None, NO_MUSCLE_BAND, edges.columns[keep], edges)

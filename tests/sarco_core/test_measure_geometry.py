@@ -91,6 +91,8 @@ def test_wild_ends_do_not_move_the_thickness():
     ({c: 10 for c in range(30)}, {}, "one_aponeurosis_missing"),
     ({}, {c: 50 for c in range(30)}, "one_aponeurosis_missing"),
     ({c: 10 for c in range(10)}, {c: 50 for c in range(20, 30)}, "no_overlap"),
+    # two shared columns far apart: the middle half of their positions holds neither
+    ({c: 10 for c in (2, 27)}, {c: 50 for c in (2, 27)}, "no_overlap"),
     ({c: 10 for c in range(30)}, {c: 11 for c in range(30)}, "no_muscle_band"),  # touching
 ])
 def test_thickness_not_measurable_says_why(superficial, deep, status):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from model_build.cohort.listings import IMAGE_FORMATS, VIDEO_FORMATS
 from model_build.models import CLASSES, InputError
 from model_build.models.bundle import Bundle
 from model_build.models.data import Arrays, ImageSet, build_arrays, presence, read_frames
+from model_build.models.evidential import evidence_from_logits
 from model_build.models.fusion import FusionModel, FusionOutput, ModelBatch, Outputs, Stacker, fuse_outputs
 from model_build.models.report import modality_probabilities
 from model_build.models.tabular import TabularEncoder, TabularInputError, column_numbers
@@ -116,15 +118,28 @@ def predict_cohort(model: FusionModel, fusion: str, stacker: Stacker | None, thr
 
 def predict_arrays(model: FusionModel, fusion: str, stacker: Stacker | None, threshold: float, arrays: Arrays,
                    preprocessor: Preprocessor, device: torch.device) -> pd.DataFrame:
-    """The predictions table of participants already in memory (see :func:`predict_cohort`)."""
+    """The predictions table of participants already in memory (see :func:`predict_cohort`).
+
+    Evidential fusion adds ``evidence_<modality>_<class>`` (0 where the modality is missing: the
+    vacuous opinion), from which any subset's fused opinion can be recomputed
+    (:mod:`model_build.models.attribution`)."""
     modalities = model.config.modalities
     outputs = infer(model, arrays, preprocessor, device)
-    fused = fuse_outputs(outputs, torch.from_numpy(arrays.present), fusion, stacker)
+    present = torch.from_numpy(arrays.present)
+    fused = fuse_outputs(outputs, present, fusion, stacker)
     table = predictions_table(arrays.ids, fused, modalities, threshold, arrays.labels)
     alone = modality_probabilities(outputs, fusion)
     for view, modality in enumerate(modalities):
         table[f"probability_{modality}"] = np.where(arrays.present[:, view], alone[:, view], np.nan)
+    if fusion == "evidential":
+        evidence = evidence_from_logits(outputs.logits.float()) * present.unsqueeze(-1)
+        for (view, modality), (k, klass) in product(enumerate(modalities), enumerate(CLASSES)):
+            table[evidence_column(modality, klass)] = evidence[:, view, k].numpy()
     return table
+
+
+def evidence_column(modality: str, klass: str) -> str:
+    return f"evidence_{modality}_{klass}"
 
 
 def parse_key_values(pairs: list[str], modality: str, encoder: TabularEncoder | None) -> dict[str, str]:

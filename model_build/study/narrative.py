@@ -222,8 +222,10 @@ def _fusion_method(fusion: str) -> str:
     if fusion != "evidential":
         return f"Data types were fused by {fusion} fusion."
     return ("Data types were fused by evidential fusion (Han et al., ICLR 2021): each data type gives Dirichlet "
-            "evidence for each class and the opinions are combined by the reduced Dempster rule; a missing data type "
-            "is a vacuous opinion, so a participant without, say, lab values is still scored, without imputing them.")
+            "evidence for each class and the opinions are combined by the reduced Dempster rule. A data type missing "
+            "altogether is a vacuous opinion, so a participant without, say, any lab value is still scored without "
+            "imputing the table; a value missing within a data type is replaced by the training median and flagged "
+            "by a missing indicator.")
 
 
 def limitations(results: dict, cohort: Cohort) -> list[str]:

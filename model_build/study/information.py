@@ -162,7 +162,7 @@ def _disagreements(block: dict, modalities: list[str]) -> list[dict]:
             evidence_share = block["evidence_share"][klass][modality]
             shapley_share = block["shapley"][klass][modality]["share"]
             if abs(evidence_share - shapley_share) > DISAGREEMENT:
+                more = block["evidence_for_more_than_against"][klass][modality]
                 found.append({"class": klass, "modality": modality, "evidence_share": evidence_share,
-                              "shapley_share": shapley_share,
-                              "evidence_for_more_than_against": block["evidence_for_more_than_against"][klass][modality]})
+                              "shapley_share": shapley_share, "evidence_for_more_than_against": more})
     return found

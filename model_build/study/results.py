@@ -15,6 +15,7 @@ import pandas as pd
 
 from model_build.models.report import classification_metrics, contribution_summary
 from model_build.stats import StatsInputError, auc_ci, compare_auc, roc_auc
+from model_build.study import information
 from model_build.study.design import modalities_of
 
 ORACLE_COLUMNS = {"image": "p_image", "clinical": "p_clinical", "lab": "p_lab", "all": "p_all"}
@@ -153,9 +154,11 @@ def _rows(table: pd.DataFrame, only: str | None) -> pd.DataFrame:
     return table if only is None else table[table[only]]
 
 
-def contributions(predictions: dict[str, dict[str, pd.DataFrame]], models: list[str], seed: int) -> dict:
+def contributions(predictions: dict[str, dict[str, pd.DataFrame]], models: list[str], seed: int,
+                  truth: pd.DataFrame | None = None) -> dict:
     """Evidence shares of the multimodal model: per cohort with CIs, and the development means
-    (the study's "contribution" of each data type to each class)."""
+    (the study's "contribution" of each data type to each class); beside them, what each data
+    type adds to the fused log-odds and to the AUC (:mod:`model_build.study.information`)."""
     largest = max(models, key=lambda name: len(modalities_of(name)))
     modalities = modalities_of(largest)
     if len(modalities) < 2 or f"contribution_{modalities[0]}" not in predictions[largest]["development"]:
@@ -168,13 +171,16 @@ def contributions(predictions: dict[str, dict[str, pd.DataFrame]], models: list[
     development = details.get("development", {})
     headline = {klass: {m: development[m][klass]["mean"] for m in modalities if klass in development.get(m, {})}
                 for klass in ("sarcopenia", "non_sarcopenia")}
-    return {"contributions": headline, "contribution_details": details, "contributions_model": largest}
+    found = {"contributions": headline, "contribution_details": details, "contributions_model": largest}
+    if information.has_evidence(predictions[largest]["development"], modalities):
+        found["information"] = information.summary(predictions[largest], largest, modalities, truth, seed)
+    return found
 
 
 def summarise(predictions: dict[str, dict[str, pd.DataFrame]], models: list[str], cohorts: list[str],
               truth: pd.DataFrame | None, seed: int) -> dict:
-    """``models``, ``comparisons``, ``contributions``, ``contribution_details`` and
-    ``sensitivity_analysis`` of results.json."""
+    """``models``, ``comparisons``, ``contributions``, ``contribution_details``, ``information``
+    and ``sensitivity_analysis`` of results.json."""
     summary: dict = {"models": {}}
     for name in models:
         entry: dict = {"modalities": modalities_of(name)}
@@ -185,7 +191,7 @@ def summarise(predictions: dict[str, dict[str, pd.DataFrame]], models: list[str]
                 entry[cohort].update(oracle_auc=oracle_auc(truth, table, oracle_key(name)), by_center=by_center(table))
         summary["models"][name] = entry
     summary["comparisons"] = comparisons_for(predictions, models, cohorts)
-    summary.update(contributions(predictions, models, seed))
+    summary.update(contributions(predictions, models, seed, truth))
     summary["sensitivity_analysis"] = {"complete_cases": complete_cases(predictions, models, cohorts)}
     return summary
 

@@ -102,6 +102,16 @@ COMPLETE_CASE_METRICS = {"n": INTEGER, "n_positive": INTEGER, "auc": PROBABILITY
 TOP_LEVEL = {"schema_version": INTEGER, "created": TEXT, "cohort": MAPPING, "options": MAPPING, "cohorts": LIST,
              "evaluation": MAPPING, "models": MAPPING, "comparisons": LIST,
              "selection": MAPPING, "selected_model": TEXT}
+INFORMATION = {"model": TEXT, "description": TEXT, "n_boot": INTEGER, "seed": INTEGER,
+               "disagreement_threshold": NUMBER, "cohorts": MAPPING}
+INFORMATION_COHORT = {"n": INTEGER, "n_positive": INTEGER, "auc": PROBABILITY, "shapley": MAPPING, "auc_drop": MAPPING,
+                      "evidence_share": MAPPING, "evidence_for_more_than_against": MAPPING,
+                      "oracle": MAPPING.or_null(), "disagreements": LIST}
+SPLIT = {"mean": NUMBER, "ci": INTERVAL, "share": NUMBER, "share_ci": INTERVAL}
+"""A class's Shapley (or oracle) split for one data type: shares may leave [0, 1] when a mean is negative."""
+AUC_DROP = {"auc_without": PROBABILITY, "drop": NUMBER, "ci": INTERVAL}
+DISAGREEMENT = {"class": TEXT, "modality": TEXT, "evidence_share": PROBABILITY, "shapley_share": NUMBER,
+                "evidence_for_more_than_against": PROBABILITY.or_null()}
 RUN_COHORT = {"path": TEXT, "data_hash": TEXT}
 OPTIONS = {"seed": INTEGER, "folds": INTEGER, "fusion": TEXT, "alpha": PROBABILITY}
 MODEL = {"modalities": LIST, "bundle": TEXT}
@@ -159,6 +169,33 @@ class _Checker:
             self.borderline(top["borderline"], cohorts)
         if "measurements" in top:
             self.measurements(top["measurements"], models, cohorts)
+        if "information" in top:
+            self.information(top["information"], models, cohorts)
+
+    def information(self, block: object, models: list[str], cohorts: list[str]) -> None:
+        """What each data type adds to the fused model (evidential fusion of several data types)."""
+        found = self.fields(block, INFORMATION, "information")
+        if found is None:
+            return
+        self.member(found.get("model"), models, "information.model", "models")
+        modalities = (found.get("model") or "").split("+")
+        for cohort, values in (found["cohorts"].items() if isinstance(found.get("cohorts"), dict) else ()):
+            where = f"information.cohorts.{cohort}"
+            self.member(cohort, cohorts, where, "cohorts")
+            entry = self.fields(values, INFORMATION_COHORT, where)
+            if entry is None:
+                continue
+            for key in ("shapley", "oracle"):
+                for klass in CLASSES if isinstance(entry.get(key), dict) else ():
+                    by_modality = self.fields(entry[key].get(klass), {m: MAPPING for m in modalities},
+                                              f"{where}.{key}.{klass}") or {}
+                    for modality in modalities:
+                        self.inner(by_modality.get(modality), SPLIT, f"{where}.{key}.{klass}.{modality}")
+            drops = self.inner(entry.get("auc_drop"), {m: MAPPING for m in modalities}, f"{where}.auc_drop") or {}
+            for modality in modalities:
+                self.inner(drops.get(modality), AUC_DROP, f"{where}.auc_drop.{modality}")
+            for index, item in enumerate(entry.get("disagreements") or ()):
+                self.fields(item, DISAGREEMENT, f"{where}.disagreements[{index}]")
 
     def measurements(self, block: object, models: list[str], cohorts: list[str]) -> None:
         """The measurements model beside the image network (optional: runs without images)."""

@@ -13,7 +13,7 @@ from scipy.special import expit
 
 from model_build.cohort import Cohort, load_cohort
 from model_build.stats import auc_ci, compare_auc, roc_auc, youden_threshold
-from model_build.study import borderline
+from model_build.study import borderline, information
 from model_build.study.report import write_report
 from testkit.cohort_factory import SCHEMA, make_cohort, read_rows, write_csv
 
@@ -85,6 +85,7 @@ def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) ->
     models: dict = {name: {"modalities": name.split("+"), "bundle": f"bundles/{name}"} for name in names}
     details: dict = {}
     oracle = {}
+    fused_frames: dict[str, pd.DataFrame] = {}
     spread_rng, spread = np.random.default_rng([seed, 18]), {}
     for cohort_name in COHORTS:
         rows = (participants["cohort"] == cohort_name).to_numpy()
@@ -105,6 +106,10 @@ def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) ->
                 shares = rng.dirichlet([4.0 if m == "image" else 1.5 for m in parts], size=rows.sum())
                 for index, m in enumerate(parts):
                     frame[f"contribution_{m}"] = shares[:, index]
+                    for klass, sign in (("non_sarcopenia", -1), ("sarcopenia", 1)):  # each head's evidence
+                        frame[f"evidence_{m}_{klass}"] = np.exp(sign * latent[m][rows] / 2)
+                if len(parts) == len(modalities):
+                    fused_frames[cohort_name] = frame
             for m in parts:
                 frame[f"probability_{m}"] = expit(latent[m][rows])
             if name == borderline.MODEL:  # the per-image spread the runner adds (its own draws)
@@ -169,6 +174,10 @@ def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) ->
         "timings": {"total_seconds": 12.5, "stages": {"cross_validation": 10.0, "refit": 2.5}},
     }
     results["borderline"] = borderline.summary(spread)
+    if fused_frames:  # the oracle's split from each data type's latent, as truth.csv would give it
+        truth = pd.DataFrame({"participant_id": participants["participant_id"],
+                              **{f"p_{m}": expit(latent[m]) for m in modalities}})
+        results["information"] = information.summary(fused_frames, names[-1], modalities, truth, seed, n_boot=200)
     if details:
         results["contribution_details"] = details
     if len(names) > 1:

@@ -323,10 +323,31 @@ def test_the_valid_results_pass_the_check(valid_results: dict) -> None:
     (("sensitivity_analysis", "complete_cases", "n", "poc"), "sensitivity_analysis.complete_cases.n.poc is missing"),
     (("options", "alpha"), "options.alpha is missing"),
     (("evaluation", "external"), "evaluation.external is missing"),
+    (("information", "cohorts", "external", "auc_drop", "lab", "ci"), "information.cohorts.external.auc_drop.lab.ci"),
+    (("information", "cohorts", "poc", "shapley", "sarcopenia", "image", "share_ci"),
+     "information.cohorts.poc.shapley.sarcopenia.image.share_ci is missing"),
+    (("information", "cohorts", "development", "oracle", "non_sarcopenia", "lab", "mean"),
+     "information.cohorts.development.oracle.non_sarcopenia.lab.mean is missing"),
 ])
 def test_a_missing_key_is_named_by_its_path(valid_results: dict, path: tuple, named: str) -> None:
     with pytest.raises(StudyReportError, match=re.escape(named)):
         check_results(without(valid_results, *path))
+
+
+def test_the_information_block_has_every_cohort_class_and_data_type_with_ordered_intervals(valid_results) -> None:
+    block = valid_results["information"]
+    assert block["model"] == "image+clinical+lab" and list(block["cohorts"]) == list(COHORTS)
+    for entry in block["cohorts"].values():
+        assert set(entry["auc_drop"]) == {"image", "clinical", "lab"}
+        for split in ("shapley", "oracle"):
+            for klass in ("sarcopenia", "non_sarcopenia"):
+                for values in entry[split][klass].values():
+                    assert values["ci"][0] <= values["ci"][1] and values["share_ci"][0] <= values["share_ci"][1]
+        assert all(drop["ci"][0] <= drop["ci"][1] for drop in entry["auc_drop"].values())
+    broken = copy.deepcopy(valid_results)
+    broken["information"]["cohorts"]["poc"]["auc_drop"]["image"]["ci"] = [0.3, 0.1]
+    with pytest.raises(StudyReportError, match=re.escape("information.cohorts.poc.auc_drop.image.ci must be")):
+        check_results(broken)
 
 
 def test_wrong_types_and_dangling_names_are_named(valid_results: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from model_build.cohort import Cohort
 from model_build.study.formatting import (
+    CLASS_NAMES,
     MISSING,
     MODALITY_NAMES,
     format_estimate,
@@ -131,8 +132,32 @@ def _contribution_sentence(results: dict, fused: str | None) -> str:
     parts = [f"{MODALITY_NAMES[m]} carried {format_percent(shares.get('sarcopenia', {}).get(m))} of the evidence for "
              f"sarcopenia and {format_percent(shares.get('non_sarcopenia', {}).get(m))} for no sarcopenia"
              for m in modalities]
-    return (f"In the multimodal model ({fused}), " + "; ".join(parts)
-            + " (mean share of the evidence for the participant's true class, development, out-of-fold).")
+    sentence = (f"In the multimodal model ({fused}), " + "; ".join(parts)
+                + " (the paper's measure: mean share of the evidence for the participant's true class, development, "
+                "out-of-fold).")
+    return sentence + (" " + information_sentence(results) if results.get("information") else "")
+
+
+def information_sentence(results: dict) -> str:
+    """Whether the evidence share and the Shapley share agree on development, and if not, why."""
+    block = results["information"]
+    entry = block["cohorts"].get(DEVELOPMENT)
+    if entry is None:
+        return "The information measures need both classes on development; they are given per cohort below."
+    limit = format_number(block["disagreement_threshold"], 2)
+    if not entry["disagreements"]:
+        return (f"On development the evidence shares agree with the Shapley shares (within {limit} for every data "
+                "type and class).")
+    parts = [f"{MODALITY_NAMES[d['modality']]} for {CLASS_NAMES[d['class']]}: evidence share "
+             f"{format_number(d['evidence_share'])}, Shapley share {format_number(d['shapley_share'])}; its head "
+             f"emitted more evidence for that class than against it for "
+             f"{format_percent(d['evidence_for_more_than_against'])} of those participants"
+             for d in entry["disagreements"]]
+    return (f"On development the two measures disagree by more than {limit} for " + "; ".join(parts) + ". The "
+            "evidence share counts the evidence a head emits for the class, whether or not it moves the fused "
+            "decision: a head that emits evidence mostly for one class (as a frozen image head can) gets a large "
+            "share of that class and a small share of the other, whatever it adds. The Shapley values and the AUC "
+            "drops measure what a data type changes in the fused log-odds and in the ranking.")
 
 
 def _cohort_sentence(results: dict, cohort: str, selected: str, fused: str | None) -> str:
@@ -245,8 +270,9 @@ def limitations(results: dict, cohort: Cohort) -> list[str]:
                  "Check the threshold on local data before use.")
     items.append("Several comparisons were made on the same participants without adjusting P values.")
     if results.get("contributions"):
-        items.append("Contributions are shares of the model's own evidence: they describe how the fused model "
-                     "weighs each data type, not the causal importance of a measurement.")
+        items.append("Evidence shares are shares of the model's own evidence: they describe how the heads spend "
+                     "their evidence, not what a data type adds (the Shapley values and AUC drops measure that), "
+                     "nor the causal importance of a measurement.")
     centers = [m["n"] for model in results["models"].values() for c in results["cohorts"]
                for m in model[c].get("by_center", {}).values()]
     if centers:

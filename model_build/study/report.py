@@ -22,6 +22,7 @@ from model_build.study.card import model_card
 from model_build.study.figures import FigureFile, draw_figures
 from model_build.study.formatting import MODALITY_NAMES, format_number
 from model_build.study.inputs import StudyReportError, check_results, complete_cases, load_predictions, read_results
+from model_build.study.information_report import information_section
 from model_build.study.measurement_report import measurements_section
 from model_build.study.narrative import (
     calibration_caution,
@@ -101,9 +102,12 @@ def render(results: dict, cohort: Cohort, tables: dict[str, pd.DataFrame], figur
         html.Section("decision-curves", "Clinical usefulness (decision curves)", html.paragraph(
             "A model is useful at a threshold probability where its net benefit is above both treating everyone and "
             "treating no one.") + html.figures(figures["decision"], side_by_side=True)),
-        html.Section("contributions", "What each data type contributes", html.table(
+        html.Section("contributions", "What each data type contributes", "<h3>Evidence share (the paper's "
+            "measure)</h3>" + html.table(
             t("contributions"), "Share of each data type in the evidence for the participant's true class "
-            "(multimodal model; mean with 95% bootstrap interval).") + html.figures(figures["contributions"])
+            "(multimodal model; mean with 95% bootstrap interval). It describes how the heads spend their evidence, "
+            "not what a data type adds: see the information measures below.") + html.figures(figures["contributions"])
+            + information_section(results, tables)
             if "contributions" in tables else html.table(None, "Not applicable: every model uses one data type.")),
         html.Section("subgroups", "Subgroups", "<h3>By center</h3>" + html.table(
             t("by_center"), "" if "by_center" in tables else "No center recorded.")

@@ -32,6 +32,7 @@ from model_build.study.formatting import (
     format_proportion,
 )
 from model_build.study.inputs import CLASSES, DEVELOPMENT, complete_cases, focus_models, labelled
+from model_build.study.information_report import auc_drop_table, information_table
 from model_build.study.measurement_report import measurements_table, recovery_table
 from model_build.study.operating import SHARE_HEADER, Counts, Predictions, operating_point_table, two_by_two_table
 
@@ -172,7 +173,7 @@ def contributions_table(results: dict) -> pd.DataFrame | None:
     rows = [[cohort, modality, CLASS_NAMES[klass], format_estimate(by_class[klass]["mean"], by_class[klass]["ci"])]
             for cohort in results["cohorts"] if cohort in details
             for modality, by_class in details[cohort].items() for klass in CLASSES if klass in by_class]
-    header = ["Cohort", "Data type", "True class", "Share of the evidence (95% CI)"]
+    header = ["Cohort", "Data type", "True class", "Evidence share, the paper's measure (95% CI)"]
     return pd.DataFrame(rows, columns=header) if rows else None
 
 
@@ -324,6 +325,8 @@ def build_tables(results: dict, predictions: Predictions, cohort: Cohort) -> dic
         "measurement_recovery": recovery_table(results),
         "calibration": calibration_table(results, predictions),
         "contributions": contributions_table(results),
+        "information": information_table(results),
+        "information_auc_drop": auc_drop_table(results),
         "by_center": by_center_table(results, predictions),
         "by_sex": by_sex_table(results, predictions, cohort),
         "complete_cases": complete_case_table(results),

@@ -105,6 +105,12 @@ def test_tables_hold_one_row_per_model_cohort_comparison_and_candidate(full_stud
     assert list(selection["Model"]) == [c["model"] for c in results["selection"]["candidates"]]
     assert list(selection.loc[selection["Selected"] == "yes", "Model"]) == [results["selected_model"]]
     assert len(read("contributions")) == len(COHORTS) * 3 * 2  # cohorts x data types x classes
+    information = read("information")
+    assert len(information) == len(COHORTS) * 3 * 2 and len(read("information_auc_drop")) == len(COHORTS) * 3
+    shapley = results["information"]["cohorts"]["external"]["shapley"]["sarcopenia"]["lab"]
+    row = information[(information["Cohort"] == "external") & (information["True class"] == "sarcopenia")
+                      & (information["Data type"] == "lab")].iloc[0]
+    assert row["Shapley share (95% CI)"] == format_estimate(shapley["share"], shapley["share_ci"])
     assert len(read("int8")) == 1
     assert len(read("by_center")) == sum(len(results["models"][m][c]["by_center"])
                                          for m in results["models"] for c in COHORTS)
@@ -121,6 +127,16 @@ def test_tables_hold_one_row_per_model_cohort_comparison_and_candidate(full_stud
     assert row["n"] == str(len(women))
     assert len(read("complete_cases")) == len(results["models"]) * len(COHORTS)
     assert sorted(p.name for p in (run / "tables").iterdir() if p.name.startswith(".")) == []  # no temporary left
+
+
+def test_the_evidence_share_is_labelled_and_shown_beside_the_information_measures(full_study) -> None:
+    _, _, results, page = full_study
+    text = page.read_text(encoding="utf-8")
+    assert "Evidence share (the paper&#x27;s measure)" in text or "Evidence share (the paper's measure)" in text
+    assert "What each data type adds (information)" in text and "AUC drop (95% CI)" in text
+    development = results["information"]["cohorts"]["development"]
+    expected = "disagree by more than" if development["disagreements"] else "agree with the Shapley shares"
+    assert expected in text
 
 
 def test_characteristics_are_counted_from_the_cohort(full_study) -> None:

@@ -167,8 +167,10 @@ class Verification:
 
 def verify(source: SourceBundle, quantized: SourceBundle, cohort: Cohort, limits: GateLimits,
            on_step: Callable[[str], None] = lambda _: None, latency_runs: int = 30,
-           video_frames: int = 8) -> Verification:
-    """Compare the graphs on every group; nothing is written (see :func:`record`)."""
+           video_frames: int | None = 8) -> Verification:
+    """Compare the graphs on every group; nothing is written (see :func:`record`). ``video_frames``
+    None reads the inputs as the bundle's own predictions do (:func:`bundle_inputs`), so the float
+    AUC is the model's."""
     if quantized.quantization.get("target") == "tensorrt-cache":
         raise CalibrationError(f"{quantized.path}: a TensorRT 8.x calibration cache cannot run on this CPU, so the "
                                "gate cannot check it here; verify the engine on the device (docs/calibration.md)")
@@ -176,7 +178,8 @@ def verify(source: SourceBundle, quantized: SourceBundle, cohort: Cohort, limits
     comparisons, samples = [], []
     for group in evaluation_groups(source, cohort):
         on_step(f"{group.name}: reading {len(group.rows)} participants' images")
-        pixels, owner, skipped = _frames(source, cohort, group, video_frames)
+        pixels, owner, skipped = (bundle_inputs(source, cohort, group) if video_frames is None
+                                  else _frames(source, cohort, group, video_frames))
         if len(pixels) == 0:
             on_step(f"{group.name}: no images, skipped")
             continue
@@ -197,6 +200,18 @@ def verify(source: SourceBundle, quantized: SourceBundle, cohort: Cohort, limits
                         layers=worst_layers(errors, REPORTED_LAYERS), footprint=footprint,
                         float_bundle=source.path, int8_bundle=quantized.path, cohort_path=cohort.root,
                         quantization=quantized.quantization)
+
+
+def bundle_inputs(source: SourceBundle, cohort: Cohort, group: Group) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Network inputs (M, 1, S, S), owners and files left out, read exactly as training and ``sarco
+    evaluate`` read them (:func:`model_build.models.data.load_images`, the bundle's frames per
+    recording, no quality gate): what the study's AUCs were computed on."""
+    from model_build.models.data import load_images
+    from sarco_core.preprocess import Preprocessor
+
+    preprocessor = Preprocessor(source.device.preprocess)
+    images = load_images(cohort, group.rows["participant_id"].tolist(), preprocessor, source.frames_per_video)
+    return preprocessor.normalise(images.pixels.astype(np.float32))[:, np.newaxis], images.owner, images.skipped
 
 
 def _frames(source: SourceBundle, cohort: Cohort, group: Group, video_frames: int) -> tuple[np.ndarray, np.ndarray,

@@ -46,3 +46,9 @@ SIZES: dict[str, tuple[CohortSpec, ...]] = {
 
 MISSING_FRACTION = 86 / 357
 """Share of participants with at least one missing clinical or lab value in the study."""
+
+WHOLE_LAB_MISSING_SHARE = 0.2
+"""Of the participants with missing values, the share who lack the whole lab table (no test
+ordered), so that evidential fusion's vacuous opinion is exercised (17 of 357 in `paper`
+development). The clinical table is never wholly missing: age and sex are recorded for everyone,
+and the AWGS 2019 criteria need sex."""

@@ -29,7 +29,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from model_build.cohort.schema import Schema
-from model_build.synth.cohorts import MISSING_FRACTION, SIZES, CohortSpec
+from model_build.synth.cohorts import MISSING_FRACTION, SIZES, WHOLE_LAB_MISSING_SHARE, CohortSpec
 from model_build.synth.latent import (
     LATENT_COLUMNS,
     MODALITY_LATENTS,
@@ -39,10 +39,10 @@ from model_build.synth.latent import (
 )
 from model_build.synth.media import MediaJob, ParticipantMedia, render_participant
 from model_build.synth.reference import REFERENCE_SCHEMA, check_labels, draw_reference
-from model_build.synth.tabular import TABULAR_SCHEMA, add_missing_values, clinical_and_lab, draw_sex
+from model_build.synth.tabular import TABULAR_SCHEMA, add_missing_values, clinical_and_lab, draw_sex, drop_whole_lab
 from sarco_core.errors import SarcoError
 
-GENERATOR_VERSION = "1.1.0"  # 1.1.0: truth_media.csv
+GENERATOR_VERSION = "1.2.0"  # 1.1.0: truth_media.csv; 1.2.0: some participants lack the whole lab table
 ASMI_METHOD_BY_CENTER = {"A": "dxa", "B": "bia", "C": "bia"}
 POOLED = "pooled"
 
@@ -96,7 +96,9 @@ class _CohortDraw:
 
 def _draw_cohort(spec: CohortSpec, model: LatentModel, seed: np.random.SeedSequence,
                  with_videos: bool, root: Path) -> _CohortDraw:
-    tabular_seed, media_seed = seed.spawn(2)
+    # The third child (whole lab tables missing) came with 1.2.0; spawning it leaves the first two,
+    # and so every other draw, as they were.
+    tabular_seed, media_seed, missing_seed = seed.spawn(3)
     rng = np.random.default_rng(tabular_seed)
     n = spec.n_participants
     labels = np.zeros(n, dtype=int)
@@ -106,6 +108,7 @@ def _draw_cohort(spec: CohortSpec, model: LatentModel, seed: np.random.SeedSeque
     sex = draw_sex(n, rng)
     ids = [f"{spec.id_prefix}{i:04d}" for i in range(1, n + 1)]
     inputs = add_missing_values(clinical_and_lab(latents.z, sex, rng), rng, MISSING_FRACTION)
+    inputs = drop_whole_lab(inputs, np.random.default_rng(missing_seed), WHOLE_LAB_MISSING_SHARE)
     reference = draw_reference(labels, sex, ASMI_METHOD_BY_CENTER[spec.center], latents.z, latents.frailty, rng)
     participants = pd.concat([
         pd.DataFrame({"participant_id": ids, "cohort": spec.name, "center": spec.center, "label": labels}),
@@ -276,7 +279,8 @@ def _facts(summary: SynthSummary) -> dict:
         "cohorts": {name: {"participants": n, "positives": k} for name, (n, k) in summary.counts.items()},
         "images": summary.n_images,
         "videos_written": summary.n_videos,
-        "missing_values": f"MCAR: {MISSING_FRACTION:.4f} of participants lack 1-3 clinical/lab values",
+        "missing_values": f"MCAR: {MISSING_FRACTION:.4f} of participants lack 1-3 clinical/lab values, "
+                          f"{WHOLE_LAB_MISSING_SHARE:.0%} of these the whole lab table instead",
         "oracle_targets": options.targets.as_dict(),
         "oracle_auc_population": {k: round(v, 4) for k, v in summary.population_aucs.items()},
         "oracle_auc": {cohort: {k: round(v, 4) for k, v in aucs.items()}

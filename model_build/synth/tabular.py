@@ -7,7 +7,8 @@ the latents stays an upper bound for any model of these columns. A value is neve
 of another modality's latents (that would leak, say, image information into the lab columns).
 
 Missing values are MCAR: which participants lack a value, and which values, is drawn
-independently of everything else, so missingness carries no signal either.
+independently of everything else, so missingness carries no signal either; some of them lack the
+whole lab table (:func:`drop_whole_lab`).
 """
 
 from __future__ import annotations
@@ -148,4 +149,15 @@ def add_missing_values(table: pd.DataFrame, rng: np.random.Generator,
         blank = rng.choice(len(columns), size=count, replace=False, p=weights / weights.sum())
         for column_index in blank:
             table.loc[table.index[row], columns[column_index]] = pd.NA
+    return table
+
+
+def drop_whole_lab(table: pd.DataFrame, rng: np.random.Generator, share: float) -> pd.DataFrame:
+    """Blank every lab column for ``round(share * k)`` of the k participants who already lack a value,
+    chosen at random (MCAR, as the single gaps): a participant without any lab test."""
+    table = table.copy()
+    gaps = np.flatnonzero(table.isna().any(axis=1).to_numpy())
+    chosen = rng.choice(gaps, size=round(share * len(gaps)), replace=False)
+    lab = [name for name, spec in TABULAR_SCHEMA.items() if spec.role == "lab"]
+    table.loc[table.index[np.sort(chosen)], lab] = pd.NA
     return table

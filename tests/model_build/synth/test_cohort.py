@@ -22,12 +22,14 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from model_build.cli import app
+from model_build.cohort import load_cohort
 from model_build.cohort.schema import load_schema
 from sarco_core.criteria import Measurements, diagnose
-from model_build.synth.cohorts import MISSING_FRACTION, SIZES
+from model_build.synth.cohorts import MISSING_FRACTION, SIZES, WHOLE_LAB_MISSING_SHARE
 from model_build.synth.generate import SynthError, SynthOptions, build_tables, synthesize
 from model_build.synth.latent import LATENT_COLUMNS, ORACLE_MODALITIES, LatentModel, OracleTargets
 from model_build.synth.media import MediaJob, participant_muscle, render_participant
+from model_build.synth.tabular import TABULAR_SCHEMA
 
 SEED = 7
 
@@ -107,6 +109,42 @@ def test_paper_size_matches_the_study(tmp_path):
     inputs = [c for c in development.columns if c not in ("participant_id", "cohort", "center", "label")
               and not c.startswith(("grip", "gait", "chair", "sppb", "asmi"))]
     assert int(development[inputs].isna().any(axis=1).sum()) == 86  # as in the study
+
+
+def tabular(role: str) -> list[str]:
+    return [name for name, spec in TABULAR_SCHEMA.items() if spec.role == role]
+
+
+def test_some_participants_lack_the_whole_lab_table_at_the_documented_share(tmp_path):
+    for size in ("small", "paper"):
+        participants = build_tables(SynthOptions(size=size, seed=1), tmp_path).participants
+        for spec in SIZES[size]:
+            rows = participants[participants["cohort"] == spec.name]
+            with_gaps = round(MISSING_FRACTION * spec.n_participants)
+            assert int(rows[tabular("clinical") + tabular("lab")].isna().any(axis=1).sum()) == with_gaps
+            no_lab = rows[tabular("lab")].isna().all(axis=1)
+            assert int(no_lab.sum()) == round(WHOLE_LAB_MISSING_SHARE * with_gaps) >= 1
+            assert not rows[tabular("clinical")].isna().all(axis=1).any()
+            assert rows[["age", "sex"]].notna().all().all()
+    paper = build_tables(SynthOptions(size="paper", seed=1), tmp_path).participants
+    assert int(paper.loc[paper["cohort"] == "development", tabular("lab")].isna().all(axis=1).sum()) == 17
+
+
+def test_participants_without_labs_are_scored_by_a_vacuous_lab_opinion(cohort, tmp_path):
+    from model_build.models.train import Trainer, TrainOptions
+
+    loaded = load_cohort(cohort)
+    participants = loaded.participants
+    trainer = Trainer(TrainOptions.quick(modalities=["clinical", "lab"], epochs=2, threads=1))
+    trainer.fit(loaded, tmp_path / "model", rows=participants[participants["cohort"] == "development"])
+    predictions = trainer.predict(participants).set_index("participant_id")
+    no_lab = participants.set_index("participant_id")[tabular("lab")].isna().all(axis=1)
+    assert no_lab.sum() == sum(round(WHOLE_LAB_MISSING_SHARE * round(MISSING_FRACTION * spec.n_participants))
+                               for spec in SIZES["small"])
+    without = predictions[no_lab.reindex(predictions.index)]
+    assert (without[["evidence_lab_sarcopenia", "evidence_lab_non_sarcopenia", "contribution_lab"]] == 0).all().all()
+    assert without["probability"].between(0, 1).all() and (without["contribution_clinical"] == 1).all()
+    assert (predictions.loc[~no_lab, "evidence_lab_sarcopenia"] > 0).all()
 
 
 def test_large_development_cohort_is_the_paper_one(tmp_path):

@@ -171,6 +171,43 @@ def test_tables_only_study_is_complete_and_deterministic(recorded_run, tables_co
     assert not first.with_name("a.partial").exists()
 
 
+def test_thresholds_come_from_out_of_fold_predictions_and_reach_the_bundles(recorded_run) -> None:  # noqa: ANN001
+    run = recorded_run[0]
+    results = json.loads((run / "results.json").read_text())
+    for name, model in results["models"].items():
+        operating = model["operating_point"]
+        assert operating["rule"] == "youden" and "out-of-fold" in operating["chosen_on"]
+        assert [f["fold"] for f in operating["calibration"]["folds"]] == [0, 1, 2, 3, 4]
+        development = pd.read_csv(run / "predictions" / name / "development.csv")
+        cuts = development.groupby("fold")["threshold"].first().tolist()
+        assert cuts == pytest.approx(operating["fold_thresholds"])
+        assert (development["decision"] == (development["probability"] >= development["threshold"])).all()
+        external = pd.read_csv(run / "predictions" / name / "external.csv")
+        assert external["threshold"].tolist() == pytest.approx([operating["refit_threshold"]] * len(external))
+        config = json.loads((run / model["bundle"] / "config.json").read_text())
+        assert config["decision_threshold"] == pytest.approx(operating["refit_threshold"])
+        assert config["operating_point"] == operating
+        for cohort in results["cohorts"]:
+            metrics = model[cohort]
+            for share in ("sensitivity", "specificity"):
+                if metrics.get(share) is not None:
+                    lower, upper = metrics[f"{share}_ci"]
+                    assert lower <= metrics[share] <= upper
+
+
+def test_comparisons_carry_holm_beside_the_raw_p_and_name_their_method(recorded_run) -> None:  # noqa: ANN001
+    results = json.loads((recorded_run[0] / "results.json").read_text())
+    for cohort in results["cohorts"]:
+        family = [c for c in results["comparisons"] if c["cohort"] == cohort]
+        assert all(c["p"] <= c["p_holm"] <= min(1.0, len(family) * c["p"]) + 1e-12 for c in family)
+        assert min((c["p_holm"] for c in family), default=0) == pytest.approx(
+            min((min(1.0, len(family) * c["p"]) for c in family), default=0))  # the smallest: x family size
+    development = {c["method"] for c in results["comparisons"] if c["cohort"] == "development"}
+    # 16 development participants in 5 folds: a fold holds 1 case, so the test pools (and says so)
+    assert development == {"paired DeLong, pooled folds (a fold has fewer than 2 of a class)"}
+    assert {c["method"] for c in results["comparisons"] if c["cohort"] != "development"} == {"paired DeLong"}
+
+
 @pytest.fixture(scope="module")
 def image_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Images and recordings only (clinical and lab columns dropped from the schema): the study

@@ -12,9 +12,10 @@ import yaml
 from scipy.special import expit
 
 from model_build.cohort import Cohort, load_cohort
-from model_build.stats import auc_ci, compare_auc, holm_adjust, roc_auc, wilson_proportion, youden_threshold
+from model_build.stats import auc_ci, compare_auc, roc_auc, wilson_proportion, youden_threshold
 from model_build.study import borderline
 from model_build.study.report import write_report
+from model_build.study.results import with_holm
 from testkit.cohort_factory import SCHEMA, make_cohort, read_rows, write_csv
 
 COHORTS = ("development", "external", "poc")
@@ -147,7 +148,7 @@ def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) ->
         if len(names) > 1 else []
     comparisons += [compare(a, b, "development", "monomodal pair")
                     for i, a in enumerate(modalities) for b in modalities[i + 1:]]
-    holm(comparisons)
+    with_holm(comparisons)
     best = max(names, key=lambda name: models[name]["development"]["auc"])
     candidates = []
     for name in names:
@@ -189,7 +190,7 @@ def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) ->
                 y_all[(participants["cohort"] == c).to_numpy() & complete],
                 probability[name][(participants["cohort"] == c).to_numpy() & complete], 0.5).items()
                 if k in ("n", "n_positive", "auc", "auc_ci")} for c in COHORTS} for name in names},
-            "comparisons": holm([compare(fused, "image", "development", "multimodal vs other", complete)])}}
+            "comparisons": with_holm([compare(fused, "image", "development", "multimodal vs other", complete)])}}
     if int8:
         rows = development
         float_p = probability["image"][rows]
@@ -218,15 +219,6 @@ def operating_point(threshold: float) -> dict:
             "calibration": {"method": "platt", "folds": [{"fold": k, **identity} for k in range(5)],
                             "refit": identity},
             "fold_thresholds": [threshold] * 5, "refit_threshold": threshold, "note": None}
-
-
-def holm(comparisons: list[dict]) -> list[dict]:
-    """``p_holm`` per cohort family, as the runner adds it."""
-    for cohort in {c["cohort"] for c in comparisons}:
-        family = [c for c in comparisons if c["cohort"] == cohort]
-        for entry, adjusted in zip(family, holm_adjust([c["p"] for c in family])):
-            entry["p_holm"] = float(adjusted)
-    return comparisons
 
 
 def quick_copy(run: Path, target: Path, cohort: Cohort) -> Path:

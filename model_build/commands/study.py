@@ -22,7 +22,7 @@ from rich.table import Table
 from model_build.cohort import CohortError
 from model_build.cohort.paths import CohortPathError
 from model_build.commands.options import Device, Threads, USER_ERROR
-from model_build.study import SELECTION_RULES
+from model_build.study import SELECTION_RULES, THRESHOLD_RULES
 from sarco_core.cli import CliConsole, reported_errors
 from sarco_core.progress import CommandProgress
 
@@ -40,6 +40,13 @@ def register(app: typer.Typer) -> None:
         selection: Annotated[Literal[SELECTION_RULES], typer.Option(
             help="Model selection rule: fewest-not-worse is the study's.")] = "fewest-not-worse",
         alpha: Annotated[float, typer.Option(help="Significance level of the selection rule.")] = 0.05,
+        margin: Annotated[float, typer.Option(
+            help="Non-inferiority margin on the AUC (--selection non-inferior).")] = 0.05,
+        threshold_rule: Annotated[Literal[THRESHOLD_RULES], typer.Option(
+            help="Threshold rule on the calibrated out-of-fold predictions.")] = "youden",
+        threshold_target: Annotated[float | None, typer.Option(
+            help="Sensitivity (or specificity) to reach, e.g. 0.85; for cost: a missed case's cost in false "
+                 "alarms.")] = None,
         int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Quantize and verify an image-only selection.")]
         = True,
         threads: Threads = None,
@@ -50,6 +57,7 @@ def register(app: typer.Typer) -> None:
 
         with _errors():
             options = StudyOptions(seed=seed, folds=folds, quick=quick, selection=selection, alpha=alpha,
+                                   margin=margin, threshold_rule=threshold_rule, threshold_target=threshold_target,
                                    int8=int8, threads=threads, device=device)
         run = _run_study(cohort, out, options)
         print_summary(run, CliConsole())

@@ -37,6 +37,7 @@ class Bundle:
     stacker: Stacker | None = None
     frames_per_video: int = 4
     path: Path | None = None
+    operating_point: dict | None = None  # how a study chose the threshold (rule, CI, calibration)
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -57,6 +58,7 @@ class Bundle:
             "stacker": None if self.stacker is None else {"coef": self.stacker.coef,
                                                            "intercept": self.stacker.intercept},
             "classes": list(CLASSES),
+            **({"operating_point": self.operating_point} if self.operating_point is not None else {}),
         }
 
 
@@ -106,5 +108,6 @@ def load_bundle(folder: str | Path, verify: bool = True) -> Bundle:
     return Bundle(model=model, config=config, preprocess=preprocess, encoders=encoders,
                   threshold=float(raw["decision_threshold"]), input_schema=read_json_object(folder / INPUT_SCHEMA),
                   training=read_json_object(folder / TRAINING), stacker=None if stacker is None else Stacker(**stacker),
-                  frames_per_video=int(raw.get("frames_per_video", 4)), path=folder)
+                  frames_per_video=int(raw.get("frames_per_video", 4)), path=folder,
+                  operating_point=raw.get("operating_point"))
 

@@ -129,7 +129,8 @@ def model_card(bundle: Bundle) -> str:
     split = "out-of-fold predictions of the ensemble's members" if members else \
         "inner validation split of the training cohort"
     lines += [
-        f"- Decision threshold: {bundle.threshold:.4f} ({training['threshold']['rule']}, chosen on the {split})", "",
+        f"- Decision threshold: {bundle.threshold:.4f} ({training['threshold']['rule']}, chosen on the "
+        f"{bundle.operating_point['chosen_on'] if bundle.operating_point else split})", "",
         "## Training data",
         f"- Cohort `{training['cohort']}`, subset `{training['train_cohort']}`: " + (
             f"{training['participants']['train']} participants, each held out by one member for early "

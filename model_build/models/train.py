@@ -198,6 +198,7 @@ class Trainer:
         self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.stacker: Stacker | None = None
         self.threshold: dict | None = None
+        self.operating_point: dict | None = None  # a study's threshold record, written into the bundle
         self.checkpoint = Checkpoint.in_folder(self.out, self.fingerprint)
 
     def _build_network(self) -> None:
@@ -332,9 +333,15 @@ class Trainer:
             return self.data.branch.scorer
         return self.model.image_scorer()
 
-    def finish(self) -> Path:
-        """Stacker, threshold, metrics, ONNX and manifest: the bundle; the checkpoint goes."""
+    def finish(self, operating_point: dict | None = None) -> Path:
+        """Stacker, threshold, metrics, ONNX and manifest: the bundle; the checkpoint goes.
+        ``operating_point`` (the study's, chosen on out-of-fold predictions) replaces the inner
+        split's threshold: its ``refit_threshold`` is the bundle's decision threshold."""
         metrics = self.settle()
+        if operating_point is not None:
+            self.threshold = {"value": operating_point["refit_threshold"], "rule": operating_point["rule"],
+                              "target": operating_point["target"], "chosen_on": operating_point["chosen_on"]}
+            self.operating_point = operating_point
         metrics["baselines"] = self._baselines()
         bundle = self.write_bundle(self._deployable_model(), self.config, metrics)
         self.checkpoint.remove()
@@ -352,7 +359,7 @@ class Trainer:
             model=model, config=config, preprocess=self.data.preprocess,
             encoders=self.data.encoders, threshold=threshold["value"], input_schema=self._input_schema(),
             training={**self._training_metadata(metrics, threshold), **(training or {})}, stacker=self.stacker,
-            frames_per_video=self.options.frames_per_video)
+            frames_per_video=self.options.frames_per_video, operating_point=self.operating_point)
         bundle_io.write_bundle_files(bundle, self.out, model_card(bundle))
         write_manifest(self.out)
         return self.out

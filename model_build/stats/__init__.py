@@ -25,20 +25,25 @@ from model_build.stats.metrics import (
     metrics_at_threshold,
     wilson_proportion,
 )
+from model_build.stats.multiplicity import holm_adjust
+from model_build.stats.platt import PlattScaling
 from model_build.stats.roc import RocBand, RocCurve, roc_auc, roc_confidence_band, roc_curve
+from model_build.stats.stratified import compare_auc_stratified
 from model_build.stats.thresholds import (
     OperatingThreshold,
     select_threshold,
+    threshold_for_cost,
     threshold_for_sensitivity,
     threshold_for_specificity,
+    threshold_interval,
     youden_threshold,
 )
 
 __all__ = [
     "AucComparison", "AucInterval", "CalibrationCurve", "CalibrationFit", "ConfusionTable", "DecisionCurve",
-    "OperatingThreshold", "Proportion", "RocBand", "RocCurve", "StatsInputError", "ThresholdMetrics",
+    "OperatingThreshold", "PlattScaling", "Proportion", "RocBand", "RocCurve", "StatsInputError", "ThresholdMetrics",
     "auc_ci", "brier_score", "calibration_curve", "calibration_intercept_slope", "compare_auc",
-    "compare_auc_unpaired", "confusion_table", "decision_curve", "delong_covariance", "delong_variance",
+    "compare_auc_stratified", "compare_auc_unpaired", "confusion_table", "decision_curve", "delong_covariance", "delong_variance", "holm_adjust",
     "metrics_at_threshold", "net_benefit", "roc_auc", "roc_confidence_band", "roc_curve", "select_threshold",
-    "threshold_for_sensitivity", "threshold_for_specificity", "wilson_proportion", "youden_threshold",
+    "threshold_for_cost", "threshold_for_sensitivity", "threshold_for_specificity", "threshold_interval", "wilson_proportion", "youden_threshold",
 ]

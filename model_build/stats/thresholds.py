@@ -15,10 +15,12 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from model_build.stats._validate import StatsInputError
+from model_build.stats._validate import StatsInputError, as_labels, as_scores, check_level
+from model_build.stats.bootstrap import percentile_interval, stratified_resample_counts
 from model_build.stats.roc import RocCurve, roc_curve
 
-Rule = Literal["youden", "sensitivity", "specificity"]
+Rule = Literal["youden", "sensitivity", "specificity", "cost"]
+RULES = ("youden", "sensitivity", "specificity", "cost")
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class OperatingThreshold:
         if set(data) != expected:
             raise StatsInputError(f"an operating threshold needs exactly the keys {sorted(expected)}; "
                                   f"got {sorted(data)}.")
-        if data["rule"] not in ("youden", "sensitivity", "specificity") or np.isnan(float(data["value"])):
+        if data["rule"] not in RULES or np.isnan(float(data["value"])):
             raise StatsInputError(f"malformed operating threshold: {data}.")
         return cls(**data)  # type: ignore[arg-type]
 
@@ -93,6 +95,23 @@ def threshold_for_specificity(y_true: ArrayLike, y_score: ArrayLike, target: flo
     return _pick(curve, int(meeting[0]), "specificity", target)
 
 
+def threshold_for_cost(y_true: ArrayLike, y_score: ArrayLike, cost_ratio: float) -> OperatingThreshold:
+    """The threshold of least expected cost, ``cost_ratio`` x missed cases + false alarms (a missed
+    case costs ``cost_ratio`` false alarms, e.g. 3 for a screen whose positives get a DXA scan).
+
+    Counted on the data, so the class balance of the data enters as it should; ties resolve to
+    the lowest threshold, as for Youden's J.
+    """
+    if not float(cost_ratio) > 0:
+        raise StatsInputError(f"cost ratio must be positive, e.g. 3 (a missed case costs 3 false alarms); "
+                              f"got {cost_ratio}.")
+    labels = as_labels(y_true)
+    curve = roc_curve(labels, y_score)
+    positives, negatives = int(labels.sum()), int(labels.size - labels.sum())
+    cost = cost_ratio * (1.0 - curve.sensitivity) * positives + (1.0 - curve.specificity) * negatives
+    return _pick(curve, int(np.argmin(cost)), "cost", float(cost_ratio))
+
+
 def select_threshold(y_true: ArrayLike, y_score: ArrayLike, rule: Rule = "youden",
                      target: float | None = None) -> OperatingThreshold:
     """Dispatch on ``rule``; ``target`` is required for the sensitivity and specificity rules."""
@@ -103,4 +122,29 @@ def select_threshold(y_true: ArrayLike, y_score: ArrayLike, rule: Rule = "youden
             raise StatsInputError(f"rule '{rule}' needs a target, e.g. target=0.90.")
         chooser = threshold_for_sensitivity if rule == "sensitivity" else threshold_for_specificity
         return chooser(y_true, y_score, target)
-    raise StatsInputError(f"rule must be 'youden', 'sensitivity' or 'specificity'; got {rule!r}.")
+    if rule == "cost":
+        if target is None:
+            raise StatsInputError("rule 'cost' needs a target: the cost of a missed case in false alarms, e.g. 3.")
+        return threshold_for_cost(y_true, y_score, target)
+    raise StatsInputError(f"rule must be one of {', '.join(RULES)}; got {rule!r}.")
+
+
+def threshold_interval(y_true: ArrayLike, y_score: ArrayLike, rule: Rule = "youden", target: float | None = None,
+                       n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the threshold the rule picks on stratified bootstrap resamples of
+    the participants (:mod:`model_build.stats.bootstrap`): how far the cut would move on another
+    sample of the same size. A resample where the rule finds no cut (J <= 0) is left out."""
+    labels = as_labels(y_true)
+    scores = as_scores(y_score, labels.size)
+    rng = np.random.default_rng(seed)
+    picked = []
+    for counts in stratified_resample_counts(labels, n_boot, rng):
+        for row in counts:
+            index = np.repeat(np.arange(labels.size), row)
+            try:
+                picked.append(select_threshold(labels[index], scores[index], rule, target).value)
+            except StatsInputError:
+                continue
+    if not picked:
+        raise StatsInputError("the rule found no threshold on any bootstrap resample.")
+    return percentile_interval(np.array(picked), check_level(level))

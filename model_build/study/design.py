@@ -15,7 +15,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from model_build.models import MODALITIES, InputError
 from model_build.models.train import TrainOptions
-from model_build.study import SELECTION_RULES
+from model_build.study import SELECTION_RULES, THRESHOLD_RULES
 
 MIN_PER_CLASS_PER_FOLD = 6  # a fold's training part must still hold 4 of each class after the inner split
 
@@ -53,6 +53,9 @@ class StudyOptions:
     fusion: str = "evidential"
     alpha: float = 0.05
     selection: str = "fewest-not-worse"
+    margin: float = 0.05                     # non-inferiority margin on the AUC (selection "non-inferior")
+    threshold_rule: str = "youden"
+    threshold_target: float | None = None    # sensitivity/specificity to reach, or a missed case's cost
     int8: bool = True
     calibration_inputs: int | None = None    # None: 512, or 64 with --quick
     threads: int | None = None
@@ -63,6 +66,9 @@ class StudyOptions:
     def __post_init__(self) -> None:
         if self.selection not in SELECTION_RULES:
             raise StudyError(f"--selection {self.selection}: use one of {', '.join(SELECTION_RULES)}")
+        if not 0.0 < self.margin < 0.5:
+            raise StudyError(f"--margin {self.margin}: use an AUC difference in (0, 0.5), e.g. 0.05")
+        self._check_threshold_rule()
         if self.folds < 2:
             raise StudyError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
         if not 0.0 < self.alpha < 1.0:
@@ -71,6 +77,18 @@ class StudyOptions:
             self.calibration_inputs = 64 if self.quick else 512
         self.image = self.image or image_options(self.quick, self.seed)
         self.tabular = self.tabular or tabular_options(self.quick, self.seed)
+
+    def _check_threshold_rule(self) -> None:
+        rule, target = self.threshold_rule, self.threshold_target
+        if rule not in THRESHOLD_RULES:
+            raise StudyError(f"--threshold-rule {rule}: use one of {', '.join(THRESHOLD_RULES)}")
+        if rule == "youden" and target is not None:
+            raise StudyError("--threshold-target: Youden's J has no target; leave it out")
+        if rule in ("sensitivity", "specificity") and (target is None or not 0.0 < target <= 1.0):
+            raise StudyError(f"--threshold-rule {rule} needs --threshold-target in (0, 1], e.g. 0.85")
+        if rule == "cost" and (target is None or not target > 0):
+            raise StudyError("--threshold-rule cost needs --threshold-target > 0: a missed case's cost in false "
+                             "alarms, e.g. 3")
 
     def training(self, modalities: list[str], fold: int | None) -> TrainOptions:
         """Options of one model; each fold gets its own seed, derived from the study's."""
@@ -124,35 +142,67 @@ class StudyCandidate:
     n_modalities: int
     auc: float
     p_vs_best: float | None
+    difference_ci: list[float] | None  # AUC of this model minus the best's, development CI
     eligible: bool
 
 
-def select_model(aucs: dict[str, float], p_vs_best: dict[str, float | None], rule: str, alpha: float) -> dict:
-    """Apply the selection rule to development AUCs and each model's P value against the best.
+RULE_DESCRIPTIONS = {
+    "fewest-not-worse": "fewest data types whose AUC is not significantly lower than the best (paired DeLong, "
+                        "alpha {alpha}) on development",
+    "non-inferior": "fewest data types whose AUC is non-inferior to the best: the lower bound of the CI of the "
+                    "difference above -{margin} (pre-specified margin) on development",
+    "best": "highest AUC on development",
+}
+
+
+def _eligible(rule: str, auc: float, best_auc: float, versus: dict | None, alpha: float, margin: float) -> bool:
+    if versus is None or auc >= best_auc:
+        return rule != "best" or auc >= best_auc
+    if rule == "fewest-not-worse":
+        return versus["p"] >= alpha
+    return rule == "non-inferior" and versus["difference_ci"][0] > -margin
+
+
+def select_model(aucs: dict[str, float], versus_best: dict[str, dict | None], rule: str, alpha: float,
+                 margin: float = 0.05) -> dict:
+    """Apply the selection rule to development AUCs and each model's comparison with the best
+    (``p`` and ``difference_ci``, this model minus the best).
 
     ``fewest-not-worse`` (default, the study's choice of US alone): among the models whose AUC
     is not significantly lower than the best one's, the one with the fewest data types (then the
-    highest AUC). ``best``: the highest AUC.
+    highest AUC). ``non-inferior``: the same, but eligible means the CI of the difference lies
+    above -``margin`` (a pre-specified non-inferiority margin), so "not significant" is not read
+    as "not worse". ``best``: the highest AUC.
     """
     best = max(aucs, key=lambda name: aucs[name])
     candidates = []
     for name, auc in aucs.items():
-        p = p_vs_best.get(name)
-        eligible = name == best or (rule == "fewest-not-worse" and (p is None or p >= alpha or auc >= aucs[best]))
-        candidates.append(StudyCandidate(name, len(modalities_of(name)), auc, p, eligible))
+        versus = None if name == best else versus_best.get(name)
+        eligible = _eligible(rule, auc, aucs[best], versus, alpha, margin)
+        candidates.append(StudyCandidate(name, len(modalities_of(name)), auc, None if versus is None else versus["p"],
+                                         None if versus is None else list(versus["difference_ci"]), eligible))
     candidates.sort(key=lambda c: (c.n_modalities, -c.auc))
-    chosen = next(c for c in candidates if c.eligible) if rule == "fewest-not-worse" else \
+    chosen = next(c for c in candidates if c.eligible) if rule != "best" else \
         next(c for c in candidates if c.model == best)
-    if chosen.model == best:
-        reason = f"{best} has the highest development AUC ({aucs[best]:.3f})"
-        if rule == "fewest-not-worse":
-            reason += "; every model with fewer data types was significantly worse"
-    else:
-        reason = (f"{chosen.model} (AUC {chosen.auc:.3f}) is not significantly worse than the best, {best} "
-                  f"(AUC {aucs[best]:.3f}, paired DeLong P = {chosen.p_vs_best:.3f} >= {alpha}), "
-                  f"and needs {chosen.n_modalities} data type{'s' if chosen.n_modalities > 1 else ''}")
-    description = ("fewest data types whose AUC is not significantly lower than the best "
-                   f"(paired DeLong, alpha {alpha}) on development" if rule == "fewest-not-worse"
-                   else "highest AUC on development")
-    return {"rule": description, "rule_name": rule, "cohort": "development", "alpha": alpha, "best": best,
+    reason = _reason(chosen, best, aucs[best], rule, alpha, margin)
+    return {"rule": RULE_DESCRIPTIONS[rule].format(alpha=alpha, margin=margin), "rule_name": rule,
+            "cohort": "development", "alpha": alpha, "margin": margin, "best": best,
             "candidates": [asdict(c) for c in candidates], "selected": chosen.model, "reason": reason}
+
+
+def _reason(chosen: StudyCandidate, best: str, best_auc: float, rule: str, alpha: float, margin: float) -> str:
+    if chosen.model == best:
+        reason = f"{best} has the highest development AUC ({best_auc:.3f})"
+        if rule != "best":
+            reason += "; every model with fewer data types was " + (
+                "significantly worse" if rule == "fewest-not-worse" else f"not shown non-inferior (margin {margin})")
+        return reason
+    types = f"needs {chosen.n_modalities} data type{'s' if chosen.n_modalities > 1 else ''}"
+    if chosen.p_vs_best is None:  # as good as the best on development
+        return f"{chosen.model} (AUC {chosen.auc:.3f}) is as good as the best, {best}, and {types}"
+    if rule == "non-inferior":
+        lower, upper = chosen.difference_ci
+        return (f"{chosen.model} (AUC {chosen.auc:.3f}) is non-inferior to the best, {best} (AUC {best_auc:.3f}): "
+                f"difference CI {lower:.3f} to {upper:.3f} lies above -{margin}, and {types}")
+    return (f"{chosen.model} (AUC {chosen.auc:.3f}) is not significantly worse than the best, {best} "
+            f"(AUC {best_auc:.3f}, paired DeLong P = {chosen.p_vs_best:.3f} >= {alpha}), and {types}")

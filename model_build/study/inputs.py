@@ -58,18 +58,23 @@ LIST = Kind("a list", lambda v: isinstance(v, list))
 
 CENTER_METRICS = {"n": INTEGER, "n_positive": INTEGER, "auc": PROBABILITY.or_null(), "auc_ci": INTERVAL.or_null(),
                   "sensitivity": PROBABILITY.or_null(), "specificity": PROBABILITY.or_null(),
+                  "sensitivity_ci": INTERVAL.or_null(), "specificity_ci": INTERVAL.or_null(),
                   "accuracy": PROBABILITY.or_null(), "f1": PROBABILITY.or_null()}
 COHORT_METRICS = {**CENTER_METRICS, "threshold": NUMBER, "oracle_auc": PROBABILITY.or_null(), "by_center": MAPPING}
 ONE_CLASS_METRICS = {"n": INTEGER, "n_positive": INTEGER, "auc": Kind("null", lambda v: v is None),
                      "auc_ci": Kind("null", lambda v: v is None), "note": TEXT}
 """A cohort or center with one class only: no AUC, and the runner says so in ``note``."""
 COMPARISON = {"a": TEXT, "b": TEXT, "cohort": TEXT, "auc_a": PROBABILITY, "auc_b": PROBABILITY,
-              "difference": NUMBER, "p": PROBABILITY, "why": TEXT}
+              "difference": NUMBER, "difference_ci": INTERVAL, "p": PROBABILITY, "p_holm": PROBABILITY,
+              "method": TEXT, "why": TEXT}
+OPERATING_POINT = {"rule": TEXT, "target": NUMBER.or_null(), "chosen_on": TEXT, "threshold": PROBABILITY,
+                   "threshold_ci": INTERVAL.or_null(), "calibration": MAPPING, "fold_thresholds": LIST,
+                   "refit_threshold": PROBABILITY}
 SHARE = {"mean": PROBABILITY, "ci": INTERVAL}
 SELECTION = {"rule": TEXT, "cohort": TEXT, "alpha": PROBABILITY, "best": TEXT, "candidates": LIST,
              "selected": TEXT, "reason": TEXT}
 CANDIDATE = {"model": TEXT, "n_modalities": INTEGER, "auc": PROBABILITY, "p_vs_best": PROBABILITY.or_null(),
-             "eligible": BOOLEAN}
+             "difference_ci": INTERVAL.or_null(), "eligible": BOOLEAN}
 INT8 = {"accepted": BOOLEAN, "bundle": TEXT, "method": TEXT, "target": TEXT, "limits": MAPPING, "cohorts": MAPPING,
         "report": TEXT}
 INT8_LIMITS = {"max_auc_drop": NUMBER, "max_flip_rate": PROBABILITY}
@@ -114,7 +119,7 @@ DISAGREEMENT = {"class": TEXT, "modality": TEXT, "evidence_share": PROBABILITY, 
                 "evidence_for_more_than_against": PROBABILITY.or_null()}
 RUN_COHORT = {"path": TEXT, "data_hash": TEXT}
 OPTIONS = {"seed": INTEGER, "folds": INTEGER, "fusion": TEXT, "alpha": PROBABILITY}
-MODEL = {"modalities": LIST, "bundle": TEXT}
+MODEL = {"modalities": LIST, "bundle": TEXT, "operating_point": MAPPING}
 CLASSES = ("sarcopenia", "non_sarcopenia")
 SCHEMA_VERSION = 1
 
@@ -257,6 +262,7 @@ class _Checker:
             path = f"models.{name}"
             if self.fields(model, {**MODEL, **{cohort: MAPPING for cohort in cohorts}}, path) is None:
                 continue
+            self.inner(model.get("operating_point"), OPERATING_POINT, f"{path}.operating_point")
             modalities = model.get("modalities")
             if isinstance(modalities, list) and (not modalities or not set(modalities) <= set(MODALITIES)
                                                  or "+".join(m for m in MODALITIES if m in modalities) != name):

@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from model_build.cohort import Cohort
 from model_build.cohort.schema import ColumnSpec
 from model_build.models.tabular import TabularEncoder, baseline_logistic
-from model_build.study.results import cohort_metrics, compare
+from model_build.study.results import cohort_metrics, compare, with_holm
 
 MODEL = "measurements"
 COMPARED_WITH = "image"  # the model a device runs
@@ -117,8 +117,9 @@ def summary(predictions: dict[str, dict[str, pd.DataFrame]], participants: pd.Da
             comparisons.append(found)
     return {"model": MODEL, "compared_with": COMPARED_WITH, "aponeurosis_model": aponeurosis_model,
             "inputs": [spec.name for spec in refit.specs], "thickness_unit": unit, "missing": MISSING_RULE,
-            "description": "logistic regression (L2, C 1, classes balanced, cut 0.5) on the median muscle "
+            "description": "logistic regression (L2, C 1, classes balanced; the cut by the study's threshold rule) on "
+                           "the median muscle "
                            "thickness, echo intensity and pennation angle of the participant's images, measured by "
                            "the aponeurosis model, with age and sex",
-            "refit": refit.to_dict(), "measured": measured, "cohorts": results, "comparisons": comparisons}
+            "refit": refit.to_dict(), "measured": measured, "cohorts": results, "comparisons": with_holm(comparisons)}
 

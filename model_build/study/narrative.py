@@ -210,14 +210,17 @@ def methods(results: dict) -> list[str]:
              f"Development was evaluated by {options['folds']}-fold cross-validation: each participant's probability "
              "comes from the model of the fold that did not train on them (out-of-fold). Each model was then refit "
              "on all development participants and frozen before any other cohort was scored.",
-             "Decision thresholds were set on development data only and applied unchanged to every other cohort; "
+             "Decision thresholds were set on development data only and applied unchanged to every other cohort: "
+             "each model's rule was applied once to its pooled out-of-fold development predictions, each fold's "
+             "Platt-scaled on that fold, with a 95% bootstrap interval of the cut; "
              "the 2x2 tables, sensitivity, specificity, positive and negative predictive values (PPV, NPV), accuracy "
              "and F1 are at that threshold (positive when the probability is at or above it). Proportions have 95% "
              "Wilson score intervals.",
              f"AUCs have 95% DeLong confidence intervals (none when every case is ranked above, or below, every "
              f"non-case: DeLong's variance is then zero); models were compared with the paired DeLong test on the "
-             f"same participants (two-sided, alpha {options['alpha']}); P values are not adjusted for multiple "
-             f"comparisons.",
+             f"same participants (two-sided, alpha {options['alpha']}), on development within folds (fold-stratified: "
+             f"out-of-fold scores of different fold models are never ranked against each other); Holm-adjusted P "
+             f"values stand beside the raw ones, each cohort's comparisons one family.",
              "Calibration: observed against predicted risk in bins, Brier score, calibration intercept "
              "(calibration-in-the-large) and slope, each with a 95% Wald interval from the standard error of its "
              "logistic recalibration fit. Decision curves: net benefit (Vickers and Elkin, 2006)."]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from model_build.study.formatting import format_number, format_proportion
+from model_build.study.formatting import MISSING, format_estimate, format_number, format_proportion
 from model_build.study.inputs import labelled
 
 Predictions = dict[tuple[str, str], pd.DataFrame]
@@ -72,3 +72,24 @@ def two_by_two_table(results: dict, predictions: Predictions) -> pd.DataFrame:
                   counts.tp + counts.fp + counts.fn + counts.tn]]
     frame = pd.DataFrame(rows, columns=["Cohort", "Screen result", "Sarcopenia", "No sarcopenia", "Total"])
     return frame.astype({column: str for column in ("Sarcopenia", "No sarcopenia", "Total")})
+
+
+RULE_NAMES = {"youden": "Youden's J", "sensitivity": "sensitivity at least {target}",
+              "specificity": "specificity at least {target}", "cost": "least cost, a missed case = {target} false alarms"}
+
+
+def threshold_table(results: dict) -> pd.DataFrame:
+    """How each model's threshold was chosen (results.json ``operating_point``): the rule, the cut on
+    the calibrated scale with its bootstrap CI, and the raw cuts it becomes for the refit (the
+    bundle's) and the fold models."""
+    rows = []
+    for model, entry in results["models"].items():
+        point = entry["operating_point"]
+        folds = point["fold_thresholds"]
+        rows.append([model, RULE_NAMES[point["rule"]].format(target=point["target"]),
+                     format_estimate(point["threshold"], point["threshold_ci"]),
+                     format_number(point["refit_threshold"]),
+                     f"{format_number(min(folds))} to {format_number(max(folds))}" if folds else MISSING,
+                     point.get("note") or ""])
+    return pd.DataFrame(rows, columns=["Model", "Rule", "Calibrated threshold (95% bootstrap CI)",
+                                       "Refit (bundle) threshold", "Fold models' thresholds", "Note"])

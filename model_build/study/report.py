@@ -88,10 +88,17 @@ def render(results: dict, cohort: Cohort, tables: dict[str, pd.DataFrame], figur
                 "sensitivity, specificity and the positive and negative predictive values (PPV, NPV), each with a "
                 "95% Wilson interval. Predictive values depend on the share with sarcopenia in the cohort.")
             + _two_by_two(results, tables["two_by_two"])
+            + "<h3>How the thresholds were chosen</h3>" + html.table(
+                t("thresholds"), "Each model's rule applied once to its pooled out-of-fold development predictions, "
+                "each fold's Platt-scaled on that fold; the cut is on that calibrated scale (95% stratified bootstrap "
+                "interval, 1,000 resamples). The refit bundle's threshold is the same cut through the Platt fit on all "
+                "out-of-fold predictions; each fold model's through its own fold's fit.")
             + html.figures(figures["roc"], side_by_side=True)),
         html.Section("borderline", "Borderline results on the device", _borderline(results, tables)),
         html.Section("comparisons", "Model comparisons", html.table(
-            t("comparisons"), "Paired DeLong tests on the same participants; P values unadjusted.")),
+            t("comparisons"), "Paired DeLong tests on the same participants: on development fold-stratified (differences within "
+            "folds, combined over folds), elsewhere on the cohort's participants; raw P and Holm-adjusted P, each "
+            "cohort's comparisons one family.")),
         html.Section("measurements", "Muscle measurements beside the image model",
                      measurements_section(results, tables)),
         html.Section("calibration", "Calibration", _calibration_caution(results) + html.table(

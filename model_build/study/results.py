@@ -1,6 +1,10 @@
 """The study's numbers from its prediction tables: metrics, DeLong comparisons, contributions,
 the complete-case sensitivity analysis and the oracle.
 
+Development comparisons are fold-stratified (:func:`model_build.stats.compare_auc_stratified`):
+out-of-fold scores of different fold models are never ranked against each other. Each cohort's
+comparisons are one family for Holm's adjustment (``p_holm`` beside the raw ``p``).
+
 Every figure is computed from ``predictions/<model>/<cohort>.csv`` as written, so a reader can
 recompute any number of the report from the files beside it.
 """
@@ -14,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from model_build.models.report import classification_metrics, contribution_summary
-from model_build.stats import StatsInputError, auc_ci, compare_auc, roc_auc
+from model_build.stats import (StatsInputError, auc_ci, compare_auc, compare_auc_stratified, holm_adjust, roc_auc,
+                               wilson_proportion)
 from model_build.study import information
 from model_build.study.design import modalities_of
 
@@ -37,6 +42,7 @@ def metrics_of(table: pd.DataFrame) -> dict:
     tp, fp = int(((decision == 1) & (labels == 1)).sum()), int(((decision == 1) & (labels == 0)).sum())
     fn, tn = int(((decision == 0) & (labels == 1)).sum()), int(((decision == 0) & (labels == 0)).sum())
     metrics.update({"sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp),
+                    "sensitivity_ci": _wilson(tp, tp + fn), "specificity_ci": _wilson(tn, tn + fp),
                     "accuracy": (tp + tn) / len(labels), "f1": _ratio(2 * tp, 2 * tp + fp + fn)})
     if "fold" in table and len(np.unique(thresholds)) > 1:
         metrics["threshold_by_fold"] = [float(v) for v in table.groupby("fold")["threshold"].first()]
@@ -45,6 +51,12 @@ def metrics_of(table: pd.DataFrame) -> dict:
 
 def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
+
+
+def _wilson(successes: int, total: int) -> list[float] | None:
+    """95% Wilson interval of a proportion, None for 0 of 0."""
+    share = wilson_proportion(successes, total)
+    return None if share.lower is None else [share.lower, share.upper]
 
 
 def _auc_with_ci(table: pd.DataFrame) -> dict:
@@ -74,7 +86,8 @@ def by_center(table: pd.DataFrame) -> dict:
             continue
         full = metrics_of(rows)
         result[str(center)] = {k: full[k] for k in ("n", "n_positive", "auc", "auc_ci", "sensitivity",
-                                                   "specificity", "accuracy", "f1")}
+                                                   "sensitivity_ci", "specificity", "specificity_ci", "accuracy",
+                                                   "f1")}
     return result
 
 
@@ -105,18 +118,49 @@ def oracle_by_cohort(truth: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> di
 
 
 def compare(tables: dict[str, pd.DataFrame], a: str, b: str, cohort: str, why: str) -> dict | None:
-    """Paired DeLong test of models a and b on the participants both predicted."""
+    """Paired DeLong test of models a and b on the participants both predicted: fold-stratified
+    where the rows carry their fold (development), with the pooled test's P beside it; pooled when
+    a fold has fewer than 2 of a class (DeLong's variance needs 2)."""
     left, right = tables[a], tables[b]
-    merged = left[["participant_id", "label", "probability"]].merge(
-        right[["participant_id", "probability"]], on="participant_id", suffixes=("_a", "_b"))
+    columns = ["participant_id", "label", "probability"] + (["fold"] if "fold" in left else [])
+    merged = left[columns].merge(right[["participant_id", "probability"]], on="participant_id", suffixes=("_a", "_b"))
     labels = merged["label"].to_numpy(int)
+    scores = merged["probability_a"].to_numpy(float), merged["probability_b"].to_numpy(float)
     try:
-        result = compare_auc(labels, merged["probability_a"].to_numpy(float), merged["probability_b"].to_numpy(float))
+        pooled = compare_auc(labels, *scores)
     except StatsInputError:
         return None
+    result, method, extra = pooled, "paired DeLong", {}
+    if "fold" in merged:
+        try:
+            result = compare_auc_stratified(labels, *scores, merged["fold"].to_numpy(int))
+            method, extra = "fold-stratified paired DeLong (pair weights)", {"p_pooled": pooled.p}
+        except StatsInputError:
+            method = "paired DeLong, pooled folds (a fold has fewer than 2 of a class)"
     return {"a": a, "b": b, "cohort": cohort, "n": int(len(merged)), "auc_a": result.auc_a, "auc_b": result.auc_b,
             "difference": result.difference, "difference_ci": [result.lower, result.upper], "p": result.p,
-            "why": why}
+            "method": method, **extra, "why": why}
+
+
+def with_holm(comparisons: list[dict]) -> list[dict]:
+    """``p_holm`` on each comparison, each cohort's comparisons one family."""
+    for cohort in dict.fromkeys(c["cohort"] for c in comparisons):
+        family = [c for c in comparisons if c["cohort"] == cohort]
+        for entry, adjusted in zip(family, holm_adjust([c["p"] for c in family])):
+            entry["p_holm"] = float(adjusted)
+    return comparisons
+
+
+def versus(comparisons: list[dict], best: str) -> dict[str, dict]:
+    """Each model's development comparison with ``best``, as the selection reads it: P and the CI
+    of this model's AUC minus the best's."""
+    found = {}
+    for c in comparisons:
+        if c["cohort"] == "development" and best in (c["a"], c["b"]):
+            lower, upper = c["difference_ci"]
+            other, ci = (c["a"], [lower, upper]) if c["b"] == best else (c["b"], [-upper, -lower])
+            found[other] = {"p": c["p"], "difference_ci": ci}
+    return found
 
 
 def comparison_plan(models: list[str]) -> list[tuple[str, str, str]]:
@@ -146,7 +190,7 @@ def comparisons_for(predictions: dict[str, dict[str, pd.DataFrame]], models: lis
             found = compare(tables, a, b, cohort, why)
             if found is not None:
                 results.append(found)
-    return results
+    return with_holm(results)
 
 
 def _rows(table: pd.DataFrame, only: str | None) -> pd.DataFrame:

@@ -34,7 +34,7 @@ from model_build.measure.infer import AponeurosisModel
 from model_build.models.data import ImageLibrary, count_media, data_hash, tabular_columns
 from model_build.models.train import Trainer
 from model_build.models.training_data import available_modalities, read_library
-from model_build.study import borderline, measurements, recovery
+from model_build.study import borderline, measurements, recovery, threshold_choice
 from model_build.study import results as study_results
 from model_build.study.design import (StudyError, StudyOptions, assign_folds, combined_models, modalities_of,
                                       select_model)
@@ -65,6 +65,7 @@ class Study:
         self.library: ImageLibrary | None = None
         self.branches: dict[int | None, ImageBranch] = {}  # fold (None: the refit) -> its image network
         self.predictions: dict[str, dict[str, pd.DataFrame]] = {}
+        self.operating: dict[str, dict] = {}  # model -> its threshold, chosen on out-of-fold development
         self.measured: CohortMeasurements | None = None  # every participant's images, measured
         self.measurements_model: measurements.MeasurementsModel | None = None  # not fitted: the inputs
         self.thickness_unit = "px"
@@ -87,6 +88,7 @@ class Study:
         combined = combined_models(best, self.modalities)
         self._timed("cross_validation_fusion", lambda: self.cross_validate(combined))
         models = monomodal + combined
+        self._timed("thresholds", lambda: self.choose_thresholds(models + beside))
         self._timed("refit", lambda: self.refit(models + beside))
         results = self._timed("statistics", lambda: self.statistics(models))
         self._timed("int8", lambda: self.int8(results))
@@ -148,14 +150,26 @@ class Study:
             frame = pd.concat(parts[name], ignore_index=True)
             self.predictions.setdefault(name, {})["development"] = self._annotate(frame, self.development)
 
+    def choose_thresholds(self, names: list[str]) -> None:
+        """Each model's threshold from its out-of-fold development predictions
+        (:mod:`model_build.study.threshold_choice`); the development decisions follow it."""
+        options = self.options
+        for name in names:
+            development = self.predictions[name]["development"]
+            self.operating[name] = threshold_choice.choose_operating_point(
+                development, options.threshold_rule, options.threshold_target, options.seed)
+            self.predictions[name]["development"] = threshold_choice.apply_to_development(development,
+                                                                                          self.operating[name])
+
     def refit(self, names: list[str]) -> None:
-        """Every model on all of development, saved as a bundle, frozen on the other cohorts."""
+        """Every model on all of development, saved as a bundle (with the threshold chosen on the
+        out-of-fold predictions), frozen on the other cohorts."""
         task = self.progress.add_task("refit on development", total=len(names))
         for name in names:
             trainer = self._train(name, None, self.development, bundle=self.work / "bundles" / name)
             for cohort, rows in self.others.items():
                 table = self._with_spread(name, None, trainer.predict(rows))
-                table["threshold"] = trainer.threshold["value"]
+                table["threshold"] = self.operating[name]["refit_threshold"]
                 self.predictions[name][cohort] = self._annotate(table, rows)
             self.progress.advance(task)
         self.progress.remove_task(task)
@@ -177,7 +191,7 @@ class Study:
         trainer = Trainer(options, self.progress).fit(self.cohort, where, rows=rows, library=self.library,
                                                       branch=branch)
         if bundle is not None:
-            trainer.finish()
+            trainer.finish(self.operating[name])
         else:
             trainer.settle()
         if modalities == ["image"]:
@@ -219,13 +233,11 @@ class Study:
         summary = study_results.summarise(self.predictions, models, cohorts, truth, self.options.seed)
         dev_aucs = {name: summary["models"][name]["development"]["auc"] for name in models}
         best = max(dev_aucs, key=lambda name: dev_aucs[name])
-        p_vs_best = {c["a"]: c["p"] for c in summary["comparisons"]
-                     if c["cohort"] == "development" and c["b"] == best}
-        p_vs_best.update({c["b"]: c["p"] for c in summary["comparisons"]
-                          if c["cohort"] == "development" and c["a"] == best})
-        selection = select_model(dev_aucs, p_vs_best, self.options.selection, self.options.alpha)
+        selection = select_model(dev_aucs, study_results.versus(summary["comparisons"], best),
+                                 self.options.selection, self.options.alpha, self.options.margin)
         for name in models:
             summary["models"][name]["bundle"] = f"bundles/{name}"
+            summary["models"][name]["operating_point"] = self.operating[name]
         columns = ["participant_id", "label"] + [c.name for m in ("clinical", "lab")
                                                  for c in tabular_columns(self.cohort, m)]
         participants = self.cohort.participants

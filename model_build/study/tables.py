@@ -26,6 +26,7 @@ from model_build.study.formatting import (
     MISSING,
     format_count,
     format_estimate,
+    format_interval,
     format_number,
     format_p,
     format_percent,
@@ -34,7 +35,8 @@ from model_build.study.formatting import (
 from model_build.study.inputs import CLASSES, DEVELOPMENT, complete_cases, focus_models, labelled
 from model_build.study.information_report import auc_drop_table, information_table
 from model_build.study.measurement_report import measurements_table, recovery_table
-from model_build.study.operating import SHARE_HEADER, Counts, Predictions, operating_point_table, two_by_two_table
+from model_build.study.operating import (SHARE_HEADER, Counts, Predictions, operating_point_table, threshold_table,
+                                        two_by_two_table)
 
 ROLE_NAMES = {"clinical": "clinical input", "lab": "lab input", "reference": "reference (not an input)"}
 FIRST_VARIABLES = ("age", "sex", "bmi")  # the usual opening lines of a "Table 1"
@@ -157,14 +159,16 @@ def performance_table(results: dict) -> pd.DataFrame:
 
 
 def comparisons_table(comparisons: list[dict]) -> pd.DataFrame | None:
-    """Paired DeLong tests as listed by the runner; the difference is AUC A - AUC B."""
+    """Paired DeLong tests as listed by the runner; the difference is AUC A - AUC B; Holm's P beside
+    the raw one (each cohort's comparisons one family)."""
     with_ci = any(c.get("difference_ci") for c in comparisons)  # the runner may add the CI of the difference
     rows = [[c["cohort"], c["a"], c["b"], format_number(c["auc_a"]), format_number(c["auc_b"]),
              format_estimate(c["difference"], c.get("difference_ci"), signed=True) if with_ci
-             else format_number(c["difference"], signed=True), format_p(c["p"]), c["why"]]
+             else format_number(c["difference"], signed=True), format_p(c["p"]), format_p(c.get("p_holm")),
+             c.get("method", "paired DeLong"), c["why"]]
             for c in comparisons]
     header = ["Cohort", "Model A", "Model B", "AUC A", "AUC B", "Difference A - B" + (" (95% CI)" if with_ci else ""),
-              "P (DeLong)", "Why compared"]
+              "P (DeLong)", "P (Holm, per cohort)", "Test", "Why compared"]
     return pd.DataFrame(rows, columns=header) if rows else None
 
 
@@ -201,10 +205,12 @@ def complete_case_comparisons_table(results: dict) -> pd.DataFrame | None:
 
 def selection_table(results: dict) -> pd.DataFrame:
     selection = results["selection"]
-    rows = [[c["model"], str(c["n_modalities"]), format_number(c["auc"]), format_p(c["p_vs_best"]),
-             "yes" if c["eligible"] else "no", "yes" if c["model"] == selection["selected"] else ""]
-            for c in selection["candidates"]]
+    rows = [[c["model"], str(c["n_modalities"]), format_number(c["auc"]),
+             format_interval(c.get("difference_ci")),
+             format_p(c["p_vs_best"]), "yes" if c["eligible"] else "no",
+             "yes" if c["model"] == selection["selected"] else ""] for c in selection["candidates"]]
     return pd.DataFrame(rows, columns=["Model", "Data types, n", f"AUC ({selection['cohort']})",
+                                       f"AUC - best ({selection['best']}), 95% CI",
                                        f"P vs best ({selection['best']})", "Eligible", "Selected"])
 
 
@@ -318,6 +324,7 @@ def build_tables(results: dict, predictions: Predictions, cohort: Cohort) -> dic
         "performance": performance_table(results),
         "operating_point": operating_point_table(results, predictions),
         "two_by_two": two_by_two_table(results, predictions),
+        "thresholds": threshold_table(results),
         "oracle": oracle_table(results),
         "borderline": borderline_table(results),
         "comparisons": comparisons_table(results["comparisons"]),

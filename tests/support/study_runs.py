@@ -12,9 +12,10 @@ import yaml
 from scipy.special import expit
 
 from model_build.cohort import Cohort, load_cohort
-from model_build.stats import auc_ci, compare_auc, roc_auc, youden_threshold
+from model_build.stats import auc_ci, compare_auc, roc_auc, wilson_proportion, youden_threshold
 from model_build.study import borderline, information
 from model_build.study.report import write_report
+from model_build.study.results import with_holm
 from testkit.cohort_factory import SCHEMA, make_cohort, read_rows, write_csv
 
 COHORTS = ("development", "external", "poc")
@@ -57,8 +58,13 @@ def metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
         ci = [interval.lower, interval.upper]
     tp, tn = int((decision & (y == 1)).sum()), int((~decision & (y == 0)).sum())
     fp, fn = negatives - tn, positives - tp
+    def wilson(k: int, n: int) -> list[float] | None:
+        share = wilson_proportion(k, n)
+        return None if share.lower is None else [share.lower, share.upper]
+
     return {"n": len(y), "n_positive": positives, "auc": auc, "auc_ci": ci,
             "sensitivity": tp / positives if positives else None, "specificity": tn / negatives if negatives else None,
+            "sensitivity_ci": wilson(tp, positives), "specificity_ci": wilson(tn, negatives),
             "accuracy": (tp + tn) / len(y), "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None}
 
 
@@ -82,7 +88,8 @@ def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) ->
                    for name in names}
     development = (participants["cohort"] == "development").to_numpy()
     thresholds = {name: youden_threshold(y_all[development], probability[name][development]).value for name in names}
-    models: dict = {name: {"modalities": name.split("+"), "bundle": f"bundles/{name}"} for name in names}
+    models: dict = {name: {"modalities": name.split("+"), "bundle": f"bundles/{name}",
+                           "operating_point": operating_point(thresholds[name])} for name in names}
     details: dict = {}
     oracle = {}
     fused_frames: dict[str, pd.DataFrame] = {}
@@ -139,18 +146,22 @@ def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) ->
         rows = (participants["cohort"] == cohort_name).to_numpy() & (True if rows is None else rows)
         test = compare_auc(y_all[rows], probability[a][rows], probability[b][rows])
         return {"a": a, "b": b, "cohort": cohort_name, "auc_a": test.auc_a, "auc_b": test.auc_b,
-                "difference": test.difference, "difference_ci": [test.lower, test.upper], "p": test.p, "why": why}
+                "difference": test.difference, "difference_ci": [test.lower, test.upper], "p": test.p,
+                "method": "paired DeLong", "why": why}
 
     comparisons = [compare(fused, other, c, "multimodal vs other") for c in COHORTS for other in names[:-1]] \
         if len(names) > 1 else []
     comparisons += [compare(a, b, "development", "monomodal pair")
                     for i, a in enumerate(modalities) for b in modalities[i + 1:]]
+    with_holm(comparisons)
     best = max(names, key=lambda name: models[name]["development"]["auc"])
     candidates = []
     for name in names:
-        p_vs_best = None if name == best else compare(best, name, "development", "selection: vs best")["p"]
+        versus = None if name == best else compare(name, best, "development", "selection: vs best")
+        p_vs_best = None if versus is None else versus["p"]
         candidates.append({"model": name, "n_modalities": len(name.split("+")),
                            "auc": models[name]["development"]["auc"], "p_vs_best": p_vs_best,
+                           "difference_ci": None if versus is None else versus["difference_ci"],
                            "eligible": p_vs_best is None or p_vs_best >= ALPHA})
     selected = min((c for c in candidates if c["eligible"]), key=lambda c: (c["n_modalities"], -c["auc"]))["model"]
     results = {
@@ -188,7 +199,7 @@ def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) ->
                 y_all[(participants["cohort"] == c).to_numpy() & complete],
                 probability[name][(participants["cohort"] == c).to_numpy() & complete], 0.5).items()
                 if k in ("n", "n_positive", "auc", "auc_ci")} for c in COHORTS} for name in names},
-            "comparisons": [compare(fused, "image", "development", "multimodal vs other", complete)]}}
+            "comparisons": with_holm([compare(fused, "image", "development", "multimodal vs other", complete)])}}
     if int8:
         rows = development
         float_p = probability["image"][rows]
@@ -206,6 +217,17 @@ def build_run(run: Path, cohort: Cohort, *, seed: int = 0, int8: bool = True) ->
         results["int8_skipped"] = "no GPU with TensorRT on this workstation"
     (run / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     return results
+
+
+def operating_point(threshold: float) -> dict:
+    """A model's threshold record as the runner writes it (identity calibration: raw = calibrated)."""
+    identity = {"intercept": 0.0, "slope": 1.0, "note": None}
+    return {"rule": "youden", "target": None, "chosen_on": "pooled out-of-fold development predictions",
+            "threshold": threshold, "threshold_ci": [max(0.0, threshold - 0.1), min(1.0, threshold + 0.1)],
+            "n_boot": 1000, "development_sensitivity": None, "development_specificity": None,
+            "calibration": {"method": "platt", "folds": [{"fold": k, **identity} for k in range(5)],
+                            "refit": identity},
+            "fold_thresholds": [threshold] * 5, "refit_threshold": threshold, "note": None}
 
 
 def quick_copy(run: Path, target: Path, cohort: Cohort) -> Path:

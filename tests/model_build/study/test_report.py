@@ -22,7 +22,7 @@ from rich.console import Console
 
 from model_build.cohort import Cohort
 from model_build.stats import auc_ci, calibration_intercept_slope, wilson_proportion
-from model_build.study.formatting import format_estimate, format_p
+from model_build.study.formatting import format_estimate, format_number, format_p
 from model_build.study.inputs import StudyReportError, check_results, read_results
 from model_build.study.narrative import calibration_caution
 from model_build.study.report import write_report
@@ -99,6 +99,13 @@ def test_tables_hold_one_row_per_model_cohort_comparison_and_candidate(full_stud
     assert "Oracle AUC" in performance.columns
     comparisons = read("comparisons")
     assert list(comparisons["P (DeLong)"]) == [format_p(c["p"]) for c in results["comparisons"]]
+    assert list(comparisons["P (Holm, per cohort)"]) == [format_p(c["p_holm"]) for c in results["comparisons"]]
+    assert list(comparisons["Test"]) == [c["method"] for c in results["comparisons"]]
+    thresholds = read("thresholds")
+    assert list(thresholds["Model"]) == list(results["models"])
+    assert list(thresholds["Refit (bundle) threshold"]) == [
+        format_number(m["operating_point"]["refit_threshold"]) for m in results["models"].values()]
+    assert set(thresholds["Rule"]) == {"Youden's J"}
     assert list(comparisons["Difference A - B (95% CI)"]) == [
         format_estimate(c["difference"], c["difference_ci"], signed=True) for c in results["comparisons"]]
     selection = read("selection")
@@ -291,7 +298,8 @@ def test_image_only_cohort_with_int8_skipped(tmp_path: Path) -> None:
     assert results["int8_skipped"] in section
     assert "Not applicable: every model uses one data type." in text and 'id="gradcam"' not in text
     tables = {p.stem for p in (tmp_path / "run" / "tables").iterdir()}
-    assert tables == {"characteristics", "performance", "operating_point", "two_by_two", "oracle", "calibration",
+    assert tables == {"characteristics", "performance", "operating_point", "two_by_two", "thresholds", "oracle",
+                      "calibration",
                       "by_center", "by_sex", "selection", "borderline"}
     characteristics = pd.read_csv(tmp_path / "run" / "tables" / "characteristics.csv", dtype=str)
     assert not characteristics["Characteristic"].str.startswith("albumin").any()  # undeclared: not shown

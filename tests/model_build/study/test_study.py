@@ -62,17 +62,32 @@ def test_the_best_type_is_combined_with_each_other_then_with_all() -> None:
 def test_selection_takes_the_fewest_types_not_significantly_worse_than_the_best() -> None:
     aucs = {"image": 0.827, "clinical": 0.70, "lab": 0.68, "image+clinical": 0.835, "image+clinical+lab": 0.845}
     p_vs_best = {"image": 0.019, "clinical": 0.001, "lab": 0.0005, "image+clinical": 0.40}
-    chosen = select_model(aucs, p_vs_best, "fewest-not-worse", 0.05)
+    versus = {name: {"p": p, "difference_ci": [-0.2, 0.0]} for name, p in p_vs_best.items()}
+    chosen = select_model(aucs, versus, "fewest-not-worse", 0.05)
     # image is significantly worse (P 0.019 < 0.05): the two-type model is the fewest that is not.
     assert chosen["selected"] == "image+clinical"
     assert chosen["best"] == "image+clinical+lab"
     assert "P = 0.400" in chosen["reason"]
     # With alpha 0.01 image is no longer significantly worse: one data type suffices, as in the study.
-    assert select_model(aucs, p_vs_best, "fewest-not-worse", 0.01)["selected"] == "image"
-    assert select_model(aucs, p_vs_best, "best", 0.01)["selected"] == "image+clinical+lab"
+    assert select_model(aucs, versus, "fewest-not-worse", 0.01)["selected"] == "image"
+    assert select_model(aucs, versus, "best", 0.01)["selected"] == "image+clinical+lab"
     eligible = {c["model"]: c["eligible"] for c in chosen["candidates"]}
     assert eligible == {"image": False, "clinical": False, "lab": False, "image+clinical": True,
                         "image+clinical+lab": True}
+
+
+def test_non_inferiority_reads_the_interval_not_the_p_value() -> None:
+    aucs = {"image": 0.80, "clinical": 0.70, "image+clinical": 0.84}
+    # image: not significant (P 0.09) but its interval reaches -0.09, beyond the margin 0.05
+    versus = {"image": {"p": 0.09, "difference_ci": [-0.09, 0.007]},
+              "clinical": {"p": 0.001, "difference_ci": [-0.22, -0.06]}}
+    assert select_model(aucs, versus, "fewest-not-worse", 0.05)["selected"] == "image"
+    strict = select_model(aucs, versus, "non-inferior", 0.05, margin=0.05)
+    assert strict["selected"] == "image+clinical" and strict["margin"] == 0.05
+    assert "not shown non-inferior (margin 0.05)" in strict["reason"]
+    assert [c["difference_ci"] for c in strict["candidates"] if c["model"] == "image"] == [[-0.09, 0.007]]
+    loose = select_model(aucs, versus, "non-inferior", 0.05, margin=0.10)
+    assert loose["selected"] == "image" and "-0.090 to 0.007 lies above -0.1" in loose["reason"]
 
 
 def test_options_are_checked_in_one_place() -> None:
@@ -80,6 +95,12 @@ def test_options_are_checked_in_one_place() -> None:
         StudyOptions(selection="smallest")
     with pytest.raises(StudyError, match="--alpha"):
         StudyOptions(alpha=1.5)
+    with pytest.raises(StudyError, match="needs --threshold-target"):
+        StudyOptions(threshold_rule="sensitivity")
+    with pytest.raises(StudyError, match="no target"):
+        StudyOptions(threshold_target=0.9)
+    with pytest.raises(StudyError, match="--margin"):
+        StudyOptions(selection="non-inferior", margin=0.0)
     options = StudyOptions(seed=5, quick=True)
     fold0, fold1, refit = (options.training(["clinical"], f) for f in (0, 1, None))
     assert len({fold0.seed, fold1.seed, refit.seed}) == 3
@@ -148,6 +169,43 @@ def test_tables_only_study_is_complete_and_deterministic(recorded_run, tables_co
     assert results == again
     assert (first / "report.html").is_file() and (first / "model-card.md").is_file()
     assert not first.with_name("a.partial").exists()
+
+
+def test_thresholds_come_from_out_of_fold_predictions_and_reach_the_bundles(recorded_run) -> None:  # noqa: ANN001
+    run = recorded_run[0]
+    results = json.loads((run / "results.json").read_text())
+    for name, model in results["models"].items():
+        operating = model["operating_point"]
+        assert operating["rule"] == "youden" and "out-of-fold" in operating["chosen_on"]
+        assert [f["fold"] for f in operating["calibration"]["folds"]] == [0, 1, 2, 3, 4]
+        development = pd.read_csv(run / "predictions" / name / "development.csv")
+        cuts = development.groupby("fold")["threshold"].first().tolist()
+        assert cuts == pytest.approx(operating["fold_thresholds"])
+        assert (development["decision"] == (development["probability"] >= development["threshold"])).all()
+        external = pd.read_csv(run / "predictions" / name / "external.csv")
+        assert external["threshold"].tolist() == pytest.approx([operating["refit_threshold"]] * len(external))
+        config = json.loads((run / model["bundle"] / "config.json").read_text())
+        assert config["decision_threshold"] == pytest.approx(operating["refit_threshold"])
+        assert config["operating_point"] == operating
+        for cohort in results["cohorts"]:
+            metrics = model[cohort]
+            for share in ("sensitivity", "specificity"):
+                if metrics.get(share) is not None:
+                    lower, upper = metrics[f"{share}_ci"]
+                    assert lower <= metrics[share] <= upper
+
+
+def test_comparisons_carry_holm_beside_the_raw_p_and_name_their_method(recorded_run) -> None:  # noqa: ANN001
+    results = json.loads((recorded_run[0] / "results.json").read_text())
+    for cohort in results["cohorts"]:
+        family = [c for c in results["comparisons"] if c["cohort"] == cohort]
+        assert all(c["p"] <= c["p_holm"] <= min(1.0, len(family) * c["p"]) + 1e-12 for c in family)
+        assert min((c["p_holm"] for c in family), default=0) == pytest.approx(
+            min((min(1.0, len(family) * c["p"]) for c in family), default=0))  # the smallest: x family size
+    development = {c["method"] for c in results["comparisons"] if c["cohort"] == "development"}
+    # 16 development participants in 5 folds: a fold holds 1 case, so the test pools (and says so)
+    assert development == {"paired DeLong, pooled folds (a fold has fewer than 2 of a class)"}
+    assert {c["method"] for c in results["comparisons"] if c["cohort"] != "development"} == {"paired DeLong"}
 
 
 @pytest.fixture(scope="module")

@@ -151,6 +151,6 @@ def _readme_section(metadata: dict, gate: dict) -> str:
         f"{shown(figures['thickness_abs_diff_pct_p95'])} %; share measured "
         f"{shown(figures['measured_share_int8'], 3)} (float {shown(figures['measured_share_float'], 3)}); mean Dice "
         f"{shown(figures['dice_mean'], 3)}" + (f"; failed: {'; '.join(gate['failures'])}" if gate["failures"] else ""),
-        f"- ONNX Runtime CPU, one thread, one frame: float {latency['float']:.1f} ms, INT8 {latency['int8']:.1f} ms "
-        "(INT8 pays off in TensorRT)",
+        f"- ONNX Runtime CPU, one thread, one frame, on the machine that made it: float {latency['float']:.1f} ms, "
+        f"INT8 {latency['int8']:.1f} ms (a Q/DQ graph need not be faster there; INT8 pays off in TensorRT)",
         "- Details in `quantization.json`; the loader refuses this model unless the gate status is `accepted`.", ""])

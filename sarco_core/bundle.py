@@ -17,7 +17,8 @@ The muscle-measurement model (the aponeurosis segmentation, docs/measurements.md
 of its own, sealed by the same manifest: ``aponeurosis.onnx`` and ``aponeurosis.json`` (the
 segmentation recipe, labels, how it was trained and how well it measures), read by
 :func:`load_measurement_bundle`; :func:`default_measurement_bundle` finds the one the
-repository ships (``models/aponeurosis``).
+repository ships (``models/aponeurosis``). Its INT8 form (``sarco measure quantize``) is the same
+bundle with ``aponeurosis.onnx`` quantized and QUANTIZATION added; the same gate rule applies.
 
 A bundle that carries an INT8 model is used only when `sarco-calibrate verify` accepted it
 (:func:`check_int8_gate`): INT8 can silently lose accuracy, and the gate's verdict is recorded in
@@ -68,6 +69,10 @@ APONEUROSIS_INPUT = "image"      # (batch, 1, size, size) float32, the recipe's 
 APONEUROSIS_OUTPUT = "logits"    # (batch, 3, size, size): other, superficial, deep
 APONEUROSIS_MODEL_ENV = "SARCO_APONEUROSIS_MODEL"  # overrides the shipped model's folder
 SHIPPED_APONEUROSIS_MODEL = Path(__file__).resolve().parents[1] / "models" / "aponeurosis"
+# An INT8 measurement model (`sarco measure quantize`) is the float bundle with aponeurosis.onnx
+# quantized and QUANTIZATION added, whose gate is judged while it is made: accepted or rejected.
+MEASUREMENT_INT8_FIX = ("quantize the float model again with `sarco measure quantize MODEL DATA --out MODEL_INT8` "
+                        "until its gate accepts, or use the float model")
 
 
 class BundleError(SarcoError, ValueError):
@@ -156,13 +161,15 @@ def default_measurement_bundle() -> Path:
 
 
 def load_measurement_bundle(folder: str | Path) -> MeasurementBundle:
-    """Check the manifest, then read ``aponeurosis.json`` (kind, format version, labels, recipe)
-    and find ``aponeurosis.onnx``; BundleError naming the file and the fix otherwise."""
+    """Check the manifest and, for an INT8 model, its accuracy gate (:func:`check_int8_gate`),
+    then read ``aponeurosis.json`` (kind, format version, labels, recipe) and find
+    ``aponeurosis.onnx``; BundleError naming the file and the fix otherwise."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BundleError(f"measurement model {folder}: not a folder; give the folder written by "
                           "`sarco measure train --out MODEL` (or leave MODEL out for the shipped one)")
     digests = verify_manifest(folder)
+    check_int8_gate(folder, MEASUREMENT_INT8_FIX)
     for name in (APONEUROSIS_CONFIG, APONEUROSIS_ONNX):
         if name not in digests:
             raise BundleError(f"{folder / name}: not in the bundle; this folder is not a measurement model "
@@ -218,16 +225,21 @@ def int8_gate(folder: Path) -> Int8Gate | None:
     return Int8Gate(record, status if isinstance(status, str) and status else GATE_MISSING)
 
 
-def check_int8_gate(folder: Path) -> None:
+def check_int8_gate(folder: Path, fix: str | None = None) -> None:
     """Refuse a bundle whose INT8 model the accuracy gate has not accepted (pending: never
-    verified; rejected: it disagrees with the float model; missing: no verdict at all)."""
+    verified; rejected: it disagrees with the float model; missing: no verdict at all).
+    ``fix``: what to do instead, when the bundle is not a classifier's (whose fix is
+    `sarco-calibrate verify`)."""
     gate = int8_gate(folder)
     if gate is None or gate.accepted:
         return
     why = {GATE_PENDING: "never verified",
-           GATE_REJECTED: "it disagrees with the float model on the evaluation cohorts",
+           GATE_REJECTED: "the gate found it disagrees with the float model",
            GATE_MISSING: "no verdict recorded"}.get(gate.status, "only 'accepted' is used")
     where = f"in {gate.record.name}: {why}" if gate.record.is_file() else f"no {gate.record.name}"
+    if fix is not None:
+        raise BundleError(f"{folder}: INT8 model with accuracy gate status {gate.status!r} ({where}); an INT8 "
+                          f"model is used only once its accuracy gate accepted it; fix: {fix}")
     verify = "`sarco-calibrate verify FLOAT_BUNDLE INT8_BUNDLE COHORT`"
     fix = (f"quantize again from a representative calibration set (`sarco-calibrate select`, "
            f"`quantize`) and run {verify} until it accepts" if gate.status == GATE_REJECTED
@@ -289,11 +301,12 @@ def read_json_object(path: Path) -> dict:
     return read_json(path, BundleError, missing="copy the whole bundle folder")
 
 
-def write_int8_record(folder: Path, metadata: dict) -> None:
+def write_int8_record(folder: Path, metadata: dict, gate: dict | None = None) -> None:
     """Write QUANTIZATION into an INT8 bundle being made: ``metadata`` (where the INT8 model came
-    from) and the gate status ``pending``. The caller rewrites the manifest afterwards."""
+    from) and ``gate``, the accuracy gate's verdict when it was judged while being made (`sarco
+    measure quantize`), else the status ``pending``. The caller rewrites the manifest afterwards."""
     write_json(Path(folder) / QUANTIZATION, {"format_version": QUANTIZATION_VERSION, **metadata,
-                                             "gate": {"status": GATE_PENDING}})
+                                             "gate": gate or {"status": GATE_PENDING}})
 
 
 def record_gate(folder: Path, gate: dict) -> None:

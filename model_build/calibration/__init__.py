@@ -13,6 +13,7 @@ Only constants and the error type live here, so that the CLI starts without load
 from sarco_core.errors import SarcoError
 
 TARGETS = ("tensorrt", "cpu", "tensorrt-cache")
+GRAPH_TARGETS = TARGETS[:2]  # the targets whose INT8 graph quantize_graph makes (tensorrt-cache: a TensorRT cache)
 METHODS = ("entropy", "minmax", "percentile")
 HIGH_PRECISION = ("fp32", "fp16")
 # The quality gate's verdicts on a stored still or recording (sarco_core.quality.MESSAGES but

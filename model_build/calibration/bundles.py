@@ -103,20 +103,27 @@ def write_int8_bundle(source: SourceBundle, quantized_onnx: Path, metadata: dict
     """Copy ``source`` to ``out`` with ``quantized_onnx`` as model.onnx (unless ``replace_graph``
     is False: the TensorRT-cache target ships the float graph plus a cache), add
     quantization.json and ``extra_files`` (name -> path), append to the model card, re-sign."""
+    files = {**({ONNX: quantized_onnx} if replace_graph else {}), **(extra_files or {})}
+    return write_int8_folder(source.path, out, metadata, files, (MODEL_CARD, _card_section(metadata)))
+
+
+def write_int8_folder(source: Path, out: Path, metadata: dict, files: dict[str, Path],
+                      card: tuple[str, str] | None = None, gate: dict | None = None) -> Path:
+    """Any bundle made INT8 (the classifier's, the aponeurosis model's): the folder ``source``
+    copied to ``out`` with ``files`` (name -> path) added or replacing theirs, the INT8 record
+    (``metadata`` and ``gate``, else pending), the section ``card = (file, text)`` appended to
+    that file when the bundle has it, and the manifest re-sealed; published atomically."""
     partial = new_output_folder(out)
     try:
-        for item in sorted(source.path.iterdir()):
+        for item in sorted(source.iterdir()):
             if item.is_file() and not item.name.startswith(".") and item.name != MANIFEST:
                 shutil.copy2(item, partial / item.name)
-        if replace_graph:
-            shutil.copy2(quantized_onnx, partial / ONNX)
-        for name, path in (extra_files or {}).items():
+        for name, path in files.items():
             shutil.copy2(path, partial / name)
-        write_int8_record(partial, metadata)
-        card = partial / MODEL_CARD
-        if card.is_file():
-            card.write_text(card.read_text(encoding="utf-8").rstrip() + "\n\n"
-                            + _card_section(read_json_object(partial / QUANTIZATION)), encoding="utf-8")
+        write_int8_record(partial, metadata, gate)
+        if card is not None and (partial / card[0]).is_file():
+            page = partial / card[0]
+            page.write_text(page.read_text(encoding="utf-8").rstrip() + "\n\n" + card[1], encoding="utf-8")
         write_manifest(partial)
         publish_folder(partial, out)
     except BaseException:

@@ -19,6 +19,11 @@ the calibration frames (decisions at the frozen threshold, logit error). While m
 are kept in float and the graph is quantized again, for at most ``rounds`` rounds; the round
 that agreed best is kept. Only calibration frames are used, never
 the cohorts the gate evaluates on, so `sarco-calibrate verify` stays an independent check.
+
+The loop itself (:func:`quantize_graph`) knows nothing of classifiers: it takes a graph, its
+calibration inputs and what counts as a flip, so the aponeurosis model's INT8 path
+(`sarco measure quantize`, model_build.measure.quantize) runs the same quantizers and loop with
+its own flip, an image whose measurement INT8 changes.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from model_build.calibration.onnx_run import INPUT_NAME, logits, int8_tensor_cou
 from model_build.calibration.ranges import ArrayReader, check_scales, percentile_ranges, read_cache_text, stride, write_cache_text
 from model_build.calibration.select import INPUTS, CalibrationSet
 from model_build.calibration.sensitivity import FloatGroup, float_groups
+from sarco_core.bundle import ONNX
 from sarco_core.readout import ProbabilityReadout
 
 LAYER_SAMPLE = 64  # calibration frames used to choose the layer groups kept in float (one run per trial)
@@ -97,46 +103,64 @@ def quantize_bundle(source: SourceBundle, calibration: CalibrationSet, out: Path
     if options.target == "tensorrt-cache":
         from model_build.calibration.trt_cache import quantize_to_cache
 
-        return quantize_to_cache(source, calibration, out, _metadata(source, calibration, options, [], [], None)), []
+        return quantize_to_cache(source, calibration, out, _metadata(source, calibration, options, [], None)), []
+    readout, threshold = ProbabilityReadout(source.device.readout), source.device.threshold
+
+    def flips(float_logits: np.ndarray, quantized_logits: np.ndarray) -> np.ndarray:
+        """A frame flips when its decision at the frozen threshold changes."""
+        return (readout.probability(float_logits) >= threshold) != (readout.probability(quantized_logits) >= threshold)
+
     with tempfile.TemporaryDirectory(prefix="sarco-quantize-") as work_dir:
         work = Path(work_dir)
-        # Model Optimizer writes back to the graph it is given: it only ever sees a copy.
-        float_copy = work / "model.float.onnx"
-        shutil.copy2(source.onnx_path, float_copy)
-        inputs_path = work / INPUTS
-        np.save(inputs_path, calibration.inputs, allow_pickle=False)
-        cache = _percentile_cache(float_copy, calibration, work, options, on_step) \
-            if options.method == "percentile" and options.target == "tensorrt" else None
-        spread = _spread(len(calibration.inputs), LAYER_SAMPLE)
-        float_logits = logits(source.onnx_path, calibration.inputs)
-        readout = ProbabilityReadout(source.device.readout)
-        rounds: list[Round] = []
-        excluded: list[str] = []
-        while True:
-            candidate = _round_path(work, len(rounds))
-            on_step(f"round {len(rounds) + 1}: quantizing ({options.target}, {options.method}"
-                    + (f", {len(excluded)} layers kept in float" if excluded else "") + ")")
-            _quantize_once(float_copy, inputs_path, calibration.inputs, candidate, options, excluded, cache, work)
-            on_step(f"round {len(rounds) + 1}: comparing float and INT8 on the calibration frames")
-            last = _compare(source, candidate, calibration.inputs, float_logits, readout, excluded,
-                            runs_fused(options.target))
-            rounds.append(last)
-            if last.calibration_flip_rate <= options.max_flip_rate or len(rounds) > options.rounds:
-                break
-            on_step(f"round {len(rounds)}: choosing the layer groups to keep in float")
-            last.kept_in_float_next = float_groups(candidate, calibration.inputs[spread], float_logits[spread],
-                                                   options.exclude_per_round, frozenset(excluded))
-            if not last.kept_in_float_next:
-                break
-            excluded = excluded + [node for group in last.kept_in_float_next for node in group.nodes]
-        # The round whose graph agrees best on the calibration frames (fewest flips, then fewer
-        # layers in float): keeping more layers in float does not always help.
-        best = min(range(len(rounds)), key=lambda k: (rounds[k].calibration_flip_rate, len(rounds[k].excluded)))
-        metadata = _metadata(source, calibration, options, rounds[best].excluded, rounds, best)
-        return write_int8_bundle(source, _round_path(work, best), metadata, out), rounds
+        rounds, best = quantize_graph(source.onnx_path, calibration.inputs, options, flips, work, on_step)
+        metadata = _metadata(source, calibration, options, rounds, best)
+        return write_int8_bundle(source, round_path(work, best), metadata, out), rounds
 
 
-def _round_path(work: Path, number: int) -> Path:
+def quantize_graph(float_path: Path, inputs: np.ndarray, options: QuantizeOptions,
+                   disagrees: Callable[[np.ndarray, np.ndarray], np.ndarray], work: Path,
+                   on_step: Callable[[str], None] = lambda _: None) -> tuple[list[Round], int]:
+    """The sensitivity loop (module docstring) on any graph whose one input is ``image``, for the
+    tensorrt and cpu targets: the classifier's bundle and the aponeurosis model
+    (model_build.measure.quantize) share it. ``disagrees(float_outputs, int8_outputs)`` says, per
+    calibration input, whether INT8 changed what the model decides (a frame's decision, an
+    image's measurement); its share is the round's ``calibration_flip_rate``. Returns the rounds
+    and the one that agreed best, whose graph is ``round_path(work, best)``."""
+    # Model Optimizer writes back to the graph it is given: it only ever sees a copy.
+    float_copy = work / "model.float.onnx"
+    shutil.copy2(float_path, float_copy)
+    inputs_path = work / INPUTS
+    np.save(inputs_path, inputs, allow_pickle=False)
+    cache = _percentile_cache(float_copy, inputs, work, options, on_step) \
+        if options.method == "percentile" and options.target == "tensorrt" else None
+    spread = _spread(len(inputs), LAYER_SAMPLE)
+    float_logits = logits(float_path, inputs)
+    rounds: list[Round] = []
+    excluded: list[str] = []
+    while True:
+        candidate = round_path(work, len(rounds))
+        on_step(f"round {len(rounds) + 1}: quantizing ({options.target}, {options.method}"
+                + (f", {len(excluded)} layers kept in float" if excluded else "") + ")")
+        _quantize_once(float_copy, inputs_path, inputs, candidate, options, excluded, cache, work)
+        on_step(f"round {len(rounds) + 1}: comparing float and INT8 on the calibration inputs")
+        last = _compare(candidate, inputs, float_logits, disagrees, excluded, runs_fused(options.target))
+        rounds.append(last)
+        if last.calibration_flip_rate <= options.max_flip_rate or len(rounds) > options.rounds:
+            break
+        on_step(f"round {len(rounds)}: choosing the layer groups to keep in float")
+        last.kept_in_float_next = float_groups(candidate, inputs[spread], float_logits[spread],
+                                               options.exclude_per_round, frozenset(excluded))
+        if not last.kept_in_float_next:
+            break
+        excluded = excluded + [node for group in last.kept_in_float_next for node in group.nodes]
+    # The round whose graph agrees best on the calibration inputs (fewest flips, then fewer
+    # layers in float): keeping more layers in float does not always help.
+    best = min(range(len(rounds)), key=lambda k: (rounds[k].calibration_flip_rate, len(rounds[k].excluded)))
+    return rounds, best
+
+
+def round_path(work: Path, number: int) -> Path:
+    """The graph :func:`quantize_graph` wrote in round ``number`` (from 0)."""
     return work / f"model.round{number}.onnx"
 
 
@@ -194,21 +218,19 @@ def _onnxruntime_static(float_path: Path, inputs: np.ndarray, output: Path, opti
                                        "CalibPercentile": options.percentile, "ActivationSymmetric": True})
 
 
-def _percentile_cache(float_path: Path, calibration: CalibrationSet, work: Path, options: QuantizeOptions,
+def _percentile_cache(float_path: Path, inputs: np.ndarray, work: Path, options: QuantizeOptions,
                       on_step: Callable[[str], None]) -> tuple[Path, dict]:
     on_step(f"percentile {options.percentile} ranges with ONNX Runtime's calibrator (Model Optimizer has none)")
-    ranges = percentile_ranges(float_path, calibration.inputs, INPUT_NAME, options.percentile)
+    ranges = percentile_ranges(float_path, inputs, INPUT_NAME, options.percentile)
     path = write_cache_text(ranges, work / "percentile.cache")
     return path, read_cache_text(path)
 
 
-def _compare(source: SourceBundle, candidate: Path, inputs: np.ndarray, float_logits: np.ndarray,
-             readout: ProbabilityReadout, excluded: list[str], fused: bool) -> Round:
+def _compare(candidate: Path, inputs: np.ndarray, float_logits: np.ndarray,
+             disagrees: Callable[[np.ndarray, np.ndarray], np.ndarray], excluded: list[str], fused: bool) -> Round:
     quantized_logits = logits(candidate, inputs, optimized=fused)
-    threshold = source.device.threshold
-    flips = (readout.probability(float_logits) >= threshold) != (readout.probability(quantized_logits) >= threshold)
     return Round(excluded=list(excluded), int8_tensors=int8_tensor_count(candidate),
-                 calibration_flip_rate=float(np.mean(flips)),
+                 calibration_flip_rate=float(np.mean(disagrees(float_logits, quantized_logits))),
                  logit_rms_error=float(np.sqrt(np.mean((quantized_logits - float_logits) ** 2))))
 
 
@@ -216,24 +238,33 @@ def _spread(total: int, wanted: int) -> np.ndarray:
     return np.unique(np.linspace(0, total - 1, min(total, wanted)).round().astype(int))
 
 
-def _metadata(source: SourceBundle, calibration: CalibrationSet, options: QuantizeOptions, excluded: list[str],
-              rounds: list[Round], chosen: int | None) -> dict:
+def _metadata(source: SourceBundle, calibration: CalibrationSet, options: QuantizeOptions, rounds: list[Round],
+              chosen: int | None) -> dict:
     meta = calibration.metadata
     return {
-        "target": options.target, "method": options.method, "high_precision": options.high_precision,
-        "percentile": options.percentile if options.method == "percentile" else None,
-        "method_implementation": _implementation(options),
+        **quantization_record(options, rounds, chosen, ONNX),
         "source": {"path": str(source.path), "model_sha256": source.device.model_sha256},
         "calibration": {"path": str(calibration.path), "inputs_sha256": meta["inputs_sha256"], "n": meta["n"],
                         "cohort": meta["cohort"]["name"], "frame_state": meta.get("frame_state", "ok"),
                         "seed": meta.get("seed")},
-        "excluded_nodes": excluded,
+    }
+
+
+def quantization_record(options: QuantizeOptions, rounds: list[Round], chosen: int | None, graph: str) -> dict:
+    """What any INT8 record says of how its graph was made (target, method, layers kept in float,
+    every round of the sensitivity loop, how to build the engine from ``graph``, tool versions);
+    the caller adds where the float model and the calibration inputs came from."""
+    return {
+        "target": options.target, "method": options.method, "high_precision": options.high_precision,
+        "percentile": options.percentile if options.method == "percentile" else None,
+        "method_implementation": _implementation(options),
+        "excluded_nodes": rounds[chosen].excluded if chosen is not None else [],
         "sensitivity": {"max_flip_rate": options.max_flip_rate, "rounds_allowed": options.rounds,
                         "exclude_per_round": options.exclude_per_round,
                         "rounds": [r.to_dict() for r in rounds], "chosen_round": chosen,
                         "converged": chosen is not None
                         and rounds[chosen].calibration_flip_rate <= options.max_flip_rate},
-        "engine_build": _engine_hint(options),
+        "engine_build": _engine_hint(options, graph),
         "tools": _versions(),
     }
 
@@ -250,11 +281,12 @@ def _implementation(options: QuantizeOptions) -> str:
     return f"modelopt.onnx.quantization.quantize, calibration_method={name}"
 
 
-def _engine_hint(options: QuantizeOptions) -> str | None:
+def _engine_hint(options: QuantizeOptions, graph: str) -> str | None:
+    engine = graph.removesuffix(".onnx") + ".engine"
     if options.target == "tensorrt":
-        return "trtexec --onnx=model.onnx --saveEngine=model.engine --stronglyTyped (TensorRT 10)"
+        return f"trtexec --onnx={graph} --saveEngine={engine} --stronglyTyped (TensorRT 10)"
     if options.target == "tensorrt-cache":
-        return ("trtexec --onnx=model.onnx --int8 --fp16 --calib=calibration.cache --saveEngine=model.engine "
+        return (f"trtexec --onnx={graph} --int8 --fp16 --calib=calibration.cache --saveEngine={engine} "
                 "(TensorRT 8.x)")
     return None
 

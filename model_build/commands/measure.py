@@ -4,7 +4,9 @@
   (``--synthetic N`` adds N rendered stills with exact masks);
 - ``synth --out DATA``: render synthetic image/mask pairs, a DATA folder for ``train``;
 - ``run [MODEL] PATH... --out CSV``: measure images, DICOMs, videos or folders of them;
-- ``evaluate [MODEL] DATA --out DIR``: against masks (index.csv) or the TimTrack observers.
+- ``evaluate [MODEL] DATA --out DIR``: against masks (index.csv) or the TimTrack observers;
+- ``quantize MODEL DATA --out MODEL_INT8``: INT8 (Q/DQ) through the calibration path, with an
+  accuracy gate in measurements (exit 1 when it rejects).
 
 MODEL may be left out of ``run`` and ``evaluate``: the model shipped in ``models/aponeurosis``
 is used (or the folder ``$SARCO_APONEUROSIS_MODEL`` names). A first argument is taken as MODEL
@@ -16,16 +18,18 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
+from model_build.calibration import GRAPH_TARGETS
 from model_build.commands.options import Threads, USER_ERROR
-from sarco_core.cli import CliConsole, CommandGroup, reported_errors
+from sarco_core.cli import CliConsole, CommandGroup, print_error, reported_errors
 from sarco_core.progress import CommandProgress
 
 measure_app = CommandGroup(help="Muscle thickness, pennation angle and echo intensity from aponeurosis "
-                                "segmentation: train, run, evaluate.")
+                                "segmentation: train, run, evaluate, quantize.")
+REJECTED = 1  # quantize: the gate rejected the INT8 model (the bundle is written, marked rejected)
 
 
 def register(app: typer.Typer) -> None:
@@ -60,7 +64,8 @@ def train(
     threads: Threads = None,
 ) -> None:
     """Train the aponeurosis segmentation on DATA and write the measurement model to --out."""
-    from model_build.measure.train import MeasureTrainOptions, check_out, train_measurement_model
+    from model_build.measure.data import check_out
+    from model_build.measure.train import MeasureTrainOptions, train_measurement_model
 
     with reported_errors(exit_code=USER_ERROR):
         for folder in data:
@@ -108,7 +113,7 @@ def synth(
 ) -> None:
     """Render synthetic stills with exact aponeurosis masks: a DATA folder for `sarco measure train`."""
     from model_build.measure.synthetic import write_synthetic_pairs
-    from model_build.measure.train import check_out
+    from model_build.measure.data import check_out
 
     with reported_errors(exit_code=USER_ERROR):
         check_out(out)
@@ -190,3 +195,64 @@ def evaluate(
     else:
         print_timtrack(metrics)
     CliConsole().print(f"metrics.json, per_image.csv and Bland-Altman plots written to {out}", markup=False)
+
+
+@measure_app.command("quantize")
+def quantize(
+    model: Annotated[Path, typer.Argument(help="Float measurement model folder (e.g. models/aponeurosis).")],
+    data: Annotated[Path, typer.Argument(
+        help="Images to calibrate on and to hold out for the gate: a folder with index.csv (e.g. "
+             "../shared/data/dl-track-aponeuroses) or a folder of images.")],
+    out: Annotated[Path, typer.Option("--out", help="INT8 model folder to write (new or empty).")],
+    target: Annotated[Literal[GRAPH_TARGETS], typer.Option(
+        help="Who runs the INT8 graph: tensorrt (Model Optimizer's Q/DQ graph) or cpu (ONNX Runtime QDQ).")]
+    = "tensorrt",
+    n: Annotated[int, typer.Option("--n", min=1, help="Calibration images (a quarter of DATA is held out first).")]
+    = 128,
+    seed: Annotated[int, typer.Option(help="Seed of the hold-out and of the draw.")] = 0,
+    rounds: Annotated[int, typer.Option(
+        min=0, help="Sensitivity loop: most re-quantizations keeping more layer groups in float (0: once).")] = 3,
+) -> None:
+    """Quantize MODEL to INT8 on images of DATA; exit 1 when its measurements leave the gate's limits."""
+    from model_build.measure.quantize import quantize_measurement_model
+
+    with reported_errors(exit_code=USER_ERROR):
+        with CommandProgress(CliConsole(stderr=True)) as progress:
+            task = progress.add_task("starting", total=None)
+            result = quantize_measurement_model(model, data, out, target, n, seed, rounds,
+                                                lambda text: progress.update(task, description=text))
+    _print_quantization(result)
+    if not result.accepted:
+        print_error(f"the INT8 model fails its accuracy gate: {'; '.join(result.gate['failures'])} (written to "
+                    f"{out} marked rejected; the loader refuses it)", CliConsole(stderr=True))
+        raise typer.Exit(code=REJECTED)
+
+
+def _print_quantization(result) -> None:
+    from rich.table import Table
+
+    console = CliConsole()
+    for number, step in enumerate(result.rounds, start=1):
+        console.print(f"round {number}: {step.int8_tensors} INT8 tensors, {len(step.excluded)} layers kept in float, "
+                      f"calibration images disagreeing {step.calibration_flip_rate:.1%}, logit RMS error "
+                      f"{step.logit_rms_error:.4f}", markup=False)
+    figures, limits = result.gate["figures"], result.gate["limits"]
+    table = Table("figure", "value", "limit", title=f"float vs INT8 on {figures['images']} held-out images "
+                  f"({len(result.split.calibration)} calibrated on)")
+    for name, value, limit in (
+            ("median |thickness difference| %", figures["thickness_abs_diff_pct_median"],
+             f"<= {limits['max_median_thickness_pct']:g}"),
+            ("p95 |thickness difference| %", figures["thickness_abs_diff_pct_p95"],
+             f"<= {limits['max_p95_thickness_pct']:g}"),
+            ("share measured, float", figures["measured_share_float"], ""),
+            ("share measured, INT8", figures["measured_share_int8"],
+             f">= float - {limits['max_measured_share_drop']:g}"),
+            ("mean Dice of the label maps", figures["dice_mean"], f">= {limits['min_dice']:g}"),
+            ("median |pennation difference| deg", figures["pennation_abs_diff_deg_median"], "reported")):
+        table.add_row(name, "n/a" if value is None else f"{value:.3f}", limit)
+    console.print(table)
+    for f in result.footprint:
+        console.print(f"{f['name']}: {f['megabytes']:.2f} MB, ONNX Runtime CPU {f['latency_ms_median']:.2f} ms median "
+                      f"(p90 {f['latency_ms_p90']:.2f}) per frame, {f['threads']} thread", markup=False)
+    if result.accepted:
+        console.print(f"ACCEPTED: INT8 measurement model written to {result.out}", markup=False)

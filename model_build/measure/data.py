@@ -69,6 +69,14 @@ class Pair:
     frame_shape: tuple[int, int]
 
 
+def check_out(out: Path) -> None:
+    """``--out`` must be new or an empty folder."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MeasureDataError(f"{out}: exists and is not an empty folder; fix: give a new --out folder "
+                               "(a model is never overwritten)")
+
+
 def read_index(folder: Path) -> list[dict]:
     """The rows of ``folder/index.csv`` with ``image`` and ``mask`` resolved; MeasureDataError naming
     the file, row and fix otherwise."""

@@ -153,16 +153,23 @@ def measure_file(path: Path, measurer: FrameMeasurer, frames: int) -> list[dict]
     """The rows of one file (module docstring)."""
     suffix = path.suffix.lower()
     if suffix in IMAGE_FORMATS:
-        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        pixels = read_image(path)
         if pixels is None:
             return [_row(path, "", None, measurer.name, status=UNREADABLE,
                          detail=f"OpenCV cannot read it as {suffix.lstrip('.').upper()}; convert it to PNG")]
-        if pixels.ndim == 3 and pixels.shape[2] == 1:
-            pixels = pixels[..., 0]
         return [measurer(path, "", pixels, None, None)[0]]
     if suffix in VIDEO_SUFFIXES:
         return _video_rows(path, measurer, frames)
     return _dicom_rows(path, measurer, frames)
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """A still's pixels as decoded (any depth, grey or BGR; one channel squeezed), as every
+    measurement of a still starts; None when OpenCV cannot read it."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is not None and pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    return pixels
 
 
 def _video_rows(path: Path, measurer: FrameMeasurer, frames: int) -> list[dict]:

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model_build.measure.data import (MeasureDataError, Pair, augmented_example, load_pairs, plain_example,
-                                      read_index)
+from model_build.measure.data import (MeasureDataError, Pair, augmented_example, check_out, load_pairs,
+                                      plain_example, read_index)
 from model_build.measure.export import export_segmentation
 from model_build.measure.network import AponeurosisNet
 from sarco_core import __version__
@@ -62,14 +62,6 @@ class MeasureTrainOptions:
 
     def recipe(self) -> SegmentationRecipe:
         return SegmentationRecipe(size=self.image_size, **self.recipe_extra)
-
-
-def check_out(out: Path) -> None:
-    """``--out`` must be new or an empty folder."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MeasureDataError(f"{out}: exists and is not an empty folder; fix: give a new --out folder "
-                               "(a trained model is never overwritten)")
 
 
 def fit(pairs: list[Pair], options: MeasureTrainOptions, progress: Progress | None = None) -> tuple[AponeurosisNet, list]:

@@ -33,10 +33,12 @@ MODEL = measurements.MODEL
 
 
 def fitted(cohort: Path, out: Path) -> Study:
-    """The study's measurement stage, cross-validation and refit of the measurements model alone."""
+    """The study's measurement stage, cross-validation, threshold and refit of the measurements
+    model alone."""
     study = Study(cohort, out, StudyOptions(seed=1, quick=True))
     study.measure_images()
     study.cross_validate([MODEL])
+    study.choose_thresholds([MODEL])
     study.refit([MODEL])
     return study
 

@@ -15,7 +15,9 @@ be the simpler screen to explain.
   models' own preprocessing (:class:`~model_build.models.tabular.TabularEncoder`) does this.
   A feature with no value at all in the training rows is left out.
 - **Model**: the study's baseline logistic regression (L2, C = 1, classes balanced:
-  :func:`~model_build.models.tabular.baseline_logistic`), so the cut is 0.5.
+  :func:`~model_build.models.tabular.baseline_logistic`). Its threshold is chosen like every
+  model's, on the calibrated out-of-fold predictions (:mod:`model_build.study.threshold_choice`);
+  until then a fold's table carries the balanced classes' cut, 0.5.
 - **Evaluation**: exactly as the other models, by the study's own loop (the same folds,
   out-of-fold on development, refit on development and applied once to every other cohort);
   compared with the image model by the paired DeLong test on the same participants.
@@ -63,7 +65,8 @@ class MeasurementsModel:
 
     @property
     def threshold(self) -> dict:
-        """The cut, where the study's loop reads a trained model's."""
+        """The balanced classes' cut, where the study's loop reads a trained model's threshold
+        (replaced by the study's threshold rule once every fold is scored)."""
         return {"value": CUT}
 
     def fit(self, rows: pd.DataFrame) -> MeasurementsModel:

@@ -69,7 +69,8 @@ def test_development_is_scored_out_of_fold_and_the_others_by_the_refit(study: St
         table = study.predictions[MODEL][cohort]
         expected = study.refit_measurements.predict(rows)["probability"]
         assert table["participant_id"].tolist() == rows["participant_id"].tolist()
-        assert np.allclose(table["probability"], expected) and (table["threshold"] == 0.5).all()
+        assert np.allclose(table["probability"], expected)
+        assert (table["threshold"] == study.operating[MODEL]["refit_threshold"]).all()
 
 
 def test_the_inputs_are_the_measured_medians_with_age_and_sex(study: Study) -> None:

@@ -68,7 +68,7 @@ def test_a_config_error_keeps_its_section_name(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("app", "args", "listed"), [
     (sarco_app, ["train", "--help"], "<evidential|concat|late>"),
-    (sarco_app, ["study", "--help"], "<fewest-not-worse|best>"),
+    (sarco_app, ["study", "--help"], "<fewest-not-worse|non-inferior|best>"),
     (calibrate_app, ["quantize", "--help"], "<tensorrt|cpu|tensorrt-cache>"),
     (calibrate_app, ["select", "--help"], "<ok|no_region|no_tissue|frozen|transition>"),
     (edge_app, ["bench", "--help"], "<auto|tensorrt|onnx-cuda|onnx-cpu>"),

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Literal
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -123,7 +124,7 @@ def replay_on_edge(cohort: Path, run: Path, data_dir: Path, console: Console) ->
         console.print("[yellow]no image model in this study: nothing for the edge app to replay[/]")
         return
     try:
-        video = _first_recording(cohort)
+        video, mm_per_pixel = _first_recording(cohort)
     except (CohortError, CohortPathError) as error:
         console.print(f"[yellow]the recording to replay cannot be used: {escape(str(error))}[/]")
         return
@@ -136,6 +137,8 @@ def replay_on_edge(cohort: Path, run: Path, data_dir: Path, console: Console) ->
     shutil.rmtree(data_dir, ignore_errors=True)
     command = [sys.executable, "-m", "edge_app.cli", "replay", str(video), "--bundle", str(run / "bundles" / model),
                "--data-dir", str(data_dir), "--headless", "--every-frame", "--screening-id", "DEMO-0001"]
+    if mm_per_pixel is not None:  # the listing's pixel size: the muscle thickness in mm
+        command += ["--mm-per-pixel", f"{mm_per_pixel:g}"]
     console.print(f"edge app: replaying {video.name} with bundles/{model}")
     finished = subprocess.run(command, capture_output=True, text=True, check=False)
     console.print(escape(finished.stdout.strip() or finished.stderr.strip()))  # quotes [device]
@@ -144,19 +147,21 @@ def replay_on_edge(cohort: Path, run: Path, data_dir: Path, console: Console) ->
         raise typer.Exit(code=1)
 
 
-def _first_recording(cohort: Path) -> Path | None:
+def _first_recording(cohort: Path) -> tuple[Path | None, float | None]:
     """A recording of the first participant outside development (else any), read through the
-    cohort loader so its tables get the same path checks as its media."""
+    cohort loader so its tables get the same path checks as its media, with its listed pixel
+    size (None where the listing has none)."""
     from model_build.cohort import load_cohort
 
     loaded = load_cohort(cohort)
     if loaded.videos is None or loaded.videos.empty:
-        return None
+        return None, None
     participants = loaded.participants
     external = set(participants.loc[participants["cohort"] != "development", "participant_id"])
     chosen = loaded.videos[loaded.videos["participant_id"].isin(external)]
-    rows = chosen if not chosen.empty else loaded.videos
-    return loaded.media_path(rows.iloc[0]["path"])
+    row = (chosen if not chosen.empty else loaded.videos).iloc[0]
+    size = pd.to_numeric(row.get("mm_per_pixel"), errors="coerce")
+    return loaded.media_path(row["path"]), float(size) if pd.notna(size) and size > 0 else None
 
 
 def print_summary(run: Path, console: Console) -> None:

@@ -267,7 +267,10 @@ def test_the_demo_replays_a_recording_on_the_edge_app(image_run: Path, image_coh
     study_command.replay_on_edge(image_cohort, image_run, tmp_path / "edge", console)
     text = console.export_text()
     assert "replaying" in text and "usable frames" in text
+    assert "Muscle" in text  # the device's muscle measurement ran (noise: not measured)
     assert any((tmp_path / "edge").iterdir())
+    # the recording's listed pixel size goes to the device, for a thickness in mm
+    assert study_command._first_recording(image_cohort)[1] == 0.1
 
 
 def test_a_folder_that_is_not_a_run_is_refused(app: typer.Typer, tables_cohort: Path, tmp_path: Path) -> None:

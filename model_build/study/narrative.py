@@ -135,11 +135,12 @@ def _contribution_sentence(results: dict, fused: str | None) -> str:
     sentence = (f"In the multimodal model ({fused}), " + "; ".join(parts)
                 + " (the paper's measure: mean share of the evidence for the participant's true class, development, "
                 "out-of-fold).")
-    return sentence + (" " + information_sentence(results) if results.get("information") else "")
+    return sentence + (" " + information_sentence(results, brief=True) if results.get("information") else "")
 
 
-def information_sentence(results: dict) -> str:
-    """Whether the evidence share and the Shapley share agree on development, and if not, why."""
+def information_sentence(results: dict, brief: bool = False) -> str:
+    """Whether the evidence share and the Shapley share agree on development, and if not, why
+    (``brief``: the pairs that disagree only, for the summary; the section gives the reasons)."""
     block = results["information"]
     entry = block["cohorts"].get(DEVELOPMENT)
     if entry is None:
@@ -148,6 +149,12 @@ def information_sentence(results: dict) -> str:
     if not entry["disagreements"]:
         return (f"On development the evidence shares agree with the Shapley shares (within {limit} for every data "
                 "type and class).")
+    if brief:
+        pairs = [f"{MODALITY_NAMES[d['modality']]} for {CLASS_NAMES[d['class']]} (evidence share "
+                 f"{format_number(d['evidence_share'])}, Shapley share {format_number(d['shapley_share'])})"
+                 for d in entry["disagreements"]]
+        return (f"On development the two measures disagree by more than {limit} for " + "; ".join(pairs)
+                + ": see what each data type contributes, below.")
     parts = [f"{MODALITY_NAMES[d['modality']]} for {CLASS_NAMES[d['class']]}: evidence share "
              f"{format_number(d['evidence_share'])}, Shapley share {format_number(d['shapley_share'])}; its head "
              f"emitted more evidence for that class than against it for "

@@ -144,6 +144,9 @@ def test_the_evidence_share_is_labelled_and_shown_beside_the_information_measure
     development = results["information"]["cohorts"]["development"]
     expected = "disagree by more than" if development["disagreements"] else "agree with the Shapley shares"
     assert expected in text
+    if development["disagreements"]:  # the summary names the pairs, the section says why, once
+        assert text.count("disagree by more than") == 2
+        assert text.count("emitted more evidence for") == len(development["disagreements"])
 
 
 def test_characteristics_are_counted_from_the_cohort(full_study) -> None:

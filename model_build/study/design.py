@@ -184,16 +184,20 @@ def select_model(aucs: dict[str, float], versus_best: dict[str, dict | None], ru
     candidates.sort(key=lambda c: (c.n_modalities, -c.auc))
     chosen = next(c for c in candidates if c.eligible) if rule != "best" else \
         next(c for c in candidates if c.model == best)
-    reason = _reason(chosen, best, aucs[best], rule, alpha, margin)
+    fewest = min(c.n_modalities for c in candidates)
+    reason = _reason(chosen, best, aucs[best], rule, alpha, margin, fewest)
     return {"rule": RULE_DESCRIPTIONS[rule].format(alpha=alpha, margin=margin), "rule_name": rule,
             "cohort": "development", "alpha": alpha, "margin": margin, "best": best,
             "candidates": [asdict(c) for c in candidates], "selected": chosen.model, "reason": reason}
 
 
-def _reason(chosen: StudyCandidate, best: str, best_auc: float, rule: str, alpha: float, margin: float) -> str:
+def _reason(chosen: StudyCandidate, best: str, best_auc: float, rule: str, alpha: float, margin: float,
+            fewest: int) -> str:
     if chosen.model == best:
         reason = f"{best} has the highest development AUC ({best_auc:.3f})"
-        if rule != "best":
+        if rule != "best" and chosen.n_modalities == fewest:
+            reason += ", and no model has fewer data types"
+        elif rule != "best":
             reason += "; every model with fewer data types was " + (
                 "significantly worse" if rule == "fewest-not-worse" else f"not shown non-inferior (margin {margin})")
         return reason

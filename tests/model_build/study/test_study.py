@@ -76,6 +76,15 @@ def test_selection_takes_the_fewest_types_not_significantly_worse_than_the_best(
                         "image+clinical+lab": True}
 
 
+def test_a_best_model_with_one_data_type_is_not_said_to_beat_models_with_fewer() -> None:
+    aucs = {"image": 0.60, "clinical": 0.70, "image+clinical": 0.66}
+    versus = {"image": {"p": 0.01, "difference_ci": [-0.2, -0.02]},
+              "image+clinical": {"p": 0.3, "difference_ci": [-0.1, 0.03]}}
+    chosen = select_model(aucs, versus, "fewest-not-worse", 0.05)
+    assert chosen["selected"] == "clinical"
+    assert chosen["reason"] == "clinical has the highest development AUC (0.700), and no model has fewer data types"
+
+
 def test_non_inferiority_reads_the_interval_not_the_p_value() -> None:
     aucs = {"image": 0.80, "clinical": 0.70, "image+clinical": 0.84}
     # image: not significant (P 0.09) but its interval reaches -0.09, beyond the margin 0.05

@@ -67,6 +67,8 @@ def measure_cohort(cohort: Cohort, participant_ids: list[str], model: Aponeurosi
         sessions.append({"participant_id": pid, **{q: getattr(session, q) for q in QUANTITIES},
                          "frames_measured": session.frames_measured, "frames_total": session.frames_total})
     frames = pd.DataFrame(rows, columns=["participant_id", *COLUMNS])
+    numeric = [*QUANTITIES, *(f"{q}_spread" for q in QUANTITIES)]  # a CSV row writes "not measured" as ""
+    frames[numeric] = frames[numeric].apply(lambda column: pd.to_numeric(column.mask(column.eq(""))))
     participants = pd.DataFrame(sessions, columns=list(SESSION_COLUMNS)).astype({q: float for q in QUANTITIES})
     return CohortMeasurements(frames, participants, model.bundle.model_name)
 

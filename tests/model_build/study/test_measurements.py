@@ -19,6 +19,8 @@ import pytest
 
 from model_build.cohort import load_cohort
 from model_build.cohort.schema import ColumnSpec
+from model_build.measure import cohort as cohort_measurement
+from model_build.measure.infer import AponeurosisModel
 from model_build.stats import compare_auc
 from model_build.study import measurements, recovery
 from model_build.study.design import StudyOptions
@@ -161,6 +163,29 @@ def test_measurements_recover_the_generators_truth(study: Study, synthetic: Path
     echo = found["scopes"]["all"]["echo_intensity"]
     assert not echo["comparable"] and echo["median_absolute_error"] is None and echo["spearman_r"] > 0.5
     assert list(found["scopes"]) == ["all", *COHORTS]
+
+
+def test_an_unmeasured_frame_is_nan_and_the_recovery_reads_past_it(synthetic: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `sarco measure run` row writes an unmeasured quantity as "" (the paper-size demo has a
+    frame without a fascicle orientation): the study's frames must hold NaN there."""
+    measure_file = cohort_measurement.measure_file
+    cohort = load_cohort(synthetic)
+    first = Path(cohort.images["path"].iloc[0]).name
+
+    def first_image_unmeasured(media, model, frames_per_video):  # noqa: ANN001, ANN202
+        found = measure_file(media, model, frames_per_video)
+        if media.path.name != first:
+            return found
+        return [({**row, "pennation_deg": "", "pennation_deg_spread": ""}, measured) for row, measured in found]
+
+    monkeypatch.setattr(cohort_measurement, "measure_file", first_image_unmeasured)
+    ids = cohort.participants["participant_id"].tolist()
+    frames = cohort_measurement.measure_cohort(cohort, ids, AponeurosisModel(threads=1), 1).frames
+    assert frames["pennation_deg"].dtype == float and frames["pennation_deg"].isna().sum() >= 1
+    found = recovery.recovery(frames, recovery.read_media_truth(synthetic),
+                              cohort.participants.set_index("participant_id")["cohort"])
+    assert found["scopes"]["all"]["pennation_deg"]["n_measured"] >= 55
 
 
 def test_the_block_follows_the_contract_and_the_report_shows_it(study: Study, synthetic: Path, tmp_path: Path) -> None:

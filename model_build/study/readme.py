@@ -153,7 +153,7 @@ def _run(results: dict) -> str | None:
     if not timings:
         return None
     stages = timings.get("stages", {})
-    int8 = f", of which INT8 {stages['int8'] / 60:.1f}" if "int8" in stages else ""
+    int8 = f", of which INT8 {stages['int8'] / 60:.1f} min," if "int8" in stages else ""
     text = f"The study took {timings['total_seconds'] / 60:.1f} min{int8}"
     provenance = results.get("provenance")
     if provenance:

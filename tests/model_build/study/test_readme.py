@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from model_build.cli import app
 from model_build.study.formatting import format_estimate, format_number, p_phrase
 from model_build.study.narrative import find_comparison
-from model_build.study.readme import END, START, section
+from model_build.study.readme import END, START, regenerate, section
 from tests.support.study_runs import build_run, study_cohort
 
 
@@ -57,3 +57,14 @@ def test_the_command_rewrites_only_the_marked_section_and_check_finds_a_stale_re
     readme.write_text("# no markers\n", encoding="utf-8")
     unmarked = runner.invoke(app, ["demo-readme", str(kept), "--readme", str(readme)])
     assert unmarked.exit_code == 1 and "demo-results:start" in unmarked.output
+
+
+ROOT = Path(__file__).resolve().parents[3]
+COMMITTED = ROOT / "docs" / "results" / "demo-results.json"
+
+
+def test_the_readme_says_what_the_committed_demo_results_say() -> None:
+    assert regenerate(COMMITTED, ROOT / "README.md", check=True), (
+        "README.md's demo results differ from docs/results/demo-results.json; fix: "
+        "sarco demo-readme docs/results/demo-results.json")
+    assert '": "/' not in COMMITTED.read_text(encoding="utf-8")  # no absolute path of the machine that ran it

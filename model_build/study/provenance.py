@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import platform
 import re
-from importlib import metadata
+from importlib import import_module
 from pathlib import Path
 
 import torch
 
-PACKAGES = {"torch": "torch", "numpy": "numpy", "onnxruntime": "onnxruntime", "sklearn": "scikit-learn"}
+PACKAGES = ("torch", "numpy", "onnxruntime", "sklearn")
+"""Read from the imported module, not the distribution: onnxruntime ships as onnxruntime-gpu too."""
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_CBWR",
                     "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE")
 """Environment variables that change thread counts or which kernels run (MKL_CBWR: MKL's
@@ -27,15 +28,15 @@ conditional numerical reproducibility; *_MAX_CPU_ISA: caps oneDNN's instruction 
 
 def provenance() -> dict:
     """``python``, ``packages``, ``torch``, ``cpu`` and ``environment`` of this process, as results.json records it."""
-    return {"python": platform.python_version(), "packages": {name: _version(dist) for name, dist in PACKAGES.items()},
+    return {"python": platform.python_version(), "packages": {name: _version(name) for name in PACKAGES},
             "torch": torch_settings(), "cpu": cpu(),
             "environment": {name: os.environ.get(name) for name in THREAD_VARIABLES}}
 
 
-def _version(distribution: str) -> str | None:
+def _version(module: str) -> str | None:
     try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
+        return str(import_module(module).__version__)
+    except ImportError:
         return None
 
 

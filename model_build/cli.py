@@ -13,6 +13,7 @@ from model_build.commands import (
     label,
     measure,
     predict,
+    readme,
     sign,
     study,
     synth,
@@ -24,5 +25,5 @@ from sarco_core.cli import command_group
 app = command_group("sarco", "Sarcopenia screening from muscle ultrasound: cohorts, criteria, synthetic data.")
 
 for command_module in (synth, validate, criteria, label, train, evaluate, predict, export, deidentify, sign, study,
-                       measure):
+                       measure, readme):
     command_module.register(app)

@@ -118,6 +118,12 @@ AUC_DROP = {"auc_without": PROBABILITY, "drop": NUMBER, "ci": INTERVAL}
 DISAGREEMENT = {"class": TEXT, "modality": TEXT, "evidence_share": PROBABILITY, "shapley_share": NUMBER,
                 "evidence_for_more_than_against": PROBABILITY.or_null()}
 RUN_COHORT = {"path": TEXT, "data_hash": TEXT}
+PROVENANCE = {"python": TEXT, "packages": MAPPING, "torch": MAPPING, "cpu": MAPPING, "environment": MAPPING}
+PROVENANCE_TORCH = {"intra_op_threads": INTEGER, "inter_op_threads": INTEGER, "mkldnn_available": BOOLEAN,
+                    "mkldnn_enabled": BOOLEAN, "onednn_version": TEXT.or_null(), "cpu_capability": TEXT,
+                    "deterministic_algorithms": BOOLEAN, "deterministic_warn_only": BOOLEAN}
+PROVENANCE_CPU = {"model": TEXT.or_null(), "machine": TEXT, "logical_cores": INTEGER.or_null(),
+                  "usable_cores": INTEGER.or_null()}
 OPTIONS = {"seed": INTEGER, "folds": INTEGER, "fusion": TEXT, "alpha": PROBABILITY}
 MODEL = {"modalities": LIST, "bundle": TEXT, "operating_point": MAPPING}
 CLASSES = ("sarcopenia", "non_sarcopenia")
@@ -159,6 +165,8 @@ class _Checker:
             self.problems.append(f"schema_version is {top['schema_version']!r}; this report reads {SCHEMA_VERSION}")
         self.inner(top.get("cohort"), RUN_COHORT, "cohort")
         self.inner(top.get("options"), OPTIONS, "options")
+        if "provenance" in top:
+            self.provenance(top["provenance"])
         cohorts = self.cohort_names(top.get("cohorts"))
         models = self.models(top.get("models"), cohorts)
         self.inner(top.get("evaluation"), {name: TEXT for name in cohorts}, "evaluation")
@@ -176,6 +184,20 @@ class _Checker:
             self.measurements(top["measurements"], models, cohorts)
         if "information" in top:
             self.information(top["information"], models, cohorts)
+
+    def provenance(self, block: object) -> None:
+        """Versions, threads, oneDNN and the CPU (runs written before it was recorded lack it)."""
+        found = self.fields(block, PROVENANCE, "provenance")
+        if found is None:
+            return
+        self.inner(found.get("packages"), {name: TEXT.or_null() for name in ("torch", "numpy", "onnxruntime",
+                                                                              "sklearn")}, "provenance.packages")
+        self.inner(found.get("torch"), PROVENANCE_TORCH, "provenance.torch")
+        self.inner(found.get("cpu"), PROVENANCE_CPU, "provenance.cpu")
+        environment = found.get("environment")
+        for name, value in (environment.items() if isinstance(environment, dict) else ()):
+            if not TEXT.or_null().accepts(value) and value != "":
+                self.problems.append(f"provenance.environment.{name} must be a text or null, not {value!r}")
 
     def information(self, block: object, models: list[str], cohorts: list[str]) -> None:
         """What each data type adds to the fused model (evidential fusion of several data types)."""

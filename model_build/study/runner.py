@@ -35,6 +35,7 @@ from model_build.models.data import ImageLibrary, count_media, data_hash, tabula
 from model_build.models.train import Trainer
 from model_build.models.training_data import available_modalities, read_library
 from model_build.study import borderline, measurements, recovery, threshold_choice
+from model_build.study.provenance import provenance
 from model_build.study import results as study_results
 from model_build.study.design import (StudyError, StudyOptions, assign_folds, combined_models, modalities_of,
                                       select_model)
@@ -248,6 +249,7 @@ class Study:
                        "data_hash": data_hash(participants, [c for c in columns if c in participants],
                                               [] if self.library is None else self.library.images.digests)},
             "options": self.options.to_dict(),
+            "provenance": provenance(),
             "cohorts": cohorts,
             "evaluation": {name: ("refit on development, frozen" if name != "development" else
                                   f"{self.options.folds}-fold cross-validation, out-of-fold") for name in cohorts},

@@ -22,7 +22,7 @@ from model_build.commands import study as study_command
 from model_build.models.train import Trainer
 from model_build.study import borderline
 from model_build.study.design import StudyError, StudyOptions, assign_folds, combined_models, select_model
-from model_build.study.inputs import check_results
+from model_build.study.inputs import StudyReportError, check_results
 from model_build.study.runner import run_study
 from testkit.cohort_factory import make_cohort
 
@@ -171,6 +171,13 @@ def test_tables_only_study_is_complete_and_deterministic(recorded_run, tables_co
     assert all(0.0 <= c["p"] <= 1.0 for c in results["comparisons"])
     for klass in ("sarcopenia", "non_sarcopenia"):
         assert sum(results["contributions"][klass].values()) == pytest.approx(1.0)
+    settings = results["provenance"]["torch"]
+    assert settings["deterministic_algorithms"] and settings["intra_op_threads"] >= 1
+    assert results["provenance"]["packages"]["numpy"] == np.__version__
+    broken = json.loads(json.dumps(results))
+    broken["provenance"]["torch"]["intra_op_threads"] = "two"
+    with pytest.raises(StudyReportError, match="provenance.torch.intra_op_threads must be a whole number"):
+        check_results(broken)
     again = json.loads((second / "results.json").read_text())
     for volatile in ("created", "timings"):
         results.pop(volatile), again.pop(volatile)

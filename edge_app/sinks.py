@@ -154,7 +154,8 @@ class DisplaySink:
             self._session_start = at
         s.elapsed_s = at - self._session_start
         s.usable_frames, s.processed_frames = session.usable_frames, session.processed_frames
-        if session.measurements:
+        shown = (s.measurements or {}).get("frames_total", 0)
+        if len(session.measurements) != shown:  # a new measured frame: the medians again
             s.measurements = session.measured().to_dict()
         if s.muscles:
             s.muscle_frames[s.muscle] += session.usable_frames - self._usable_before

@@ -18,6 +18,7 @@ from model_build.commands import (
     study,
     synth,
     train,
+    tune,
     validate,
 )
 from sarco_core.cli import command_group
@@ -25,5 +26,5 @@ from sarco_core.cli import command_group
 app = command_group("sarco", "Sarcopenia screening from muscle ultrasound: cohorts, criteria, synthetic data.")
 
 for command_module in (synth, validate, criteria, label, train, evaluate, predict, export, deidentify, sign, study,
-                       measure, readme):
+                       tune, measure, readme):
     command_module.register(app)

@@ -50,6 +50,9 @@ def register(app: typer.Typer) -> None:
                  "alarms.")] = None,
         int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Quantize and verify an image-only selection.")]
         = True,
+        tuning: Annotated[Path | None, typer.Option(
+            exists=True, dir_okay=False, help="tuning.json from `sarco tune` on this cohort: the image settings "
+                                              "chosen on development.")] = None,
         threads: Threads = None,
         device: Device = "auto",
     ) -> None:
@@ -59,7 +62,8 @@ def register(app: typer.Typer) -> None:
         with _errors():
             options = StudyOptions(seed=seed, folds=folds, quick=quick, selection=selection, alpha=alpha,
                                    margin=margin, threshold_rule=threshold_rule, threshold_target=threshold_target,
-                                   int8=int8, threads=threads, device=device)
+                                   int8=int8, tuning=None if tuning is None else str(tuning), threads=threads,
+                                   device=device)
         run = _run_study(cohort, out, options)
         print_summary(run, CliConsole())
 

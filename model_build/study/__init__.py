@@ -3,3 +3,4 @@ the CLI can offer them as choices without importing torch."""
 
 SELECTION_RULES = ("fewest-not-worse", "non-inferior", "best")
 THRESHOLD_RULES = ("youden", "sensitivity", "specificity", "cost")
+TUNING_RULES = ("one-se", "best")

@@ -9,6 +9,7 @@ Everything that encodes those choices lives here, so the report can state them e
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
@@ -60,6 +61,7 @@ class StudyOptions:
     calibration_inputs: int | None = None    # None: 512, or 64 with --quick
     threads: int | None = None
     device: str = "auto"
+    tuning: str | None = None                # tuning.json from `sarco tune`: the image settings chosen on development
     image: TrainOptions | None = None
     tabular: TrainOptions | None = None
 
@@ -75,8 +77,17 @@ class StudyOptions:
             raise StudyError(f"--alpha {self.alpha}: use a significance level in (0, 1), e.g. 0.05")
         if self.calibration_inputs is None:
             self.calibration_inputs = 64 if self.quick else 512
-        self.image = self.image or image_options(self.quick, self.seed)
+        self.image = self.image or self._image_options()
         self.tabular = self.tabular or tabular_options(self.quick, self.seed)
+
+    def _image_options(self) -> TrainOptions:
+        if self.tuning is None:
+            return image_options(self.quick, self.seed)
+        if self.quick:
+            raise StudyError("--quick and --tuning both set the image settings; fix: leave one out")
+        from model_build.study.tuning import read_tuning, tuned_image_options  # tuning builds on this module
+
+        return tuned_image_options(read_tuning(Path(self.tuning)), self.quick, self.seed)
 
     def _check_threshold_rule(self) -> None:
         rule, target = self.threshold_rule, self.threshold_target
@@ -125,10 +136,11 @@ def assign_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Fold number of each participant, stratified by label (rows are participants, so no
     participant's images can sit on both sides of a split)."""
     counts = np.bincount(labels, minlength=2)
-    if counts.min() < folds or counts.min() * (folds - 1) / folds < MIN_PER_CLASS_PER_FOLD:
+    needed = max(folds, int(np.ceil(MIN_PER_CLASS_PER_FOLD * folds / (folds - 1))))
+    if counts.min() < needed:  # fewer folds would shrink each training part further: no --folds hint
         raise StudyError(f"development has {counts[1]} sarcopenia and {counts[0]} other labelled participants: "
-                         f"too few for {folds}-fold cross-validation; fix: use --folds "
-                         f"{max(2, min(folds - 1, int(counts.min() // MIN_PER_CLASS_PER_FOLD)))} or a larger cohort")
+                         f"too few for {folds}-fold cross-validation; fix: a cohort with at least {needed} "
+                         "labelled participants of each class")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     fold_of = np.empty(len(labels), dtype=np.int64)
     for number, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels)):

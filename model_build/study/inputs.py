@@ -126,6 +126,9 @@ PROVENANCE_CPU = {"model": TEXT.or_null(), "machine": TEXT, "logical_cores": INT
                   "usable_cores": INTEGER.or_null()}
 OPTIONS = {"seed": INTEGER, "folds": INTEGER, "fusion": TEXT, "alpha": PROBABILITY}
 MODEL = {"modalities": LIST, "bundle": TEXT, "operating_point": MAPPING}
+CHOICES = {"rule": TEXT, "validation_cohorts": LIST, "made": LIST}
+CHOICE = {"choice": TEXT, "value": TEXT, "kind": TEXT, "data": LIST, "how": TEXT}
+CHOICE_KINDS = ("pre-specified", "tuned", "check")
 CLASSES = ("sarcopenia", "non_sarcopenia")
 SCHEMA_VERSION = 1
 
@@ -184,6 +187,26 @@ class _Checker:
             self.measurements(top["measurements"], models, cohorts)
         if "information" in top:
             self.information(top["information"], models, cohorts)
+        if "choices" in top:
+            self.choices(top["choices"], cohorts)
+
+    def choices(self, block: object, cohorts: list[str]) -> None:
+        """Every choice and the data it saw: a tuned choice may have seen development only."""
+        found = self.fields(block, CHOICES, "choices")
+        if found is None:
+            return
+        for index, entry in enumerate(found["made"] if isinstance(found.get("made"), list) else ()):
+            where = f"choices.made[{index}]"
+            entry = self.fields(entry, CHOICE, where)
+            if entry is None:
+                continue
+            if entry.get("kind") not in CHOICE_KINDS:
+                self.problems.append(f"{where}.kind must be one of {', '.join(CHOICE_KINDS)}, not {entry.get('kind')!r}")
+            seen = entry.get("data") if isinstance(entry.get("data"), list) else []
+            for cohort in seen:
+                self.member(cohort, cohorts, f"{where}.data", "cohorts")
+            if entry.get("kind") == "tuned" and seen != [DEVELOPMENT]:
+                self.problems.append(f"{where}: a tuned choice must have seen development only, not {seen!r}")
 
     def provenance(self, block: object) -> None:
         """Versions, threads, oneDNN and the CPU (runs written before it was recorded lack it)."""

@@ -76,7 +76,11 @@ def render(results: dict, cohort: Cohort, tables: dict[str, pd.DataFrame], figur
         html.Section("summary", "Summary",
                      '<div class="summary">' + "".join(html.paragraph(p) for p in summary(results)) + "</div>"),
         html.Section("methods", "Methods in brief", html.bullet_list(methods(results))
-                     + "<h3>Data types and models</h3>" + html.data_types(results, inputs)),
+                     + "<h3>Data types and models</h3>" + html.data_types(results, inputs)
+                     + ("<h3>Choices and the data they saw</h3>" + html.table(
+                         t("choices"), "The tuning rule: each choice is fixed before the run (pre-specified) or "
+                         "made on development (tuned); the validation cohorts are read once, at the end, by frozen "
+                         "models, and only checks look at them.") if "choices" in tables else "")),
         html.Section("participants", "Participants", _characteristics(tables["characteristics"], results["cohorts"])),
         html.Section("discrimination", "Discrimination and operating point", html.table(
             t("performance"), "AUC with 95% DeLong CI; accuracy and F1 at the threshold frozen on development. "

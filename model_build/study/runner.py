@@ -34,7 +34,8 @@ from model_build.measure.infer import AponeurosisModel
 from model_build.models.data import ImageLibrary, count_media, data_hash, tabular_columns
 from model_build.models.train import Trainer
 from model_build.models.training_data import available_modalities, read_library
-from model_build.study import borderline, measurements, recovery, threshold_choice
+from model_build.study import borderline, measurements, recovery, threshold_choice, tuning
+from model_build.study.choices import choices
 from model_build.study.provenance import provenance
 from model_build.study import results as study_results
 from model_build.study.design import (StudyError, StudyOptions, assign_folds, combined_models, modalities_of,
@@ -60,6 +61,9 @@ class Study:
                              "fix: name the cohort the models are developed on `development`")
         self.others = {name: rows.reset_index(drop=True) for name, rows in labelled.groupby("cohort", sort=False)
                        if name != "development"}
+        self.tuning = None if options.tuning is None else tuning.read_tuning(Path(options.tuning))
+        if self.tuning is not None:
+            tuning.check_against(self.tuning, Path(options.tuning), self.development, self.others)
         self.modalities = available_modalities(self.cohort, self.development)
         self.labels = self.development["label"].astype(int).to_numpy()
         self.fold_of = assign_folds(self.labels, options.folds, options.seed)
@@ -85,14 +89,16 @@ class Study:
         beside = [measurements.MODEL] if self.measurements_model is not None else []
         self._timed("cross_validation", lambda: self.cross_validate(monomodal + beside))
         aucs = {name: study_results.auc_of(self.predictions[name]["development"]) for name in monomodal}
-        best = max(aucs, key=lambda name: aucs[name])
-        combined = combined_models(best, self.modalities)
+        self.best_monomodal = max(aucs, key=lambda name: aucs[name])
+        combined = combined_models(self.best_monomodal, self.modalities)
         self._timed("cross_validation_fusion", lambda: self.cross_validate(combined))
         models = monomodal + combined
         self._timed("thresholds", lambda: self.choose_thresholds(models + beside))
         self._timed("refit", lambda: self.refit(models + beside))
         results = self._timed("statistics", lambda: self.statistics(models))
         self._timed("int8", lambda: self.int8(results))
+        results["choices"] = choices(self.options, self.tuning, results["cohorts"], self.best_monomodal,
+                                     results["selection"], results.get("int8"))
         self._timed("report", lambda: self.report(results))
         self.timings["total_seconds"] = time.perf_counter() - started
         results["timings"] = {"total_seconds": self.timings.pop("total_seconds"), "stages": self.timings}

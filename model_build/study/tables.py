@@ -317,10 +317,20 @@ def _subgroup_cells(group: pd.DataFrame) -> list[str]:
     return [str(len(y)), str(positives), auc, *Counts.of(group).sensitivity_specificity()]
 
 
+def choices_table(results: dict) -> pd.DataFrame | None:
+    """Every choice, what it chose and the data it saw (runs written before it was recorded lack it)."""
+    if "choices" not in results:
+        return None
+    rows = [[entry["choice"], entry["value"], entry["kind"], ", ".join(entry["data"]) or "none (fixed before the run)",
+             entry["how"]] for entry in results["choices"]["made"]]
+    return pd.DataFrame(rows, columns=["Choice", "Chosen", "Kind", "Data it saw", "How"])
+
+
 def build_tables(results: dict, predictions: Predictions, cohort: Cohort) -> dict[str, pd.DataFrame]:
     """Every table that applies to the run, by file stem, in the order the report shows them."""
     tables = {
         "characteristics": cohort_characteristics(cohort, results["cohorts"]),
+        "choices": choices_table(results),
         "performance": performance_table(results),
         "operating_point": operating_point_table(results, predictions),
         "two_by_two": two_by_two_table(results, predictions),

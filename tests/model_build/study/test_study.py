@@ -47,8 +47,11 @@ def test_folds_are_stratified_disjoint_and_seeded() -> None:
 
 
 def test_too_few_participants_for_the_folds_is_one_clear_error() -> None:
-    with pytest.raises(StudyError, match="too few for 5-fold cross-validation; fix: use --folds"):
-        assign_folds(np.array([0] * 30 + [1] * 5), 5, seed=0)
+    with pytest.raises(StudyError, match="too few for 5-fold cross-validation; fix: a cohort with at least 8 "):
+        assign_folds(np.array([0] * 30 + [1] * 7), 5, seed=0)  # 4/5 of 7 is 5.6 per class, under 6
+    with pytest.raises(StudyError, match="too few for 2-fold cross-validation; fix: a cohort with at least 12 "):
+        assign_folds(np.array([0] * 30 + [1] * 11), 2, seed=0)
+    assign_folds(np.array([0] * 30 + [1] * 8), 5, seed=0)  # 6.4 per class: enough
 
 
 def test_the_best_type_is_combined_with_each_other_then_with_all() -> None:

@@ -14,6 +14,7 @@ from model_build.commands import (
     measure,
     predict,
     readme,
+    repeat,
     sign,
     study,
     synth,
@@ -26,5 +27,5 @@ from sarco_core.cli import command_group
 app = command_group("sarco", "Sarcopenia screening from muscle ultrasound: cohorts, criteria, synthetic data.")
 
 for command_module in (synth, validate, criteria, label, train, evaluate, predict, export, deidentify, sign, study,
-                       tune, measure, readme):
+                       tune, measure, readme, repeat):
     command_module.register(app)

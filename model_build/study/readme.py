@@ -34,14 +34,15 @@ def section(results: dict, source: str) -> str:
     return "\n\n".join(paragraphs)
 
 
-def rewrite(readme: str, text: str) -> str:
+def rewrite(readme: str, text: str, markers: tuple[str, str] = (START, END),
+            where: str = "the README", what: str = "the section \"The demo's results\"") -> str:
     """``readme`` with the text between the markers replaced by ``text``."""
-    head, start, rest = readme.partition(START)
-    _, end, tail = rest.partition(END)
+    first, last = markers
+    head, start, rest = readme.partition(first)
+    _, end, tail = rest.partition(last)
     if not start or not end:
-        raise StudyReportError(f"the README has no {START} ... {END} pair; fix: put the two markers around the "
-                               "section \"The demo's results\"")
-    return f"{head}{START}\n{text}\n{END}{tail}"
+        raise StudyReportError(f"{where} has no {first} ... {last} pair; fix: put the two markers around {what}")
+    return f"{head}{first}\n{text}\n{last}{tail}"
 
 
 def portable(results: dict) -> dict:

@@ -1,0 +1,104 @@
+"""`sarco repeat`: the seed spread is generated into docs/study.md, and two runs of one seed are
+checked against it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from model_build.cli import app
+from model_build.study.formatting import format_number
+from model_build.study.repeat import END, START, compare, headline, load_runs, summary
+from tests.support.study_runs import build_run, study_cohort
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("repeat")
+    cohort = study_cohort(root / "cohort")
+    paths = []
+    for seed in (1, 2, 3):
+        build_run(root / f"run{seed}", cohort, seed=seed)
+        paths.append(root / f"run{seed}" / "results.json")
+    return paths
+
+
+def test_headline_figures_are_read_from_results_json(runs: list[Path]) -> None:
+    results = json.loads(runs[0].read_text())
+    figures = headline(results)
+    for cohort in results["cohorts"]:
+        assert figures[f"image AUC, {cohort}"] == results["models"]["image"][cohort]["auc"]
+    external = results["models"]["image"]["external"]
+    assert figures["image gap to the oracle, external"] == pytest.approx(external["oracle_auc"] - external["auc"])
+    assert figures["selected model"] == results["selected_model"]
+    assert figures["INT8 gate"] in ("accepted", "rejected")
+
+
+def test_the_spread_is_written_between_the_markers_and_check_finds_a_stale_page(runs: list[Path],
+                                                                                tmp_path: Path) -> None:
+    doc, kept = tmp_path / "study.md", tmp_path / "seeds.json"
+    doc.write_text(f"# Study\n\n{START}\nold\n{END}\n\nafter\n")
+    runner = CliRunner()
+    written = runner.invoke(app, ["repeat", "spread", *map(str, runs), "--doc", str(doc), "--keep", str(kept)])
+    assert written.exit_code == 0, written.output
+    text = doc.read_text()
+    assert "old" not in text and text.endswith(f"{END}\n\nafter\n")
+    assert "| figure | seed 1 | seed 2 | seed 3 | mean | SD | range |" in text
+    aucs = [json.loads(p.read_text())["models"]["image"]["external"]["auc"] for p in runs]
+    row = next(line for line in text.splitlines() if line.startswith("| image AUC, external |"))
+    assert row.split(" | ")[1:4] == [format_number(a) for a in aucs]
+    assert row.rstrip(" |").endswith(format_number(max(aucs) - min(aucs)))
+    assert runner.invoke(app, ["repeat", "spread", str(kept), "--doc", str(doc), "--check"]).exit_code == 0
+    doc.write_text(text.replace("| seed 1 |", "| seed one |"))
+    stale = runner.invoke(app, ["repeat", "spread", str(kept), "--doc", str(doc), "--check"])
+    assert stale.exit_code == 1 and "differs" in stale.output
+    one = runner.invoke(app, ["repeat", "spread", str(runs[0]), "--doc", str(doc)])
+    assert one.exit_code == 1 and "at least 2 seeds" in one.output
+
+
+def test_two_runs_of_one_seed_are_checked_against_the_seeds_range(runs: list[Path], tmp_path: Path) -> None:
+    seeds = load_runs(runs)
+    first = summary(json.loads(runs[0].read_text()))
+    first["provenance"] = {"torch": {"intra_op_threads": 2}}  # the factory's runs record none
+    nudged = json.loads(json.dumps(first))
+    nudged["provenance"]["torch"]["intra_op_threads"] = 1
+    auc = "image AUC, external"
+    values = [s["figures"][auc] for s in seeds]
+    nudged["figures"][auc] += (max(values) - min(values)) / 2
+    rows, provenance = compare(first, nudged, seeds)
+    assert all(row.within for row in rows)
+    assert provenance == {"torch.intra_op_threads": (2, 1)}
+    nudged["figures"][auc] = first["figures"][auc] + (max(values) - min(values)) * 1.5
+    assert [row.figure for row in compare(first, nudged, seeds)[0] if not row.within] == [auc]
+    nudged["figures"][auc] = first["figures"][auc]
+    nudged["figures"]["selected model"] = "something else"
+    assert [row.figure for row in compare(first, nudged, seeds)[0] if not row.within] == ["selected model"]
+    # the command: exit 0 for the same run, 1 when a figure moved too far, a clear error for two seeds
+    kept = tmp_path / "seeds.json"
+    kept.write_text(json.dumps({"runs": seeds}))
+    runner = CliRunner()
+    same = runner.invoke(app, ["repeat", "compare", str(runs[0]), str(runs[0]), "--seeds", str(kept)])
+    assert same.exit_code == 0 and "provenance that differs: none" in same.output, same.output
+    moved = tmp_path / "moved.json"
+    results = json.loads(runs[0].read_text())
+    step = (max(values) - min(values)) * 1.2
+    auc = results["models"]["image"]["external"]["auc"]
+    results["models"]["image"]["external"]["auc"] = auc + step if auc + step <= 1 else auc - step
+    assert 0.0 <= results["models"]["image"]["external"]["auc"] <= 1.0
+    moved.write_text(json.dumps(results))
+    outside = runner.invoke(app, ["repeat", "compare", str(runs[0]), str(moved), "--seeds", str(kept)])
+    assert outside.exit_code == 1 and "moved more than the seeds' range" in outside.output
+    other = runner.invoke(app, ["repeat", "compare", str(runs[0]), str(runs[1]), "--seeds", str(kept)])
+    assert other.exit_code == 1 and "compare two runs of the same seed" in other.output
+
+
+def test_the_committed_seed_spread_matches_docs_study_md() -> None:
+    """docs/study.md's table is generated from docs/results/seeds.json: a hand edit fails."""
+    result = CliRunner().invoke(app, ["repeat", "spread", str(REPOSITORY / "docs" / "results" / "seeds.json"),
+                                      "--doc", str(REPOSITORY / "docs" / "study.md"), "--check"])
+    assert result.exit_code == 0, result.output

@@ -16,8 +16,9 @@ from model_build.study.design import StudyOptions
 
 KINDS = ("pre-specified", "tuned", "check")
 DEVELOPMENT = ["development"]
-DEFAULTS_SOURCE = ("pre-specified: the study's defaults, chosen by `sarco tune` on the development cohort of the "
-                   "seed-1 paper-size synthetic cohort (docs/study.md, \"The tuning rule\")")
+DEFAULTS_SOURCE = ("pre-specified: the study's defaults, chosen by `sarco tune` on the development participants of "
+                   "the seed-1 paper-size synthetic cohort alone (docs/results/tuning-seed1.json; docs/study.md, "
+                   "\"The tuning rule\")")
 
 
 def choices(options: StudyOptions, tuning: dict | None, cohorts: list[str], best_monomodal: str,

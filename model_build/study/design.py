@@ -26,16 +26,16 @@ class StudyError(InputError):
 
 
 def image_options(quick: bool, seed: int) -> TrainOptions:
-    """The image model as the study trains it on a CPU, six times (5 folds and the refit): 80 px,
-    the stem and first 4 blocks frozen, 6 epochs, an exponential moving average of the weights
-    (decay 0.95 per step); one frame per recording, because the stills already show the muscle
-    and frames of one sweep are near duplicates. Each development center has its own scanner in
-    the paper cohort, and 80 px transferred best to the other centers' scanners: external AUC
-    0.855 and 0.855 (two seeds) against 0.824 at 96 px and 0.825 at 64 px, oracle 0.893
-    (docs/study.md)."""
+    """The image model as the study trains it on a CPU, six times (5 folds and the refit): 64 px,
+    the stem and first 4 blocks frozen, up to 8 epochs, an exponential moving average of the
+    weights (decay 0.95 per step); one frame per recording, because the stills already show the
+    muscle and frames of one sweep are near duplicates. Size and epochs were chosen by `sarco
+    tune` on the development participants of the seed-1 paper cohort alone (3-fold
+    cross-validation, the one-standard-error rule; docs/results/tuning-seed1.json and
+    docs/study.md, "The tuning rule"); the rest is fixed."""
     if quick:
         return TrainOptions.quick(modalities=["image"], seed=seed, frames_per_video=1, weight_average=0.95)
-    return TrainOptions(modalities=["image"], seed=seed, image_size=80, epochs=6, patience=2, frames_per_video=1,
+    return TrainOptions(modalities=["image"], seed=seed, image_size=64, epochs=8, patience=2, frames_per_video=1,
                         freeze_blocks=4, weight_average=0.95)
 
 

@@ -200,3 +200,15 @@ def test_tune_mistakes_get_one_clear_line(app: typer.Typer, image_cohort: Path, 
     assert result.exit_code in (1, 2), result.output
     assert message in " ".join(result.output.replace("│", " ").split())  # Rich's error box, unwrapped
     assert not (tmp_path / "tuning.json").exists()
+
+
+def test_the_study_defaults_are_the_committed_tuning_choice() -> None:
+    """The defaults cite docs/results/tuning-seed1.json: changing one without the other fails."""
+    from model_build.study.design import image_options
+    from model_build.study.tuning import read_tuning
+
+    tuning = read_tuning(Path(__file__).resolve().parents[3] / "docs" / "results" / "tuning-seed1.json")
+    defaults = image_options(False, 0)
+    assert (defaults.image_size, defaults.epochs) == (tuning["chosen"]["image_size"], tuning["chosen"]["epochs"])
+    assert tuning["data"]["cohorts_read"] == ["development"] and tuning["rule"] == "one-se"
+    assert {key: getattr(defaults, key) for key in tuning["fixed"]} == tuning["fixed"]

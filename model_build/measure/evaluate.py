@@ -11,7 +11,9 @@ and the fascicle angle against their mean ``alpha`` (both in the image's own pix
 its horizontal, which is what the observers measured; the fascicle angle is the orientation the
 pennation method finds, before it is taken against the deep aponeurosis), beside the per-image
 median disagreement between two observers. The issue's target: the model's median error no
-larger than the observers' median disagreement.
+larger than the observers' median disagreement. The same labels are also read where TimTrack
+takes the thickness (``timtrack_position_*``: one column near the frame's end,
+:func:`model_build.measure.timtrack.thickness_at_timtrack_position`), beside the device's value.
 
 Bland-Altman plots (matplotlib) of thickness, and of the fascicle angle for TimTrack.
 """
@@ -27,7 +29,8 @@ import numpy as np
 
 from model_build.measure.data import read_index, read_pair_arrays
 from model_build.measure.metrics import compare_labels, mask_metrics, summary
-from model_build.measure.timtrack import DATASETS, disagreement, read_observers
+from model_build.measure.timtrack import (DATASETS, MIRRORED_DATASETS, disagreement, read_observers,
+                                         thickness_at_timtrack_position)
 from sarco_core.files import atomic_path, write_json
 from sarco_core.imaging import ScanRegionNotFound
 from sarco_core.measure import NO_SCAN_REGION, pennation_angle
@@ -89,7 +92,8 @@ def evaluate_timtrack(model, timtrack: Path, progress: Callable[[int, int], None
                    "thickness_disagreement_pct": entry["height_disagreement_pct"],
                    "alpha_observers_deg": entry["alpha_mean_deg"],
                    "alpha_disagreement_deg": entry["alpha_disagreement_deg"],
-                   "thickness_model_px": None, "fascicle_model_deg": None,
+                   "thickness_model_px": None, "thickness_model_timtrack_position_px": None,
+                   "fascicle_model_deg": None,
                    "status": NO_SCAN_REGION if labels is None else None}
             if labels is not None:
                 from sarco_core.measure import measure
@@ -99,6 +103,8 @@ def evaluate_timtrack(model, timtrack: Path, progress: Callable[[int, int], None
                 measured = measure(prepared.grey, crop)
                 row["status"] = measured.status
                 row["thickness_model_px"] = measured.muscle_thickness_px
+                row["thickness_model_timtrack_position_px"] = thickness_at_timtrack_position(
+                    crop, mirrored=dataset in MIRRORED_DATASETS)
                 if measured.muscle_thickness_px is not None:
                     found = pennation_angle(prepared.grey, crop)
                     row["fascicle_model_deg"] = None if found.fascicle_deg is None else abs(found.fascicle_deg)
@@ -132,6 +138,15 @@ def timtrack_summary(rows: list[dict]) -> dict:
         "thickness_bias_pct_mean": summary([None if r["thickness_model_px"] is None else
                                             100.0 * (r["thickness_model_px"] - r["thickness_observers_px"])
                                             / r["thickness_observers_px"] for r in rows], np.mean),
+        # the same labels read where TimTrack takes the thickness (timtrack.thickness_at_timtrack_position)
+        "timtrack_position_abs_error_px_median": summary(errors("thickness_model_timtrack_position_px",
+                                                                "thickness_observers_px")),
+        "timtrack_position_abs_error_pct_median": summary(errors("thickness_model_timtrack_position_px",
+                                                                 "thickness_observers_px", True)),
+        "timtrack_position_bias_pct_mean": summary([None if r["thickness_model_timtrack_position_px"] is None else
+                                                    100.0 * (r["thickness_model_timtrack_position_px"]
+                                                             - r["thickness_observers_px"])
+                                                    / r["thickness_observers_px"] for r in rows], np.mean),
         "fascicle_abs_error_deg_median": summary(errors("fascicle_model_deg", "alpha_observers_deg")),
         "fascicle_observer_disagreement_deg_median": summary([r["alpha_disagreement_deg"] for r in rows]),
     }
@@ -225,6 +240,8 @@ def print_timtrack(report: dict) -> None:
         print(f"TimTrack {name} ({m['images']} images): measured {_fmt(m['share_measured'], '', 3)}; thickness "
               f"|model - observers' mean| median {_fmt(m['thickness_abs_error_pct_median'], ' %')} "
               f"({_fmt(m['thickness_abs_error_px_median'], ' px', 1)}), bias {_fmt(m['thickness_bias_pct_mean'], ' %')}; "
+              f"at TimTrack's position {_fmt(m['timtrack_position_abs_error_pct_median'], ' %')}, bias "
+              f"{_fmt(m['timtrack_position_bias_pct_mean'], ' %')}; "
               f"observers' disagreement {_fmt(m['thickness_observer_disagreement_pct_median'], ' %')}; fascicle angle "
               f"|model - observers' mean alpha| median {_fmt(m['fascicle_abs_error_deg_median'], ' deg')} vs observers' "
               f"disagreement {_fmt(m['fascicle_observer_disagreement_deg_median'], ' deg')}", flush=True)

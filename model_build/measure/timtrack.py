@@ -6,6 +6,20 @@ recording; per image: ``height`` (muscle thickness, pixels of the image), ``alph
 angle against the image's horizontal, degrees), ``betha``/``beta`` and ``gamma`` (superficial and
 deep aponeurosis angles) and, in dataset 2, the aponeuroses' vertical points ``spoint``/``dpoint``.
 Reading the .xlsx files needs pandas and openpyxl (the workstation install).
+
+**Where TimTrack takes the thickness.** TimTrack (van der Zee & Kuo 2022; MATLAB,
+github.com/timvanderzee/ultrasound-automated-algorithm) evaluates it at one column, not over the
+image: ``thickness = (polyval(deep_coef, parms.apo.x) - polyval(super_coef, parms.apo.x)) *
+cosd(betha)`` (``auto_ultrasound.m``), straight lines fitted to each aponeurosis, with
+``parms.apo.x = parms.apo.apomargin = 20`` px from the left edge of the frame it analyses, the
+scan region cropped out of the screenshot (``Parameters/default_parms.m``, ``do_TimTrack.m``).
+It analyses dataset 4 mirrored (``parms.flip_image = 1`` in ``Example images/
+run_TimTrack_on_datasets.m``), so there that column is 20 px from the stored image's right edge.
+``Manual estimates/compare_algorithm_to_manual.m`` sets that value against the observers'
+``height * cosd(betha)``. :func:`thickness_at_timtrack_position` is that convention on the
+model's labels (``benchmarks/bench_timtrack_scale.py`` shows the observers' own rows sit on the
+aponeuroses at that end of the image; docs/measurements.md). The device's thickness
+(:func:`sarco_core.measure.muscle_thickness_px`) is unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sarco_core.measure import DEEP, SUPERFICIAL
+
 DATASETS = (2, 3, 4)
+TIMTRACK_MARGIN_PX = 20  # parms.apo.apomargin (= parms.apo.x) in TimTrack's default_parms.m
+MIRRORED_DATASETS = frozenset({4})  # parms.flip_image = 1 in TimTrack's run_TimTrack_on_datasets.m
 COLUMNS = {  # normalised name -> the spellings the observers' sheets use (lower case)
     "alpha": ("alpha", "alpha (deg)", "fascicle angle"),
     "betha": ("betha", "beta (deg)", "superficial aponeurosis angle"),
@@ -53,6 +71,35 @@ def read_observers(timtrack: Path, dataset: int) -> dict[str, dict]:
                     entry = images.setdefault(path.relative_to(root).as_posix(), {"path": path, "obs": {}})
                     entry["obs"].setdefault(observer, values)  # a sheet repeating an image: the first wins
     return images
+
+
+def thickness_at_timtrack_position(labels: np.ndarray, mirrored: bool = False,
+                                   margin_px: int = TIMTRACK_MARGIN_PX) -> float | None:
+    """The muscle thickness where TimTrack takes it (module docstring), in pixels, or None.
+
+    ``labels``: the scan region's labels (TimTrack's analysed frame). A straight line is fitted
+    (least squares, rows on columns) to each aponeurosis' edge that faces the muscle (the
+    superficial one's last row and the deep one's first row in every column holding it) and the
+    value is the vertical gap between the lines, pixels strictly between them as in
+    :func:`sarco_core.measure.muscle_thickness_px`, at ``margin_px`` from the left edge (from the
+    right edge when ``mirrored``). Vertical, as the observers' ``height``: TimTrack's own
+    ``* cosd(betha)`` is not applied. None when an aponeurosis spans fewer than two columns or
+    the gap is not positive.
+    """
+    labels = np.asarray(labels)
+    height, width = labels.shape
+    lines = []
+    for label, facing_last in ((SUPERFICIAL, True), (DEEP, False)):
+        present = labels == label
+        columns = np.flatnonzero(present.any(axis=0))
+        if columns.size < 2:
+            return None
+        rows = (height - 1 - np.argmax(present[::-1, columns], axis=0) if facing_last
+                else np.argmax(present[:, columns], axis=0))
+        lines.append(np.polyfit(columns.astype(float), rows.astype(float), 1))
+    x = width - 1 - margin_px if mirrored else margin_px
+    gap = float(np.polyval(lines[1], x) - np.polyval(lines[0], x) - 1)
+    return gap if gap > 0 else None
 
 
 def _number(value) -> bool:

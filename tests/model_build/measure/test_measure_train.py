@@ -169,6 +169,10 @@ def test_evaluate_against_observer_sheets_compares_with_their_disagreement(tmp_p
     # image 48: 178, 182, 176 (pairs differ by 4, 6, 2: median 4); image 92: 0; their median: 2
     assert summary["thickness_observer_disagreement_px_median"]["value"] == pytest.approx(2.0)
     assert summary["thickness_abs_error_px_median"]["value"] is not None
+    for key in ("timtrack_position_abs_error_px_median", "timtrack_position_abs_error_pct_median",
+                "timtrack_position_bias_pct_mean"):
+        assert set(summary[key]) == {"value", "ci95", "n"}
+    assert "thickness_model_timtrack_position_px" in (out / "per_image.csv").read_text(encoding="utf-8")
     assert (out / "bland_altman_thickness_dataset2.png").is_file()
     assert "observers' disagreement" in result.output
 

@@ -31,7 +31,7 @@ from rich.progress import Progress
 
 from model_build.cohort import load_cohort
 from model_build.models.train import Trainer, TrainOptions
-from model_build.models.training_data import read_library
+from model_build.models.training_data import available_modalities, read_library
 from model_build.study import TUNING_RULES
 from model_build.study.design import StudyError, assign_folds, image_options
 from model_build.study.provenance import provenance
@@ -104,6 +104,9 @@ def tune(cohort_path: Path, options: TuneOptions, progress: Progress | None = No
     cohort = load_cohort(cohort_path)
     rows = development_rows(cohort.participants, cohort_path)
     cohort = replace(cohort, participants=rows)  # from here on, nothing outside development exists
+    if "image" not in available_modalities(cohort, rows):
+        raise StudyError(f"{cohort_path}: its development participants have no images or recordings, and `sarco tune` "
+                         "chooses the image model's settings; fix: list their images in images.csv or videos.csv")
     labels = rows["label"].astype(int).to_numpy()
     fold_of = assign_folds(labels, options.folds, int(np.random.default_rng([options.seed, 7919]).integers(2**31)))
     scored = []

@@ -187,6 +187,12 @@ def app() -> typer.Typer:
     return application
 
 
+def test_a_cohort_without_images_has_nothing_to_tune(tmp_path: Path) -> None:
+    root = make_cohort(tmp_path / "c", seed=1, n_participants=40, images=False, videos=False).root
+    with pytest.raises(StudyError, match="no images or recordings, and `sarco tune` chooses the image model's"):
+        tune(root, _options())
+
+
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--sizes", "64,abc"], "'64,abc': give whole numbers separated by commas"),
     (["--sizes", "60"], "--sizes 60: give image sizes in pixels, multiples of 8 from 32"),

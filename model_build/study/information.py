@@ -8,7 +8,8 @@ per cohort, for the multimodal evidential model:
 
 - **Shapley values of the fused log-odds** (:mod:`model_build.models.attribution`; a missing
   modality is the vacuous opinion), signed towards the participant's true class and averaged over
-  that class's participants, and their share of the sum over the modalities;
+  that class's participants, and their share of the sum over the modalities (only when every
+  modality's mean is positive: a share of parts that pull both ways is not a share);
 - **the AUC lost** when a modality is made vacuous for everyone;
 - on synthetic cohorts, **the oracle's split**: each modality's own Bayes log-likelihood ratio
   (``logit p_<modality> - logit prevalence`` from truth.csv), signed and averaged the same way;
@@ -38,7 +39,9 @@ DISAGREEMENT = 0.15  # evidence share and Shapley share further apart than this 
 CLASSES = {"sarcopenia": 1, "non_sarcopenia": 0}
 DESCRIPTION = ("Shapley values of the fused log-odds over the subsets of the data types (a data type left out is "
                "the vacuous opinion), signed towards the true class and averaged over that class's participants; "
-               "share = a data type's mean over the sum of the data types' means. AUC drop = AUC of the fused model "
+               "share = a data type's mean over the sum of the data types' means, given only when every mean is "
+               "positive (its interval over the resamples where every mean is); a negative mean moves that class's "
+               "participants away from their class on average. AUC drop = AUC of the fused model "
                "minus its AUC with the data type vacuous. Oracle: each data type's own Bayes log-likelihood ratio, "
                "signed and averaged the same way. 95% percentile bootstrap intervals, participants resampled "
                "within each class.")
@@ -113,9 +116,13 @@ def _class_means(point: np.ndarray, replicates: np.ndarray, start: int, modaliti
     for index, klass in enumerate(CLASSES):
         first = start + index * views
         means, draws = point[first:first + views], replicates[:, first:first + views]
-        shares, share_draws = means / means.sum(), draws / draws.sum(axis=1, keepdims=True)
-        result[klass] = {m: {"mean": float(means[v]), "ci": _interval(draws[:, v]), "share": float(shares[v]),
-                             "share_ci": _interval(share_draws[:, v])} for v, m in enumerate(modalities)}
+        shared = bool((means > 0).all())  # a share of a sum whose parts pull both ways means nothing
+        same_sign = draws[(draws > 0).all(axis=1)]
+        share_draws = same_sign / same_sign.sum(axis=1, keepdims=True)
+        result[klass] = {m: {"mean": float(means[v]), "ci": _interval(draws[:, v]),
+                             "share": float(means[v] / means.sum()) if shared else None,
+                             "share_ci": _interval(share_draws[:, v]) if shared and len(share_draws) else None}
+                         for v, m in enumerate(modalities)}
     return result
 
 
@@ -160,9 +167,10 @@ def _disagreements(block: dict, modalities: list[str]) -> list[dict]:
     for klass in CLASSES:
         for modality in modalities:
             evidence_share = block["evidence_share"][klass][modality]
-            shapley_share = block["shapley"][klass][modality]["share"]
-            if abs(evidence_share - shapley_share) > DISAGREEMENT:
+            shapley = block["shapley"][klass][modality]
+            if shapley["share"] is None or abs(evidence_share - shapley["share"]) > DISAGREEMENT:
                 more = block["evidence_for_more_than_against"][klass][modality]
                 found.append({"class": klass, "modality": modality, "evidence_share": evidence_share,
-                              "shapley_share": shapley_share, "evidence_for_more_than_against": more})
+                              "shapley_share": shapley["share"], "shapley_mean": shapley["mean"],
+                              "evidence_for_more_than_against": more})
     return found

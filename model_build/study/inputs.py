@@ -112,10 +112,10 @@ INFORMATION = {"model": TEXT, "description": TEXT, "n_boot": INTEGER, "seed": IN
 INFORMATION_COHORT = {"n": INTEGER, "n_positive": INTEGER, "auc": PROBABILITY, "shapley": MAPPING, "auc_drop": MAPPING,
                       "evidence_share": MAPPING, "evidence_for_more_than_against": MAPPING,
                       "oracle": MAPPING.or_null(), "disagreements": LIST}
-SPLIT = {"mean": NUMBER, "ci": INTERVAL, "share": NUMBER, "share_ci": INTERVAL}
-"""A class's Shapley (or oracle) split for one data type: shares may leave [0, 1] when a mean is negative."""
+SPLIT = {"mean": NUMBER, "ci": INTERVAL, "share": PROBABILITY.or_null(), "share_ci": INTERVAL.or_null()}
+"""A class's Shapley (or oracle) split for one data type: no share (null) when a data type's mean is negative."""
 AUC_DROP = {"auc_without": PROBABILITY, "drop": NUMBER, "ci": INTERVAL}
-DISAGREEMENT = {"class": TEXT, "modality": TEXT, "evidence_share": PROBABILITY, "shapley_share": NUMBER,
+DISAGREEMENT = {"class": TEXT, "modality": TEXT, "evidence_share": PROBABILITY, "shapley_share": PROBABILITY.or_null(),
                 "evidence_for_more_than_against": PROBABILITY.or_null()}
 RUN_COHORT = {"path": TEXT, "data_hash": TEXT}
 PROVENANCE = {"python": TEXT, "packages": MAPPING, "torch": MAPPING, "cpu": MAPPING, "environment": MAPPING}

@@ -151,12 +151,11 @@ def information_sentence(results: dict, brief: bool = False) -> str:
                 "type and class).")
     if brief:
         pairs = [f"{MODALITY_NAMES[d['modality']]} for {CLASS_NAMES[d['class']]} (evidence share "
-                 f"{format_number(d['evidence_share'])}, Shapley share {format_number(d['shapley_share'])})"
-                 for d in entry["disagreements"]]
+                 f"{format_number(d['evidence_share'])}, {_shapley_part(d)})" for d in entry["disagreements"]]
         return (f"On development the two measures disagree by more than {limit} for " + "; ".join(pairs)
                 + ": see what each data type contributes, below.")
     parts = [f"{MODALITY_NAMES[d['modality']]} for {CLASS_NAMES[d['class']]}: evidence share "
-             f"{format_number(d['evidence_share'])}, Shapley share {format_number(d['shapley_share'])}; its head "
+             f"{format_number(d['evidence_share'])}, {_shapley_part(d)}; its head "
              f"emitted more evidence for that class than against it for "
              f"{format_percent(d['evidence_for_more_than_against'])} of those participants"
              for d in entry["disagreements"]]
@@ -165,6 +164,17 @@ def information_sentence(results: dict, brief: bool = False) -> str:
             "decision: a head that emits evidence mostly for one class (as a frozen image head can) gets a large "
             "share of that class and a small share of the other, whatever it adds. The Shapley values and the AUC "
             "drops measure what a data type changes in the fused log-odds and in the ranking.")
+
+
+def _shapley_part(disagreement: dict) -> str:
+    """``Shapley share 0.512``, or for a data type that moves its class away on average (no share)
+    its mean Shapley value and what the sign means."""
+    if disagreement["shapley_share"] is not None:
+        return f"Shapley share {format_number(disagreement['shapley_share'])}"
+    mean = disagreement.get("shapley_mean")
+    shown = "" if mean is None else f" {format_number(mean, signed=True)}"
+    return (f"Shapley value{shown} log-odds, no share: on average it moves these participants' fused log-odds away "
+            "from their class (from the vacuous opinion, even odds), so its head leans towards the other class")
 
 
 def _cohort_sentence(results: dict, cohort: str, selected: str, fused: str | None) -> str:

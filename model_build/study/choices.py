@@ -14,18 +14,20 @@ from pathlib import Path
 
 from model_build.study.design import StudyOptions
 
-KINDS = ("pre-specified", "tuned", "check")
 DEVELOPMENT = ["development"]
-DEFAULTS_SOURCE = ("pre-specified: the study's defaults, chosen by `sarco tune` on the development participants of "
-                   "the seed-1 paper-size synthetic cohort alone (docs/results/tuning-seed1.json; docs/study.md, "
-                   "\"The tuning rule\")")
+DEFAULTS_TUNING = "docs/results/tuning-seed1.json"
+DEFAULTS_FINGERPRINT = "eb69a79719fcad63d34c92662603150ca168705797921476443bff81f629168c"
+"""The development fingerprint (:func:`model_build.study.tuning.development_fingerprint`) of the
+cohort the defaults were tuned on; test_tuning.py ties it to the kept file."""
+DEFAULTS_SOURCE = ("the study's defaults, chosen by `sarco tune` on the development participants of the seed-1 "
+                   f"paper-size synthetic cohort alone ({DEFAULTS_TUNING}; docs/study.md, \"The tuning rule\")")
 
 
-def choices(options: StudyOptions, tuning: dict | None, cohorts: list[str], best_monomodal: str,
-            selection: dict, int8: dict | None) -> dict:
+def choices(options: StudyOptions, tuning: dict | None, development_fingerprint: str, cohorts: list[str],
+            best_monomodal: str, selection: dict, int8: dict | None) -> dict:
     """The ``choices`` block; ``cohorts`` lists development first, then the validation cohorts."""
     validation = [name for name in cohorts if name != "development"]
-    made = [_image_settings(options, tuning),
+    made = [_image_settings(options, tuning, development_fingerprint),
             _entry("training length", f"at most {options.image.epochs} epochs for the image model, "
                    f"{options.tabular.epochs} for the others", "tuned", DEVELOPMENT,
                    f"early stopping on each training's inner validation split ({options.image.validation_fraction:.0%} "
@@ -53,7 +55,7 @@ def choices(options: StudyOptions, tuning: dict | None, cohorts: list[str], best
             "validation_cohorts": validation, "made": made}
 
 
-def _image_settings(options: StudyOptions, tuning: dict | None) -> dict:
+def _image_settings(options: StudyOptions, tuning: dict | None, development_fingerprint: str) -> dict:
     image = options.image
     value = (f"{image.image_size} px, {image.epochs} epochs, {image.freeze_blocks} blocks frozen, weight average "
              f"{image.weight_average}, {image.frames_per_video} frame(s) per recording")
@@ -65,7 +67,10 @@ def _image_settings(options: StudyOptions, tuning: dict | None) -> dict:
                       f"({Path(options.tuning).name}, SHA-256 {digest[:12]})")
     if options.quick:
         return _entry("image settings", value, "pre-specified", [], "--quick: a smoke test's settings")
-    return _entry("image settings", value, "pre-specified", [], DEFAULTS_SOURCE)
+    if development_fingerprint == DEFAULTS_FINGERPRINT:  # this cohort is the one the defaults were tuned on
+        return _entry("image settings", value, "tuned", DEVELOPMENT, "tuned on this cohort's development: "
+                      + DEFAULTS_SOURCE)
+    return _entry("image settings", value, "pre-specified", [], "pre-specified: " + DEFAULTS_SOURCE)
 
 
 def _entry(choice: str, value: str, kind: str, data: list[str], how: str) -> dict:

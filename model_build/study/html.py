@@ -32,6 +32,7 @@ margin-top: 2em; } h3 { margin-top: 1.4em; }
 .warning { background: #fff4d6; border-left: 4px solid #e5b93a; padding: 0.4em 0.8em; }
 .summary p { margin: 0.5em 0; }
 .scroll { overflow-x: auto; margin: 0.6em 0 1em; }
+.scroll.wrap table.dataframe td { white-space: normal; min-width: 6em; }
 table.dataframe { border-collapse: collapse; font-size: 0.85em; }
 table.dataframe th, table.dataframe td { border: 1px solid #d0d7de; padding: 0.25em 0.6em; text-align: left;
 vertical-align: top; white-space: nowrap; }
@@ -77,13 +78,14 @@ def warning(text: str) -> str:
     return f'<p class="warning" role="note">{escape(text)}</p>'
 
 
-def table(frame: pd.DataFrame | None, caption: str = "") -> str:
-    """A DataFrame as an escaped HTML table in a scrolling box; a note when it does not apply."""
+def table(frame: pd.DataFrame | None, caption: str = "", wrap: bool = False) -> str:
+    """A DataFrame as an escaped HTML table in a scrolling box; a note when it does not apply.
+    ``wrap``: cells of sentences wrap (numbers stay on one line in the other tables)."""
     if frame is None:
         return f'<p class="na">{escape(caption or "Not applicable to this run.")}</p>'
     html = INTERVAL.sub(lambda match: match[0].replace(" ", "&#160;"),
                         frame.to_html(index=False, escape=True, border=0, na_rep=MISSING))
-    return (f"<p>{escape(caption)}</p>" if caption else "") + f'<div class="scroll">{html}</div>'
+    return (f"<p>{escape(caption)}</p>" if caption else "") + f'<div class="scroll{" wrap" if wrap else ""}">{html}</div>'
 
 
 def figure(path: Path, title: str, caption: str) -> str:

@@ -80,7 +80,7 @@ def render(results: dict, cohort: Cohort, tables: dict[str, pd.DataFrame], figur
                      + ("<h3>Choices and the data they saw</h3>" + html.table(
                          t("choices"), "The tuning rule: each choice is fixed before the run (pre-specified) or "
                          "made on development (tuned); the validation cohorts are read once, at the end, by frozen "
-                         "models, and only checks look at them.") if "choices" in tables else "")),
+                         "models, and only checks look at them.", wrap=True) if "choices" in tables else "")),
         html.Section("participants", "Participants", _characteristics(tables["characteristics"], results["cohorts"])),
         html.Section("discrimination", "Discrimination and operating point", html.table(
             t("performance"), "AUC with 95% DeLong CI; accuracy and F1 at the threshold frozen on development. "

@@ -97,8 +97,9 @@ class Study:
         self._timed("refit", lambda: self.refit(models + beside))
         results = self._timed("statistics", lambda: self.statistics(models))
         self._timed("int8", lambda: self.int8(results))
-        results["choices"] = choices(self.options, self.tuning, results["cohorts"], self.best_monomodal,
-                                     results["selection"], results.get("int8"))
+        results["choices"] = choices(self.options, self.tuning, tuning.development_fingerprint(self.development),
+                                     results["cohorts"], self.best_monomodal, results["selection"],
+                                     results.get("int8"))
         self._timed("report", lambda: self.report(results))
         self.timings["total_seconds"] = time.perf_counter() - started
         results["timings"] = {"total_seconds": self.timings.pop("total_seconds"), "stages": self.timings}

@@ -210,6 +210,7 @@ def test_tune_mistakes_get_one_clear_line(app: typer.Typer, image_cohort: Path, 
 
 def test_the_study_defaults_are_the_committed_tuning_choice() -> None:
     """The defaults cite docs/results/tuning-seed1.json: changing one without the other fails."""
+    from model_build.study import choices
     from model_build.study.design import image_options
     from model_build.study.tuning import read_tuning
 
@@ -217,4 +218,6 @@ def test_the_study_defaults_are_the_committed_tuning_choice() -> None:
     defaults = image_options(False, 0)
     assert (defaults.image_size, defaults.epochs) == (tuning["chosen"]["image_size"], tuning["chosen"]["epochs"])
     assert tuning["data"]["cohorts_read"] == ["development"] and tuning["rule"] == "one-se"
+    assert tuning["cohort"]["development_fingerprint"] == choices.DEFAULTS_FINGERPRINT
+    assert choices.DEFAULTS_TUNING == "docs/results/tuning-seed1.json"
     assert {key: getattr(defaults, key) for key in tuning["fixed"]} == tuning["fixed"]

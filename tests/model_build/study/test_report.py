@@ -368,8 +368,12 @@ def test_the_information_block_has_every_cohort_class_and_data_type_with_ordered
         assert set(entry["auc_drop"]) == {"image", "clinical", "lab"}
         for split in ("shapley", "oracle"):
             for klass in ("sarcopenia", "non_sarcopenia"):
-                for values in entry[split][klass].values():
-                    assert values["ci"][0] <= values["ci"][1] and values["share_ci"][0] <= values["share_ci"][1]
+                by_modality = entry[split][klass].values()
+                shared = all(values["mean"] > 0 for values in by_modality)
+                for values in by_modality:
+                    assert values["ci"][0] <= values["ci"][1]
+                    assert (0 < values["share"] < 1 and values["share_ci"][0] <= values["share_ci"][1] if shared
+                            else values["share"] is None)
         assert all(drop["ci"][0] <= drop["ci"][1] for drop in entry["auc_drop"].values())
     broken = copy.deepcopy(valid_results)
     broken["information"]["cohorts"]["poc"]["auc_drop"]["image"]["ci"] = [0.3, 0.1]

@@ -94,9 +94,12 @@ class TrainingData:
     def prepare(cls, cohort: Path | Cohort, options: TrainOptions, progress: Progress | None = None, *,
                 rows: pd.DataFrame | None = None, library: ImageLibrary | None = None,
                 branch: ImageBranch | None = None,
-                split: tuple[np.ndarray, np.ndarray] | None = None) -> TrainingData:
+                split: tuple[np.ndarray, np.ndarray] | None = None,
+                encoders: dict[str, TabularEncoder] | None = None) -> TrainingData:
         """By default the labelled ``options.train_cohort`` participants, split by the seed and
-        read from disk; ``rows``, ``library``, ``branch`` and ``split`` replace those parts."""
+        read from disk; ``rows``, ``library``, ``branch`` and ``split`` replace those parts, and
+        ``encoders`` the tabular encoders fitted here (a federation's, agreed between sites so
+        that every site's network has the same inputs: :mod:`model_build.federated.encoders`)."""
         started = time.perf_counter()
         cohort = cohort if isinstance(cohort, Cohort) else load_cohort(cohort)
         if rows is None:
@@ -108,7 +111,8 @@ class TrainingData:
         train_index, validation_index = split if split is not None else \
             inner_split(labels, options.validation_fraction, options.seed)
         fit_rows = rows.iloc[train_index]  # the held-out rows must not shape the encoders either
-        encoders = {m: TabularEncoder.fit(fit_rows, tabular_columns(cohort, m)) for m in modalities if m != "image"}
+        if encoders is None:
+            encoders = {m: TabularEncoder.fit(fit_rows, tabular_columns(cohort, m)) for m in modalities if m != "image"}
         data = cls(cohort, rows, modalities, train_index, validation_index, encoders,
                    Preprocessor(options.preprocess_params()), options.frames_per_video, library, branch)
         data.arrays = data._read_arrays(progress or Progress(disable=True))

@@ -1,0 +1,16 @@
+"""Training across hospitals without pooling their data (issue #19), on NVIDIA FLARE.
+
+Why FLARE and not Flower: every Flower release caps packages this project pins above those caps
+(protobuf, typer, rich, packaging, fastapi, starlette, uvicorn), while FLARE installs beside the
+pinned workstation environment unchanged; docs/federated.md has the resolver's lines.
+
+The pieces, each importable without FLARE installed except :mod:`.simulate` and :mod:`.client`:
+
+- :mod:`.encoders`: the clinical/lab encoders agreed from per-site sums, so that every site's
+  network has the same inputs;
+- :mod:`.network`: the study's :class:`~model_build.models.fusion.FusionModel`, built from
+  JSON-able arguments (what FLARE's PyTorch persistor needs to build the server's copy);
+- :mod:`.site`: one site's rounds with the existing :class:`~model_build.models.train.Trainer`;
+- :mod:`.client`: the script FLARE runs at each site (its Client API loop);
+- :mod:`.simulate`: the whole federation on one machine (FLARE's simulator), ending in a bundle.
+"""

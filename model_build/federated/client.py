@@ -1,0 +1,46 @@
+"""The script FLARE runs at each site: its Client API loop around :class:`.site.Site`.
+
+FLARE's ``ScriptRunner`` runs this file (in the site's process, as ``__main__``) with
+``--config FILE``: the federation's plan written by :mod:`.simulate` (which cohort folder each
+site name reads, the training options, the agreed encoders). The loop is FLARE's documented
+Client API pattern: ``flare.init()``, then while ``flare.is_running()``: ``flare.receive()``
+the global model, train, ``flare.send()`` an ``FLModel`` whose meta ``NUM_STEPS_CURRENT_ROUND``
+is the FedAvg weight (here: the site's training participants).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import nvflare.client as flare
+
+from model_build.federated.site import Site
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True, type=Path)
+    plan = json.loads(parser.parse_args().config.read_text(encoding="utf-8"))
+    flare.init()
+    name = flare.get_site_name()
+    site = Site.from_plan(plan, name)
+    while flare.is_running():
+        received = flare.receive()
+        if received is None:
+            break
+        if flare.is_train():
+            weights, metrics = site.train_round(received.params, received.current_round or 0)
+            site.keep_sent(received.current_round or 0, weights, metrics)
+            flare.send(flare.FLModel(params=weights, metrics=metrics,
+                                     meta={"NUM_STEPS_CURRENT_ROUND": site.participants}))
+        else:  # validate: the global model's loss only, no weights
+            site.load(received.params)
+            metrics = {"validation_log_loss": site.evaluate()}
+            flare.send(flare.FLModel(metrics=metrics))
+        print(f"[{name}] round {received.current_round} ({flare.get_task_name()}): sent {metrics}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

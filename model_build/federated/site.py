@@ -1,0 +1,91 @@
+"""One site's part of a federation: rounds of local training with the existing Trainer.
+
+The site keeps one :class:`~model_build.models.train.Trainer` for the whole federation (its
+optimizer state stays local between rounds, as in FLARE's PyTorch examples). Each round it
+loads the global weights, reports the global model's log loss on its inner validation split,
+trains ``local_epochs`` epochs on its own training rows and returns its weights and its number
+of training participants (FedAvg's weight). Epoch numbers continue across rounds, so the batch
+order, dropout and cosine learning rate follow the same schedule as one ``sarco train`` run of
+``rounds x local_epochs`` epochs. What leaves the site: weights and aggregate numbers only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model_build.models.checkpoint import RunState
+from model_build.models.tabular import TabularEncoder
+from model_build.models.train import Trainer, TrainOptions
+from model_build.models.training_data import TrainingData
+
+
+def to_tensors(weights: dict) -> dict[str, torch.Tensor]:
+    """Tensors from what FLARE hands over (NumPy arrays on the wire, its default exchange
+    format; its PyTorch Client API converts them to tensors and back on the site)."""
+    return {name: torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value)
+            for name, value in weights.items()}
+
+
+def log_loss(labels: np.ndarray, probability: np.ndarray) -> float:
+    p = np.clip(probability, 1e-6, 1 - 1e-6)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+class Site:
+    """A site's data (prepared once, with the agreed encoders) and its trainer."""
+
+    def __init__(self, cohort: Path, options: TrainOptions, encoders: dict[str, TabularEncoder], out: Path,
+                 rounds: int, local_epochs: int = 1) -> None:
+        self.options = replace(options, epochs=rounds * local_epochs)  # the LR schedule spans the federation
+        self.local_epochs = local_epochs
+        self.out = out
+        self.data = TrainingData.prepare(cohort, self.options, encoders=encoders)
+        self.trainer: Trainer | None = None
+
+    @classmethod
+    def from_plan(cls, plan: dict, name: str) -> Site:
+        """Site ``name`` of a federation's plan (written by :func:`.simulate.plan_federation`)."""
+        encoders = {m: TabularEncoder.from_dict(raw) for m, raw in plan["encoders"].items()}
+        return cls(Path(plan["sites"][name]), TrainOptions(**plan["options"]), encoders,
+                   Path(plan["work"]) / name, plan["rounds"], plan["local_epochs"])
+
+    @property
+    def participants(self) -> int:
+        return int(len(self.data.train_index))
+
+    def load(self, weights: dict) -> Trainer:
+        """The site's trainer holding ``weights`` (built on the first round)."""
+        tensors = to_tensors(weights)
+        if self.trainer is None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.trainer = Trainer(self.options).load_fitted(self.data, self.out, tensors, RunState(), 0.0)
+        else:
+            self.trainer.model.load_state_dict(tensors)  # in place: the optimizer keeps its parameters
+        return self.trainer
+
+    def keep_sent(self, round_number: int, weights: dict[str, torch.Tensor], metrics: dict[str, float]) -> Path:
+        """A copy, in the site's own folder, of exactly what it sends in a round: an audit trail
+        for the site (and for the test that checks FedAvg's average against it)."""
+        path = self.out / f"sent-round-{round_number}.pt"
+        torch.save({"weights": to_tensors(weights), "metrics": metrics, "participants": self.participants}, path)
+        return path
+
+    def evaluate(self) -> float:
+        """Log loss of the loaded model on this site's inner validation participants."""
+        held_out, _, fused = self.trainer.held_out_outputs()
+        return log_loss(held_out.labels, fused.probability)
+
+    def train_round(self, weights: dict, round_number: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Global weights in; the site's weights (CPU tensors: FLARE's PyTorch Client API drops
+        anything else) and aggregate metrics out."""
+        trainer = self.load(weights)
+        metrics = {"validation_log_loss": self.evaluate()}  # of the global model received
+        task = trainer.progress.add_task("local epochs", total=None)
+        losses = [trainer.train_epoch(round_number * self.local_epochs + e, task) for e in range(self.local_epochs)]
+        trainer.progress.remove_task(task)
+        metrics["train_loss"] = float(losses[-1])
+        return {name: value.detach().cpu().clone() for name, value in trainer.model.state_dict().items()}, metrics

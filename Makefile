@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[workstation,dashboard,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[workstation,dashboard,dev,federated]'
 	touch $(STAMP)
 
 # Main job on the built-in default: the paper-size synthetic cohort (written once, validated and

@@ -168,7 +168,8 @@ def _disagreements(block: dict, modalities: list[str]) -> list[dict]:
         for modality in modalities:
             evidence_share = block["evidence_share"][klass][modality]
             shapley = block["shapley"][klass][modality]
-            if shapley["share"] is None or abs(evidence_share - shapley["share"]) > DISAGREEMENT:
+            pulls_away = shapley["share"] is None and shapley["mean"] < 0  # no share to compare: the sign says it
+            if pulls_away or (shapley["share"] is not None and abs(evidence_share - shapley["share"]) > DISAGREEMENT):
                 more = block["evidence_for_more_than_against"][klass][modality]
                 found.append({"class": klass, "modality": modality, "evidence_share": evidence_share,
                               "shapley_share": shapley["share"], "shapley_mean": shapley["mean"],

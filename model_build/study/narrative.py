@@ -167,14 +167,15 @@ def information_sentence(results: dict, brief: bool = False) -> str:
 
 
 def _shapley_part(disagreement: dict) -> str:
-    """``Shapley share 0.512``, or for a data type that moves its class away on average (no share)
-    its mean Shapley value and what the sign means."""
+    """``Shapley share 0.512``, or for a data type that moves its class away on average (no share:
+    :func:`model_build.study.information._disagreements` lists only those) its mean Shapley value
+    and what the sign means."""
     if disagreement["shapley_share"] is not None:
         return f"Shapley share {format_number(disagreement['shapley_share'])}"
-    mean = disagreement.get("shapley_mean")
-    shown = "" if mean is None else f" {format_number(mean, signed=True)}"
-    return (f"Shapley value{shown} log-odds, no share: on average it moves these participants' fused log-odds away "
-            "from their class (from the vacuous opinion, even odds), so its head leans towards the other class")
+    mean = disagreement["shapley_mean"]
+    return (f"Shapley value {format_number(mean, signed=True)} log-odds, no share: on average it moves these "
+            "participants' fused log-odds away from their class (from the vacuous opinion, even odds), so its head "
+            "leans towards the other class")
 
 
 def _cohort_sentence(results: dict, cohort: str, selected: str, fused: str | None) -> str:

@@ -77,6 +77,7 @@ def test_a_head_leaning_to_one_class_gets_no_share_and_the_report_says_why() -> 
     assert sarcopenia["image"]["mean"] < 0 < sarcopenia["clinical"]["mean"]
     assert all(v["share"] is None for v in sarcopenia.values())
     named = {(d["class"], d["modality"]): d for d in block["disagreements"]}
+    assert ("sarcopenia", "clinical") not in named  # positive, but no share to compare: not a disagreement
     assert named[("sarcopenia", "image")]["shapley_share"] is None
     assert named[("sarcopenia", "image")]["shapley_mean"] == pytest.approx(sarcopenia["image"]["mean"])
     results = {"information": {"cohorts": {"development": block}, "disagreement_threshold": 0.15}}

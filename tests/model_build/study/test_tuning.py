@@ -21,7 +21,7 @@ from model_build.commands import tune as tune_command
 from model_build.models import data as model_data
 from model_build.models.train import Trainer
 from model_build.study.design import StudyError, StudyOptions
-from model_build.study.inputs import check_results
+from model_build.study.inputs import StudyReportError, check_results
 from model_build.study.runner import run_study
 from model_build.study.tuning import TuneOptions, choose, tune
 from testkit.cohort_factory import make_cohort
@@ -177,6 +177,11 @@ def test_no_study_choice_moves_when_the_validation_labels_are_permuted(tmp_path:
                for name, model in first["models"].items())
     kinds = {entry["choice"]: entry["kind"] for entry in first["choices"]["made"]}
     assert kinds["image settings"] == "pre-specified" and kinds["thresholds"] == "tuned"
+    check_results(first)
+    leaked = json.loads(json.dumps(first))
+    next(e for e in leaked["choices"]["made"] if e["choice"] == "thresholds")["data"] = ["development", "external"]
+    with pytest.raises(StudyReportError, match=r"choices.made\[\d\]: a tuned choice must have seen development only"):
+        check_results(leaked)
 
 
 @pytest.fixture(scope="module")

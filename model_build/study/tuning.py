@@ -18,7 +18,6 @@ not buy a bigger model.
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -36,6 +35,7 @@ from model_build.study import TUNING_RULES
 from model_build.study.design import StudyError, assign_folds, image_options
 from model_build.study.provenance import provenance
 from model_build.study.results import auc_of
+from sarco_core.files import read_json
 
 DEVELOPMENT = "development"
 SCHEMA_VERSION = 1
@@ -180,21 +180,14 @@ def _reason(chosen: dict, best: dict, rule: str) -> str:
 
 def read_tuning(path: Path) -> dict:
     """tuning.json, parsed and checked (JSON only: nothing in it is executed)."""
-    try:
-        tuning = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StudyError(f"{path}: not found; fix: run `sarco tune COHORT --out {path}` first") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise StudyError(f"{path}: not a readable tuning file ({error}); fix: rerun `sarco tune`") from None
+    tuning = read_json(path, StudyError, f"fix: run `sarco tune COHORT --out {path}` first")
     problems = _problems(tuning)
     if problems:
         raise StudyError(f"{path}: not a tuning file from `sarco tune`: {'; '.join(problems)}; fix: rerun `sarco tune`")
     return tuning
 
 
-def _problems(tuning: object) -> list[str]:
-    if not isinstance(tuning, dict):
-        return ["the top level must be an object"]
+def _problems(tuning: dict) -> list[str]:
     if tuning.get("schema_version") != SCHEMA_VERSION:
         return [f"schema_version must be {SCHEMA_VERSION}"]
     problems = []

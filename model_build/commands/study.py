@@ -22,7 +22,7 @@ from rich.table import Table
 
 from model_build.cohort import CohortError
 from model_build.cohort.paths import CohortPathError
-from model_build.commands.options import Device, Threads, USER_ERROR
+from model_build.commands.options import Device, StudyThreads, USER_ERROR
 from model_build.study import SELECTION_RULES, THRESHOLD_RULES
 from sarco_core.cli import CliConsole, reported_errors
 from sarco_core.progress import CommandProgress
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         tuning: Annotated[Path | None, typer.Option(
             exists=True, dir_okay=False, help="tuning.json from `sarco tune` on this cohort: the image settings "
                                               "chosen on development.")] = None,
-        threads: Threads = None,
+        threads: StudyThreads = None,
         device: Device = "auto",
     ) -> None:
         """Run the SARCO study design on COHORT and write results.json, tables, figures and report.html."""

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from model_build.commands.options import Device, Threads, USER_ERROR
+from model_build.commands.options import Device, StudyThreads, USER_ERROR
 from model_build.study import TUNING_RULES
 from sarco_core.cli import CliConsole, reported_errors
 from sarco_core.progress import CommandProgress
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         rule: Annotated[Literal[TUNING_RULES], typer.Option(
             help="one-se: the cheapest candidate within one standard error of the best; best: the best.")] = "one-se",
         seed: Annotated[int, typer.Option(help="Seed of the tuning folds and trainings.")] = 0,
-        threads: Threads = None,
+        threads: StudyThreads = None,
         device: Device = "auto",
     ) -> None:
         """Score image settings by cross-validation on COHORT's development participants only."""

@@ -19,6 +19,12 @@ from model_build.models.train import TrainOptions
 from model_build.study import SELECTION_RULES, THRESHOLD_RULES
 
 MIN_PER_CLASS_PER_FOLD = 6  # a fold's training part must still hold 4 of each class after the inner split
+STUDY_THREADS = 2
+"""Torch threads of every study and tuning training unless ``--threads`` says otherwise, on any
+machine: oneDNN splits a convolution's sums by thread, so the thread count decides a training's
+last digits and, over a few hundred steps, its path. A count fixed here, rather than the
+machine's cores, lets a 2-core laptop and a 32-core workstation with the same CPU kernels write
+the same results.json (docs/study.md, "How far the figures move")."""
 
 
 class StudyError(InputError):
@@ -59,7 +65,7 @@ class StudyOptions:
     threshold_target: float | None = None    # sensitivity/specificity to reach, or a missed case's cost
     int8: bool = True
     calibration_inputs: int | None = None    # None: 512, or 64 with --quick
-    threads: int | None = None
+    threads: int | None = None              # None: STUDY_THREADS, whatever the machine
     device: str = "auto"
     tuning: str | None = None                # tuning.json from `sarco tune`: the image settings chosen on development
     image: TrainOptions | None = None
@@ -106,7 +112,7 @@ class StudyOptions:
         base = self.image if modalities == ["image"] else self.tabular
         seed = int(np.random.default_rng([self.seed, 0 if fold is None else fold + 1]).integers(2**31))
         return replace(base, modalities=list(modalities), fusion=self.fusion, seed=seed,
-                       threads=self.threads, device=self.device,
+                       threads=self.threads or STUDY_THREADS, device=self.device,
                        image_size=self.image.image_size, frames_per_video=self.image.frames_per_video,
                        crop_to_scan=self.image.crop_to_scan, field_of_view_mm=self.image.field_of_view_mm,
                        backbone=self.image.backbone)

@@ -32,7 +32,7 @@ from model_build.cohort import load_cohort
 from model_build.models.train import Trainer, TrainOptions
 from model_build.models.training_data import available_modalities, read_library
 from model_build.study import TUNING_RULES
-from model_build.study.design import StudyError, assign_folds, image_options
+from model_build.study.design import STUDY_THREADS, StudyError, assign_folds, image_options
 from model_build.study.provenance import provenance
 from model_build.study.results import auc_of
 from sarco_core.files import read_json
@@ -74,7 +74,7 @@ class TuneOptions:
 
     def training(self, size: int, epochs: int, fold: int) -> TrainOptions:
         seed = int(np.random.default_rng([self.seed, 7919, fold]).integers(2**31))
-        return replace(image_options(False, seed), image_size=size, epochs=epochs, threads=self.threads,
+        return replace(image_options(False, seed), image_size=size, epochs=epochs, threads=self.threads or STUDY_THREADS,
                        device=self.device)
 
 

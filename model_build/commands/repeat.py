@@ -5,8 +5,9 @@
   headline figures of one demo per seed, with mean, SD and range, written between the
   ``<!-- seed-spread:start/end -->`` markers (exit 1 with ``--check`` when the page is stale);
 - ``compare A B --seeds docs/results/seeds.json``: two runs of one seed (two machines, or two
-  thread counts) figure by figure against the seeds' range, with the provenance that differs
-  (exit 1 when a figure moved more than the seeds' range).
+  thread counts) figure by figure, with the provenance that differs: where the provenance says
+  they took the same float path every figure and section must be equal, else each figure must
+  stay within the seeds' range (exit 1 otherwise).
 RESULTS may be a study's results.json or a kept seeds.json.
 """
 
@@ -23,7 +24,7 @@ from sarco_core.cli import CliConsole, CommandGroup, reported_errors
 
 repeat_app = CommandGroup(help="How far the study's headline figures move over seeds, and between two runs of "
                                "one seed.")
-OUTSIDE = 1  # compare: a figure moved more than the seeds' range
+OUTSIDE = 1  # compare: a figure moved more than its bound, or a section differs on the same float path
 
 
 def register(app: typer.Typer) -> None:
@@ -61,27 +62,38 @@ def compare(
                                                         "results.json files of other seeds, comma-separated.")]
     = Path("docs/results/seeds.json"),
 ) -> None:
-    """Compare two runs of one seed figure by figure against the seeds' range."""
+    """Compare two runs of one seed: equal on the same float path, else within the seeds' range."""
     from model_build.study.formatting import format_number
-    from model_build.study.repeat import compare as compare_runs, load_runs
+    from model_build.study.repeat import compare as compare_runs, differing_sections, load_runs
+    from sarco_core.files import read_json
 
     console = CliConsole()
     with reported_errors(exit_code=USER_ERROR):
         (a,), (b,) = load_runs([first]), load_runs([second])
-        rows, provenance = compare_runs(a, b, load_runs([Path(p) for p in str(seeds).split(",")]))
+        found = compare_runs(a, b, load_runs([Path(p) for p in str(seeds).split(",")]))
+        sections = differing_sections(read_json(first), read_json(second)) if found.same_path else []
     table = Table(title=f"seed {a['seed']}: {first} vs {second}")
-    for column in ("figure", "first", "second", "difference", "seeds' range", "within"):
+    bound = "bound (same path)" if found.same_path else "seeds' range"
+    for column in ("figure", "first", "second", "difference", bound, "within"):
         table.add_column(column)
     show = (lambda v: "n/a" if v is None else format_number(v) if isinstance(v, float) else str(v))
-    for row in rows:
+    for row in found.rows:
         numeric = isinstance(row.first, float) and isinstance(row.second, float)
         table.add_row(row.figure, show(row.first), show(row.second),
                       format_number(row.second - row.first) if numeric else "",
                       "" if row.bound is None else format_number(row.bound), "yes" if row.within else "[red]NO[/]")
     console.print(table)
-    console.print("provenance that differs: " + ("; ".join(f"{key} {x} -> {y}" for key, (x, y) in provenance.items())
-                                                 or "none"))
-    if not all(row.within for row in rows):
-        console.print("[red]a figure moved more than the seeds' range: not explained by the float order; compare "
-                      "the two runs' options, cohort data_hash and provenance[/]")
+    console.print("provenance that differs: " + ("; ".join(f"{key} {x} -> {y}" for key, (x, y) in
+                                                           found.provenance.items()) or "none"))
+    if found.same_path:
+        console.print("same float path (same threads, CPU, kernels and libraries): results.json must be equal; "
+                      + (f"[red]sections that differ: {', '.join(sections)}[/]" if sections else
+                         "every section is (created, timings and provenance aside)"))
+    if not all(row.within for row in found.rows):
+        console.print("[red]a figure moved more than " + ("nothing: the same float path must give the same figures"
+                                                          if found.same_path else "the seeds' range: not explained "
+                                                          "by the float order") + "; compare the two runs' options, "
+                      "cohort data_hash and provenance[/]")
+        raise typer.Exit(code=OUTSIDE)
+    if sections:
         raise typer.Exit(code=OUTSIDE)

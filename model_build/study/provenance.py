@@ -21,9 +21,10 @@ import torch
 PACKAGES = ("torch", "numpy", "onnxruntime", "sklearn")
 """Read from the imported module, not the distribution: onnxruntime ships as onnxruntime-gpu too."""
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_CBWR",
-                    "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE")
+                    "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE", "ATEN_CPU_CAPABILITY")
 """Environment variables that change thread counts or which kernels run (MKL_CBWR: MKL's
-conditional numerical reproducibility; *_MAX_CPU_ISA: caps oneDNN's instruction set)."""
+conditional numerical reproducibility; *_MAX_CPU_ISA: caps oneDNN's instruction set;
+ATEN_CPU_CAPABILITY: caps torch's own vectorised kernels)."""
 
 
 def provenance() -> dict:

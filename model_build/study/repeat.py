@@ -4,8 +4,11 @@ Two questions a reader of one results.json cannot answer from it (issue 24, item
 - how much of a figure is the seed? :func:`spread_section` tabulates the headline figures of
   several demos (``sarco demo --seed N``: a cohort and a study per seed) into docs/study.md;
 - is another machine's (or thread count's) run the same study? :func:`compare` puts two runs of
-  one seed side by side and checks each figure against a bound taken from that seed spread, not
-  typed in: float sums ordered by another thread count or another CPU's kernels change a
+  one seed side by side. Where their provenance says they took the same float path (the same
+  thread count, CPU, kernels and libraries; only the cores lent may differ, since the study fixes
+  its thread count), every figure must be equal, and :func:`differing_sections` checks the rest
+  of results.json. Otherwise each figure is checked against a bound taken from the seed spread,
+  not typed in: float sums ordered by another thread count or another CPU's kernels change a
   training's path the way a new seed does, so a difference inside the seeds' range is explained
   and one outside it is not. The provenance that differs is listed beside the figures.
 """
@@ -21,6 +24,7 @@ import numpy as np
 from model_build.study.formatting import format_number
 from model_build.study.inputs import DEVELOPMENT, StudyReportError, check_results, fused_model
 from model_build.study.narrative import find_comparison
+from model_build.study.provenance import THREAD_VARIABLES
 from model_build.study.readme import rewrite
 from sarco_core.files import atomic_write, read_json, write_json
 
@@ -28,7 +32,13 @@ START, END = "<!-- seed-spread:start -->", "<!-- seed-spread:end -->"
 PROVENANCE_KEYS = (("torch", "intra_op_threads"), ("torch", "inter_op_threads"), ("torch", "cpu_capability"),
                    ("torch", "onednn_version"), ("torch", "mkldnn_enabled"), ("torch", "deterministic_algorithms"),
                    ("cpu", "model"), ("cpu", "usable_cores"), ("packages", "torch"), ("packages", "numpy"),
-                   ("packages", "onnxruntime"))
+                   ("packages", "onnxruntime"), ("packages", "sklearn"), ("python", None), *(
+                       ("environment", name) for name in THREAD_VARIABLES))
+SAME_PATH_MAY_DIFFER = {"cpu.usable_cores"}
+"""Provenance two runs may differ in and still take the same float path: the study fixes its
+thread count (``STUDY_THREADS``), so the cores a machine lends it reorder no sum (measured:
+docs/study.md, "How far the figures move")."""
+UNCOMPARED_SECTIONS = ("created", "timings", "provenance")
 
 
 def headline(results: dict) -> dict[str, float | str | None]:
@@ -98,17 +108,25 @@ class Difference:
     figure: str
     first: float | str | None
     second: float | str | None
-    bound: float | None      # the seeds' range of this figure; None: not numeric, must be equal
+    bound: float | None      # 0 on the same float path, else the seeds' range; None: not numeric, must be equal
     within: bool
 
 
-def compare(first: dict, second: dict, seeds: list[dict]) -> tuple[list[Difference], dict[str, tuple]]:
-    """Each headline figure of two runs of one seed (:func:`summary` of each) against the range
-    over ``seeds`` (summaries, one per seed); and the provenance values that differ
-    (``"torch.intra_op_threads": (2, 1)``)."""
+@dataclass
+class Comparison:
+    rows: list[Difference]
+    provenance: dict[str, tuple]  # "torch.intra_op_threads": (2, 1)
+    same_path: bool               # the provenance says both runs summed in the same order: figures must be equal
+
+
+def compare(first: dict, second: dict, seeds: list[dict]) -> Comparison:
+    """Each headline figure of two runs of one seed (:func:`summary` of each): equal where the
+    runs took the same float path, else within the range over ``seeds`` (summaries, one per seed)."""
     if first["seed"] != second["seed"]:
         raise StudyReportError(f"the two runs have seeds {first['seed']} and {second['seed']}: compare two runs of "
                                "the same seed (on two machines, or with two thread counts)")
+    provenance = _provenance_differences(first.get("provenance") or {}, second.get("provenance") or {})
+    same_path = bool(first.get("provenance") and second.get("provenance")) and set(provenance) <= SAME_PATH_MAY_DIFFER
     a, b = first["figures"], second["figures"]
     spread = [r["figures"] for r in seeds]
     rows = []
@@ -117,19 +135,26 @@ def compare(first: dict, second: dict, seeds: list[dict]) -> tuple[list[Differen
             continue
         values = [s[name] for s in spread if isinstance(s.get(name), float)]
         numeric = isinstance(a[name], float) and isinstance(b[name], float)
-        bound = max(values) - min(values) if numeric and len(values) >= 2 else None
+        bound = (0.0 if same_path else max(values) - min(values)) if numeric and len(values) >= 2 else None
         within = (abs(a[name] - b[name]) <= bound + 1e-12) if bound is not None else a[name] == b[name] or (
-            numeric and math.isclose(a[name], b[name]))
+            numeric and not same_path and math.isclose(a[name], b[name]))
         rows.append(Difference(name, a[name], b[name], bound, within))
-    return rows, _provenance_differences(first.get("provenance") or {}, second.get("provenance") or {})
+    return Comparison(rows, provenance, same_path)
+
+
+def differing_sections(first: dict, second: dict) -> list[str]:
+    """The sections of two results.json that differ, but for when, how long and on what they ran."""
+    return [key for key in sorted(set(first) | set(second))
+            if key not in UNCOMPARED_SECTIONS and first.get(key) != second.get(key)]
 
 
 def _provenance_differences(first: dict, second: dict) -> dict[str, tuple]:
     differences = {}
     for group, key in PROVENANCE_KEYS:
-        x, y = (first.get(group) or {}).get(key), (second.get(group) or {}).get(key)
+        x = first.get(group) if key is None else (first.get(group) or {}).get(key)
+        y = second.get(group) if key is None else (second.get(group) or {}).get(key)
         if x != y:
-            differences[f"{group}.{key}"] = (x, y)
+            differences[group if key is None else f"{group}.{key}"] = (x, y)
     return differences
 
 

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from model_build.cli import app
 from model_build.study.formatting import format_number
-from model_build.study.repeat import END, START, compare, headline, load_runs, summary
+from model_build.study.provenance import provenance
+from model_build.study.repeat import END, START, compare, differing_sections, headline, load_runs, summary
 from tests.support.study_runs import build_run, study_cohort
 
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -70,14 +71,14 @@ def test_two_runs_of_one_seed_are_checked_against_the_seeds_range(runs: list[Pat
     auc = "image AUC, external"
     values = [s["figures"][auc] for s in seeds]
     nudged["figures"][auc] += (max(values) - min(values)) / 2
-    rows, provenance = compare(first, nudged, seeds)
-    assert all(row.within for row in rows)
-    assert provenance == {"torch.intra_op_threads": (2, 1)}
+    found = compare(first, nudged, seeds)
+    assert all(row.within for row in found.rows) and not found.same_path
+    assert found.provenance == {"torch.intra_op_threads": (2, 1)}
     nudged["figures"][auc] = first["figures"][auc] + (max(values) - min(values)) * 1.5
-    assert [row.figure for row in compare(first, nudged, seeds)[0] if not row.within] == [auc]
+    assert [row.figure for row in compare(first, nudged, seeds).rows if not row.within] == [auc]
     nudged["figures"][auc] = first["figures"][auc]
     nudged["figures"]["selected model"] = "something else"
-    assert [row.figure for row in compare(first, nudged, seeds)[0] if not row.within] == ["selected model"]
+    assert [row.figure for row in compare(first, nudged, seeds).rows if not row.within] == ["selected model"]
     # the command: exit 0 for the same run, 1 when a figure moved too far, a clear error for two seeds
     kept = tmp_path / "seeds.json"
     kept.write_text(json.dumps({"runs": seeds}))
@@ -95,6 +96,47 @@ def test_two_runs_of_one_seed_are_checked_against_the_seeds_range(runs: list[Pat
     assert outside.exit_code == 1 and "moved more than the seeds' range" in outside.output
     other = runner.invoke(app, ["repeat", "compare", str(runs[0]), str(runs[1]), "--seeds", str(kept)])
     assert other.exit_code == 1 and "compare two runs of the same seed" in other.output
+
+
+def _with_provenance(path: Path, usable_cores: int) -> dict:
+    """A run as this machine would record it, lent ``usable_cores`` cores."""
+    results = json.loads(path.read_text())
+    results["provenance"] = provenance()
+    results["provenance"]["cpu"]["usable_cores"] = usable_cores
+    return results
+
+
+def test_runs_on_the_same_float_path_must_be_equal_in_every_figure_and_section(runs: list[Path],
+                                                                               tmp_path: Path) -> None:
+    """Only the cores lent differ (the study fixes its thread count): nothing may move, not even
+    by less than the seeds' range, and not even outside the headline figures."""
+    seeds = load_runs(runs)
+    laptop, workstation = _with_provenance(runs[0], 2), _with_provenance(runs[0], 32)
+    found = compare(summary(laptop), summary(workstation), seeds)
+    assert found.same_path and all(row.within for row in found.rows)
+    assert found.provenance == {"cpu.usable_cores": (2, 32)}
+    assert differing_sections(laptop, workstation) == []
+    nudged = json.loads(json.dumps(summary(workstation)))
+    nudged["figures"]["image AUC, external"] += 1e-6  # far inside the seeds' range
+    found = compare(summary(laptop), nudged, seeds)
+    assert [(row.figure, row.bound) for row in found.rows if not row.within] == [("image AUC, external", 0.0)]
+    other_kernels = json.loads(json.dumps(summary(workstation)))
+    other_kernels["provenance"]["torch"]["cpu_capability"] = "AVX2"
+    other_kernels["figures"]["image AUC, external"] += 1e-6
+    assert not compare(summary(laptop), other_kernels, seeds).same_path
+    assert all(row.within for row in compare(summary(laptop), other_kernels, seeds).rows)
+    # the command also checks the sections no headline figure reads
+    workstation["models"]["clinical"]["poc"]["auc"] = 0.5
+    first, second = tmp_path / "laptop.json", tmp_path / "workstation.json"
+    first.write_text(json.dumps(laptop))
+    second.write_text(json.dumps(workstation))
+    kept = tmp_path / "seeds.json"
+    kept.write_text(json.dumps({"runs": seeds}))
+    result = CliRunner().invoke(app, ["repeat", "compare", str(first), str(second), "--seeds", str(kept)])
+    assert result.exit_code == 1 and "sections that differ: models" in result.output, result.output
+    second.write_text(json.dumps(_with_provenance(runs[0], 32)))
+    result = CliRunner().invoke(app, ["repeat", "compare", str(first), str(second), "--seeds", str(kept)])
+    assert result.exit_code == 0 and "every section is" in result.output, result.output
 
 
 def test_the_committed_seed_spread_matches_docs_study_md() -> None:

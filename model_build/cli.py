@@ -10,6 +10,7 @@ from model_build.commands import (
     deidentify,
     evaluate,
     export,
+    federated,
     label,
     measure,
     predict,
@@ -27,5 +28,5 @@ from sarco_core.cli import command_group
 app = command_group("sarco", "Sarcopenia screening from muscle ultrasound: cohorts, criteria, synthetic data.")
 
 for command_module in (synth, validate, criteria, label, train, evaluate, predict, export, deidentify, sign, study,
-                       tune, measure, readme, repeat):
+                       tune, measure, readme, repeat, federated):
     command_module.register(app)

@@ -14,3 +14,8 @@ The pieces, each importable without FLARE installed except :mod:`.simulate` and 
 - :mod:`.client`: the script FLARE runs at each site (its Client API loop);
 - :mod:`.simulate`: the whole federation on one machine (FLARE's simulator), ending in a bundle.
 """
+
+STRATEGIES = ("fedavg", "fedprox")
+"""FedAvg (McMahan et al. 2017): the participant-weighted mean of the sites' weights; FedProx
+(Li et al. 2020): the same mean, with a proximal term in each site's loss. Here, not in
+:mod:`.simulate`, so that the command line lists them without importing torch."""

@@ -5,7 +5,9 @@ FLARE's ``ScriptRunner`` runs this file (in the site's process, as ``__main__``)
 site name reads, the training options, the agreed encoders). The loop is FLARE's documented
 Client API pattern: ``flare.init()``, then while ``flare.is_running()``: ``flare.receive()``
 the global model, train, ``flare.send()`` an ``FLModel`` whose meta ``NUM_STEPS_CURRENT_ROUND``
-is the FedAvg weight (here: the site's training participants).
+is the FedAvg weight (here: the site's training participants). Under FedProx the server puts
+``fedprox_mu`` in each training model's meta (``FedAvg`` workflow, ``set_fedprox_metadata``), and
+a raw PyTorch client must apply the proximal term itself (``FedProxRecipe``'s docstring).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 from pathlib import Path
 
 import nvflare.client as flare
+from nvflare.app_common.app_constant import AlgorithmConstants
 
 from model_build.federated.site import Site
 
@@ -31,8 +34,9 @@ def main() -> None:
         if received is None:
             break
         if flare.is_train():
-            weights, metrics = site.train_round(received.params, received.current_round or 0)
-            site.keep_sent(received.current_round or 0, weights, metrics)
+            fedprox_mu = (received.meta or {}).get(AlgorithmConstants.FEDPROX_MU)  # set by FedProxRecipe only
+            weights, metrics = site.train_round(received.params, received.current_round or 0, fedprox_mu)
+            site.keep_sent(received.current_round or 0, weights, metrics, fedprox_mu)
             flare.send(flare.FLModel(params=weights, metrics=metrics,
                                      meta={"NUM_STEPS_CURRENT_ROUND": site.participants}))
         else:  # validate: the global model's loss only, no weights

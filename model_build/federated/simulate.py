@@ -13,21 +13,29 @@ Steps, as a real federation would take them:
 
 from __future__ import annotations
 
-import json
+import copy
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from model_build.federated import STRATEGIES
 from model_build.federated.encoders import agree_encoders, site_statistics, tabular_inputs
 from model_build.federated.site import Site
 from model_build.models.checkpoint import RunState
 from model_build.models.train import Trainer, TrainOptions
+from model_build.models import MODALITIES
+from model_build.study.design import image_options
+from sarco_core.errors import SarcoError
 from sarco_core.files import write_json
 
-JOB = "sarco-fedavg"
+JOB = "sarco-federation"
 NETWORK = "model_build.federated.network.FederatedNetwork"
 CLIENT_SCRIPT = Path(__file__).with_name("client.py")
+
+
+class FederationError(SarcoError, ValueError):
+    """The federation cannot run as asked; the message says why and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +46,49 @@ class Federation:
     sites: dict[str, str]   # site name -> cohort folder
     workspace: Path         # FLARE's simulation workspace (server and site logs)
     site_folders: Path      # each site's own folder: what it sent each round (sent-round-N.pt)
+    strategy: str = "fedavg"
+
+    def sent(self) -> dict[str, list[dict]]:
+        """Per site, per round: its training participants and the bytes of the weights it sent
+        (the tensors' payload, before FLARE's framing), read from the site's own copies."""
+        rows: dict[str, list[dict]] = {}
+        for name in self.sites:
+            for path in sorted((self.site_folders / name).glob("sent-round-*.pt"),
+                               key=lambda p: int(p.stem.rsplit("-", 1)[1])):
+                kept = torch.load(path, map_location="cpu", weights_only=True)
+                rows.setdefault(name, []).append({
+                    "round": int(path.stem.rsplit("-", 1)[1]), "participants": int(kept["participants"]),
+                    "bytes": int(sum(t.numel() * t.element_size() for t in kept["weights"].values()))})
+        return rows
+
+
+def check_sites(sites: list[Path]) -> None:
+    """At least two distinct site cohort folders, each with its participant table."""
+    if len(sites) < 2:
+        raise FederationError(f"{len(sites)} site given; a federation needs at least 2 site cohort folders "
+                              "(e.g. OUT/sites/* from `sarco synth OUT --size consortium`)")
+    resolved = [Path(site).resolve() for site in sites]
+    twice = sorted({str(site) for site in resolved if resolved.count(site) > 1})
+    if twice:
+        raise FederationError(f"{', '.join(twice)}: given twice; fix: name each site once")
+    for site in sites:
+        if not (Path(site) / "participants.csv").is_file():
+            raise FederationError(f"{site}: no participants.csv, so not a site cohort folder; fix: give one "
+                                  "folder per site in the cohort format (docs/cohort-format.md)")
 
 
 def site_names(sites: list[Path]) -> dict[str, str]:
     return {f"site-{number}": str(Path(cohort).resolve()) for number, cohort in enumerate(sites, start=1)}
+
+
+def federation_options(modalities: list[str], seed: int) -> TrainOptions:
+    """What each site trains: the study's image settings (64 px, the stem and first 4 blocks
+    frozen, one frame per recording; :func:`~model_build.study.design.image_options`) when the
+    image is in, else ``sarco train``'s tabular defaults. No weight averaging: a site returns its
+    weights after every round, and FedAvg is the averaging."""
+    if "image" not in modalities:
+        return TrainOptions(modalities=list(modalities), seed=seed)
+    return replace(image_options(False, seed), modalities=list(modalities), weight_average=None)
 
 
 def plan_federation(sites: list[Path], work: Path, options: TrainOptions, rounds: int, local_epochs: int) -> dict:
@@ -50,8 +97,22 @@ def plan_federation(sites: list[Path], work: Path, options: TrainOptions, rounds
     return {"sites": site_names(sites), "options": asdict(options), "rounds": rounds, "local_epochs": local_epochs,
             "work": str(work.resolve() / "sites"),
             "encoders": {m: encoder.to_dict() for m, encoder in encoders.items()},
-            "network": {"modalities": list(encoders), "tabular_inputs": tabular_inputs(encoders),
-                        "fusion": options.fusion, "seed": options.seed}}
+            "network": {"modalities": [m for m in MODALITIES if m in options.modalities], "tabular_inputs": tabular_inputs(encoders),
+                        "fusion": options.fusion, "seed": options.seed, "backbone": options.backbone,
+                        "image_size": options.image_size, "freeze_blocks": options.freeze_blocks,
+                        "pretrained": options.pretrained}}
+
+
+def _quiet_console(path: Path) -> Path:
+    """FLARE's concise log config with only warnings on the console, written to ``path``: each
+    round's INFO lines still go to the workspace's log files (server/log.txt and
+    the sites')."""
+    from nvflare.fuel.utils.log_utils import concise_log_dict
+
+    config = copy.deepcopy(concise_log_dict)
+    config["handlers"]["consoleHandler"]["level"] = "WARNING"
+    write_json(path, config)
+    return path.resolve()
 
 
 def load_global_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -62,55 +123,39 @@ def load_global_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def simulate(sites: list[Path], out: Path, work: Path, options: TrainOptions, rounds: int = 2,
-             local_epochs: int = 1) -> Federation:
+             local_epochs: int = 1, strategy: str = "fedavg", fedprox_mu: float = 0.01) -> Federation:
     """Run the federation over ``sites`` (cohort folders) and write the bundle to ``out``."""
     from nvflare.app_opt.pt.recipes.fedavg import FedAvgRecipe
+    from nvflare.app_opt.pt.recipes.fedprox import FedProxRecipe
     from nvflare.recipe import SimEnv
 
+    if strategy not in STRATEGIES:
+        raise FederationError(f"strategy {strategy!r}; fix: use one of {', '.join(STRATEGIES)}")
+    check_sites(sites)
     options = replace(options, threads=options.threads or 1)  # one core per simulated site
     work.mkdir(parents=True, exist_ok=True)
     plan = plan_federation(sites, work, options, rounds, local_epochs)
     plan_file = work / "plan.json"
     write_json(plan_file, plan)
-    recipe = FedAvgRecipe(
-        name=JOB, model={"path": NETWORK, "args": plan["network"]}, min_clients=len(sites), num_rounds=rounds,
-        train_script=str(CLIENT_SCRIPT.resolve()), train_args=f"--config {plan_file.resolve()}",
-        key_metric="validation_log_loss", key_metric_mode="min")
-    env = SimEnv(clients=list(plan["sites"]), num_threads=len(sites), workspace_root=str(work.resolve() / "flare"))
-    recipe.execute(env)
+    common = dict(name=JOB, model={"path": NETWORK, "args": plan["network"]}, min_clients=len(sites),
+                  num_rounds=rounds, train_script=str(CLIENT_SCRIPT.resolve()),
+                  train_args=f"--config {plan_file.resolve()}", key_metric="validation_log_loss",
+                  key_metric_mode="min")
+    recipe = FedProxRecipe(**common, fedprox_mu=fedprox_mu) if strategy == "fedprox" else FedAvgRecipe(**common)
+    env = SimEnv(clients=list(plan["sites"]), num_threads=len(sites), workspace_root=str(work.resolve() / "flare"),
+                 log_config=str(_quiet_console(work / "flare-logging.json")))
+    try:
+        recipe.execute(env)
+    except RuntimeError as failed:  # SimEnv's word for a simulator that exited non-zero
+        raise FederationError(f"{failed}; fix: read the first error in those logs (a site's data, or FLARE's "
+                              "installation)") from None
     workspace = work.resolve() / "flare" / JOB
     found = sorted(workspace.rglob("FL_global_model.pt"))
     if not found:
-        raise RuntimeError(f"{workspace}: FLARE saved no global model; see server/simulate_job/log.txt there")
+        raise FederationError(f"{workspace}: FLARE saved no global model; fix: read server/log.txt there")
     weights = load_global_weights(found[0])
     holder = Site.from_plan(plan, next(iter(plan["sites"])))
     state = RunState(epoch=rounds * local_epochs, best_epoch=rounds * local_epochs)
     out.mkdir(parents=True, exist_ok=True)
     bundle = Trainer(holder.options).load_fitted(holder.data, out, weights, state, 0.0).finish()
-    return Federation(bundle, found[0], rounds, plan["sites"], workspace, Path(plan["work"]))
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m model_build.federated.simulate SITE... --out BUNDLE --work DIR [--rounds R]``:
-    the spike's command line, until ``sarco federated simulate`` (issue #19) replaces it."""
-    import argparse
-    import time
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sites", nargs="+", type=Path, help="site cohort folders")
-    parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
-    parser.add_argument("--work", required=True, type=Path, help="plan, FLARE workspace, site folders")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--local-epochs", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    result = simulate(args.sites, args.out, args.work, TrainOptions(modalities=["clinical", "lab"], seed=args.seed),
-                      args.rounds, args.local_epochs)
-    print(json.dumps({"bundle": str(result.bundle), "global_model": str(result.global_model),
-                      "sites": result.sites, "rounds": result.rounds,
-                      "seconds": round(time.perf_counter() - started, 1)}, indent=2))
-
-
-if __name__ == "__main__":
-    main()
+    return Federation(bundle, found[0], rounds, plan["sites"], workspace, Path(plan["work"]), strategy)

@@ -11,6 +11,7 @@ order, dropout and cosine learning rate follow the same schedule as one ``sarco 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +29,18 @@ def to_tensors(weights: dict) -> dict[str, torch.Tensor]:
     format; its PyTorch Client API converts them to tensors and back on the site)."""
     return {name: torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value)
             for name, value in weights.items()}
+
+
+def proximal_term(model: torch.nn.Module, mu: float) -> Callable[[torch.nn.Module], torch.Tensor]:
+    """FedProx's penalty against ``model``'s weights now (the global model just received): the
+    sum over trainable parameters of mu/2 (w - w_global)^2, as FLARE's ``PTFedProxLoss`` computes
+    it (nvflare/app_opt/pt/fedproxloss.py), restricted to what the optimizer moves."""
+    anchor = {name: value.detach().clone() for name, value in model.named_parameters() if value.requires_grad}
+
+    def penalty(current: torch.nn.Module) -> torch.Tensor:
+        return (mu / 2) * sum(torch.sum((value - anchor[name]) ** 2)
+                              for name, value in current.named_parameters() if name in anchor)
+    return penalty
 
 
 def log_loss(labels: np.ndarray, probability: np.ndarray) -> float:
@@ -67,11 +80,14 @@ class Site:
             self.trainer.model.load_state_dict(tensors)  # in place: the optimizer keeps its parameters
         return self.trainer
 
-    def keep_sent(self, round_number: int, weights: dict[str, torch.Tensor], metrics: dict[str, float]) -> Path:
-        """A copy, in the site's own folder, of exactly what it sends in a round: an audit trail
-        for the site (and for the test that checks FedAvg's average against it)."""
+    def keep_sent(self, round_number: int, weights: dict[str, torch.Tensor], metrics: dict[str, float],
+                  fedprox_mu: float | None = None) -> Path:
+        """A copy, in the site's own folder, of exactly what it sends in a round and the proximal
+        coefficient it trained under: an audit trail for the site (and for the tests that check
+        FedAvg's average and FedProx's coefficient against it)."""
         path = self.out / f"sent-round-{round_number}.pt"
-        torch.save({"weights": to_tensors(weights), "metrics": metrics, "participants": self.participants}, path)
+        torch.save({"weights": to_tensors(weights), "metrics": metrics, "participants": self.participants,
+                    "fedprox_mu": fedprox_mu}, path)
         return path
 
     def evaluate(self) -> float:
@@ -79,13 +95,18 @@ class Site:
         held_out, _, fused = self.trainer.held_out_outputs()
         return log_loss(held_out.labels, fused.probability)
 
-    def train_round(self, weights: dict, round_number: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    def train_round(self, weights: dict, round_number: int,
+                    fedprox_mu: float | None = None) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Global weights in; the site's weights (CPU tensors: FLARE's PyTorch Client API drops
-        anything else) and aggregate metrics out."""
+        anything else) and aggregate metrics out. With ``fedprox_mu`` (FedProx, Li et al. 2020)
+        every batch's loss also pays mu/2 ||w - w_global||^2 over the trainable weights, which
+        keeps a site with an unusual scanner or case mix from drifting far in its local epochs."""
         trainer = self.load(weights)
         metrics = {"validation_log_loss": self.evaluate()}  # of the global model received
+        penalty = None if fedprox_mu is None else proximal_term(trainer.model, fedprox_mu)
         task = trainer.progress.add_task("local epochs", total=None)
-        losses = [trainer.train_epoch(round_number * self.local_epochs + e, task) for e in range(self.local_epochs)]
+        losses = [trainer.train_epoch(round_number * self.local_epochs + e, task, penalty)
+                  for e in range(self.local_epochs)]
         trainer.progress.remove_task(task)
         metrics["train_loss"] = float(losses[-1])
         return {name: value.detach().cpu().clone() for name, value in trainer.model.state_dict().items()}, metrics

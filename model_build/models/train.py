@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -265,8 +266,10 @@ class Trainer:
         self.state.epoch = epoch + 1
         self.save_checkpoint()
 
-    def train_epoch(self, epoch: int, task: TaskID) -> float:
-        """One pass over the training rows; advances ``task`` (of ``self.progress``) per batch."""
+    def train_epoch(self, epoch: int, task: TaskID,
+                    penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None) -> float:
+        """One pass over the training rows; advances ``task`` (of ``self.progress``) per batch.
+        ``penalty(model)`` is added to every batch's loss (a federation's FedProx term)."""
         options, arrays = self.options, self.data.arrays
         torch.manual_seed(int(np.random.default_rng([options.seed, epoch, 1]).integers(2**31)))
         for group in self.optimizer.param_groups:
@@ -287,6 +290,8 @@ class Trainer:
                 outputs = self.model(batch)
             loss = training_loss(outputs, target, batch.present.float(), options.fusion,
                                  self.class_weight.to(self.device)[target], kl_weight)
+            if penalty is not None:
+                loss = loss + penalty(self.model)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -18,10 +18,14 @@ pytest.importorskip("nvflare", reason="NVIDIA FLARE is not installed (the option
 
 from model_build.api import load_model  # noqa: E402
 from model_build.federated.encoders import agree_encoders, site_statistics  # noqa: E402
+from model_build.cli import app  # noqa: E402
 from model_build.federated.simulate import load_global_weights, simulate  # noqa: E402
+from model_build.federated.site import proximal_term  # noqa: E402
 from model_build.models.bundle import load_bundle  # noqa: E402
 from model_build.models.train import TrainOptions  # noqa: E402
+from testkit.cohort_factory import make_cohort  # noqa: E402
 from testkit.federated_sites import tabular_site  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
 
 ROUNDS = 2
 
@@ -60,3 +64,59 @@ def test_fedavg_simulation_trains_the_tabular_model_and_ends_in_a_bundle(federat
     assert bundle.training["epochs_run"] == ROUNDS
     answer = load_model(result.bundle, device="cpu").predict(clinical={"age": 81, "sex": "F"}, lab={})
     assert 0.0 <= answer["probability"] <= 1.0
+
+
+def test_the_proximal_term_is_fedproxs_distance_to_the_global_weights():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    model[1].weight.requires_grad_(False)  # frozen: the optimizer never moves it, so it pays nothing
+    penalty = proximal_term(model, mu=0.5)
+    assert float(penalty(model).detach()) == 0.0
+    with torch.no_grad():
+        model[0].weight += 0.1
+        model[1].weight += 5.0
+    assert float(penalty(model).detach()) == pytest.approx(0.5 / 2 * 6 * 0.1 ** 2)
+
+
+@pytest.mark.slow
+def test_the_command_federates_the_image_model_with_fedprox_into_a_bundle(tmp_path):
+    """`sarco federated simulate` as a consortium would call it: two site folders with images,
+    FedProx, the image model (the default); every site trained under FLARE's coefficient, and the
+    bundle is one `sarco evaluate` reads."""
+    sites = [make_cohort(tmp_path / name, seed=seed, n_participants=30, videos=False).root
+             for name, seed in (("hospital-a", 1), ("hospital-b", 2))]
+    runner = CliRunner()
+    result = runner.invoke(app, ["federated", "simulate", *map(str, sites), "--out", str(tmp_path / "model"),
+                                 "--rounds", "2", "--strategy", "fedprox", "--fedprox-mu", "0.05"])
+    assert result.exit_code == 0, result.output
+    assert "site-1" in result.output and "MB x 2" in result.output
+    for name in ("site-1", "site-2"):
+        for round_number in range(2):
+            sent = torch.load(tmp_path / "model.federation" / "sites" / name / f"sent-round-{round_number}.pt",
+                              weights_only=True)
+            assert sent["fedprox_mu"] == pytest.approx(0.05)
+            assert any(key.startswith("encoders.image") for key in sent["weights"])
+    bundle = load_bundle(tmp_path / "model")
+    assert bundle.config.modalities == ["image"] and bundle.config.image_size == 64
+    evaluated = runner.invoke(app, ["evaluate", str(tmp_path / "model"), str(sites[0]), "--cohort", "external",
+                                    "--out", str(tmp_path / "evaluation")])
+    assert evaluated.exit_code == 0, evaluated.output
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["{a}"], "at least 2 site cohort folders"),
+    (["{a}", "{a}"], "given twice"),
+    (["{a}", "{empty}"], "no participants.csv"),
+    (["{a}", "{b}", "--modalities", "image,ct"], "use data types from"),
+    (["{a}", "{b}", "--fedprox-mu", "0.1"], "add --strategy fedprox"),
+    (["{a}", "{b}", "--strategy", "fedprox", "--fedprox-mu", "0"], "above 0"),
+])
+def test_the_command_names_the_mistake_and_the_fix(tmp_path, arguments, message):
+    folders = {"a": tmp_path / "a", "b": tmp_path / "b", "empty": tmp_path / "empty"}
+    for name in ("a", "b"):
+        tabular_site(folders[name], seed=1)
+    folders["empty"].mkdir()
+    argv = [argument.format(**{k: str(v) for k, v in folders.items()}) for argument in arguments]
+    result = CliRunner().invoke(app, ["federated", "simulate", *argv, "--out", str(tmp_path / "model")])
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert not (tmp_path / "model").exists()

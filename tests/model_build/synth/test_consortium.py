@@ -19,7 +19,7 @@ from model_build.synth.cohorts import CONSORTIUM_SITES, SIZES
 from model_build.synth.generate import ASMI_METHOD_BY_CENTER, SynthOptions, build_tables, synthesize
 from model_build.synth.latent import ORACLE_MODALITIES
 from model_build.synth.profiles import PROFILES, scanner
-from tests.model_build.synth.test_cohort import run_cli
+from tests.support.synth import run_cli
 
 SEED = 5
 SITES = [f"sites/{spec.center}" for spec in CONSORTIUM_SITES]

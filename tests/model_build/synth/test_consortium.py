@@ -138,3 +138,5 @@ def test_consortium_mistakes_are_refused_with_a_fix(consortium, tmp_path):
     assert result.exit_code == 1 and "sites/A of a synthetic consortium" in result.stderr
     assert (site / "participants.csv").is_file()
     assert "consortium" in run_cli("synth", "--help").stdout
+    refused = run_cli("validate", str(out))  # the top folder is no cohort: the hint names those it holds
+    assert refused.exit_code == 1 and "cohort folders this folder holds: evaluation, sites/A" in refused.output

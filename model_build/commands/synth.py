@@ -64,7 +64,8 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Replace an existing OUT (only an earlier "
                                    "synthetic cohort: a folder with synth.json)."),
     ) -> None:
-        """Write a synthetic cohort (participants, images, videos, schema) and its Bayes oracle."""
+        """Write a synthetic cohort (participants, images, videos, schema) and its Bayes oracle;
+        with --size consortium, one such cohort folder per site and one for evaluation."""
         console, errors = CliConsole(), CliConsole(stderr=True)
         options = SynthOptions(size=size.value, seed=seed, videos=videos, workers=workers)
         started = time.perf_counter()

@@ -94,13 +94,22 @@ def _read_schema(root: Path, findings: list[CohortFinding]) -> Schema | None:
         return None
 
 
+def _cohorts_inside(root: Path) -> list[str]:
+    """Cohort folders one or two levels down: a folder of sites, such as the sites/<center> and
+    evaluation of `sarco synth --size consortium`, is not a cohort itself."""
+    found = [*root.glob(f"*/{participant_checks.FILE}"), *root.glob(f"*/*/{participant_checks.FILE}")]
+    return sorted(path.parent.relative_to(root).as_posix() for path in found)
+
+
 def _read_participants(root: Path, schema: Schema | None, findings: list[CohortFinding],
                        keep: bool) -> tuple[ParticipantsCheck | None, pd.DataFrame | None]:
     """Check participants.csv row by row as it is read (bounded memory); the check, and the
     rows as a DataFrame when ``keep`` (the loader types them). ``(None, None)`` when unusable."""
     if not (root / participant_checks.FILE).exists():
+        inside = _cohorts_inside(root)
         findings.append(Place(participant_checks.FILE).error(
             "participants.csv is missing",
+            f"point at one of the cohort folders this folder holds: {', '.join(inside)}" if inside else
             f"write it with one row per participant and columns {', '.join(participant_checks.REQUIRED)}"))
         return None, None
     numbers: list[int] = []

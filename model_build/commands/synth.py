@@ -1,4 +1,5 @@
-"""`sarco synth OUT --size {small,paper,large} --seed N`: write a synthetic cohort."""
+"""`sarco synth OUT --size {small,paper,large,consortium} --seed N`: write a synthetic cohort
+(or, for `consortium`, one cohort folder per development site and one for evaluation)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class Size(str, Enum):
     small = "small"
     paper = "paper"
     large = "large"
+    consortium = "consortium"
 
 
 def _oracle_table(summary: SynthSummary) -> Table:
@@ -50,17 +52,20 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Argument(..., help="Cohort folder to create (refused if it exists and is "
                                              "not empty, unless --force)."),
         size: Size = typer.Option(Size.paper, "--size", help="small (~60, tests), paper (357/145/82 "
-                                  "as in the study) or large (357/2000/500, precise benchmarks)."),
+                                  "as in the study), large (357/2000/500, precise benchmarks) or "
+                                  "consortium (OUT/sites/<center>/: six development sites, 357 in all; "
+                                  "OUT/evaluation/: external and poc)."),
         seed: int = typer.Option(1, "--seed", help="Random seed: the same seed gives the same cohort."),
         videos: Optional[bool] = typer.Option(None, "--videos/--no-videos", help="Write one scanner "
-                                              "video per participant [default: on for small and paper, "
-                                              "off for large]."),
+                                              "video per participant [default: off for large, "
+                                              "on for the others]."),
         workers: int = typer.Option(2, "--workers", min=1, help="Processes rendering media; the "
                                     "output does not depend on it."),
         force: bool = typer.Option(False, "--force", help="Replace an existing OUT (only an earlier "
                                    "synthetic cohort: a folder with synth.json)."),
     ) -> None:
-        """Write a synthetic cohort (participants, images, videos, schema) and its Bayes oracle."""
+        """Write a synthetic cohort (participants, images, videos, schema) and its Bayes oracle;
+        with --size consortium, one such cohort folder per site and one for evaluation."""
         console, errors = CliConsole(), CliConsole(stderr=True)
         options = SynthOptions(size=size.value, seed=seed, videos=videos, workers=workers)
         started = time.perf_counter()
@@ -77,6 +82,8 @@ def register(app: typer.Typer) -> None:
                         "fix: choose a folder you can write to, with free disk space", errors)
             raise typer.Exit(code=1) from None
         console.print(_oracle_table(summary))
-        console.print(f"wrote {out}: {sum(n for n, _ in summary.counts.values())} participants, "
+        folders = "" if summary.folders == ("",) else \
+            f" in {len(summary.folders)} cohort folders ({', '.join(summary.folders)})"
+        console.print(f"wrote {out}: {sum(n for n, _ in summary.counts.values())} participants{folders}, "
                       f"{summary.n_images} images, {summary.n_videos} videos "
                       f"(size {options.size}, seed {seed}) in {time.perf_counter() - started:.0f} s")

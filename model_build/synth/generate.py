@@ -7,6 +7,11 @@ from a child of ``SeedSequence(seed)`` (one per cohort, one per participant's me
 output is the same for any number of workers, and a cohort's content does not depend on the
 cohorts after it (the `large` size's development cohort is the `paper` one).
 
+The `consortium` size writes one cohort folder per development site (``OUT/sites/<center>``)
+and one with the evaluation cohorts (``OUT/evaluation``), each a cohort as above, with a
+``synth.json`` and ``README.md`` at the top that list them. Its cohorts are drawn exactly as a
+single folder's are: where a cohort is written changes its media paths' root, nothing else.
+
 The folder is built as ``OUT.partial-XXXX`` next to OUT and renamed at the end, so OUT is
 either absent, the previous cohort, or complete.
 """
@@ -29,7 +34,15 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from model_build.cohort.schema import Schema
-from model_build.synth.cohorts import MISSING_FRACTION, SIZES, WHOLE_LAB_MISSING_SHARE, CohortSpec
+from model_build.synth.cohorts import (
+    CONSORTIUM,
+    EVALUATION_FOLDER,
+    MISSING_FRACTION,
+    SIZES,
+    WHOLE_LAB_MISSING_SHARE,
+    CohortSpec,
+    cohort_folder,
+)
 from model_build.synth.latent import (
     LATENT_COLUMNS,
     MODALITY_LATENTS,
@@ -43,7 +56,7 @@ from model_build.synth.tabular import TABULAR_SCHEMA, add_missing_values, clinic
 from sarco_core.errors import SarcoError
 
 GENERATOR_VERSION = "1.2.0"  # 1.1.0: truth_media.csv; 1.2.0: some participants lack the whole lab table
-ASMI_METHOD_BY_CENTER = {"A": "dxa", "B": "bia", "C": "bia"}
+ASMI_METHOD_BY_CENTER = {"A": "dxa", "B": "bia", "C": "bia", "D": "dxa", "E": "bia", "F": "dxa", "G": "bia", "H": "bia"}
 POOLED = "pooled"
 
 
@@ -55,7 +68,7 @@ class SynthError(SarcoError, ValueError):
 class SynthOptions:
     size: str = "paper"
     seed: int = 1
-    videos: bool | None = None  # None: on for small and paper, off for large
+    videos: bool | None = None  # None: on for small, paper and consortium, off for large
     workers: int = 2
     targets: OracleTargets = field(default_factory=OracleTargets)
 
@@ -71,7 +84,7 @@ class SyntheticTables:
     participants: pd.DataFrame
     truth: pd.DataFrame
     jobs: list[MediaJob]
-    oracle_aucs: dict[str, dict[str, float]]  # cohort name (and "pooled") -> modality -> AUC
+    oracle_aucs: dict[str, dict[str, float]]  # cohort key (and "pooled") -> modality -> AUC
     population_aucs: dict[str, float]
 
 
@@ -79,11 +92,12 @@ class SyntheticTables:
 class SynthSummary:
     out: Path
     options: SynthOptions
-    counts: dict[str, tuple[int, int]]  # cohort -> (participants, positives)
+    counts: dict[str, tuple[int, int]]  # cohort key -> (participants, positives)
     n_images: int
     n_videos: int
     oracle_aucs: dict[str, dict[str, float]]
     population_aucs: dict[str, float]
+    folders: tuple[str, ...] = ("",)  # the cohort folders written, relative to out ("": out itself)
 
 
 @dataclass(frozen=True)
@@ -134,17 +148,30 @@ def _draw_cohort(spec: CohortSpec, model: LatentModel, seed: np.random.SeedSeque
 
 
 def build_tables(options: SynthOptions, root: Path) -> SyntheticTables:
-    """Tables, oracle and media jobs (media to be written under ``root``) of a whole size."""
+    """Tables, oracle and media jobs of a whole size (a consortium's folders together), media
+    to be written under ``root`` (in the cohort's folder there)."""
+    model, drawn = _draw_size(options, root)
+    return _tables(drawn, model, options.size)
+
+
+def _draw_size(options: SynthOptions, root: Path) -> tuple[LatentModel, list[tuple[CohortSpec, _CohortDraw]]]:
+    """Every cohort of the size, each from the child of ``SeedSequence(seed)`` at its position."""
     if options.size not in SIZES:
         raise SynthError(f"unknown size {options.size!r}; fix: use one of {', '.join(SIZES)}")
     model = LatentModel.calibrated(options.targets)
     specs = SIZES[options.size]
-    draws = [_draw_cohort(spec, model, seed, options.with_videos, root)
-             for spec, seed in zip(specs, np.random.SeedSequence(options.seed).spawn(len(specs)))]
+    seeds = np.random.SeedSequence(options.seed).spawn(len(specs))
+    folders = [root / cohort_folder(options.size, spec) for spec in specs]
+    return model, [(spec, _draw_cohort(spec, model, seed, options.with_videos, folder))
+                   for spec, seed, folder in zip(specs, seeds, folders)]
+
+
+def _tables(drawn: list[tuple[CohortSpec, _CohortDraw]], model: LatentModel, size: str) -> SyntheticTables:
+    draws = [draw for _, draw in drawn]
     participants = pd.concat([draw.participants for draw in draws], ignore_index=True)
     check_labels(participants)
-    oracle = {spec.name: _aucs(draw.participants["label"].to_numpy(), draw.log_ratios)
-              for spec, draw in zip(specs, draws)}
+    oracle = {_key(spec, drawn, size): _aucs(draw.participants["label"].to_numpy(), draw.log_ratios)
+              for spec, draw in drawn}
     # Pooled over cohorts on the prior-free log likelihood ratio: the same quantity as the
     # population AUC, estimated on every participant at once.
     oracle[POOLED] = _aucs(participants["label"].to_numpy(), np.vstack([draw.log_ratios for draw in draws]))
@@ -155,6 +182,13 @@ def build_tables(options: SynthOptions, root: Path) -> SyntheticTables:
         oracle_aucs=oracle,
         population_aucs=model.population_aucs(),
     )
+
+
+def _key(spec: CohortSpec, drawn: list[tuple[CohortSpec, _CohortDraw]], size: str) -> str:
+    """A cohort's key in counts and oracle AUCs: its name, or its folder (sites/<center>) where
+    several cohorts share the name, as the consortium's development sites do."""
+    shared = sum(other.name == spec.name for other, _ in drawn) > 1
+    return cohort_folder(size, spec) if shared else spec.name
 
 
 def _aucs(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
@@ -214,11 +248,23 @@ def _check_destination(out: Path, force: bool) -> None:
     if not (out / "synth.json").is_file():
         raise SynthError(f"{out} is not a synthetic cohort (no synth.json), so --force will not delete it; "
                          "fix: choose another folder, or remove it yourself")
+    part = _consortium_folder(out / "synth.json")
+    if part:
+        raise SynthError(f"{out} is {part} of a synthetic consortium, so --force will not replace it alone; "
+                         f"fix: replace the whole consortium ({out.parents[part.count('/')]}) or choose another folder")
+
+
+def _consortium_folder(facts: Path) -> str:
+    """The folder of a consortium that ``facts`` (a synth.json) describes; "" for any other."""
+    try:
+        return str(json.loads(facts.read_text(encoding="utf-8")).get("consortium_folder", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""  # not a consortium's: --force replaces an unreadable synth.json as before
 
 
 def synthesize(out: str | Path, options: SynthOptions = SynthOptions(), force: bool = False,
                progress: Callable[[int, int], None] | None = None) -> SynthSummary:
-    """Write a synthetic cohort to ``out`` (atomically) and return what it holds.
+    """Write a synthetic cohort (a consortium's folders) to ``out`` atomically; return what it holds.
 
     ``progress(done, total)`` is called as participants' media are finished.
     """
@@ -229,29 +275,63 @@ def synthesize(out: str | Path, options: SynthOptions = SynthOptions(), force: b
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f"{out.name}.partial-", dir=out.parent))
     try:
-        tables = build_tables(options, partial)
-        images, videos, media_truth = _render_all(tables.jobs, options.workers, progress)
-        _write_csv(tables.participants, partial / "participants.csv")
-        _write_csv(tables.truth, partial / "truth.csv", float_format="%.6g")
-        _write_csv(pd.DataFrame(media_truth), partial / "truth_media.csv", float_format="%.6g")
-        _write_csv(pd.DataFrame(images), partial / "images.csv")
-        if videos:
-            _write_csv(pd.DataFrame(videos), partial / "videos.csv")
-        cohort_schema().write(partial / "schema.yaml")
-        summary = SynthSummary(
-            out=out, options=options,
-            counts={spec.name: (spec.n_participants, spec.n_positive) for spec in SIZES[options.size]},
-            n_images=len(images), n_videos=len(videos),
-            oracle_aucs=tables.oracle_aucs, population_aucs=tables.population_aucs,
-        )
-        facts = _facts(summary)
-        (partial / "synth.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
-        (partial / "README.md").write_text(_readme(facts), encoding="utf-8")
+        model, drawn = _draw_size(options, partial)
+        whole = _tables(drawn, model, options.size)
+        # One pool for every folder's media: the rows come back in participant order.
+        media = _render_all(whole.jobs, options.workers, progress)
+        by_folder: dict[str, list[tuple[CohortSpec, _CohortDraw]]] = {}
+        for spec, draw in drawn:
+            by_folder.setdefault(cohort_folder(options.size, spec), []).append((spec, draw))
+        summaries = [_write_cohort(partial, folder, out, options, part, model, media)
+                     for folder, part in by_folder.items()]
+        if len(summaries) == 1:
+            summary = summaries[0]
+        else:  # a consortium: its top folder lists the cohort folders
+            summary = SynthSummary(
+                out=out, options=options, counts=_counts(drawn, options.size),
+                n_images=sum(s.n_images for s in summaries), n_videos=sum(s.n_videos for s in summaries),
+                oracle_aucs=whole.oracle_aucs, population_aucs=whole.population_aucs, folders=tuple(by_folder),
+            )
+            _write_facts(partial, _facts(summary))
         _replace(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return summary
+
+
+def _counts(drawn: list[tuple[CohortSpec, _CohortDraw]], size: str) -> dict[str, tuple[int, int]]:
+    return {_key(spec, drawn, size): (spec.n_participants, spec.n_positive) for spec, _ in drawn}
+
+
+def _write_cohort(partial: Path, relative: str, out: Path, options: SynthOptions,
+                  drawn: list[tuple[CohortSpec, _CohortDraw]], model: LatentModel,
+                  media: ParticipantMedia) -> SynthSummary:
+    """The cohort folder ``relative`` to OUT: its cohorts' tables and their rows of the media."""
+    tables = _tables(drawn, model, options.size)
+    ids = set(tables.participants["participant_id"])
+    images, videos, media_truth = ([row for row in rows if row["participant_id"] in ids] for rows in media)
+    folder = partial / relative
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_csv(tables.participants, folder / "participants.csv")
+    _write_csv(tables.truth, folder / "truth.csv", float_format="%.6g")
+    _write_csv(pd.DataFrame(media_truth), folder / "truth_media.csv", float_format="%.6g")
+    _write_csv(pd.DataFrame(images), folder / "images.csv")
+    if videos:
+        _write_csv(pd.DataFrame(videos), folder / "videos.csv")
+    cohort_schema().write(folder / "schema.yaml")
+    summary = SynthSummary(
+        out=out / relative, options=options, counts=_counts(drawn, options.size),
+        n_images=len(images), n_videos=len(videos),
+        oracle_aucs=tables.oracle_aucs, population_aucs=tables.population_aucs,
+    )
+    _write_facts(folder, _facts(summary, relative))
+    return summary
+
+
+def _write_facts(folder: Path, facts: dict) -> None:
+    (folder / "synth.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+    (folder / "README.md").write_text(_readme(facts), encoding="utf-8")
 
 
 def _replace(partial: Path, out: Path) -> None:
@@ -266,9 +346,10 @@ def _replace(partial: Path, out: Path) -> None:
         os.replace(partial, out)
 
 
-def _facts(summary: SynthSummary) -> dict:
+def _facts(summary: SynthSummary, folder: str = "") -> dict:
+    """synth.json; a consortium's also says where this folder lies (or, at the top, lists them)."""
     options = summary.options
-    return {
+    facts = {
         "synthetic": True,
         "generator": "sarco synth",
         "generator_version": GENERATOR_VERSION,
@@ -286,13 +367,20 @@ def _facts(summary: SynthSummary) -> dict:
         "oracle_auc": {cohort: {k: round(v, 4) for k, v in aucs.items()}
                        for cohort, aucs in summary.oracle_aucs.items()},
     }
+    if folder:
+        facts["consortium_folder"] = folder
+    elif options.size == CONSORTIUM:
+        facts["folders"] = list(summary.folders)
+    return facts
 
 
 def _readme(facts: dict) -> str:
+    what = "consortium" if "folders" in facts else "cohort"
+    truth = "each folder's `truth.csv`" if "folders" in facts else "`truth.csv`"
     lines = [
-        "# Synthetic sarcopenia cohort",
+        f"# Synthetic sarcopenia {what}",
         "",
-        "**This cohort is synthetic.** No participant, image or video comes from a real person;",
+        f"**This {what} is synthetic.** No participant, image or video comes from a real person;",
         "every value was drawn by `sarco synth` from a known generative model",
         "(docs/synthetic-cohort.md in the sarco repository).",
         "",
@@ -300,7 +388,8 @@ def _readme(facts: dict) -> str:
         f"- size: {facts['size']}, seed: {facts['seed']}, videos: {'yes' if facts['videos'] else 'no'}",
         f"- labels: AWGS 2019, reproducible with `sarco label COHORT --standard awgs2019`",
         f"- missing values: {facts['missing_values']}",
-        "- `truth.csv` holds the latent variables and the Bayes-optimal probabilities; "
+        *_consortium_lines(facts),
+        f"- {truth} holds the latent variables and the Bayes-optimal probabilities; "
         "training code must never read it.",
         "",
         "| cohort | participants | positives |",
@@ -318,3 +407,14 @@ def _readme(facts: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _consortium_lines(facts: dict) -> list[str]:
+    if "folders" in facts:
+        return ["- cohort folders: " + ", ".join(f"`{folder}/`" for folder in facts["folders"])
+                + ": one per development site (cohort `development`, the site's own scanner and case mix), "
+                f"and `{EVALUATION_FOLDER}/` with the evaluation cohorts"]
+    if "consortium_folder" in facts:
+        return [f"- consortium: this is `{facts['consortium_folder']}/` of a synthetic consortium; "
+                "the README at its top lists the others"]
+    return []

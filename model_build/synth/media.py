@@ -20,8 +20,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import expit
 
+from model_build.synth.profiles import scanner
 from model_build.synth.render import (
-    PROFILES,
     MuscleLatent,
     render_still,
     write_scan_video,
@@ -141,7 +141,7 @@ def truth_row(participant_id: str, path: Path, latent: MuscleLatent) -> dict:
 def render_participant(job: MediaJob) -> ParticipantMedia:
     """Write this participant's stills (and video) under ``job.root``; return their CSV rows."""
     rng = np.random.default_rng(job.seed)
-    profile = PROFILES[job.center]
+    profile = scanner(job.center)
     muscles: dict[str, _ParticipantMuscle] = {}
 
     def muscle_of(name: str) -> _ParticipantMuscle:

@@ -4,11 +4,12 @@ Each center of a synthetic cohort images its participants on its own (made-up) s
 model trained on center A meets a real domain shift at B and C: different gain, dynamic range,
 resolution (point-spread function), speckle, depth settings, post-processing, export format
 and a different burned-in user interface. The names are invented; none is a real product.
+The `consortium` size adds five development sites, each with a scanner of its own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -132,3 +133,37 @@ PROFILES: dict[str, SyntheticScanner] = {
     ),
 }
 """Scanner per synthetic center code: A development, B external, C proof of concept."""
+
+
+_A, _B, _C = PROFILES["A"], PROFILES["B"], PROFILES["C"]
+CONSORTIUM_PROFILES: dict[str, SyntheticScanner] = {
+    # An older cart at a second hospital: coarser lateral resolution, more attenuation left by
+    # its time-gain compensation, JPEG stills and shallower presets.
+    "D": replace(_A, name="SYN-Cart 7", probe="L10-4", frequency_mhz=10.0, still_suffix=".jpg",
+                 jpeg_quality=88, gain_db=-10.0, dynamic_range_db=60.0, psf_lateral_mm=0.36,
+                 attenuation_db_per_cm=0.9, depth_presets_mm=(30.0, 45.0, 60.0, 75.0)),
+    # A cheaper USB probe: brighter, a narrower field of view, heavy JPEG and some smoothing.
+    "E": replace(_B, name="SYN-USB L64", probe="L6/50", frequency_mhz=6.0, jpeg_quality=70,
+                 gain_db=-12.0, dynamic_range_db=60.0, psf_lateral_mm=0.52, attenuation_db_per_cm=1.8,
+                 smoothing_px=0.5, probe_width_mm=50.0),
+    # A compact cart whose "speckle reduction" is on by default: smooth, flat, narrow range.
+    "F": replace(_A, name="SYN-Cart 5 Lite", probe="L9-3", frequency_mhz=9.0, gain_db=-5.0,
+                 dynamic_range_db=50.0, psf_lateral_mm=0.40, render_scale=0.8, compounding_px=1.6,
+                 smoothing_px=0.6, depth_presets_mm=(40.0, 60.0, 80.0)),
+    # A higher-frequency handheld probe with a warmer colour map and JPEG screenshots.
+    "G": replace(_C, name="SYN-Pocket L10", probe="L10 HD", frequency_mhz=10.0, still_suffix=".jpg",
+                 jpeg_quality=85, gain_db=-6.0, dynamic_range_db=52.0, psf_lateral_mm=0.42,
+                 tint_bgr=(0.95, 1.0, 1.05), fps=30.0),
+    # An old USB probe: dark, a wide dynamic range, strong fall-off with depth, low JPEG quality.
+    "H": replace(_B, name="SYN-USB L40", probe="L5/40", frequency_mhz=5.0, jpeg_quality=65,
+                 gain_db=-20.0, dynamic_range_db=72.0, attenuation_db_per_cm=2.6, gamma=1.35,
+                 probe_width_mm=40.0),
+}
+"""Scanners of the consortium's other development sites (`sarco synth --size consortium`),
+derived from A, B and C. Kept out of :data:`PROFILES`, whose three scanners also make the
+measurement model's synthetic training images and a figure in the docs."""
+
+
+def scanner(center: str) -> SyntheticScanner:
+    """The scanner of any synthetic center, the three of :data:`PROFILES` or a consortium site's."""
+    return PROFILES[center] if center in PROFILES else CONSORTIUM_PROFILES[center]

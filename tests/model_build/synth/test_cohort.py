@@ -19,9 +19,6 @@ import pydicom
 import pytest
 from scipy.special import logit
 from sklearn.metrics import roc_auc_score
-from typer.testing import CliRunner
-
-from model_build.cli import app
 from model_build.cohort import load_cohort
 from model_build.cohort.schema import load_schema
 from sarco_core.criteria import Measurements, diagnose
@@ -30,14 +27,9 @@ from model_build.synth.generate import SynthError, SynthOptions, build_tables, s
 from model_build.synth.latent import LATENT_COLUMNS, ORACLE_MODALITIES, LatentModel, OracleTargets
 from model_build.synth.media import MediaJob, participant_muscle, render_participant
 from model_build.synth.tabular import TABULAR_SCHEMA
+from tests.support.synth import run_cli
 
 SEED = 7
-
-
-def run_cli(*args: str):
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "240"})
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pydicom
 import pytest
 from pydicom.uid import UltrasoundImageStorage
 
+from model_build.synth.profiles import CONSORTIUM_PROFILES, scanner
 from model_build.synth.realism import as_grey, read_scan_boxes, real_statistics, scan_statistics
 from model_build.synth.render import (
     PROFILES,
@@ -34,6 +35,7 @@ REAL_BOXES = REPO_ROOT / "tests" / "data" / "real_scan_boxes_for_realism.csv"
 # tests/data/real/make_subset.py; the committed subset's images are checked against it below.
 REAL_STATISTICS = REPO_ROOT / "tests" / "data" / "real_scan_statistics.csv"
 CENTERS = sorted(PROFILES)
+EVERY_CENTER = sorted({*PROFILES, *CONSORTIUM_PROFILES})  # with the consortium's sites (cheap tests only)
 BASE = MuscleLatent("rectus_femoris", 20.0, 8.0, 0.3, 0.7, 15.0)
 
 
@@ -44,7 +46,7 @@ def _latent(**changes: object) -> MuscleLatent:
 
 
 def _render(latent: MuscleLatent, center: str, seed: int) -> RenderedImage:
-    return render_still(latent, PROFILES[center], np.random.default_rng(seed))
+    return render_still(latent, scanner(center), np.random.default_rng(seed))
 
 
 def _scan(image: RenderedImage, pixels: np.ndarray | None = None) -> np.ndarray:
@@ -55,9 +57,9 @@ def _scan(image: RenderedImage, pixels: np.ndarray | None = None) -> np.ndarray:
 # --- (a) API contract ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("center", CENTERS)
+@pytest.mark.parametrize("center", EVERY_CENTER)
 def test_still_has_the_exported_shape_and_a_scan_box_inside_it(center: str) -> None:
-    profile = PROFILES[center]
+    profile = scanner(center)
     image = _render(BASE, center, 1)
     assert image.pixels.dtype == np.uint8
     assert image.pixels.ndim == (3 if profile.colour else 2)
@@ -89,6 +91,16 @@ def test_the_three_scanners_differ() -> None:
     assert len({PROFILES[c].name for c in CENTERS}) == 3
 
 
+def test_every_consortium_site_has_a_scanner_of_its_own() -> None:
+    """Kept out of PROFILES (the measurement model's training scanners); each looks different."""
+    assert not set(CONSORTIUM_PROFILES) & set(PROFILES)
+    assert len({scanner(c).name for c in EVERY_CENTER}) == len(EVERY_CENTER)
+    images = [_render(BASE, center, 3) for center in EVERY_CENTER]
+    looks = {(im.pixels.shape, im.scan_box, round(float(_scan(im).mean())), round(float(_scan(im).std())))
+             for im in images}
+    assert len(looks) == len(EVERY_CENTER)
+
+
 def test_invalid_latent_is_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match="muscle 'biceps'"):
         MuscleLatent("biceps", 20.0, 8.0, 0.3, 0.7, 15.0)
@@ -96,11 +108,11 @@ def test_invalid_latent_is_refused_with_the_reason() -> None:
         _latent(echo_intensity=1.5)
 
 
-@pytest.mark.parametrize("center", CENTERS)
+@pytest.mark.parametrize("center", EVERY_CENTER)
 def test_write_still_round_trips_and_leaves_no_temporary(center: str, tmp_path: Path) -> None:
     image = _render(BASE, center, 2)
-    path = tmp_path / f"still{PROFILES[center].still_suffix}"
-    write_still(path, image, jpeg_quality=PROFILES[center].jpeg_quality)
+    path = tmp_path / f"still{scanner(center).still_suffix}"
+    write_still(path, image, jpeg_quality=scanner(center).jpeg_quality)
     back = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     assert back.shape == image.pixels.shape
     if path.suffix == ".png":
@@ -267,13 +279,13 @@ def test_committed_real_statistics_are_those_of_the_images() -> None:
         assert statistics.as_dict() == pytest.approx(committed[relative], rel=1e-4), relative
 
 
-@pytest.mark.parametrize("center", CENTERS)
+@pytest.mark.parametrize("center", EVERY_CENTER)
 def test_synthetic_statistics_lie_inside_the_real_range(
     center: str, real_ranges: dict[str, tuple[float, float]]
 ) -> None:
     for seed, latent in enumerate(REALISM_LATENTS):
         image = _render(latent, center, seed)
-        exported = exported_pixels(image, PROFILES[center])  # as its PNG or JPEG file holds it
+        exported = exported_pixels(image, scanner(center))  # as its PNG or JPEG file holds it
         statistics = scan_statistics(_scan(image, exported).astype(np.uint8)).as_dict()
         for key, (low, high) in real_ranges.items():
             value = statistics[key]

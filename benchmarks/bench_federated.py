@@ -1,6 +1,6 @@
 """Pooled, federated and single-site training of one model on a consortium, judged on its evaluation cohorts.
 
-    PYTHONPATH=. python benchmarks/bench_federated.py CONSORTIUM --out DIR [--rounds 8]
+    PYTHONPATH=. python benchmarks/bench_federated.py CONSORTIUM --out DIR [--rounds 8] [--local-epochs 1]
         [--strategy fedavg --strategy fedprox] [--modalities image] [--seed 0]
 
 CONSORTIUM is `sarco synth OUT --size consortium` (OUT/sites/<center>/ and OUT/evaluation/).
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from rich.console import Console
 from rich.progress import Progress
 
@@ -60,13 +61,33 @@ def trained(arm: str, work, out: Path) -> dict:  # noqa: ANN001
     return {"arm": arm, "bundle": str(out), "train_seconds": time.perf_counter() - started, **(extra or {})}
 
 
-def against_pooled(arm: dict, pooled: dict) -> None:
-    """Paired DeLong P of ``arm`` against pooled on every evaluation cohort (same participants)."""
-    for cohort in COHORTS:
-        a, b = arm["evaluation"][cohort]["predictions"], pooled["evaluation"][cohort]["predictions"]
-        both = a.merge(b, on="participant_id", suffixes=("", "_pooled"))
-        test = compare_auc(both["label"].astype(int), both["probability"], both["probability_pooled"])
-        arm["evaluation"][cohort]["vs_pooled"] = {"difference": test.difference, "p": test.p}
+def last_round_loss(result) -> float:  # noqa: ANN001
+    """The global model's log loss on the sites' inner validation splits in the last round,
+    weighted by their participants: a development-only score (no evaluation participant)."""
+    last = [torch.load(result.site_folders / name / f"sent-round-{result.rounds - 1}.pt", weights_only=True)
+            for name in result.sites]
+    return float(np.average([s["metrics"]["validation_log_loss"] for s in last],
+                            weights=[s["participants"] for s in last]))
+
+
+def paired(a: pd.DataFrame, b: pd.DataFrame) -> dict:
+    """Paired DeLong test of two models' predictions on the same participants (a - b)."""
+    both = a.merge(b, on="participant_id", suffixes=("", "_other"))
+    test = compare_auc(both["label"].astype(int), both["probability"], both["probability_other"])
+    return {"difference": test.difference, "p": test.p}
+
+
+def compare_arms(arms: list[dict]) -> None:
+    """Every arm against pooled; each federation also against every site alone (the target:
+    better than the median site with P < 0.05)."""
+    pooled, sites = arms[0], [arm for arm in arms if arm["arm"].startswith("site ")]
+    for arm in arms[1:]:
+        for cohort in COHORTS:
+            found = arm["evaluation"][cohort]
+            found["vs_pooled"] = paired(found["predictions"], pooled["evaluation"][cohort]["predictions"])
+            if arm["arm"].startswith("federated"):
+                found["vs_sites"] = {site["arm"]: paired(found["predictions"], site["evaluation"][cohort]["predictions"])
+                                     for site in sites}
 
 
 def main() -> None:
@@ -74,31 +95,35 @@ def main() -> None:
     parser.add_argument("consortium", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--strategy", action="append", choices=["fedavg", "fedprox"])
     parser.add_argument("--modalities", default="image")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     sites = sorted(p for p in (args.consortium / "sites").iterdir() if (p / "participants.csv").is_file())
     evaluation = args.consortium / "evaluation"
-    options = replace(federation_options(args.modalities.split(","), args.seed), epochs=args.rounds, threads=2)
+    epochs = args.rounds * args.local_epochs  # the references train as many epochs as a site does
+    options = replace(federation_options(args.modalities.split(","), args.seed), epochs=epochs, threads=2)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    arms = [trained("pooled", lambda: train(pool_sites(sites, out / "pooled-cohort"), out / "pooled", options),
-                    out / "pooled")]
+    def fit(cohort: Path, where: Path) -> None:
+        train(cohort, where, options)
+
+    arms = [trained("pooled", lambda: fit(pool_sites(sites, out / "pooled-cohort"), out / "pooled"), out / "pooled")]
     for strategy in args.strategy or ["fedavg"]:
         def federate(strategy: str = strategy) -> dict:
             result = simulate(sites, out / strategy, out / f"{strategy}.federation", replace(options, threads=1),
-                              rounds=args.rounds, strategy=strategy)
+                              rounds=args.rounds, local_epochs=args.local_epochs, strategy=strategy)
             sent = result.sent()
-            return {"bytes_per_site_round": int(np.median([r["bytes"] for rows in sent.values() for r in rows]))}
+            return {"bytes_per_site_round": int(np.median([r["bytes"] for rows in sent.values() for r in rows])),
+                    "validation_log_loss": last_round_loss(result)}
         arms.append(trained(f"federated ({strategy})", federate, out / strategy))
     for site in sites:
-        arms.append(trained(f"site {site.name} alone", lambda site=site: train(site, out / f"site-{site.name}", options),
+        arms.append(trained(f"site {site.name} alone", lambda site=site: fit(site, out / f"site-{site.name}"),
                             out / f"site-{site.name}"))
     for arm in arms:
         arm["evaluation"] = evaluate(Path(arm["bundle"]), evaluation, Path(arm["bundle"] + ".evaluation"))
-    for arm in arms[1:]:
-        against_pooled(arm, arms[0])
+    compare_arms(arms)
     print(f"{'arm':28s} {'train s':>8s} " + " ".join(f"{c + ' AUC [95% CI]':>24s} {'vs pooled P':>11s}" for c in COHORTS))
     for arm in arms:
         cells = []
@@ -110,7 +135,17 @@ def main() -> None:
         print(f"{arm['arm']:28s} {arm['train_seconds']:8.0f} " + " ".join(cells), flush=True)
     kept = [{**arm, "evaluation": {c: {k: v for k, v in e.items() if k != "predictions"}
                                    for c, e in arm["evaluation"].items()}} for arm in arms]
-    (out / "bench.json").write_text(json.dumps({"rounds": args.rounds, "modalities": args.modalities,
+    for arm in arms:
+        if "validation_log_loss" in arm:
+            print(f"{arm['arm']}: the last round's global model, log loss on the sites' inner validation splits "
+                  f"{arm['validation_log_loss']:.4f}; {arm['bytes_per_site_round'] / 1e6:.2f} MB per site and round")
+            for cohort in COHORTS:
+                tests = arm["evaluation"][cohort]["vs_sites"]
+                better = [name for name, t in tests.items() if t["difference"] > 0 and t["p"] < 0.05]
+                print(f"  {cohort}: better than {len(better)} of {len(tests)} sites alone at P < 0.05 "
+                      f"({', '.join(better) or 'none'})")
+    (out / "bench.json").write_text(json.dumps({"rounds": args.rounds, "local_epochs": args.local_epochs,
+                                                "modalities": args.modalities,
                                                 "seed": args.seed, "arms": kept}, indent=2))
 
 

@@ -35,7 +35,8 @@ def simulate(
     work: Annotated[Optional[Path], typer.Option(help="Plan, FLARE workspace and each site's copy of what it sent "
                                                    "(default: OUT.federation next to OUT).")] = None,
     rounds: Annotated[int, typer.Option(min=1, help="Federation rounds.")] = 8,
-    local_epochs: Annotated[int, typer.Option(min=1, help="Epochs each site trains per round.")] = 1,
+    local_epochs: Annotated[int, typer.Option(min=1, help="Epochs each site trains per round (4: chosen on the "
+                                                          "sites' validation loss, docs/federated.md).")] = 4,
     strategy: Annotated[Literal[STRATEGIES], typer.Option(
         help="fedavg: participant-weighted mean of the sites' weights; fedprox: the same with a proximal term "
              "in each site's loss.")] = "fedavg",

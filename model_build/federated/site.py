@@ -60,11 +60,14 @@ class Site:
         self.trainer: Trainer | None = None
 
     @classmethod
-    def from_plan(cls, plan: dict, name: str) -> Site:
-        """Site ``name`` of a federation's plan (written by :func:`.simulate.plan_federation`)."""
+    def from_plan(cls, plan: dict, name: str, cohort: Path | None = None, out: Path | None = None) -> Site:
+        """Site ``name`` of a federation's plan (:func:`.simulate.plan_federation`, which names
+        every site's cohort folder and work folder), or, in a deployment, of a plan without
+        paths (:func:`.deploy.deployment_plan`) and the ``cohort`` and ``out`` the site was told
+        locally."""
         encoders = {m: TabularEncoder.from_dict(raw) for m, raw in plan["encoders"].items()}
-        return cls(Path(plan["sites"][name]), TrainOptions(**plan["options"]), encoders,
-                   Path(plan["work"]) / name, plan["rounds"], plan["local_epochs"])
+        return cls(cohort or Path(plan["sites"][name]), TrainOptions(**plan["options"]), encoders,
+                   out or Path(plan["work"]) / name, plan["rounds"], plan["local_epochs"])
 
     @property
     def participants(self) -> int:

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ PROJECT = "sarco"
 ADMIN = "coordinator@sarco.local"
 COHORT_VARIABLE = "SARCO_SITE_COHORT"   # the site's cohort folder, known to the site's process only
 WORK_VARIABLE = "SARCO_SITE_WORK"       # where the site keeps its copy of what it sent
+APP_PACKAGES = ("model_build", "sarco_core")  # installed at every party, never shipped in the job
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,11 @@ def deployment_recipe(plan: dict, min_sites: int, wait_after_min: int, round_tim
                   train_args=f"--plan {encode_plan(plan)}", key_metric="validation_log_loss", key_metric_mode="min")
     if strategy == "fedprox":
         common["fedprox_mu"] = fedprox_mu
-    return recipe_class(**common)
+    recipe = recipe_class(**common)
+    # Every party runs its own installed copy of these packages: the job carries configuration
+    # and the site script, not the coordinator's copy of the project's code.
+    recipe._job.set_app_packages(list(APP_PACKAGES))  # Recipe keeps its FedJob private (nvflare/recipe/spec.py)
+    return recipe
 
 
 @dataclass(frozen=True)
@@ -192,15 +198,31 @@ class Coordinator:
     """The coordinator's server process and its admin session (context manager: the server is
     shut down, and killed if it does not stop, on the way out)."""
 
-    def __init__(self, kits: Kits | None, server_kit: Path, admin_kit: Path, work: Path) -> None:
+    def __init__(self, server_kit: Path, admin_kit: Path, work: Path, site_timeout: float = 60.0) -> None:
         self.server_kit, self.admin_kit, self.work = server_kit, admin_kit, work
+        self.site_timeout = site_timeout
         self.process: subprocess.Popen | None = None
         self.session = None
         self.server_log = work / "server-console.log"
 
+    def set_site_timeout(self) -> None:
+        """How long the server waits without a site's heartbeat (sent every 10 s) before it
+        logs the site out: ``heart_beat_timeout`` in the kit's ``local/resources.json``, FLARE's
+        place for a party's local settings (the provisioned default, in
+        ``resources.json.default``, is 600 s: nvflare/lighter/templates/master_template.yml).
+        A job ends only when each of its sites has reported its end or been logged out
+        (nvflare/private/fed/server/fed_server.py ``notify_dead_client``), so this bounds
+        how long a site that died mid-job holds the job's end."""
+        local = self.server_kit / "local"
+        current = local / "resources.json"
+        resources = json.loads((current if current.is_file() else local / "resources.json.default").read_text())
+        resources["servers"][0]["heart_beat_timeout"] = self.site_timeout
+        current.write_text(json.dumps(resources, indent=2), encoding="utf-8")
+
     def __enter__(self) -> Coordinator:
         self.work.mkdir(parents=True, exist_ok=True)
         command = start_command(self.server_kit)
+        self.set_site_timeout()
         with open(self.server_log, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=flare_environment(),
                                             start_new_session=True)
@@ -241,7 +263,10 @@ class Coordinator:
         """Submit the recipe's job, wait for it to finish and download its result."""
         from nvflare.fuel.flare_api.api_spec import MonitorReturnCode
 
-        with tempfile.TemporaryDirectory() as folder:
+        from nvflare.recipe.secrets import PotentialSecretWarning
+
+        with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+            warnings.simplefilter("ignore", PotentialSecretWarning)  # the plan (options, base64) is no secret
             recipe.export(job_dir=folder)
             job_id = self.session.submit_job(str(Path(folder) / JOB))
         returned = self.session.monitor_job(job_id, timeout=timeout)
@@ -272,7 +297,7 @@ class Coordinator:
 def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, work: Path, options: TrainOptions,
                rounds: int, local_epochs: int, sites: int, min_sites: int, wait_after_min: int = 30,
                round_timeout: int = 0, join_timeout: float = 120.0, job_timeout: float = 3600.0,
-               strategy: str = "fedavg", fedprox_mu: float = 0.01) -> Deployment:
+               site_timeout: float = 60.0, strategy: str = "fedavg", fedprox_mu: float = 0.01) -> Deployment:
     """Run the federation from the coordinator's side and write the bundle to ``out``; the
     decision threshold is chosen on ``calibration``'s inner validation split (a cohort the
     coordinator holds itself: no site's data is needed)."""
@@ -285,7 +310,7 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
     recipe = deployment_recipe(plan, min_sites, wait_after_min, round_timeout, strategy, fedprox_mu)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    with Coordinator(None, server_kit, admin_kit, work) as coordinator:
+    with Coordinator(server_kit, admin_kit, work, site_timeout) as coordinator:
         coordinator.connect()
         seconds["server_up"] = time.perf_counter() - started
         coordinator.wait_for_sites(sites, min_sites, join_timeout)

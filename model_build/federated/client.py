@@ -46,6 +46,7 @@ def main() -> None:
         received = flare.receive()
         if received is None:
             break
+        site.note(f"round {received.current_round}: received the global model ({flare.get_task_name()})")
         if flare.is_train():
             fedprox_mu = (received.meta or {}).get(AlgorithmConstants.FEDPROX_MU)  # set by FedProxRecipe only
             weights, metrics = site.train_round(received.params, received.current_round or 0, fedprox_mu)
@@ -56,6 +57,7 @@ def main() -> None:
             site.load(received.params)
             metrics = {"validation_log_loss": site.evaluate()}
             flare.send(flare.FLModel(metrics=metrics))
+        site.note(f"round {received.current_round}: sent {'weights and ' if flare.is_train() else ''}{metrics}")
         print(f"[{name}] round {received.current_round} ({flare.get_task_name()}): sent {metrics}", flush=True)
 
 

@@ -181,6 +181,10 @@ def deployment_recipe(plan: dict, min_sites: int, wait_after_min: int, round_tim
     # Every party runs its own installed copy of these packages: the job carries configuration
     # and the site script, not the coordinator's copy of the project's code.
     recipe._job.set_app_packages(list(APP_PACKAGES))  # Recipe keeps its FedJob private (nvflare/recipe/spec.py)
+    # A site is reported dead only after the server has logged it out (--site-timeout without a
+    # heartbeat), so the workflow needs no further grace (FedJob's fail_fast does the same,
+    # nvflare/job_config/api.py): later rounds are then no longer sent to it.
+    recipe.add_server_config({"dead_client_grace_period": 0})
     return recipe
 
 
@@ -192,6 +196,7 @@ class Deployment:
     result: Path            # the job's result as FLARE's admin downloaded it
     server_log: Path
     seconds: dict[str, float]
+    status: str             # FLARE's job status (FINISHED:ABNORMAL when a site died before the job's end)
 
 
 class Coordinator:
@@ -205,24 +210,31 @@ class Coordinator:
         self.session = None
         self.server_log = work / "server-console.log"
 
-    def set_site_timeout(self) -> None:
-        """How long the server waits without a site's heartbeat (sent every 10 s) before it
-        logs the site out: ``heart_beat_timeout`` in the kit's ``local/resources.json``, FLARE's
-        place for a party's local settings (the provisioned default, in
-        ``resources.json.default``, is 600 s: nvflare/lighter/templates/master_template.yml).
-        A job ends only when each of its sites has reported its end or been logged out
-        (nvflare/private/fed/server/fed_server.py ``notify_dead_client``), so this bounds
-        how long a site that died mid-job holds the job's end."""
+    def write_local_settings(self) -> None:
+        """The server kit's ``local/resources.json`` (FLARE's place for a party's own settings;
+        the provisioned defaults are in ``resources.json.default``, from
+        nvflare/lighter/templates/master_template.yml), with two changes:
+
+        - ``heart_beat_timeout`` = ``site_timeout``: how long the server waits without a site's
+          heartbeat (sent every 10 s) before it logs the site out (default 600 s). A job ends
+          only when each of its sites has reported its end or been logged out
+          (nvflare/private/fed/server/fed_server.py ``notify_dead_client``), so this bounds how
+          long a site that died holds the job's end;
+        - the job and snapshot stores inside the kit instead of the shared /tmp/nvflare."""
         local = self.server_kit / "local"
         current = local / "resources.json"
         resources = json.loads((current if current.is_file() else local / "resources.json.default").read_text())
         resources["servers"][0]["heart_beat_timeout"] = self.site_timeout
+        resources["snapshot_persistor"]["args"]["storage"]["args"]["root_dir"] = str(self.server_kit / "snapshots")
+        for component in resources["components"]:
+            if component.get("id") == "job_manager":
+                component["args"]["uri_root"] = str(self.server_kit / "jobs")
         current.write_text(json.dumps(resources, indent=2), encoding="utf-8")
 
     def __enter__(self) -> Coordinator:
         self.work.mkdir(parents=True, exist_ok=True)
         command = start_command(self.server_kit)
-        self.set_site_timeout()
+        self.write_local_settings()
         with open(self.server_log, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=flare_environment(),
                                             start_new_session=True)
@@ -259,8 +271,14 @@ class Coordinator:
                                       "the sites (`sarco federated site COHORT --kit KIT`) and check the address")
             time.sleep(2)
 
-    def run_job(self, recipe, timeout: float) -> Path:
-        """Submit the recipe's job, wait for it to finish and download its result."""
+    def run_job(self, recipe, timeout: float) -> tuple[Path, str]:
+        """Submit the recipe's job, wait for it to finish and download its result; with its
+        status. A site that died can make FLARE end a job whose every round ran with
+        ``FINISHED:ABNORMAL`` (it never reported the job's end: nvflare/private/fed/server/
+        fed_server.py ``_resolve_missing_client_outcome``) or ``FINISHED:EXECUTION_EXCEPTION``
+        (it died while uploading an update, and the server's job process exits when that
+        download fails: nvflare/fuel/f3/cellnet/cell.py, ``Adapter.call``); :func:`coordinate`
+        then checks the rounds themselves."""
         from nvflare.fuel.flare_api.api_spec import MonitorReturnCode
 
         from nvflare.recipe.secrets import PotentialSecretWarning
@@ -274,11 +292,10 @@ class Coordinator:
             self.session.abort_job(job_id)
             raise FederationError(f"job {job_id} did not finish in {timeout:.0f} s ({returned}); fix: read "
                                   f"{self.server_kit / job_id / 'log.txt'} and the sites' logs")
-        meta = self.session.get_job_meta(job_id)
-        status = str(meta.get("status", ""))
-        if "FINISHED" not in status or "ABNORMAL" in status or "ABORT" in status:
-            raise FederationError(f"job {job_id} ended {status}; fix: read {self.server_kit / job_id / 'log.txt'}")
-        return Path(self.session.download_job_result(job_id, str(self.work / "result")))
+        status = str(self.session.get_job_meta(job_id).get("status", ""))
+        if not status.startswith("FINISHED"):
+            raise FederationError(f"job {job_id} ended {status}; fix: read {self.server_kit / 'log.txt'}")
+        return Path(self.session.download_job_result(job_id, str(self.work / "result"))), status
 
     def __exit__(self, *exc) -> None:
         if self.session is not None:
@@ -315,7 +332,7 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
         seconds["server_up"] = time.perf_counter() - started
         coordinator.wait_for_sites(sites, min_sites, join_timeout)
         seconds["sites_joined"] = time.perf_counter() - started
-        result = coordinator.run_job(recipe, job_timeout)
+        result, status = coordinator.run_job(recipe, job_timeout)
         seconds["job_done"] = time.perf_counter() - started
     seconds["shut_down"] = time.perf_counter() - started
     found = sorted(result.rglob("FL_global_model.pt"))
@@ -323,9 +340,12 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
     if not found:
         raise FederationError(f"{result}: the job saved no global model; fix: read the server's log.txt there")
     rounds_record = json.loads(record[0].read_text(encoding="utf-8")) if record else []
+    if len(rounds_record) != rounds:  # FLARE's status aside, every round must have run
+        raise FederationError(f"job ended {status} after {len(rounds_record)} of {rounds} rounds; fix: read the "
+                              f"server's log.txt in {result}")
     holder = Site(calibration, options, {}, work / "calibration", rounds, local_epochs)
     out.mkdir(parents=True, exist_ok=True)
     state = RunState(epoch=rounds * local_epochs, best_epoch=rounds * local_epochs)
     bundle = Trainer(holder.options).load_fitted(holder.data, out, load_global_weights(found[0]), state, 0.0).finish()
     (work / "rounds.json").write_text(json.dumps(rounds_record, indent=2), encoding="utf-8")
-    return Deployment(bundle, found[0], rounds_record, result, coordinator.server_log, seconds)
+    return Deployment(bundle, found[0], rounds_record, result, coordinator.server_log, seconds, status)

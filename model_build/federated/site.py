@@ -11,6 +11,7 @@ order, dropout and cosine learning rate follow the same schedule as one ``sarco 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -92,6 +93,13 @@ class Site:
         torch.save({"weights": to_tensors(weights), "metrics": metrics, "participants": self.participants,
                     "fedprox_mu": fedprox_mu}, path)
         return path
+
+    def note(self, line: str) -> None:
+        """A line, timestamped, in the site's own ``rounds.log``: when it received each round's
+        model and what it sent back (its operators' record of what left the site)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "rounds.log", "a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
     def evaluate(self) -> float:
         """Log loss of the loaded model on this site's inner validation participants."""

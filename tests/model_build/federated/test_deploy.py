@@ -151,3 +151,33 @@ def test_a_site_killed_mid_round_does_not_stop_the_federation(tmp_path, processe
     loaded = load_bundle(bundle)
     assert loaded.config.modalities == ["image"]
     assert loaded.training["epochs_run"] == ROUNDS
+
+
+def test_mistakes_end_with_a_fix(tmp_path):
+    from model_build.federated.deploy import deployment_plan, split_address
+    from model_build.federated.simulate import FederationError, federation_options
+
+    with pytest.raises(FederationError, match="HOST:PORT"):
+        split_address("127.0.0.1")
+    with pytest.raises(FederationError, match="image model only"):
+        deployment_plan(federation_options(["clinical", "lab"], 0), rounds=2, local_epochs=1)
+    out = tmp_path / "kits"
+    first = CliRunner().invoke(app, ["federated", "provision", "--address", "127.0.0.1:8002", "--site", "a",
+                                     "--site", "b", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(app, ["federated", "provision", "--address", "127.0.0.1:8002", "--site", "a",
+                                     "--site", "b", "--out", str(out)])
+    assert again.exit_code != 0 and "already there" in again.output
+    site = CliRunner().invoke(app, ["federated", "site", str(tmp_path), "--kit", str(out / "sarco" / "prod_00" / "a")])
+    assert site.exit_code != 0 and "no participants.csv" in site.output
+
+
+def test_the_plan_a_site_receives_holds_options_not_paths():
+    from model_build.federated.deploy import decode_plan, deployment_plan, encode_plan
+    from model_build.federated.simulate import federation_options
+
+    plan = deployment_plan(federation_options(["image"], 0), rounds=2, local_epochs=1)
+    word = encode_plan(plan)
+    assert word.isascii() and " " not in word  # one argument of the site script
+    assert decode_plan(word) == plan
+    assert set(plan) == {"options", "rounds", "local_epochs", "encoders", "network"}

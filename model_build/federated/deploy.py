@@ -69,15 +69,16 @@ def project_yaml(host: str, port: int, sites: list[str]) -> str:
     """FLARE's project file (nvflare/lighter/dummy_project.yml's form). The server is called
     ``server``; ``host_names`` puts HOST in its certificate, and ``default_host`` is where the
     sites and the admin connect (nvflare/lighter/impl/static_file.py)."""
-    lines = [f"api_version: 3", f"name: {PROJECT}", "description: sarcopenia screening federation", "participants:",
+    lines = ["api_version: 3", f"name: {PROJECT}", "description: sarcopenia screening federation", "participants:",
              "  - name: server", "    type: server", f"    org: {PROJECT}", f"    fed_learn_port: {port}",
              f"    admin_port: {port}", f"    default_host: {host}", f"    host_names: [{host}]"]
     for site in sites:
         lines += [f"  - name: {site}", "    type: client", f"    org: {PROJECT}"]
     lines += [f"  - name: {ADMIN}", "    type: admin", f"    org: {PROJECT}", "    role: project_admin",
               "builders:", "  - path: nvflare.lighter.impl.workspace.WorkspaceBuilder",
-              "  - path: nvflare.lighter.impl.static_file.StaticFileBuilder", "    args:", "      config_folder: config",
-              "  - path: nvflare.lighter.impl.cert.CertBuilder", "  - path: nvflare.lighter.impl.signature.SignatureBuilder"]
+              "  - path: nvflare.lighter.impl.static_file.StaticFileBuilder", "    args:",
+              "      config_folder: config", "  - path: nvflare.lighter.impl.cert.CertBuilder",
+              "  - path: nvflare.lighter.impl.signature.SignatureBuilder"]
     return "\n".join(lines) + "\n"
 
 

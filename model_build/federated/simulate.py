@@ -102,7 +102,8 @@ def plan_federation(sites: list[Path], work: Path, options: TrainOptions, rounds
 
 def network_arguments(options: TrainOptions, encoders: dict) -> dict:
     """The arguments of :class:`.network.FederatedNetwork` the server builds its initial model from."""
-    return {"modalities": [m for m in MODALITIES if m in options.modalities], "tabular_inputs": tabular_inputs(encoders),
+    return {"modalities": [m for m in MODALITIES if m in options.modalities],
+            "tabular_inputs": tabular_inputs(encoders),
             "fusion": options.fusion, "seed": options.seed, "backbone": options.backbone,
             "image_size": options.image_size, "freeze_blocks": options.freeze_blocks, "pretrained": options.pretrained}
 

@@ -1,9 +1,13 @@
-"""`sarco federated simulate SITES... --out MODEL`: training across site cohorts without pooling them.
+"""`sarco federated ...`: training across site cohorts without pooling them (NVIDIA FLARE).
 
-The whole federation runs on one machine in NVIDIA FLARE's simulator (docs/federated.md): each
-SITE is a cohort folder in the usual format (e.g. OUT/sites/* written by `sarco synth OUT --size
-consortium`), each site trains on its own rows and sends only weights, and the last round's
-global model is written as a normal bundle that `sarco evaluate` and the edge app read.
+`simulate SITES... --out MODEL` runs the whole federation on one machine in FLARE's simulator:
+each SITE is a cohort folder in the usual format (e.g. OUT/sites/* written by `sarco synth OUT
+--size consortium`), each site trains on its own rows and sends only weights, and the last
+round's global model is written as a normal bundle that `sarco evaluate` and the edge app read.
+
+`provision`, `coordinator` and `site` run the same training on FLARE's deployment runtime: one
+coordinator process and one process per site, on their own machines, over mutual TLS
+(docs/federated.md, "Deployment").
 """
 
 from __future__ import annotations
@@ -46,13 +50,8 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and of each site's training.")] = 0,
 ) -> None:
     """Simulate a federation of SITES on this machine and write its model as a bundle."""
-    from model_build.models import MODALITIES
-
     console = CliConsole()
-    chosen = [m.strip() for m in modalities.split(",") if m.strip()]
-    if not chosen or any(m not in MODALITIES for m in chosen):
-        raise typer.BadParameter(f"{modalities!r}: use data types from {', '.join(MODALITIES)}, comma-separated, "
-                                 "e.g. image or clinical,lab", param_hint="--modalities")
+    chosen = _check_modalities(modalities)
     if not fedprox_mu > 0:
         raise typer.BadParameter(f"{fedprox_mu}: give a proximal coefficient above 0, e.g. 0.01",
                                  param_hint="--fedprox-mu")
@@ -86,3 +85,122 @@ def _import_federation():  # noqa: ANN202
         raise SarcoError(f"{missing.name} is not installed; fix: pip install -c constraints.txt -e "
                          "'.[workstation,federated]'") from None
     return federation
+
+
+def _check_modalities(modalities: str) -> list[str]:
+    from model_build.models import MODALITIES
+
+    chosen = [m.strip() for m in modalities.split(",") if m.strip()]
+    if not chosen or any(m not in MODALITIES for m in chosen):
+        raise typer.BadParameter(f"{modalities!r}: use data types from {', '.join(MODALITIES)}, comma-separated, "
+                                 "e.g. image or clinical,lab", param_hint="--modalities")
+    return chosen
+
+
+def _import_deploy():  # noqa: ANN202
+    _import_federation()  # the fix when FLARE is missing
+    from model_build.federated import deploy
+
+    return deploy
+
+
+@federated_app.command("provision")
+def provision(
+    address: Annotated[str, typer.Option(help="Where the sites reach the coordinator, HOST:PORT "
+                                              "(HOST goes into its certificate).")],
+    site: Annotated[list[str], typer.Option(help="A site's name (at least 2; give --site once per site).")],
+    out: Annotated[Path, typer.Option(help="Empty folder for the startup kits.")],
+) -> None:
+    """Startup kits (a root CA; a certificate and key per party; mutual TLS) for a coordinator and SITEs."""
+    console = CliConsole()
+    with reported_errors(exit_code=USER_ERROR):
+        deploy = _import_deploy()
+        started = time.perf_counter()
+        kits = deploy.provision(address, site, out)
+    table = Table(title=f"startup kits for a coordinator at {address} ({time.perf_counter() - started:.1f} s)")
+    for column in ("party", "kit (give it to that party only)"):
+        table.add_column(column)
+    table.add_row("coordinator: server", str(kits.server))
+    table.add_row("coordinator: admin", str(kits.admin))
+    for name, kit in kits.sites.items():
+        table.add_row(name, str(kit))
+    console.print(table)
+
+
+@federated_app.command("coordinator")
+def coordinator(
+    kits: Annotated[Path, typer.Option(exists=True, file_okay=False,
+                                       help="The coordinator's kits: the --out of `sarco federated provision` "
+                                            "(its server and admin kits are used; the sites' are not read).")],
+    calibration: Annotated[Path, typer.Option(exists=True, file_okay=False,
+                                              help="A cohort folder the coordinator holds: the bundle's decision "
+                                                   "threshold is chosen on its inner validation split.")],
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (the last round's global model).")],
+    sites: Annotated[int, typer.Option(min=1, help="Sites to wait for before the first round.")],
+    min_sites: Annotated[Optional[int], typer.Option(min=1, help="Updates that end a round (after --wait-after-min), "
+                                                                 "and the sites alive below which the job stops "
+                                                                 "(default: --sites).")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Federation rounds.")] = 8,
+    local_epochs: Annotated[int, typer.Option(min=1, help="Epochs each site trains per round.")] = 1,
+    wait_after_min: Annotated[int, typer.Option(min=0, help="Seconds a round still waits for the other sites "
+                                                            "once --min-sites updates are in.")] = 60,
+    round_timeout: Annotated[int, typer.Option(min=0, help="Seconds after which a round ends with the updates it "
+                                                           "has (0: no limit).")] = 0,
+    join_timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for --sites to connect; after it, "
+                                                            "--min-sites are enough.")] = 600.0,
+    site_timeout: Annotated[float, typer.Option(min=20, help="Seconds without a site's heartbeat (every 10 s) "
+                                                             "before the server logs it out.")] = 60.0,
+    strategy: Annotated[Literal[STRATEGIES], typer.Option(help="fedavg or fedprox (as for simulate).")] = "fedavg",
+    fedprox_mu: Annotated[float, typer.Option(help="FedProx's proximal coefficient mu (> 0).")] = 0.01,
+    modalities: Annotated[str, typer.Option(help="Data types of the model; the deployment runtime federates "
+                                                 "image only.")] = "image",
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Torch threads each site trains with.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights and of each site's training.")] = 0,
+    work: Annotated[Optional[Path], typer.Option(help="Server log, the job's downloaded result and rounds.json "
+                                                      "(default: OUT.coordinator next to OUT).")] = None,
+) -> None:
+    """Run the coordinator: start the server, wait for the sites, run the rounds, write the bundle."""
+    from dataclasses import replace
+
+    console = CliConsole()
+    chosen = _check_modalities(modalities)
+    with reported_errors(exit_code=USER_ERROR):
+        deploy = _import_deploy()
+        federation = _import_federation()
+        party_kits = deploy.kit_folders(kits, [])
+        options = replace(federation.federation_options(chosen, seed), threads=threads)
+        console.print(f"coordinator: server kit {party_kits.server}; waiting for {sites} site(s)")
+        result = deploy.coordinate(party_kits.server, party_kits.admin, calibration, out,
+                                   work or out.with_name(out.name + ".coordinator"), options, rounds, local_epochs,
+                                   sites, min_sites or sites, wait_after_min, round_timeout, join_timeout,
+                                   site_timeout=site_timeout, strategy=strategy, fedprox_mu=fedprox_mu)
+    table = Table(title=f"{strategy}, {rounds} rounds: which sites sent an update")
+    for column in ("round", "sent to", "updates from", "no update from"):
+        table.add_column(column)
+    for record in result.rounds:
+        table.add_row(str(record["round"] + 1), ", ".join(record["sent_to"]), ", ".join(record["updates_from"]),
+                      ", ".join(record["no_update_from"]) or "-")
+    console.print(table)
+    if result.status != "FINISHED:COMPLETED":
+        console.print(f"FLARE's job status: {result.status} (a site that left did not report the job's end, or "
+                      "died while uploading an update; every round ran)")
+    console.print(f"model: {result.bundle} ({result.seconds['shut_down']:.0f} s: server up "
+                  f"{result.seconds['server_up']:.0f} s, sites joined {result.seconds['sites_joined']:.0f} s, job done "
+                  f"{result.seconds['job_done']:.0f} s); the job's result and server log: {result.result}")
+
+
+@federated_app.command("site")
+def site(
+    cohort: Annotated[Path, typer.Argument(exists=True, file_okay=False,
+                                           help="This site's cohort folder (it stays here: only weights and "
+                                                "aggregate metrics leave).")],
+    kit: Annotated[Path, typer.Option(exists=True, file_okay=False, help="This site's startup kit.")],
+    work: Annotated[Optional[Path], typer.Option(help="Where the site keeps a copy of what it sent each round "
+                                                      "(default: KIT.work next to KIT).")] = None,
+) -> None:
+    """Run one site: connect to the coordinator named in KIT and train when it asks, until it shuts down."""
+    console = CliConsole()
+    with reported_errors(exit_code=USER_ERROR):
+        deploy = _import_deploy()
+        console.print(f"site {kit.name}: cohort {cohort} (not sent); connecting with {kit}")
+        deploy.run_site(cohort, kit, work or kit.with_name(kit.name + ".work"))

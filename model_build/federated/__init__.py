@@ -4,7 +4,8 @@ Why FLARE and not Flower: every Flower release caps packages this project pins a
 (protobuf, typer, rich, packaging, fastapi, starlette, uvicorn), while FLARE installs beside the
 pinned workstation environment unchanged; docs/federated.md has the resolver's lines.
 
-The pieces, each importable without FLARE installed except :mod:`.simulate` and :mod:`.client`:
+The pieces, each importable without FLARE installed except :mod:`.simulate`, :mod:`.deploy`,
+:mod:`.controller` and :mod:`.client`:
 
 - :mod:`.encoders`: the clinical/lab encoders agreed from per-site sums, so that every site's
   network has the same inputs;
@@ -12,7 +13,10 @@ The pieces, each importable without FLARE installed except :mod:`.simulate` and 
   JSON-able arguments (what FLARE's PyTorch persistor needs to build the server's copy);
 - :mod:`.site`: one site's rounds with the existing :class:`~model_build.models.train.Trainer`;
 - :mod:`.client`: the script FLARE runs at each site (its Client API loop);
-- :mod:`.simulate`: the whole federation on one machine (FLARE's simulator), ending in a bundle.
+- :mod:`.simulate`: the whole federation on one machine (FLARE's simulator), ending in a bundle;
+- :mod:`.deploy`: the same on FLARE's deployment runtime (startup kits, a coordinator process,
+  one process per site, mutual TLS), with :mod:`.controller`'s FedAvg that goes on without a
+  site that drops out.
 """
 
 STRATEGIES = ("fedavg", "fedprox")

@@ -2,7 +2,9 @@
 
 FLARE's ``ScriptRunner`` runs this file (in the site's process, as ``__main__``) with
 ``--config FILE``: the federation's plan written by :mod:`.simulate` (which cohort folder each
-site name reads, the training options, the agreed encoders). The loop is FLARE's documented
+site name reads, the training options, the agreed encoders); or, deployed (:mod:`.deploy`),
+with ``--plan WORD``: the options only, while the site's cohort folder comes from its own
+process's environment (``SARCO_SITE_COHORT``, set by ``sarco federated site``). The loop is FLARE's documented
 Client API pattern: ``flare.init()``, then while ``flare.is_running()``: ``flare.receive()``
 the global model, train, ``flare.send()`` an ``FLModel`` whose meta ``NUM_STEPS_CURRENT_ROUND``
 is the FedAvg weight (here: the site's training participants). Under FedProx the server puts
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import nvflare.client as flare
@@ -24,15 +27,26 @@ from model_build.federated.site import Site
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", required=True, type=Path)
-    plan = json.loads(parser.parse_args().config.read_text(encoding="utf-8"))
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--config", type=Path, help="the simulation's plan file (every site's cohort folder)")
+    given.add_argument("--plan", help="a deployment's plan, base64 JSON (options only; no path)")
+    arguments = parser.parse_args()
     flare.init()
     name = flare.get_site_name()
-    site = Site.from_plan(plan, name)
+    if arguments.config is not None:
+        site = Site.from_plan(json.loads(arguments.config.read_text(encoding="utf-8")), name)
+    else:  # deployed: this site's own folders come from its own process's environment
+        from model_build.federated.deploy import COHORT_VARIABLE, WORK_VARIABLE, decode_plan
+
+        if COHORT_VARIABLE not in os.environ:
+            raise SystemExit(f"{name}: {COHORT_VARIABLE} is not set; start the site with `sarco federated site`")
+        site = Site.from_plan(decode_plan(arguments.plan), name, Path(os.environ[COHORT_VARIABLE]),
+                              Path(os.environ.get(WORK_VARIABLE) or Path.cwd() / "sarco-site") / name)
     while flare.is_running():
         received = flare.receive()
         if received is None:
             break
+        site.note(f"round {received.current_round}: received the global model ({flare.get_task_name()})")
         if flare.is_train():
             fedprox_mu = (received.meta or {}).get(AlgorithmConstants.FEDPROX_MU)  # set by FedProxRecipe only
             weights, metrics = site.train_round(received.params, received.current_round or 0, fedprox_mu)
@@ -43,6 +57,7 @@ def main() -> None:
             site.load(received.params)
             metrics = {"validation_log_loss": site.evaluate()}
             flare.send(flare.FLModel(metrics=metrics))
+        site.note(f"round {received.current_round}: sent {'weights and ' if flare.is_train() else ''}{metrics}")
         print(f"[{name}] round {received.current_round} ({flare.get_task_name()}): sent {metrics}", flush=True)
 
 

@@ -97,10 +97,15 @@ def plan_federation(sites: list[Path], work: Path, options: TrainOptions, rounds
     return {"sites": site_names(sites), "options": asdict(options), "rounds": rounds, "local_epochs": local_epochs,
             "work": str(work.resolve() / "sites"),
             "encoders": {m: encoder.to_dict() for m, encoder in encoders.items()},
-            "network": {"modalities": [m for m in MODALITIES if m in options.modalities], "tabular_inputs": tabular_inputs(encoders),
-                        "fusion": options.fusion, "seed": options.seed, "backbone": options.backbone,
-                        "image_size": options.image_size, "freeze_blocks": options.freeze_blocks,
-                        "pretrained": options.pretrained}}
+            "network": network_arguments(options, encoders)}
+
+
+def network_arguments(options: TrainOptions, encoders: dict) -> dict:
+    """The arguments of :class:`.network.FederatedNetwork` the server builds its initial model from."""
+    return {"modalities": [m for m in MODALITIES if m in options.modalities],
+            "tabular_inputs": tabular_inputs(encoders),
+            "fusion": options.fusion, "seed": options.seed, "backbone": options.backbone,
+            "image_size": options.image_size, "freeze_blocks": options.freeze_blocks, "pretrained": options.pretrained}
 
 
 def _quiet_console(path: Path) -> Path:

@@ -11,6 +11,7 @@ order, dropout and cosine learning rate follow the same schedule as one ``sarco 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -60,11 +61,14 @@ class Site:
         self.trainer: Trainer | None = None
 
     @classmethod
-    def from_plan(cls, plan: dict, name: str) -> Site:
-        """Site ``name`` of a federation's plan (written by :func:`.simulate.plan_federation`)."""
+    def from_plan(cls, plan: dict, name: str, cohort: Path | None = None, out: Path | None = None) -> Site:
+        """Site ``name`` of a federation's plan (:func:`.simulate.plan_federation`, which names
+        every site's cohort folder and work folder), or, in a deployment, of a plan without
+        paths (:func:`.deploy.deployment_plan`) and the ``cohort`` and ``out`` the site was told
+        locally."""
         encoders = {m: TabularEncoder.from_dict(raw) for m, raw in plan["encoders"].items()}
-        return cls(Path(plan["sites"][name]), TrainOptions(**plan["options"]), encoders,
-                   Path(plan["work"]) / name, plan["rounds"], plan["local_epochs"])
+        return cls(cohort or Path(plan["sites"][name]), TrainOptions(**plan["options"]), encoders,
+                   out or Path(plan["work"]) / name, plan["rounds"], plan["local_epochs"])
 
     @property
     def participants(self) -> int:
@@ -89,6 +93,13 @@ class Site:
         torch.save({"weights": to_tensors(weights), "metrics": metrics, "participants": self.participants,
                     "fedprox_mu": fedprox_mu}, path)
         return path
+
+    def note(self, line: str) -> None:
+        """A line, timestamped, in the site's own ``rounds.log``: when it received each round's
+        model and what it sent back (its operators' record of what left the site)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "rounds.log", "a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
     def evaluate(self) -> float:
         """Log loss of the loaded model on this site's inner validation participants."""

@@ -1,0 +1,82 @@
+"""FLARE's FedAvg workflow for a deployed federation: every live site each round, a round that
+does not wait for a site that has gone, and a record of which sites sent an update.
+
+FLARE's ``FedAvg`` (nvflare/app_common/workflows/fedavg.py, ``run``) sends each round's model
+with ``send_model(targets=sample_clients(num_clients))`` and no ``min_responses``, so a round
+waits for every site it was sent to; a site killed mid-round then holds the round until the
+server deems it dead (heartbeat timeout, then ``dead_client_grace_period``, then
+``dead_client_check_lead_time``: nvflare/apis/impl/wf_comm_server.py ``_check_dead_clients`` and
+``_get_task_dead_clients``). And ``sample_clients(num_clients)`` draws a random subset of
+``num_clients`` (the recipe's ``min_clients``) when more sites are connected
+(nvflare/app_common/workflows/base_model_controller.py ``sample_clients``). This subclass:
+
+- sends each round to every site the server has not deemed disconnected;
+- ends a round when ``min_sites`` updates are in and ``wait_after_min`` more seconds have passed
+  (or every site has answered), or after ``round_timeout`` seconds: FLARE's own
+  ``broadcast_model(min_responses=..., wait_time_after_min_received=..., timeout=...)``;
+- logs, per round, the sites it sent to and those whose update it averaged, and writes them to
+  ``sarco-rounds.json`` in the job's run folder (downloaded with the job's result).
+
+The averaging itself is FedAvg's, unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from nvflare.app_common.abstract.fl_model import FLModel
+from nvflare.app_common.workflows.base_fedavg import _get_client_name
+from nvflare.app_common.workflows.fedavg import FedAvg
+
+ROUNDS_FILE = "sarco-rounds.json"
+
+
+class SiteTolerantFedAvg(FedAvg):
+    """FedAvg whose rounds go on without a site that drops out (see the module's docstring)."""
+
+    def __init__(self, *args, min_sites: int = 1, wait_after_min: int = 30, round_timeout: int = 0,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.min_sites = min_sites          # attribute names = parameter names: FLARE's job
+        self.wait_after_min = wait_after_min  # export reads the arguments back from them
+        self.round_timeout = round_timeout
+        self._sent_to: list[str] = []
+        self._updates_from: list[str] = []
+        self._rounds: list[dict] = []
+
+    def sample_clients(self, num_clients: int | None = None) -> list[str]:
+        """Every site of the job the server has not deemed disconnected (``num_clients`` ignored)."""
+        names = [client.name for client in self.engine.get_clients()]
+        alive = [name for name in names if not self.communicator.get_client_disconnect_time(name)]
+        gone = sorted(set(names) - set(alive))
+        self.info(f"sarco round {self.current_round}: sending to {sorted(alive)}"
+                  + (f"; deemed disconnected: {gone}" if gone else ""))
+        return alive
+
+    def send_model(self, task_name: str = "train", data: FLModel | None = None, targets=None, min_responses=None,
+                   timeout: int = 0, callback=None) -> None:
+        self._sent_to = sorted(targets or [])
+        self._updates_from = []
+        self.broadcast_model(task_name=task_name, data=data, targets=targets,
+                             min_responses=min(self.min_sites, len(self._sent_to)) or None,
+                             timeout=self.round_timeout, wait_time_after_min_received=self.wait_after_min,
+                             blocking=False, callback=callback)
+
+    def _aggregate_one_result(self, result: FLModel) -> bool:
+        accepted = super()._aggregate_one_result(result)
+        if accepted:
+            self._updates_from.append(_get_client_name(result))
+        return accepted
+
+    def _get_aggregated_result(self) -> FLModel:
+        record = {"round": self.current_round, "sent_to": self._sent_to, "updates_from": sorted(self._updates_from),
+                  "no_update_from": sorted(set(self._sent_to) - set(self._updates_from))}
+        self._rounds.append(record)
+        self.info(f"sarco round {self.current_round}: updates from {record['updates_from']}"
+                  + (f"; none from {record['no_update_from']}" if record["no_update_from"] else ""))
+        job_id = self.fl_ctx.get_job_id()
+        run_dir = self.engine.get_workspace().get_run_dir(job_id)
+        with open(os.path.join(run_dir, ROUNDS_FILE), "w", encoding="utf-8") as file:
+            json.dump(self._rounds, file, indent=2)
+        return super()._get_aggregated_result()

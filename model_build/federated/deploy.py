@@ -1,0 +1,352 @@
+"""The federation on FLARE's deployment runtime: a coordinator (FLARE server + admin) and one
+process per site, each on its own machine, over mutual TLS.
+
+1. :func:`provision` writes FLARE startup kits with ``nvflare provision`` (a root CA, and per
+   party a certificate and key signed by it, ``connection_security: mtls``): one for the
+   coordinator's server, one for its admin (who submits the job), one per named site. Each
+   site receives only its own kit.
+2. :func:`run_site` starts a site with its kit's ``startup/sub_start.sh --once`` (FLARE's FL
+   client). The site's cohort folder is told to that process only, in the environment
+   (``SARCO_SITE_COHORT``), and :mod:`.client` reads it there: the coordinator never learns a
+   site's paths, and the plan it sends holds options only.
+3. :func:`coordinate` starts the server from its kit the same way, waits for the sites to
+   connect, submits the job (FedAvg or FedProx, :class:`.controller.SiteTolerantFedAvg` as the
+   workflow) with the admin's kit through FLARE's API (``nvflare.fuel.flare_api``), waits for it,
+   downloads its result, shuts the federation down and writes the bundle.
+
+What a site sends: its model weights and aggregate metrics each round (:mod:`.client`), never a
+row, an image or a per-participant number. Only image-only models are supported here: the
+tabular encoders are agreed from site sums, which the deployment runtime does not collect yet.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from model_build.federated.simulate import (CLIENT_SCRIPT, JOB, NETWORK, FederationError, load_global_weights,
+                                            network_arguments)
+from model_build.federated.site import Site
+from model_build.models.checkpoint import RunState
+from model_build.models.train import Trainer, TrainOptions
+
+PROJECT = "sarco"
+ADMIN = "coordinator@sarco.local"
+COHORT_VARIABLE = "SARCO_SITE_COHORT"   # the site's cohort folder, known to the site's process only
+WORK_VARIABLE = "SARCO_SITE_WORK"       # where the site keeps its copy of what it sent
+APP_PACKAGES = ("model_build", "sarco_core")  # installed at every party, never shipped in the job
+
+
+@dataclass(frozen=True)
+class Kits:
+    """FLARE startup kits written by :func:`provision`: give each party only its own folder."""
+    server: Path
+    admin: Path
+    sites: dict[str, Path]
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise FederationError(f"{address!r}: give the coordinator's address as HOST:PORT, e.g. 127.0.0.1:8002")
+    return host, int(port)
+
+
+def kit_folders(out: Path, sites: list[str]) -> Kits:
+    root = out / PROJECT / "prod_00"
+    return Kits(server=root / "server", admin=root / ADMIN, sites={name: root / name for name in sites})
+
+
+def project_yaml(host: str, port: int, sites: list[str]) -> str:
+    """FLARE's project file (nvflare/lighter/dummy_project.yml's form). The server is called
+    ``server``; ``host_names`` puts HOST in its certificate, and ``default_host`` is where the
+    sites and the admin connect (nvflare/lighter/impl/static_file.py)."""
+    lines = ["api_version: 3", f"name: {PROJECT}", "description: sarcopenia screening federation", "participants:",
+             "  - name: server", "    type: server", f"    org: {PROJECT}", f"    fed_learn_port: {port}",
+             f"    admin_port: {port}", f"    default_host: {host}", f"    host_names: [{host}]"]
+    for site in sites:
+        lines += [f"  - name: {site}", "    type: client", f"    org: {PROJECT}"]
+    lines += [f"  - name: {ADMIN}", "    type: admin", f"    org: {PROJECT}", "    role: project_admin",
+              "builders:", "  - path: nvflare.lighter.impl.workspace.WorkspaceBuilder",
+              "  - path: nvflare.lighter.impl.static_file.StaticFileBuilder", "    args:",
+              "      config_folder: config", "  - path: nvflare.lighter.impl.cert.CertBuilder",
+              "  - path: nvflare.lighter.impl.signature.SignatureBuilder"]
+    return "\n".join(lines) + "\n"
+
+
+def provision(address: str, sites: list[str], out: Path) -> Kits:
+    """Startup kits for a coordinator at ``address`` and the named ``sites`` (``nvflare provision``)."""
+    host, port = split_address(address)
+    if len(sites) < 2 or len(set(sites)) != len(sites):
+        raise FederationError(f"sites {sites}: name at least 2 distinct sites, e.g. --site site-1 --site site-2")
+    if (out / PROJECT).exists():
+        raise FederationError(f"{out / PROJECT}: startup kits already there; fix: give an empty --out folder "
+                              "(a new root CA invalidates the kits already handed out)")
+    out.mkdir(parents=True, exist_ok=True)
+    project = out / "project.yml"
+    project.write_text(project_yaml(host, port, sites), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-c", "from nvflare.cli import main; main()", "provision", "-p",
+                           str(project), "-w", str(out)], capture_output=True, text=True)
+    kits = kit_folders(out, sites)
+    if done.returncode or not kits.server.is_dir():
+        raise FederationError(f"nvflare provision failed: {(done.stderr or done.stdout).strip()[-500:]}")
+    return kits
+
+
+def flare_environment(**extra: str) -> dict[str, str]:
+    """This interpreter first on PATH (the kits' scripts call ``python3``), plus ``extra``."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.update(extra)
+    return env
+
+
+def start_command(kit: Path) -> list[str]:
+    """The kit's own start script, in the foreground (``--once``: no restart loop)."""
+    script = kit / "startup" / "sub_start.sh"
+    if not script.is_file():
+        raise FederationError(f"{kit}: no startup/sub_start.sh, so not a FLARE startup kit; fix: give the folder "
+                              "`sarco federated provision` wrote for this party")
+    return ["bash", str(script), "--once"]
+
+
+def run_site(cohort: Path, kit: Path, work: Path) -> None:
+    """Become this site's FLARE client (the process is replaced; it runs until the coordinator
+    shuts the federation down). The cohort folder stays in this process's environment."""
+    if not (cohort / "participants.csv").is_file():
+        raise FederationError(f"{cohort}: no participants.csv, so not a site cohort folder; fix: give this site's "
+                              "cohort folder (docs/cohort-format.md)")
+    command = start_command(kit)
+    work.mkdir(parents=True, exist_ok=True)
+    env = flare_environment(**{COHORT_VARIABLE: str(cohort.resolve()), WORK_VARIABLE: str(work.resolve())})
+    sys.stdout.flush()
+    os.execvpe(command[0], command, env)
+
+
+def deployment_plan(options: TrainOptions, rounds: int, local_epochs: int) -> dict:
+    """What every site is told: options and the network, no cohort path, no encoders."""
+    if any(m != "image" for m in options.modalities or []):
+        raise FederationError(f"--modalities {','.join(options.modalities)}: the deployment runtime federates the "
+                              "image model only (the clinical/lab encoders are agreed from site sums, which it does "
+                              "not collect yet); fix: --modalities image, or `sarco federated simulate`")
+    return {"options": asdict(options), "rounds": rounds, "local_epochs": local_epochs, "encoders": {},
+            "network": network_arguments(options, {})}
+
+
+def encode_plan(plan: dict) -> str:
+    """The plan as one shell-safe word (it travels in the job as the site script's argument)."""
+    return base64.urlsafe_b64encode(json.dumps(plan, sort_keys=True).encode("utf-8")).decode("ascii")
+
+
+def decode_plan(word: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(word.encode("ascii")).decode("utf-8"))
+
+
+def deployment_recipe(plan: dict, min_sites: int, wait_after_min: int, round_timeout: int, strategy: str,
+                      fedprox_mu: float):
+    """FLARE's FedAvg/FedProx PyTorch recipe with :class:`.controller.SiteTolerantFedAvg` as its
+    workflow, ``min_clients`` = ``min_sites`` (the job runs, and goes on, while that many
+    sites are alive: nvflare/apis/impl/wf_comm_server.py ``_job_policy_violated``)."""
+    from nvflare.app_opt.pt.recipes.fedavg import FedAvgRecipe
+    from nvflare.app_opt.pt.recipes.fedprox import FedProxRecipe
+
+    from model_build.federated.controller import SiteTolerantFedAvg
+
+    tolerance = {"min_sites": min_sites, "wait_after_min": wait_after_min, "round_timeout": round_timeout}
+
+    def create_controller(recipe, persistor_id, model_params, model_aggregator):  # FedAvgRecipe._create_controller
+        return SiteTolerantFedAvg(
+            num_clients=recipe.min_clients, num_rounds=recipe.num_rounds, persistor_id=persistor_id,
+            model=model_params, save_filename=recipe.save_filename, aggregator=model_aggregator,
+            stop_cond=recipe.stop_cond, patience=recipe.patience, task_name="train", exclude_vars=recipe.exclude_vars,
+            aggregation_weights=recipe.aggregation_weights, memory_gc_rounds=recipe.server_memory_gc_rounds,
+            enable_tensor_disk_offload=recipe.enable_tensor_disk_offload, **tolerance,
+            **recipe._get_controller_kwargs())
+
+    base = FedProxRecipe if strategy == "fedprox" else FedAvgRecipe
+    recipe_class = type("DeployedRecipe", (base,), {"_create_controller": create_controller})
+    common = dict(name=JOB, model={"path": NETWORK, "args": plan["network"]}, min_clients=min_sites,
+                  num_rounds=plan["rounds"], train_script=str(CLIENT_SCRIPT.resolve()),
+                  train_args=f"--plan {encode_plan(plan)}", key_metric="validation_log_loss", key_metric_mode="min")
+    if strategy == "fedprox":
+        common["fedprox_mu"] = fedprox_mu
+    recipe = recipe_class(**common)
+    # Every party runs its own installed copy of these packages: the job carries configuration
+    # and the site script, not the coordinator's copy of the project's code.
+    recipe._job.set_app_packages(list(APP_PACKAGES))  # Recipe keeps its FedJob private (nvflare/recipe/spec.py)
+    # A site is reported dead only after the server has logged it out (--site-timeout without a
+    # heartbeat), so the workflow needs no further grace (FedJob's fail_fast does the same,
+    # nvflare/job_config/api.py): later rounds are then no longer sent to it.
+    recipe.add_server_config({"dead_client_grace_period": 0})
+    return recipe
+
+
+@dataclass(frozen=True)
+class Deployment:
+    bundle: Path
+    global_model: Path
+    rounds: list[dict]      # per round: sent_to, updates_from, no_update_from (site names)
+    result: Path            # the job's result as FLARE's admin downloaded it
+    server_log: Path
+    seconds: dict[str, float]
+    status: str             # FLARE's job status (FINISHED:ABNORMAL when a site died before the job's end)
+
+
+class Coordinator:
+    """The coordinator's server process and its admin session (context manager: the server is
+    shut down, and killed if it does not stop, on the way out)."""
+
+    def __init__(self, server_kit: Path, admin_kit: Path, work: Path, site_timeout: float = 60.0) -> None:
+        self.server_kit, self.admin_kit, self.work = server_kit, admin_kit, work
+        self.site_timeout = site_timeout
+        self.process: subprocess.Popen | None = None
+        self.session = None
+        self.server_log = work / "server-console.log"
+
+    def write_local_settings(self) -> None:
+        """The server kit's ``local/resources.json`` (FLARE's place for a party's own settings;
+        the provisioned defaults are in ``resources.json.default``, from
+        nvflare/lighter/templates/master_template.yml), with two changes:
+
+        - ``heart_beat_timeout`` = ``site_timeout``: how long the server waits without a site's
+          heartbeat (sent every 10 s) before it logs the site out (default 600 s). A job ends
+          only when each of its sites has reported its end or been logged out
+          (nvflare/private/fed/server/fed_server.py ``notify_dead_client``), so this bounds how
+          long a site that died holds the job's end;
+        - the job and snapshot stores inside the kit instead of the shared /tmp/nvflare."""
+        local = self.server_kit / "local"
+        current = local / "resources.json"
+        resources = json.loads((current if current.is_file() else local / "resources.json.default").read_text())
+        resources["servers"][0]["heart_beat_timeout"] = self.site_timeout
+        resources["snapshot_persistor"]["args"]["storage"]["args"]["root_dir"] = str(self.server_kit / "snapshots")
+        for component in resources["components"]:
+            if component.get("id") == "job_manager":
+                component["args"]["uri_root"] = str(self.server_kit / "jobs")
+        current.write_text(json.dumps(resources, indent=2), encoding="utf-8")
+
+    def __enter__(self) -> Coordinator:
+        self.work.mkdir(parents=True, exist_ok=True)
+        command = start_command(self.server_kit)
+        self.write_local_settings()
+        with open(self.server_log, "wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=flare_environment(),
+                                            start_new_session=True)
+        return self
+
+    def connect(self, timeout: float = 90.0):
+        from nvflare.fuel.flare_api.flare_api import new_secure_session
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise FederationError(f"the coordinator's server exited ({self.process.returncode}); fix: read "
+                                      f"{self.server_log} and {self.server_kit / 'log.txt'}")
+            try:
+                self.session = new_secure_session(ADMIN, str(self.admin_kit), timeout=10.0)
+                return self.session
+            except Exception as failed:  # noqa: BLE001 - FLARE raises several kinds while its server starts
+                if time.monotonic() > deadline:
+                    raise FederationError(f"no admin session with the coordinator's server after {timeout:.0f} s "
+                                          f"({failed}); fix: read {self.server_log}") from None
+                time.sleep(2)
+
+    def wait_for_sites(self, expected: int, min_sites: int, join_timeout: float) -> list[str]:
+        """Wait until ``expected`` sites are connected, or ``join_timeout`` seconds have passed
+        with at least ``min_sites`` connected (the others, if they come later, miss this job)."""
+        deadline = time.monotonic() + join_timeout
+        while True:
+            names = sorted(client.name for client in self.session.get_connected_client_list())
+            if len(names) >= expected or (time.monotonic() > deadline and len(names) >= min_sites):
+                return names
+            if time.monotonic() > deadline + join_timeout:
+                raise FederationError(f"{len(names)} site(s) connected ({', '.join(names) or 'none'}) after "
+                                      f"{2 * join_timeout:.0f} s, fewer than --min-sites {min_sites}; fix: start "
+                                      "the sites (`sarco federated site COHORT --kit KIT`) and check the address")
+            time.sleep(2)
+
+    def run_job(self, recipe, timeout: float) -> tuple[Path, str]:
+        """Submit the recipe's job, wait for it to finish and download its result; with its
+        status. A site that died can make FLARE end a job whose every round ran with
+        ``FINISHED:ABNORMAL`` (it never reported the job's end: nvflare/private/fed/server/
+        fed_server.py ``_resolve_missing_client_outcome``) or ``FINISHED:EXECUTION_EXCEPTION``
+        (it died while uploading an update, and the server's job process exits when that
+        download fails: nvflare/fuel/f3/cellnet/cell.py, ``Adapter.call``); :func:`coordinate`
+        then checks the rounds themselves."""
+        from nvflare.fuel.flare_api.api_spec import MonitorReturnCode
+
+        from nvflare.recipe.secrets import PotentialSecretWarning
+
+        with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+            warnings.simplefilter("ignore", PotentialSecretWarning)  # the plan (options, base64) is no secret
+            recipe.export(job_dir=folder)
+            job_id = self.session.submit_job(str(Path(folder) / JOB))
+        returned = self.session.monitor_job(job_id, timeout=timeout)
+        if returned != MonitorReturnCode.JOB_FINISHED:
+            self.session.abort_job(job_id)
+            raise FederationError(f"job {job_id} did not finish in {timeout:.0f} s ({returned}); fix: read "
+                                  f"{self.server_kit / job_id / 'log.txt'} and the sites' logs")
+        status = str(self.session.get_job_meta(job_id).get("status", ""))
+        if not status.startswith("FINISHED"):
+            raise FederationError(f"job {job_id} ended {status}; fix: read {self.server_kit / 'log.txt'}")
+        return Path(self.session.download_job_result(job_id, str(self.work / "result"))), status
+
+    def __exit__(self, *exc) -> None:
+        if self.session is not None:
+            try:
+                self.session.shutdown("all", wait=True, timeout=30.0)
+            except Exception:  # noqa: BLE001 - shutting down: the server is stopped below either way
+                pass
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+
+
+def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, work: Path, options: TrainOptions,
+               rounds: int, local_epochs: int, sites: int, min_sites: int, wait_after_min: int = 30,
+               round_timeout: int = 0, join_timeout: float = 120.0, job_timeout: float = 3600.0,
+               site_timeout: float = 60.0, strategy: str = "fedavg", fedprox_mu: float = 0.01) -> Deployment:
+    """Run the federation from the coordinator's side and write the bundle to ``out``; the
+    decision threshold is chosen on ``calibration``'s inner validation split (a cohort the
+    coordinator holds itself: no site's data is needed)."""
+    if not (calibration / "participants.csv").is_file():
+        raise FederationError(f"{calibration}: no participants.csv; fix: give --calibration a cohort folder the "
+                              "coordinator holds (its threshold is chosen there)")
+    if not 1 <= min_sites <= sites:
+        raise FederationError(f"--min-sites {min_sites}: give 1 to --sites ({sites})")
+    plan = deployment_plan(options, rounds, local_epochs)
+    recipe = deployment_recipe(plan, min_sites, wait_after_min, round_timeout, strategy, fedprox_mu)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    with Coordinator(server_kit, admin_kit, work, site_timeout) as coordinator:
+        coordinator.connect()
+        seconds["server_up"] = time.perf_counter() - started
+        coordinator.wait_for_sites(sites, min_sites, join_timeout)
+        seconds["sites_joined"] = time.perf_counter() - started
+        result, status = coordinator.run_job(recipe, job_timeout)
+        seconds["job_done"] = time.perf_counter() - started
+    seconds["shut_down"] = time.perf_counter() - started
+    found = sorted(result.rglob("FL_global_model.pt"))
+    record = sorted(result.rglob("sarco-rounds.json"))
+    if not found:
+        raise FederationError(f"{result}: the job saved no global model; fix: read the server's log.txt there")
+    rounds_record = json.loads(record[0].read_text(encoding="utf-8")) if record else []
+    if len(rounds_record) != rounds:  # FLARE's status aside, every round must have run
+        raise FederationError(f"job ended {status} after {len(rounds_record)} of {rounds} rounds; fix: read the "
+                              f"server's log.txt in {result}")
+    holder = Site(calibration, options, {}, work / "calibration", rounds, local_epochs)
+    out.mkdir(parents=True, exist_ok=True)
+    state = RunState(epoch=rounds * local_epochs, best_epoch=rounds * local_epochs)
+    bundle = Trainer(holder.options).load_fitted(holder.data, out, load_global_weights(found[0]), state, 0.0).finish()
+    (work / "rounds.json").write_text(json.dumps(rounds_record, indent=2), encoding="utf-8")
+    return Deployment(bundle, found[0], rounds_record, result, coordinator.server_log, seconds, status)

@@ -1,0 +1,184 @@
+"""The deployment runtime with real processes on 127.0.0.1: a coordinator and 3 sites, one of
+them killed (SIGKILL, its whole process group) mid-federation.
+
+`sarco federated provision` writes mutual-TLS startup kits; `sarco federated coordinator`
+starts FLARE's server and submits the job; each `sarco federated site COHORT --kit KIT` becomes a
+FLARE client that alone knows its cohort folder. With --min-sites 2 the rounds go on without the
+killed site, the job ends, the bundle loads, and the coordinator names the sites that sent an
+update in each round. Skipped where FLARE is not installed (the optional `federated` extra).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+pytest.importorskip("nvflare", reason="NVIDIA FLARE is not installed (the optional `federated` extra)")
+
+from model_build.cli import app  # noqa: E402
+from model_build.models.bundle import load_bundle  # noqa: E402
+from testkit.cohort_factory import make_cohort  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+SITES = ["site-1", "site-2", "site-3"]
+ROUNDS = 4
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def sarco(*arguments: object) -> list[str]:
+    return [sys.executable, "-c", "from model_build.cli import app; app()", *map(str, arguments)]
+
+
+@pytest.fixture
+def processes():
+    """Processes started by the test; every one left is killed with every process under it
+    (FLARE's job processes included) on the way out."""
+    started: list[subprocess.Popen] = []
+
+    def start(command: list[str], log: Path) -> subprocess.Popen:
+        path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
+        env = dict(os.environ, PYTHONPATH=path)
+        with open(log, "wb") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPOSITORY,
+                                       start_new_session=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        kill_tree(process)
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL to ``process`` and every process under it: FLARE starts each job's process in
+    a process group of its own, so killing the site's group would leave its training running."""
+    try:
+        victims = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        victims = []
+    for victim in victims:
+        try:
+            victim.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    process.wait(timeout=30)
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_site_killed_mid_round_does_not_stop_the_federation(tmp_path, processes):
+    port = free_port()
+    kits = tmp_path / "kits"
+    provisioned = CliRunner().invoke(app, ["federated", "provision", "--address", f"127.0.0.1:{port}",
+                                           *[a for name in SITES for a in ("--site", name)], "--out", str(kits)])
+    assert provisioned.exit_code == 0, provisioned.output
+    site_kits = {name: kits / "sarco" / "prod_00" / name for name in SITES}
+    fed_client = json.loads((site_kits["site-1"] / "startup" / "fed_client.json").read_text())
+    assert fed_client["client"]["connection_security"] == "mtls"  # each party proves itself with its certificate
+    assert fed_client["servers"][0]["service"]["target"] == f"127.0.0.1:{port}"
+
+    cohorts = {name: make_cohort(tmp_path / f"hospital-{n}", seed=n, n_participants=30, videos=False).root
+               for n, name in enumerate(SITES, start=1)}
+    calibration = make_cohort(tmp_path / "coordinator-hospital", seed=9, n_participants=30, videos=False).root
+    bundle, work = tmp_path / "bundle", tmp_path / "coordinator-work"
+    coordinator = processes(sarco("federated", "coordinator", "--kits", kits, "--calibration", calibration,
+                                  "--out", bundle, "--work", work, "--sites", 3, "--min-sites", 2,
+                                  "--rounds", ROUNDS, "--wait-after-min", 10, "--site-timeout", 30,
+                                  "--join-timeout", 120, "--threads", 1), tmp_path / "coordinator.log")
+    sites = {name: processes(sarco("federated", "site", cohorts[name], "--kit", site_kits[name],
+                                   "--work", tmp_path / f"{name}-work"), tmp_path / f"{name}.log")
+             for name in SITES}
+
+    # Kill site-3 (its FLARE client and its job process) while it trains round 1 (its log
+    # says it received round 1's model; its round-0 update is in, since round 1 has begun).
+    site_3_log = tmp_path / "site-3-work" / "site-3" / "rounds.log"
+    wait_for(lambda: site_3_log.is_file() and "round 1: received" in site_3_log.read_text(), 150,
+             "site-3 in round 1")
+    kill_tree(sites["site-3"])
+
+    coordinator.wait(timeout=240)
+    output = (tmp_path / "coordinator.log").read_text()
+    assert coordinator.returncode == 0, output[-3000:]
+    for name in ("site-1", "site-2"):  # the coordinator shut the live sites down at the end
+        sites[name].wait(timeout=60)
+
+    # Every round went on without site-3 once it was gone, and the coordinator says who sent.
+    rounds = json.loads((work / "rounds.json").read_text())
+    assert [record["round"] for record in rounds] == list(range(ROUNDS))
+    assert rounds[0]["updates_from"] == SITES
+    assert "site-3" in rounds[1]["sent_to"] and rounds[1]["no_update_from"] == ["site-3"]  # killed mid-round
+    assert [record["updates_from"] for record in rounds[1:]] == [["site-1", "site-2"]] * (ROUNDS - 1)
+    assert "which sites sent an update" in output and "site-1, site-2" in output
+    server_log = next(work.glob("result/*/workspace/log.txt")).read_text()
+    assert "sarco round 0: updates from ['site-1', 'site-2', 'site-3']" in server_log
+    assert "sarco round 1: updates from ['site-1', 'site-2']; none from ['site-3']" in server_log
+
+    # What the coordinator sent the sites held no site's path, and of the project's code only
+    # the site script (each party imports its own installed model_build and sarco_core).
+    job = next(work.glob("result/*/job/*/app"))
+    client_config = (job / "config" / "config_fed_client.json").read_text()
+    assert not any(str(cohort) in client_config for cohort in cohorts.values())
+    shipped = {str(path.relative_to(job / "custom")) for path in (job / "custom").rglob("*.py")}
+    assert shipped == {"model_build/federated/client.py"}
+
+    # What a site sent: weights and aggregate numbers only.
+    kept = torch.load(tmp_path / "site-1-work" / "site-1" / f"sent-round-{ROUNDS - 1}.pt", weights_only=True)
+    assert set(kept) == {"weights", "metrics", "participants", "fedprox_mu"}
+    assert set(kept["metrics"]) == {"validation_log_loss", "train_loss"}
+
+    loaded = load_bundle(bundle)
+    assert loaded.config.modalities == ["image"]
+    assert loaded.training["epochs_run"] == ROUNDS
+
+
+def test_mistakes_end_with_a_fix(tmp_path):
+    from model_build.federated.deploy import deployment_plan, split_address
+    from model_build.federated.simulate import FederationError, federation_options
+
+    with pytest.raises(FederationError, match="HOST:PORT"):
+        split_address("127.0.0.1")
+    with pytest.raises(FederationError, match="image model only"):
+        deployment_plan(federation_options(["clinical", "lab"], 0), rounds=2, local_epochs=1)
+    out = tmp_path / "kits"
+    first = CliRunner().invoke(app, ["federated", "provision", "--address", "127.0.0.1:8002", "--site", "a",
+                                     "--site", "b", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(app, ["federated", "provision", "--address", "127.0.0.1:8002", "--site", "a",
+                                     "--site", "b", "--out", str(out)])
+    assert again.exit_code != 0 and "already there" in again.output
+    site = CliRunner().invoke(app, ["federated", "site", str(tmp_path), "--kit", str(out / "sarco" / "prod_00" / "a")])
+    assert site.exit_code != 0 and "no participants.csv" in site.output
+
+
+def test_the_plan_a_site_receives_holds_options_not_paths():
+    from model_build.federated.deploy import decode_plan, deployment_plan, encode_plan
+    from model_build.federated.simulate import federation_options
+
+    plan = deployment_plan(federation_options(["image"], 0), rounds=2, local_epochs=1)
+    word = encode_plan(plan)
+    assert word.isascii() and " " not in word  # one argument of the site script
+    assert decode_plan(word) == plan
+    assert set(plan) == {"options", "rounds", "local_epochs", "encoders", "network"}

@@ -51,7 +51,7 @@ def test_config_sections_in_brackets_survive_help_and_errors() -> None:
     help_text = runner.invoke(edge_app, ["run", "--help"]).stdout
     assert "Override [capture] source" in " ".join(help_text.split())
     help_text = runner.invoke(sarco_app, ["synth", "--help"]).stdout
-    assert "[default: on for small and paper, off for large]" in " ".join(help_text.split())
+    assert "[default: off for large, on for the others]" in " ".join(help_text.split())
     error = runner.invoke(edge_app, ["run", "--log-level", "error"])
     assert error.exit_code == 2
     assert "error: no model bundle: set [model] bundle in the config file given with --config" \

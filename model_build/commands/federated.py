@@ -23,6 +23,8 @@ from model_build.commands.options import USER_ERROR
 from model_build.federated import STRATEGIES
 from sarco_core.cli import CliConsole, CommandGroup, reported_errors
 
+LocalEpochs = Annotated[int, typer.Option(min=1, help="Epochs each site trains per round (4: chosen on the sites' "
+                                                     "validation loss, docs/federated.md).")]
 federated_app = CommandGroup(help="Train across site cohorts without pooling their data (NVIDIA FLARE).")
 
 
@@ -39,8 +41,7 @@ def simulate(
     work: Annotated[Optional[Path], typer.Option(help="Plan, FLARE workspace and each site's copy of what it sent "
                                                    "(default: OUT.federation next to OUT).")] = None,
     rounds: Annotated[int, typer.Option(min=1, help="Federation rounds.")] = 8,
-    local_epochs: Annotated[int, typer.Option(min=1, help="Epochs each site trains per round (4: chosen on the "
-                                                          "sites' validation loss, docs/federated.md).")] = 4,
+    local_epochs: LocalEpochs = 4,
     strategy: Annotated[Literal[STRATEGIES], typer.Option(
         help="fedavg: participant-weighted mean of the sites' weights; fedprox: the same with a proximal term "
              "in each site's loss.")] = "fedavg",
@@ -141,7 +142,7 @@ def coordinator(
                                                                  "and the sites alive below which the job stops "
                                                                  "(default: --sites).")] = None,
     rounds: Annotated[int, typer.Option(min=1, help="Federation rounds.")] = 8,
-    local_epochs: Annotated[int, typer.Option(min=1, help="Epochs each site trains per round.")] = 1,
+    local_epochs: LocalEpochs = 4,
     wait_after_min: Annotated[int, typer.Option(min=0, help="Seconds a round still waits for the other sites "
                                                             "once --min-sites updates are in.")] = 60,
     round_timeout: Annotated[int, typer.Option(min=0, help="Seconds after which a round ends with the updates it "

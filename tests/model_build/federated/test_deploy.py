@@ -106,7 +106,7 @@ def test_a_site_killed_mid_round_does_not_stop_the_federation(tmp_path, processe
     bundle, work = tmp_path / "bundle", tmp_path / "coordinator-work"
     coordinator = processes(sarco("federated", "coordinator", "--kits", kits, "--calibration", calibration,
                                   "--out", bundle, "--work", work, "--sites", 3, "--min-sites", 2,
-                                  "--rounds", ROUNDS, "--wait-after-min", 10, "--site-timeout", 30,
+                                  "--rounds", ROUNDS, "--local-epochs", 1, "--wait-after-min", 10, "--site-timeout", 30,
                                   "--join-timeout", 120, "--threads", 1), tmp_path / "coordinator.log")
     sites = {name: processes(sarco("federated", "site", cohorts[name], "--kit", site_kits[name],
                                    "--work", tmp_path / f"{name}-work"), tmp_path / f"{name}.log")

@@ -86,8 +86,8 @@ def compare_arms(arms: list[dict]) -> None:
             found = arm["evaluation"][cohort]
             found["vs_pooled"] = paired(found["predictions"], pooled["evaluation"][cohort]["predictions"])
             if arm["arm"].startswith("federated"):
-                found["vs_sites"] = {site["arm"]: paired(found["predictions"], site["evaluation"][cohort]["predictions"])
-                                     for site in sites}
+                found["vs_sites"] = {site["arm"]: paired(found["predictions"],
+                                                         site["evaluation"][cohort]["predictions"]) for site in sites}
 
 
 def main() -> None:
@@ -124,14 +124,16 @@ def main() -> None:
     for arm in arms:
         arm["evaluation"] = evaluate(Path(arm["bundle"]), evaluation, Path(arm["bundle"] + ".evaluation"))
     compare_arms(arms)
-    print(f"{'arm':28s} {'train s':>8s} " + " ".join(f"{c + ' AUC [95% CI]':>24s} {'vs pooled P':>11s}" for c in COHORTS))
+    header = " ".join(f"{c + ' AUC [95% CI]':>24s} {'vs pooled P':>11s}" for c in COHORTS)
+    print(f"{'arm':28s} {'train s':>8s} {header}")
     for arm in arms:
         cells = []
         for cohort in COHORTS:
             found = arm["evaluation"][cohort]
             low, high = found["auc_ci"]
             p = found.get("vs_pooled", {}).get("p")
-            cells.append(f"{found['auc']:.3f} [{low:.3f}-{high:.3f}]".rjust(24) + ("" if p is None else f"{p:.3f}").rjust(12))
+            shown = "" if p is None else f"{p:.3f}"
+            cells.append(f"{found['auc']:.3f} [{low:.3f}-{high:.3f}]".rjust(24) + shown.rjust(12))
         print(f"{arm['arm']:28s} {arm['train_seconds']:8.0f} " + " ".join(cells), flush=True)
     kept = [{**arm, "evaluation": {c: {k: v for k, v in e.items() if k != "predictions"}
                                    for c, e in arm["evaluation"].items()}} for arm in arms]

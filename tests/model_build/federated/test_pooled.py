@@ -10,21 +10,11 @@ from model_build.cohort import load_cohort
 from model_build.federated.pooled import pool_sites
 from model_build.federated.simulate import FederationError
 from testkit.cohort_factory import make_cohort
-
-
-def _site(root: Path, seed: int, prefix: str) -> Path:
-    """A factory cohort whose participant ids start with ``prefix`` (sites have their own ids)."""
-    folder = make_cohort(root, seed=seed, n_participants=6).root
-    for name in ("participants.csv", "images.csv", "videos.csv"):
-        path = folder / name
-        path.write_text(path.read_text(encoding="utf-8").replace("P0", f"{prefix}0"), encoding="utf-8")
-    for media in [*folder.glob("images/*"), *folder.glob("videos/*")]:
-        media.rename(media.with_name(media.name.replace("P0", f"{prefix}0")))
-    return folder
+from testkit.federated_sites import image_site
 
 
 def test_the_pooled_cohort_holds_every_site_and_loads(tmp_path: Path) -> None:
-    sites = [_site(tmp_path / "north", 1, "N"), _site(tmp_path / "south", 2, "S")]
+    sites = [image_site(tmp_path / "north", 1, "N"), image_site(tmp_path / "south", 2, "S")]
     pooled = load_cohort(pool_sites(sites, tmp_path / "pooled"), check_media=True)
     singles = [load_cohort(site) for site in sites]
     assert len(pooled.participants) == sum(len(s.participants) for s in singles)

@@ -132,16 +132,13 @@ def compare(
     with reported_errors(exit_code=USER_ERROR):
         _import_federation()  # FLARE missing: one error line with the fix, before any training
         from model_build.federated.compare import CompareOptions, compare as run_comparison, table_markdown
-        from sarco_core.files import atomic_write
         from sarco_core.progress import CommandProgress
 
         options = CompareOptions(rounds=rounds, local_epochs=local_epochs, strategies=tuple(strategy or ["fedavg"]),
                                  modalities=tuple(chosen), seed=seed)
         with CommandProgress(CliConsole(stderr=True)) as progress:
             result = run_comparison(consortium, out, options, progress)
-        table = table_markdown(result)
-        atomic_write(out / "comparison.md", table + "\n")
-    console.print(table, markup=False)
+    console.print(table_markdown(result), markup=False)
     targets = result["targets"]
     for cohort in result["cohorts"]:
         found = targets[cohort]

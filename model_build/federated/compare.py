@@ -32,7 +32,7 @@ from model_build.federated import STRATEGIES
 from model_build.federated.pooled import pool_sites
 from model_build.federated.simulate import Federation, FederationError, federation_options, simulate
 from model_build.stats.delong import compare_auc
-from sarco_core.files import write_json
+from sarco_core.files import atomic_write, write_json
 
 DEVELOPMENT = "development"
 CLOSE_TO_POOLED = 0.01  # issue #19's target: the federation's AUC within 0.01 of pooled
@@ -71,7 +71,8 @@ def consortium_parts(consortium: Path) -> tuple[list[Path], Path, list[str]]:
 
 
 def compare(consortium: Path, out: Path, options: CompareOptions, progress: Progress | None = None) -> dict:
-    """Train and evaluate every arm; comparison.json's content (also written to ``out``)."""
+    """Train and evaluate every arm; comparison.json's content (written to ``out`` with the
+    table as comparison.md)."""
     from model_build.commands.evaluate import run_evaluation
     from model_build.models.train import train
 
@@ -110,6 +111,7 @@ def compare(consortium: Path, out: Path, options: CompareOptions, progress: Prog
               "sites": {site.name: _participants(site) for site in sites}, "cohorts": cohorts, "arms": arms,
               "targets": targets(arms, cohorts)}
     write_json(out / "comparison.json", result)
+    atomic_write(out / "comparison.md", table_markdown(result) + "\n")
     return result
 
 

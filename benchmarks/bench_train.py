@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
-from model_build.commands.evaluate import run_evaluation
+from model_build.models.evaluation import run_evaluation
 from model_build.models.train import TrainOptions, train
 from model_build.study.design import image_options
 

@@ -73,7 +73,7 @@ def consortium_parts(consortium: Path) -> tuple[list[Path], Path, list[str]]:
 def compare(consortium: Path, out: Path, options: CompareOptions, progress: Progress | None = None) -> dict:
     """Train and evaluate every arm; comparison.json's content (written to ``out`` with the
     table as comparison.md)."""
-    from model_build.commands.evaluate import run_evaluation
+    from model_build.models.evaluation import run_evaluation
     from model_build.models.train import train
 
     progress = progress or Progress(disable=True)

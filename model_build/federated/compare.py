@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from rich.progress import Progress
 
 from model_build.federated import STRATEGIES
 from model_build.federated.pooled import pool_sites
-from model_build.federated.simulate import Federation, FederationError, federation_options, simulate
+from model_build.federated.simulate import FederationError, federation_options, simulate
 from model_build.stats.delong import compare_auc
 from sarco_core.files import atomic_write, write_json
 
@@ -90,7 +89,7 @@ def compare(consortium: Path, out: Path, options: CompareOptions, progress: Prog
         result = simulate(sites, out / strategy, out / f"{strategy}.federation", replace(training, threads=1),
                           rounds=options.rounds, local_epochs=options.local_epochs, strategy=strategy)
         sent = result.sent()
-        return {"strategy": strategy, "validation_log_loss": last_round_loss(result),
+        return {"strategy": strategy, "validation_log_loss": last_round_loss(sent),
                 "bytes_per_site_round": int(np.median([r["bytes"] for rows in sent.values() for r in rows]))}
 
     arms = [_timed("pooled", out / "pooled", lambda: fit(pool_sites(sites, out / "pooled-cohort"), out / "pooled"))]
@@ -101,9 +100,9 @@ def compare(consortium: Path, out: Path, options: CompareOptions, progress: Prog
     for arm in arms:
         arm["cohorts"], predictions[arm["arm"]] = {}, {}
         for cohort in cohorts:
-            metrics = run_evaluation(Path(arm["bundle"]), evaluation, cohort, Path(arm["bundle"] + ".evaluation") / cohort,
-                                     1, "cpu", progress)
-            table = pd.read_csv(Path(arm["bundle"] + ".evaluation") / cohort / "predictions.csv")
+            where = Path(arm["bundle"] + ".evaluation") / cohort
+            metrics = run_evaluation(Path(arm["bundle"]), evaluation, cohort, where, 1, "cpu", progress)
+            table = pd.read_csv(where / "predictions.csv")
             predictions[arm["arm"]][cohort] = table[table["label"].notna()]
             arm["cohorts"][cohort] = {"auc": metrics["auc"], "auc_ci": metrics["auc_ci"], "n": metrics["n"]}
     _tests(arms, predictions, cohorts)
@@ -126,13 +125,13 @@ def _participants(site: Path) -> int:
     return int((participants["label"].notna() & (participants["cohort"] == DEVELOPMENT)).sum())
 
 
-def last_round_loss(result: Federation) -> float:
+def last_round_loss(sent: dict[str, list[dict]]) -> float:
     """The last global model's log loss on the sites' inner validation splits, weighted by their
-    participants (each site reports it for the model it receives): development data only."""
-    last = [torch.load(result.site_folders / name / f"sent-round-{result.rounds - 1}.pt", weights_only=True)
-            for name in result.sites]
-    return float(np.average([s["metrics"]["validation_log_loss"] for s in last],
-                            weights=[s["participants"] for s in last]))
+    participants (each site reports it for the model it receives; :meth:`.simulate.Federation.sent`):
+    development data only."""
+    last = [rows[-1] for rows in sent.values()]
+    return float(np.average([row["validation_log_loss"] for row in last],
+                            weights=[row["participants"] for row in last]))
 
 
 def paired(a: pd.DataFrame, b: pd.DataFrame) -> dict:
@@ -178,7 +177,8 @@ def targets(arms: list[dict], cohorts: list[str]) -> dict:
 def table_markdown(result: dict) -> str:
     """The comparison as a Markdown table (AUC [95 % CI], P against pooled) per cohort."""
     cohorts = result["cohorts"]
-    header = ["arm", "participants", "training s"] + [f"{c} {h}" for c in cohorts for h in ("AUC [95 % CI]", "P vs pooled")]
+    header = ["arm", "participants", "training s"] + [f"{c} {h}" for c in cohorts
+                                                      for h in ("AUC [95 % CI]", "P vs pooled")]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm in result["arms"]:
         site = arm["arm"].removeprefix("site ").removesuffix(" alone")

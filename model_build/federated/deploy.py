@@ -32,11 +32,11 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from model_build.federated.simulate import (CLIENT_SCRIPT, JOB, NETWORK, FederationError, load_global_weights,
-                                            network_arguments)
+from model_build.federated.simulate import (JOB, FederationError, check_site, load_global_weights, network_arguments,
+                                            recipe_arguments, recipe_class)
 from model_build.federated.site import Site
-from model_build.models.checkpoint import RunState
-from model_build.models.train import Trainer, TrainOptions
+from model_build.models.train import TrainOptions
+from sarco_core.files import write_json
 
 PROJECT = "sarco"
 ADMIN = "coordinator@sarco.local"
@@ -121,9 +121,7 @@ def start_command(kit: Path) -> list[str]:
 def run_site(cohort: Path, kit: Path, work: Path) -> None:
     """Become this site's FLARE client (the process is replaced; it runs until the coordinator
     shuts the federation down). The cohort folder stays in this process's environment."""
-    if not (cohort / "participants.csv").is_file():
-        raise FederationError(f"{cohort}: no participants.csv, so not a site cohort folder; fix: give this site's "
-                              "cohort folder (docs/cohort-format.md)")
+    check_site(cohort)
     command = start_command(kit)
     work.mkdir(parents=True, exist_ok=True)
     env = flare_environment(**{COHORT_VARIABLE: str(cohort.resolve()), WORK_VARIABLE: str(work.resolve())})
@@ -155,9 +153,6 @@ def deployment_recipe(plan: dict, min_sites: int, wait_after_min: int, round_tim
     """FLARE's FedAvg/FedProx PyTorch recipe with :class:`.controller.SiteTolerantFedAvg` as its
     workflow, ``min_clients`` = ``min_sites`` (the job runs, and goes on, while that many
     sites are alive: nvflare/apis/impl/wf_comm_server.py ``_job_policy_violated``)."""
-    from nvflare.app_opt.pt.recipes.fedavg import FedAvgRecipe
-    from nvflare.app_opt.pt.recipes.fedprox import FedProxRecipe
-
     from model_build.federated.controller import SiteTolerantFedAvg
 
     tolerance = {"min_sites": min_sites, "wait_after_min": wait_after_min, "round_timeout": round_timeout}
@@ -171,14 +166,9 @@ def deployment_recipe(plan: dict, min_sites: int, wait_after_min: int, round_tim
             enable_tensor_disk_offload=recipe.enable_tensor_disk_offload, **tolerance,
             **recipe._get_controller_kwargs())
 
-    base = FedProxRecipe if strategy == "fedprox" else FedAvgRecipe
-    recipe_class = type("DeployedRecipe", (base,), {"_create_controller": create_controller})
-    common = dict(name=JOB, model={"path": NETWORK, "args": plan["network"]}, min_clients=min_sites,
-                  num_rounds=plan["rounds"], train_script=str(CLIENT_SCRIPT.resolve()),
-                  train_args=f"--plan {encode_plan(plan)}", key_metric="validation_log_loss", key_metric_mode="min")
-    if strategy == "fedprox":
-        common["fedprox_mu"] = fedprox_mu
-    recipe = recipe_class(**common)
+    deployed = type("DeployedRecipe", (recipe_class(strategy),), {"_create_controller": create_controller})
+    recipe = deployed(**recipe_arguments(plan["network"], plan["rounds"], min_sites, f"--plan {encode_plan(plan)}",
+                                         strategy, fedprox_mu))
     # Every party runs its own installed copy of these packages: the job carries configuration
     # and the site script, not the coordinator's copy of the project's code.
     recipe._job.set_app_packages(list(APP_PACKAGES))  # Recipe keeps its FedJob private (nvflare/recipe/spec.py)
@@ -230,7 +220,7 @@ class Coordinator:
         for component in resources["components"]:
             if component.get("id") == "job_manager":
                 component["args"]["uri_root"] = str(self.server_kit / "jobs")
-        current.write_text(json.dumps(resources, indent=2), encoding="utf-8")
+        write_json(current, resources)
 
     def __enter__(self) -> Coordinator:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -345,8 +335,6 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
         raise FederationError(f"job ended {status} after {len(rounds_record)} of {rounds} rounds; fix: read the "
                               f"server's log.txt in {result}")
     holder = Site(calibration, options, {}, work / "calibration", rounds, local_epochs)
-    out.mkdir(parents=True, exist_ok=True)
-    state = RunState(epoch=rounds * local_epochs, best_epoch=rounds * local_epochs)
-    bundle = Trainer(holder.options).load_fitted(holder.data, out, load_global_weights(found[0]), state, 0.0).finish()
-    (work / "rounds.json").write_text(json.dumps(rounds_record, indent=2), encoding="utf-8")
+    bundle = holder.write_bundle(load_global_weights(found[0]), out)
+    write_json(work / "rounds.json", rounds_record)
     return Deployment(bundle, found[0], rounds_record, result, coordinator.server_log, seconds, status)

@@ -22,8 +22,7 @@ import torch
 from model_build.federated import STRATEGIES
 from model_build.federated.encoders import agree_encoders, site_statistics, tabular_inputs
 from model_build.federated.site import Site
-from model_build.models.checkpoint import RunState
-from model_build.models.train import Trainer, TrainOptions
+from model_build.models.train import TrainOptions
 from model_build.models import MODALITIES
 from model_build.study.design import image_options
 from sarco_core.errors import SarcoError
@@ -46,11 +45,11 @@ class Federation:
     sites: dict[str, str]   # site name -> cohort folder
     workspace: Path         # FLARE's simulation workspace (server and site logs)
     site_folders: Path      # each site's own folder: what it sent each round (sent-round-N.pt)
-    strategy: str = "fedavg"
 
     def sent(self) -> dict[str, list[dict]]:
-        """Per site, per round: its training participants and the bytes of the weights it sent
-        (the tensors' payload, before FLARE's framing), read from the site's own copies."""
+        """Per site, per round: its training participants, the bytes of the weights it sent (the
+        tensors' payload, before FLARE's framing) and the global model's log loss on its inner
+        validation split that it reported, read from the site's own copies."""
         rows: dict[str, list[dict]] = {}
         for name in self.sites:
             for path in sorted((self.site_folders / name).glob("sent-round-*.pt"),
@@ -58,7 +57,8 @@ class Federation:
                 kept = torch.load(path, map_location="cpu", weights_only=True)
                 rows.setdefault(name, []).append({
                     "round": int(path.stem.rsplit("-", 1)[1]), "participants": int(kept["participants"]),
-                    "bytes": int(sum(t.numel() * t.element_size() for t in kept["weights"].values()))})
+                    "bytes": int(sum(t.numel() * t.element_size() for t in kept["weights"].values())),
+                    "validation_log_loss": float(kept["metrics"]["validation_log_loss"])})
         return rows
 
 
@@ -72,9 +72,14 @@ def check_sites(sites: list[Path]) -> None:
     if twice:
         raise FederationError(f"{', '.join(twice)}: given twice; fix: name each site once")
     for site in sites:
-        if not (Path(site) / "participants.csv").is_file():
-            raise FederationError(f"{site}: no participants.csv, so not a site cohort folder; fix: give one "
-                                  "folder per site in the cohort format (docs/cohort-format.md)")
+        check_site(Path(site))
+
+
+def check_site(folder: Path) -> None:
+    """A site's cohort folder has its participant table (the rest is the cohort loader's to check)."""
+    if not (folder / "participants.csv").is_file():
+        raise FederationError(f"{folder}: no participants.csv, so not a site cohort folder; fix: give a site's "
+                              "cohort folder in the cohort format (docs/cohort-format.md)")
 
 
 def site_names(sites: list[Path]) -> dict[str, str]:
@@ -108,6 +113,29 @@ def network_arguments(options: TrainOptions, encoders: dict) -> dict:
             "image_size": options.image_size, "freeze_blocks": options.freeze_blocks, "pretrained": options.pretrained}
 
 
+def recipe_class(strategy: str) -> type:
+    """FLARE's PyTorch recipe of ``strategy``."""
+    from nvflare.app_opt.pt.recipes.fedavg import FedAvgRecipe
+    from nvflare.app_opt.pt.recipes.fedprox import FedProxRecipe
+
+    if strategy not in STRATEGIES:
+        raise FederationError(f"strategy {strategy!r}; fix: use one of {', '.join(STRATEGIES)}")
+    return FedProxRecipe if strategy == "fedprox" else FedAvgRecipe
+
+
+def recipe_arguments(network: dict, rounds: int, min_clients: int, train_args: str, strategy: str,
+                     fedprox_mu: float) -> dict:
+    """The recipe's arguments, simulated or deployed alike: the server builds
+    :class:`.network.FederatedNetwork` from ``network``, each site runs :mod:`.client` with
+    ``train_args``, and the best global model is the one with the lowest validation log loss."""
+    arguments = dict(name=JOB, model={"path": NETWORK, "args": network}, min_clients=min_clients,
+                     num_rounds=rounds, train_script=str(CLIENT_SCRIPT.resolve()), train_args=train_args,
+                     key_metric="validation_log_loss", key_metric_mode="min")
+    if strategy == "fedprox":
+        arguments["fedprox_mu"] = fedprox_mu
+    return arguments
+
+
 def _quiet_console(path: Path) -> Path:
     """FLARE's concise log config with only warnings on the console, written to ``path``: each
     round's INFO lines still go to the workspace's log files (server/log.txt and
@@ -130,23 +158,17 @@ def load_global_weights(path: Path) -> dict[str, torch.Tensor]:
 def simulate(sites: list[Path], out: Path, work: Path, options: TrainOptions, rounds: int = 2,
              local_epochs: int = 1, strategy: str = "fedavg", fedprox_mu: float = 0.01) -> Federation:
     """Run the federation over ``sites`` (cohort folders) and write the bundle to ``out``."""
-    from nvflare.app_opt.pt.recipes.fedavg import FedAvgRecipe
-    from nvflare.app_opt.pt.recipes.fedprox import FedProxRecipe
     from nvflare.recipe import SimEnv
 
-    if strategy not in STRATEGIES:
-        raise FederationError(f"strategy {strategy!r}; fix: use one of {', '.join(STRATEGIES)}")
+    recipe_type = recipe_class(strategy)
     check_sites(sites)
     options = replace(options, threads=options.threads or 1)  # one core per simulated site
     work.mkdir(parents=True, exist_ok=True)
     plan = plan_federation(sites, work, options, rounds, local_epochs)
     plan_file = work / "plan.json"
     write_json(plan_file, plan)
-    common = dict(name=JOB, model={"path": NETWORK, "args": plan["network"]}, min_clients=len(sites),
-                  num_rounds=rounds, train_script=str(CLIENT_SCRIPT.resolve()),
-                  train_args=f"--config {plan_file.resolve()}", key_metric="validation_log_loss",
-                  key_metric_mode="min")
-    recipe = FedProxRecipe(**common, fedprox_mu=fedprox_mu) if strategy == "fedprox" else FedAvgRecipe(**common)
+    recipe = recipe_type(**recipe_arguments(plan["network"], rounds, len(sites), f"--config {plan_file.resolve()}",
+                                            strategy, fedprox_mu))
     env = SimEnv(clients=list(plan["sites"]), num_threads=len(sites), workspace_root=str(work.resolve() / "flare"),
                  log_config=str(_quiet_console(work / "flare-logging.json")))
     try:
@@ -158,9 +180,5 @@ def simulate(sites: list[Path], out: Path, work: Path, options: TrainOptions, ro
     found = sorted(workspace.rglob("FL_global_model.pt"))
     if not found:
         raise FederationError(f"{workspace}: FLARE saved no global model; fix: read server/log.txt there")
-    weights = load_global_weights(found[0])
-    holder = Site.from_plan(plan, next(iter(plan["sites"])))
-    state = RunState(epoch=rounds * local_epochs, best_epoch=rounds * local_epochs)
-    out.mkdir(parents=True, exist_ok=True)
-    bundle = Trainer(holder.options).load_fitted(holder.data, out, weights, state, 0.0).finish()
-    return Federation(bundle, found[0], rounds, plan["sites"], workspace, Path(plan["work"]), strategy)
+    bundle = Site.from_plan(plan, next(iter(plan["sites"]))).write_bundle(load_global_weights(found[0]), out)
+    return Federation(bundle, found[0], rounds, plan["sites"], workspace, Path(plan["work"]))

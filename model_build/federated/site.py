@@ -94,6 +94,14 @@ class Site:
                     "fedprox_mu": fedprox_mu}, path)
         return path
 
+    def write_bundle(self, weights: dict, out: Path) -> Path:
+        """The federation's global ``weights`` as a normal bundle in ``out``, its threshold chosen
+        on this site's inner validation split (the simulation's first site, or the cohort a
+        deployed coordinator holds)."""
+        state = RunState(epoch=self.options.epochs, best_epoch=self.options.epochs)  # rounds x local epochs
+        out.mkdir(parents=True, exist_ok=True)
+        return Trainer(self.options).load_fitted(self.data, out, to_tensors(weights), state, 0.0).finish()
+
     def note(self, line: str) -> None:
         """A line, timestamped, in the site's own ``rounds.log``: when it received each round's
         model and what it sent back (its operators' record of what left the site)."""

@@ -74,8 +74,8 @@ class TuneOptions:
 
     def training(self, size: int, epochs: int, fold: int) -> TrainOptions:
         seed = int(np.random.default_rng([self.seed, 7919, fold]).integers(2**31))
-        return replace(image_options(False, seed), image_size=size, epochs=epochs, threads=self.threads or STUDY_THREADS,
-                       device=self.device)
+        return replace(image_options(False, seed), image_size=size, epochs=epochs,
+                       threads=self.threads or STUDY_THREADS, device=self.device)
 
 
 def _listed(values: tuple[int, ...]) -> str:

@@ -8,9 +8,7 @@ the optional `federated` extra: pip install -c constraints.txt -e '.[workstation
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

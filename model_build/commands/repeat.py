@@ -88,7 +88,7 @@ def compare(
     if found.same_path:
         console.print("same float path (same threads, CPU, kernels and libraries): results.json must be equal; "
                       + (f"[red]sections that differ: {', '.join(sections)}[/]" if sections else
-                         "every section is (created, timings and provenance aside)"))
+                         "every section is (created, timings, provenance and the cohort's folder aside)"))
     if not all(row.within for row in found.rows):
         console.print("[red]a figure moved more than " + ("nothing: the same float path must give the same figures"
                                                           if found.same_path else "the seeds' range: not explained "

@@ -143,9 +143,14 @@ def compare(first: dict, second: dict, seeds: list[dict]) -> Comparison:
 
 
 def differing_sections(first: dict, second: dict) -> list[str]:
-    """The sections of two results.json that differ, but for when, how long and on what they ran."""
+    """The sections of two results.json that differ, but for when, how long, on what and where
+    they ran: the cohort is compared by its content (``data_hash`` and the rest), not by the
+    folder it was read from, which differs between two clones."""
+    def comparable(results: dict, key: str):  # noqa: ANN202
+        value = results.get(key)
+        return {k: v for k, v in value.items() if k != "path"} if key == "cohort" and isinstance(value, dict) else value
     return [key for key in sorted(set(first) | set(second))
-            if key not in UNCOMPARED_SECTIONS and first.get(key) != second.get(key)]
+            if key not in UNCOMPARED_SECTIONS and comparable(first, key) != comparable(second, key)]
 
 
 def _provenance_differences(first: dict, second: dict) -> dict[str, tuple]:

@@ -116,6 +116,11 @@ def test_runs_on_the_same_float_path_must_be_equal_in_every_figure_and_section(r
     assert found.same_path and all(row.within for row in found.rows)
     assert found.provenance == {"cpu.usable_cores": (2, 32)}
     assert differing_sections(laptop, workstation) == []
+    elsewhere = json.loads(json.dumps(workstation))  # another clone reads the same cohort from another folder
+    elsewhere["cohort"]["path"] = "/somewhere/else/cohort"
+    assert differing_sections(laptop, elsewhere) == []
+    elsewhere["cohort"]["data_hash"] = "0" * 64  # another cohort's content is still a difference
+    assert differing_sections(laptop, elsewhere) == ["cohort"]
     nudged = json.loads(json.dumps(summary(workstation)))
     nudged["figures"]["image AUC, external"] += 1e-6  # far inside the seeds' range
     found = compare(summary(laptop), nudged, seeds)

@@ -25,6 +25,12 @@ from sarco_core.cli import CliConsole, CommandGroup, reported_errors
 
 LocalEpochs = Annotated[int, typer.Option(min=1, help="Epochs each site trains per round (4: chosen on the sites' "
                                                      "validation loss, docs/federated.md).")]
+DpEpsilon = Annotated[Optional[float], typer.Option(
+    help="Differential privacy on every site's updates: the epsilon over the whole federation, per participant "
+         "(updates clipped to --dp-clip and noised; no metric leaves a site). Default: off.")]
+DpDelta = Annotated[float, typer.Option(help="The delta of --dp-epsilon (below 1 over the largest site's "
+                                             "participants).")]
+DpClip = Annotated[float, typer.Option(help="L2 norm each site's update is clipped to under --dp-epsilon.")]
 federated_app = CommandGroup(help="Train across site cohorts without pooling their data (NVIDIA FLARE).")
 
 
@@ -44,15 +50,19 @@ def simulate(
     local_epochs: LocalEpochs = 4,
     strategy: Annotated[Literal[STRATEGIES], typer.Option(
         help="fedavg: participant-weighted mean of the sites' weights; fedprox: the same with a proximal term "
-             "in each site's loss.")] = "fedavg",
+             "in each site's loss; fedbn: fedavg, each site training with its own batch-norm layers.")] = "fedavg",
     fedprox_mu: Annotated[float, typer.Option(help="FedProx's proximal coefficient mu (> 0).")] = 0.01,
     modalities: Annotated[str, typer.Option(help="Data types of the model, comma-separated: image, clinical, "
                                                  "lab.")] = "image",
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and of each site's training.")] = 0,
+    dp_epsilon: DpEpsilon = None,
+    dp_delta: DpDelta = 1e-5,
+    dp_clip: DpClip = 1.0,
 ) -> None:
     """Simulate a federation of SITES on this machine and write its model as a bundle."""
     console = CliConsole()
     chosen = _check_modalities(modalities)
+    privacy = _privacy(dp_epsilon, dp_delta, dp_clip, rounds)
     if not fedprox_mu > 0:
         raise typer.BadParameter(f"{fedprox_mu}: give a proximal coefficient above 0, e.g. 0.01",
                                  param_hint="--fedprox-mu")
@@ -64,7 +74,7 @@ def simulate(
         started = time.perf_counter()
         result = federation.simulate(sites, out, work or out.with_name(out.name + ".federation"),
                                      federation.federation_options(chosen, seed), rounds, local_epochs, strategy,
-                                     fedprox_mu)
+                                     fedprox_mu, privacy)
     seconds = time.perf_counter() - started
     table = Table(title=f"{strategy}, {rounds} rounds x {local_epochs} local epoch(s), {'+'.join(chosen)}")
     for column in ("site", "cohort folder", "training participants", "sent per round"):
@@ -73,7 +83,27 @@ def simulate(
         table.add_row(name, result.sites[name], str(sent[-1]["participants"]),
                       f"{sent[-1]['bytes'] / 1e6:.2f} MB x {len(sent)}")
     console.print(table)
+    if privacy is not None:
+        console.print(f"differential privacy: ({privacy.epsilon:g}, {privacy.delta:g}) over {rounds} rounds, per "
+                      f"participant; updates clipped to {privacy.clip:g}, noise multiplier "
+                      f"{privacy.noise_multiplier:.3f}")
     console.print(f"model: {result.bundle} ({seconds:.0f} s); what each site sent: {result.site_folders}")
+
+
+def _privacy(epsilon: float | None, delta: float, clip: float, rounds: int):  # noqa: ANN202
+    """The sites' update privacy asked on the command line (None: off), or the mistake named."""
+    if epsilon is None:
+        if delta != 1e-5 or clip != 1.0:
+            raise typer.BadParameter("--dp-delta and --dp-clip need --dp-epsilon; fix: add --dp-epsilon, e.g. 8",
+                                     param_hint="--dp-epsilon")
+        return None
+    try:
+        from model_build.federated.privacy import UpdatePrivacy
+
+        return UpdatePrivacy(epsilon=epsilon, delta=delta, clip=clip, rounds=rounds)
+    except ValueError as wrong:
+        raise typer.BadParameter(f"{wrong}; fix: e.g. --dp-epsilon 8 --dp-delta 1e-5 --dp-clip 1",
+                                 param_hint="--dp-epsilon/--dp-delta/--dp-clip") from None
 
 
 def _modalities(text: str, known: tuple[str, ...]) -> list[str]:
@@ -119,7 +149,7 @@ def compare(
     rounds: Annotated[int, typer.Option(min=1, help="Federation rounds.")] = 8,
     local_epochs: LocalEpochs = 4,
     strategy: Annotated[Optional[list[str]], typer.Option(
-        help="A federation to run (repeatable): fedavg or fedprox; the one with the lower validation loss is "
+        help="A federation to run (repeatable): fedavg, fedprox or fedbn; the one with the lower validation loss is "
              "judged against the targets. Default: fedavg.")] = None,
     modalities: Annotated[str, typer.Option(help="Data types of the model, comma-separated.")] = "image",
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and every training.")] = 0,
@@ -195,7 +225,7 @@ def coordinator(
                                                             "--min-sites are enough.")] = 600.0,
     site_timeout: Annotated[float, typer.Option(min=20, help="Seconds without a site's heartbeat (every 10 s) "
                                                              "before the server logs it out.")] = 60.0,
-    strategy: Annotated[Literal[STRATEGIES], typer.Option(help="fedavg or fedprox (as for simulate).")] = "fedavg",
+    strategy: Annotated[Literal[STRATEGIES], typer.Option(help="fedavg, fedprox or fedbn (as for simulate).")] = "fedavg",
     fedprox_mu: Annotated[float, typer.Option(help="FedProx's proximal coefficient mu (> 0).")] = 0.01,
     modalities: Annotated[str, typer.Option(help="Data types of the model; the deployment runtime federates "
                                                  "image only.")] = "image",
@@ -203,12 +233,16 @@ def coordinator(
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and of each site's training.")] = 0,
     work: Annotated[Optional[Path], typer.Option(help="Server log, the job's downloaded result and rounds.json "
                                                       "(default: OUT.coordinator next to OUT).")] = None,
+    dp_epsilon: DpEpsilon = None,
+    dp_delta: DpDelta = 1e-5,
+    dp_clip: DpClip = 1.0,
 ) -> None:
     """Run the coordinator: start the server, wait for the sites, run the rounds, write the bundle."""
     from dataclasses import replace
 
     console = CliConsole()
     chosen = _check_modalities(modalities)
+    privacy = _privacy(dp_epsilon, dp_delta, dp_clip, rounds)
     with reported_errors(exit_code=USER_ERROR):
         deploy = _import_deploy()
         federation = _import_federation()
@@ -218,7 +252,8 @@ def coordinator(
         result = deploy.coordinate(party_kits.server, party_kits.admin, calibration, out,
                                    work or out.with_name(out.name + ".coordinator"), options, rounds, local_epochs,
                                    sites, min_sites or sites, wait_after_min, round_timeout, join_timeout,
-                                   site_timeout=site_timeout, strategy=strategy, fedprox_mu=fedprox_mu)
+                                   site_timeout=site_timeout, strategy=strategy, fedprox_mu=fedprox_mu,
+                                   privacy=privacy)
     table = Table(title=f"{strategy}, {rounds} rounds: which sites sent an update")
     for column in ("round", "sent to", "updates from", "no update from"):
         table.add_column(column)

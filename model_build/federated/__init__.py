@@ -19,7 +19,9 @@ The pieces, each importable without FLARE installed except :mod:`.simulate`, :mo
   site that drops out.
 """
 
-STRATEGIES = ("fedavg", "fedprox")
+STRATEGIES = ("fedavg", "fedprox", "fedbn")
 """FedAvg (McMahan et al. 2017): the participant-weighted mean of the sites' weights; FedProx
-(Li et al. 2020): the same mean, with a proximal term in each site's loss. Here, not in
-:mod:`.simulate`, so that the command line lists them without importing torch."""
+(Li et al. 2020): the same mean, with a proximal term in each site's loss; FedBN (Li et al.
+2021): FedAvg, but each site trains with its own batch-norm layers (statistics and affine
+weights), the remedy for sites whose scanners differ. Here, not in :mod:`.simulate`, so that
+the command line lists them without importing torch."""

@@ -10,6 +10,8 @@ the global model, train, ``flare.send()`` an ``FLModel`` whose meta ``NUM_STEPS_
 is the FedAvg weight (here: the site's training participants). Under FedProx the server puts
 ``fedprox_mu`` in each training model's meta (``FedAvg`` workflow, ``set_fedprox_metadata``), and
 a raw PyTorch client must apply the proximal term itself (``FedProxRecipe``'s docstring).
+Under differential privacy (:mod:`.privacy`) the weights leave clipped and noised, and no
+metric leaves at all.
 """
 
 from __future__ import annotations
@@ -51,14 +53,15 @@ def main() -> None:
             fedprox_mu = (received.meta or {}).get(AlgorithmConstants.FEDPROX_MU)  # set by FedProxRecipe only
             weights, metrics = site.train_round(received.params, received.current_round or 0, fedprox_mu)
             site.keep_sent(received.current_round or 0, weights, metrics, fedprox_mu)
-            flare.send(flare.FLModel(params=weights, metrics=metrics,
+            sent = site.sendable(metrics)
+            flare.send(flare.FLModel(params=weights, metrics=sent,
                                      meta={"NUM_STEPS_CURRENT_ROUND": site.participants}))
         else:  # validate: the global model's loss only, no weights
             site.load(received.params)
-            metrics = {"validation_log_loss": site.evaluate()}
-            flare.send(flare.FLModel(metrics=metrics))
-        site.note(f"round {received.current_round}: sent {'weights and ' if flare.is_train() else ''}{metrics}")
-        print(f"[{name}] round {received.current_round} ({flare.get_task_name()}): sent {metrics}", flush=True)
+            sent = site.sendable({"validation_log_loss": site.evaluate()})
+            flare.send(flare.FLModel(metrics=sent or {}))  # FLARE refuses a model with neither params nor metrics
+        site.note(f"round {received.current_round}: sent {'weights and ' if flare.is_train() else ''}{sent}")
+        print(f"[{name}] round {received.current_round} ({flare.get_task_name()}): sent {sent}", flush=True)
 
 
 if __name__ == "__main__":

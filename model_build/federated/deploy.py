@@ -32,6 +32,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from model_build.federated.privacy import UpdatePrivacy
 from model_build.federated.simulate import (JOB, FederationError, check_site, load_global_weights, network_arguments,
                                             recipe_arguments, recipe_class)
 from model_build.federated.site import Site
@@ -129,13 +130,15 @@ def run_site(cohort: Path, kit: Path, work: Path) -> None:
     os.execvpe(command[0], command, env)
 
 
-def deployment_plan(options: TrainOptions, rounds: int, local_epochs: int) -> dict:
+def deployment_plan(options: TrainOptions, rounds: int, local_epochs: int, strategy: str = "fedavg",
+                    privacy: UpdatePrivacy | None = None) -> dict:
     """What every site is told: options and the network, no cohort path, no encoders."""
     if any(m != "image" for m in options.modalities or []):
         raise FederationError(f"--modalities {','.join(options.modalities)}: the deployment runtime federates the "
                               "image model only (the clinical/lab encoders are agreed from site sums, which it does "
                               "not collect yet); fix: --modalities image, or `sarco federated simulate`")
-    return {"options": asdict(options), "rounds": rounds, "local_epochs": local_epochs, "encoders": {},
+    return {"options": asdict(options), "rounds": rounds, "local_epochs": local_epochs, "strategy": strategy,
+            "privacy": None if privacy is None else privacy.to_dict(), "encoders": {},
             "network": network_arguments(options, {})}
 
 
@@ -305,7 +308,8 @@ class Coordinator:
 def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, work: Path, options: TrainOptions,
                rounds: int, local_epochs: int, sites: int, min_sites: int, wait_after_min: int = 30,
                round_timeout: int = 0, join_timeout: float = 120.0, job_timeout: float = 3600.0,
-               site_timeout: float = 60.0, strategy: str = "fedavg", fedprox_mu: float = 0.01) -> Deployment:
+               site_timeout: float = 60.0, strategy: str = "fedavg", fedprox_mu: float = 0.01,
+               privacy: UpdatePrivacy | None = None) -> Deployment:
     """Run the federation from the coordinator's side and write the bundle to ``out``; the
     decision threshold is chosen on ``calibration``'s inner validation split (a cohort the
     coordinator holds itself: no site's data is needed)."""
@@ -314,7 +318,7 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
                               "coordinator holds (its threshold is chosen there)")
     if not 1 <= min_sites <= sites:
         raise FederationError(f"--min-sites {min_sites}: give 1 to --sites ({sites})")
-    plan = deployment_plan(options, rounds, local_epochs)
+    plan = deployment_plan(options, rounds, local_epochs, strategy, privacy)
     recipe = deployment_recipe(plan, min_sites, wait_after_min, round_timeout, strategy, fedprox_mu)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -334,7 +338,7 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
     if len(rounds_record) != rounds:  # FLARE's status aside, every round must have run
         raise FederationError(f"job ended {status} after {len(rounds_record)} of {rounds} rounds; fix: read the "
                               f"server's log.txt in {result}")
-    holder = Site(calibration, options, {}, work / "calibration", rounds, local_epochs)
-    bundle = holder.write_bundle(load_global_weights(found[0]), out)
+    holder = Site(calibration, options, {}, work / "calibration", rounds, local_epochs, strategy, privacy)
+    bundle = holder.write_bundle(load_global_weights(found[0]), out, fedprox_mu if strategy == "fedprox" else None)
     write_json(work / "rounds.json", rounds_record)
     return Deployment(bundle, found[0], rounds_record, result, coordinator.server_log, seconds, status)

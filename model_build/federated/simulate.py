@@ -21,6 +21,7 @@ import torch
 
 from model_build.federated import STRATEGIES
 from model_build.federated.encoders import agree_encoders, site_statistics, tabular_inputs
+from model_build.federated.privacy import UpdatePrivacy
 from model_build.federated.site import Site
 from model_build.models.train import TrainOptions
 from model_build.models import MODALITIES
@@ -96,10 +97,12 @@ def federation_options(modalities: list[str], seed: int) -> TrainOptions:
     return replace(image_options(False, seed), modalities=list(modalities), weight_average=None)
 
 
-def plan_federation(sites: list[Path], work: Path, options: TrainOptions, rounds: int, local_epochs: int) -> dict:
+def plan_federation(sites: list[Path], work: Path, options: TrainOptions, rounds: int, local_epochs: int,
+                    strategy: str = "fedavg", privacy: UpdatePrivacy | None = None) -> dict:
     """The plan every site reads (see :mod:`.client`), with the encoders agreed from site sums."""
     encoders = agree_encoders([site_statistics(cohort, options) for cohort in sites])
     return {"sites": site_names(sites), "options": asdict(options), "rounds": rounds, "local_epochs": local_epochs,
+            "strategy": strategy, "privacy": None if privacy is None else privacy.to_dict(),
             "work": str(work.resolve() / "sites"),
             "encoders": {m: encoder.to_dict() for m, encoder in encoders.items()},
             "network": network_arguments(options, encoders)}
@@ -120,7 +123,7 @@ def recipe_class(strategy: str) -> type:
 
     if strategy not in STRATEGIES:
         raise FederationError(f"strategy {strategy!r}; fix: use one of {', '.join(STRATEGIES)}")
-    return FedProxRecipe if strategy == "fedprox" else FedAvgRecipe
+    return FedProxRecipe if strategy == "fedprox" else FedAvgRecipe  # FedBN: FedAvg's server, local norms at sites
 
 
 def recipe_arguments(network: dict, rounds: int, min_clients: int, train_args: str, strategy: str,
@@ -156,15 +159,17 @@ def load_global_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def simulate(sites: list[Path], out: Path, work: Path, options: TrainOptions, rounds: int = 2,
-             local_epochs: int = 1, strategy: str = "fedavg", fedprox_mu: float = 0.01) -> Federation:
-    """Run the federation over ``sites`` (cohort folders) and write the bundle to ``out``."""
+             local_epochs: int = 1, strategy: str = "fedavg", fedprox_mu: float = 0.01,
+             privacy: UpdatePrivacy | None = None) -> Federation:
+    """Run the federation over ``sites`` (cohort folders) and write the bundle to ``out``; with
+    ``privacy``, every site's updates leave clipped and noised (:mod:`.privacy`)."""
     from nvflare.recipe import SimEnv
 
     recipe_type = recipe_class(strategy)
     check_sites(sites)
     options = replace(options, threads=options.threads or 1)  # one core per simulated site
     work.mkdir(parents=True, exist_ok=True)
-    plan = plan_federation(sites, work, options, rounds, local_epochs)
+    plan = plan_federation(sites, work, options, rounds, local_epochs, strategy, privacy)
     plan_file = work / "plan.json"
     write_json(plan_file, plan)
     recipe = recipe_type(**recipe_arguments(plan["network"], rounds, len(sites), f"--config {plan_file.resolve()}",
@@ -180,5 +185,6 @@ def simulate(sites: list[Path], out: Path, work: Path, options: TrainOptions, ro
     found = sorted(workspace.rglob("FL_global_model.pt"))
     if not found:
         raise FederationError(f"{workspace}: FLARE saved no global model; fix: read server/log.txt there")
-    bundle = Site.from_plan(plan, next(iter(plan["sites"]))).write_bundle(load_global_weights(found[0]), out)
+    bundle = Site.from_plan(plan, next(iter(plan["sites"]))).write_bundle(
+        load_global_weights(found[0]), out, fedprox_mu if strategy == "fedprox" else None)
     return Federation(bundle, found[0], rounds, plan["sites"], workspace, Path(plan["work"]))

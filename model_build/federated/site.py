@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model_build.federated.privacy import UpdatePrivacy, private_names, privatize
 from model_build.models.checkpoint import RunState
 from model_build.models.tabular import TabularEncoder
 from model_build.models.train import Trainer, TrainOptions
@@ -44,6 +45,15 @@ def proximal_term(model: torch.nn.Module, mu: float) -> Callable[[torch.nn.Modul
     return penalty
 
 
+def norm_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the batch-norm tensors of ``model`` (affine weights and running statistics):
+    what FedBN (Li et al. 2021, "FedBN: Federated Learning on Non-IID Features via Local Batch
+    Normalization") keeps at each site. Frozen layers are included; they never change."""
+    norms = {f"{name}.{key}" for name, module in model.named_modules()
+             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for key in module.state_dict()}
+    return {name: value.detach().clone() for name, value in model.state_dict().items() if name in norms}
+
+
 def log_loss(labels: np.ndarray, probability: np.ndarray) -> float:
     p = np.clip(probability, 1e-6, 1 - 1e-6)
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
@@ -53,9 +63,14 @@ class Site:
     """A site's data (prepared once, with the agreed encoders) and its trainer."""
 
     def __init__(self, cohort: Path, options: TrainOptions, encoders: dict[str, TabularEncoder], out: Path,
-                 rounds: int, local_epochs: int = 1) -> None:
+                 rounds: int, local_epochs: int = 1, strategy: str = "fedavg",
+                 privacy: UpdatePrivacy | None = None) -> None:
         self.options = replace(options, epochs=rounds * local_epochs)  # the LR schedule spans the federation
         self.local_epochs = local_epochs
+        self.strategy = strategy
+        self.local_norms: dict[str, torch.Tensor] | None = {} if strategy == "fedbn" else None
+        self.privacy = privacy
+        self.noise_multiplier = None if privacy is None else privacy.noise_multiplier
         self.out = out
         self.data = TrainingData.prepare(cohort, self.options, encoders=encoders)
         self.trainer: Trainer | None = None
@@ -68,7 +83,8 @@ class Site:
         locally."""
         encoders = {m: TabularEncoder.from_dict(raw) for m, raw in plan["encoders"].items()}
         return cls(cohort or Path(plan["sites"][name]), TrainOptions(**plan["options"]), encoders,
-                   out or Path(plan["work"]) / name, plan["rounds"], plan["local_epochs"])
+                   out or Path(plan["work"]) / name, plan["rounds"], plan["local_epochs"],
+                   plan.get("strategy", "fedavg"), UpdatePrivacy(**plan["privacy"]) if plan.get("privacy") else None)
 
     @property
     def participants(self) -> int:
@@ -91,16 +107,28 @@ class Site:
         FedAvg's average and FedProx's coefficient against it)."""
         path = self.out / f"sent-round-{round_number}.pt"
         torch.save({"weights": to_tensors(weights), "metrics": metrics, "participants": self.participants,
-                    "fedprox_mu": fedprox_mu}, path)
+                    "fedprox_mu": fedprox_mu, "metrics_sent": self.sendable(metrics) is not None}, path)
         return path
 
-    def write_bundle(self, weights: dict, out: Path) -> Path:
+    def sendable(self, metrics: dict[str, float]) -> dict[str, float] | None:
+        """The metrics that may leave the site: none under differential privacy (a loss on the
+        site's participants is not covered by the update's noise), else the two aggregate losses."""
+        if self.privacy is not None:
+            return None
+        return {name: metrics[name] for name in ("validation_log_loss", "train_loss") if name in metrics}
+
+    def write_bundle(self, weights: dict, out: Path, fedprox_mu: float | None = None) -> Path:
         """The federation's global ``weights`` as a normal bundle in ``out``, its threshold chosen
         on this site's inner validation split (the simulation's first site, or the cohort a
-        deployed coordinator holds)."""
+        deployed coordinator holds). Its training.json records how the federation trained, with
+        the differential privacy its updates had."""
         state = RunState(epoch=self.options.epochs, best_epoch=self.options.epochs)  # rounds x local epochs
+        privacy = None if self.privacy is None else {**self.privacy.to_dict(), "noise_multiplier": self.noise_multiplier}
+        record = {"strategy": self.strategy, "rounds": self.options.epochs // self.local_epochs,
+                  "local_epochs": self.local_epochs, "fedprox_mu": fedprox_mu, "privacy": privacy}
         out.mkdir(parents=True, exist_ok=True)
-        return Trainer(self.options).load_fitted(self.data, out, to_tensors(weights), state, 0.0).finish()
+        return Trainer(self.options).load_fitted(self.data, out, to_tensors(weights), state, 0.0).finish(
+            training={"federation": record})
 
     def note(self, line: str) -> None:
         """A line, timestamped, in the site's own ``rounds.log``: when it received each round's
@@ -119,13 +147,26 @@ class Site:
         """Global weights in; the site's weights (CPU tensors: FLARE's PyTorch Client API drops
         anything else) and aggregate metrics out. With ``fedprox_mu`` (FedProx, Li et al. 2020)
         every batch's loss also pays mu/2 ||w - w_global||^2 over the trainable weights, which
-        keeps a site with an unusual scanner or case mix from drifting far in its local epochs."""
+        keeps a site with an unusual scanner or case mix from drifting far in its local epochs.
+        Under FedBN the site trains with the batch-norm layers it ended its last round with; the
+        validation loss is still that of the global model as received (the server's average of
+        every site's layers, batch norms included), the model the federation ends in."""
         trainer = self.load(weights)
+        received = {name: value.detach().clone() for name, value in trainer.model.state_dict().items()}
         metrics = {"validation_log_loss": self.evaluate()}  # of the global model received
+        if self.local_norms:  # FedBN, from round 2 on: back to this site's own batch norms
+            trainer.model.load_state_dict(self.local_norms, strict=False)
         penalty = None if fedprox_mu is None else proximal_term(trainer.model, fedprox_mu)
         task = trainer.progress.add_task("local epochs", total=None)
         losses = [trainer.train_epoch(round_number * self.local_epochs + e, task, penalty)
                   for e in range(self.local_epochs)]
         trainer.progress.remove_task(task)
         metrics["train_loss"] = float(losses[-1])
-        return {name: value.detach().cpu().clone() for name, value in trainer.model.state_dict().items()}, metrics
+        if self.local_norms is not None:
+            self.local_norms = norm_state(trainer.model)
+        sent = {name: value.detach().cpu().clone() for name, value in trainer.model.state_dict().items()}
+        if self.privacy is not None:
+            sent, clipping = privatize(sent, received, private_names(trainer.model), self.privacy,
+                                       self.noise_multiplier)
+            metrics |= clipping | {"noise_multiplier": self.noise_multiplier}
+        return sent, metrics

@@ -338,17 +338,18 @@ class Trainer:
             return self.data.branch.scorer
         return self.model.image_scorer()
 
-    def finish(self, operating_point: dict | None = None) -> Path:
+    def finish(self, operating_point: dict | None = None, training: dict | None = None) -> Path:
         """Stacker, threshold, metrics, ONNX and manifest: the bundle; the checkpoint goes.
         ``operating_point`` (the study's, chosen on out-of-fold predictions) replaces the inner
-        split's threshold: its ``refit_threshold`` is the bundle's decision threshold."""
+        split's threshold: its ``refit_threshold`` is the bundle's decision threshold.
+        ``training`` adds entries to the training metadata (a federation's record)."""
         metrics = self.settle()
         if operating_point is not None:
             self.threshold = {"value": operating_point["refit_threshold"], "rule": operating_point["rule"],
                               "target": operating_point["target"], "chosen_on": operating_point["chosen_on"]}
             self.operating_point = operating_point
         metrics["baselines"] = self._baselines()
-        bundle = self.write_bundle(self._deployable_model(), self.config, metrics)
+        bundle = self.write_bundle(self._deployable_model(), self.config, metrics, training)
         self.checkpoint.remove()
         return bundle
 

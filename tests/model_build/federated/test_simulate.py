@@ -118,3 +118,31 @@ def test_the_command_names_the_mistake_and_the_fix(tmp_path, arguments, message)
     result = CliRunner().invoke(app, ["federated", "simulate", *argv, "--out", str(tmp_path / "model")])
     assert result.exit_code != 0 and message in result.output, result.output
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("strategy", ["fedbn", "fedavg"])
+def test_under_fedbn_a_site_trains_with_its_own_batch_norms(tmp_path, strategy):
+    """FedBN keeps each site's batch-norm layers (Li et al. 2021): in round 2 the site trains with
+    the norms it ended round 1 with, not the server's average. The frozen blocks' norms never move
+    in training, so what the site sends back shows which ones it trained with."""
+    from dataclasses import replace
+
+    from model_build.federated.network import FederatedNetwork
+    from model_build.federated.simulate import federation_options, network_arguments
+    from model_build.federated.site import Site, norm_state
+
+    cohort = make_cohort(tmp_path / "hospital", seed=3, n_participants=24, videos=False).root
+    options = replace(federation_options(["image"], 0), threads=1)
+    site = Site(cohort, options, {}, tmp_path / "site", rounds=2, local_epochs=1, strategy=strategy)
+    initial = FederatedNetwork(**network_arguments(options, {})).state_dict()
+    after_one, _ = site.train_round(initial, 0)
+    norms = norm_state(site.trainer.model)
+    frozen = "encoders.image.net._bn0.running_mean"  # the stem is frozen (eval mode) in the study's recipe
+    assert frozen in norms and torch.equal(after_one[frozen], initial[frozen])
+
+    averaged = {name: value + 1.0 if name in norms and value.is_floating_point() else value
+                for name, value in after_one.items()}  # as if other sites' norms were averaged in
+    after_two, metrics = site.train_round(averaged, 1)
+    own = strategy == "fedbn"
+    assert torch.equal(after_two[frozen], norms[frozen] if own else averaged[frozen])
+    assert metrics["validation_log_loss"] > 0  # of the global model as received

@@ -227,8 +227,9 @@ def coordinator(
                                                              "before the server logs it out.")] = 60.0,
     strategy: Annotated[Literal[STRATEGIES], typer.Option(help="fedavg, fedprox or fedbn (as for simulate).")] = "fedavg",
     fedprox_mu: Annotated[float, typer.Option(help="FedProx's proximal coefficient mu (> 0).")] = 0.01,
-    modalities: Annotated[str, typer.Option(help="Data types of the model; the deployment runtime federates "
-                                                 "image only.")] = "image",
+    modalities: Annotated[str, typer.Option(help="Data types of the model, comma-separated: image, clinical, "
+                                                 "lab (clinical/lab: a first job agrees their encoders from the "
+                                                 "sites' column sums).")] = "image",
     threads: Annotated[Optional[int], typer.Option(min=1, help="Torch threads each site trains with.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and of each site's training.")] = 0,
     work: Annotated[Optional[Path], typer.Option(help="Server log, the job's downloaded result and rounds.json "
@@ -254,6 +255,8 @@ def coordinator(
                                    sites, min_sites or sites, wait_after_min, round_timeout, join_timeout,
                                    site_timeout=site_timeout, strategy=strategy, fedprox_mu=fedprox_mu,
                                    privacy=privacy)
+    if result.statistics_from:
+        console.print(f"clinical/lab encoders agreed from the column sums of {', '.join(result.statistics_from)}")
     table = Table(title=f"{strategy}, {rounds} rounds: which sites sent an update")
     for column in ("round", "sent to", "updates from", "no update from"):
         table.add_column(column)
@@ -264,9 +267,11 @@ def coordinator(
     if result.status != "FINISHED:COMPLETED":
         console.print(f"FLARE's job status: {result.status} (a site that left did not report the job's end, or "
                       "died while uploading an update; every round ran)")
-    console.print(f"model: {result.bundle} ({result.seconds['shut_down']:.0f} s: server up "
-                  f"{result.seconds['server_up']:.0f} s, sites joined {result.seconds['sites_joined']:.0f} s, job done "
-                  f"{result.seconds['job_done']:.0f} s); the job's result and server log: {result.result}")
+    steps = {"server up": "server_up", "sites joined": "sites_joined", "encoders agreed": "encoders_agreed",
+             "job done": "job_done"}
+    timeline = ", ".join(f"{step} {result.seconds[key]:.0f} s" for step, key in steps.items() if key in result.seconds)
+    console.print(f"model: {result.bundle} ({result.seconds['shut_down']:.0f} s: {timeline}); the job's result and "
+                  f"server log: {result.result}")
 
 
 @federated_app.command("site")

@@ -11,7 +11,9 @@ is the FedAvg weight (here: the site's training participants). Under FedProx the
 ``fedprox_mu`` in each training model's meta (``FedAvg`` workflow, ``set_fedprox_metadata``), and
 a raw PyTorch client must apply the proximal term itself (``FedProxRecipe``'s docstring).
 Under differential privacy (:mod:`.privacy`) the weights leave clipped and noised, and no
-metric leaves at all.
+metric leaves at all. A deployment whose model has clinical or lab inputs first runs a job of
+one ``statistics`` task (:class:`.controller.CollectStatistics`): the site answers with the
+column sums the encoders are agreed from (:mod:`.encoders`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from pathlib import Path
 import nvflare.client as flare
 from nvflare.app_common.app_constant import AlgorithmConstants
 
-from model_build.federated.site import Site
+from model_build.federated.controller import STATISTICS_TASK
+from model_build.federated.encoders import site_statistics
+from model_build.federated.site import Site, note
+from model_build.models.train import TrainOptions
 
 
 def main() -> None:
@@ -36,18 +41,27 @@ def main() -> None:
     flare.init()
     name = flare.get_site_name()
     if arguments.config is not None:
-        site = Site.from_plan(json.loads(arguments.config.read_text(encoding="utf-8")), name)
+        plan = json.loads(arguments.config.read_text(encoding="utf-8"))
+        cohort, out = Path(plan["sites"][name]), Path(plan["work"]) / name
     else:  # deployed: this site's own folders come from its own process's environment
         from model_build.federated.deploy import COHORT_VARIABLE, WORK_VARIABLE, decode_plan
 
         if COHORT_VARIABLE not in os.environ:
             raise SystemExit(f"{name}: {COHORT_VARIABLE} is not set; start the site with `sarco federated site`")
-        site = Site.from_plan(decode_plan(arguments.plan), name, Path(os.environ[COHORT_VARIABLE]),
-                              Path(os.environ.get(WORK_VARIABLE) or Path.cwd() / "sarco-site") / name)
+        plan = decode_plan(arguments.plan)
+        cohort = Path(os.environ[COHORT_VARIABLE])
+        out = Path(os.environ.get(WORK_VARIABLE) or Path.cwd() / "sarco-site") / name
+    site = None  # built at the first training task: it needs the agreed encoders
     while flare.is_running():
         received = flare.receive()
         if received is None:
             break
+        if flare.get_task_name() == STATISTICS_TASK:  # a deployment's first job (clinical/lab inputs)
+            statistics = site_statistics(cohort, TrainOptions(**plan["options"]))
+            flare.send(flare.FLModel(metrics={"modalities": len(statistics)}, meta={"statistics": statistics}))
+            note(out, f"sent the column sums of its training rows for {sorted(statistics)}")
+            continue
+        site = site or Site.from_plan(plan, name, cohort, out)
         site.note(f"round {received.current_round}: received the global model ({flare.get_task_name()})")
         if flare.is_train():
             fedprox_mu = (received.meta or {}).get(AlgorithmConstants.FEDPROX_MU)  # set by FedProxRecipe only

@@ -1,5 +1,6 @@
-"""FLARE's FedAvg workflow for a deployed federation: every live site each round, a round that
-does not wait for a site that has gone, and a record of which sites sent an update.
+"""FLARE's workflows for a deployed federation: FedAvg that sends to every live site each round,
+does not wait for a site that has gone, and records which sites sent an update; and, before it
+for clinical/lab inputs, one task that collects the sites' column sums (:class:`CollectStatistics`).
 
 FLARE's ``FedAvg`` (nvflare/app_common/workflows/fedavg.py, ``run``) sends each round's model
 with ``send_model(targets=sample_clients(num_clients))`` and no ``min_responses``, so a round
@@ -28,6 +29,7 @@ import os
 from nvflare.app_common.abstract.fl_model import FLModel
 from nvflare.app_common.workflows.base_fedavg import _get_client_name
 from nvflare.app_common.workflows.fedavg import FedAvg
+from nvflare.app_common.workflows.model_controller import ModelController
 
 ROUNDS_FILE = "sarco-rounds.json"
 
@@ -80,3 +82,32 @@ class SiteTolerantFedAvg(FedAvg):
         with open(os.path.join(run_dir, ROUNDS_FILE), "w", encoding="utf-8") as file:
             json.dump(self._rounds, file, indent=2)
         return super()._get_aggregated_result()
+
+
+STATISTICS_TASK = "statistics"
+STATISTICS_FILE = "sarco-statistics.json"
+
+
+class CollectStatistics(ModelController):
+    """The deployed federation's first job when the model has clinical or lab inputs: one task,
+    ``statistics``, to which each site answers with the column sums of its training rows
+    (:func:`model_build.federated.encoders.site_statistics`, in the reply's meta). They are
+    written to ``sarco-statistics.json`` in the job's run folder, which the coordinator downloads
+    and adds up into the encoders every site then trains with. No model, no persistor."""
+
+    def __init__(self, min_sites: int = 1, wait_after_min: int = 30, round_timeout: int = 0) -> None:
+        super().__init__(persistor_id="")
+        self.min_sites = min_sites          # attribute names = parameter names (FLARE's job export)
+        self.wait_after_min = wait_after_min
+        self.round_timeout = round_timeout
+
+    def run(self) -> None:
+        replies = self.broadcast_model(task_name=STATISTICS_TASK, data=FLModel(params={}), min_responses=self.min_sites,
+                                       timeout=self.round_timeout, wait_time_after_min_received=self.wait_after_min,
+                                       blocking=True) or []
+        collected = {_get_client_name(reply): reply.meta["statistics"] for reply in replies
+                     if "statistics" in (reply.meta or {})}
+        self.info(f"sarco statistics: column sums from {sorted(collected)}")
+        run_dir = self.engine.get_workspace().get_run_dir(self.fl_ctx.get_job_id())
+        with open(os.path.join(run_dir, STATISTICS_FILE), "w", encoding="utf-8") as file:
+            json.dump(collected, file, indent=2, sort_keys=True)

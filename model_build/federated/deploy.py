@@ -10,13 +10,14 @@ process per site, each on its own machine, over mutual TLS.
    (``SARCO_SITE_COHORT``), and :mod:`.client` reads it there: the coordinator never learns a
    site's paths, and the plan it sends holds options only.
 3. :func:`coordinate` starts the server from its kit the same way, waits for the sites to
-   connect, submits the job (FedAvg or FedProx, :class:`.controller.SiteTolerantFedAvg` as the
-   workflow) with the admin's kit through FLARE's API (``nvflare.fuel.flare_api``), waits for it,
-   downloads its result, shuts the federation down and writes the bundle.
+   connect, submits the job (FedAvg, FedProx or FedBN, :class:`.controller.SiteTolerantFedAvg`
+   as the workflow) with the admin's kit through FLARE's API (``nvflare.fuel.flare_api``), waits
+   for it, downloads its result, shuts the federation down and writes the bundle. When the model
+   has clinical or lab inputs, a first job (:func:`statistics_recipe`) collects each site's
+   column sums, and the training job carries the encoders agreed from them.
 
-What a site sends: its model weights and aggregate metrics each round (:mod:`.client`), never a
-row, an image or a per-participant number. Only image-only models are supported here: the
-tabular encoders are agreed from site sums, which the deployment runtime does not collect yet.
+What a site sends: its column sums (clinical/lab models, once), then its model weights and
+aggregate metrics each round (:mod:`.client`), never a row, an image or a per-participant number.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from model_build.federated.encoders import agree_encoders
 from model_build.federated.privacy import UpdatePrivacy
-from model_build.federated.simulate import (JOB, FederationError, check_site, load_global_weights, network_arguments,
-                                            recipe_arguments, recipe_class)
+from model_build.federated.simulate import (CLIENT_SCRIPT, FederationError, check_site, load_global_weights,
+                                            network_arguments, recipe_arguments, recipe_class)
 from model_build.federated.site import Site
+from model_build.models.tabular import TabularEncoder
 from model_build.models.train import TrainOptions
 from sarco_core.files import write_json
 
@@ -44,6 +47,7 @@ ADMIN = "coordinator@sarco.local"
 COHORT_VARIABLE = "SARCO_SITE_COHORT"   # the site's cohort folder, known to the site's process only
 WORK_VARIABLE = "SARCO_SITE_WORK"       # where the site keeps its copy of what it sent
 APP_PACKAGES = ("model_build", "sarco_core")  # installed at every party, never shipped in the job
+STATISTICS_JOB = "sarco-statistics"
 
 
 @dataclass(frozen=True)
@@ -131,15 +135,13 @@ def run_site(cohort: Path, kit: Path, work: Path) -> None:
 
 
 def deployment_plan(options: TrainOptions, rounds: int, local_epochs: int, strategy: str = "fedavg",
-                    privacy: UpdatePrivacy | None = None) -> dict:
-    """What every site is told: options and the network, no cohort path, no encoders."""
-    if any(m != "image" for m in options.modalities or []):
-        raise FederationError(f"--modalities {','.join(options.modalities)}: the deployment runtime federates the "
-                              "image model only (the clinical/lab encoders are agreed from site sums, which it does "
-                              "not collect yet); fix: --modalities image, or `sarco federated simulate`")
+                    privacy: UpdatePrivacy | None = None, encoders: dict[str, TabularEncoder] | None = None) -> dict:
+    """What every site is told: options, the network and the agreed encoders; no cohort path."""
+    encoders = encoders or {}
     return {"options": asdict(options), "rounds": rounds, "local_epochs": local_epochs, "strategy": strategy,
-            "privacy": None if privacy is None else privacy.to_dict(), "encoders": {},
-            "network": network_arguments(options, {})}
+            "privacy": None if privacy is None else privacy.to_dict(),
+            "encoders": {m: encoder.to_dict() for m, encoder in encoders.items()},
+            "network": network_arguments(options, encoders)}
 
 
 def encode_plan(plan: dict) -> str:
@@ -149,6 +151,39 @@ def encode_plan(plan: dict) -> str:
 
 def decode_plan(word: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(word.encode("ascii")).decode("utf-8"))
+
+
+def statistics_recipe(plan: dict, min_sites: int, wait_after_min: int, round_timeout: int):
+    """The job that comes first when the model has clinical or lab inputs: each site sends the
+    column sums of its training rows (:class:`.controller.CollectStatistics`)."""
+    from nvflare.job_config.api import FedJob
+    from nvflare.job_config.script_runner import ScriptRunner
+    from nvflare.recipe.spec import Recipe
+
+    from model_build.federated.controller import CollectStatistics
+
+    job = FedJob(name=STATISTICS_JOB, min_clients=min_sites)
+    job.to_server(CollectStatistics(min_sites, wait_after_min, round_timeout))
+    job.to_clients(ScriptRunner(script=str(CLIENT_SCRIPT.resolve()), script_args=f"--plan {encode_plan(plan)}"))
+    job.set_app_packages(list(APP_PACKAGES))
+    recipe = Recipe(job)
+    recipe.add_server_config({"dead_client_grace_period": 0})  # as for training (deployment_recipe)
+    return recipe
+
+
+def agreed_encoders(result: Path) -> tuple[dict[str, TabularEncoder], list[str]]:
+    """The encoders agreed from the statistics job's downloaded ``result``, and the sites that sent sums."""
+    from model_build.federated.controller import STATISTICS_FILE
+
+    found = sorted(result.rglob(STATISTICS_FILE))
+    collected = json.loads(found[0].read_text(encoding="utf-8")) if found else {}
+    if not collected:
+        raise FederationError(f"{result}: no site sent its column sums; fix: read the sites' logs and the server's "
+                              "log.txt there")
+    try:
+        return agree_encoders(list(collected.values())), sorted(collected)
+    except ValueError as disagree:
+        raise FederationError(f"{disagree} (sites {', '.join(sorted(collected))})") from None
 
 
 def deployment_recipe(plan: dict, min_sites: int, wait_after_min: int, round_timeout: int, strategy: str,
@@ -191,6 +226,7 @@ class Deployment:
     server_log: Path
     seconds: dict[str, float]
     status: str             # FLARE's job status (FINISHED:ABNORMAL when a site died before the job's end)
+    statistics_from: list[str]  # sites whose column sums agreed the clinical/lab encoders (none: image only)
 
 
 class Coordinator:
@@ -280,7 +316,7 @@ class Coordinator:
         with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
             warnings.simplefilter("ignore", PotentialSecretWarning)  # the plan (options, base64) is no secret
             recipe.export(job_dir=folder)
-            job_id = self.session.submit_job(str(Path(folder) / JOB))
+            job_id = self.session.submit_job(str(next(Path(folder).iterdir())))  # the one job exported
         returned = self.session.monitor_job(job_id, timeout=timeout)
         if returned != MonitorReturnCode.JOB_FINISHED:
             self.session.abort_job(job_id)
@@ -318,15 +354,23 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
                               "coordinator holds (its threshold is chosen there)")
     if not 1 <= min_sites <= sites:
         raise FederationError(f"--min-sites {min_sites}: give 1 to --sites ({sites})")
-    plan = deployment_plan(options, rounds, local_epochs, strategy, privacy)
-    recipe = deployment_recipe(plan, min_sites, wait_after_min, round_timeout, strategy, fedprox_mu)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
+    tabular = [m for m in options.modalities or [] if m != "image"]
+    statistics_from: list[str] = []
     with Coordinator(server_kit, admin_kit, work, site_timeout) as coordinator:
         coordinator.connect()
         seconds["server_up"] = time.perf_counter() - started
         coordinator.wait_for_sites(sites, min_sites, join_timeout)
         seconds["sites_joined"] = time.perf_counter() - started
+        encoders = {}
+        if tabular:  # first the column sums, then training with the encoders agreed from them
+            summed, _ = coordinator.run_job(statistics_recipe(deployment_plan(options, rounds, local_epochs),
+                                                              min_sites, wait_after_min, round_timeout), job_timeout)
+            encoders, statistics_from = agreed_encoders(summed)
+            seconds["encoders_agreed"] = time.perf_counter() - started
+        plan = deployment_plan(options, rounds, local_epochs, strategy, privacy, encoders)
+        recipe = deployment_recipe(plan, min_sites, wait_after_min, round_timeout, strategy, fedprox_mu)
         result, status = coordinator.run_job(recipe, job_timeout)
         seconds["job_done"] = time.perf_counter() - started
     seconds["shut_down"] = time.perf_counter() - started
@@ -338,7 +382,8 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
     if len(rounds_record) != rounds:  # FLARE's status aside, every round must have run
         raise FederationError(f"job ended {status} after {len(rounds_record)} of {rounds} rounds; fix: read the "
                               f"server's log.txt in {result}")
-    holder = Site(calibration, options, {}, work / "calibration", rounds, local_epochs, strategy, privacy)
+    holder = Site(calibration, options, encoders, work / "calibration", rounds, local_epochs, strategy, privacy)
     bundle = holder.write_bundle(load_global_weights(found[0]), out, fedprox_mu if strategy == "fedprox" else None)
     write_json(work / "rounds.json", rounds_record)
-    return Deployment(bundle, found[0], rounds_record, result, coordinator.server_log, seconds, status)
+    return Deployment(bundle, found[0], rounds_record, result, coordinator.server_log, seconds, status,
+                      statistics_from)

@@ -59,6 +59,14 @@ def log_loss(labels: np.ndarray, probability: np.ndarray) -> float:
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
 
+def note(out: Path, line: str) -> None:
+    """A line, timestamped, in a site's own ``rounds.log`` in ``out``: when it received each
+    round's model and what it sent back (its operators' record of what left the site)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "rounds.log", "a", encoding="utf-8") as log:
+        log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+
 class Site:
     """A site's data (prepared once, with the agreed encoders) and its trainer."""
 
@@ -131,11 +139,7 @@ class Site:
             training={"federation": record})
 
     def note(self, line: str) -> None:
-        """A line, timestamped, in the site's own ``rounds.log``: when it received each round's
-        model and what it sent back (its operators' record of what left the site)."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "rounds.log", "a", encoding="utf-8") as log:
-            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        note(self.out, line)
 
     def evaluate(self) -> float:
         """Log loss of the loaded model on this site's inner validation participants."""

@@ -1,5 +1,6 @@
 """The deployment runtime with real processes on 127.0.0.1: a coordinator and 3 sites, one of
-them killed (SIGKILL, its whole process group) mid-federation.
+them killed (SIGKILL, its whole process group) mid-federation, training the fused model (image,
+clinical, lab), so that a first job agrees the clinical/lab encoders from the sites' sums.
 
 `sarco federated provision` writes mutual-TLS startup kits; `sarco federated coordinator`
 starts FLARE's server and submits the job; each `sarco federated site COHORT --kit KIT` becomes a
@@ -26,6 +27,7 @@ import torch
 pytest.importorskip("nvflare", reason="NVIDIA FLARE is not installed (the optional `federated` extra)")
 
 from model_build.cli import app  # noqa: E402
+from model_build.federated.encoders import agree_encoders  # noqa: E402
 from model_build.models.bundle import load_bundle  # noqa: E402
 from testkit.cohort_factory import make_cohort  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
@@ -107,7 +109,8 @@ def test_a_site_killed_mid_round_does_not_stop_the_federation(tmp_path, processe
     coordinator = processes(sarco("federated", "coordinator", "--kits", kits, "--calibration", calibration,
                                   "--out", bundle, "--work", work, "--sites", 3, "--min-sites", 2,
                                   "--rounds", ROUNDS, "--local-epochs", 1, "--wait-after-min", 10, "--site-timeout", 30,
-                                  "--join-timeout", 120, "--threads", 1), tmp_path / "coordinator.log")
+                                  "--join-timeout", 120, "--threads", 1, "--modalities", "image,clinical,lab"),
+                        tmp_path / "coordinator.log")
     sites = {name: processes(sarco("federated", "site", cohorts[name], "--kit", site_kits[name],
                                    "--work", tmp_path / f"{name}-work"), tmp_path / f"{name}.log")
              for name in SITES}
@@ -132,36 +135,45 @@ def test_a_site_killed_mid_round_does_not_stop_the_federation(tmp_path, processe
     assert "site-3" in rounds[1]["sent_to"] and rounds[1]["no_update_from"] == ["site-3"]  # killed mid-round
     assert [record["updates_from"] for record in rounds[1:]] == [["site-1", "site-2"]] * (ROUNDS - 1)
     assert "which sites sent an update" in output and "site-1, site-2" in output
-    server_log = next(work.glob("result/*/workspace/log.txt")).read_text()
+    training_result = next(work.rglob("sarco-rounds.json")).parents[1]  # the job's folder: workspace/..
+    server_log = (training_result / "workspace" / "log.txt").read_text()
     assert "sarco round 0: updates from ['site-1', 'site-2', 'site-3']" in server_log
     assert "sarco round 1: updates from ['site-1', 'site-2']; none from ['site-3']" in server_log
 
+    # The encoders came from all three sites' column sums (before any was killed), and every
+    # site trained with them: the plan in the training job holds them, the bundle too.
+    assert "encoders agreed from the column sums of site-1, site-2, site-3" in output
+    statistics = json.loads(next(work.rglob("sarco-statistics.json")).read_text())
+    assert sorted(statistics) == SITES and set(statistics["site-1"]) == {"clinical", "lab"}
+    assert "sent the column sums" in (tmp_path / "site-1-work" / "site-1" / "rounds.log").read_text()
+
     # What the coordinator sent the sites held no site's path, and of the project's code only
     # the site script (each party imports its own installed model_build and sarco_core).
-    job = next(work.glob("result/*/job/*/app"))
-    client_config = (job / "config" / "config_fed_client.json").read_text()
-    assert not any(str(cohort) in client_config for cohort in cohorts.values())
-    shipped = {str(path.relative_to(job / "custom")) for path in (job / "custom").rglob("*.py")}
-    assert shipped == {"model_build/federated/client.py"}
+    jobs = sorted(work.glob("result/*/job/*/app"))
+    assert len(jobs) == 2  # the statistics job, then training
+    for job in jobs:
+        client_config = (job / "config" / "config_fed_client.json").read_text()
+        assert not any(str(cohort) in client_config for cohort in cohorts.values())
+        shipped = {str(path.relative_to(job / "custom")) for path in (job / "custom").rglob("*.py")}
+        assert shipped == {"model_build/federated/client.py"}
 
     # What a site sent: weights and aggregate numbers only.
     kept = torch.load(tmp_path / "site-1-work" / "site-1" / f"sent-round-{ROUNDS - 1}.pt", weights_only=True)
-    assert set(kept) == {"weights", "metrics", "participants", "fedprox_mu"}
+    assert set(kept) == {"weights", "metrics", "participants", "fedprox_mu", "metrics_sent"}
     assert set(kept["metrics"]) == {"validation_log_loss", "train_loss"}
 
     loaded = load_bundle(bundle)
-    assert loaded.config.modalities == ["image"]
+    assert loaded.config.modalities == ["image", "clinical", "lab"]
+    assert loaded.encoders["lab"].to_dict() == agree_encoders(list(statistics.values()))["lab"].to_dict()
     assert loaded.training["epochs_run"] == ROUNDS
 
 
 def test_mistakes_end_with_a_fix(tmp_path):
-    from model_build.federated.deploy import deployment_plan, split_address
-    from model_build.federated.simulate import FederationError, federation_options
+    from model_build.federated.deploy import split_address
+    from model_build.federated.simulate import FederationError
 
     with pytest.raises(FederationError, match="HOST:PORT"):
         split_address("127.0.0.1")
-    with pytest.raises(FederationError, match="image model only"):
-        deployment_plan(federation_options(["clinical", "lab"], 0), rounds=2, local_epochs=1)
     out = tmp_path / "kits"
     first = CliRunner().invoke(app, ["federated", "provision", "--address", "127.0.0.1:8002", "--site", "a",
                                      "--site", "b", "--out", str(out)])
@@ -181,4 +193,4 @@ def test_the_plan_a_site_receives_holds_options_not_paths():
     word = encode_plan(plan)
     assert word.isascii() and " " not in word  # one argument of the site script
     assert decode_plan(word) == plan
-    assert set(plan) == {"options", "rounds", "local_epochs", "encoders", "network"}
+    assert set(plan) == {"options", "rounds", "local_epochs", "strategy", "privacy", "encoders", "network"}

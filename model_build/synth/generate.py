@@ -386,7 +386,7 @@ def _readme(facts: dict) -> str:
         "",
         f"- generator: sarco synth {facts['generator_version']}",
         f"- size: {facts['size']}, seed: {facts['seed']}, videos: {'yes' if facts['videos'] else 'no'}",
-        f"- labels: AWGS 2019, reproducible with `sarco label COHORT --standard awgs2019`",
+        "- labels: AWGS 2019, reproducible with `sarco label COHORT --standard awgs2019`",
         f"- missing values: {facts['missing_values']}",
         *_consortium_lines(facts),
         f"- {truth} holds the latent variables and the Bayes-optimal probabilities; "

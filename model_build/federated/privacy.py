@@ -13,8 +13,10 @@ recurrent language models", for the clip-and-noise update):
    data) changes, so the release is a Gaussian mechanism of sensitivity 2 clip.
 
 Each site releases one update per round, so over ``rounds`` rounds its updates are
-(epsilon, delta)-differentially private for any one of its participants, and for the site's data
-as a whole, against everyone who sees them: the coordinator and the other sites. The noise
+(epsilon, delta)-differentially private against everyone who sees them (the coordinator and the
+other sites), for neighbouring datasets of the same size: one participant's data replaced by
+anyone else's, or indeed every participant's. The number of training participants is sent in
+the clear (FedAvg's weight), so the site's size is not private. The noise
 multiplier is the smallest that keeps the whole federation within the asked epsilon, from
 Opacus's Renyi-DP accountant (Mironov 2017), sampling rate 1 (every round sees all the site's
 data). Its noise is drawn from the operating system's entropy, never from the federation's seed:

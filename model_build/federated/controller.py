@@ -26,8 +26,10 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 from nvflare.app_common.abstract.fl_model import FLModel
-from nvflare.app_common.workflows.base_fedavg import _get_client_name
+from nvflare.app_common.aggregators.model_aggregator import ModelAggregator
+from nvflare.app_common.workflows.base_fedavg import _get_client_name, _get_num_steps_weight
 from nvflare.app_common.workflows.fedavg import FedAvg
 from nvflare.app_common.workflows.model_controller import ModelController
 
@@ -111,3 +113,38 @@ class CollectStatistics(ModelController):
         run_dir = self.engine.get_workspace().get_run_dir(self.fl_ctx.get_job_id())
         with open(os.path.join(run_dir, STATISTICS_FILE), "w", encoding="utf-8") as file:
             json.dump(collected, file, indent=2, sort_keys=True)
+
+
+class SiteOrderedAverage(ModelAggregator):
+    """FedAvg's participant-weighted mean of the sites' weights (and of their numeric metrics),
+    summed in site-name order once every update of the round is in. FLARE's built-in FedAvg adds
+    each update to a running sum as it arrives, and floating-point sums depend on their order:
+    two runs of one seed then differ by arrival order (measured here: the same 6-site FedAvg gave
+    poc AUC 0.864 in one run and 0.858 in another). Summed in a fixed order, a seed gives one
+    model. The weights are each site's ``NUM_STEPS_CURRENT_ROUND`` (its training participants)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._updates: dict[str, FLModel] = {}
+
+    def accept_model(self, model: FLModel) -> None:
+        self._updates[_get_client_name(model)] = model
+
+    def reset_stats(self) -> None:
+        self._updates = {}
+
+    def aggregate_model(self) -> FLModel:
+        names = sorted(self._updates)
+        updates = [self._updates[name] for name in names]
+        weights = [_get_num_steps_weight(update) for update in updates]
+        total = sum(weights)
+        params = {}
+        for key, first in updates[0].params.items():
+            mean = sum(np.asarray(update.params[key], dtype=np.float64) * weight
+                       for update, weight in zip(updates, weights)) / total
+            params[key] = mean.astype(np.asarray(first).dtype)
+        shared = set.intersection(*[set(update.metrics or {}) for update in updates])
+        metrics = {key: sum(float(update.metrics[key]) * weight for update, weight in zip(updates, weights)) / total
+                   for key in sorted(shared) if all(isinstance(update.metrics[key], (int, float)) for update in updates)}
+        self.info(f"sarco average of {names}, weights {weights}")
+        return FLModel(params=params, params_type=updates[0].params_type, metrics=metrics or None)

@@ -130,10 +130,14 @@ def recipe_arguments(network: dict, rounds: int, min_clients: int, train_args: s
                      fedprox_mu: float) -> dict:
     """The recipe's arguments, simulated or deployed alike: the server builds
     :class:`.network.FederatedNetwork` from ``network``, each site runs :mod:`.client` with
-    ``train_args``, and the best global model is the one with the lowest validation log loss."""
+    ``train_args``, the sites' weights are averaged in a fixed order
+    (:class:`.controller.SiteOrderedAverage`), and the best global model is the one with the
+    lowest validation log loss."""
+    from model_build.federated.controller import SiteOrderedAverage
+
     arguments = dict(name=JOB, model={"path": NETWORK, "args": network}, min_clients=min_clients,
                      num_rounds=rounds, train_script=str(CLIENT_SCRIPT.resolve()), train_args=train_args,
-                     key_metric="validation_log_loss", key_metric_mode="min")
+                     key_metric="validation_log_loss", key_metric_mode="min", aggregator=SiteOrderedAverage())
     if strategy == "fedprox":
         arguments["fedprox_mu"] = fedprox_mu
     return arguments

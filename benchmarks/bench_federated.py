@@ -1,7 +1,7 @@
 """Pooled, federated and single-site training on a consortium, against issue #19's targets.
 
     PYTHONPATH=. python benchmarks/bench_federated.py CONSORTIUM --out DIR [--rounds 8]
-        [--local-epochs 4] [--strategy fedavg --strategy fedprox] [--modalities image] [--seed 0]
+        [--local-epochs 4] [--strategy fedavg --strategy fedprox --strategy fedbn] [--modalities image] [--seed 0]
 
 CONSORTIUM is `sarco synth OUT --size consortium`. The work is `sarco federated compare`'s
 (:mod:`model_build.federated.compare`); this script prints its table and the targets: the

@@ -26,11 +26,14 @@ from sarco_core.cli import CliConsole, CommandGroup, reported_errors
 LocalEpochs = Annotated[int, typer.Option(min=1, help="Epochs each site trains per round (4: chosen on the sites' "
                                                      "validation loss, docs/federated.md).")]
 DpEpsilon = Annotated[Optional[float], typer.Option(
-    help="Differential privacy on every site's updates: the epsilon over the whole federation, per participant "
-         "(updates clipped to --dp-clip and noised; no metric leaves a site). Default: off.")]
-DpDelta = Annotated[float, typer.Option(help="The delta of --dp-epsilon (below 1 over the largest site's "
-                                             "participants).")]
-DpClip = Annotated[float, typer.Option(help="L2 norm each site's update is clipped to under --dp-epsilon.")]
+    help="Differential privacy on every site's weight updates: the epsilon over the whole federation, per "
+         "participant (updates clipped to --dp-clip and noised; no metric leaves a site; site sizes and the "
+         "clinical/lab column sums are not covered). Default: off.")]
+DpDelta = Annotated[Optional[float], typer.Option(help="The delta of --dp-epsilon; keep it below 1 over the "
+                                                       "largest site's participants. Default: 1e-5.")]
+DpClip = Annotated[Optional[float], typer.Option(help="L2 norm each site's update is clipped to under --dp-epsilon "
+                                                      "(e.g. the median update norm of a run on public or synthetic "
+                                                      "data). Default: 1.")]
 federated_app = CommandGroup(help="Train across site cohorts without pooling their data (NVIDIA FLARE).")
 
 
@@ -56,8 +59,8 @@ def simulate(
                                                  "lab.")] = "image",
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and of each site's training.")] = 0,
     dp_epsilon: DpEpsilon = None,
-    dp_delta: DpDelta = 1e-5,
-    dp_clip: DpClip = 1.0,
+    dp_delta: DpDelta = None,
+    dp_clip: DpClip = None,
 ) -> None:
     """Simulate a federation of SITES on this machine and write its model as a bundle."""
     console = CliConsole()
@@ -85,22 +88,23 @@ def simulate(
     console.print(table)
     if privacy is not None:
         console.print(f"differential privacy: ({privacy.epsilon:g}, {privacy.delta:g}) over {rounds} rounds, per "
-                      f"participant; updates clipped to {privacy.clip:g}, noise multiplier "
-                      f"{privacy.noise_multiplier:.3f}")
+                      f"participant, of the weight updates (clipped to {privacy.clip:g}, noise multiplier "
+                      f"{privacy.noise_multiplier:.3f}); not covered: {'; '.join(privacy.not_covered(chosen))}")
     console.print(f"model: {result.bundle} ({seconds:.0f} s); what each site sent: {result.site_folders}")
 
 
-def _privacy(epsilon: float | None, delta: float, clip: float, rounds: int):  # noqa: ANN202
+def _privacy(epsilon: float | None, delta: float | None, clip: float | None, rounds: int):  # noqa: ANN202
     """The sites' update privacy asked on the command line (None: off), or the mistake named."""
     if epsilon is None:
-        if delta != 1e-5 or clip != 1.0:
+        if delta is not None or clip is not None:
             raise typer.BadParameter("--dp-delta and --dp-clip need --dp-epsilon; fix: add --dp-epsilon, e.g. 8",
                                      param_hint="--dp-epsilon")
         return None
     try:
         from model_build.federated.privacy import UpdatePrivacy
 
-        return UpdatePrivacy(epsilon=epsilon, delta=delta, clip=clip, rounds=rounds)
+        return UpdatePrivacy(epsilon=epsilon, delta=1e-5 if delta is None else delta,
+                             clip=1.0 if clip is None else clip, rounds=rounds)
     except ValueError as wrong:
         raise typer.BadParameter(f"{wrong}; fix: e.g. --dp-epsilon 8 --dp-delta 1e-5 --dp-clip 1",
                                  param_hint="--dp-epsilon/--dp-delta/--dp-clip") from None
@@ -235,8 +239,8 @@ def coordinator(
     work: Annotated[Optional[Path], typer.Option(help="Server log, the job's downloaded result and rounds.json "
                                                       "(default: OUT.coordinator next to OUT).")] = None,
     dp_epsilon: DpEpsilon = None,
-    dp_delta: DpDelta = 1e-5,
-    dp_clip: DpClip = 1.0,
+    dp_delta: DpDelta = None,
+    dp_clip: DpClip = None,
 ) -> None:
     """Run the coordinator: start the server, wait for the sites, run the rounds, write the bundle."""
     from dataclasses import replace
@@ -267,6 +271,9 @@ def coordinator(
     if result.status != "FINISHED:COMPLETED":
         console.print(f"FLARE's job status: {result.status} (a site that left did not report the job's end, or "
                       "died while uploading an update; every round ran)")
+    if privacy is not None:
+        console.print(f"differential privacy: ({privacy.epsilon:g}, {privacy.delta:g}) over {rounds} rounds, per "
+                      f"participant, of the weight updates; not covered: {'; '.join(privacy.not_covered(chosen))}")
     steps = {"server up": "server_up", "sites joined": "sites_joined", "encoders agreed": "encoders_agreed",
              "job done": "job_done"}
     timeline = ", ".join(f"{step} {result.seconds[key]:.0f} s" for step, key in steps.items() if key in result.seconds)

@@ -135,6 +135,8 @@ class SiteOrderedAverage(ModelAggregator):
 
     def aggregate_model(self) -> FLModel:
         names = sorted(self._updates)
+        if not names:
+            raise RuntimeError("no site sent an update this round; the global model cannot be averaged")
         updates = [self._updates[name] for name in names]
         weights = [_get_num_steps_weight(update) for update in updates]
         total = sum(weights)
@@ -142,7 +144,8 @@ class SiteOrderedAverage(ModelAggregator):
         for key, first in updates[0].params.items():
             mean = sum(np.asarray(update.params[key], dtype=np.float64) * weight
                        for update, weight in zip(updates, weights)) / total
-            params[key] = mean.astype(np.asarray(first).dtype)
+            dtype = np.asarray(first).dtype
+            params[key] = (mean if np.issubdtype(dtype, np.floating) else np.rint(mean)).astype(dtype)
         shared = set.intersection(*[set(update.metrics or {}) for update in updates])
         metrics = {key: sum(float(update.metrics[key]) * weight for update, weight in zip(updates, weights)) / total
                    for key in sorted(shared) if all(isinstance(update.metrics[key], (int, float)) for update in updates)}

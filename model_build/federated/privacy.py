@@ -69,6 +69,15 @@ class UpdatePrivacy:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @staticmethod
+    def not_covered(modalities: list[str]) -> list[str]:
+        """What else leaves a site, in the clear, beside the noised updates."""
+        clear = ["each site's number of training participants (FedAvg's weight)"]
+        if any(m != "image" for m in modalities):
+            clear.append("the column sums the clinical/lab encoders are agreed from (count, sum, sum of squares, "
+                         "levels seen)")
+        return clear
+
 
 def private_names(model: torch.nn.Module) -> set[str]:
     """The ``state_dict`` names that training can change: trainable parameters, and the buffers
@@ -90,7 +99,7 @@ def privatize(sent: dict[str, torch.Tensor], received: dict[str, torch.Tensor], 
     scale = min(1.0, privacy.clip / norm) if norm > 0 else 1.0
     generator = torch.Generator().manual_seed(secrets.randbits(63))
     deviation = noise_multiplier * 2 * privacy.clip
-    private = dict(sent)
+    private = {name: received[name].clone() for name in sent}  # what training must not change leaves as received
     for name, change in delta.items():
         noise = torch.normal(0.0, deviation, size=change.shape, generator=generator, dtype=torch.float64)
         value = received[name].double() + change * scale + noise

@@ -131,7 +131,9 @@ class Site:
         deployed coordinator holds). Its training.json records how the federation trained, with
         the differential privacy its updates had."""
         state = RunState(epoch=self.options.epochs, best_epoch=self.options.epochs)  # rounds x local epochs
-        privacy = None if self.privacy is None else {**self.privacy.to_dict(), "noise_multiplier": self.noise_multiplier}
+        privacy = None if self.privacy is None else {
+            **self.privacy.to_dict(), "noise_multiplier": self.noise_multiplier, "covers": "each site's weight updates",
+            "not_covered": UpdatePrivacy.not_covered(self.options.modalities)}
         record = {"strategy": self.strategy, "rounds": self.options.epochs // self.local_epochs,
                   "local_epochs": self.local_epochs, "fedprox_mu": fedprox_mu, "privacy": privacy}
         out.mkdir(parents=True, exist_ok=True)
@@ -156,7 +158,7 @@ class Site:
         validation loss is still that of the global model as received (the server's average of
         every site's layers, batch norms included), the model the federation ends in."""
         trainer = self.load(weights)
-        received = {name: value.detach().clone() for name, value in trainer.model.state_dict().items()}
+        received = {name: value.detach().cpu().clone() for name, value in trainer.model.state_dict().items()}
         metrics = {"validation_log_loss": self.evaluate()}  # of the global model received
         if self.local_norms:  # FedBN, from round 2 on: back to this site's own batch norms
             trainer.model.load_state_dict(self.local_norms, strict=False)

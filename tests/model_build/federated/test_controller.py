@@ -16,7 +16,7 @@ from model_build.federated.controller import SiteOrderedAverage  # noqa: E402
 
 def update(name: str, participants: int, seed: int) -> FLModel:
     rng = np.random.default_rng(seed)
-    return FLModel(params={"w": rng.normal(size=1000), "steps": np.array(7 * seed, np.int64)},
+    return FLModel(params={"w": rng.normal(size=1000), "steps": np.array(10 * seed + 1, np.int64)},
                    params_type=ParamsType.FULL, metrics={"validation_log_loss": 0.1 * seed},
                    meta={"client_name": name, "NUM_STEPS_CURRENT_ROUND": participants})
 
@@ -36,7 +36,8 @@ def test_the_average_is_weighted_by_participants_and_independent_of_arrival_orde
     weights = np.array([110, 25, 60, 32], dtype=np.float64)
     expected = sum(u.params["w"].astype(np.float64) * w for u, w in zip(updates, weights)) / weights.sum()
     assert np.allclose(first.params["w"], expected, atol=1e-6) and first.params["w"].dtype == np.float64
-    assert first.params["steps"].dtype == np.int64
+    steps = sum((10 * seed + 1) * w for seed, w in zip(range(1, 5), weights)) / weights.sum()  # 21.6: rounds up
+    assert first.params["steps"].dtype == np.int64 and first.params["steps"] == np.rint(steps) != int(steps)
     assert first.metrics["validation_log_loss"] == pytest.approx(float((0.1 * np.arange(1, 5) * weights).sum()
                                                                         / weights.sum()))
 
@@ -48,3 +49,8 @@ def test_without_metrics_from_a_site_no_metric_is_averaged():
     for model in (update("site-1", 110, 1), silent):
         aggregator.accept_model(model)
     assert aggregator.aggregate_model().metrics is None
+
+
+def test_a_round_without_any_update_is_an_error_not_a_crash():
+    with pytest.raises(RuntimeError, match="no site sent an update"):
+        SiteOrderedAverage().aggregate_model()

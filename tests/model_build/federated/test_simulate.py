@@ -123,8 +123,9 @@ def test_the_command_names_the_mistake_and_the_fix(tmp_path, arguments, message)
 @pytest.mark.parametrize("strategy", ["fedbn", "fedavg"])
 def test_under_fedbn_a_site_trains_with_its_own_batch_norms(tmp_path, strategy):
     """FedBN keeps each site's batch-norm layers (Li et al. 2021): in round 2 the site trains with
-    the norms it ended round 1 with, not the server's average. The frozen blocks' norms never move
-    in training, so what the site sends back shows which ones it trained with."""
+    the norms it ended round 1 with, not the server's average, while the validation loss it
+    reports is the received global model's. Round 2 trains nothing here (its epoch is replaced by
+    a no-op), so what the site sends back shows which norms it would have trained with."""
     from dataclasses import replace
 
     from model_build.federated.network import FederatedNetwork
@@ -137,12 +138,16 @@ def test_under_fedbn_a_site_trains_with_its_own_batch_norms(tmp_path, strategy):
     initial = FederatedNetwork(**network_arguments(options, {})).state_dict()
     after_one, _ = site.train_round(initial, 0)
     norms = norm_state(site.trainer.model)
-    frozen = "encoders.image.net._bn0.running_mean"  # the stem is frozen (eval mode) in the study's recipe
-    assert frozen in norms and torch.equal(after_one[frozen], initial[frozen])
+    trained = "encoders.image.net._blocks.15._bn2.weight"  # a batch norm of a block that trains
+    frozen = "encoders.image.net._bn0.running_mean"  # the stem's: frozen (eval mode) in the study's recipe
+    assert {trained, frozen} <= set(norms) and not torch.equal(after_one[trained], initial[trained])
+    assert torch.equal(after_one[frozen], initial[frozen])
 
     averaged = {name: value + 1.0 if name in norms and value.is_floating_point() else value
                 for name, value in after_one.items()}  # as if other sites' norms were averaged in
+    site.trainer.train_epoch = lambda *arguments: 0.0  # round 2: load, evaluate, (no) training, send
     after_two, metrics = site.train_round(averaged, 1)
-    own = strategy == "fedbn"
-    assert torch.equal(after_two[frozen], norms[frozen] if own else averaged[frozen])
-    assert metrics["validation_log_loss"] > 0  # of the global model as received
+    for name in (trained, frozen):
+        assert torch.equal(after_two[name], norms[name] if strategy == "fedbn" else averaged[name]), name
+    site.load(averaged)
+    assert metrics["validation_log_loss"] == pytest.approx(site.evaluate())  # the received model's loss

@@ -206,7 +206,7 @@ def deployment_recipe(plan: dict, min_sites: int, wait_after_min: int, round_tim
 
     deployed = type("DeployedRecipe", (recipe_class(strategy),), {"_create_controller": create_controller})
     recipe = deployed(**recipe_arguments(plan["network"], plan["rounds"], min_sites, f"--plan {encode_plan(plan)}",
-                                         strategy, fedprox_mu))
+                                         strategy, fedprox_mu, plan.get("privacy") is None))
     # Every party runs its own installed copy of these packages: the job carries configuration
     # and the site script, not the coordinator's copy of the project's code.
     recipe._job.set_app_packages(list(APP_PACKAGES))  # Recipe keeps its FedJob private (nvflare/recipe/spec.py)

@@ -127,17 +127,19 @@ def recipe_class(strategy: str) -> type:
 
 
 def recipe_arguments(network: dict, rounds: int, min_clients: int, train_args: str, strategy: str,
-                     fedprox_mu: float) -> dict:
+                     fedprox_mu: float, metrics_sent: bool = True) -> dict:
     """The recipe's arguments, simulated or deployed alike: the server builds
     :class:`.network.FederatedNetwork` from ``network``, each site runs :mod:`.client` with
     ``train_args``, the sites' weights are averaged in a fixed order
     (:class:`.controller.SiteOrderedAverage`), and the best global model is the one with the
-    lowest validation log loss."""
+    lowest validation log loss (no model selector when the sites send no metric: under
+    differential privacy)."""
     from model_build.federated.controller import SiteOrderedAverage
 
     arguments = dict(name=JOB, model={"path": NETWORK, "args": network}, min_clients=min_clients,
                      num_rounds=rounds, train_script=str(CLIENT_SCRIPT.resolve()), train_args=train_args,
-                     key_metric="validation_log_loss", key_metric_mode="min", aggregator=SiteOrderedAverage())
+                     key_metric="validation_log_loss" if metrics_sent else "", key_metric_mode="min",
+                     aggregator=SiteOrderedAverage())
     if strategy == "fedprox":
         arguments["fedprox_mu"] = fedprox_mu
     return arguments
@@ -177,7 +179,7 @@ def simulate(sites: list[Path], out: Path, work: Path, options: TrainOptions, ro
     plan_file = work / "plan.json"
     write_json(plan_file, plan)
     recipe = recipe_type(**recipe_arguments(plan["network"], rounds, len(sites), f"--config {plan_file.resolve()}",
-                                            strategy, fedprox_mu))
+                                            strategy, fedprox_mu, privacy is None))
     env = SimEnv(clients=list(plan["sites"]), num_threads=len(sites), workspace_root=str(work.resolve() / "flare"),
                  log_config=str(_quiet_console(work / "flare-logging.json")))
     try:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from model_build.federated.encoders import agree_encoders
 from model_build.federated.privacy import UpdatePrivacy
-from model_build.federated.simulate import (CLIENT_SCRIPT, FederationError, check_site, load_global_weights,
+from model_build.federated.simulate import (CLIENT_SCRIPT, FederationError, bundle_of_federation, check_site,
                                             network_arguments, recipe_arguments, recipe_class)
 from model_build.federated.site import Site
 from model_build.models.tabular import TabularEncoder
@@ -383,7 +383,7 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
         raise FederationError(f"job ended {status} after {len(rounds_record)} of {rounds} rounds; fix: read the "
                               f"server's log.txt in {result}")
     holder = Site(calibration, options, encoders, work / "calibration", rounds, local_epochs, strategy, privacy)
-    bundle = holder.write_bundle(load_global_weights(found[0]), out, fedprox_mu if strategy == "fedprox" else None)
+    bundle = bundle_of_federation(holder, found[0], out, fedprox_mu if strategy == "fedprox" else None)
     write_json(work / "rounds.json", rounds_record)
     return Deployment(bundle, found[0], rounds_record, result, coordinator.server_log, seconds, status,
                       statistics_from)

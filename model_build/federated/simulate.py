@@ -157,6 +157,19 @@ def _quiet_console(path: Path) -> Path:
     return path.resolve()
 
 
+def bundle_of_federation(holder: Site, global_model: Path, out: Path, fedprox_mu: float | None) -> Path:
+    """``holder`` writes the federation's global model as a bundle; when that fails (an export
+    that is not faithful: under differential privacy, noise can make the weights too large for
+    float32), the error says that the rounds ran and where their model is kept."""
+    try:
+        return holder.write_bundle(load_global_weights(global_model), out, fedprox_mu)
+    except SarcoError as failed:
+        hint = (" (under --dp-epsilon the noise, 2 x noise multiplier x --dp-clip per value, can make the weights "
+                "too large to export: a smaller --dp-clip or a larger epsilon)" if holder.privacy else "")
+        raise FederationError(f"{failed}; every round ran and the global model is kept in {global_model}{hint}") \
+            from None
+
+
 def load_global_weights(path: Path) -> dict[str, torch.Tensor]:
     """The ``state_dict`` in FLARE's PyTorch checkpoint (``{"model": state_dict, "meta_props",
     "train_conf"}``), read without unpickling code."""
@@ -191,6 +204,6 @@ def simulate(sites: list[Path], out: Path, work: Path, options: TrainOptions, ro
     found = sorted(workspace.rglob("FL_global_model.pt"))
     if not found:
         raise FederationError(f"{workspace}: FLARE saved no global model; fix: read server/log.txt there")
-    bundle = Site.from_plan(plan, next(iter(plan["sites"]))).write_bundle(
-        load_global_weights(found[0]), out, fedprox_mu if strategy == "fedprox" else None)
+    bundle = bundle_of_federation(Site.from_plan(plan, next(iter(plan["sites"]))), found[0], out,
+                                  fedprox_mu if strategy == "fedprox" else None)
     return Federation(bundle, found[0], rounds, plan["sites"], workspace, Path(plan["work"]))

@@ -121,3 +121,22 @@ def test_privacy_mistakes_are_named_with_the_fix(tmp_path, arguments, message):
                                       *arguments])
     assert result.exit_code != 0 and message in result.output, result.output
     assert not (tmp_path / "model").exists()
+
+
+def test_a_bundle_that_cannot_be_exported_names_the_kept_global_model(tmp_path):
+    """Measured: the image model under --dp-epsilon 8 with --dp-clip 120 (noise of std ~430 per
+    weight) failed the export's parity check after every round had run. The error says so and
+    where the rounds' model is."""
+    from types import SimpleNamespace
+
+    from model_build.federated.simulate import FederationError, bundle_of_federation
+    from model_build.models.export import ExportError
+
+    def refuse(*arguments):
+        raise ExportError("model.onnx: ONNX Runtime differs from PyTorch by 3.12e-02 (> 1e-04)")
+
+    kept = tmp_path / "FL_global_model.pt"
+    torch.save({"model": {"w": torch.zeros(2)}}, kept)
+    holder = SimpleNamespace(write_bundle=refuse, privacy=UpdatePrivacy(epsilon=8, delta=1e-5, clip=120, rounds=8))
+    with pytest.raises(FederationError, match=f"every round ran and the global model is kept in {kept}.*dp-clip"):
+        bundle_of_federation(holder, kept, tmp_path / "bundle", None)

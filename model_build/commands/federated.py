@@ -229,7 +229,8 @@ def coordinator(
                                                             "--min-sites are enough.")] = 600.0,
     site_timeout: Annotated[float, typer.Option(min=20, help="Seconds without a site's heartbeat (every 10 s) "
                                                              "before the server logs it out.")] = 60.0,
-    strategy: Annotated[Literal[STRATEGIES], typer.Option(help="fedavg, fedprox or fedbn (as for simulate).")] = "fedavg",
+    strategy: Annotated[Literal[STRATEGIES], typer.Option(
+        help="fedavg, fedprox or fedbn (as for simulate).")] = "fedavg",
     fedprox_mu: Annotated[float, typer.Option(help="FedProx's proximal coefficient mu (> 0).")] = 0.01,
     modalities: Annotated[str, typer.Option(help="Data types of the model, comma-separated: image, clinical, "
                                                  "lab (clinical/lab: a first job agrees their encoders from the "
@@ -289,10 +290,14 @@ def site(
     kit: Annotated[Path, typer.Option(exists=True, file_okay=False, help="This site's startup kit.")],
     work: Annotated[Optional[Path], typer.Option(help="Where the site keeps a copy of what it sent each round "
                                                       "(default: KIT.work next to KIT).")] = None,
+    max_epsilon: Annotated[Optional[float], typer.Option(
+        min=0.0001, help="This site's own privacy floor: it trains only under differential privacy "
+                                   "of at most this epsilon and sends no column sums, whatever the coordinator "
+                                   "plans. Default: what the coordinator plans.")] = None,
 ) -> None:
     """Run one site: connect to the coordinator named in KIT and train when it asks, until it shuts down."""
     console = CliConsole()
     with reported_errors(exit_code=USER_ERROR):
         deploy = _import_deploy()
         console.print(f"site {kit.name}: cohort {cohort} (not sent); connecting with {kit}")
-        deploy.run_site(cohort, kit, work or kit.with_name(kit.name + ".work"))
+        deploy.run_site(cohort, kit, work or kit.with_name(kit.name + ".work"), max_epsilon)

@@ -28,6 +28,7 @@ from nvflare.app_common.app_constant import AlgorithmConstants
 
 from model_build.federated.controller import STATISTICS_TASK
 from model_build.federated.encoders import site_statistics
+from model_build.federated.privacy import site_refusal
 from model_build.federated.site import Site, note
 from model_build.models.train import TrainOptions
 
@@ -42,13 +43,14 @@ def main() -> None:
     name = flare.get_site_name()
     if arguments.config is not None:
         plan = json.loads(arguments.config.read_text(encoding="utf-8"))
-        cohort, out = Path(plan["sites"][name]), Path(plan["work"]) / name
+        cohort, out, max_epsilon = Path(plan["sites"][name]), Path(plan["work"]) / name, None
     else:  # deployed: this site's own folders come from its own process's environment
-        from model_build.federated.deploy import COHORT_VARIABLE, WORK_VARIABLE, decode_plan
+        from model_build.federated.deploy import COHORT_VARIABLE, EPSILON_VARIABLE, WORK_VARIABLE, decode_plan
 
         if COHORT_VARIABLE not in os.environ:
             raise SystemExit(f"{name}: {COHORT_VARIABLE} is not set; start the site with `sarco federated site`")
         plan = decode_plan(arguments.plan)
+        max_epsilon = float(os.environ[EPSILON_VARIABLE]) if os.environ.get(EPSILON_VARIABLE) else None
         cohort = Path(os.environ[COHORT_VARIABLE])
         out = Path(os.environ.get(WORK_VARIABLE) or Path.cwd() / "sarco-site") / name
     site = None  # built at the first training task: it needs the agreed encoders
@@ -56,6 +58,14 @@ def main() -> None:
         received = flare.receive()
         if received is None:
             break
+        refusal = site_refusal(plan, max_epsilon, flare.get_task_name())
+        if refusal is not None:  # the site's own privacy floor (sarco federated site --max-epsilon)
+            note(out, f"refused {flare.get_task_name()}: {refusal}")
+            print(f"[{name}] refused: {refusal}", flush=True)
+            if flare.get_task_name() == STATISTICS_TASK:  # an answer without sums: the others' are agreed
+                flare.send(flare.FLModel(metrics={"refused": 1}))
+                continue
+            raise SystemExit(f"{name}: {refusal}")
         if flare.get_task_name() == STATISTICS_TASK:  # a deployment's first job (clinical/lab inputs)
             statistics = site_statistics(cohort, TrainOptions(**plan["options"]))
             flare.send(flare.FLModel(metrics={"modalities": len(statistics)}, meta={"statistics": statistics}))

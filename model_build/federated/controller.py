@@ -148,6 +148,7 @@ class SiteOrderedAverage(ModelAggregator):
             params[key] = (mean if np.issubdtype(dtype, np.floating) else np.rint(mean)).astype(dtype)
         shared = set.intersection(*[set(update.metrics or {}) for update in updates])
         metrics = {key: sum(float(update.metrics[key]) * weight for update, weight in zip(updates, weights)) / total
-                   for key in sorted(shared) if all(isinstance(update.metrics[key], (int, float)) for update in updates)}
+                   for key in sorted(shared)
+                   if all(isinstance(update.metrics[key], (int, float)) for update in updates)}
         self.info(f"sarco average of {names}, weights {weights}")
         return FLModel(params=params, params_type=updates[0].params_type, metrics=metrics or None)

@@ -46,6 +46,7 @@ PROJECT = "sarco"
 ADMIN = "coordinator@sarco.local"
 COHORT_VARIABLE = "SARCO_SITE_COHORT"   # the site's cohort folder, known to the site's process only
 WORK_VARIABLE = "SARCO_SITE_WORK"       # where the site keeps its copy of what it sent
+EPSILON_VARIABLE = "SARCO_SITE_MAX_EPSILON"  # the site's own privacy floor (sarco federated site --max-epsilon)
 APP_PACKAGES = ("model_build", "sarco_core")  # installed at every party, never shipped in the job
 STATISTICS_JOB = "sarco-statistics"
 
@@ -123,13 +124,22 @@ def start_command(kit: Path) -> list[str]:
     return ["bash", str(script), "--once"]
 
 
-def run_site(cohort: Path, kit: Path, work: Path) -> None:
+def site_environment(cohort: Path, work: Path, max_epsilon: float | None = None) -> dict[str, str]:
+    """What the site's FLARE client, and the site script under it, are told in their environment
+    only: the cohort folder, the work folder and the site's own privacy floor."""
+    extra = {COHORT_VARIABLE: str(cohort.resolve()), WORK_VARIABLE: str(work.resolve())}
+    if max_epsilon is not None:
+        extra[EPSILON_VARIABLE] = repr(float(max_epsilon))
+    return flare_environment(**extra)
+
+
+def run_site(cohort: Path, kit: Path, work: Path, max_epsilon: float | None = None) -> None:
     """Become this site's FLARE client (the process is replaced; it runs until the coordinator
     shuts the federation down). The cohort folder stays in this process's environment."""
     check_site(cohort)
     command = start_command(kit)
     work.mkdir(parents=True, exist_ok=True)
-    env = flare_environment(**{COHORT_VARIABLE: str(cohort.resolve()), WORK_VARIABLE: str(work.resolve())})
+    env = site_environment(cohort, work, max_epsilon)
     sys.stdout.flush()
     os.execvpe(command[0], command, env)
 

@@ -107,3 +107,23 @@ def privatize(sent: dict[str, torch.Tensor], received: dict[str, torch.Tensor], 
             value = value.clamp(min=VARIANCE_FLOOR)
         private[name] = value.to(sent[name].dtype)
     return private, {"update_norm": norm, "clip_scale": scale}
+
+
+def site_refusal(plan: dict, max_epsilon: float | None, task: str) -> str | None:
+    """Why a site that requires differential privacy of at most ``max_epsilon`` (``sarco
+    federated site --max-epsilon``) refuses ``task`` of this ``plan``, or None when it takes
+    part. The site decides this itself: the coordinator's plan cannot lower it. It refuses the
+    column sums (they are not noised) and any training without DP, or with a larger epsilon."""
+    if max_epsilon is None:
+        return None
+    if task == "statistics":
+        return (f"this site requires differential privacy (epsilon <= {max_epsilon:g}), which the column sums of "
+                "the clinical/lab encoders do not have; it sends none")
+    privacy = plan.get("privacy")
+    if privacy is None:
+        return (f"the coordinator's plan trains without differential privacy; this site requires epsilon <= "
+                f"{max_epsilon:g}")
+    if privacy["epsilon"] > max_epsilon:
+        return (f"the coordinator's plan has epsilon {privacy['epsilon']:g}; this site requires epsilon <= "
+                f"{max_epsilon:g}")
+    return None

@@ -194,3 +194,39 @@ def test_the_plan_a_site_receives_holds_options_not_paths():
     assert word.isascii() and " " not in word  # one argument of the site script
     assert decode_plan(word) == plan
     assert set(plan) == {"options", "rounds", "local_epochs", "strategy", "privacy", "encoders", "network"}
+
+
+@pytest.mark.slow
+def test_a_site_with_a_privacy_floor_sends_no_sums_and_trains_under_the_plans_privacy(tmp_path, processes):
+    """`sarco federated site --max-epsilon 8`: the site answers the statistics job without sums
+    (the encoders are agreed from the other site's), then trains, since the coordinator plans
+    epsilon 8; no metric leaves either site, and the bundle records the guarantee."""
+    port = free_port()
+    kits = tmp_path / "kits"
+    names = SITES[:2]
+    provisioned = CliRunner().invoke(app, ["federated", "provision", "--address", f"127.0.0.1:{port}",
+                                           *[a for name in names for a in ("--site", name)], "--out", str(kits)])
+    assert provisioned.exit_code == 0, provisioned.output
+    cohorts = {name: make_cohort(tmp_path / f"hospital-{n}", seed=n, n_participants=30, videos=False).root
+               for n, name in enumerate(names, start=1)}
+    calibration = make_cohort(tmp_path / "coordinator-hospital", seed=9, n_participants=30, videos=False).root
+    bundle, work = tmp_path / "bundle", tmp_path / "coordinator-work"
+    coordinator = processes(sarco("federated", "coordinator", "--kits", kits, "--calibration", calibration,
+                                  "--out", bundle, "--work", work, "--sites", 2, "--rounds", 2, "--local-epochs", 1,
+                                  "--wait-after-min", 5, "--threads", 1, "--modalities", "clinical,lab",
+                                  "--dp-epsilon", 8, "--dp-clip", 0.2), tmp_path / "coordinator.log")
+    for name in names:
+        floor = ["--max-epsilon", 8] if name == "site-2" else []
+        processes(sarco("federated", "site", cohorts[name], "--kit", kits / "sarco" / "prod_00" / name,
+                        "--work", tmp_path / f"{name}-work", *floor), tmp_path / f"{name}.log")
+    coordinator.wait(timeout=300)
+    output = (tmp_path / "coordinator.log").read_text()
+    assert coordinator.returncode == 0, output[-3000:]
+    assert "encoders agreed from the column sums of site-1\n" in output
+    assert "not covered" in output
+    log = (tmp_path / "site-2-work" / "site-2" / "rounds.log").read_text()
+    assert "refused statistics" in log and "sent weights and None" in log
+    rounds = json.loads((work / "rounds.json").read_text())
+    assert [record["updates_from"] for record in rounds] == [names, names]
+    privacy = json.loads((bundle / "training.json").read_text())["federation"]["privacy"]
+    assert privacy["epsilon"] == 8 and any("column sums" in line for line in privacy["not_covered"])

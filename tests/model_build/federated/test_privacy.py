@@ -140,3 +140,25 @@ def test_a_bundle_that_cannot_be_exported_names_the_kept_global_model(tmp_path):
     holder = SimpleNamespace(write_bundle=refuse, privacy=UpdatePrivacy(epsilon=8, delta=1e-5, clip=120, rounds=8))
     with pytest.raises(FederationError, match=f"every round ran and the global model is kept in {kept}.*dp-clip"):
         bundle_of_federation(holder, kept, tmp_path / "bundle", None)
+
+
+@pytest.mark.parametrize(("planned", "task", "refused"), [
+    (None, "train", "without differential privacy"),
+    ({"epsilon": 20.0}, "train", "epsilon 20"),
+    ({"epsilon": 8.0}, "train", None),
+    ({"epsilon": 2.0}, "train", None),
+    ({"epsilon": 2.0}, "statistics", "sends none"),
+])
+def test_a_site_with_its_own_privacy_floor_refuses_what_the_plan_cannot_promise(planned, task, refused):
+    from model_build.federated.privacy import site_refusal
+
+    reason = site_refusal({"privacy": planned}, 8.0, task)
+    assert reason is None if refused is None else refused in reason
+    assert site_refusal({"privacy": planned}, None, task) is None  # no floor: the plan decides
+
+
+def test_the_floor_reaches_the_site_process_only_through_its_environment(tmp_path):
+    from model_build.federated.deploy import EPSILON_VARIABLE, site_environment
+
+    assert float(site_environment(tmp_path, tmp_path, 8)[EPSILON_VARIABLE]) == 8.0
+    assert EPSILON_VARIABLE not in site_environment(tmp_path, tmp_path)

@@ -87,9 +87,7 @@ def simulate(
                       f"{sent[-1]['bytes'] / 1e6:.2f} MB x {len(sent)}")
     console.print(table)
     if privacy is not None:
-        console.print(f"differential privacy: ({privacy.epsilon:g}, {privacy.delta:g}) over {rounds} rounds, per "
-                      f"participant, of the weight updates (clipped to {privacy.clip:g}, noise multiplier "
-                      f"{privacy.noise_multiplier:.3f}); not covered: {'; '.join(privacy.not_covered(chosen))}")
+        console.print(f"differential privacy: {privacy.describe(chosen)}")
     console.print(f"model: {result.bundle} ({seconds:.0f} s); what each site sent: {result.site_folders}")
 
 
@@ -273,8 +271,7 @@ def coordinator(
         console.print(f"FLARE's job status: {result.status} (a site that left did not report the job's end, or "
                       "died while uploading an update; every round ran)")
     if privacy is not None:
-        console.print(f"differential privacy: ({privacy.epsilon:g}, {privacy.delta:g}) over {rounds} rounds, per "
-                      f"participant, of the weight updates; not covered: {'; '.join(privacy.not_covered(chosen))}")
+        console.print(f"differential privacy: {privacy.describe(chosen)}")
     steps = {"server up": "server_up", "sites joined": "sites_joined", "encoders agreed": "encoders_agreed",
              "job done": "job_done"}
     timeline = ", ".join(f"{step} {result.seconds[key]:.0f} s" for step, key in steps.items() if key in result.seconds)

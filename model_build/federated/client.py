@@ -58,21 +58,22 @@ def main() -> None:
         received = flare.receive()
         if received is None:
             break
-        refusal = site_refusal(plan, max_epsilon, flare.get_task_name())
+        task = flare.get_task_name()
+        refusal = site_refusal(plan, max_epsilon, task)
         if refusal is not None:  # the site's own privacy floor (sarco federated site --max-epsilon)
-            note(out, f"refused {flare.get_task_name()}: {refusal}")
+            note(out, f"refused {task}: {refusal}")
             print(f"[{name}] refused: {refusal}", flush=True)
-            if flare.get_task_name() == STATISTICS_TASK:  # an answer without sums: the others' are agreed
+            if task == STATISTICS_TASK:  # an answer without sums: the others' are agreed
                 flare.send(flare.FLModel(metrics={"refused": 1}))
                 continue
             raise SystemExit(f"{name}: {refusal}")
-        if flare.get_task_name() == STATISTICS_TASK:  # a deployment's first job (clinical/lab inputs)
+        if task == STATISTICS_TASK:  # a deployment's first job (clinical/lab inputs)
             statistics = site_statistics(cohort, TrainOptions(**plan["options"]))
             flare.send(flare.FLModel(metrics={"modalities": len(statistics)}, meta={"statistics": statistics}))
             note(out, f"sent the column sums of its training rows for {sorted(statistics)}")
             continue
         site = site or Site.from_plan(plan, name, cohort, out)
-        site.note(f"round {received.current_round}: received the global model ({flare.get_task_name()})")
+        site.note(f"round {received.current_round}: received the global model ({task})")
         if flare.is_train():
             fedprox_mu = (received.meta or {}).get(AlgorithmConstants.FEDPROX_MU)  # set by FedProxRecipe only
             weights, metrics = site.train_round(received.params, received.current_round or 0, fedprox_mu)
@@ -85,7 +86,7 @@ def main() -> None:
             sent = site.sendable({"validation_log_loss": site.evaluate()})
             flare.send(flare.FLModel(metrics=sent or {}))  # FLARE refuses a model with neither params nor metrics
         site.note(f"round {received.current_round}: sent {'weights and ' if flare.is_train() else ''}{sent}")
-        print(f"[{name}] round {received.current_round} ({flare.get_task_name()}): sent {sent}", flush=True)
+        print(f"[{name}] round {received.current_round} ({task}): sent {sent}", flush=True)
 
 
 if __name__ == "__main__":

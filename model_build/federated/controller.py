@@ -36,6 +36,13 @@ from nvflare.app_common.workflows.model_controller import ModelController
 ROUNDS_FILE = "sarco-rounds.json"
 
 
+def write_run_file(controller: ModelController, name: str, data) -> None:  # noqa: ANN001 - any JSON-able value
+    """``data`` as JSON in the job's run folder, which the coordinator downloads with the job's result."""
+    run_dir = controller.engine.get_workspace().get_run_dir(controller.fl_ctx.get_job_id())
+    with open(os.path.join(run_dir, name), "w", encoding="utf-8") as file:
+        json.dump(data, file, indent=2, sort_keys=True)
+
+
 class SiteTolerantFedAvg(FedAvg):
     """FedAvg whose rounds go on without a site that drops out (see the module's docstring)."""
 
@@ -79,10 +86,7 @@ class SiteTolerantFedAvg(FedAvg):
         self._rounds.append(record)
         self.info(f"sarco round {self.current_round}: updates from {record['updates_from']}"
                   + (f"; none from {record['no_update_from']}" if record["no_update_from"] else ""))
-        job_id = self.fl_ctx.get_job_id()
-        run_dir = self.engine.get_workspace().get_run_dir(job_id)
-        with open(os.path.join(run_dir, ROUNDS_FILE), "w", encoding="utf-8") as file:
-            json.dump(self._rounds, file, indent=2)
+        write_run_file(self, ROUNDS_FILE, self._rounds)
         return super()._get_aggregated_result()
 
 
@@ -110,9 +114,7 @@ class CollectStatistics(ModelController):
         collected = {_get_client_name(reply): reply.meta["statistics"] for reply in replies
                      if "statistics" in (reply.meta or {})}
         self.info(f"sarco statistics: column sums from {sorted(collected)}")
-        run_dir = self.engine.get_workspace().get_run_dir(self.fl_ctx.get_job_id())
-        with open(os.path.join(run_dir, STATISTICS_FILE), "w", encoding="utf-8") as file:
-            json.dump(collected, file, indent=2, sort_keys=True)
+        write_run_file(self, STATISTICS_FILE, collected)
 
 
 class SiteOrderedAverage(ModelAggregator):

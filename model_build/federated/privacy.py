@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import torch
 
@@ -49,7 +50,7 @@ class UpdatePrivacy:
         if not self.delta < 1:
             raise ValueError(f"delta {self.delta}: give a probability below 1, e.g. 1e-5")
 
-    @property
+    @cached_property
     def noise_multiplier(self) -> float:
         """Noise standard deviation over the sensitivity, from Opacus's RDP accountant."""
         from opacus.accountants.utils import get_noise_multiplier
@@ -57,17 +58,14 @@ class UpdatePrivacy:
         return float(get_noise_multiplier(target_epsilon=self.epsilon, target_delta=self.delta, sample_rate=1.0,
                                           steps=self.rounds, accountant="rdp"))
 
-    def spent(self, rounds: int, noise_multiplier: float) -> float:
-        """The epsilon (at this ``delta``) that ``rounds`` releases at ``noise_multiplier`` spend."""
-        from opacus.accountants import RDPAccountant
-
-        accountant = RDPAccountant()
-        for _ in range(rounds):
-            accountant.step(noise_multiplier=noise_multiplier, sample_rate=1.0)
-        return float(accountant.get_epsilon(self.delta))
-
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def describe(self, modalities: list[str]) -> str:
+        """One line for the console: the guarantee, its mechanism and what it does not cover."""
+        return (f"({self.epsilon:g}, {self.delta:g}) over {self.rounds} rounds, per participant, of the weight "
+                f"updates (clipped to {self.clip:g}, noise multiplier {self.noise_multiplier:.3f}); not covered: "
+                f"{'; '.join(self.not_covered(modalities))}")
 
     @staticmethod
     def not_covered(modalities: list[str]) -> list[str]:

@@ -78,7 +78,6 @@ class Site:
         self.strategy = strategy
         self.local_norms: dict[str, torch.Tensor] | None = {} if strategy == "fedbn" else None
         self.privacy = privacy
-        self.noise_multiplier = None if privacy is None else privacy.noise_multiplier
         self.out = out
         self.data = TrainingData.prepare(cohort, self.options, encoders=encoders)
         self.trainer: Trainer | None = None
@@ -132,8 +131,8 @@ class Site:
         the differential privacy its updates had."""
         state = RunState(epoch=self.options.epochs, best_epoch=self.options.epochs)  # rounds x local epochs
         privacy = None if self.privacy is None else {
-            **self.privacy.to_dict(), "noise_multiplier": self.noise_multiplier, "covers": "each site's weight updates",
-            "not_covered": UpdatePrivacy.not_covered(self.options.modalities)}
+            **self.privacy.to_dict(), "noise_multiplier": self.privacy.noise_multiplier,
+            "covers": "each site's weight updates", "not_covered": UpdatePrivacy.not_covered(self.options.modalities)}
         record = {"strategy": self.strategy, "rounds": self.options.epochs // self.local_epochs,
                   "local_epochs": self.local_epochs, "fedprox_mu": fedprox_mu, "privacy": privacy}
         out.mkdir(parents=True, exist_ok=True)
@@ -173,6 +172,6 @@ class Site:
         sent = {name: value.detach().cpu().clone() for name, value in trainer.model.state_dict().items()}
         if self.privacy is not None:
             sent, clipping = privatize(sent, received, private_names(trainer.model), self.privacy,
-                                       self.noise_multiplier)
-            metrics |= clipping | {"noise_multiplier": self.noise_multiplier}
+                                       self.privacy.noise_multiplier)
+            metrics |= clipping | {"noise_multiplier": self.privacy.noise_multiplier}
         return sent, metrics

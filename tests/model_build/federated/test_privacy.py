@@ -58,13 +58,23 @@ def test_a_noised_running_variance_stays_positive():
     assert float(private["bn.running_var"].min()) == pytest.approx(VARIANCE_FLOOR)
 
 
+def spent(rounds: int, noise_multiplier: float, delta: float) -> float:
+    """The epsilon (at ``delta``) that ``rounds`` releases at ``noise_multiplier`` spend, by Opacus's accountant."""
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    for _ in range(rounds):
+        accountant.step(noise_multiplier=noise_multiplier, sample_rate=1.0)
+    return float(accountant.get_epsilon(delta))
+
+
 @pytest.mark.parametrize(("epsilon", "rounds"), [(1.0, 8), (8.0, 8), (8.0, 2), (50.0, 20)])
 def test_the_noise_multiplier_spends_the_asked_epsilon(epsilon, rounds):
     privacy = UpdatePrivacy(epsilon=epsilon, delta=1e-5, clip=1.0, rounds=rounds)
     z = privacy.noise_multiplier
-    assert 0.97 * epsilon <= privacy.spent(rounds, z) <= epsilon
-    assert privacy.spent(rounds, z * 0.9) > epsilon  # less noise would overspend: z is the smallest
-    assert privacy.spent(2 * rounds, z) > epsilon  # each round's release counts
+    assert 0.97 * epsilon <= spent(rounds, z, 1e-5) <= epsilon
+    assert spent(rounds, z * 0.9, 1e-5) > epsilon  # less noise would overspend: z is the smallest
+    assert spent(2 * rounds, z, 1e-5) > epsilon  # each round's release counts
 
 
 @pytest.mark.parametrize("wrong", [dict(epsilon=0), dict(delta=0), dict(delta=1), dict(clip=-1)])

@@ -20,7 +20,7 @@ import typer
 from rich.table import Table
 
 from model_build.commands.options import USER_ERROR
-from model_build.federated import STRATEGIES
+from model_build.federated import DEFAULT_FEDPROX_MU, STRATEGIES
 from sarco_core.cli import CliConsole, CommandGroup, reported_errors
 
 LocalEpochs = Annotated[int, typer.Option(min=1, help="Epochs each site trains per round (4: chosen on the sites' "
@@ -34,6 +34,8 @@ DpDelta = Annotated[Optional[float], typer.Option(help="The delta of --dp-epsilo
 DpClip = Annotated[Optional[float], typer.Option(help="L2 norm each site's update is clipped to under --dp-epsilon "
                                                       "(e.g. the median update norm of a run on public or synthetic "
                                                       "data). Default: 1.")]
+FedproxMu = Annotated[Optional[float], typer.Option(help=f"FedProx's proximal coefficient mu (> 0; --strategy "
+                                                         f"fedprox only). Default: {DEFAULT_FEDPROX_MU}.")]
 federated_app = CommandGroup(help="Train across site cohorts without pooling their data (NVIDIA FLARE).")
 
 
@@ -54,7 +56,7 @@ def simulate(
     strategy: Annotated[Literal[STRATEGIES], typer.Option(
         help="fedavg: participant-weighted mean of the sites' weights; fedprox: the same with a proximal term "
              "in each site's loss; fedbn: fedavg, each site training with its own batch-norm layers.")] = "fedavg",
-    fedprox_mu: Annotated[float, typer.Option(help="FedProx's proximal coefficient mu (> 0).")] = 0.01,
+    fedprox_mu: FedproxMu = None,
     modalities: Annotated[str, typer.Option(help="Data types of the model, comma-separated: image, clinical, "
                                                  "lab.")] = "image",
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and of each site's training.")] = 0,
@@ -66,12 +68,7 @@ def simulate(
     console = CliConsole()
     chosen = _check_modalities(modalities)
     privacy = _privacy(dp_epsilon, dp_delta, dp_clip, rounds)
-    if not fedprox_mu > 0:
-        raise typer.BadParameter(f"{fedprox_mu}: give a proximal coefficient above 0, e.g. 0.01",
-                                 param_hint="--fedprox-mu")
-    if strategy != "fedprox" and fedprox_mu != 0.01:
-        raise typer.BadParameter("only FedProx has a proximal term; fix: add --strategy fedprox or leave "
-                                 "--fedprox-mu out", param_hint="--fedprox-mu")
+    fedprox_mu = _fedprox_mu(strategy, fedprox_mu)
     with reported_errors(exit_code=USER_ERROR):
         federation = _import_federation()
         started = time.perf_counter()
@@ -106,6 +103,19 @@ def _privacy(epsilon: float | None, delta: float | None, clip: float | None, rou
     except ValueError as wrong:
         raise typer.BadParameter(f"{wrong}; fix: e.g. --dp-epsilon 8 --dp-delta 1e-5 --dp-clip 1",
                                  param_hint="--dp-epsilon/--dp-delta/--dp-clip") from None
+
+
+def _fedprox_mu(strategy: str, mu: float | None) -> float:
+    """FedProx's mu as asked (default 0.01), or the mistake named: mu is FedProx's only."""
+    if mu is None:
+        return DEFAULT_FEDPROX_MU
+    if strategy != "fedprox":
+        raise typer.BadParameter(f"--strategy {strategy} has no proximal term; fix: add --strategy fedprox or "
+                                 "leave --fedprox-mu out", param_hint="--fedprox-mu")
+    if not mu > 0:
+        raise typer.BadParameter(f"{mu}: give a proximal coefficient above 0, e.g. {DEFAULT_FEDPROX_MU}",
+                                 param_hint="--fedprox-mu")
+    return mu
 
 
 def _modalities(text: str, known: tuple[str, ...]) -> list[str]:
@@ -229,7 +239,7 @@ def coordinator(
                                                              "before the server logs it out.")] = 60.0,
     strategy: Annotated[Literal[STRATEGIES], typer.Option(
         help="fedavg, fedprox or fedbn (as for simulate).")] = "fedavg",
-    fedprox_mu: Annotated[float, typer.Option(help="FedProx's proximal coefficient mu (> 0).")] = 0.01,
+    fedprox_mu: FedproxMu = None,
     modalities: Annotated[str, typer.Option(help="Data types of the model, comma-separated: image, clinical, "
                                                  "lab (clinical/lab: a first job agrees their encoders from the "
                                                  "sites' column sums).")] = "image",
@@ -247,6 +257,7 @@ def coordinator(
     console = CliConsole()
     chosen = _check_modalities(modalities)
     privacy = _privacy(dp_epsilon, dp_delta, dp_clip, rounds)
+    fedprox_mu = _fedprox_mu(strategy, fedprox_mu)
     with reported_errors(exit_code=USER_ERROR):
         deploy = _import_deploy()
         federation = _import_federation()

@@ -25,3 +25,6 @@ STRATEGIES = ("fedavg", "fedprox", "fedbn")
 2021): FedAvg, but each site trains with its own batch-norm layers (statistics and affine
 weights), the remedy for sites whose scanners differ. Here, not in :mod:`.simulate`, so that
 the command line lists them without importing torch."""
+
+DEFAULT_FEDPROX_MU = 0.01
+"""FedProx's proximal coefficient when none is given (the FedProx paper's smallest tried value)."""

@@ -33,6 +33,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from model_build.federated import DEFAULT_FEDPROX_MU
 from model_build.federated.encoders import agree_encoders
 from model_build.federated.privacy import UpdatePrivacy
 from model_build.federated.simulate import (CLIENT_SCRIPT, FederationError, bundle_of_federation, check_site,
@@ -354,7 +355,7 @@ class Coordinator:
 def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, work: Path, options: TrainOptions,
                rounds: int, local_epochs: int, sites: int, min_sites: int, wait_after_min: int = 30,
                round_timeout: int = 0, join_timeout: float = 120.0, job_timeout: float = 3600.0,
-               site_timeout: float = 60.0, strategy: str = "fedavg", fedprox_mu: float = 0.01,
+               site_timeout: float = 60.0, strategy: str = "fedavg", fedprox_mu: float = DEFAULT_FEDPROX_MU,
                privacy: UpdatePrivacy | None = None) -> Deployment:
     """Run the federation from the coordinator's side and write the bundle to ``out``; the
     decision threshold is chosen on ``calibration``'s inner validation split (a cohort the

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from model_build.federated import STRATEGIES
+from model_build.federated import DEFAULT_FEDPROX_MU, STRATEGIES
 from model_build.federated.encoders import agree_encoders, site_statistics, tabular_inputs
 from model_build.federated.privacy import UpdatePrivacy
 from model_build.federated.site import Site
@@ -178,7 +178,7 @@ def load_global_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def simulate(sites: list[Path], out: Path, work: Path, options: TrainOptions, rounds: int = 2,
-             local_epochs: int = 1, strategy: str = "fedavg", fedprox_mu: float = 0.01,
+             local_epochs: int = 1, strategy: str = "fedavg", fedprox_mu: float = DEFAULT_FEDPROX_MU,
              privacy: UpdatePrivacy | None = None) -> Federation:
     """Run the federation over ``sites`` (cohort folders) and write the bundle to ``out``; with
     ``privacy``, every site's updates leave clipped and noised (:mod:`.privacy`)."""

@@ -183,6 +183,14 @@ def test_mistakes_end_with_a_fix(tmp_path):
     assert again.exit_code != 0 and "already there" in again.output
     site = CliRunner().invoke(app, ["federated", "site", str(tmp_path), "--kit", str(out / "sarco" / "prod_00" / "a")])
     assert site.exit_code != 0 and "no participants.csv" in site.output
+    coordinator = ["federated", "coordinator", "--kits", str(out), "--calibration", str(tmp_path), "--out",
+                   str(tmp_path / "model"), "--sites", "2"]
+    for extra, message in ((["--fedprox-mu", "0.1"], "--strategy fedavg has no proximal term"),
+                           (["--strategy", "fedbn", "--fedprox-mu", "0.01"], "add --strategy fedprox"),
+                           (["--strategy", "fedprox", "--fedprox-mu", "0"], "above 0")):
+        refused = CliRunner().invoke(app, coordinator + extra)
+        assert refused.exit_code != 0 and message in refused.output, refused.output
+    assert not (tmp_path / "model").exists()
 
 
 def test_the_plan_a_site_receives_holds_options_not_paths():

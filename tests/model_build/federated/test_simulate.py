@@ -107,6 +107,7 @@ def test_the_command_federates_the_image_model_with_fedprox_into_a_bundle(tmp_pa
     (["{a}", "{empty}"], "no participants.csv"),
     (["{a}", "{b}", "--modalities", "image,ct"], "use data types from"),
     (["{a}", "{b}", "--fedprox-mu", "0.1"], "add --strategy fedprox"),
+    (["{a}", "{b}", "--strategy", "fedbn", "--fedprox-mu", "0.01"], "--strategy fedbn has no proximal term"),
     (["{a}", "{b}", "--strategy", "fedprox", "--fedprox-mu", "0"], "above 0"),
 ])
 def test_the_command_names_the_mistake_and_the_fix(tmp_path, arguments, message):

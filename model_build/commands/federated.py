@@ -36,6 +36,9 @@ DpClip = Annotated[Optional[float], typer.Option(help="L2 norm each site's updat
                                                       "data). Default: 1.")]
 FedproxMu = Annotated[Optional[float], typer.Option(help=f"FedProx's proximal coefficient mu (> 0; --strategy "
                                                          f"fedprox only). Default: {DEFAULT_FEDPROX_MU}.")]
+SecureAggregation = Annotated[bool, typer.Option(
+    "--secure-aggregation", help="Homomorphic encryption of every site's update (FLARE's HE FedAvg, TenSEAL CKKS): "
+    "the server adds updates it cannot read. Provision the kits with it, then run the coordinator with it.")]
 federated_app = CommandGroup(help="Train across site cohorts without pooling their data (NVIDIA FLARE).")
 
 
@@ -145,6 +148,17 @@ def _check_modalities(modalities: str) -> list[str]:
     return chosen
 
 
+def _import_tenseal() -> None:
+    """TenSEAL, the encryption of FLARE's secure aggregation, or its fix."""
+    from importlib.util import find_spec
+
+    if find_spec("tenseal") is None:
+        from sarco_core.errors import SarcoError
+
+        raise SarcoError("tenseal is not installed (secure aggregation's encryption); fix: pip install -c "
+                         "constraints.txt -e '.[workstation,federated]'")
+
+
 def _import_deploy():  # noqa: ANN202
     _import_federation()  # the fix when FLARE is missing
     from model_build.federated import deploy
@@ -197,14 +211,18 @@ def provision(
                                               "(HOST goes into its certificate).")],
     site: Annotated[list[str], typer.Option(help="A site's name (at least 2; give --site once per site).")],
     out: Annotated[Path, typer.Option(help="Empty folder for the startup kits.")],
+    secure_aggregation: SecureAggregation = False,
 ) -> None:
     """Startup kits (a root CA; a certificate and key per party; mutual TLS) for a coordinator and SITEs."""
     console = CliConsole()
     with reported_errors(exit_code=USER_ERROR):
         deploy = _import_deploy()
+        if secure_aggregation:
+            _import_tenseal()
         started = time.perf_counter()
-        kits = deploy.provision(address, site, out)
-    table = Table(title=f"startup kits for a coordinator at {address} ({time.perf_counter() - started:.1f} s)")
+        kits = deploy.provision(address, site, out, secure_aggregation)
+    keys = " and secure aggregation's keys (the sites' secret, the server's public)" if secure_aggregation else ""
+    table = Table(title=f"startup kits{keys} for a coordinator at {address} ({time.perf_counter() - started:.1f} s)")
     for column in ("party", "kit (give it to that party only)"):
         table.add_column(column)
     table.add_row("coordinator: server", str(kits.server))
@@ -250,6 +268,7 @@ def coordinator(
     dp_epsilon: DpEpsilon = None,
     dp_delta: DpDelta = None,
     dp_clip: DpClip = None,
+    secure_aggregation: SecureAggregation = False,
 ) -> None:
     """Run the coordinator: start the server, wait for the sites, run the rounds, write the bundle."""
     from dataclasses import replace
@@ -261,6 +280,8 @@ def coordinator(
     with reported_errors(exit_code=USER_ERROR):
         deploy = _import_deploy()
         federation = _import_federation()
+        if secure_aggregation:
+            _import_tenseal()
         party_kits = deploy.kit_folders(kits, [])
         options = replace(federation.federation_options(chosen, seed), threads=threads)
         console.print(f"coordinator: server kit {party_kits.server}; waiting for {sites} site(s)")
@@ -268,7 +289,7 @@ def coordinator(
                                    work or out.with_name(out.name + ".coordinator"), options, rounds, local_epochs,
                                    sites, min_sites or sites, wait_after_min, round_timeout, join_timeout,
                                    site_timeout=site_timeout, strategy=strategy, fedprox_mu=fedprox_mu,
-                                   privacy=privacy)
+                                   privacy=privacy, secure_aggregation=secure_aggregation)
     if result.statistics_from:
         console.print(f"clinical/lab encoders agreed from the column sums of {', '.join(result.statistics_from)}")
     table = Table(title=f"{strategy}, {rounds} rounds: which sites sent an update")
@@ -283,6 +304,9 @@ def coordinator(
                       "died while uploading an update; every round ran)")
     if privacy is not None:
         console.print(f"differential privacy: {privacy.describe(chosen)}")
+    if secure_aggregation:
+        console.print("secure aggregation: every update encrypted at its site (TenSEAL CKKS); the server added them "
+                      "without the secret key, and the last average was decrypted by a site")
     steps = {"server up": "server_up", "sites joined": "sites_joined", "encoders agreed": "encoders_agreed",
              "job done": "job_done"}
     timeline = ", ".join(f"{step} {result.seconds[key]:.0f} s" for step, key in steps.items() if key in result.seconds)

@@ -74,13 +74,18 @@ def main() -> None:
             continue
         site = site or Site.from_plan(plan, name, cohort, out)
         site.note(f"round {received.current_round}: received the global model ({task})")
-        if flare.is_train():
-            fedprox_mu = (received.meta or {}).get(AlgorithmConstants.FEDPROX_MU)  # set by FedProxRecipe only
+        if flare.is_train():  # FedProx's mu: in each model's meta (FedProxRecipe), or in the plan (secure rounds)
+            fedprox_mu = (received.meta or {}).get(AlgorithmConstants.FEDPROX_MU) or plan.get("fedprox_mu")
             weights, metrics = site.train_round(received.params, received.current_round or 0, fedprox_mu)
             site.keep_sent(received.current_round or 0, weights, metrics, fedprox_mu)
             sent = site.sendable(metrics)
             flare.send(flare.FLModel(params=weights, metrics=sent,
                                      meta={"NUM_STEPS_CURRENT_ROUND": site.participants}))
+        elif plan.get("secure_aggregation"):  # the encrypted final average, decrypted here, goes back
+            weights = {name: value.detach().cpu().clone() for name, value in site.load(received.params).model
+                       .state_dict().items()}
+            sent = "the decrypted global model"
+            flare.send(flare.FLModel(params=weights))
         else:  # validate: the global model's loss only, no weights
             site.load(received.params)
             sent = site.sendable({"validation_log_loss": site.evaluate()})

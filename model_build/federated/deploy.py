@@ -72,10 +72,12 @@ def kit_folders(out: Path, sites: list[str]) -> Kits:
     return Kits(server=root / "server", admin=root / ADMIN, sites={name: root / name for name in sites})
 
 
-def project_yaml(host: str, port: int, sites: list[str]) -> str:
+def project_yaml(host: str, port: int, sites: list[str], secure_aggregation: bool = False) -> str:
     """FLARE's project file (nvflare/lighter/dummy_project.yml's form). The server is called
     ``server``; ``host_names`` puts HOST in its certificate, and ``default_host`` is where the
-    sites and the admin connect (nvflare/lighter/impl/static_file.py)."""
+    sites and the admin connect (nvflare/lighter/impl/static_file.py). With
+    ``secure_aggregation``, FLARE's ``HEBuilder`` adds the TenSEAL CKKS contexts: the sites' with
+    the secret key (``client_context.tenseal``), the server's without it (``server_context.tenseal``)."""
     lines = ["api_version: 3", f"name: {PROJECT}", "description: sarcopenia screening federation", "participants:",
              "  - name: server", "    type: server", f"    org: {PROJECT}", f"    fed_learn_port: {port}",
              f"    admin_port: {port}", f"    default_host: {host}", f"    host_names: [{host}]"]
@@ -84,13 +86,16 @@ def project_yaml(host: str, port: int, sites: list[str]) -> str:
     lines += [f"  - name: {ADMIN}", "    type: admin", f"    org: {PROJECT}", "    role: project_admin",
               "builders:", "  - path: nvflare.lighter.impl.workspace.WorkspaceBuilder",
               "  - path: nvflare.lighter.impl.static_file.StaticFileBuilder", "    args:",
-              "      config_folder: config", "  - path: nvflare.lighter.impl.cert.CertBuilder",
-              "  - path: nvflare.lighter.impl.signature.SignatureBuilder"]
+              "      config_folder: config", "  - path: nvflare.lighter.impl.cert.CertBuilder"]
+    if secure_aggregation:
+        lines += ["  - path: nvflare.lighter.impl.he.HEBuilder"]
+    lines += ["  - path: nvflare.lighter.impl.signature.SignatureBuilder"]  # last: it signs the kits' files
     return "\n".join(lines) + "\n"
 
 
-def provision(address: str, sites: list[str], out: Path) -> Kits:
-    """Startup kits for a coordinator at ``address`` and the named ``sites`` (``nvflare provision``)."""
+def provision(address: str, sites: list[str], out: Path, secure_aggregation: bool = False) -> Kits:
+    """Startup kits for a coordinator at ``address`` and the named ``sites`` (``nvflare provision``),
+    with the encryption keys of secure aggregation when asked (:func:`project_yaml`)."""
     host, port = split_address(address)
     if len(sites) < 2 or len(set(sites)) != len(sites):
         raise FederationError(f"sites {sites}: name at least 2 distinct sites, e.g. --site site-1 --site site-2")
@@ -99,7 +104,7 @@ def provision(address: str, sites: list[str], out: Path) -> Kits:
                               "(a new root CA invalidates the kits already handed out)")
     out.mkdir(parents=True, exist_ok=True)
     project = out / "project.yml"
-    project.write_text(project_yaml(host, port, sites), encoding="utf-8")
+    project.write_text(project_yaml(host, port, sites, secure_aggregation), encoding="utf-8")
     done = subprocess.run([sys.executable, "-c", "from nvflare.cli import main; main()", "provision", "-p",
                            str(project), "-w", str(out)], capture_output=True, text=True)
     kits = kit_folders(out, sites)
@@ -146,10 +151,14 @@ def run_site(cohort: Path, kit: Path, work: Path, max_epsilon: float | None = No
 
 
 def deployment_plan(options: TrainOptions, rounds: int, local_epochs: int, strategy: str = "fedavg",
-                    privacy: UpdatePrivacy | None = None, encoders: dict[str, TabularEncoder] | None = None) -> dict:
-    """What every site is told: options, the network and the agreed encoders; no cohort path."""
+                    privacy: UpdatePrivacy | None = None, encoders: dict[str, TabularEncoder] | None = None,
+                    fedprox_mu: float | None = None, secure_aggregation: bool = False) -> dict:
+    """What every site is told: options, the network and the agreed encoders; no cohort path.
+    ``fedprox_mu`` travels in the plan because secure aggregation's workflow does not put it in
+    each round's model, as FLARE's FedAvg does."""
     encoders = encoders or {}
     return {"options": asdict(options), "rounds": rounds, "local_epochs": local_epochs, "strategy": strategy,
+            "fedprox_mu": fedprox_mu if strategy == "fedprox" else None, "secure_aggregation": secure_aggregation,
             "privacy": None if privacy is None else privacy.to_dict(),
             "encoders": {m: encoder.to_dict() for m, encoder in encoders.items()},
             "network": network_arguments(options, encoders)}
@@ -176,10 +185,7 @@ def statistics_recipe(plan: dict, min_sites: int, wait_after_min: int, round_tim
     job = FedJob(name=STATISTICS_JOB, min_clients=min_sites)
     job.to_server(CollectStatistics(min_sites, wait_after_min, round_timeout))
     job.to_clients(ScriptRunner(script=str(CLIENT_SCRIPT.resolve()), script_args=f"--plan {encode_plan(plan)}"))
-    job.set_app_packages(list(APP_PACKAGES))
-    recipe = Recipe(job)
-    recipe.add_server_config({"dead_client_grace_period": 0})  # as for training (deployment_recipe)
-    return recipe
+    return deployed(Recipe(job))
 
 
 def agreed_encoders(result: Path) -> tuple[dict[str, TabularEncoder], list[str]]:
@@ -215,15 +221,75 @@ def deployment_recipe(plan: dict, min_sites: int, wait_after_min: int, round_tim
             enable_tensor_disk_offload=recipe.enable_tensor_disk_offload, **tolerance,
             **recipe._get_controller_kwargs())
 
-    deployed = type("DeployedRecipe", (recipe_class(strategy),), {"_create_controller": create_controller})
-    recipe = deployed(**recipe_arguments(plan["network"], plan["rounds"], min_sites, f"--plan {encode_plan(plan)}",
-                                         strategy, fedprox_mu, plan.get("privacy") is None))
-    # Every party runs its own installed copy of these packages: the job carries configuration
-    # and the site script, not the coordinator's copy of the project's code.
+    recipe_type = type("DeployedRecipe", (recipe_class(strategy),), {"_create_controller": create_controller})
+    return deployed(recipe_type(**recipe_arguments(plan["network"], plan["rounds"], min_sites,
+                                                   f"--plan {encode_plan(plan)}", strategy, fedprox_mu,
+                                                   plan.get("privacy") is None)))
+
+
+def encrypted_names(network: dict) -> list[str]:
+    """The tensors a site encrypts under secure aggregation: every one training can change
+    (:func:`.privacy.private_names`). The rest, the frozen layers and the batch counters, are the
+    initial model's at every site and travel in the clear, which keeps the encrypted update to the
+    part that says something about a site's data."""
+    from model_build.federated.network import FederatedNetwork
+    from model_build.federated.privacy import private_names
+
+    return sorted(private_names(FederatedNetwork(**network)))
+
+
+def secure_recipe(plan: dict, min_sites: int, wait_after_min: int, round_timeout: int):
+    """FLARE's FedAvg with homomorphic encryption: the components ``FedAvgRecipeWithHE`` wires
+    (nvflare/app_opt/pt/recipes/fedavg_he.py: the PyTorch persistor behind ``HEModelSerializeFilter``,
+    ``HEModelShareableGenerator``, ``HEInTimeAccumulateWeightedAggregator``, the sites'
+    ``HEModelDecryptor`` on incoming models and ``HEModelEncryptor`` on their updates, weighted by
+    participants), with :class:`.controller.SecureRounds` as the workflow in place of its plain
+    ``ScatterAndGather``. Needs kits provisioned with ``--secure-aggregation``."""
+    from nvflare.apis.dxo import DataKind
+    from nvflare.app_opt.he.intime_accumulate_model_aggregator import HEInTimeAccumulateWeightedAggregator
+    from nvflare.app_opt.he.model_decryptor import HEModelDecryptor
+    from nvflare.app_opt.he.model_encryptor import HEModelEncryptor
+    from nvflare.app_opt.he.model_serialize_filter import HEModelSerializeFilter
+    from nvflare.app_opt.he.model_shareable_generator import HEModelShareableGenerator
+    from nvflare.app_opt.pt.file_model_persistor import PTFileModelPersistor
+    from nvflare.app_opt.pt.job_config.base_fed_job import BaseFedJob
+    from nvflare.app_opt.pt.job_config.model import PTModel
+    from nvflare.client.config import ExchangeFormat
+    from nvflare.fuel.utils.constants import FrameworkType
+    from nvflare.job_config.defs import FilterType
+    from nvflare.job_config.script_runner import ScriptRunner
+    from nvflare.recipe.spec import Recipe
+
+    from model_build.federated.controller import DECRYPT_TASK, SecureRounds
+    from model_build.federated.simulate import JOB, NETWORK
+
+    model = {"path": NETWORK, "args": plan["network"]}
+    job = BaseFedJob(name=JOB, min_clients=min_sites)
+    persistor = PTFileModelPersistor(model=model, filter_id="model_serialize_filter")
+    job.comp_ids.update(job.to_server(PTModel(model=model, persistor=persistor)))
+    job.to_server(HEModelSerializeFilter(), id="model_serialize_filter")
+    generator = job.to_server(HEModelShareableGenerator(), id="shareable_generator")
+    aggregator = job.to_server(HEInTimeAccumulateWeightedAggregator(weigh_by_local_iter=False,  # the sites weigh
+                                                                    expected_data_kind=DataKind.WEIGHTS),
+                               id="aggregator")
+    job.to_server(SecureRounds(min_clients=min_sites, num_rounds=plan["rounds"], wait_time_after_min_received=wait_after_min,
+                               train_timeout=round_timeout, aggregator_id=aggregator,
+                               persistor_id=job.comp_ids["persistor_id"], shareable_generator_id=generator))
+    job.to_clients(ScriptRunner(script=str(CLIENT_SCRIPT.resolve()), script_args=f"--plan {encode_plan(plan)}",
+                                framework=FrameworkType.PYTORCH, server_expected_format=ExchangeFormat.NUMPY))
+    job.to_clients(HEModelDecryptor(), tasks=["train", DECRYPT_TASK], filter_type=FilterType.TASK_DATA)
+    job.to_clients(HEModelEncryptor(encrypt_layers=encrypted_names(plan["network"]), weigh_by_local_iter=True),
+                   tasks=["train"], filter_type=FilterType.TASK_RESULT)
+    return deployed(Recipe(job))
+
+
+def deployed(recipe):  # noqa: ANN001, ANN201 - FLARE's Recipe
+    """``recipe`` as every deployed job runs: each party imports its own installed copy of the
+    project's packages (the job carries configuration and the site script, not the coordinator's
+    code), and a site is reported dead as soon as the server has logged it out (--site-timeout
+    without a heartbeat; FedJob's fail_fast does the same, nvflare/job_config/api.py), so later
+    rounds are no longer sent to it."""
     recipe._job.set_app_packages(list(APP_PACKAGES))  # Recipe keeps its FedJob private (nvflare/recipe/spec.py)
-    # A site is reported dead only after the server has logged it out (--site-timeout without a
-    # heartbeat), so the workflow needs no further grace (FedJob's fail_fast does the same,
-    # nvflare/job_config/api.py): later rounds are then no longer sent to it.
     recipe.add_server_config({"dead_client_grace_period": 0})
     return recipe
 
@@ -356,13 +422,22 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
                rounds: int, local_epochs: int, sites: int, min_sites: int, wait_after_min: int = 30,
                round_timeout: int = 0, join_timeout: float = 120.0, job_timeout: float = 3600.0,
                site_timeout: float = 60.0, strategy: str = "fedavg", fedprox_mu: float = DEFAULT_FEDPROX_MU,
-               privacy: UpdatePrivacy | None = None) -> Deployment:
+               privacy: UpdatePrivacy | None = None, secure_aggregation: bool = False) -> Deployment:
     """Run the federation from the coordinator's side and write the bundle to ``out``; the
     decision threshold is chosen on ``calibration``'s inner validation split (a cohort the
-    coordinator holds itself: no site's data is needed)."""
+    coordinator holds itself: no site's data is needed). With ``secure_aggregation`` the sites'
+    updates are encrypted and the server adds them without reading them (:func:`secure_recipe`)."""
     if not (calibration / "participants.csv").is_file():
         raise FederationError(f"{calibration}: no participants.csv; fix: give --calibration a cohort folder the "
                               "coordinator holds (its threshold is chosen there)")
+    from nvflare.lighter.constants import ProvFileName
+
+    from model_build.federated.controller import GLOBAL_MODEL_FILE, ROUNDS_FILE
+
+    if secure_aggregation and not (server_kit / "startup" / ProvFileName.SERVER_CONTEXT_TENSEAL).is_file():
+        raise FederationError(f"{server_kit}: no startup/{ProvFileName.SERVER_CONTEXT_TENSEAL}, so these kits were provisioned without "
+                              "secure aggregation; fix: provision new kits with `sarco federated provision "
+                              "--secure-aggregation` and hand each site its new kit")
     if not 1 <= min_sites <= sites:
         raise FederationError(f"--min-sites {min_sites}: give 1 to --sites ({sites})")
     seconds: dict[str, float] = {}
@@ -380,13 +455,15 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
                                                               min_sites, wait_after_min, round_timeout), job_timeout)
             encoders, statistics_from = agreed_encoders(summed)
             seconds["encoders_agreed"] = time.perf_counter() - started
-        plan = deployment_plan(options, rounds, local_epochs, strategy, privacy, encoders)
-        recipe = deployment_recipe(plan, min_sites, wait_after_min, round_timeout, strategy, fedprox_mu)
+        plan = deployment_plan(options, rounds, local_epochs, strategy, privacy, encoders, fedprox_mu,
+                               secure_aggregation)
+        recipe = (secure_recipe(plan, min_sites, wait_after_min, round_timeout) if secure_aggregation else
+                  deployment_recipe(plan, min_sites, wait_after_min, round_timeout, strategy, fedprox_mu))
         result, status = coordinator.run_job(recipe, job_timeout)
         seconds["job_done"] = time.perf_counter() - started
     seconds["shut_down"] = time.perf_counter() - started
-    found = sorted(result.rglob("FL_global_model.pt"))
-    record = sorted(result.rglob("sarco-rounds.json"))
+    found = sorted(result.rglob(GLOBAL_MODEL_FILE if secure_aggregation else "FL_global_model.pt"))
+    record = sorted(result.rglob(ROUNDS_FILE))
     if not found:
         raise FederationError(f"{result}: the job saved no global model; fix: read the server's log.txt there")
     rounds_record = json.loads(record[0].read_text(encoding="utf-8")) if record else []

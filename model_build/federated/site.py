@@ -33,6 +33,19 @@ def to_tensors(weights: dict) -> dict[str, torch.Tensor]:
             for name, value in weights.items()}
 
 
+def shaped_like(tensors: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` in ``reference``'s shapes and dtypes. Under secure aggregation every tensor
+    arrives flat and in float (FLARE's ``HEModelDecryptor`` returns CKKS vectors decrypted as flat
+    lists, and ``HEModelEncryptor`` flattens the tensors it leaves in the clear); integer buffers
+    (batch counters) are rounded, not truncated."""
+    shaped = {}
+    for name, value in tensors.items():
+        like = reference[name]
+        value = value.reshape(like.shape)
+        shaped[name] = value.to(like.dtype) if like.is_floating_point() else torch.round(value).to(like.dtype)
+    return shaped
+
+
 def proximal_term(model: torch.nn.Module, mu: float) -> Callable[[torch.nn.Module], torch.Tensor]:
     """FedProx's penalty against ``model``'s weights now (the global model just received): the
     sum over trainable parameters of mu/2 (w - w_global)^2, as FLARE's ``PTFedProxLoss`` computes
@@ -103,8 +116,8 @@ class Site:
         if self.trainer is None:
             self.out.mkdir(parents=True, exist_ok=True)
             self.trainer = Trainer(self.options).load_fitted(self.data, self.out, tensors, RunState(), 0.0)
-        else:
-            self.trainer.model.load_state_dict(tensors)  # in place: the optimizer keeps its parameters
+        else:  # in place: the optimizer keeps its parameters
+            self.trainer.model.load_state_dict(shaped_like(tensors, self.trainer.model.state_dict()))
         return self.trainer
 
     def keep_sent(self, round_number: int, weights: dict[str, torch.Tensor], metrics: dict[str, float],

@@ -190,6 +190,9 @@ def test_mistakes_end_with_a_fix(tmp_path):
                            (["--strategy", "fedprox", "--fedprox-mu", "0"], "above 0")):
         refused = CliRunner().invoke(app, coordinator + extra)
         assert refused.exit_code != 0 and message in refused.output, refused.output
+    (tmp_path / "participants.csv").write_text("participant_id\n")  # past the calibration check, to the kits'
+    refused = CliRunner().invoke(app, coordinator + ["--secure-aggregation"])
+    assert refused.exit_code != 0 and "provisioned without secure aggregation" in refused.output, refused.output
     assert not (tmp_path / "model").exists()
 
 
@@ -201,7 +204,8 @@ def test_the_plan_a_site_receives_holds_options_not_paths():
     word = encode_plan(plan)
     assert word.isascii() and " " not in word  # one argument of the site script
     assert decode_plan(word) == plan
-    assert set(plan) == {"options", "rounds", "local_epochs", "strategy", "privacy", "encoders", "network"}
+    assert set(plan) == {"options", "rounds", "local_epochs", "strategy", "fedprox_mu", "secure_aggregation",
+                         "privacy", "encoders", "network"}
 
 
 @pytest.mark.slow
@@ -238,3 +242,67 @@ def test_a_site_with_a_privacy_floor_sends_no_sums_and_trains_under_the_plans_pr
     assert [record["updates_from"] for record in rounds] == [names, names]
     privacy = json.loads((bundle / "training.json").read_text())["federation"]["privacy"]
     assert privacy["epsilon"] == 8 and any("column sums" in line for line in privacy["not_covered"])
+
+
+@pytest.mark.slow
+def test_under_secure_aggregation_the_server_adds_updates_it_cannot_read(tmp_path, processes):
+    """`--secure-aggregation`: kits with FLARE's TenSEAL contexts (the secret key at the sites
+    only), each site's update encrypted before it leaves, the server adding ciphertexts, and the
+    last average decrypted by a site. The bundle is the participant-weighted mean of what the
+    sites trained (their own plaintext copies), to CKKS's precision; the server's saved model
+    holds no plaintext of any encrypted tensor; FedProx's mu reached the sites through the plan."""
+    import tenseal as ts
+
+    from model_build.federated.simulate import load_global_weights
+
+    port = free_port()
+    kits, names = tmp_path / "kits", SITES[:2]
+    provisioned = CliRunner().invoke(app, ["federated", "provision", "--address", f"127.0.0.1:{port}",
+                                           *[a for name in names for a in ("--site", name)], "--out", str(kits),
+                                           "--secure-aggregation"])
+    assert provisioned.exit_code == 0, provisioned.output
+    root = kits / "sarco" / "prod_00"
+    assert not ts.context_from((root / "server" / "startup" / "server_context.tenseal").read_bytes()).is_private()
+    assert all(ts.context_from((root / name / "startup" / "client_context.tenseal").read_bytes()).is_private()
+               for name in names)
+    cohorts = {name: make_cohort(tmp_path / f"hospital-{n}", seed=n, n_participants=30, videos=False).root
+               for n, name in enumerate(names, start=1)}
+    calibration = make_cohort(tmp_path / "coordinator-hospital", seed=9, n_participants=30, videos=False).root
+    bundle, work = tmp_path / "bundle", tmp_path / "coordinator-work"
+    coordinator = processes(sarco("federated", "coordinator", "--kits", kits, "--calibration", calibration,
+                                  "--out", bundle, "--work", work, "--sites", 2, "--rounds", 2, "--local-epochs", 1,
+                                  "--wait-after-min", 5, "--threads", 1, "--modalities", "clinical,lab",
+                                  "--strategy", "fedprox", "--fedprox-mu", 0.05, "--secure-aggregation"),
+                            tmp_path / "coordinator.log")
+    for name in names:
+        processes(sarco("federated", "site", cohorts[name], "--kit", root / name, "--work", tmp_path / f"{name}-work"),
+                  tmp_path / f"{name}.log")
+    coordinator.wait(timeout=300)
+    output = (tmp_path / "coordinator.log").read_text()
+    assert coordinator.returncode == 0, output[-3000:]
+    assert "secure aggregation: every update encrypted" in output
+    rounds = json.loads((work / "rounds.json").read_text())
+    assert [record["updates_from"] for record in rounds] == [names, names]
+
+    # The global model is the participant-weighted mean of the sites' last updates.
+    sent = {name: torch.load(tmp_path / f"{name}-work" / name / "sent-round-1.pt", weights_only=True)
+            for name in names}
+    assert all(kept["fedprox_mu"] == pytest.approx(0.05) for kept in sent.values())
+    total = sum(kept["participants"] for kept in sent.values())
+    weights = load_global_weights(next(work.rglob("sarco-global-model.pt")))
+    bundled = load_bundle(bundle)
+    assert bundled.training["federation"]["strategy"] == "fedprox"
+    for key, value in weights.items():
+        mean = sum(kept["weights"][key].double() * kept["participants"] for kept in sent.values()) / total
+        assert torch.allclose(value.double().reshape(mean.shape), mean, atol=1e-4), key
+
+    # The sites encrypted every tensor training changes (here all 12), and what the server saved
+    # of the global model is ciphertext for each of them: it never held the average in the clear.
+    client_config = next(path for path in work.rglob("config_fed_client.json") if "HEModelEncryptor" in path.read_text())
+    encryptor = json.loads(client_config.read_text())["task_result_filters"][0]["filters"][0]
+    assert encryptor["path"].endswith("HEModelEncryptor")
+    assert set(encryptor["args"]["encrypt_layers"]) == set(weights)
+    saved = torch.load(next(work.rglob("FL_global_model.pt")), map_location="cpu", weights_only=True)["model"]
+    assert set(saved) == set(weights) and all(isinstance(value, bytes) for value in saved.values())
+    assert "decrypted by site-" in next(path for path in work.rglob("log.txt")
+                                         if "SecureRounds" in path.read_text()).read_text()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from model_build.federated import STRATEGIES
 from model_build.federated.compare import CompareOptions, compare, table_markdown
 
 SIMULATION_MINUTES = 20
@@ -26,7 +27,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--local-epochs", type=int, default=4)
-    parser.add_argument("--strategy", action="append", choices=["fedavg", "fedprox"])
+    parser.add_argument("--strategy", action="append", choices=STRATEGIES)
     parser.add_argument("--modalities", default="image")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -143,7 +143,7 @@ def run_site(cohort: Path, kit: Path, work: Path, max_epsilon: float | None = No
     """Become this site's FLARE client (the process is replaced; it runs until the coordinator
     shuts the federation down). The cohort folder stays in this process's environment."""
     check_site(cohort)
-    command = start_command(kit)
+    command = start_command(kit.resolve())
     work.mkdir(parents=True, exist_ok=True)
     env = site_environment(cohort, work, max_epsilon)
     sys.stdout.flush()
@@ -311,7 +311,8 @@ class Coordinator:
     shut down, and killed if it does not stop, on the way out)."""
 
     def __init__(self, server_kit: Path, admin_kit: Path, work: Path, site_timeout: float = 60.0) -> None:
-        self.server_kit, self.admin_kit, self.work = server_kit, admin_kit, work
+        # absolute: FLARE refuses a relative storage root in the server's settings
+        self.server_kit, self.admin_kit, self.work = server_kit.resolve(), admin_kit.resolve(), work.resolve()
         self.site_timeout = site_timeout
         self.process: subprocess.Popen | None = None
         self.session = None

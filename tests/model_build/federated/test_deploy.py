@@ -168,8 +168,8 @@ def test_a_site_killed_mid_round_does_not_stop_the_federation(tmp_path, processe
     assert loaded.training["epochs_run"] == ROUNDS
 
 
-def test_mistakes_end_with_a_fix(tmp_path):
-    from model_build.federated.deploy import split_address
+def test_mistakes_end_with_a_fix(tmp_path, monkeypatch):
+    from model_build.federated.deploy import Coordinator, split_address
     from model_build.federated.simulate import FederationError
 
     with pytest.raises(FederationError, match="HOST:PORT"):
@@ -193,6 +193,13 @@ def test_mistakes_end_with_a_fix(tmp_path):
     (tmp_path / "participants.csv").write_text("participant_id\n")  # past the calibration check, to the kits'
     refused = CliRunner().invoke(app, coordinator + ["--secure-aggregation"])
     assert refused.exit_code != 0 and "provisioned without secure aggregation" in refused.output, refused.output
+
+    # Kits given by a relative path (as people type them): the server's settings get absolute paths,
+    # which FLARE requires of its snapshot store.
+    monkeypatch.chdir(tmp_path)
+    Coordinator(Path("kits/sarco/prod_00/server"), Path("kits/sarco/prod_00/admin"), Path("work")).write_local_settings()
+    resources = json.loads((out / "sarco" / "prod_00" / "server" / "local" / "resources.json").read_text())
+    assert Path(resources["snapshot_persistor"]["args"]["storage"]["args"]["root_dir"]).is_absolute()
     assert not (tmp_path / "model").exists()
 
 

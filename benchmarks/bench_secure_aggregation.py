@@ -7,11 +7,10 @@ and the time to encrypt and decrypt it, for the federation's networks.
 (clinical or lab inputs need a COHORT, whose column sums size their encoders.)
 
 The encryption is what `sarco federated coordinator --secure-aggregation` runs at each site:
-FLARE's ``HEModelEncryptor`` encrypts each tensor training can change
-(:func:`model_build.federated.deploy.encrypted_names`) as one TenSEAL CKKS vector, with the
-context FLARE's ``HEBuilder`` provisions (its defaults: polynomial degree 8192, coefficient
-moduli 60/40/40 bits, scale 2^40); the other tensors travel in the clear. Issue #19 asks for an
-upload of at most one model update per site and round: this prints the factor.
+FLARE's ``HEModelEncryptor`` encrypts every tensor as one TenSEAL CKKS vector, with the context
+FLARE's ``HEBuilder`` provisions (its defaults: polynomial degree 8192, coefficient moduli
+60/40/40 bits, scale 2^40). Issue #19 asks for an upload of at most one model update per site
+and round: this prints the factor.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ import numpy as np
 import tenseal as ts
 from nvflare.lighter.impl.he import HEBuilder
 
-from model_build.federated.deploy import encrypted_names
 from model_build.federated.encoders import agree_encoders, site_statistics
 from model_build.federated.network import FederatedNetwork
 from model_build.federated.simulate import federation_options, network_arguments
@@ -45,14 +43,10 @@ def measure(modalities: list[str], context: ts.Context, cohort: Path | None) -> 
     encoders = agree_encoders([site_statistics(cohort, options)]) if tabular else {}
     network = network_arguments(options, encoders)
     state = FederatedNetwork(**network).state_dict()
-    encrypted = set(encrypted_names(network))
     clear_bytes = sum(value.numel() * value.element_size() for value in state.values())
     sent, encrypt_s, decrypt_s = 0, 0.0, 0.0
     for name, value in state.items():
         values = value.detach().double().numpy().ravel() * 88.0  # weighted by participants, as the encryptor does
-        if name not in encrypted:
-            sent += values.nbytes
-            continue
         started = time.perf_counter()
         vector = ts.ckks_vector(context, values)
         encrypt_s += time.perf_counter() - started
@@ -60,9 +54,8 @@ def measure(modalities: list[str], context: ts.Context, cohort: Path | None) -> 
         started = time.perf_counter()
         np.asarray(vector.decrypt())
         decrypt_s += time.perf_counter() - started
-    return {"modalities": "+".join(modalities), "tensors": len(state), "encrypted_tensors": len(encrypted),
-            "values": sum(v.numel() for v in state.values()),
-            "encrypted_values": sum(state[n].numel() for n in encrypted), "clear_mb": clear_bytes / 1e6,
+    return {"modalities": "+".join(modalities), "tensors": len(state), "values": sum(v.numel() for v in state.values()),
+            "clear_mb": clear_bytes / 1e6,
             "sent_mb": sent / 1e6, "encrypt_s": encrypt_s, "decrypt_s": decrypt_s}
 
 
@@ -72,11 +65,11 @@ def main() -> None:
     parser.add_argument("--cohort", type=Path, help="a cohort folder (for clinical or lab inputs)")
     args = parser.parse_args()
     context = site_context()
-    print("| model | values (encrypted) | update in the clear | sent encrypted | factor | encrypt s | decrypt s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | tensors | values | update in the clear | sent encrypted | factor | encrypt s | decrypt s |")
+    print("|---|---|---|---|---|---|---|---|")
     for modalities in args.modalities or ["image"]:
         row = measure(modalities.split(","), context, args.cohort)
-        print(f"| {row['modalities']} | {row['values']:,} ({row['encrypted_values']:,}) | {row['clear_mb']:.2f} MB | "
+        print(f"| {row['modalities']} | {row['tensors']} | {row['values']:,} | {row['clear_mb']:.2f} MB | "
               f"{row['sent_mb']:.1f} MB | {row['sent_mb'] / row['clear_mb']:.1f}x | {row['encrypt_s']:.1f} | "
               f"{row['decrypt_s']:.1f} |")
 

@@ -227,24 +227,15 @@ def deployment_recipe(plan: dict, min_sites: int, wait_after_min: int, round_tim
                                                    plan.get("privacy") is None)))
 
 
-def encrypted_names(network: dict) -> list[str]:
-    """The tensors a site encrypts under secure aggregation: every one training can change
-    (:func:`.privacy.private_names`). The rest, the frozen layers and the batch counters, are the
-    initial model's at every site and travel in the clear, which keeps the encrypted update to the
-    part that says something about a site's data."""
-    from model_build.federated.network import FederatedNetwork
-    from model_build.federated.privacy import private_names
-
-    return sorted(private_names(FederatedNetwork(**network)))
-
-
 def secure_recipe(plan: dict, min_sites: int, wait_after_min: int, round_timeout: int):
     """FLARE's FedAvg with homomorphic encryption: the components ``FedAvgRecipeWithHE`` wires
     (nvflare/app_opt/pt/recipes/fedavg_he.py: the PyTorch persistor behind ``HEModelSerializeFilter``,
     ``HEModelShareableGenerator``, ``HEInTimeAccumulateWeightedAggregator``, the sites'
     ``HEModelDecryptor`` on incoming models and ``HEModelEncryptor`` on their updates, weighted by
     participants), with :class:`.controller.SecureRounds` as the workflow in place of its plain
-    ``ScatterAndGather``. Needs kits provisioned with ``--secure-aggregation``."""
+    ``ScatterAndGather``. Needs kits provisioned with ``--secure-aggregation``. Every tensor is
+    encrypted, frozen ones too: a tensor left in the clear comes back flattened, which the server's
+    PyTorch persistor refuses (its shape check), and the frozen layers are 1 % of the values."""
     from nvflare.apis.dxo import DataKind
     from nvflare.app_opt.he.intime_accumulate_model_aggregator import HEInTimeAccumulateWeightedAggregator
     from nvflare.app_opt.he.model_decryptor import HEModelDecryptor
@@ -278,8 +269,7 @@ def secure_recipe(plan: dict, min_sites: int, wait_after_min: int, round_timeout
     job.to_clients(ScriptRunner(script=str(CLIENT_SCRIPT.resolve()), script_args=f"--plan {encode_plan(plan)}",
                                 framework=FrameworkType.PYTORCH, server_expected_format=ExchangeFormat.NUMPY))
     job.to_clients(HEModelDecryptor(), tasks=["train", DECRYPT_TASK], filter_type=FilterType.TASK_DATA)
-    job.to_clients(HEModelEncryptor(encrypt_layers=encrypted_names(plan["network"]), weigh_by_local_iter=True),
-                   tasks=["train"], filter_type=FilterType.TASK_RESULT)
+    job.to_clients(HEModelEncryptor(weigh_by_local_iter=True), tasks=["train"], filter_type=FilterType.TASK_RESULT)
     return deployed(Recipe(job))
 
 

@@ -263,8 +263,9 @@ def secure_recipe(plan: dict, min_sites: int, wait_after_min: int, round_timeout
     aggregator = job.to_server(HEInTimeAccumulateWeightedAggregator(weigh_by_local_iter=False,  # the sites weigh
                                                                     expected_data_kind=DataKind.WEIGHTS),
                                id="aggregator")
-    job.to_server(SecureRounds(min_clients=min_sites, num_rounds=plan["rounds"], wait_time_after_min_received=wait_after_min,
-                               train_timeout=round_timeout, aggregator_id=aggregator,
+    job.to_server(SecureRounds(min_clients=min_sites, num_rounds=plan["rounds"],
+                               wait_time_after_min_received=wait_after_min, train_timeout=round_timeout,
+                               aggregator_id=aggregator,
                                persistor_id=job.comp_ids["persistor_id"], shareable_generator_id=generator))
     job.to_clients(ScriptRunner(script=str(CLIENT_SCRIPT.resolve()), script_args=f"--plan {encode_plan(plan)}",
                                 framework=FrameworkType.PYTORCH, server_expected_format=ExchangeFormat.NUMPY))
@@ -426,9 +427,9 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
     from model_build.federated.controller import GLOBAL_MODEL_FILE, ROUNDS_FILE
 
     if secure_aggregation and not (server_kit / "startup" / ProvFileName.SERVER_CONTEXT_TENSEAL).is_file():
-        raise FederationError(f"{server_kit}: no startup/{ProvFileName.SERVER_CONTEXT_TENSEAL}, so these kits were provisioned without "
-                              "secure aggregation; fix: provision new kits with `sarco federated provision "
-                              "--secure-aggregation` and hand each site its new kit")
+        raise FederationError(f"{server_kit}: no startup/{ProvFileName.SERVER_CONTEXT_TENSEAL}, so these kits were "
+                              "provisioned without secure aggregation; fix: provision new kits with `sarco federated "
+                              "provision --secure-aggregation` and hand each site its new kit")
     if not 1 <= min_sites <= sites:
         raise FederationError(f"--min-sites {min_sites}: give 1 to --sites ({sites})")
     seconds: dict[str, float] = {}

@@ -197,7 +197,8 @@ def test_mistakes_end_with_a_fix(tmp_path, monkeypatch):
     # Kits given by a relative path (as people type them): the server's settings get absolute paths,
     # which FLARE requires of its snapshot store.
     monkeypatch.chdir(tmp_path)
-    Coordinator(Path("kits/sarco/prod_00/server"), Path("kits/sarco/prod_00/admin"), Path("work")).write_local_settings()
+    kit = Path("kits/sarco/prod_00")
+    Coordinator(kit / "server", kit / "admin", Path("work")).write_local_settings()
     resources = json.loads((out / "sarco" / "prod_00" / "server" / "local" / "resources.json").read_text())
     assert Path(resources["snapshot_persistor"]["args"]["storage"]["args"]["root_dir"]).is_absolute()
     assert not (tmp_path / "model").exists()
@@ -255,9 +256,10 @@ def test_a_site_with_a_privacy_floor_sends_no_sums_and_trains_under_the_plans_pr
 def test_under_secure_aggregation_the_server_adds_updates_it_cannot_read(tmp_path, processes):
     """`--secure-aggregation`: kits with FLARE's TenSEAL contexts (the secret key at the sites
     only), each site's update encrypted before it leaves, the server adding ciphertexts, and the
-    last average decrypted by a site. The bundle is the participant-weighted mean of what the
-    sites trained (their own plaintext copies), to CKKS's precision; the server's saved model
-    holds no plaintext of any encrypted tensor; FedProx's mu reached the sites through the plan."""
+    last average decrypted by a site, for the fused model (frozen image layers included). The
+    bundle is the participant-weighted mean of what the sites trained (their own plaintext
+    copies), to CKKS's precision; the server's saved model holds only ciphertext; FedProx's mu
+    reached the sites through the plan."""
     import tenseal as ts
 
     from model_build.federated.simulate import load_global_weights
@@ -278,7 +280,7 @@ def test_under_secure_aggregation_the_server_adds_updates_it_cannot_read(tmp_pat
     bundle, work = tmp_path / "bundle", tmp_path / "coordinator-work"
     coordinator = processes(sarco("federated", "coordinator", "--kits", kits, "--calibration", calibration,
                                   "--out", bundle, "--work", work, "--sites", 2, "--rounds", 2, "--local-epochs", 1,
-                                  "--wait-after-min", 5, "--threads", 1, "--modalities", "clinical,lab",
+                                  "--wait-after-min", 5, "--threads", 1, "--modalities", "image,clinical,lab",
                                   "--strategy", "fedprox", "--fedprox-mu", 0.05, "--secure-aggregation"),
                             tmp_path / "coordinator.log")
     for name in names:
@@ -305,7 +307,8 @@ def test_under_secure_aggregation_the_server_adds_updates_it_cannot_read(tmp_pat
 
     # The sites encrypted their updates, and what the server saved of the global model is
     # ciphertext for every tensor: it never held the average in the clear.
-    client_config = next(path for path in work.rglob("config_fed_client.json") if "HEModelEncryptor" in path.read_text())
+    client_config = next(path for path in work.rglob("config_fed_client.json")
+                         if "HEModelEncryptor" in path.read_text())
     encryptor = json.loads(client_config.read_text())["task_result_filters"][0]
     assert encryptor["tasks"] == ["train"] and encryptor["filters"][0]["path"].endswith("HEModelEncryptor")
     saved = torch.load(next(work.rglob("FL_global_model.pt")), map_location="cpu", weights_only=True)["model"]

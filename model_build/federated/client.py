@@ -13,7 +13,10 @@ a raw PyTorch client must apply the proximal term itself (``FedProxRecipe``'s do
 Under differential privacy (:mod:`.privacy`) the weights leave clipped and noised, and no
 metric leaves at all. A deployment whose model has clinical or lab inputs first runs a job of
 one ``statistics`` task (:class:`.controller.CollectStatistics`): the site answers with the
-column sums the encoders are agreed from (:mod:`.encoders`).
+column sums the encoders are agreed from (:mod:`.encoders`). Under secure aggregation FLARE's
+filters around this loop decrypt each model received and encrypt each update sent; FedProx's mu
+then comes from the plan, and the one ``validate`` task, after the last round, is answered with
+the final average as this site decrypted it (:class:`.controller.SecureRounds`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """FLARE's workflows for a deployed federation: FedAvg that sends to every live site each round,
-does not wait for a site that has gone, and records which sites sent an update; and, before it
-for clinical/lab inputs, one task that collects the sites' column sums (:class:`CollectStatistics`).
+does not wait for a site that has gone, and records which sites sent an update; before it, for
+clinical/lab inputs, one task that collects the sites' column sums (:class:`CollectStatistics`);
+the FedAvg of secure aggregation (:class:`SecureRounds`); and the simulation's averaging in a
+fixed order (:class:`SiteOrderedAverage`).
 
 FLARE's ``FedAvg`` (nvflare/app_common/workflows/fedavg.py, ``run``) sends each round's model
 with ``send_model(targets=sample_clients(num_clients))`` and no ``min_responses``, so a round

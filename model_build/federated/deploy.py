@@ -14,10 +14,13 @@ process per site, each on its own machine, over mutual TLS.
    as the workflow) with the admin's kit through FLARE's API (``nvflare.fuel.flare_api``), waits
    for it, downloads its result, shuts the federation down and writes the bundle. When the model
    has clinical or lab inputs, a first job (:func:`statistics_recipe`) collects each site's
-   column sums, and the training job carries the encoders agreed from them.
+   column sums, and the training job carries the encoders agreed from them. Under secure
+   aggregation (kits provisioned with its keys), the training job is FLARE's homomorphic-
+   encryption FedAvg instead (:func:`secure_recipe`, :class:`.controller.SecureRounds`).
 
 What a site sends: its column sums (clinical/lab models, once), then its model weights and
-aggregate metrics each round (:mod:`.client`), never a row, an image or a per-participant number.
+aggregate metrics each round (:mod:`.client`; under secure aggregation the weights encrypted and
+no metric), never a row, an image or a per-participant number.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def _privacy(epsilon: float | None, delta: float | None, clip: float | None, rou
 
 
 def _fedprox_mu(strategy: str, mu: float | None) -> float:
-    """FedProx's mu as asked (default 0.01), or the mistake named: mu is FedProx's only."""
+    """FedProx's mu as asked (default ``DEFAULT_FEDPROX_MU``), or the mistake named: mu is FedProx's only."""
     if mu is None:
         return DEFAULT_FEDPROX_MU
     if strategy != "fedprox":
@@ -331,5 +331,7 @@ def site(
     console = CliConsole()
     with reported_errors(exit_code=USER_ERROR):
         deploy = _import_deploy()
+        if (kit / "startup" / "client_context.tenseal").is_file():  # a kit for secure aggregation
+            _import_tenseal()
         console.print(f"site {kit.name}: cohort {cohort} (not sent); connecting with {kit}")
         deploy.run_site(cohort, kit, work or kit.with_name(kit.name + ".work"), max_epsilon)

@@ -5,7 +5,7 @@ Why FLARE and not Flower: every Flower release caps packages this project pins a
 pinned workstation environment unchanged; docs/federated.md has the resolver's lines.
 
 The pieces, each importable without FLARE installed except :mod:`.simulate`, :mod:`.deploy`,
-:mod:`.controller` and :mod:`.client`:
+:mod:`.controller`, :mod:`.secure` (which also needs TenSEAL) and :mod:`.client`:
 
 - :mod:`.encoders`: the clinical/lab encoders agreed from per-site sums, so that every site's
   network has the same inputs;
@@ -16,7 +16,9 @@ The pieces, each importable without FLARE installed except :mod:`.simulate`, :mo
 - :mod:`.simulate`: the whole federation on one machine (FLARE's simulator), ending in a bundle;
 - :mod:`.deploy`: the same on FLARE's deployment runtime (startup kits, a coordinator process,
   one process per site, mutual TLS), with :mod:`.controller`'s FedAvg that goes on without a
-  site that drops out.
+  site that drops out, or :mod:`.secure`'s FedAvg over encrypted updates;
+- :mod:`.privacy`: differential privacy on the sites' updates;
+- :mod:`.compare` and :mod:`.pooled`: pooled, federated and single-site training side by side.
 """
 
 STRATEGIES = ("fedavg", "fedprox", "fedbn")
@@ -27,4 +29,4 @@ weights), the remedy for sites whose scanners differ. Here, not in :mod:`.simula
 the command line lists them without importing torch."""
 
 DEFAULT_FEDPROX_MU = 0.01
-"""FedProx's proximal coefficient when none is given (the FedProx paper's smallest tried value)."""
+"""FedProx's proximal coefficient when none is given (one of the values the FedProx paper tried)."""

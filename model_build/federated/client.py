@@ -16,7 +16,7 @@ one ``statistics`` task (:class:`.controller.CollectStatistics`): the site answe
 column sums the encoders are agreed from (:mod:`.encoders`). Under secure aggregation FLARE's
 filters around this loop decrypt each model received and encrypt each update sent; FedProx's mu
 then comes from the plan, and the one ``validate`` task, after the last round, is answered with
-the final average as this site decrypted it (:class:`.controller.SecureRounds`).
+the final average as this site decrypted it (:class:`.secure.SecureRounds`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """FLARE's workflows for a deployed federation: FedAvg that sends to every live site each round,
 does not wait for a site that has gone, and records which sites sent an update; before it, for
 clinical/lab inputs, one task that collects the sites' column sums (:class:`CollectStatistics`);
-the FedAvg of secure aggregation (:class:`SecureRounds`); and the simulation's averaging in a
-fixed order (:class:`SiteOrderedAverage`).
+and the simulation's averaging in a
+fixed order (:class:`SiteOrderedAverage`). Secure aggregation's workflow is :mod:`.secure`.
 
 FLARE's ``FedAvg`` (nvflare/app_common/workflows/fedavg.py, ``run``) sends each round's model
 with ``send_model(targets=sample_clients(num_clients))`` and no ``min_responses``, so a round
@@ -29,25 +29,14 @@ import json
 import os
 
 import numpy as np
-import torch
-from nvflare.apis.controller_spec import ClientTask, Task
-from nvflare.apis.dxo import from_shareable
-from nvflare.apis.fl_constant import ReturnCode
 from nvflare.apis.fl_context import FLContext
-from nvflare.apis.shareable import Shareable
-from nvflare.apis.signal import Signal
 from nvflare.app_common.abstract.fl_model import FLModel
 from nvflare.app_common.aggregators.model_aggregator import ModelAggregator
-from nvflare.app_common.app_constant import AppConstants
-from nvflare.app_common.app_event_type import AppEventType
 from nvflare.app_common.workflows.base_fedavg import _get_client_name, _get_num_steps_weight
 from nvflare.app_common.workflows.fedavg import FedAvg
 from nvflare.app_common.workflows.model_controller import ModelController
-from nvflare.app_common.workflows.scatter_and_gather import ScatterAndGather
 
 ROUNDS_FILE = "sarco-rounds.json"
-GLOBAL_MODEL_FILE = "sarco-global-model.pt"  # the secure federation's last global model, decrypted by a site
-DECRYPT_TASK = "validate"  # FLARE's HE recipe decrypts this task's data at the sites (fedavg_he.py)
 
 
 def run_file(engine, fl_ctx: FLContext, name: str) -> str:  # noqa: ANN001 - FLARE's server engine
@@ -172,72 +161,3 @@ class SiteOrderedAverage(ModelAggregator):
                    if all(isinstance(update.metrics[key], (int, float)) for update in updates)}
         self.info(f"sarco average of {names}, weights {weights}")
         return FLModel(params=params, params_type=updates[0].params_type, metrics=metrics or None)
-
-
-class SecureRounds(ScatterAndGather):
-    """FedAvg under secure aggregation: FLARE's homomorphic-encryption workflow, the
-    ``ScatterAndGather`` that ``FedAvgRecipeWithHE`` builds (nvflare/app_opt/pt/recipes/fedavg_he.py),
-    with this project's round record and one task after the last round.
-
-    Each site encrypts its update with the federation's TenSEAL CKKS key (``HEModelEncryptor``,
-    weighted by its participants), the server adds the ciphertexts without being able to read
-    them (``HEInTimeAccumulateWeightedAggregator``; its context holds no secret key) and sends the
-    encrypted average back, which each site decrypts (``HEModelDecryptor``). The server never
-    holds a site's update, or the global model, in the clear. ``ScatterAndGather`` ends after
-    aggregating the last round, so the final average would stay encrypted on the server: the
-    extra task sends it to the sites, and the first site to answer returns it decrypted, written
-    to ``sarco-global-model.pt`` in the run folder for the coordinator's bundle.
-
-    Site tolerance is ``ScatterAndGather``'s own: a round ends once ``min_clients`` updates are in
-    and ``wait_time_after_min_received`` seconds have passed, or ``train_timeout`` after it began."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._rounds: dict[int, dict] = {}
-        self._decrypted_by: str | None = None
-
-    def _record(self, number: int) -> dict:
-        return self._rounds.setdefault(number, {"round": number, "sent_to": [], "updates_from": []})
-
-    def _prepare_train_task_data(self, client_task: ClientTask, fl_ctx: FLContext) -> None:
-        self._record(self._current_round)["sent_to"].append(client_task.client.name)
-        super()._prepare_train_task_data(client_task, fl_ctx)
-
-    def _accept_train_result(self, client_name: str, result: Shareable, fl_ctx: FLContext,
-                             is_unknown_task: bool = False) -> bool:
-        accepted = super()._accept_train_result(client_name, result, fl_ctx, is_unknown_task)
-        if accepted:
-            self._record(self._current_round)["updates_from"].append(client_name)
-        return accepted
-
-    def handle_event(self, event_type: str, fl_ctx: FLContext) -> None:
-        super().handle_event(event_type, fl_ctx)
-        if event_type == AppEventType.ROUND_DONE and self._current_round in self._rounds:
-            record = self._rounds[self._current_round]
-            record["sent_to"], record["updates_from"] = sorted(record["sent_to"]), sorted(record["updates_from"])
-            record["no_update_from"] = sorted(set(record["sent_to"]) - set(record["updates_from"]))
-            self.log_info(fl_ctx, f"sarco round {self._current_round}: updates from {record['updates_from']}"
-                          + (f"; none from {record['no_update_from']}" if record["no_update_from"] else ""))
-            write_run_file(self._engine, fl_ctx, ROUNDS_FILE, [self._rounds[n] for n in sorted(self._rounds)])
-
-    def control_flow(self, abort_signal: Signal, fl_ctx: FLContext) -> None:
-        super().control_flow(abort_signal, fl_ctx)
-        if abort_signal.triggered or self._phase != AppConstants.PHASE_FINISHED:
-            return
-        task = Task(name=DECRYPT_TASK, data=self.shareable_gen.learnable_to_shareable(self._global_weights, fl_ctx),
-                    timeout=self._train_timeout, result_received_cb=self._keep_decrypted)
-        self.broadcast_and_wait(task=task, min_responses=1, wait_time_after_min_received=0, fl_ctx=fl_ctx,
-                                abort_signal=abort_signal)
-        if self._decrypted_by is None:
-            self.system_panic("no site returned the decrypted global model", fl_ctx)
-
-    def _keep_decrypted(self, client_task: ClientTask, fl_ctx: FLContext) -> None:
-        result, name = client_task.result, client_task.client.name
-        client_task.result = None
-        if self._decrypted_by is not None or result.get_return_code() != ReturnCode.OK:
-            return
-        weights = from_shareable(result).data
-        self._decrypted_by = name
-        torch.save({"model": {key: torch.as_tensor(np.asarray(value)) for key, value in weights.items()}},
-                   run_file(self._engine, fl_ctx, GLOBAL_MODEL_FILE))
-        self.log_info(fl_ctx, f"sarco global model decrypted by {name}: {len(weights)} tensors")

@@ -16,7 +16,7 @@ process per site, each on its own machine, over mutual TLS.
    has clinical or lab inputs, a first job (:func:`statistics_recipe`) collects each site's
    column sums, and the training job carries the encoders agreed from them. Under secure
    aggregation (kits provisioned with its keys), the training job is FLARE's homomorphic-
-   encryption FedAvg instead (:func:`secure_recipe`, :class:`.controller.SecureRounds`).
+   encryption FedAvg instead (:func:`secure_recipe`, :mod:`.secure`).
 
 What a site sends: its column sums (clinical/lab models, once), then its model weights and
 aggregate metrics each round (:mod:`.client`; under secure aggregation the weights encrypted and
@@ -232,15 +232,17 @@ def deployment_recipe(plan: dict, min_sites: int, wait_after_min: int, round_tim
 
 def secure_recipe(plan: dict, min_sites: int, wait_after_min: int, round_timeout: int):
     """FLARE's FedAvg with homomorphic encryption: the components ``FedAvgRecipeWithHE`` wires
-    (nvflare/app_opt/pt/recipes/fedavg_he.py: the PyTorch persistor behind ``HEModelSerializeFilter``,
-    ``HEModelShareableGenerator``, ``HEInTimeAccumulateWeightedAggregator``, the sites'
-    ``HEModelDecryptor`` on incoming models and ``HEModelEncryptor`` on their updates, weighted by
-    participants), with :class:`.controller.SecureRounds` as the workflow in place of its plain
-    ``ScatterAndGather``. Needs kits provisioned with ``--secure-aggregation``. Every tensor is
-    encrypted, frozen ones too: a tensor left in the clear comes back flattened, which the server's
-    PyTorch persistor refuses (its shape check), and the frozen layers are 1 % of the values."""
+    (nvflare/app_opt/pt/recipes/fedavg_he.py: the PyTorch persistor behind
+    ``HEModelSerializeFilter``, ``HEModelShareableGenerator``, the encrypted weighted sum, here
+    :class:`.secure.AtLeastTwoUpdates`; at the sites ``HEModelDecryptor`` on incoming models and
+    ``HEModelEncryptor`` on their updates, weighted by participants), with
+    :class:`.secure.SecureRounds` as the workflow in place of its plain ``ScatterAndGather``.
+    Unlike :func:`deployment_recipe` it has no model selector and no fixed summing order (the
+    ciphertexts are added as they come). Needs kits provisioned with ``--secure-aggregation``.
+    Every tensor is encrypted, frozen ones too: a tensor left in the clear comes back flattened,
+    which the server's PyTorch persistor refuses (its shape check), and the frozen layers are 1 %
+    of the values."""
     from nvflare.apis.dxo import DataKind
-    from nvflare.app_opt.he.intime_accumulate_model_aggregator import HEInTimeAccumulateWeightedAggregator
     from nvflare.app_opt.he.model_decryptor import HEModelDecryptor
     from nvflare.app_opt.he.model_encryptor import HEModelEncryptor
     from nvflare.app_opt.he.model_serialize_filter import HEModelSerializeFilter
@@ -254,18 +256,17 @@ def secure_recipe(plan: dict, min_sites: int, wait_after_min: int, round_timeout
     from nvflare.job_config.script_runner import ScriptRunner
     from nvflare.recipe.spec import Recipe
 
-    from model_build.federated.controller import DECRYPT_TASK, SecureRounds
+    from model_build.federated.secure import DECRYPT_TASK, AtLeastTwoUpdates, SecureRounds
     from model_build.federated.simulate import JOB, NETWORK
 
     model = {"path": NETWORK, "args": plan["network"]}
-    job = BaseFedJob(name=JOB, min_clients=min_sites)
+    job = BaseFedJob(name=JOB, min_clients=min_sites, key_metric="")  # no metrics to select a model by
     persistor = PTFileModelPersistor(model=model, filter_id="model_serialize_filter")
     job.comp_ids.update(job.to_server(PTModel(model=model, persistor=persistor)))
     job.to_server(HEModelSerializeFilter(), id="model_serialize_filter")
     generator = job.to_server(HEModelShareableGenerator(), id="shareable_generator")
-    aggregator = job.to_server(HEInTimeAccumulateWeightedAggregator(weigh_by_local_iter=False,  # the sites weigh
-                                                                    expected_data_kind=DataKind.WEIGHTS),
-                               id="aggregator")
+    aggregator = job.to_server(AtLeastTwoUpdates(weigh_by_local_iter=False, expected_data_kind=DataKind.WEIGHTS),
+                               id="aggregator")  # the sites weigh their updates before encrypting them
     job.to_server(SecureRounds(min_clients=min_sites, num_rounds=plan["rounds"],
                                wait_time_after_min_received=wait_after_min, train_timeout=round_timeout,
                                aggregator_id=aggregator,
@@ -310,7 +311,7 @@ class Coordinator:
         self.site_timeout = site_timeout
         self.process: subprocess.Popen | None = None
         self.session = None
-        self.server_log = work / "server-console.log"
+        self.server_log = self.work / "server-console.log"
 
     def write_local_settings(self) -> None:
         """The server kit's ``local/resources.json`` (FLARE's place for a party's own settings;
@@ -413,6 +414,27 @@ class Coordinator:
                 self.process.wait()
 
 
+def check_secure_kits(server_kit: Path, min_sites: int) -> None:
+    """Secure aggregation can start: the server's kit has the public context, no site's kit (with
+    the secret key, which would let this machine decrypt every update) is still beside it, and a
+    round averages at least two updates."""
+    from nvflare.lighter.constants import ProvFileName
+
+    if not (server_kit / "startup" / ProvFileName.SERVER_CONTEXT_TENSEAL).is_file():
+        raise FederationError(f"{server_kit}: no startup/{ProvFileName.SERVER_CONTEXT_TENSEAL}, so these kits were "
+                              "provisioned without secure aggregation; fix: provision new kits with `sarco federated "
+                              "provision --secure-aggregation` and hand each site its new kit")
+    secret = f"*/startup/{ProvFileName.CLIENT_CONTEXT_TENSEAL}"
+    keys = sorted(path.parents[1].name for path in server_kit.parent.glob(secret))
+    if keys:
+        raise FederationError(f"{server_kit.parent}: the kits of {', '.join(keys)} are still here, with the sites' "
+                              "secret key, which would let this machine decrypt every update; fix: hand each site its "
+                              "kit, then delete those folders here")
+    if min_sites < 2:
+        raise FederationError(f"--min-sites {min_sites}: secure aggregation averages at least 2 updates a round (the "
+                              "average of one is that site's update); fix: --min-sites 2 or more")
+
+
 def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, work: Path, options: TrainOptions,
                rounds: int, local_epochs: int, sites: int, min_sites: int, wait_after_min: int = 30,
                round_timeout: int = 0, join_timeout: float = 120.0, job_timeout: float = 3600.0,
@@ -425,14 +447,11 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
     if not (calibration / "participants.csv").is_file():
         raise FederationError(f"{calibration}: no participants.csv; fix: give --calibration a cohort folder the "
                               "coordinator holds (its threshold is chosen there)")
-    from nvflare.lighter.constants import ProvFileName
+    from model_build.federated.controller import ROUNDS_FILE
+    from model_build.federated.secure import GLOBAL_MODEL_FILE
 
-    from model_build.federated.controller import GLOBAL_MODEL_FILE, ROUNDS_FILE
-
-    if secure_aggregation and not (server_kit / "startup" / ProvFileName.SERVER_CONTEXT_TENSEAL).is_file():
-        raise FederationError(f"{server_kit}: no startup/{ProvFileName.SERVER_CONTEXT_TENSEAL}, so these kits were "
-                              "provisioned without secure aggregation; fix: provision new kits with `sarco federated "
-                              "provision --secure-aggregation` and hand each site its new kit")
+    if secure_aggregation:
+        check_secure_kits(server_kit, min_sites)
     if not 1 <= min_sites <= sites:
         raise FederationError(f"--min-sites {min_sites}: give 1 to --sites ({sites})")
     seconds: dict[str, float] = {}

@@ -36,8 +36,7 @@ def to_tensors(weights: dict) -> dict[str, torch.Tensor]:
 def shaped_like(tensors: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``tensors`` in ``reference``'s shapes and dtypes. Under secure aggregation every tensor
     arrives flat and in float (FLARE's ``HEModelDecryptor`` returns CKKS vectors decrypted as flat
-    lists, and ``HEModelEncryptor`` flattens the tensors it leaves in the clear); integer buffers
-    (batch counters) are rounded, not truncated."""
+    lists); integer buffers (batch counters) are rounded, not truncated."""
     shaped = {}
     for name, value in tensors.items():
         like = reference[name]
@@ -85,12 +84,13 @@ class Site:
 
     def __init__(self, cohort: Path, options: TrainOptions, encoders: dict[str, TabularEncoder], out: Path,
                  rounds: int, local_epochs: int = 1, strategy: str = "fedavg",
-                 privacy: UpdatePrivacy | None = None) -> None:
+                 privacy: UpdatePrivacy | None = None, secure_aggregation: bool = False) -> None:
         self.options = replace(options, epochs=rounds * local_epochs)  # the LR schedule spans the federation
         self.local_epochs = local_epochs
         self.strategy = strategy
         self.local_norms: dict[str, torch.Tensor] | None = {} if strategy == "fedbn" else None
         self.privacy = privacy
+        self.secure_aggregation = secure_aggregation
         self.out = out
         self.data = TrainingData.prepare(cohort, self.options, encoders=encoders)
         self.trainer: Trainer | None = None
@@ -104,7 +104,8 @@ class Site:
         encoders = {m: TabularEncoder.from_dict(raw) for m, raw in plan["encoders"].items()}
         return cls(cohort or Path(plan["sites"][name]), TrainOptions(**plan["options"]), encoders,
                    out or Path(plan["work"]) / name, plan["rounds"], plan["local_epochs"],
-                   plan.get("strategy", "fedavg"), UpdatePrivacy(**plan["privacy"]) if plan.get("privacy") else None)
+                   plan.get("strategy", "fedavg"), UpdatePrivacy(**plan["privacy"]) if plan.get("privacy") else None,
+                   bool(plan.get("secure_aggregation")))
 
     @property
     def participants(self) -> int:
@@ -132,8 +133,9 @@ class Site:
 
     def sendable(self, metrics: dict[str, float]) -> dict[str, float] | None:
         """The metrics that may leave the site: none under differential privacy (a loss on the
-        site's participants is not covered by the update's noise), else the two aggregate losses."""
-        if self.privacy is not None:
+        site's participants is not covered by the update's noise) or secure aggregation (FLARE's
+        encryptor encrypts the weights, not the metrics beside them), else the two aggregate losses."""
+        if self.privacy is not None or self.secure_aggregation:
             return None
         return {name: metrics[name] for name in ("validation_log_loss", "train_loss") if name in metrics}
 

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 import torch
@@ -278,14 +279,23 @@ def test_under_secure_aggregation_the_server_adds_updates_it_cannot_read(tmp_pat
                for n, name in enumerate(names, start=1)}
     calibration = make_cohort(tmp_path / "coordinator-hospital", seed=9, n_participants=30, videos=False).root
     bundle, work = tmp_path / "bundle", tmp_path / "coordinator-work"
-    coordinator = processes(sarco("federated", "coordinator", "--kits", kits, "--calibration", calibration,
-                                  "--out", bundle, "--work", work, "--sites", 2, "--rounds", 2, "--local-epochs", 1,
-                                  "--wait-after-min", 5, "--threads", 1, "--modalities", "image,clinical,lab",
-                                  "--strategy", "fedprox", "--fedprox-mu", 0.05, "--secure-aggregation"),
-                            tmp_path / "coordinator.log")
+    arguments = ["federated", "coordinator", "--kits", kits, "--calibration", calibration, "--out", bundle, "--work",
+                 work, "--sites", 2, "--rounds", 2, "--local-epochs", 1, "--wait-after-min", 5, "--threads", 1,
+                 "--modalities", "image,clinical,lab", "--strategy", "fedprox", "--fedprox-mu", 0.05,
+                 "--secure-aggregation"]
+    # The coordinator will not start while the sites' secret key is on its machine, nor average one update.
+    refused = CliRunner().invoke(app, list(map(str, arguments)))
+    assert refused.exit_code != 0 and "site-1, site-2 are still here" in refused.output, refused.output
+    site_kits = {name: tmp_path / f"{name}-kit" for name in names}
+    for name in names:  # handed out
+        (root / name).rename(site_kits[name])
+    refused = CliRunner().invoke(app, list(map(str, arguments + ["--min-sites", 1])))
+    assert refused.exit_code != 0 and "averages at least 2 updates" in refused.output, refused.output
+
+    coordinator = processes(sarco(*arguments), tmp_path / "coordinator.log")
     for name in names:
-        processes(sarco("federated", "site", cohorts[name], "--kit", root / name, "--work", tmp_path / f"{name}-work"),
-                  tmp_path / f"{name}.log")
+        processes(sarco("federated", "site", cohorts[name], "--kit", site_kits[name], "--work",
+                        tmp_path / f"{name}-work"), tmp_path / f"{name}.log")
     coordinator.wait(timeout=300)
     output = (tmp_path / "coordinator.log").read_text()
     assert coordinator.returncode == 0, output[-3000:]
@@ -297,21 +307,44 @@ def test_under_secure_aggregation_the_server_adds_updates_it_cannot_read(tmp_pat
     sent = {name: torch.load(tmp_path / f"{name}-work" / name / "sent-round-1.pt", weights_only=True)
             for name in names}
     assert all(kept["fedprox_mu"] == pytest.approx(0.05) for kept in sent.values())
+    assert not any(kept["metrics_sent"] for kept in sent.values())  # the encryptor leaves metrics in the clear
     total = sum(kept["participants"] for kept in sent.values())
     weights = load_global_weights(next(work.rglob("sarco-global-model.pt")))
     bundled = load_bundle(bundle)
     assert bundled.training["federation"]["strategy"] == "fedprox"
     for key, value in weights.items():
         mean = sum(kept["weights"][key].double() * kept["participants"] for kept in sent.values()) / total
-        assert torch.allclose(value.double().reshape(mean.shape), mean, atol=1e-4), key
+        assert value.shape == mean.shape and torch.allclose(value.double(), mean, atol=1e-4), key
 
     # The sites encrypted their updates, and what the server saved of the global model is
-    # ciphertext for every tensor: it never held the average in the clear.
+    # ciphertext for every tensor: it held no round's average in the clear but the last, which two
+    # sites decrypted and agreed on.
     client_config = next(path for path in work.rglob("config_fed_client.json")
                          if "HEModelEncryptor" in path.read_text())
     encryptor = json.loads(client_config.read_text())["task_result_filters"][0]
     assert encryptor["tasks"] == ["train"] and encryptor["filters"][0]["path"].endswith("HEModelEncryptor")
     saved = torch.load(next(work.rglob("FL_global_model.pt")), map_location="cpu", weights_only=True)["model"]
     assert set(saved) == set(weights) and all(isinstance(value, bytes) for value in saved.values())
-    assert "decrypted by site-" in next(path for path in work.rglob("log.txt")
-                                         if "SecureRounds" in path.read_text()).read_text()
+    assert "decrypted by site-1 and site-2" in next(path for path in work.rglob("log.txt")
+                                                    if "SecureRounds" in path.read_text()).read_text()
+
+
+def test_a_secure_round_refuses_to_average_fewer_than_two_updates():
+    """The average of one encrypted update is that update; it would then be decrypted."""
+    pytest.importorskip("tenseal", reason="secure aggregation needs TenSEAL")
+    from nvflare.apis.dxo import DataKind
+    from nvflare.apis.event_type import EventType
+
+    from model_build.federated.secure import AtLeastTwoUpdates
+
+    aggregator = AtLeastTwoUpdates(weigh_by_local_iter=False, expected_data_kind=DataKind.WEIGHTS)
+    aggregator.handle_event(EventType.START_RUN, None)  # FLARE builds its accumulators at the run's start
+    with pytest.raises(RuntimeError, match="0 update"):
+        aggregator.aggregate(None)
+    helper = next(iter(aggregator.dxo_aggregators.values())).aggregation_helper
+    helper.add({"w": np.ones(3)}, 4.0, "site-1", 0)
+    with pytest.raises(RuntimeError, match=r"1 update\(s\) this round \(site-1\)"):
+        aggregator.aggregate(None)
+    helper.add({"w": np.ones(3) * 3}, 4.0, "site-1", 0)  # the same site again
+    with pytest.raises(RuntimeError, match="1 update"):
+        aggregator.aggregate(None)

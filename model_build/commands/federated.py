@@ -306,7 +306,7 @@ def coordinator(
         console.print(f"differential privacy: {privacy.describe(chosen)}")
     if secure_aggregation:
         console.print("secure aggregation: every update encrypted at its site (TenSEAL CKKS); the server added them "
-                      "without the secret key, and the last average was decrypted by a site")
+                      "without the secret key, and the last average was decrypted at the sites")
     steps = {"server up": "server_up", "sites joined": "sites_joined", "encoders agreed": "encoders_agreed",
              "job done": "job_done"}
     timeline = ", ".join(f"{step} {result.seconds[key]:.0f} s" for step, key in steps.items() if key in result.seconds)

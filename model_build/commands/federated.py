@@ -38,7 +38,8 @@ FedproxMu = Annotated[Optional[float], typer.Option(help=f"FedProx's proximal co
                                                          f"fedprox only). Default: {DEFAULT_FEDPROX_MU}.")]
 SecureAggregation = Annotated[bool, typer.Option(
     "--secure-aggregation", help="Homomorphic encryption of every site's update (FLARE's HE FedAvg, TenSEAL CKKS): "
-    "the server adds updates it cannot read. Provision the kits with it, then run the coordinator with it.")]
+    "the server adds updates it cannot read. Provision the kits with it, hand each site its kit (and delete it "
+    "here), then run the coordinator with it and --min-sites 2 or more.")]
 federated_app = CommandGroup(help="Train across site cohorts without pooling their data (NVIDIA FLARE).")
 
 

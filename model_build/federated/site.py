@@ -84,13 +84,15 @@ class Site:
 
     def __init__(self, cohort: Path, options: TrainOptions, encoders: dict[str, TabularEncoder], out: Path,
                  rounds: int, local_epochs: int = 1, strategy: str = "fedavg",
-                 privacy: UpdatePrivacy | None = None, secure_aggregation: bool = False) -> None:
+                 privacy: UpdatePrivacy | None = None, secure_aggregation: bool = False,
+                 network: dict | None = None) -> None:
         self.options = replace(options, epochs=rounds * local_epochs)  # the LR schedule spans the federation
         self.local_epochs = local_epochs
         self.strategy = strategy
         self.local_norms: dict[str, torch.Tensor] | None = {} if strategy == "fedbn" else None
         self.privacy = privacy
         self.secure_aggregation = secure_aggregation
+        self.network = network  # FederatedNetwork's arguments: the shapes of a first model that arrives flat
         self.out = out
         self.data = TrainingData.prepare(cohort, self.options, encoders=encoders)
         self.trainer: Trainer | None = None
@@ -105,7 +107,7 @@ class Site:
         return cls(cohort or Path(plan["sites"][name]), TrainOptions(**plan["options"]), encoders,
                    out or Path(plan["work"]) / name, plan["rounds"], plan["local_epochs"],
                    plan.get("strategy", "fedavg"), UpdatePrivacy(**plan["privacy"]) if plan.get("privacy") else None,
-                   bool(plan.get("secure_aggregation")))
+                   bool(plan.get("secure_aggregation")), plan.get("network"))
 
     @property
     def participants(self) -> int:
@@ -115,6 +117,10 @@ class Site:
         """The site's trainer holding ``weights`` (built on the first round)."""
         tensors = to_tensors(weights)
         if self.trainer is None:
+            if self.network is not None:  # under secure aggregation a site's first model can arrive flat
+                from model_build.federated.network import FederatedNetwork
+
+                tensors = shaped_like(tensors, FederatedNetwork(**self.network).state_dict())
             self.out.mkdir(parents=True, exist_ok=True)
             self.trainer = Trainer(self.options).load_fitted(self.data, self.out, tensors, RunState(), 0.0)
         else:  # in place: the optimizer keeps its parameters

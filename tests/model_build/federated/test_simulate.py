@@ -152,3 +152,25 @@ def test_under_fedbn_a_site_trains_with_its_own_batch_norms(tmp_path, strategy):
         assert torch.equal(after_two[name], norms[name] if strategy == "fedbn" else averaged[name]), name
     site.load(averaged)
     assert metrics["validation_log_loss"] == pytest.approx(site.evaluate())  # the received model's loss
+
+
+def test_a_site_builds_its_network_from_a_first_model_that_arrives_flat(tmp_path):
+    """Under secure aggregation FLARE's decryptor hands over flat float vectors: a site whose first
+    model comes that way (it missed round 1) shapes it from the plan's network, batch counters
+    rounded, and holds exactly those weights."""
+    from dataclasses import replace
+
+    from model_build.federated.network import FederatedNetwork
+    from model_build.federated.simulate import federation_options, network_arguments
+    from model_build.federated.site import Site
+
+    cohort = make_cohort(tmp_path / "hospital", seed=4, n_participants=24, videos=False).root
+    options = replace(federation_options(["image"], 0), threads=1)
+    network = network_arguments(options, {})
+    site = Site(cohort, options, {}, tmp_path / "site", rounds=2, network=network)
+    shaped = FederatedNetwork(**network).state_dict()
+    flat = {name: value.double().flatten() + (1e-7 if not value.is_floating_point() else 0.0)
+            for name, value in shaped.items()}
+    held = site.load(flat).model.state_dict()
+    assert all(torch.equal(held[name], shaped[name].to(held[name].dtype)) for name in shaped)
+    assert all(held[name].dtype == shaped[name].dtype for name in shaped)

@@ -41,6 +41,22 @@ class AtLeastTwoUpdates(HEInTimeAccumulateWeightedAggregator):
         return super().aggregate(fl_ctx)
 
 
+def agreed_model(decrypted: dict[str, dict[str, np.ndarray]], tolerance: float):  # noqa: ANN201
+    """(the global model, None) when every site's decryption of it agrees within ``tolerance``,
+    else (None, the reason)."""
+    if not decrypted:
+        return None, "no site returned the decrypted global model"
+    first, *others = sorted(decrypted)
+    model = decrypted[first]
+    for other in others:
+        if set(decrypted[other]) != set(model):
+            return None, f"{first} and {other} returned different tensors"
+        gap = max(float(np.max(np.abs(model[key] - decrypted[other][key]))) for key in model)
+        if gap > tolerance:
+            return None, f"{first} and {other} decrypted different global models (largest gap {gap:.3g})"
+    return model, None
+
+
 class SecureRounds(ScatterAndGather):
     """FedAvg under secure aggregation: FLARE's homomorphic-encryption workflow, the
     ``ScatterAndGather`` that ``FedAvgRecipeWithHE`` builds (nvflare/app_opt/pt/recipes/fedavg_he.py),
@@ -103,17 +119,10 @@ class SecureRounds(ScatterAndGather):
             self.send_and_wait(task=task, fl_ctx=fl_ctx, targets=[name], abort_signal=abort_signal)
             if len(self._decrypted) == 2 or abort_signal.triggered:
                 break
-        if not self._decrypted:
-            self.system_panic("sarco: no site returned the decrypted global model", fl_ctx)
+        model, refusal = agreed_model(self._decrypted, self.AGREEMENT)
+        if refusal is not None:
+            self.system_panic(f"sarco: {refusal}; no bundle is written", fl_ctx)
             return
-        first, *others = sorted(self._decrypted)
-        model = self._decrypted[first]
-        for other in others:
-            gap = max(float(np.max(np.abs(model[key] - self._decrypted[other][key]))) for key in model)
-            if gap > self.AGREEMENT:
-                self.system_panic(f"sarco: {first} and {other} decrypted different global models (largest gap "
-                                  f"{gap:.3g}); no bundle is written", fl_ctx)
-                return
         torch.save({"model": {key: torch.as_tensor(value) for key, value in model.items()}},
                    run_file(self._engine, fl_ctx, GLOBAL_MODEL_FILE))
         self.log_info(fl_ctx, f"sarco global model decrypted by {' and '.join(sorted(self._decrypted))}: "

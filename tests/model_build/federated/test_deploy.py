@@ -348,3 +348,32 @@ def test_a_secure_round_refuses_to_average_fewer_than_two_updates():
     helper.add({"w": np.ones(3) * 3}, 4.0, "site-1", 0)  # the same site again
     with pytest.raises(RuntimeError, match="1 update"):
         aggregator.aggregate(None)
+
+
+def test_the_final_model_is_kept_only_when_the_decrypting_sites_agree():
+    """The last step of secure aggregation: an error answer is passed over, two sites' decryptions
+    must agree, and with none there is no model."""
+    pytest.importorskip("tenseal", reason="secure aggregation needs TenSEAL")
+    from types import SimpleNamespace
+
+    from nvflare.apis.dxo import DXO, DataKind
+    from nvflare.apis.fl_constant import ReturnCode
+    from nvflare.apis.shareable import make_reply
+
+    from model_build.federated.secure import SecureRounds, agreed_model
+
+    rounds = SecureRounds(min_clients=2, num_rounds=1)
+    rounds.log_warning = lambda *arguments: None
+    weights = {"w": np.arange(4.0)}
+    answers = {"site-1": make_reply(ReturnCode.EXECUTION_EXCEPTION),
+               "site-2": DXO(DataKind.WEIGHTS, data={"w": weights["w"] + 1e-7}).to_shareable(),
+               "site-3": DXO(DataKind.WEIGHTS, data=weights).to_shareable()}
+    for name, answer in answers.items():
+        rounds._keep_decrypted(SimpleNamespace(result=answer, client=SimpleNamespace(name=name)), None)
+    assert sorted(rounds._decrypted) == ["site-2", "site-3"]  # site-1's error is passed over
+    model, refusal = agreed_model(rounds._decrypted, SecureRounds.AGREEMENT)
+    assert refusal is None and np.allclose(model["w"], weights["w"], atol=1e-6)
+    assert agreed_model({"site-2": {"w": weights["w"] + 0.1}, "site-3": weights}, 1e-3)[1].startswith(
+        "site-2 and site-3 decrypted different global models")
+    assert agreed_model({"site-2": weights}, 1e-3)[0] is weights  # one site left: its answer alone
+    assert agreed_model({}, 1e-3) == (None, "no site returned the decrypted global model")

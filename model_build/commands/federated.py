@@ -332,7 +332,7 @@ def site(
     console = CliConsole()
     with reported_errors(exit_code=USER_ERROR):
         deploy = _import_deploy()
-        if (kit / "startup" / "client_context.tenseal").is_file():  # a kit for secure aggregation
+        if deploy.holds_secret_key(kit):  # a kit for secure aggregation
             _import_tenseal()
         console.print(f"site {kit.name}: cohort {cohort} (not sent); connecting with {kit}")
         deploy.run_site(cohort, kit, work or kit.with_name(kit.name + ".work"), max_epsilon)

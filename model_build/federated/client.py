@@ -85,7 +85,7 @@ def main() -> None:
             flare.send(flare.FLModel(params=weights, metrics=sent,
                                      meta={"NUM_STEPS_CURRENT_ROUND": site.participants}))
         elif plan.get("secure_aggregation"):  # the encrypted final average, decrypted here, goes back
-            weights = {name: value.detach().cpu().clone() for name, value in site.load(received.params).model
+            weights = {key: value.detach().cpu().clone() for key, value in site.load(received.params).model
                        .state_dict().items()}
             sent = "the decrypted global model"
             flare.send(flare.FLModel(params=weights))

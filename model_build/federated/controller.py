@@ -1,8 +1,8 @@
 """FLARE's workflows for a deployed federation: FedAvg that sends to every live site each round,
 does not wait for a site that has gone, and records which sites sent an update; before it, for
 clinical/lab inputs, one task that collects the sites' column sums (:class:`CollectStatistics`);
-and the simulation's averaging in a
-fixed order (:class:`SiteOrderedAverage`). Secure aggregation's workflow is :mod:`.secure`.
+and the simulation's averaging in a fixed order (:class:`SiteOrderedAverage`). Secure
+aggregation's workflow is :mod:`.secure`.
 
 FLARE's ``FedAvg`` (nvflare/app_common/workflows/fedavg.py, ``run``) sends each round's model
 with ``send_model(targets=sample_clients(num_clients))`` and no ``min_responses``, so a round
@@ -50,6 +50,16 @@ def write_run_file(engine, fl_ctx: FLContext, name: str, data) -> None:  # noqa:
         json.dump(data, file, indent=2, sort_keys=True)
 
 
+def round_record(number: int, sent_to, updates_from) -> tuple[dict, str]:  # noqa: ANN001 - any iterables of names
+    """A round's entry in ``sarco-rounds.json`` (the sites it was sent to, those whose update was
+    averaged, those that sent none) and its line for the server's log."""
+    record = {"round": number, "sent_to": sorted(sent_to), "updates_from": sorted(updates_from)}
+    record["no_update_from"] = sorted(set(record["sent_to"]) - set(record["updates_from"]))
+    line = (f"sarco round {number}: updates from {record['updates_from']}"
+            + (f"; none from {record['no_update_from']}" if record["no_update_from"] else ""))
+    return record, line
+
+
 class SiteTolerantFedAvg(FedAvg):
     """FedAvg whose rounds go on without a site that drops out (see the module's docstring)."""
 
@@ -88,11 +98,9 @@ class SiteTolerantFedAvg(FedAvg):
         return accepted
 
     def _get_aggregated_result(self) -> FLModel:
-        record = {"round": self.current_round, "sent_to": self._sent_to, "updates_from": sorted(self._updates_from),
-                  "no_update_from": sorted(set(self._sent_to) - set(self._updates_from))}
+        record, line = round_record(self.current_round, self._sent_to, self._updates_from)
         self._rounds.append(record)
-        self.info(f"sarco round {self.current_round}: updates from {record['updates_from']}"
-                  + (f"; none from {record['no_update_from']}" if record["no_update_from"] else ""))
+        self.info(line)
         write_run_file(self.engine, self.fl_ctx, ROUNDS_FILE, self._rounds)
         return super()._get_aggregated_result()
 

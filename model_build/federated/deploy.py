@@ -414,6 +414,14 @@ class Coordinator:
                 self.process.wait()
 
 
+def holds_secret_key(kit: Path) -> bool:
+    """Whether ``kit`` is a site's kit for secure aggregation: it holds the sites' TenSEAL secret key
+    (``client_context.tenseal``, written by FLARE's ``HEBuilder``)."""
+    from nvflare.lighter.constants import ProvFileName
+
+    return (kit / "startup" / ProvFileName.CLIENT_CONTEXT_TENSEAL).is_file()
+
+
 def check_secure_kits(server_kit: Path, min_sites: int) -> None:
     """Secure aggregation can start: the server's kit has the public context, no site's kit (with
     the secret key, which would let this machine decrypt every update) is still beside it, and a
@@ -424,8 +432,7 @@ def check_secure_kits(server_kit: Path, min_sites: int) -> None:
         raise FederationError(f"{server_kit}: no startup/{ProvFileName.SERVER_CONTEXT_TENSEAL}, so these kits were "
                               "provisioned without secure aggregation; fix: provision new kits with `sarco federated "
                               "provision --secure-aggregation` and hand each site its new kit")
-    secret = f"*/startup/{ProvFileName.CLIENT_CONTEXT_TENSEAL}"
-    keys = sorted(path.parents[1].name for path in server_kit.parent.glob(secret))
+    keys = sorted(kit.name for kit in server_kit.parent.iterdir() if holds_secret_key(kit))
     if keys:
         raise FederationError(f"{server_kit.parent}: the kits of {', '.join(keys)} are still here, with the sites' "
                               "secret key, which would let this machine decrypt every update; fix: hand each site its "
@@ -448,9 +455,11 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
         raise FederationError(f"{calibration}: no participants.csv; fix: give --calibration a cohort folder the "
                               "coordinator holds (its threshold is chosen there)")
     from model_build.federated.controller import ROUNDS_FILE
-    from model_build.federated.secure import GLOBAL_MODEL_FILE
 
+    model_file = "FL_global_model.pt"  # FLARE's persistor's name for the last global model
     if secure_aggregation:
+        from model_build.federated.secure import GLOBAL_MODEL_FILE as model_file
+
         check_secure_kits(server_kit, min_sites)
     if not 1 <= min_sites <= sites:
         raise FederationError(f"--min-sites {min_sites}: give 1 to --sites ({sites})")
@@ -476,7 +485,7 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
         result, status = coordinator.run_job(recipe, job_timeout)
         seconds["job_done"] = time.perf_counter() - started
     seconds["shut_down"] = time.perf_counter() - started
-    found = sorted(result.rglob(GLOBAL_MODEL_FILE if secure_aggregation else "FL_global_model.pt"))
+    found = sorted(result.rglob(model_file))
     record = sorted(result.rglob(ROUNDS_FILE))
     if not found:
         raise FederationError(f"{result}: the job saved no global model; fix: read the server's log.txt there")

@@ -21,7 +21,7 @@ from nvflare.app_common.app_event_type import AppEventType
 from nvflare.app_common.workflows.scatter_and_gather import ScatterAndGather
 from nvflare.app_opt.he.intime_accumulate_model_aggregator import HEInTimeAccumulateWeightedAggregator
 
-from model_build.federated.controller import ROUNDS_FILE, run_file, write_run_file
+from model_build.federated.controller import ROUNDS_FILE, round_record, run_file, write_run_file
 
 GLOBAL_MODEL_FILE = "sarco-global-model.pt"  # the last global model, decrypted by the sites
 DECRYPT_TASK = "validate"  # FLARE's HE recipe decrypts this task's data at the sites (fedavg_he.py)
@@ -79,7 +79,7 @@ class SecureRounds(ScatterAndGather):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._rounds: dict[int, dict] = {}
+        self._rounds: dict[int, tuple[list[str], set[str]]] = {}  # round -> (sent to, updates from)
         self._decrypted: dict[str, dict[str, np.ndarray]] = {}
 
     def _alive(self) -> list[str]:
@@ -91,21 +91,17 @@ class SecureRounds(ScatterAndGather):
                              is_unknown_task: bool = False) -> bool:
         accepted = super()._accept_train_result(client_name, result, fl_ctx, is_unknown_task)
         if accepted and self._current_round in self._rounds:
-            self._rounds[self._current_round]["updates_from"].add(client_name)
+            self._rounds[self._current_round][1].add(client_name)
         return accepted
 
     def handle_event(self, event_type: str, fl_ctx: FLContext) -> None:
         super().handle_event(event_type, fl_ctx)
         if event_type == AppEventType.ROUND_STARTED:
-            self._rounds[self._current_round] = {"round": self._current_round, "sent_to": self._alive(),
-                                                 "updates_from": set()}
+            self._rounds[self._current_round] = (self._alive(), set())
         elif event_type == AppEventType.ROUND_DONE and self._current_round in self._rounds:
-            record = self._rounds[self._current_round]
-            record["updates_from"] = sorted(record["updates_from"])
-            record["no_update_from"] = sorted(set(record["sent_to"]) - set(record["updates_from"]))
-            self.log_info(fl_ctx, f"sarco round {self._current_round}: updates from {record['updates_from']}"
-                          + (f"; none from {record['no_update_from']}" if record["no_update_from"] else ""))
-            write_run_file(self._engine, fl_ctx, ROUNDS_FILE, [self._rounds[n] for n in sorted(self._rounds)])
+            records = {number: round_record(number, *sites) for number, sites in sorted(self._rounds.items())}
+            self.log_info(fl_ctx, records[self._current_round][1])
+            write_run_file(self._engine, fl_ctx, ROUNDS_FILE, [record for record, _ in records.values()])
 
     def control_flow(self, abort_signal: Signal, fl_ctx: FLContext) -> None:
         super().control_flow(abort_signal, fl_ctx)

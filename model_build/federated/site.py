@@ -117,7 +117,7 @@ class Site:
         """The site's trainer holding ``weights`` (built on the first round)."""
         tensors = to_tensors(weights)
         if self.trainer is None:
-            if self.network is not None:  # under secure aggregation a site's first model can arrive flat
+            if self.secure_aggregation:  # a site's first model can arrive decrypted, hence flat
                 from model_build.federated.network import FederatedNetwork
 
                 tensors = shaped_like(tensors, FederatedNetwork(**self.network).state_dict())

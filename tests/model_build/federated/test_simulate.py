@@ -167,7 +167,7 @@ def test_a_site_builds_its_network_from_a_first_model_that_arrives_flat(tmp_path
     cohort = make_cohort(tmp_path / "hospital", seed=4, n_participants=24, videos=False).root
     options = replace(federation_options(["image"], 0), threads=1)
     network = network_arguments(options, {})
-    site = Site(cohort, options, {}, tmp_path / "site", rounds=2, network=network)
+    site = Site(cohort, options, {}, tmp_path / "site", rounds=2, secure_aggregation=True, network=network)
     shaped = FederatedNetwork(**network).state_dict()
     flat = {name: value.double().flatten() + (1e-7 if not value.is_floating_point() else 0.0)
             for name, value in shaped.items()}

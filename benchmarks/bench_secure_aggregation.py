@@ -55,8 +55,7 @@ def measure(modalities: list[str], context: ts.Context, cohort: Path | None) -> 
         np.asarray(vector.decrypt())
         decrypt_s += time.perf_counter() - started
     return {"modalities": "+".join(modalities), "tensors": len(state), "values": sum(v.numel() for v in state.values()),
-            "clear_mb": clear_bytes / 1e6,
-            "sent_mb": sent / 1e6, "encrypt_s": encrypt_s, "decrypt_s": decrypt_s}
+            "clear_mb": clear_bytes / 1e6, "sent_mb": sent / 1e6, "encrypt_s": encrypt_s, "decrypt_s": decrypt_s}
 
 
 def main() -> None:

@@ -5,6 +5,11 @@ What varies between ultrasound acquisitions of the same muscle: probe placement 
 speckle. Left-right flips happen (probe orientation); up-down never does, since the skin is
 always at the top of the image, so there is no vertical flip.
 
+Two profiles. ``basic`` is the above. ``scanner`` adds what differs between scanners and
+presets rather than between acquisitions: a time-gain-compensation ramp (brightness that grows
+or falls with depth) and a depth setting (the near field of a deeper image stretched to the
+full height, as a shallower depth preset shows it).
+
 Each image's transform is seeded from ``(seed, epoch, image index)``, so an epoch is
 reproducible on its own (a resumed run replays it exactly) and no global RNG is touched.
 """
@@ -32,12 +37,61 @@ class RandSpeckleNoise(RandomizableTransform):
         return image * (1.0 + std * self.R.standard_normal(image.shape).astype(np.float32))
 
 
-class Augmenter:
-    """Applies the random pipeline to a batch of ``(S, S)`` prepared images."""
+class RandDepthGainRamp(RandomizableTransform):
+    """Multiplies each row by ``1 + g (y - 1/2)``, y the depth in [0, 1], g uniform in
+    [-max_slope, max_slope]: a time-gain-compensation curve set differently."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, prob: float = 0.5, max_slope: float = 0.5) -> None:
+        RandomizableTransform.__init__(self, prob)
+        self.max_slope = max_slope
+
+    def __call__(self, image) -> np.ndarray:
+        image = np.asarray(image, dtype=np.float32)
+        self.randomize(None)
+        if not self._do_transform:
+            return image
+        slope = self.R.uniform(-self.max_slope, self.max_slope)
+        depth = np.linspace(0.0, 1.0, image.shape[-2], dtype=np.float32)[:, np.newaxis]
+        return image * (1.0 + slope * (depth - 0.5))
+
+
+class RandDepthCrop(RandomizableTransform):
+    """Keeps the top ``f`` of the rows (f uniform in [min_fraction, 1]) and stretches them back to
+    the full size, preserving the aspect ratio by cropping the columns about the centre: the skin
+    stays at the top, as it does at any depth setting."""
+
+    def __init__(self, prob: float = 0.3, min_fraction: float = 0.75) -> None:
+        RandomizableTransform.__init__(self, prob)
+        self.min_fraction = min_fraction
+
+    def __call__(self, image) -> np.ndarray:
+        import cv2
+
+        image = np.asarray(image, dtype=np.float32)
+        self.randomize(None)
+        if not self._do_transform:
+            return image
+        height, width = image.shape[-2:]
+        fraction = self.R.uniform(self.min_fraction, 1.0)
+        rows, columns = max(2, round(height * fraction)), max(2, round(width * fraction))
+        left = (width - columns) // 2
+        crop = image[0, :rows, left:left + columns]
+        return cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)[np.newaxis]
+
+
+AUGMENTATIONS = ("basic", "scanner")
+
+
+class Augmenter:
+    """Applies the random pipeline of ``profile`` (:data:`AUGMENTATIONS`) to a batch of ``(S, S)``
+    prepared images."""
+
+    def __init__(self, seed: int, profile: str = "basic") -> None:
         self.seed = seed
+        scanner = [RandDepthCrop(prob=0.3, min_fraction=0.75), RandDepthGainRamp(prob=0.5, max_slope=0.5)] \
+            if profile == "scanner" else []
         self.pipeline = Compose([
+            *scanner,
             RandAffine(prob=0.7, rotate_range=np.deg2rad(7.0), translate_range=(6, 6),
                        scale_range=(0.08, 0.08), padding_mode="zeros"),
             RandFlip(prob=0.5, spatial_axis=1),

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model_build.models import FUSIONS, MODALITIES, evidential
-from model_build.models.image import EnsembleEncoder, build_image_encoder, freeze_early_layers
+from model_build.models.image import EnsembleEncoder, FlipAveraged, build_image_encoder, freeze_early_layers
 from model_build.models.tabular import TabularMLP
 
 
@@ -39,6 +39,7 @@ class NetworkConfig:
     tabular_width: int = 32
     dropout: float = 0.2
     image_members: int = 1  # an ensemble of image encoders and heads (mean of their logits)
+    flip_average: bool = False  # each image encoder averages the image and its mirror at inference
 
     def __post_init__(self) -> None:
         if self.image_members < 1:
@@ -99,6 +100,8 @@ class FusionModel(nn.Module):
                            for _ in range(config.image_members)]
                 for member in members:
                     freeze_early_layers(member, config.freeze_blocks)
+                if config.flip_average:
+                    members = [FlipAveraged(member, config.image_size) for member in members]
                 encoder = members[0] if len(members) == 1 else EnsembleEncoder(members)
             else:
                 encoder = TabularMLP(config.tabular_inputs[modality], config.tabular_width, config.dropout)
@@ -142,8 +145,9 @@ def _participant_mean(values: torch.Tensor, owner: torch.Tensor, rows: int) -> t
 
 
 def training_loss(outputs: Outputs, target: torch.Tensor, present: torch.Tensor, fusion: str,
-                  sample_weight: torch.Tensor, kl_weight: float) -> torch.Tensor:
+                  sample_weight: torch.Tensor, kl_weight: float, label_smoothing: float = 0.0) -> torch.Tensor:
     """Loss on every present modality's head plus, where fusion has one, the fused output.
+    ``label_smoothing`` (cross-entropy only) spreads that much of each target over both classes.
 
     ``sample_weight`` balances the classes; each term is a weighted mean over the rows where
     it is defined, so a rarely present modality is not drowned by a common one.
@@ -151,21 +155,23 @@ def training_loss(outputs: Outputs, target: torch.Tensor, present: torch.Tensor,
     logits = outputs.logits.float()
     terms = []
     for view in range(logits.shape[1]):
-        per_row = _per_row_loss(logits[:, view], target, fusion, kl_weight)
+        per_row = _per_row_loss(logits[:, view], target, fusion, kl_weight, label_smoothing)
         terms.append(_weighted_mean(per_row, sample_weight * present[:, view]))
     if fusion == "evidential":
         fused = evidential.combine(evidential.evidence_from_logits(logits), present)
         terms.append(_weighted_mean(evidential.evidential_loss(fused, target, kl_weight), sample_weight))
     elif fusion == "concat":
-        per_row = F.cross_entropy(outputs.fused_logits.float(), target, reduction="none")
+        per_row = F.cross_entropy(outputs.fused_logits.float(), target, reduction="none",
+                                  label_smoothing=label_smoothing)
         terms.append(_weighted_mean(per_row, sample_weight))
     return torch.stack(terms).sum()
 
 
-def _per_row_loss(logits: torch.Tensor, target: torch.Tensor, fusion: str, kl_weight: float) -> torch.Tensor:
+def _per_row_loss(logits: torch.Tensor, target: torch.Tensor, fusion: str, kl_weight: float,
+                  label_smoothing: float) -> torch.Tensor:
     if fusion == "evidential":
         return evidential.evidential_loss(evidential.evidence_from_logits(logits), target, kl_weight)
-    return F.cross_entropy(logits, target, reduction="none")
+    return F.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
 
 
 def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

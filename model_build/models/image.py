@@ -127,6 +127,27 @@ class EnsembleEncoder(nn.Module):
         return torch.cat([member(images) for member in self.members], dim=1)
 
 
+class FlipAveraged(nn.Module):
+    """Test-time augmentation inside the network: in eval mode the features are the mean of the
+    image's and its left-right mirror's (probe orientation varies; the skin stays on top, so
+    there is no vertical mirror). Through a linear head that is the mean of the two logits.
+    Training sees single images (its augmentation flips them), so training costs nothing more;
+    the exported ONNX graph holds both passes, so the device computes exactly what validation
+    saw, at twice the encoder's cost. The mirror is a Gather with constant indices, an operator
+    the deployable set already has."""
+
+    def __init__(self, encoder: nn.Module, image_size: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.out_features = encoder.out_features
+        self.register_buffer("mirror", torch.arange(image_size - 1, -1, -1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self.encoder(images)
+        return (self.encoder(images) + self.encoder(images.index_select(3, self.mirror))) / 2
+
+
 def fold_grey_stem(stem: nn.Conv2d) -> None:
     """Make a 3-channel stem take one grey channel: sum the kernel over its input channels."""
     if stem.in_channels == 1:

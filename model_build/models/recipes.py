@@ -14,6 +14,11 @@ RECIPES: dict[str, dict] = {
     "compact": {},
     # The same with plain cross-entropy on the image head instead of the evidential loss.
     "compact-ce": {"fusion": "late"},
-    # Real still images at the resolution ImageNet encoders were trained at.
-    "still-224": {"fusion": "late", "image_size": 224},
+    # Each image scored as the mean of it and its mirror (in the exported graph too).
+    "compact-flip": {"flip_average": True},
+    # Scanner augmentation (depth-gain ramps, depth crops) and a one-epoch warm-up, with the mirror.
+    "compact-scanner": {"flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
+    # Real still images at a larger input.
+    "still-160": {"image_size": 160, "flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
+    "still-224": {"image_size": 224, "flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
 }

@@ -25,7 +25,7 @@ from rich.progress import Progress, TaskID
 
 from model_build.cohort import Cohort
 from model_build.models import bundle as bundle_io
-from model_build.models.augment import Augmenter
+from model_build.models.augment import AUGMENTATIONS, Augmenter
 from model_build.models.branch import FeatureInput, ImageBranch
 from model_build.models.checkpoint import Checkpoint, RunState, SavedRun
 from model_build.models.data import Arrays, ImageLibrary, available_cores
@@ -68,8 +68,25 @@ class TrainOptions:
     validation_fraction: float = 0.2
     patience: int = 4
     augment: bool = True
+    augmentation: str = "basic"              # "scanner" adds depth-gain ramps and depth crops (augment.py)
+    warmup_epochs: float = 0.0               # linear learning-rate warm-up before the cosine decay
+    label_smoothing: float = 0.0             # cross-entropy fusions (late, concat) only
+    flip_average: bool = False               # the image model averages each image and its mirror
+    recipe: str | None = None                # the named recipe these options started from (recipes.py)
     threads: int | None = None
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.augmentation not in AUGMENTATIONS:
+            raise TrainingError(f"augmentation {self.augmentation!r}; fix: use one of {', '.join(AUGMENTATIONS)}")
+        if not 0.0 <= self.warmup_epochs < self.epochs:
+            raise TrainingError(f"warm-up of {self.warmup_epochs} epochs with {self.epochs} epochs; fix: a warm-up "
+                                "of 0 or more epochs, shorter than the training")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise TrainingError(f"label smoothing {self.label_smoothing}; fix: use a value in [0, 0.5), e.g. 0.1")
+        if self.label_smoothing and self.fusion == "evidential":
+            raise TrainingError("label smoothing applies to cross-entropy; fix: use --fusion late or concat with "
+                                "it, or no label smoothing with the evidential fusion")
 
     @classmethod
     def quick(cls, **overrides) -> TrainOptions:
@@ -101,6 +118,15 @@ def choose_device(name: str) -> torch.device:
 
 def _cosine_rate(base: float, epoch: int, epochs: int) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
+
+
+def _warmup_factor(epoch: int, step: int, steps: int, warmup_epochs: float) -> float:
+    """Linear warm-up over the first ``warmup_epochs`` (fractional) epochs, per step: fresh heads
+    on a pretrained encoder send large gradients into it at first, and a ramp keeps them from
+    undoing the ImageNet features before the heads have settled."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, (epoch + (step + 1) / steps) / warmup_epochs)
 
 
 def _optimizer(model: FusionModel, options: TrainOptions) -> torch.optim.Optimizer:
@@ -190,7 +216,8 @@ class Trainer:
         self.timings: dict[str, float] = {"load_seconds": data.load_seconds}
         self._build_network()
         self.optimizer = _optimizer(self.model, options)
-        self.augmenter = Augmenter(options.seed) if options.augment and "image" in data.modalities else None
+        self.augmenter = Augmenter(options.seed, options.augmentation) \
+            if options.augment and "image" in data.modalities else None
         train_labels = data.arrays.labels[data.train_index]
         counts = np.bincount(train_labels, minlength=2)
         self.class_weight = torch.tensor(len(train_labels) / (2.0 * counts), dtype=torch.float32)
@@ -207,7 +234,7 @@ class Trainer:
         options, data = self.options, self.data
         self.config = NetworkConfig(
             modalities=data.modalities, fusion=options.fusion, backbone=options.backbone,
-            image_size=options.image_size, freeze_blocks=options.freeze_blocks,
+            image_size=options.image_size, freeze_blocks=options.freeze_blocks, flip_average=options.flip_average,
             tabular_inputs={m: int(data.arrays.tables[m].shape[1]) for m in data.arrays.tables})
         torch.manual_seed(options.seed)
         weights = Path(options.image_weights) if options.image_weights else None
@@ -272,8 +299,7 @@ class Trainer:
         ``penalty(model)`` is added to every batch's loss (a federation's FedProx term)."""
         options, arrays = self.options, self.data.arrays
         torch.manual_seed(int(np.random.default_rng([options.seed, epoch, 1]).integers(2**31)))
-        for group in self.optimizer.param_groups:
-            group["lr"] = _cosine_rate(group["base_lr"], epoch, options.epochs)
+        rates = [_cosine_rate(group["base_lr"], epoch, options.epochs) for group in self.optimizer.param_groups]
         kl_weight = annealing_weight(epoch, max(1, options.epochs // 2))
         order = np.random.default_rng([options.seed, epoch]).permutation(self.data.train_index)
         batches = [order[i:i + options.batch_size] for i in range(0, len(order), options.batch_size)]
@@ -281,6 +307,9 @@ class Trainer:
         self.model.train()
         total = 0.0
         for number, rows in enumerate(batches):
+            warmup = _warmup_factor(epoch, number, len(batches), options.warmup_epochs)
+            for group, rate in zip(self.optimizer.param_groups, rates):
+                group["lr"] = rate * warmup
             augment = None if self.augmenter is None else (lambda p, i: self.augmenter(p, epoch, i))
             sample = None if options.images_per_step is None else \
                 (options.images_per_step, np.random.default_rng([options.seed, epoch, 2, number]))
@@ -289,7 +318,7 @@ class Trainer:
             with autocast_for(self.device):
                 outputs = self.model(batch)
             loss = training_loss(outputs, target, batch.present.float(), options.fusion,
-                                 self.class_weight.to(self.device)[target], kl_weight)
+                                 self.class_weight.to(self.device)[target], kl_weight, options.label_smoothing)
             if penalty is not None:
                 loss = loss + penalty(self.model)
             self.optimizer.zero_grad(set_to_none=True)

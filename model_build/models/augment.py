@@ -79,9 +79,6 @@ class RandDepthCrop(RandomizableTransform):
         return cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)[np.newaxis]
 
 
-AUGMENTATIONS = ("basic", "scanner")
-
-
 class Augmenter:
     """Applies the random pipeline of ``profile`` (:data:`AUGMENTATIONS`) to a batch of ``(S, S)``
     prepared images."""

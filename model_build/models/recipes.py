@@ -9,6 +9,16 @@ cross-validation on real and synthetic cohorts.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from model_build.models.options import TrainOptions
+
+if TYPE_CHECKING:
+    from model_build.cohort import Cohort
+
 RECIPES: dict[str, dict] = {
     # The defaults before recipes existed: 128 px, unfrozen, evidential loss, 12 epochs.
     "compact": {},
@@ -22,3 +32,120 @@ RECIPES: dict[str, dict] = {
     "still-160": {"image_size": 160, "flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
     "still-224": {"image_size": 224, "flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
 }
+
+DEFAULT_BUDGET_MINUTES = 15.0
+"""Issue #21's bound on the default's training time, on 2 CPU cores."""
+
+SECONDS_PER_IMAGE_EPOCH = {128: 0.033, 160: 0.060, 224: 0.140}
+"""Seconds per training image (the inner validation split's excluded) and epoch of
+EfficientNet-Lite0, unfrozen, on 2 CPU cores, the validation pass included: bench_recipe.py's
+minutes per fold on busi-development over (training images x epochs run). Used to keep the
+rule's choice inside the budget."""
+
+STILL_RECIPES = ("still-224", "still-160")  # largest first: the rule takes the first that fits
+LARGE_STILL_SIDE = 192                    # stills this large (median shorter side, px) keep detail above 128 px
+
+
+@dataclass(frozen=True)
+class CohortFacts:
+    """What the rule reads of a cohort's training participants."""
+
+    participants: int
+    stills: int
+    recordings: int
+    median_short_side: int | None  # of the stills, in pixels; None without stills
+
+
+@dataclass(frozen=True)
+class RecipeChoice:
+    name: str
+    reason: str
+    facts: CohortFacts
+
+    def record(self) -> dict:
+        """What the bundle's training.json keeps of the choice."""
+        return {"name": self.name, "chosen_by": "rule", "reason": self.reason, "facts": asdict(self.facts),
+                "rule": RULE_TEXT}
+
+
+RULE_TEXT = (f"recordings, or stills under {LARGE_STILL_SIDE} px on their shorter side (median): compact; "
+             f"larger stills: the largest of {', '.join(STILL_RECIPES)} whose estimated training time fits "
+             f"{DEFAULT_BUDGET_MINUTES:.0f} min on 2 CPU cores, else compact")
+
+
+def estimated_minutes(recipe: str, images: int) -> float:
+    """Training minutes of ``recipe`` on a cohort of ``images`` stills if every epoch runs."""
+    options = TrainOptions(**RECIPES[recipe])
+    trained = images * (1 - options.validation_fraction)
+    return trained * options.epochs * SECONDS_PER_IMAGE_EPOCH[options.image_size] / 60
+
+
+def choose_recipe(facts: CohortFacts, budget_minutes: float = DEFAULT_BUDGET_MINUTES) -> RecipeChoice:
+    """The default recipe for a cohort (docs/models.md, "Image recipes")."""
+    if facts.recordings:
+        return RecipeChoice("compact", f"{facts.recordings} recordings: frames of a sweep are many and small; "
+                                       "the compact recipe is the one tested on recorded cohorts", facts)
+    if facts.median_short_side is None or facts.median_short_side < LARGE_STILL_SIDE:
+        return RecipeChoice("compact", f"stills of median shorter side {facts.median_short_side} px "
+                                       f"(< {LARGE_STILL_SIDE}): 128 px keeps their detail", facts)
+    for name in STILL_RECIPES:
+        minutes = estimated_minutes(name, facts.stills)
+        if minutes <= budget_minutes:
+            return RecipeChoice(name, f"{facts.stills} stills of median shorter side {facts.median_short_side} px; "
+                                      f"estimated {minutes:.0f} min of training", facts)
+    return RecipeChoice("compact", f"{facts.stills} stills: every larger recipe's estimated training time exceeds "
+                                   f"{budget_minutes:.0f} min", facts)
+
+
+def describe_cohort(cohort: Cohort, participant_ids: list[str]) -> CohortFacts:
+    """Counts of the participants' stills and recordings and the stills' median shorter side,
+    read from the files' headers (unreadable files are left to training to report)."""
+    wanted = set(map(str, participant_ids))
+    stills = [] if cohort.images is None else \
+        cohort.images.loc[cohort.images["participant_id"].astype(str).isin(wanted), "path"].astype(str).tolist()
+    recordings = 0 if cohort.videos is None else int(cohort.videos["participant_id"].astype(str).isin(wanted).sum())
+    sides = [side for side in (_short_side(cohort, path) for path in stills) if side is not None]
+    return CohortFacts(participants=len(wanted), stills=len(stills), recordings=recordings,
+                       median_short_side=int(np.median(sides)) if sides else None)
+
+
+def _short_side(cohort: Cohort, relative: str) -> int | None:
+    try:
+        path = cohort.media_path(relative)
+        if path.suffix.lower() in ("", ".dcm", ".dicom"):
+            import pydicom
+
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+            return int(min(header.Rows, header.Columns))
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return int(min(image.size))
+    except Exception:  # noqa: BLE001 - any unreadable file: training reads and reports it
+        return None
+
+
+def recipe_options(cohort: Cohort, recipe: str | None, quick: bool, **chosen) -> TrainOptions:
+    """`sarco train`'s options: ``recipe`` (or, for an image model without one, the rule's choice)
+    under the options the user gave (``chosen``; None means "not given"). ``--quick`` keeps its
+    64 px, 2-epoch smoke settings and names no recipe unless one is asked for."""
+    from model_build.models.splits import training_rows
+
+    given = {key: value for key, value in chosen.items() if value is not None}
+    plain = (lambda: TrainOptions.quick(**given) if quick else TrainOptions(**given))
+    modalities = given.get("modalities")
+    if recipe is None and (quick or (modalities is not None and "image" not in modalities)):
+        return plain()
+    if recipe is not None:
+        record = {"name": recipe, "chosen_by": "--recipe"}
+    else:
+        rows = training_rows(cohort, given.get("train_cohort", "development"))
+        facts = describe_cohort(cohort, rows["participant_id"].tolist())
+        if not facts.stills and not facts.recordings:
+            return plain()  # no image model to set up
+        choice = choose_recipe(facts)
+        recipe, record = choice.name, choice.record()
+    settings = {**RECIPES[recipe], "recipe": record}
+    if quick:
+        return TrainOptions.quick(**{**settings, "image_size": 64, "epochs": 2, "patience": 2, **given})
+    return TrainOptions(**{**settings, **given})

@@ -15,7 +15,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from rich.progress import Progress, TaskID
 
 from model_build.cohort import Cohort
 from model_build.models import bundle as bundle_io
-from model_build.models.augment import AUGMENTATIONS, Augmenter
+from model_build.models.augment import Augmenter
 from model_build.models.branch import FeatureInput, ImageBranch
 from model_build.models.checkpoint import Checkpoint, RunState, SavedRun
 from model_build.models.data import Arrays, ImageLibrary, available_cores
@@ -35,75 +35,10 @@ from model_build.models.fusion import (FusionModel, FusionOutput, NetworkConfig,
                                        training_loss)
 from model_build.models.predict import autocast_for, infer, make_batch, predict_arrays
 from model_build.models.report import model_card, validation_metrics
+from model_build.models.options import TrainOptions
 from model_build.models.splits import TrainingError
 from model_build.models.training_data import TrainingData
 from sarco_core.bundle import ONNX, write_manifest
-from sarco_core.preprocess import PreprocessParams
-
-
-@dataclass
-class TrainOptions:
-    """Every choice that shapes the model; all of it is stored in the bundle's training.json."""
-
-    modalities: list[str] | None = None      # None: every modality the cohort has
-    fusion: str = "evidential"
-    train_cohort: str = "development"
-    epochs: int = 12
-    seed: int = 0
-    batch_size: int = 16                     # participants per step
-    learning_rate: float = 1e-3              # heads and tabular encoders
-    backbone_learning_rate: float = 3e-4     # the pretrained image network
-    weight_decay: float = 1e-4
-    backbone: str = "efficientnet-lite0"
-    image_size: int = 128
-    freeze_blocks: int = 0
-    pretrained: bool = True
-    image_weights: str | None = None
-    crop_to_scan: bool = True
-    field_of_view_mm: float | None = None
-    frames_per_video: int = 4
-    images_per_step: int | None = None       # random images per participant in a training step; None: all
-    ensemble: int = 1                        # image models trained on cross-fitted splits, averaged (ensemble.py)
-    weight_average: float | None = None      # EMA decay per step of the weights kept and validated; None: off
-    validation_fraction: float = 0.2
-    patience: int = 4
-    augment: bool = True
-    augmentation: str = "basic"              # "scanner" adds depth-gain ramps and depth crops (augment.py)
-    warmup_epochs: float = 0.0               # linear learning-rate warm-up before the cosine decay
-    label_smoothing: float = 0.0             # cross-entropy fusions (late, concat) only
-    flip_average: bool = False               # the image model averages each image and its mirror
-    recipe: str | None = None                # the named recipe these options started from (recipes.py)
-    threads: int | None = None
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.augmentation not in AUGMENTATIONS:
-            raise TrainingError(f"augmentation {self.augmentation!r}; fix: use one of {', '.join(AUGMENTATIONS)}")
-        if not 0.0 <= self.warmup_epochs < self.epochs:
-            raise TrainingError(f"warm-up of {self.warmup_epochs} epochs with {self.epochs} epochs; fix: a warm-up "
-                                "of 0 or more epochs, shorter than the training")
-        if not 0.0 <= self.label_smoothing < 0.5:
-            raise TrainingError(f"label smoothing {self.label_smoothing}; fix: use a value in [0, 0.5), e.g. 0.1")
-        if self.label_smoothing and self.fusion == "evidential":
-            raise TrainingError("label smoothing applies to cross-entropy; fix: use --fusion late or concat with "
-                                "it, or no label smoothing with the evidential fusion")
-
-    @classmethod
-    def quick(cls, **overrides) -> TrainOptions:
-        """Seconds, not minutes: 64 px, 2 epochs; for smoke tests and trying a cohort out."""
-        return replace(cls(image_size=64, epochs=2, patience=2), **overrides)
-
-    def preprocess_params(self) -> PreprocessParams:
-        """The device preprocessing these options train for (saved in the bundle)."""
-        return PreprocessParams(size=self.image_size, crop_to_scan=self.crop_to_scan,
-                                field_of_view_mm=self.field_of_view_mm)
-
-    def fingerprint(self) -> dict:
-        """What must not change between a run and its resumption (threads and device may)."""
-        kept = asdict(self)
-        kept.pop("threads")
-        kept.pop("device")
-        return kept
 
 
 def choose_device(name: str) -> torch.device:

@@ -1,0 +1,162 @@
+"""Image recipes: the rule that picks `sarco train`'s default from the cohort, the options a recipe
+sets and the user overrides, and the record of the choice in the bundle (docs/models.md, "Image
+recipes"). Accuracy and time of each recipe are benchmarks/bench_recipe.py's, not tests'."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from model_build.cohort import load_cohort
+from model_build.commands import train
+from model_build.models.options import TrainOptions
+from model_build.models.recipes import (DEFAULT_BUDGET_MINUTES, LARGE_STILL_SIDE, RECIPES, CohortFacts, choose_recipe,
+                                        describe_cohort, estimated_minutes, recipe_options)
+from model_build.models.splits import TrainingError
+from testkit.cohort_factory import FRAME_SIZE, make_cohort
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 participants: 8 development (two stills each, in every format, DICOM included, and a
+    recording each but the last's), 4 external."""
+    return make_cohort(tmp_path_factory.mktemp("recipes") / "c", seed=0, n_participants=12).root
+
+
+def test_every_recipe_is_a_valid_set_of_options() -> None:
+    for name, settings in RECIPES.items():
+        assert set(settings) <= set(TrainOptions.__dataclass_fields__), name
+        TrainOptions(**settings)  # raises on a contradiction (e.g. smoothing with the evidential loss)
+
+
+def test_recordings_get_the_compact_recipe() -> None:
+    choice = choose_recipe(CohortFacts(participants=300, stills=600, recordings=300, median_short_side=480))
+    assert choice.name == "compact" and "300 recordings" in choice.reason
+
+
+def test_small_stills_get_the_compact_recipe() -> None:
+    small = CohortFacts(participants=300, stills=300, recordings=0, median_short_side=LARGE_STILL_SIDE - 1)
+    assert choose_recipe(small).name == "compact"
+    assert choose_recipe(CohortFacts(participants=0, stills=0, recordings=0, median_short_side=None)).name == "compact"
+
+
+def test_large_stills_get_the_largest_recipe_that_fits_the_budget() -> None:
+    def facts(stills: int) -> CohortFacts:
+        return CohortFacts(participants=stills, stills=stills, recordings=0, median_short_side=LARGE_STILL_SIDE)
+
+    fits_224 = max(n for n in range(100, 5000, 10) if estimated_minutes("still-224", n) <= DEFAULT_BUDGET_MINUTES)
+    assert choose_recipe(facts(fits_224)).name == "still-224"
+    assert choose_recipe(facts(fits_224 + 10)).name == "still-160"
+    too_many = min(n for n in range(100, 50_000, 100) if estimated_minutes("still-160", n) > DEFAULT_BUDGET_MINUTES)
+    over = choose_recipe(facts(too_many))
+    assert over.name == "compact" and "exceeds" in over.reason
+    assert choose_recipe(facts(fits_224 + 10), budget_minutes=10_000).name == "still-224"
+
+
+def test_the_estimate_grows_with_the_images_and_the_input_size() -> None:
+    assert estimated_minutes("still-224", 1000) == pytest.approx(2 * estimated_minutes("still-224", 500))
+    assert estimated_minutes("still-224", 500) > estimated_minutes("still-160", 500) > estimated_minutes("compact", 500)
+
+
+def test_the_cohort_is_described_from_its_files(cohort: Path) -> None:
+    loaded = load_cohort(cohort)
+    development = loaded.participants.loc[loaded.participants["cohort"] == "development", "participant_id"].tolist()
+    facts = describe_cohort(loaded, development)
+    assert (facts.participants, facts.stills, facts.recordings) == (8, 16, 8)
+    assert facts.median_short_side == min(FRAME_SIZE)  # PNG, JPEG, BMP, TIFF and DICOM headers all read
+
+
+def test_large_still_files_are_measured_by_their_header(tmp_path: Path) -> None:
+    root = make_cohort(tmp_path / "c", seed=1, n_participants=12, videos=False).root
+    loaded = load_cohort(root)
+    for relative in loaded.images["path"]:
+        path = root / relative
+        if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"):
+            Image.fromarray(np.zeros((300, 400), np.uint8)).save(path)
+    facts = describe_cohort(loaded, loaded.participants["participant_id"].tolist())
+    assert facts.recordings == 0 and facts.median_short_side == 300
+
+
+def test_given_options_override_the_recipe(cohort: Path) -> None:
+    loaded = load_cohort(cohort)
+    options = recipe_options(loaded, "still-224", False, image_size=96, epochs=3, flip_average=False, seed=None)
+    assert (options.image_size, options.epochs, options.flip_average) == (96, 3, False)
+    assert options.augmentation == "scanner" and options.warmup_epochs == 1.0
+    assert options.recipe == {"name": "still-224", "chosen_by": "--recipe"}
+    quick = recipe_options(loaded, "still-224", True)
+    assert (quick.image_size, quick.epochs, quick.flip_average) == (64, 2, True)
+
+
+def test_without_a_recipe_the_rule_chooses_and_says_why(cohort: Path) -> None:
+    options = recipe_options(load_cohort(cohort), None, False)
+    assert options.recipe["name"] == "compact" and options.recipe["chosen_by"] == "rule"
+    assert options.recipe["facts"]["recordings"] == 8 and "recordings" in options.recipe["reason"]
+
+
+def test_quick_runs_and_tabular_models_name_no_recipe(cohort: Path) -> None:
+    loaded = load_cohort(cohort)
+    assert recipe_options(loaded, None, True).recipe is None
+    assert recipe_options(loaded, None, False, modalities=["clinical", "lab"]).recipe is None
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"augmentation": "strong"}, "augmentation 'strong'"),
+    ({"warmup_epochs": 2.0, "epochs": 2}, "warm-up of 2.0 epochs"),
+    ({"label_smoothing": 0.5, "fusion": "late"}, "label smoothing 0.5"),
+    ({"label_smoothing": 0.1}, "applies to cross-entropy"),
+])
+def test_contradictory_options_are_refused_with_a_fix(settings: dict, message: str) -> None:
+    with pytest.raises(TrainingError, match=message) as raised:
+        TrainOptions(**settings)
+    assert "fix:" in str(raised.value)
+
+
+def test_the_command_records_the_recipe_in_the_bundle(cohort: Path, tmp_path: Path) -> None:
+    app = typer.Typer()
+    train.register(app)
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(app, [str(cohort), "--out", str(out), "--modalities", "image",
+                                      "--recipe", "still-160", "--image-size", "64", "--epochs", "2",
+                                      "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "recipe still-160 (--recipe)" in result.output
+    options = json.loads((out / "training.json").read_text())["options"]
+    assert options["recipe"]["name"] == "still-160" and options["flip_average"] is True
+    assert (options["image_size"], options["augmentation"]) == (64, "scanner")
+    config = json.loads((out / "config.json").read_text())["model"]
+    assert config["flip_average"] is True
+
+
+def test_an_unknown_recipe_is_refused_with_the_names(cohort: Path, tmp_path: Path) -> None:
+    app = typer.Typer()
+    train.register(app)
+    result = CliRunner().invoke(app, [str(cohort), "--out", str(tmp_path / "b"), "--recipe", "big"])
+    assert result.exit_code == 2
+    assert "still-224" in result.output
+
+
+def test_the_warm_up_ramps_the_rate_per_step_to_its_full_value() -> None:
+    from model_build.models.train import _warmup_factor
+
+    ramp = [_warmup_factor(epoch, step, 4, 1.5) for epoch in range(3) for step in range(4)]
+    assert ramp[0] == pytest.approx(1 / 6) and ramp[5] == 1.0 and ramp[4] == pytest.approx(5 / 6)
+    assert all(a < b for a, b in zip(ramp[:5], ramp[1:6]))
+    assert _warmup_factor(0, 0, 4, 0.0) == 1.0
+
+
+def test_label_smoothing_reaches_the_cross_entropy() -> None:
+    import torch
+
+    from model_build.models.fusion import Outputs, training_loss
+
+    logits = torch.tensor([[[4.0, -4.0]], [[-3.0, 3.0]]])
+    target, weight, present = torch.tensor([0, 1]), torch.ones(2), torch.ones(2, 1)
+    sharp = training_loss(Outputs(logits, None), target, present, "late", weight, 0.0)
+    smoothed = training_loss(Outputs(logits, None), target, present, "late", weight, 0.0, label_smoothing=0.2)
+    assert smoothed > sharp  # confident right answers cost more once the targets are smoothed

@@ -14,6 +14,7 @@ from model_build.commands import (
     label,
     measure,
     predict,
+    pretrain,
     readme,
     repeat,
     sign,
@@ -28,5 +29,5 @@ from sarco_core.cli import command_group
 app = command_group("sarco", "Sarcopenia screening from muscle ultrasound: cohorts, criteria, synthetic data.")
 
 for command_module in (synth, validate, criteria, label, train, evaluate, predict, export, deidentify, sign, study,
-                       tune, measure, readme, repeat, federated):
+                       tune, measure, readme, repeat, federated, pretrain):
     command_module.register(app)

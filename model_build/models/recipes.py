@@ -10,6 +10,7 @@ cross-validation on real and synthetic cohorts.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +19,10 @@ from model_build.models.options import TrainOptions
 
 if TYPE_CHECKING:
     from model_build.cohort import Cohort
+
+ULTRASOUND_ENCODER = Path(__file__).resolve().parents[2] / "models" / "encoder-ultrasound-simclr.safetensors"
+"""EfficientNet-Lite0 adapted to ultrasound by `sarco pretrain` on the unlabelled real muscle images of
+../shared/data (docs/models.md, "Image recipes", has the command)."""
 
 RECIPES: dict[str, dict] = {
     # The defaults before recipes existed: 128 px, unfrozen, evidential loss, 12 epochs.
@@ -28,6 +33,9 @@ RECIPES: dict[str, dict] = {
     "compact-flip": {"flip_average": True},
     # Scanner augmentation (depth-gain ramps, depth crops) and a one-epoch warm-up, with the mirror.
     "compact-scanner": {"flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
+    # The same, starting from the encoder pretrained on unlabelled muscle ultrasound.
+    "compact-scanner-ssl": {"flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0,
+                            "image_weights": str(ULTRASOUND_ENCODER)},
     # Real still images at a larger input.
     "still-160": {"image_size": 160, "flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
     "still-224": {"image_size": 224, "flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},

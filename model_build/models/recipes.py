@@ -136,7 +136,9 @@ def _short_side(cohort: Cohort, relative: str) -> int | None:
 def recipe_options(cohort: Cohort, recipe: str | None, quick: bool, **chosen) -> TrainOptions:
     """`sarco train`'s options: ``recipe`` (or, for an image model without one, the rule's choice)
     under the options the user gave (``chosen``; None means "not given"). ``--quick`` keeps its
-    64 px, 2-epoch smoke settings and names no recipe unless one is asked for."""
+    64 px, 2-epoch smoke settings and names no recipe unless one is asked for. With fewer epochs
+    than the recipe's, its warm-up is held to a quarter of them (a 1-epoch trial run of a recipe
+    with a 1-epoch warm-up would otherwise be refused)."""
     from model_build.models.splits import training_rows
 
     given = {key: value for key, value in chosen.items() if value is not None}
@@ -155,5 +157,8 @@ def recipe_options(cohort: Cohort, recipe: str | None, quick: bool, **chosen) ->
         recipe, record = choice.name, choice.record()
     settings = {**RECIPES[recipe], "recipe": record}
     if quick:
-        return TrainOptions.quick(**{**settings, "image_size": 64, "epochs": 2, "patience": 2, **given})
+        settings.update(image_size=64, epochs=2, patience=2)
+    if "epochs" in given or quick:  # a shortened run keeps its warm-up to a quarter of it
+        epochs = given.get("epochs", settings["epochs"] if quick else TrainOptions().epochs)
+        settings["warmup_epochs"] = min(settings.get("warmup_epochs", 0.0), epochs / 4)
     return TrainOptions(**{**settings, **given})

@@ -85,12 +85,15 @@ def test_large_still_files_are_measured_by_their_header(tmp_path: Path) -> None:
 
 def test_given_options_override_the_recipe(cohort: Path) -> None:
     loaded = load_cohort(cohort)
-    options = recipe_options(loaded, "still-224", False, image_size=96, epochs=3, flip_average=False, seed=None)
-    assert (options.image_size, options.epochs, options.flip_average) == (96, 3, False)
+    options = recipe_options(loaded, "still-224", False, image_size=96, epochs=8, flip_average=False, seed=None)
+    assert (options.image_size, options.epochs, options.flip_average) == (96, 8, False)
     assert options.augmentation == "scanner" and options.warmup_epochs == 1.0
     assert options.recipe == {"name": "still-224", "chosen_by": "--recipe"}
     quick = recipe_options(loaded, "still-224", True)
-    assert (quick.image_size, quick.epochs, quick.flip_average) == (64, 2, True)
+    assert (quick.image_size, quick.epochs, quick.flip_average, quick.warmup_epochs) == (64, 2, True, 0.5)
+    short = recipe_options(loaded, "still-224", False, epochs=1)
+    assert short.warmup_epochs == 0.25  # a trial epoch of a recipe with a warm-up is not refused
+    assert recipe_options(loaded, "still-224", False, epochs=1, warmup_epochs=0.5).warmup_epochs == 0.5
 
 
 def test_without_a_recipe_the_rule_chooses_and_says_why(cohort: Path) -> None:

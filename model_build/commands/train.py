@@ -69,8 +69,6 @@ def register(app: typer.Typer) -> None:
             help="Augmentation profile: basic, or scanner (adds depth-gain ramps and depth crops).")] = None,
         warmup_epochs: Annotated[Optional[float], typer.Option(
             min=0.0, help="Linear learning-rate warm-up, in epochs, before the cosine decay.")] = None,
-        label_smoothing: Annotated[Optional[float], typer.Option(
-            min=0.0, max=0.49, help="Label smoothing of the cross-entropy (--fusion late or concat).")] = None,
         flip_average: Annotated[Optional[bool], typer.Option(
             "--flip-average/--no-flip-average",
             help="Score each image as the mean of it and its mirror (in the exported model too).")] = None,
@@ -90,7 +88,7 @@ def register(app: typer.Typer) -> None:
                   "crop_to_scan": crop_to_scan, "field_of_view_mm": field_of_view_mm, "frames_per_video": frames_per_video,
                   "batch_size": batch_size, "images_per_step": images_per_step, "weight_average": weight_average,
                   "augment": augment, "augmentation": augmentation, "warmup_epochs": warmup_epochs,
-                  "label_smoothing": label_smoothing, "flip_average": flip_average, "ensemble": ensemble,
+                  "flip_average": flip_average, "ensemble": ensemble,
                   "threads": threads, "device": device, "epochs": epochs, "image_size": image_size,
                   "patience": patience}
         with reported_errors(exit_code=USER_ERROR), CommandProgress(CliConsole(stderr=True)) as progress:

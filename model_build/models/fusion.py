@@ -145,9 +145,8 @@ def _participant_mean(values: torch.Tensor, owner: torch.Tensor, rows: int) -> t
 
 
 def training_loss(outputs: Outputs, target: torch.Tensor, present: torch.Tensor, fusion: str,
-                  sample_weight: torch.Tensor, kl_weight: float, label_smoothing: float = 0.0) -> torch.Tensor:
+                  sample_weight: torch.Tensor, kl_weight: float) -> torch.Tensor:
     """Loss on every present modality's head plus, where fusion has one, the fused output.
-    ``label_smoothing`` (cross-entropy only) spreads that much of each target over both classes.
 
     ``sample_weight`` balances the classes; each term is a weighted mean over the rows where
     it is defined, so a rarely present modality is not drowned by a common one.
@@ -155,23 +154,21 @@ def training_loss(outputs: Outputs, target: torch.Tensor, present: torch.Tensor,
     logits = outputs.logits.float()
     terms = []
     for view in range(logits.shape[1]):
-        per_row = _per_row_loss(logits[:, view], target, fusion, kl_weight, label_smoothing)
+        per_row = _per_row_loss(logits[:, view], target, fusion, kl_weight)
         terms.append(_weighted_mean(per_row, sample_weight * present[:, view]))
     if fusion == "evidential":
         fused = evidential.combine(evidential.evidence_from_logits(logits), present)
         terms.append(_weighted_mean(evidential.evidential_loss(fused, target, kl_weight), sample_weight))
     elif fusion == "concat":
-        per_row = F.cross_entropy(outputs.fused_logits.float(), target, reduction="none",
-                                  label_smoothing=label_smoothing)
+        per_row = F.cross_entropy(outputs.fused_logits.float(), target, reduction="none")
         terms.append(_weighted_mean(per_row, sample_weight))
     return torch.stack(terms).sum()
 
 
-def _per_row_loss(logits: torch.Tensor, target: torch.Tensor, fusion: str, kl_weight: float,
-                  label_smoothing: float) -> torch.Tensor:
+def _per_row_loss(logits: torch.Tensor, target: torch.Tensor, fusion: str, kl_weight: float) -> torch.Tensor:
     if fusion == "evidential":
         return evidential.evidential_loss(evidential.evidence_from_logits(logits), target, kl_weight)
-    return F.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
+    return F.cross_entropy(logits, target, reduction="none")
 
 
 def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

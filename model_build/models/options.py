@@ -42,7 +42,6 @@ class TrainOptions:
     augment: bool = True
     augmentation: str = "basic"              # "scanner" adds depth-gain ramps and depth crops (augment.py)
     warmup_epochs: float = 0.0               # linear learning-rate warm-up before the cosine decay
-    label_smoothing: float = 0.0             # cross-entropy fusions (late, concat) only
     flip_average: bool = False               # the image model averages each image and its mirror
     recipe: dict | None = None               # the named recipe these options started from, and why (recipes.py)
     threads: int | None = None
@@ -54,11 +53,6 @@ class TrainOptions:
         if not 0.0 <= self.warmup_epochs < self.epochs:
             raise TrainingError(f"warm-up of {self.warmup_epochs} epochs with {self.epochs} epochs; fix: a warm-up "
                                 "of 0 or more epochs, shorter than the training")
-        if not 0.0 <= self.label_smoothing < 0.5:
-            raise TrainingError(f"label smoothing {self.label_smoothing}; fix: use a value in [0, 0.5), e.g. 0.1")
-        if self.label_smoothing and self.fusion == "evidential":
-            raise TrainingError("label smoothing applies to cross-entropy; fix: use --fusion late or concat with "
-                                "it, or no label smoothing with the evidential fusion")
 
     @classmethod
     def quick(cls, **overrides) -> TrainOptions:

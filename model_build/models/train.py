@@ -253,7 +253,7 @@ class Trainer:
             with autocast_for(self.device):
                 outputs = self.model(batch)
             loss = training_loss(outputs, target, batch.present.float(), options.fusion,
-                                 self.class_weight.to(self.device)[target], kl_weight, options.label_smoothing)
+                                 self.class_weight.to(self.device)[target], kl_weight)
             if penalty is not None:
                 loss = loss + penalty(self.model)
             self.optimizer.zero_grad(set_to_none=True)

@@ -111,8 +111,6 @@ def test_quick_runs_and_tabular_models_name_no_recipe(cohort: Path) -> None:
 @pytest.mark.parametrize(("settings", "message"), [
     ({"augmentation": "strong"}, "augmentation 'strong'"),
     ({"warmup_epochs": 2.0, "epochs": 2}, "warm-up of 2.0 epochs"),
-    ({"label_smoothing": 0.5, "fusion": "late"}, "label smoothing 0.5"),
-    ({"label_smoothing": 0.1}, "applies to cross-entropy"),
 ])
 def test_contradictory_options_are_refused_with_a_fix(settings: dict, message: str) -> None:
     with pytest.raises(TrainingError, match=message) as raised:
@@ -152,14 +150,3 @@ def test_the_warm_up_ramps_the_rate_per_step_to_its_full_value() -> None:
     assert all(a < b for a, b in zip(ramp[:5], ramp[1:6]))
     assert _warmup_factor(0, 0, 4, 0.0) == 1.0
 
-
-def test_label_smoothing_reaches_the_cross_entropy() -> None:
-    import torch
-
-    from model_build.models.fusion import Outputs, training_loss
-
-    logits = torch.tensor([[[4.0, -4.0]], [[-3.0, 3.0]]])
-    target, weight, present = torch.tensor([0, 1]), torch.ones(2), torch.ones(2, 1)
-    sharp = training_loss(Outputs(logits, None), target, present, "late", weight, 0.0)
-    smoothed = training_loss(Outputs(logits, None), target, present, "late", weight, 0.0, label_smoothing=0.2)
-    assert smoothed > sharp  # confident right answers cost more once the targets are smoothed

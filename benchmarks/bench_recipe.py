@@ -86,6 +86,19 @@ def line(result: dict) -> str:
             f"  {result['train_minutes_per_fold']:.1f} min/fold (max {result['train_minutes_max']:.1f})")
 
 
+def markdown(results: list[dict]) -> str:
+    """The table docs/models.md shows."""
+    lines = ["| cohort | recipe | options | mean fold AUC [95 % CI] | pooled out-of-fold AUC [95 % CI] | epochs run "
+             "| min per fold |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        options = ", ".join(f"{k}={Path(v).name if k == 'image_weights' else v}" for k, v in r["options"].items())
+        lines.append(f"| {r['cohort']} | {r['recipe']} | {options or '(defaults)'} | {r['mean_auc']:.3f} "
+                     f"[{r['mean_auc_ci'][0]:.3f}-{r['mean_auc_ci'][1]:.3f}] | {r['pooled_auc']:.3f} "
+                     f"[{r['pooled_auc_ci'][0]:.3f}-{r['pooled_auc_ci'][1]:.3f}] | "
+                     f"{', '.join(map(str, r['epochs_run']))} | {r['train_minutes_per_fold']:.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cohorts", nargs="+", type=Path)
@@ -94,11 +107,16 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--markdown", action="store_true", help="also print the results as docs/models.md's table")
     args = parser.parse_args()
     recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
     unknown = [name for name in recipes if name not in RECIPES]
     if unknown:
         parser.error(f"--recipes: unknown {', '.join(unknown)}; known: {', '.join(RECIPES)}")
+    missing = [str(cohort) for cohort in args.cohorts if not (cohort / "participants.csv").is_file()]
+    if missing:
+        parser.error(f"{', '.join(missing)}: not a cohort folder (no participants.csv); fix: give cohort folders, "
+                     "e.g. ../shared/data/busi-development")
     results = json.loads(args.out.read_text()) if args.out.exists() else []
     done = {(r["cohort"], r["recipe"], r["folds"], r["seed"]) for r in results}
     with Progress(console=Console(stderr=True), transient=True) as progress:
@@ -113,6 +131,8 @@ def main() -> None:
                 temporary.replace(args.out)
     for result in results:
         print(line(result))
+    if args.markdown:
+        print(markdown(results))
 
 
 if __name__ == "__main__":

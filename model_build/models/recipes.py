@@ -33,12 +33,11 @@ RECIPES: dict[str, dict] = {
     "compact-flip": {"flip_average": True},
     # Scanner augmentation (depth-gain ramps, depth crops) and a one-epoch warm-up, with the mirror.
     "compact-scanner": {"flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
-    # The same, starting from the encoder pretrained on unlabelled muscle ultrasound.
-    "compact-scanner-ssl": {"flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0,
-                            "image_weights": str(ULTRASOUND_ENCODER)},
-    # Real still images at a larger input.
-    "still-160": {"image_size": 160, "flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
-    "still-224": {"image_size": 224, "flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
+    # compact-flip, starting from the encoder pretrained on unlabelled muscle ultrasound.
+    "compact-flip-ssl": {"flip_average": True, "image_weights": str(ULTRASOUND_ENCODER)},
+    # Real still images at a larger input, with the mirror.
+    "still-160": {"image_size": 160, "flip_average": True},
+    "still-224": {"image_size": 224, "flip_average": True},
 }
 
 DEFAULT_BUDGET_MINUTES = 15.0

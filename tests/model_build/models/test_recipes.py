@@ -85,15 +85,17 @@ def test_large_still_files_are_measured_by_their_header(tmp_path: Path) -> None:
 
 def test_given_options_override_the_recipe(cohort: Path) -> None:
     loaded = load_cohort(cohort)
-    options = recipe_options(loaded, "still-224", False, image_size=96, epochs=8, flip_average=False, seed=None)
+    options = recipe_options(loaded, "compact-scanner", False, image_size=96, epochs=8, flip_average=False,
+                             seed=None)
     assert (options.image_size, options.epochs, options.flip_average) == (96, 8, False)
     assert options.augmentation == "scanner" and options.warmup_epochs == 1.0
-    assert options.recipe == {"name": "still-224", "chosen_by": "--recipe"}
-    quick = recipe_options(loaded, "still-224", True)
+    assert options.recipe == {"name": "compact-scanner", "chosen_by": "--recipe"}
+    quick = recipe_options(loaded, "compact-scanner", True)
     assert (quick.image_size, quick.epochs, quick.flip_average, quick.warmup_epochs) == (64, 2, True, 0.5)
-    short = recipe_options(loaded, "still-224", False, epochs=1)
+    short = recipe_options(loaded, "compact-scanner", False, epochs=1)
     assert short.warmup_epochs == 0.25  # a trial epoch of a recipe with a warm-up is not refused
-    assert recipe_options(loaded, "still-224", False, epochs=1, warmup_epochs=0.5).warmup_epochs == 0.5
+    assert recipe_options(loaded, "compact-scanner", False, epochs=1, warmup_epochs=0.5).warmup_epochs == 0.5
+    assert recipe_options(loaded, "still-224", False, epochs=1).warmup_epochs == 0.0
 
 
 def test_without_a_recipe_the_rule_chooses_and_says_why(cohort: Path) -> None:
@@ -123,12 +125,12 @@ def test_the_command_records_the_recipe_in_the_bundle(cohort: Path, tmp_path: Pa
     train.register(app)
     out = tmp_path / "bundle"
     result = CliRunner().invoke(app, [str(cohort), "--out", str(out), "--modalities", "image",
-                                      "--recipe", "still-160", "--image-size", "64", "--epochs", "2",
+                                      "--recipe", "compact-scanner", "--image-size", "64", "--epochs", "2",
                                       "--threads", "1"])
     assert result.exit_code == 0, result.output
-    assert "recipe still-160 (--recipe)" in result.output
+    assert "recipe compact-scanner (--recipe)" in result.output
     options = json.loads((out / "training.json").read_text())["options"]
-    assert options["recipe"]["name"] == "still-160" and options["flip_average"] is True
+    assert options["recipe"]["name"] == "compact-scanner" and options["flip_average"] is True
     assert (options["image_size"], options["augmentation"]) == (64, "scanner")
     config = json.loads((out / "config.json").read_text())["model"]
     assert config["flip_average"] is True

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,8 +30,10 @@ from rich.progress import Progress
 from scipy import stats as scipy_stats
 
 from model_build.cohort import load_cohort
+from model_build.models.crossval import out_of_fold
+from model_build.models.data import available_cores
 from model_build.models.recipes import RECIPES
-from model_build.models.train import Trainer, TrainOptions
+from model_build.models.train import TrainOptions
 from model_build.models.training_data import read_library
 from model_build.stats import auc_ci
 from model_build.study.design import assign_folds
@@ -50,23 +50,17 @@ def cross_validate(cohort_path: Path, recipe: str, folds: int, seed: int, thread
     fold_of = assign_folds(labels, folds, int(np.random.default_rng([seed, 21]).integers(2**31)))
     base = TrainOptions(modalities=["image"], threads=threads, device="cpu", **RECIPES[recipe])
     library = read_library(cohort, rows["participant_id"].tolist(), base, progress)
-    aucs, parts, epochs, minutes = [], [], [], []
+    task = progress.add_task(f"{cohort_path.name}: {recipe}", total=folds)
+    def fold_options(fold: int) -> TrainOptions:
+        return replace(base, seed=int(np.random.default_rng([seed, 21, fold]).integers(2**31)))
+
     with tempfile.TemporaryDirectory(prefix="sarco-recipe-") as scratch:
-        task = progress.add_task(f"{cohort_path.name}: {recipe}", total=folds)
-        for fold in range(folds):
-            options = replace(base, seed=int(np.random.default_rng([seed, 21, fold]).integers(2**31)))
-            started = time.perf_counter()
-            trainer = Trainer(options, progress).fit(cohort, Path(scratch) / f"fold{fold}",
-                                                     rows=rows[fold_of != fold], library=library)
-            trainer.settle()
-            table = trainer.predict(rows[fold_of == fold])
-            minutes.append((time.perf_counter() - started) / 60)
-            aucs.append(auc_of(table))
-            epochs.append(int(trainer.state.epoch))
-            parts.append(table)
-            progress.advance(task)
-        progress.remove_task(task)
-    pooled = pd.concat(parts)
+        results = out_of_fold(cohort, rows, fold_of, library, fold_options, Path(scratch),
+                              lambda: progress.advance(task))
+    progress.remove_task(task)
+    aucs = [auc_of(fold.predictions) for fold in results]
+    minutes = [fold.seconds / 60 for fold in results]
+    pooled = pd.concat([fold.predictions for fold in results])
     interval = auc_ci(pooled["label"].to_numpy(int), pooled["probability"].to_numpy(float))
     mean, se = float(np.mean(aucs)), float(np.std(aucs, ddof=1) / np.sqrt(folds))
     half = float(scipy_stats.t.ppf(0.975, folds - 1)) * se
@@ -74,15 +68,17 @@ def cross_validate(cohort_path: Path, recipe: str, folds: int, seed: int, thread
             "participants": len(rows), "fold_aucs": [round(a, 4) for a in aucs],
             "mean_auc": round(mean, 4), "mean_auc_ci": [round(mean - half, 4), round(min(1.0, mean + half), 4)],
             "pooled_auc": round(interval.auc, 4), "pooled_auc_ci": [round(interval.lower, 4), round(interval.upper, 4)],
-            "epochs_run": epochs, "train_minutes_per_fold": round(float(np.mean(minutes)), 2),
-            "train_minutes_max": round(float(np.max(minutes)), 2), "threads": threads or os.cpu_count()}
+            "epochs_run": [fold.epochs_run for fold in results],
+            "train_minutes_per_fold": round(float(np.mean(minutes)), 2),
+            "train_minutes_max": round(float(np.max(minutes)), 2), "threads": threads or available_cores()}
 
 
 def line(result: dict) -> str:
     low, high = result["mean_auc_ci"]
     plow, phigh = result["pooled_auc_ci"]
-    return (f"{result['cohort']:<20} {result['recipe']:<16} mean fold AUC {result['mean_auc']:.3f} [{low:.3f}-{high:.3f}]"
-            f"  pooled {result['pooled_auc']:.3f} [{plow:.3f}-{phigh:.3f}]  epochs {result['epochs_run']}"
+    return (f"{result['cohort']:<20} {result['recipe']:<16} mean fold AUC {result['mean_auc']:.3f} "
+            f"[{low:.3f}-{high:.3f}]  pooled {result['pooled_auc']:.3f} [{plow:.3f}-{phigh:.3f}]"
+            f"  epochs {result['epochs_run']}"
             f"  {result['train_minutes_per_fold']:.1f} min/fold (max {result['train_minutes_max']:.1f})")
 
 
@@ -104,7 +100,7 @@ def main() -> None:
     parser.add_argument("cohorts", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True, help="results JSON (read first: finished pairs are kept)")
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, of {', '.join(RECIPES)}")
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=5, help="at least 2")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--markdown", action="store_true", help="also print the results as docs/models.md's table")
@@ -113,17 +109,23 @@ def main() -> None:
     unknown = [name for name in recipes if name not in RECIPES]
     if unknown:
         parser.error(f"--recipes: unknown {', '.join(unknown)}; known: {', '.join(RECIPES)}")
+    if args.folds < 2:
+        parser.error(f"--folds {args.folds}: cross-validation needs at least 2 folds")
     missing = [str(cohort) for cohort in args.cohorts if not (cohort / "participants.csv").is_file()]
     if missing:
         parser.error(f"{', '.join(missing)}: not a cohort folder (no participants.csv); fix: give cohort folders, "
                      "e.g. ../shared/data/busi-development")
     results = json.loads(args.out.read_text()) if args.out.exists() else []
-    done = {(r["cohort"], r["recipe"], r["folds"], r["seed"]) for r in results}
+    # A pair is done when the recipe is still defined as it was measured.
+    done = {(r["cohort"], r["recipe"], r["folds"], r["seed"]) for r in results
+            if RECIPES.get(r["recipe"]) == r["options"]}
     with Progress(console=Console(stderr=True), transient=True) as progress:
         for cohort in args.cohorts:
             for recipe in recipes:
                 if (cohort.name, recipe, args.folds, args.seed) in done:
                     continue
+                results = [r for r in results if (r["cohort"], r["recipe"], r["folds"], r["seed"]) !=
+                           (cohort.name, recipe, args.folds, args.seed)]
                 results.append(cross_validate(cohort, recipe, args.folds, args.seed, args.threads, progress))
                 print(line(results[-1]), flush=True)
                 temporary = args.out.with_suffix(".tmp")

@@ -46,13 +46,15 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
         quick: Annotated[bool, typer.Option("--quick", help="64 px, 2 epochs: a smoke run in seconds.")] = False,
         resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
-        image_size: Annotated[Optional[int], typer.Option(min=32, help="Input side in pixels (default: the recipe's).")] = None,
+        image_size: Annotated[Optional[int], typer.Option(
+            min=32, help="Input side in pixels (default: the recipe's).")] = None,
         backbone: Annotated[Literal[BACKBONES], typer.Option(help="Image encoder.")] = "efficientnet-lite0",
         image_weights: Annotated[Optional[Path], typer.Option(
             exists=True, dir_okay=False, help="Backbone weights (.safetensors or state-dict .pth).")] = None,
         pretrained: Annotated[bool, typer.Option(help="Start EfficientNet-Lite0 from ImageNet.")] = True,
         freeze_blocks: Annotated[Optional[int], typer.Option(
-            min=0, max=16, help="Freeze stem + first N blocks (default: the recipe's, 0 in every shipped one).")] = None,
+            min=0, max=16, help="Freeze stem + first N blocks (default: the recipe's; 0 in each shipped one).")
+        ] = None,
         crop_to_scan: Annotated[bool, typer.Option(help="Crop each image to its detected scan area.")] = True,
         field_of_view_mm: Annotated[Optional[float], typer.Option(
             help="Resample images to this many mm per input side (needs mm_per_pixel).")] = None,
@@ -85,7 +87,8 @@ def register(app: typer.Typer) -> None:
         chosen = {"modalities": parse_modalities(modalities), "fusion": fusion, "train_cohort": train_cohort,
                   "seed": seed, "backbone": backbone, "pretrained": pretrained, "freeze_blocks": freeze_blocks,
                   "image_weights": None if image_weights is None else str(image_weights),
-                  "crop_to_scan": crop_to_scan, "field_of_view_mm": field_of_view_mm, "frames_per_video": frames_per_video,
+                  "crop_to_scan": crop_to_scan, "field_of_view_mm": field_of_view_mm,
+                  "frames_per_video": frames_per_video,
                   "batch_size": batch_size, "images_per_step": images_per_step, "weight_average": weight_average,
                   "augment": augment, "augmentation": augmentation, "warmup_epochs": warmup_epochs,
                   "flip_average": flip_average, "ensemble": ensemble,

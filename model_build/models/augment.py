@@ -20,6 +20,8 @@ import numpy as np
 from monai.transforms import (Compose, RandAdjustContrast, RandAffine, RandFlip, RandomizableTransform,
                               RandScaleIntensity, RandScaleIntensityFixedMean)
 
+from model_build.models.options import AUGMENTATIONS
+
 
 class RandSpeckleNoise(RandomizableTransform):
     """Multiplicative noise ``x (1 + s n)``, n standard normal: speckle scales with echo strength."""
@@ -84,6 +86,8 @@ class Augmenter:
     prepared images."""
 
     def __init__(self, seed: int, profile: str = "basic") -> None:
+        if profile not in AUGMENTATIONS:
+            raise ValueError(f"augmentation profile {profile!r}; fix: use one of {', '.join(AUGMENTATIONS)}")
         self.seed = seed
         scanner = [RandDepthCrop(prob=0.3, min_fraction=0.75), RandDepthGainRamp(prob=0.5, max_slope=0.5)] \
             if profile == "scanner" else []

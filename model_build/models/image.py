@@ -134,18 +134,20 @@ class FlipAveraged(nn.Module):
     Training sees single images (its augmentation flips them), so training costs nothing more;
     the exported ONNX graph holds both passes, so the device computes exactly what validation
     saw, at twice the encoder's cost. The mirror is a Gather with constant indices, an operator
-    the deployable set already has."""
+    the deployable set already has. The indices are not a buffer: a weight average with
+    ``use_buffers`` would average them too (in float, truncated back to integers)."""
 
     def __init__(self, encoder: nn.Module, image_size: int) -> None:
         super().__init__()
         self.encoder = encoder
         self.out_features = encoder.out_features
-        self.register_buffer("mirror", torch.arange(image_size - 1, -1, -1), persistent=False)
+        self.mirror = tuple(range(image_size - 1, -1, -1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.training:
             return self.encoder(images)
-        return (self.encoder(images) + self.encoder(images.index_select(3, self.mirror))) / 2
+        mirror = torch.tensor(self.mirror, device=images.device)
+        return (self.encoder(images) + self.encoder(images.index_select(3, mirror))) / 2
 
 
 def fold_grey_stem(stem: nn.Conv2d) -> None:

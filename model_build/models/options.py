@@ -49,9 +49,9 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         if self.augmentation not in AUGMENTATIONS:
-            raise TrainingError(f"augmentation {self.augmentation!r}; fix: use one of {', '.join(AUGMENTATIONS)}")
+            raise TrainingError(f"--augmentation {self.augmentation}; fix: use one of {', '.join(AUGMENTATIONS)}")
         if not 0.0 <= self.warmup_epochs < self.epochs:
-            raise TrainingError(f"warm-up of {self.warmup_epochs} epochs with {self.epochs} epochs; fix: a warm-up "
+            raise TrainingError(f"--warmup-epochs {self.warmup_epochs} with --epochs {self.epochs}; fix: a warm-up "
                                 "of 0 or more epochs, shorter than the training")
 
     @classmethod
@@ -69,4 +69,5 @@ class TrainOptions:
         kept = asdict(self)
         kept.pop("threads")
         kept.pop("device")
+        kept["recipe"] = None if self.recipe is None else self.recipe["name"]  # the options hold its settings
         return kept

@@ -31,6 +31,7 @@ from rich.progress import Progress
 from torch import nn
 
 from model_build.models.augment import Augmenter
+from model_build.models.data import available_cores
 from model_build.models.image import build_image_encoder
 from model_build.models.splits import TrainingError
 from sarco_core.files import atomic_path
@@ -53,25 +54,34 @@ class PretrainOptions:
     def __post_init__(self) -> None:
         if self.batch_size < 4:
             raise TrainingError(f"--batch-size {self.batch_size}: contrastive pretraining compares each image with "
-                                "the rest of its batch; fix: use 16 or more")
+                                "the rest of its batch; fix: use 4 or more (64 by default)")
 
 
 def image_files(folders: list[Path]) -> list[Path]:
-    """The images under ``folders``. A folder with an ``index.csv`` of ``image,mask`` pairs gives
-    its ``image`` column only (the masks are labels, and never pixels to learn from)."""
+    """The images under ``folders``, searched recursively, less every file an ``index.csv`` at any
+    depth lists in a ``mask`` column (masks are labels, never pixels to learn from)."""
     found: list[Path] = []
     for folder in folders:
         if not folder.is_dir():
             raise TrainingError(f"{folder}: is not a folder; fix: give folders of ultrasound images")
-        index = folder / "index.csv"
-        if index.is_file() and {"image", "mask"} <= set(pd.read_csv(index, nrows=0).columns):
-            found += [folder / str(name) for name in pd.read_csv(index)["image"]]
-        else:
-            found += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        masks = {mask for index in folder.rglob("index.csv") for mask in _listed_masks(index)}
+        found += sorted(p for p in folder.rglob("*")
+                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and p.resolve() not in masks)
     if len(found) < 16:
         raise TrainingError(f"{len(found)} images under {', '.join(map(str, folders))}; fix: pretraining needs at "
                             "least 16 (PNG, JPEG, BMP or TIFF)")
     return found
+
+
+def _listed_masks(index: Path) -> set[Path]:
+    try:
+        table = pd.read_csv(index, dtype=str)
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise TrainingError(f"{index}: cannot be read as CSV ({error}); fix: repair it, or move it out of the "
+                            "folders given") from None
+    if "mask" not in table.columns:
+        return set()
+    return {(index.parent / name).resolve() for name in table["mask"].dropna()}
 
 
 def prepare_images(paths: list[Path], size: int, progress: Progress) -> tuple[np.ndarray, list[str]]:
@@ -90,6 +100,9 @@ def prepare_images(paths: list[Path], size: int, progress: Progress) -> tuple[np
             skipped.append(f"{path}: {error}")
         progress.advance(task)
     progress.remove_task(task)
+    if len(prepared) < 4:
+        raise TrainingError(f"{len(prepared)} of {len(paths)} images could be read as scans ({'; '.join(skipped[:3])}"
+                            f"{' ...' if len(skipped) > 3 else ''}); fix: give folders of readable ultrasound images")
     return np.stack(prepared), skipped
 
 
@@ -106,7 +119,8 @@ class Views:
     def __call__(self, images: np.ndarray, epoch: int, indices: np.ndarray, view: int) -> np.ndarray:
         cropped = np.empty_like(images)
         for position, (image, index) in enumerate(zip(images, indices)):
-            self.crop.set_random_state(seed=int(np.random.default_rng([self.seed, epoch, int(index), view]).integers(2**31)))
+            seed = np.random.default_rng([self.seed, epoch, int(index), view]).integers(2**31)
+            self.crop.set_random_state(seed=int(seed))
             cropped[position] = np.asarray(self.resize(self.crop(image[np.newaxis])))[0]
         return self.augment(cropped, 2 * epoch + view, indices)
 
@@ -129,7 +143,7 @@ def pretrain(folders: list[Path], out: Path, options: PretrainOptions, progress:
     progress = progress or Progress(disable=True)
     if out.suffix != ".safetensors":
         raise TrainingError(f"{out}: fix: name the weights file *.safetensors")
-    torch.set_num_threads(options.threads or torch.get_num_threads())
+    torch.set_num_threads(options.threads or available_cores())
     torch.use_deterministic_algorithms(True, warn_only=True)
     paths = image_files(folders)
     images, skipped = prepare_images(paths, options.image_size, progress)
@@ -139,19 +153,18 @@ def pretrain(folders: list[Path], out: Path, options: PretrainOptions, progress:
     optimizer = torch.optim.AdamW([{"params": encoder.parameters(), "lr": options.learning_rate},
                                    {"params": projection.parameters(), "lr": options.head_learning_rate}],
                                   weight_decay=1e-4)
-    views, mean, std = Views(options.seed, options.image_size), PreprocessParams().mean, PreprocessParams().std
+    views, normalise = Views(options.seed, options.image_size), Preprocessor().normalise
+    batch_size = min(options.batch_size, len(images))  # a last short batch is dropped: never all of them
     history, started = [], time.perf_counter()
     for epoch in range(options.epochs):
         order = np.random.default_rng([options.seed, epoch]).permutation(len(images))
-        batches = [order[i:i + options.batch_size] for i in range(0, len(order) - options.batch_size + 1,
-                                                                     options.batch_size)]
+        batches = [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
         task = progress.add_task(f"pretraining epoch {epoch + 1}/{options.epochs}", total=len(batches))
         encoder.train()
         projection.train()
         losses = []
         for rows in batches:
-            pair = [torch.from_numpy((views(images[rows], epoch, rows, view) - mean) / std)[:, None].float()
-                    for view in (0, 1)]
+            pair = [torch.from_numpy(normalise(views(images[rows], epoch, rows, view)))[:, None] for view in (0, 1)]
             loss = nt_xent(projection(encoder(pair[0])), projection(encoder(pair[1])), options.temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

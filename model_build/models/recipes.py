@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model_build.models.options import TrainOptions
+from model_build.models.splits import TrainingError, training_rows
 
 if TYPE_CHECKING:
     from model_build.cohort import Cohort
@@ -138,12 +139,15 @@ def recipe_options(cohort: Cohort, recipe: str | None, quick: bool, **chosen) ->
     64 px, 2-epoch smoke settings and names no recipe unless one is asked for. With fewer epochs
     than the recipe's, its warm-up is held to a quarter of them (a 1-epoch trial run of a recipe
     with a 1-epoch warm-up would otherwise be refused)."""
-    from model_build.models.splits import training_rows
-
     given = {key: value for key, value in chosen.items() if value is not None}
     plain = (lambda: TrainOptions.quick(**given) if quick else TrainOptions(**given))
     modalities = given.get("modalities")
-    if recipe is None and (quick or (modalities is not None and "image" not in modalities)):
+    if modalities is not None and "image" not in modalities:
+        if recipe is not None:
+            raise TrainingError(f"--recipe {recipe} sets image options, and --modalities {','.join(modalities)} "
+                                "trains no image model; fix: drop --recipe, or add image to --modalities")
+        return plain()
+    if recipe is None and quick:
         return plain()
     if recipe is not None:
         record = {"name": recipe, "chosen_by": "--recipe"}
@@ -155,9 +159,14 @@ def recipe_options(cohort: Cohort, recipe: str | None, quick: bool, **chosen) ->
         choice = choose_recipe(facts)
         recipe, record = choice.name, choice.record()
     settings = {**RECIPES[recipe], "recipe": record}
+    weights = settings.get("image_weights")
+    if weights is not None and "image_weights" not in given and not Path(weights).is_file():
+        raise TrainingError(f"recipe {recipe} starts from {weights}, which is missing; fix: rebuild it with the "
+                            "command in docs/models.md (\"Image recipes\"), or choose another --recipe")
     if quick:
-        settings.update(image_size=64, epochs=2, patience=2)
+        smoke = TrainOptions.quick()
+        settings.update(image_size=smoke.image_size, epochs=smoke.epochs, patience=smoke.patience)
     if "epochs" in given or quick:  # a shortened run keeps its warm-up to a quarter of it
-        epochs = given.get("epochs", settings["epochs"] if quick else TrainOptions().epochs)
+        epochs = given.get("epochs", settings.get("epochs"))
         settings["warmup_epochs"] = min(settings.get("warmup_epochs", 0.0), epochs / 4)
     return TrainOptions(**{**settings, **given})

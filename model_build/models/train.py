@@ -33,9 +33,9 @@ from model_build.models.evidential import annealing_weight
 from model_build.models.export import export_onnx
 from model_build.models.fusion import (FusionModel, FusionOutput, NetworkConfig, Outputs, Stacker, fuse_outputs,
                                        training_loss)
+from model_build.models.options import TrainOptions
 from model_build.models.predict import autocast_for, infer, make_batch, predict_arrays
 from model_build.models.report import model_card, validation_metrics
-from model_build.models.options import TrainOptions
 from model_build.models.splits import TrainingError
 from model_build.models.training_data import TrainingData
 from sarco_core.bundle import ONNX, write_manifest

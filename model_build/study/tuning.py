@@ -29,7 +29,8 @@ import pandas as pd
 from rich.progress import Progress
 
 from model_build.cohort import load_cohort
-from model_build.models.train import Trainer, TrainOptions
+from model_build.models.crossval import out_of_fold
+from model_build.models.train import TrainOptions
 from model_build.models.training_data import available_modalities, read_library
 from model_build.study import TUNING_RULES
 from model_build.study.design import STUDY_THREADS, StudyError, assign_folds, image_options
@@ -140,22 +141,15 @@ def tune(cohort_path: Path, options: TuneOptions, progress: Progress | None = No
 def _score(cohort, rows: pd.DataFrame, fold_of: np.ndarray, library, options: TuneOptions, size: int,  # noqa: ANN001
            epochs: int, scratch: Path, advance) -> dict:  # noqa: ANN001
     started = time.perf_counter()
-    aucs, epochs_run, parts = [], [], []
-    for fold in range(options.folds):
-        where = scratch / f"{size}px-{epochs}ep-fold{fold}"
-        trainer = Trainer(options.training(size, epochs, fold)).fit(cohort, where, rows=rows[fold_of != fold],
-                                                                    library=library)
-        trainer.settle()
-        table = trainer.predict(rows[fold_of == fold])
-        aucs.append(auc_of(table))
-        epochs_run.append(int(trainer.state.epoch))
-        parts.append(table)
-        advance()
+    folds = out_of_fold(cohort, rows, fold_of, library, lambda fold: options.training(size, epochs, fold),
+                        scratch / f"{size}px-{epochs}ep", advance)
+    aucs = [auc_of(fold.predictions) for fold in folds]
     mean = float(np.mean(aucs))
     se = float(np.std(aucs, ddof=1) / np.sqrt(len(aucs)))
     return {"image_size": size, "epochs": epochs, "fold_aucs": [round(a, 6) for a in aucs],
-            "mean_auc": round(mean, 6), "se": round(se, 6), "pooled_auc": round(auc_of(pd.concat(parts)), 6),
-            "epochs_run": epochs_run, "seconds": round(time.perf_counter() - started, 1)}
+            "mean_auc": round(mean, 6), "se": round(se, 6),
+            "pooled_auc": round(auc_of(pd.concat([fold.predictions for fold in folds])), 6),
+            "epochs_run": [fold.epochs_run for fold in folds], "seconds": round(time.perf_counter() - started, 1)}
 
 
 def choose(scored: list[dict], rule: str) -> tuple[dict, dict]:

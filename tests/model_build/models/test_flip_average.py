@@ -47,9 +47,23 @@ def test_it_is_the_mean_of_the_two_passes_and_training_sees_one() -> None:
     assert calls == [2]  # one pass, no mirror
 
 
-def test_the_weights_keep_their_names_apart_from_the_wrapper() -> None:
+def test_the_wrapper_adds_a_prefix_and_saves_no_mirror() -> None:
     plain, flipped = _model(False).state_dict(), _model(True).state_dict()
-    assert len(plain) == len(flipped)  # the mirror indices are not saved
+    assert {key.replace("encoders.image.", "encoders.image.encoder.", 1) for key in plain} == set(flipped)
+
+
+def test_a_weight_average_keeps_the_mirror_exact() -> None:
+    """An average with ``use_buffers`` (``--weight-average``) would average an integer buffer in
+    float and truncate it: the validated model would score a wrong mirror."""
+    model = _model(True)
+    average = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.95),
+                                                  use_buffers=True)
+    for _ in range(3):
+        average.update_parameters(model)
+    scorer = average.module.eval().image_scorer()
+    images = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(scorer(images), scorer(torch.flip(images, dims=[3])), atol=1e-5)
 
 
 def test_the_exported_graph_mirrors_with_deployable_operators(tmp_path: Path) -> None:

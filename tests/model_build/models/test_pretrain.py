@@ -35,11 +35,12 @@ def test_the_loss_is_low_when_the_views_agree_and_high_when_they_do_not() -> Non
 
 
 def test_masks_listed_in_an_index_are_never_read_as_images(tmp_path: Path) -> None:
-    _images(tmp_path / "images", 16)
-    _images(tmp_path / "masks", 16, seed=1)
-    (tmp_path / "index.csv").write_text("image,mask\n" + "".join(
+    data = tmp_path / "shared" / "dl-track"  # the index one level below the folder given
+    _images(data / "images", 16)
+    _images(data / "masks", 16, seed=1)
+    (data / "index.csv").write_text("image,mask\n" + "".join(
         f"images/scan{n:02d}.png,masks/scan{n:02d}.png\n" for n in range(16)))
-    found = image_files([tmp_path])
+    found = image_files([tmp_path / "shared"])
     assert len(found) == 16 and all(path.parent.name == "images" for path in found)
 
 
@@ -73,6 +74,17 @@ def test_the_command_writes_weights_that_training_loads(tmp_path: Path) -> None:
     adapted = build_image_encoder("efficientnet-lite0", 32, pretrained=True, weights=out)
     changed = [k for k, v in adapted.state_dict().items() if not torch.equal(v, imagenet.state_dict()[k])]
     assert changed  # the file's weights are the ones loaded
+
+
+def test_fewer_images_than_a_batch_still_train(tmp_path: Path) -> None:
+    _images(tmp_path / "scans", 16)
+    app = typer.Typer()
+    pretrain.register(app)
+    out = tmp_path / "encoder.safetensors"
+    result = CliRunner().invoke(app, [str(tmp_path / "scans"), "--out", str(out), "--image-size", "32",
+                                      "--epochs", "1", "--threads", "1"])  # the default batch is 64
+    assert result.exit_code == 0, result.output
+    assert np.isfinite(json.loads(out.with_suffix(".json").read_text())["history"][0]["loss"])
 
 
 def test_the_output_must_be_a_safetensors_file(tmp_path: Path) -> None:

@@ -32,7 +32,9 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_recipe_is_a_valid_set_of_options() -> None:
     for name, settings in RECIPES.items():
         assert set(settings) <= set(TrainOptions.__dataclass_fields__), name
-        TrainOptions(**settings)  # raises on a contradiction (e.g. smoothing with the evidential loss)
+        TrainOptions(**settings)  # raises on a contradiction (e.g. a warm-up as long as the training)
+        weights = settings.get("image_weights")
+        assert weights is None or Path(weights).is_file(), f"{name}: {weights} is not in the repository"
 
 
 def test_recordings_get_the_compact_recipe() -> None:
@@ -108,11 +110,20 @@ def test_quick_runs_and_tabular_models_name_no_recipe(cohort: Path) -> None:
     loaded = load_cohort(cohort)
     assert recipe_options(loaded, None, True).recipe is None
     assert recipe_options(loaded, None, False, modalities=["clinical", "lab"]).recipe is None
+    with pytest.raises(TrainingError, match="trains no image model; fix: drop --recipe"):
+        recipe_options(loaded, "compact", False, modalities=["clinical", "lab"])
+
+
+def test_a_recipe_whose_weights_are_missing_is_refused_with_a_fix(cohort: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    monkeypatch.setitem(RECIPES, "from-file", {"image_weights": str(tmp_path / "gone.safetensors")})
+    with pytest.raises(TrainingError, match="gone.safetensors, which is missing; fix: rebuild it"):
+        recipe_options(load_cohort(cohort), "from-file", False)
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"augmentation": "strong"}, "augmentation 'strong'"),
-    ({"warmup_epochs": 2.0, "epochs": 2}, "warm-up of 2.0 epochs"),
+    ({"augmentation": "strong"}, "--augmentation strong"),
+    ({"warmup_epochs": 2.0, "epochs": 2}, "--warmup-epochs 2.0 with --epochs 2"),
 ])
 def test_contradictory_options_are_refused_with_a_fix(settings: dict, message: str) -> None:
     with pytest.raises(TrainingError, match=message) as raised:

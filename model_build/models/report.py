@@ -6,6 +6,7 @@ statistics engine (:mod:`model_build.stats`), so a bundle and a study report agr
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -118,8 +119,11 @@ def model_card(bundle: Bundle) -> str:
         f"- Modalities: {', '.join(config.modalities)}; fusion: {config.fusion}",
     ]
     if "image" in config.modalities:
-        lines += [f"- Image network: {config.backbone}, {config.image_size} px grey input "
-                  f"({'ImageNet-initialised' if training['options']['pretrained'] else 'from scratch'}); "
+        options = training["options"]
+        start = f"from `{Path(options['image_weights']).name}`" if options.get("image_weights") else \
+            "ImageNet-initialised" if options["pretrained"] else "from scratch"
+        mirror = "; each image scored as the mean of it and its mirror" if config.flip_average else ""
+        lines += [f"- Image network: {config.backbone}, {config.image_size} px grey input ({start}){mirror}; "
                   "several images per participant are pooled as the mean of their logits",
                   "- Device graph: `model.onnx` (the image branch), see docs/model-bundle.md"]
     members = training.get("members")

@@ -167,6 +167,9 @@ class Trainer:
     def _build_network(self) -> None:
         """Initial weights drawn from the seed, or a frozen branch's trained image head."""
         options, data = self.options, self.data
+        if data.branch is not None and options.flip_average:
+            raise TrainingError("flip_average with a frozen image branch: the branch was trained and is exported "
+                                "without the mirror; fix: set flip_average on the branch's own training instead")
         self.config = NetworkConfig(
             modalities=data.modalities, fusion=options.fusion, backbone=options.backbone,
             image_size=options.image_size, freeze_blocks=options.freeze_blocks, flip_average=options.flip_average,

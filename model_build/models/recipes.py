@@ -34,6 +34,8 @@ RECIPES: dict[str, dict] = {
     "compact-flip": {"flip_average": True},
     # Scanner augmentation (depth-gain ramps, depth crops) and a one-epoch warm-up, with the mirror.
     "compact-scanner": {"flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
+    # compact-flip validating and keeping an exponential moving average of the weights (decay 0.95 per step).
+    "compact-flip-ema": {"flip_average": True, "weight_average": 0.95},
     # compact-flip, starting from the encoder pretrained on unlabelled muscle ultrasound.
     "compact-flip-ssl": {"flip_average": True, "image_weights": str(ULTRASOUND_ENCODER)},
     # Real still images at a larger input, with the mirror.

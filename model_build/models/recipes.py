@@ -43,17 +43,10 @@ RECIPES: dict[str, dict] = {
     "still-224": {"image_size": 224, "flip_average": True},
 }
 
-DEFAULT_BUDGET_MINUTES = 15.0
-"""Issue #21's bound on the default's training time, on 2 CPU cores."""
-
-SECONDS_PER_IMAGE_EPOCH = {128: 0.033, 160: 0.060, 224: 0.140}
-"""Seconds per training image (the inner validation split's excluded) and epoch of
-EfficientNet-Lite0, unfrozen, on 2 CPU cores, the validation pass included: bench_recipe.py's
-minutes per fold on busi-development over (training images x epochs run). Used to keep the
-rule's choice inside the budget."""
-
-STILL_RECIPES = ("still-224", "still-160")  # largest first: the rule takes the first that fits
-LARGE_STILL_SIDE = 192                    # stills this large (median shorter side, px) keep detail above 128 px
+STILL_DEFAULT = "compact-flip"
+"""Still images' default: among the recipes cross-validated on busi-development (real stills,
+docs/models.md, "Image recipes"), the cheapest on the device whose mean fold AUC is within one
+standard error of the best (the one-standard-error rule `sarco tune` uses)."""
 
 
 @dataclass(frozen=True)
@@ -78,33 +71,20 @@ class RecipeChoice:
                 "rule": RULE_TEXT}
 
 
-RULE_TEXT = (f"recordings, or stills under {LARGE_STILL_SIDE} px on their shorter side (median): compact; "
-             f"larger stills: the largest of {', '.join(STILL_RECIPES)} whose estimated training time fits "
-             f"{DEFAULT_BUDGET_MINUTES:.0f} min on 2 CPU cores, else compact")
+RULE_TEXT = (f"recordings: compact (the recipe measured on recorded cohorts); stills only: {STILL_DEFAULT} "
+             "(the one-standard-error choice of the cross-validation on real stills)")
 
 
-def estimated_minutes(recipe: str, images: int) -> float:
-    """Training minutes of ``recipe`` on a cohort of ``images`` stills if every epoch runs."""
-    options = TrainOptions(**RECIPES[recipe])
-    trained = images * (1 - options.validation_fraction)
-    return trained * options.epochs * SECONDS_PER_IMAGE_EPOCH[options.image_size] / 60
-
-
-def choose_recipe(facts: CohortFacts, budget_minutes: float = DEFAULT_BUDGET_MINUTES) -> RecipeChoice:
-    """The default recipe for a cohort (docs/models.md, "Image recipes")."""
+def choose_recipe(facts: CohortFacts) -> RecipeChoice:
+    """The default recipe for a cohort (docs/models.md, "Image recipes"). The stills' size and the
+    number of participants are recorded with the choice but do not change it: a larger input
+    (still-160 on 256 px stills) did not score higher, and one real labelled cohort cannot say
+    how the choice should move with the cohort's size."""
     if facts.recordings:
-        return RecipeChoice("compact", f"{facts.recordings} recordings: frames of a sweep are many and small; "
-                                       "the compact recipe is the one tested on recorded cohorts", facts)
-    if facts.median_short_side is None or facts.median_short_side < LARGE_STILL_SIDE:
-        return RecipeChoice("compact", f"stills of median shorter side {facts.median_short_side} px "
-                                       f"(< {LARGE_STILL_SIDE}): 128 px keeps their detail", facts)
-    for name in STILL_RECIPES:
-        minutes = estimated_minutes(name, facts.stills)
-        if minutes <= budget_minutes:
-            return RecipeChoice(name, f"{facts.stills} stills of median shorter side {facts.median_short_side} px; "
-                                      f"estimated {minutes:.0f} min of training", facts)
-    return RecipeChoice("compact", f"{facts.stills} stills: every larger recipe's estimated training time exceeds "
-                                   f"{budget_minutes:.0f} min", facts)
+        return RecipeChoice("compact", f"{facts.recordings} recordings: compact is the recipe measured on "
+                                       "recorded cohorts", facts)
+    return RecipeChoice(STILL_DEFAULT, f"{facts.stills} stills and no recordings: {STILL_DEFAULT} is the "
+                                       "cross-validated choice for stills", facts)
 
 
 def describe_cohort(cohort: Cohort, participant_ids: list[str]) -> CohortFacts:

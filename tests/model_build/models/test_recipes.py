@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from model_build.cohort import load_cohort
 from model_build.commands import train
 from model_build.models.options import TrainOptions
-from model_build.models.recipes import (DEFAULT_BUDGET_MINUTES, LARGE_STILL_SIDE, RECIPES, CohortFacts, choose_recipe,
-                                        describe_cohort, estimated_minutes, recipe_options)
+from model_build.models.recipes import (RECIPES, STILL_DEFAULT, CohortFacts, choose_recipe, describe_cohort,
+                                        recipe_options)
 from model_build.models.splits import TrainingError
 from testkit.cohort_factory import FRAME_SIZE, make_cohort
 
@@ -42,28 +42,11 @@ def test_recordings_get_the_compact_recipe() -> None:
     assert choice.name == "compact" and "300 recordings" in choice.reason
 
 
-def test_small_stills_get_the_compact_recipe() -> None:
-    small = CohortFacts(participants=300, stills=300, recordings=0, median_short_side=LARGE_STILL_SIDE - 1)
-    assert choose_recipe(small).name == "compact"
-    assert choose_recipe(CohortFacts(participants=0, stills=0, recordings=0, median_short_side=None)).name == "compact"
-
-
-def test_large_stills_get_the_largest_recipe_that_fits_the_budget() -> None:
-    def facts(stills: int) -> CohortFacts:
-        return CohortFacts(participants=stills, stills=stills, recordings=0, median_short_side=LARGE_STILL_SIDE)
-
-    fits_224 = max(n for n in range(100, 5000, 10) if estimated_minutes("still-224", n) <= DEFAULT_BUDGET_MINUTES)
-    assert choose_recipe(facts(fits_224)).name == "still-224"
-    assert choose_recipe(facts(fits_224 + 10)).name == "still-160"
-    too_many = min(n for n in range(100, 50_000, 100) if estimated_minutes("still-160", n) > DEFAULT_BUDGET_MINUTES)
-    over = choose_recipe(facts(too_many))
-    assert over.name == "compact" and "exceeds" in over.reason
-    assert choose_recipe(facts(fits_224 + 10), budget_minutes=10_000).name == "still-224"
-
-
-def test_the_estimate_grows_with_the_images_and_the_input_size() -> None:
-    assert estimated_minutes("still-224", 1000) == pytest.approx(2 * estimated_minutes("still-224", 500))
-    assert estimated_minutes("still-224", 500) > estimated_minutes("still-160", 500) > estimated_minutes("compact", 500)
+@pytest.mark.parametrize("side", [64, 256, 1024])
+def test_stills_of_any_size_get_the_cross_validated_still_recipe(side: int) -> None:
+    choice = choose_recipe(CohortFacts(participants=545, stills=545, recordings=0, median_short_side=side))
+    assert choice.name == STILL_DEFAULT and "545 stills" in choice.reason
+    assert choice.record()["facts"]["median_short_side"] == side and choice.record()["chosen_by"] == "rule"
 
 
 def test_the_cohort_is_described_from_its_files(cohort: Path) -> None:

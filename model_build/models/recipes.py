@@ -100,15 +100,16 @@ def describe_cohort(cohort: Cohort, participant_ids: list[str]) -> CohortFacts:
 
 
 def _short_side(cohort: Cohort, relative: str) -> int | None:
+    from PIL import Image
+
+    from model_build.cohort.listings import media_format
+    from model_build.dicom import read_header
+
     try:
         path = cohort.media_path(relative)
-        if path.suffix.lower() in ("", ".dcm", ".dicom"):
-            import pydicom
-
-            header = pydicom.dcmread(path, stop_before_pixels=True)
-            return int(min(header.Rows, header.Columns))
-        from PIL import Image
-
+        if media_format(relative, "images.csv") == "dicom":
+            header = read_header(path)[1]
+            return min(header.rows, header.columns)
         with Image.open(path) as image:
             return int(min(image.size))
     except Exception:  # noqa: BLE001 - any unreadable file: training reads and reports it

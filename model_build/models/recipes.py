@@ -36,7 +36,9 @@ RECIPES: dict[str, dict] = {
     "compact-scanner": {"flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
     # compact-flip validating and keeping an exponential moving average of the weights (decay 0.95 per step).
     "compact-flip-ema": {"flip_average": True, "weight_average": 0.95},
-    # compact-flip, starting from the encoder pretrained on unlabelled muscle ultrasound.
+    # compact, starting from the encoder pretrained on unlabelled muscle ultrasound (below).
+    "compact-ssl": {"image_weights": str(ULTRASOUND_ENCODER)},
+    # compact-flip, starting from the same encoder.
     "compact-flip-ssl": {"flip_average": True, "image_weights": str(ULTRASOUND_ENCODER)},
     # Real still images at a larger input, with the mirror.
     "still-160": {"image_size": 160, "flip_average": True},

@@ -35,7 +35,7 @@ from model_build.models.data import available_cores
 from model_build.models.recipes import RECIPES
 from model_build.models.train import TrainOptions
 from model_build.models.training_data import read_library
-from model_build.stats import auc_ci
+from model_build.stats import auc_ci, compare_auc
 from model_build.study.design import assign_folds
 from model_build.study.results import auc_of
 from model_build.study.tuning import development_rows
@@ -70,7 +70,10 @@ def cross_validate(cohort_path: Path, recipe: str, folds: int, seed: int, thread
             "pooled_auc": round(interval.auc, 4), "pooled_auc_ci": [round(interval.lower, 4), round(interval.upper, 4)],
             "epochs_run": [fold.epochs_run for fold in results],
             "train_minutes_per_fold": round(float(np.mean(minutes)), 2),
-            "train_minutes_max": round(float(np.max(minutes)), 2), "threads": threads or available_cores()}
+            "train_minutes_max": round(float(np.max(minutes)), 2), "threads": threads or available_cores(),
+            "predictions": {str(pid): round(float(prob), 6)
+                            for pid, prob in zip(pooled["participant_id"], pooled["probability"])},
+            "labels": {str(pid): int(label) for pid, label in zip(pooled["participant_id"], pooled["label"])}}
 
 
 def line(result: dict) -> str:
@@ -82,15 +85,28 @@ def line(result: dict) -> str:
             f"  {result['train_minutes_per_fold']:.1f} min/fold (max {result['train_minutes_max']:.1f})")
 
 
-def markdown(results: list[dict]) -> str:
+def paired_p(result: dict, results: list[dict], reference: str) -> str:
+    """Paired DeLong P of the pooled out-of-fold AUC against ``reference``'s, same cohort, folds and
+    seed; empty where either run kept no predictions (runs made before they were kept)."""
+    other = next((r for r in results if r["recipe"] == reference and r["cohort"] == result["cohort"]
+                  and (r["folds"], r["seed"]) == (result["folds"], result["seed"])), None)
+    if result["recipe"] == reference or other is None or "predictions" not in result or "predictions" not in other:
+        return ""
+    ids = sorted(result["predictions"])
+    comparison = compare_auc([result["labels"][i] for i in ids], [result["predictions"][i] for i in ids],
+                             [other["predictions"][i] for i in ids])
+    return f"{comparison.p:.3f}"
+
+
+def markdown(results: list[dict], reference: str) -> str:
     """The table docs/models.md shows."""
-    lines = ["| cohort | recipe | options | mean fold AUC [95 % CI] | pooled out-of-fold AUC [95 % CI] | epochs run "
-             "| min per fold |", "|---|---|---|---|---|---|---|"]
+    lines = ["| cohort | recipe | options | mean fold AUC [95 % CI] | pooled out-of-fold AUC [95 % CI] | "
+             f"P vs {reference} | epochs run | min per fold |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         options = ", ".join(f"{k}={Path(v).name if k == 'image_weights' else v}" for k, v in r["options"].items())
         lines.append(f"| {r['cohort']} | {r['recipe']} | {options or '(defaults)'} | {r['mean_auc']:.3f} "
                      f"[{r['mean_auc_ci'][0]:.3f}-{r['mean_auc_ci'][1]:.3f}] | {r['pooled_auc']:.3f} "
-                     f"[{r['pooled_auc_ci'][0]:.3f}-{r['pooled_auc_ci'][1]:.3f}] | "
+                     f"[{r['pooled_auc_ci'][0]:.3f}-{r['pooled_auc_ci'][1]:.3f}] | {paired_p(r, results, reference)} | "
                      f"{', '.join(map(str, r['epochs_run']))} | {r['train_minutes_per_fold']:.1f} |")
     return "\n".join(lines)
 
@@ -104,6 +120,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--markdown", action="store_true", help="also print the results as docs/models.md's table")
+    parser.add_argument("--reference", default="compact", help="the recipe the table's paired P values compare with")
     args = parser.parse_args()
     recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
     unknown = [name for name in recipes if name not in RECIPES]
@@ -134,7 +151,7 @@ def main() -> None:
     for result in results:
         print(line(result))
     if args.markdown:
-        print(markdown(results))
+        print(markdown(results, args.reference))
 
 
 if __name__ == "__main__":

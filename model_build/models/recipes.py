@@ -3,8 +3,8 @@
 A recipe is a partial :class:`~model_build.models.train.TrainOptions` (torch-free, so the CLI's
 help and the benchmark can list them without loading PyTorch). Options given on the command line
 override the recipe's. Which recipe a cohort gets by default, and why, is :func:`choose_recipe`'s
-rule (docs/models.md, "Image recipes"); `benchmarks/bench_recipe.py` scores every recipe by
-cross-validation on real and synthetic cohorts.
+rule (docs/models.md, "Image recipes"); `benchmarks/bench_recipe.py` scores recipes by
+cross-validation by participant.
 """
 
 from __future__ import annotations
@@ -21,10 +21,6 @@ from model_build.models.splits import TrainingError, training_rows
 if TYPE_CHECKING:
     from model_build.cohort import Cohort
 
-ULTRASOUND_ENCODER = Path(__file__).resolve().parents[2] / "models" / "encoder-ultrasound-simclr.safetensors"
-"""EfficientNet-Lite0 adapted to ultrasound by `sarco pretrain` on the unlabelled real muscle images of
-../shared/data (docs/models.md, "Image recipes", has the command)."""
-
 RECIPES: dict[str, dict] = {
     # The defaults before recipes existed: 128 px, unfrozen, evidential loss, 12 epochs.
     "compact": {},
@@ -36,16 +32,12 @@ RECIPES: dict[str, dict] = {
     "compact-scanner": {"flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
     # compact-flip validating and keeping an exponential moving average of the weights (decay 0.95 per step).
     "compact-flip-ema": {"flip_average": True, "weight_average": 0.95},
-    # compact, starting from the encoder pretrained on unlabelled muscle ultrasound (below).
-    "compact-ssl": {"image_weights": str(ULTRASOUND_ENCODER)},
-    # compact-flip, starting from the same encoder.
-    "compact-flip-ssl": {"flip_average": True, "image_weights": str(ULTRASOUND_ENCODER)},
     # Real still images at a larger input, with the mirror.
     "still-160": {"image_size": 160, "flip_average": True},
     "still-224": {"image_size": 224, "flip_average": True},
 }
 
-STILL_DEFAULT = "compact-flip"
+STILL_DEFAULT = "compact"
 """Still images' default: among the recipes cross-validated on busi-development (real stills,
 docs/models.md, "Image recipes"), the cheapest on the device whose mean fold AUC is within one
 standard error of the best (the one-standard-error rule `sarco tune` uses)."""

@@ -50,6 +50,9 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if self.augmentation not in AUGMENTATIONS:
             raise TrainingError(f"--augmentation {self.augmentation}; fix: use one of {', '.join(AUGMENTATIONS)}")
+        if not self.augment and self.augmentation != "basic":
+            raise TrainingError(f"--no-augment with --augmentation {self.augmentation}: no augmentation would run; "
+                                "fix: drop one of the two")
         if not 0.0 <= self.warmup_epochs < self.epochs:
             raise TrainingError(f"--warmup-epochs {self.warmup_epochs} with --epochs {self.epochs}; fix: a warm-up "
                                 "of 0 or more epochs, shorter than the training")

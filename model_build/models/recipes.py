@@ -140,6 +140,8 @@ def recipe_options(cohort: Cohort, recipe: str | None, quick: bool, **chosen) ->
     if weights is not None and "image_weights" not in given and not Path(weights).is_file():
         raise TrainingError(f"recipe {recipe} starts from {weights}, which is missing; fix: rebuild it with the "
                             "command in docs/models.md (\"Image recipes\"), or choose another --recipe")
+    if given.get("augment") is False:  # --no-augment turns the recipe's augmentation off with the rest
+        settings.pop("augmentation", None)
     if quick:
         smoke = TrainOptions.quick()
         settings.update(image_size=smoke.image_size, epochs=smoke.epochs, patience=smoke.patience)

@@ -81,6 +81,8 @@ def test_given_options_override_the_recipe(cohort: Path) -> None:
     assert short.warmup_epochs == 0.25  # a trial epoch of a recipe with a warm-up is not refused
     assert recipe_options(loaded, "compact-scanner", False, epochs=1, warmup_epochs=0.5).warmup_epochs == 0.5
     assert recipe_options(loaded, "still-224", False, epochs=1).warmup_epochs == 0.0
+    plain = recipe_options(loaded, "compact-scanner", False, augment=False)
+    assert (plain.augment, plain.augmentation) == (False, "basic")
 
 
 def test_without_a_recipe_the_rule_chooses_and_says_why(cohort: Path) -> None:
@@ -107,6 +109,7 @@ def test_a_recipe_whose_weights_are_missing_is_refused_with_a_fix(cohort: Path, 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"augmentation": "strong"}, "--augmentation strong"),
     ({"warmup_epochs": 2.0, "epochs": 2}, "--warmup-epochs 2.0 with --epochs 2"),
+    ({"augment": False, "augmentation": "scanner"}, "--no-augment with --augmentation scanner"),
 ])
 def test_contradictory_options_are_refused_with_a_fix(settings: dict, message: str) -> None:
     with pytest.raises(TrainingError, match=message) as raised:

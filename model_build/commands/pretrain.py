@@ -19,8 +19,8 @@ def register(app: typer.Typer) -> None:
     @app.command("pretrain")
     def pretrain(
         folders: Annotated[list[Path], typer.Argument(
-            exists=True, file_okay=False, help="Folders of unlabelled ultrasound images (searched recursively; a "
-                                               "folder's index.csv of image,mask pairs gives its images only).")],
+            exists=True, file_okay=False, help="Folders of unlabelled ultrasound images, searched recursively; "
+                                               "files an index.csv lists as masks are skipped.")],
         out: Annotated[Path, typer.Option("--out", help="Encoder weights to write (*.safetensors), and a .json "
                                                         "record beside it.")],
         image_size: Annotated[int, typer.Option(min=32, help="Input side in pixels.")] = 128,

@@ -30,6 +30,8 @@ RECIPES: dict[str, dict] = {
     "compact-flip": {"flip_average": True},
     # Scanner augmentation (depth-gain ramps, depth crops) and a one-epoch warm-up, with the mirror.
     "compact-scanner": {"flip_average": True, "augmentation": "scanner", "warmup_epochs": 1.0},
+    # compact-flip with the one-epoch warm-up alone (what compact-scanner adds besides the augmentation).
+    "compact-flip-warmup": {"flip_average": True, "warmup_epochs": 1.0},
     # compact-flip validating and keeping an exponential moving average of the weights (decay 0.95 per step).
     "compact-flip-ema": {"flip_average": True, "weight_average": 0.95},
     # Real still images at a larger input, with the mirror.

@@ -51,6 +51,7 @@ def cross_validate(cohort_path: Path, recipe: str, folds: int, seed: int, thread
     base = TrainOptions(modalities=["image"], threads=threads, device="cpu", **RECIPES[recipe])
     library = read_library(cohort, rows["participant_id"].tolist(), base, progress)
     task = progress.add_task(f"{cohort_path.name}: {recipe}", total=folds)
+
     def fold_options(fold: int) -> TrainOptions:
         return replace(base, seed=int(np.random.default_rng([seed, 21, fold]).integers(2**31)))
 

@@ -23,23 +23,32 @@ from monai.transforms import (Compose, RandAdjustContrast, RandAffine, RandFlip,
 from model_build.models.options import AUGMENTATIONS
 
 
-class RandSpeckleNoise(RandomizableTransform):
+class _RandomImageTransform(RandomizableTransform):
+    """A transform that runs with probability ``prob`` on a ``(1, H, W)`` image; :meth:`apply`
+    draws its own parameters from ``self.R`` after that coin."""
+
+    def __call__(self, image) -> np.ndarray:
+        image = np.asarray(image, dtype=np.float32)
+        self.randomize(None)
+        return self.apply(image) if self._do_transform else image
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class RandSpeckleNoise(_RandomImageTransform):
     """Multiplicative noise ``x (1 + s n)``, n standard normal: speckle scales with echo strength."""
 
     def __init__(self, prob: float = 0.5, max_std: float = 0.1) -> None:
         RandomizableTransform.__init__(self, prob)
         self.max_std = max_std
 
-    def __call__(self, image) -> np.ndarray:
-        image = np.asarray(image, dtype=np.float32)
-        self.randomize(None)
-        if not self._do_transform:
-            return image
+    def apply(self, image: np.ndarray) -> np.ndarray:
         std = self.R.uniform(0.0, self.max_std)
         return image * (1.0 + std * self.R.standard_normal(image.shape).astype(np.float32))
 
 
-class RandDepthGainRamp(RandomizableTransform):
+class RandDepthGainRamp(_RandomImageTransform):
     """Multiplies each row by ``1 + g (y - 1/2)``, y the depth in [0, 1], g uniform in
     [-max_slope, max_slope]: a time-gain-compensation curve set differently."""
 
@@ -47,17 +56,13 @@ class RandDepthGainRamp(RandomizableTransform):
         RandomizableTransform.__init__(self, prob)
         self.max_slope = max_slope
 
-    def __call__(self, image) -> np.ndarray:
-        image = np.asarray(image, dtype=np.float32)
-        self.randomize(None)
-        if not self._do_transform:
-            return image
+    def apply(self, image: np.ndarray) -> np.ndarray:
         slope = self.R.uniform(-self.max_slope, self.max_slope)
         depth = np.linspace(0.0, 1.0, image.shape[-2], dtype=np.float32)[:, np.newaxis]
         return image * (1.0 + slope * (depth - 0.5))
 
 
-class RandDepthCrop(RandomizableTransform):
+class RandDepthCrop(_RandomImageTransform):
     """Keeps the top ``f`` of the rows (f uniform in [min_fraction, 1]) and stretches them back to
     the full size, preserving the aspect ratio by cropping the columns about the centre: the skin
     stays at the top, as it does at any depth setting."""
@@ -66,13 +71,9 @@ class RandDepthCrop(RandomizableTransform):
         RandomizableTransform.__init__(self, prob)
         self.min_fraction = min_fraction
 
-    def __call__(self, image) -> np.ndarray:
+    def apply(self, image: np.ndarray) -> np.ndarray:
         import cv2
 
-        image = np.asarray(image, dtype=np.float32)
-        self.randomize(None)
-        if not self._do_transform:
-            return image
         height, width = image.shape[-2:]
         fraction = self.R.uniform(self.min_fraction, 1.0)
         rows, columns = max(2, round(height * fraction)), max(2, round(width * fraction))

@@ -30,6 +30,7 @@ from monai.transforms import RandScaleCrop, Resize
 from rich.progress import Progress
 from torch import nn
 
+from model_build.cohort.listings import IMAGE_FORMATS
 from model_build.models.augment import Augmenter
 from model_build.models.data import available_cores
 from model_build.models.image import build_image_encoder
@@ -37,7 +38,8 @@ from model_build.models.splits import TrainingError
 from sarco_core.files import atomic_path
 from sarco_core.preprocess import PreprocessError, PreprocessParams, Preprocessor
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = tuple(suffix for suffix, kind in IMAGE_FORMATS.items() if suffix and kind != "dicom")
+"""Still-image files a cohort's images.csv may list (DICOM left out: its pixels need the header)."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Out-of-fold predictions of one set of training options: the loop `sarco tune` and
 benchmarks/bench_recipe.py share. Folds are participants (rows), so no participant's images are
-on both sides; each fold's model is trained on the other folds with `sarco train`'s code."""
+on both sides; each fold's model (or ensemble) is trained on the other folds with `sarco train`'s code."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pandas as pd
 
 from model_build.cohort import Cohort
 from model_build.models.data import ImageLibrary
+from model_build.models.ensemble import fit_ensemble, settle_ensemble
 from model_build.models.options import TrainOptions
 from model_build.models.train import Trainer
 
@@ -33,10 +34,15 @@ def out_of_fold(cohort: Cohort, rows: pd.DataFrame, fold_of: np.ndarray, library
     folds = []
     for fold in range(int(fold_of.max()) + 1):
         started = time.perf_counter()
-        trainer = Trainer(options_for(fold)).fit(cohort, scratch / f"fold{fold}", rows=rows[fold_of != fold],
-                                                 library=library)
-        trainer.settle()
-        folds.append(Fold(trainer.predict(rows[fold_of == fold]), int(trainer.state.epoch),
-                          time.perf_counter() - started))
+        options, training, out = options_for(fold), rows[fold_of != fold], scratch / f"fold{fold}"
+        if options.ensemble > 1:  # the members on cross-fitted splits of the training folds, averaged
+            members = fit_ensemble(cohort, training, library, options, out)
+            settle_ensemble(members, options)
+            trainer, epochs = members[0], max(member.state.epoch for member in members)
+        else:
+            trainer = Trainer(options).fit(cohort, out, rows=training, library=library)
+            trainer.settle()
+            epochs = trainer.state.epoch
+        folds.append(Fold(trainer.predict(rows[fold_of == fold]), int(epochs), time.perf_counter() - started))
         advance()
     return folds

@@ -26,14 +26,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from rich.progress import Progress
 from safetensors.torch import load_file
 from sklearn.model_selection import StratifiedKFold
 
-from model_build.cohort import load_cohort
+from model_build.cohort import Cohort, load_cohort
 from model_build.models.bundle import save_weights
 from model_build.models.checkpoint import CHECKPOINT, RunState
+from model_build.models.data import ImageLibrary
 from model_build.models.fusion import FusionModel, Outputs, Stacker, fuse_outputs
 from model_build.models.report import validation_metrics
 from model_build.models.splits import TrainingError, training_rows
@@ -68,19 +70,36 @@ def train_ensemble(cohort_path: Path, out: Path, options: TrainOptions, resume: 
                    progress: Progress | None = None) -> Path:
     """Train ``options.ensemble`` image models on cross-fitted splits and write one bundle."""
     progress = progress or Progress(disable=True)
+    cohort = load_cohort(cohort_path)
+    rows = training_rows(cohort, options.train_cohort)
+    started = time.perf_counter()
+    check_ensemble(cohort, rows, options)
+    library = read_library(cohort, rows["participant_id"].tolist(), options, progress)
+    load_seconds = time.perf_counter() - started
+    trainers = fit_ensemble(cohort, rows, library, options, out, resume, progress)
+    path = _write_ensemble(trainers, out, options, settle_ensemble(trainers, options), load_seconds)
+    shutil.rmtree(out / MEMBERS, ignore_errors=True)
+    return path
+
+
+def check_ensemble(cohort: Cohort, rows: pd.DataFrame, options: TrainOptions) -> None:
+    """Refuse what an ensemble cannot be, before any image is read."""
     if options.fusion == "concat":
         raise TrainingError("--ensemble works with --fusion evidential or late (an image-only concat head "
                             "has no per-member form); fix: use --fusion evidential")
-    cohort = load_cohort(cohort_path)
-    rows = training_rows(cohort, options.train_cohort)
     if resolve_modalities(cohort, rows, options.modalities) != ["image"]:
         raise TrainingError("--ensemble trains image models only (the model the device runs); fix: add "
                             "--modalities image")
-    labels = rows["label"].astype(int).to_numpy()
-    splits = cross_fitted_splits(labels, options.ensemble, options.seed)
-    started = time.perf_counter()
-    library = read_library(cohort, rows["participant_id"].tolist(), options, progress)
-    load_seconds = time.perf_counter() - started
+
+
+def fit_ensemble(cohort: Cohort, rows: pd.DataFrame, library: ImageLibrary, options: TrainOptions, out: Path,
+                 resume: bool = False, progress: Progress | None = None) -> list[Trainer]:
+    """The members trained on ``rows``' cross-fitted splits (``OUT/.members/k``), first to last;
+    :func:`settle_ensemble` makes the first one predict for all (the cross-validation of
+    benchmarks/bench_recipe.py calls the two)."""
+    progress = progress or Progress(disable=True)
+    check_ensemble(cohort, rows, options)
+    splits = cross_fitted_splits(rows["label"].astype(int).to_numpy(), options.ensemble, options.seed)
     trainers = []
     for member, split in enumerate(splits):
         member_options = replace(options, ensemble=1, seed=member_seed(options.seed, member))
@@ -89,9 +108,7 @@ def train_ensemble(cohort_path: Path, out: Path, options: TrainOptions, resume: 
         data = TrainingData.prepare(cohort, member_options, progress, rows=rows, library=library, split=split)
         trainers.append(_fit_member(Trainer(member_options, progress), data, folder, resume,
                                     f"member {member + 1}/{len(splits)}"))
-    path = _write_ensemble(trainers, out, options, load_seconds)
-    shutil.rmtree(out / MEMBERS, ignore_errors=True)
-    return path
+    return trainers
 
 
 @dataclass(frozen=True)
@@ -146,8 +163,10 @@ def compose(members: list[FusionModel]) -> FusionModel:
     return model.eval()
 
 
-def _write_ensemble(trainers: list[Trainer], out: Path, options: TrainOptions, load_seconds: float) -> Path:
-    """Threshold (and ``late`` stacker) on the out-of-fold predictions, then the bundle."""
+def settle_ensemble(trainers: list[Trainer], options: TrainOptions) -> dict:
+    """Threshold (and ``late`` stacker) on the members' out-of-fold predictions; the first
+    member's trainer then holds the averaged network, so its ``predict`` scores as the bundle
+    will. Returns the out-of-fold validation metrics."""
     lead = trainers[0]
     held, logits = [], []
     for trainer in trainers:
@@ -164,14 +183,23 @@ def _write_ensemble(trainers: list[Trainer], out: Path, options: TrainOptions, l
     metrics, threshold = validation_metrics(out_of_fold, outputs, fused, lead.data.modalities, options.fusion)
     lead.threshold = {**threshold, "chosen_on": f"out-of-fold predictions of the members ({len(order)} participants)"}
     metrics["baselines"] = {}
+    lead.model = compose([trainer.model.cpu() for trainer in trainers]).to(lead.device)
+    return metrics
+
+
+def _write_ensemble(trainers: list[Trainer], out: Path, options: TrainOptions, metrics: dict,
+                    load_seconds: float) -> Path:
+    """The bundle of the settled ensemble (:func:`settle_ensemble`)."""
+    lead = trainers[0]
+    participants = len(lead.data.rows)  # each scored out of fold by one member
     members = [{"seed": t.options.seed, "held_out": len(t.data.validation_index), "epochs_run": t.state.epoch,
                 "best_epoch": t.state.best_epoch, "history": t.state.history,
                 "train_seconds": t.timings["train_seconds"]} for t in trainers]
-    model = compose([trainer.model.cpu() for trainer in trainers])
+    model = lead.model.cpu()
     lead.out, lead.options = out, options  # the first member's trainer writes the ensemble's bundle
     training = {
         "seed": options.seed,
-        "participants": {"train": len(order), "validation": len(order),
+        "participants": {"train": participants, "validation": participants,
                          "positive": int(lead.data.arrays.labels.sum())},
         "validation_is": "out-of-fold: each participant scored by the one member that did not train on it",
         "members": members,

@@ -16,12 +16,16 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from model_build.cohort import load_cohort
 from model_build.commands import evaluate, train
 from model_build.models.bundle import load_bundle
-from model_build.models.ensemble import MEMBERS, compose, cross_fitted_splits, member_seed
+from model_build.models import crossval
+from model_build.models.ensemble import MEMBERS, compose, cross_fitted_splits, fit_ensemble, member_seed
 from model_build.models.fusion import FusionModel, ModelBatch, NetworkConfig
 from model_build.models.train import Trainer, TrainingError, TrainOptions
 from model_build.models.train import train as run_training
+from model_build.study.design import assign_folds
+from model_build.study.tuning import development_rows
 from testkit.cohort_factory import make_cohort
 
 QUICK = ["--quick", "--epochs", "1", "--threads", "1", "--modalities", "image"]
@@ -139,3 +143,29 @@ def test_an_ensemble_of_a_fused_model_is_refused(cohort: Path, tmp_path: Path) -
         run_training(cohort, tmp_path / "fused", TrainOptions.quick(modalities=["image", "lab"], ensemble=2))
     with pytest.raises(TrainingError, match="use 1"):
         run_training(cohort, tmp_path / "zero", TrainOptions.quick(modalities=["image"], ensemble=0))
+
+
+@pytest.mark.slow
+def test_cross_validation_scores_each_fold_with_an_ensemble_that_never_saw_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/bench_recipe.py's loop with --ensemble: every fold is scored by the averaged
+    members, all trained on the other folds."""
+    loaded = load_cohort(make_cohort(tmp_path / "c", seed=1, n_participants=36).root)
+    rows = development_rows(loaded.participants, tmp_path)
+    fold_of = assign_folds(rows["label"].astype(int).to_numpy(), 2, seed=3)
+    fitted: list[tuple[set, list[Trainer]]] = []
+
+    def recording(cohort, training, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        members = fit_ensemble(cohort, training, *args, **kwargs)
+        fitted.append((set(training["participant_id"]), members))
+        return members
+
+    monkeypatch.setattr(crossval, "fit_ensemble", recording)
+    options = TrainOptions.quick(modalities=["image"], epochs=1, threads=1, ensemble=2)
+    folds = crossval.out_of_fold(loaded, rows, fold_of, None, lambda fold: options, tmp_path / "scratch")
+    scored = [set(fold.predictions["participant_id"]) for fold in folds]
+    assert set().union(*scored) == set(rows["participant_id"]) and sum(map(len, scored)) == len(rows)
+    assert len(fitted) == len(folds) == 2
+    for fold, (trained_on, members) in zip(scored, fitted):
+        assert not fold & trained_on
+        assert len(members) == 2 and members[0].model.config.image_members == 2  # the averaged network scored

@@ -80,8 +80,8 @@ def cross_validate(cohort_path: Path, recipe: str, folds: int, seed: int, thread
 def line(result: dict) -> str:
     low, high = result["mean_auc_ci"]
     plow, phigh = result["pooled_auc_ci"]
-    return (f"{result['cohort']:<20} {result['recipe']:<16} mean fold AUC {result['mean_auc']:.3f} "
-            f"[{low:.3f}-{high:.3f}]  pooled {result['pooled_auc']:.3f} [{plow:.3f}-{phigh:.3f}]"
+    return (f"{result['cohort']:<20} {result['recipe']:<16} seed {result['seed']}  "
+            f"mean fold AUC {result['mean_auc']:.3f} [{low:.3f}-{high:.3f}]  pooled {result['pooled_auc']:.3f} [{plow:.3f}-{phigh:.3f}]"
             f"  epochs {result['epochs_run']}"
             f"  {result['train_minutes_per_fold']:.1f} min/fold (max {result['train_minutes_max']:.1f})")
 
@@ -99,13 +99,31 @@ def paired_p(result: dict, results: list[dict], reference: str) -> str:
     return f"{comparison.p:.3f}"
 
 
+def repeated(results: list[dict]) -> list[str]:
+    """Per cohort and recipe cross-validated with more than one ``--seed`` (other folds, other
+    training seeds): the mean of all their fold AUCs and its standard error (folds of different
+    seeds overlap in participants, so the error is a little optimistic)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        if RECIPES.get(r["recipe"]) == r["options"]:
+            groups.setdefault((r["cohort"], r["recipe"]), []).append(r)
+    lines = []
+    for (cohort, recipe), runs in groups.items():
+        if len(runs) > 1:
+            aucs = np.concatenate([r["fold_aucs"] for r in runs])
+            lines.append(f"{cohort:<20} {recipe:<16} seeds {', '.join(str(r['seed']) for r in runs)}: "
+                         f"mean of {len(aucs)} fold AUCs {aucs.mean():.3f} (standard error "
+                         f"{aucs.std(ddof=1) / np.sqrt(len(aucs)):.3f})")
+    return lines
+
+
 def markdown(results: list[dict], reference: str) -> str:
     """The table docs/models.md shows."""
-    lines = ["| cohort | recipe | options | mean fold AUC [95 % CI] | pooled out-of-fold AUC [95 % CI] | "
-             f"P vs {reference} | epochs run | min per fold |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| cohort | recipe | options | seed | mean fold AUC [95 % CI] | pooled out-of-fold AUC [95 % CI] | "
+             f"P vs {reference} | epochs run | min per fold |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         options = ", ".join(f"{k}={Path(v).name if k == 'image_weights' else v}" for k, v in r["options"].items())
-        lines.append(f"| {r['cohort']} | {r['recipe']} | {options or '(defaults)'} | {r['mean_auc']:.3f} "
+        lines.append(f"| {r['cohort']} | {r['recipe']} | {options or '(defaults)'} | {r['seed']} | {r['mean_auc']:.3f} "
                      f"[{r['mean_auc_ci'][0]:.3f}-{r['mean_auc_ci'][1]:.3f}] | {r['pooled_auc']:.3f} "
                      f"[{r['pooled_auc_ci'][0]:.3f}-{r['pooled_auc_ci'][1]:.3f}] | {paired_p(r, results, reference)} | "
                      f"{', '.join(map(str, r['epochs_run']))} | {r['train_minutes_per_fold']:.1f} |")
@@ -151,6 +169,8 @@ def main() -> None:
                 temporary.replace(args.out)
     for result in results:
         print(line(result))
+    for summary in repeated(results):
+        print(summary)
     if args.markdown:
         print(markdown(results, args.reference))
 

@@ -74,8 +74,9 @@ def register(app: typer.Typer) -> None:
         flip_average: Annotated[Optional[bool], typer.Option(
             "--flip-average/--no-flip-average",
             help="Score each image as the mean of it and its mirror (in the exported model too).")] = None,
-        ensemble: Annotated[int, typer.Option(
-            min=1, help="Train K image models on K cross-fitted folds and average them (docs/models.md).")] = 1,
+        ensemble: Annotated[Optional[int], typer.Option(
+            min=1, help="Train K image models on K cross-fitted folds and average them (docs/models.md; "
+                        "default: the recipe's, 1 in most).")] = None,
         threads: Threads = None,
         device: Device = "auto",
     ) -> None:

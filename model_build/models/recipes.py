@@ -34,6 +34,12 @@ RECIPES: dict[str, dict] = {
     "compact-flip-warmup": {"flip_average": True, "warmup_epochs": 1.0},
     # compact-flip validating and keeping an exponential moving average of the weights (decay 0.95 per step).
     "compact-flip-ema": {"flip_average": True, "weight_average": 0.95},
+    # compact trained longer: 20 epochs (cosine over 20), patience 6 (most compact folds ran all 12).
+    "compact-long": {"epochs": 20, "patience": 6},
+    # compact with the encoder's learning rate doubled (6e-4): as many steps, larger ones.
+    "compact-fast": {"backbone_learning_rate": 6e-4},
+    # Three compact models on cross-fitted splits, their logits averaged in one graph (ensemble.py).
+    "compact-x3": {"ensemble": 3},
     # Real still images at a larger input, with the mirror.
     "still-160": {"image_size": 160, "flip_average": True},
     "still-224": {"image_size": 224, "flip_average": True},

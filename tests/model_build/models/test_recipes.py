@@ -83,6 +83,10 @@ def test_given_options_override_the_recipe(cohort: Path) -> None:
     assert recipe_options(loaded, "still-224", False, epochs=1).warmup_epochs == 0.0
     plain = recipe_options(loaded, "compact-scanner", False, augment=False)
     assert (plain.augment, plain.augmentation) == (False, "basic")
+    assert recipe_options(loaded, "compact-x3", False).ensemble == 3  # `sarco train` passes None unless given
+    assert recipe_options(loaded, "compact-x3", False, ensemble=1, modalities=["image"]).ensemble == 1
+    assert (recipe_options(loaded, "compact-long", False).epochs, recipe_options(loaded, "compact-long", False,
+                                                                                  epochs=5).epochs) == (20, 5)
 
 
 def test_without_a_recipe_the_rule_chooses_and_says_why(cohort: Path) -> None:
@@ -149,3 +153,11 @@ def test_the_warm_up_ramps_the_rate_per_step_to_its_full_value() -> None:
     assert all(a < b for a, b in zip(ramp[:5], ramp[1:6]))
     assert _warmup_factor(0, 0, 4, 0.0) == 1.0
 
+
+
+def test_the_command_leaves_the_ensemble_to_the_recipe_unless_given(cohort: Path, tmp_path: Path) -> None:
+    app = typer.Typer()
+    train.register(app)
+    result = CliRunner().invoke(app, [str(cohort), "--out", str(tmp_path / "b"), "--modalities", "image",
+                                      "--recipe", "compact-x3", "--threads", "1"])
+    assert result.exit_code != 0 and "--ensemble 3 needs at least 6 participants of each class" in result.output

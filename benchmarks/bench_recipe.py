@@ -122,7 +122,8 @@ def markdown(results: list[dict], reference: str) -> str:
     lines = ["| cohort | recipe | options | seed | mean fold AUC [95 % CI] | pooled out-of-fold AUC [95 % CI] | "
              f"P vs {reference} | epochs run | min per fold |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        options = ", ".join(f"{k}={Path(v).name if k == 'image_weights' else v}" for k, v in r["options"].items())
+        options = ", ".join(f"{k}={Path(v.split(' (')[0]).name if k == 'image_weights' else v}"
+                            for k, v in r["options"].items())
         lines.append(f"| {r['cohort']} | {r['recipe']} | {options or '(defaults)'} | {r['seed']} | {r['mean_auc']:.3f} "
                      f"[{r['mean_auc_ci'][0]:.3f}-{r['mean_auc_ci'][1]:.3f}] | {r['pooled_auc']:.3f} "
                      f"[{r['pooled_auc_ci'][0]:.3f}-{r['pooled_auc_ci'][1]:.3f}] | {paired_p(r, results, reference)} | "

@@ -81,7 +81,8 @@ def line(result: dict) -> str:
     low, high = result["mean_auc_ci"]
     plow, phigh = result["pooled_auc_ci"]
     return (f"{result['cohort']:<20} {result['recipe']:<16} seed {result['seed']}  "
-            f"mean fold AUC {result['mean_auc']:.3f} [{low:.3f}-{high:.3f}]  pooled {result['pooled_auc']:.3f} [{plow:.3f}-{phigh:.3f}]"
+            f"mean fold AUC {result['mean_auc']:.3f} [{low:.3f}-{high:.3f}]"
+            f"  pooled {result['pooled_auc']:.3f} [{plow:.3f}-{phigh:.3f}]"
             f"  epochs {result['epochs_run']}"
             f"  {result['train_minutes_per_fold']:.1f} min/fold (max {result['train_minutes_max']:.1f})")
 
@@ -103,12 +104,13 @@ def repeated(results: list[dict]) -> list[str]:
     """Per cohort and recipe cross-validated with more than one ``--seed`` (other folds, other
     training seeds): the mean of all their fold AUCs and its standard error (folds of different
     seeds overlap in participants, so the error is a little optimistic)."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, int], dict[int, dict]] = {}
     for r in results:
         if RECIPES.get(r["recipe"]) == r["options"]:
-            groups.setdefault((r["cohort"], r["recipe"]), []).append(r)
+            groups.setdefault((r["cohort"], r["recipe"], r["folds"]), {})[r["seed"]] = r
     lines = []
-    for (cohort, recipe), runs in groups.items():
+    for (cohort, recipe, _), by_seed in groups.items():
+        runs = list(by_seed.values())
         if len(runs) > 1:
             aucs = np.concatenate([r["fold_aucs"] for r in runs])
             lines.append(f"{cohort:<20} {recipe:<16} seeds {', '.join(str(r['seed']) for r in runs)}: "

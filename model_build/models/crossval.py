@@ -34,15 +34,22 @@ def out_of_fold(cohort: Cohort, rows: pd.DataFrame, fold_of: np.ndarray, library
     folds = []
     for fold in range(int(fold_of.max()) + 1):
         started = time.perf_counter()
-        options, training, out = options_for(fold), rows[fold_of != fold], scratch / f"fold{fold}"
-        if options.ensemble > 1:  # the members on cross-fitted splits of the training folds, averaged
-            members = fit_ensemble(cohort, training, library, options, out)
-            settle_ensemble(members, options)
-            trainer, epochs = members[0], max(member.state.epoch for member in members)
-        else:
-            trainer = Trainer(options).fit(cohort, out, rows=training, library=library)
-            trainer.settle()
-            epochs = trainer.state.epoch
-        folds.append(Fold(trainer.predict(rows[fold_of == fold]), int(epochs), time.perf_counter() - started))
+        predictions, epochs = _train_and_predict(cohort, rows[fold_of != fold], rows[fold_of == fold], library,
+                                                 options_for(fold), scratch / f"fold{fold}")
+        folds.append(Fold(predictions, epochs, time.perf_counter() - started))
         advance()
     return folds
+
+
+def _train_and_predict(cohort: Cohort, training: pd.DataFrame, held_out: pd.DataFrame, library: ImageLibrary | None,
+                       options: TrainOptions, out: Path) -> tuple[pd.DataFrame, int]:
+    """``held_out``'s predictions by a model (or an ensemble: members on cross-fitted splits of
+    ``training``, averaged) trained on ``training``, and the epochs it ran. The trainers go with
+    the return, so one fold's networks and optimisers are freed before the next fold trains."""
+    if options.ensemble > 1:
+        members = fit_ensemble(cohort, training, library, options, out)
+        settle_ensemble(members, options)
+        return members[0].predict(held_out), max(int(member.state.epoch) for member in members)
+    trainer = Trainer(options).fit(cohort, out, rows=training, library=library)
+    trainer.settle()
+    return trainer.predict(held_out), int(trainer.state.epoch)

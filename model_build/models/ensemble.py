@@ -56,7 +56,7 @@ def cross_fitted_splits(labels: np.ndarray, members: int, seed: int) -> list[tup
     if counts.min() < 2 * members:
         raise TrainingError(f"--ensemble {members} needs at least {2 * members} participants of each class "
                             f"(two per held-out fold); the training cohort has {counts[1]} with sarcopenia and "
-                            f"{counts[0]} without; fix: use fewer members")
+                            f"{counts[0]} without; fix: use fewer members (--ensemble 2, or 1 for one model)")
     folds = StratifiedKFold(n_splits=members, shuffle=True, random_state=seed)
     return [(np.sort(train), np.sort(held_out)) for train, held_out in folds.split(np.zeros(len(labels)), labels)]
 
@@ -90,6 +90,7 @@ def check_ensemble(cohort: Cohort, rows: pd.DataFrame, options: TrainOptions) ->
     if resolve_modalities(cohort, rows, options.modalities) != ["image"]:
         raise TrainingError("--ensemble trains image models only (the model the device runs); fix: add "
                             "--modalities image")
+    cross_fitted_splits(rows["label"].astype(int).to_numpy(), options.ensemble, options.seed)  # enough of each class
 
 
 def fit_ensemble(cohort: Cohort, rows: pd.DataFrame, library: ImageLibrary, options: TrainOptions, out: Path,
@@ -166,7 +167,8 @@ def compose(members: list[FusionModel]) -> FusionModel:
 def settle_ensemble(trainers: list[Trainer], options: TrainOptions) -> dict:
     """Threshold (and ``late`` stacker) on the members' out-of-fold predictions; the first
     member's trainer then holds the averaged network, so its ``predict`` scores as the bundle
-    will. Returns the out-of-fold validation metrics."""
+    will (and only predict: its own validation rows trained the other members, so scoring the
+    average on them again would flatter it). Returns the out-of-fold validation metrics."""
     lead = trainers[0]
     held, logits = [], []
     for trainer in trainers:

@@ -73,7 +73,7 @@ def train_ensemble(cohort_path: Path, out: Path, options: TrainOptions, resume: 
     cohort = load_cohort(cohort_path)
     rows = training_rows(cohort, options.train_cohort)
     started = time.perf_counter()
-    check_ensemble(cohort, rows, options)
+    ensemble_splits(cohort, rows, options)  # refused before the images are read, not after
     library = read_library(cohort, rows["participant_id"].tolist(), options, progress)
     load_seconds = time.perf_counter() - started
     trainers = fit_ensemble(cohort, rows, library, options, out, resume, progress)
@@ -82,15 +82,16 @@ def train_ensemble(cohort_path: Path, out: Path, options: TrainOptions, resume: 
     return path
 
 
-def check_ensemble(cohort: Cohort, rows: pd.DataFrame, options: TrainOptions) -> None:
-    """Refuse what an ensemble cannot be, before any image is read."""
+def ensemble_splits(cohort: Cohort, rows: pd.DataFrame, options: TrainOptions) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The members' cross-fitted splits of ``rows``; refuses what an ensemble cannot be (it reads
+    no image, so callers can ask before reading them)."""
     if options.fusion == "concat":
         raise TrainingError("--ensemble works with --fusion evidential or late (an image-only concat head "
                             "has no per-member form); fix: use --fusion evidential")
     if resolve_modalities(cohort, rows, options.modalities) != ["image"]:
         raise TrainingError("--ensemble trains image models only (the model the device runs); fix: add "
                             "--modalities image")
-    cross_fitted_splits(rows["label"].astype(int).to_numpy(), options.ensemble, options.seed)  # enough of each class
+    return cross_fitted_splits(rows["label"].astype(int).to_numpy(), options.ensemble, options.seed)
 
 
 def fit_ensemble(cohort: Cohort, rows: pd.DataFrame, library: ImageLibrary, options: TrainOptions, out: Path,
@@ -99,8 +100,7 @@ def fit_ensemble(cohort: Cohort, rows: pd.DataFrame, library: ImageLibrary, opti
     :func:`settle_ensemble` makes the first one predict for all (the cross-validation of
     benchmarks/bench_recipe.py calls the two)."""
     progress = progress or Progress(disable=True)
-    check_ensemble(cohort, rows, options)
-    splits = cross_fitted_splits(rows["label"].astype(int).to_numpy(), options.ensemble, options.seed)
+    splits = ensemble_splits(cohort, rows, options)
     trainers = []
     for member, split in enumerate(splits):
         member_options = replace(options, ensemble=1, seed=member_seed(options.seed, member))

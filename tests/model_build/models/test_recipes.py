@@ -154,7 +154,6 @@ def test_the_warm_up_ramps_the_rate_per_step_to_its_full_value() -> None:
     assert _warmup_factor(0, 0, 4, 0.0) == 1.0
 
 
-
 def test_the_command_leaves_the_ensemble_to_the_recipe_unless_given(cohort: Path, tmp_path: Path) -> None:
     app = typer.Typer()
     train.register(app)

@@ -37,6 +37,7 @@ from model_build.models.bundle import save_weights
 from model_build.models.checkpoint import CHECKPOINT, RunState
 from model_build.models.data import ImageLibrary
 from model_build.models.fusion import FusionModel, Outputs, Stacker, fuse_outputs
+from model_build.models.recipes import RECIPES
 from model_build.models.report import validation_metrics
 from model_build.models.splits import TrainingError, training_rows
 from model_build.models.train import Trainer, TrainOptions
@@ -48,17 +49,29 @@ MEMBER_WEIGHTS = "member.safetensors"
 MEMBER_STATE = "member.json"
 
 
-def cross_fitted_splits(labels: np.ndarray, members: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``members`` (train, held-out) position pairs: stratified folds, each held out once."""
+def cross_fitted_splits(labels: np.ndarray, members: int, seed: int,
+                        asked: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``members`` (train, held-out) position pairs: stratified folds, each held out once.
+    ``asked`` names how the ensemble was asked for in the messages (:func:`ensemble_asked`)."""
+    asked = asked or f"--ensemble {members}"
     counts = np.bincount(labels, minlength=2)
     if members < 2:
-        raise TrainingError(f"--ensemble {members}: an ensemble needs 2 or more members")
+        raise TrainingError(f"{asked}: an ensemble needs 2 or more members")
     if counts.min() < 2 * members:
-        raise TrainingError(f"--ensemble {members} needs at least {2 * members} participants of each class "
+        raise TrainingError(f"{asked} needs at least {2 * members} participants of each class "
                             f"(two per held-out fold); the training cohort has {counts[1]} with sarcopenia and "
                             f"{counts[0]} without; fix: use fewer members (--ensemble 2, or 1 for one model)")
     folds = StratifiedKFold(n_splits=members, shuffle=True, random_state=seed)
     return [(np.sort(train), np.sort(held_out)) for train, held_out in folds.split(np.zeros(len(labels)), labels)]
+
+
+def ensemble_asked(options: TrainOptions) -> str:
+    """How the user asked for this ensemble, as the messages name it: the recipe that set it
+    (``--recipe compact-x3``), else the flag."""
+    recipe = (options.recipe or {}).get("name")
+    if recipe is not None and RECIPES.get(recipe, {}).get("ensemble") == options.ensemble:
+        return f"--recipe {recipe} (an ensemble of {options.ensemble})"
+    return f"--ensemble {options.ensemble}"
 
 
 def member_seed(seed: int, member: int) -> int:
@@ -85,13 +98,14 @@ def train_ensemble(cohort_path: Path, out: Path, options: TrainOptions, resume: 
 def ensemble_splits(cohort: Cohort, rows: pd.DataFrame, options: TrainOptions) -> list[tuple[np.ndarray, np.ndarray]]:
     """The members' cross-fitted splits of ``rows``; refuses what an ensemble cannot be (it reads
     no image, so callers can ask before reading them)."""
+    asked = ensemble_asked(options)
     if options.fusion == "concat":
-        raise TrainingError("--ensemble works with --fusion evidential or late (an image-only concat head "
+        raise TrainingError(f"{asked} works with --fusion evidential or late (an image-only concat head "
                             "has no per-member form); fix: use --fusion evidential")
     if resolve_modalities(cohort, rows, options.modalities) != ["image"]:
-        raise TrainingError("--ensemble trains image models only (the model the device runs); fix: add "
-                            "--modalities image")
-    return cross_fitted_splits(rows["label"].astype(int).to_numpy(), options.ensemble, options.seed)
+        raise TrainingError(f"{asked} trains image models only (the model the device runs); fix: add "
+                            "--modalities image, or train one model with --ensemble 1")
+    return cross_fitted_splits(rows["label"].astype(int).to_numpy(), options.ensemble, options.seed, asked)
 
 
 def fit_ensemble(cohort: Cohort, rows: pd.DataFrame, library: ImageLibrary, options: TrainOptions, out: Path,

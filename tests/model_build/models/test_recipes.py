@@ -159,4 +159,13 @@ def test_the_command_leaves_the_ensemble_to_the_recipe_unless_given(cohort: Path
     train.register(app)
     result = CliRunner().invoke(app, [str(cohort), "--out", str(tmp_path / "b"), "--modalities", "image",
                                       "--recipe", "compact-x3", "--threads", "1"])
-    assert result.exit_code != 0 and "--ensemble 3 needs at least 6 participants of each class" in result.output
+    assert result.exit_code != 0, result.output
+    assert "--recipe compact-x3 (an ensemble of 3) needs at least 6 participants of each class" in result.output
+    given = CliRunner().invoke(app, [str(cohort), "--out", str(tmp_path / "c"), "--modalities", "image",
+                                     "--recipe", "compact-x3", "--ensemble", "4", "--threads", "1"])
+    assert given.exit_code != 0 and "--ensemble 4 needs at least 8" in given.output, given.output
+    # On this cohort's clinical and lab data too: the message names the recipe the user typed.
+    fused = CliRunner().invoke(app, [str(cohort), "--out", str(tmp_path / "d"), "--recipe", "compact-x3"])
+    assert fused.exit_code != 0, fused.output
+    assert "--recipe compact-x3 (an ensemble of 3) trains image models only" in fused.output
+    assert "--ensemble 1" in fused.output

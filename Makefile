@@ -27,8 +27,12 @@ demo: $(STAMP)
 	$(BIN)/sarco label $(DEMO)/cohort --standard awgs2019 --out $(DEMO)/labels-awgs2019.csv --check
 	$(BIN)/sarco demo --out $(DEMO) --seed 1
 
+# Two workers (pytest-xdist), a test file each at a time (its module fixtures are built once):
+# most of the suite's time is waiting on brokers, browsers and subprocesses. TEST_WORKERS=0 runs
+# it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean-demo:
 	rm -rf $(DEMO)

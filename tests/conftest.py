@@ -17,3 +17,11 @@ def _edge_logging_restored() -> Iterator[None]:
     saved = (logger.handlers[:], logger.level, logger.propagate)
     yield
     logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Test files with a slow test first, each file's tests kept together and in order: `make
+    test`'s two workers take a file at a time in this order (pytest-xdist, --dist loadfile
+    --no-loadscope-reorder), so the long files start early instead of ending the run alone."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

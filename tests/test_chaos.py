@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+import pytest
+
 from testkit.mosquitto import requires_mosquitto
 from tests.support.paths import REPO
 
@@ -22,6 +24,7 @@ def load_bench():  # noqa: ANN201
     return module
 
 
+@pytest.mark.slow
 @requires_mosquitto
 def test_nothing_lost_nothing_doubled_no_hostile_payload_stored(tmp_path) -> None:
     bench = load_bench()

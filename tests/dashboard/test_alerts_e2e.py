@@ -62,6 +62,7 @@ def _rows(engine, model) -> list:  # noqa: ANN001
         return session.scalars(select(model).order_by(model.id)).all()
 
 
+@pytest.mark.slow
 @requires_mosquitto
 @pytest.mark.parametrize("width", VIEWPORTS)
 def test_a_device_gone_offline_is_one_alert_delivered_once_and_acknowledged(tmp_path, width):

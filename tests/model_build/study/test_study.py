@@ -247,6 +247,7 @@ def image_run(app: typer.Typer, image_cohort: Path, tmp_path_factory: pytest.Tem
     return out
 
 
+@pytest.mark.slow  # the module's image study: about 30 s to build
 def test_image_only_study_ends_with_a_verified_int8_bundle(image_run: Path) -> None:
     results = json.loads((image_run / "results.json").read_text())
     check_results(results)

@@ -80,8 +80,8 @@ RULE_TEXT = (f"recordings: compact (the recipe measured on recorded cohorts); st
 def choose_recipe(facts: CohortFacts) -> RecipeChoice:
     """The default recipe for a cohort (docs/models.md, "Image recipes"). The stills' size and the
     number of participants are recorded with the choice but do not change it: a larger input
-    (still-160 or still-224 on 256 px stills) did not score higher, and one real labelled cohort cannot say
-    how the choice should move with the cohort's size."""
+    (still-160 or still-224 on 256 px stills) did not score higher, and one real labelled cohort
+    cannot say how the choice should move with the cohort's size."""
     if facts.recordings:
         return RecipeChoice("compact", f"{facts.recordings} recordings: compact is the recipe measured on "
                                        "recorded cohorts", facts)

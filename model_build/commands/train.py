@@ -74,6 +74,12 @@ def register(app: typer.Typer) -> None:
         flip_average: Annotated[Optional[bool], typer.Option(
             "--flip-average/--no-flip-average",
             help="Score each image as the mean of it and its mirror (in the exported model too).")] = None,
+        layer_decay: Annotated[Optional[float], typer.Option(
+            min=0.0, max=1.0, help="Layer-wise learning rates: each EfficientNet-Lite0 level below the top learns at "
+                                   "this factor of the one above, e.g. 0.9 (default: one rate).")] = None,
+        mixup: Annotated[Optional[float], typer.Option(
+            min=0.0, help="Blend pairs of participants' images and losses with a Beta(a, a) weight, e.g. 0.2 "
+                          "(image models only; default: off).")] = None,
         ensemble: Annotated[Optional[int], typer.Option(
             min=1, help="Train K image models on K cross-fitted folds and average them (docs/models.md; "
                         "default: the recipe's, 1 in most).")] = None,
@@ -92,7 +98,7 @@ def register(app: typer.Typer) -> None:
                   "frames_per_video": frames_per_video,
                   "batch_size": batch_size, "images_per_step": images_per_step, "weight_average": weight_average,
                   "augment": augment, "augmentation": augmentation, "warmup_epochs": warmup_epochs,
-                  "flip_average": flip_average, "ensemble": ensemble,
+                  "flip_average": flip_average, "layer_decay": layer_decay, "mixup": mixup, "ensemble": ensemble,
                   "threads": threads, "device": device, "epochs": epochs, "image_size": image_size,
                   "patience": patience}
         with reported_errors(exit_code=USER_ERROR), CommandProgress(CliConsole(stderr=True)) as progress:

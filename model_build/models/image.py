@@ -209,6 +209,26 @@ def load_user_weights(encoder: nn.Module, path: Path) -> None:
     encoder.load_state_dict(matched, strict=False)
 
 
+def layer_rates(encoder: nn.Module, top_rate: float, decay: float) -> list[tuple[float, list[nn.Parameter]]]:
+    """Layer-wise learning rates for EfficientNet-Lite0 (or its mirror-averaged wrapper): the
+    head convolution learns at ``top_rate`` and each level below it, block by block down to the
+    stem, at ``decay`` times the rate of the level above (Howard & Ruder 2018, "discriminative
+    fine-tuning"; BEiT's layer decay). Early filters hold the general ImageNet features a few
+    hundred scans should change least. Frozen parameters are left out; returns ``(rate,
+    parameters)`` pairs from the top down."""
+    features = encoder.encoder if isinstance(encoder, FlipAveraged) else encoder
+    if not isinstance(features, _EfficientNetFeatures):
+        raise ValueError("--layer-decay applies to efficientnet-lite0 only")
+    net = features.net
+    levels = [[net._conv_head, net._bn1], *([block] for block in reversed(net._blocks)), [net._conv_stem, net._bn0]]
+    rates = []
+    for depth, modules in enumerate(levels):
+        parameters = [p for module in modules for p in module.parameters() if p.requires_grad]
+        if parameters:
+            rates.append((top_rate * decay ** depth, parameters))
+    return rates
+
+
 def freeze_early_layers(encoder: nn.Module, blocks: int) -> None:
     """Freeze the stem and the first ``blocks`` MBConv blocks of EfficientNet-Lite0.
 

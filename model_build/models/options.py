@@ -24,7 +24,8 @@ class TrainOptions:
     seed: int = 0
     batch_size: int = 16                     # participants per step
     learning_rate: float = 1e-3              # heads and tabular encoders
-    backbone_learning_rate: float = 3e-4     # the pretrained image network
+    backbone_learning_rate: float = 3e-4     # the pretrained image network (its top level, with layer_decay)
+    layer_decay: float | None = None         # rate factor per encoder level below the top; None: one rate
     weight_decay: float = 1e-4
     backbone: str = "efficientnet-lite0"
     image_size: int = 128
@@ -43,6 +44,7 @@ class TrainOptions:
     augmentation: str = "basic"              # "scanner" adds depth-gain ramps and depth crops (augment.py)
     warmup_epochs: float = 0.0               # linear learning-rate warm-up before the cosine decay
     flip_average: bool = False               # the image model averages each image and its mirror
+    mixup: float | None = None               # Beta(alpha, alpha) of blending participants' images (mixup.py); None: off
     recipe: dict | None = None               # the named recipe these options started from, and why (recipes.py)
     threads: int | None = None
     device: str = "auto"
@@ -53,6 +55,13 @@ class TrainOptions:
         if not self.augment and self.augmentation != "basic":
             raise TrainingError(f"--no-augment with --augmentation {self.augmentation}: no augmentation would run; "
                                 "fix: drop one of the two")
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            raise TrainingError(f"--layer-decay {self.layer_decay}; fix: a factor in (0, 1], e.g. 0.9")
+        if self.layer_decay is not None and self.backbone != "efficientnet-lite0":
+            raise TrainingError(f"--layer-decay with --backbone {self.backbone}: layer-wise rates are defined for "
+                                "efficientnet-lite0's blocks only; fix: drop --layer-decay")
+        if self.mixup is not None and self.mixup <= 0.0:
+            raise TrainingError(f"--mixup {self.mixup}; fix: a Beta parameter above 0, e.g. 0.2, or leave it out")
         if not 0.0 <= self.warmup_epochs < self.epochs:
             raise TrainingError(f"--warmup-epochs {self.warmup_epochs} with --epochs {self.epochs}; fix: a warm-up "
                                 "of 0 or more epochs, shorter than the training")

@@ -40,6 +40,12 @@ RECIPES: dict[str, dict] = {
     "compact-fast": {"backbone_learning_rate": 6e-4},
     # Three compact models on cross-fitted splits, their logits averaged in one graph (ensemble.py).
     "compact-x3": {"ensemble": 3},
+    # compact with the stem and first 4 blocks frozen at ImageNet (the study's image recipe's freezing).
+    "compact-frozen": {"freeze_blocks": 4},
+    # compact with layer-wise rates: each encoder level below the top at 0.9 times the one above.
+    "compact-layer-decay": {"layer_decay": 0.9},
+    # compact with mixup of participants' images (Beta(0.2, 0.2), the range Zhang et al. found to work).
+    "compact-mixup": {"mixup": 0.2},
     # Real still images at a larger input, with the mirror.
     "still-160": {"image_size": 160, "flip_average": True},
     "still-224": {"image_size": 224, "flip_average": True},

@@ -31,8 +31,10 @@ from model_build.models.checkpoint import Checkpoint, RunState, SavedRun
 from model_build.models.data import Arrays, ImageLibrary, available_cores
 from model_build.models.evidential import annealing_weight
 from model_build.models.export import export_onnx
-from model_build.models.fusion import (FusionModel, FusionOutput, NetworkConfig, Outputs, Stacker, fuse_outputs,
-                                       training_loss)
+from model_build.models.fusion import (FusionModel, FusionOutput, ModelBatch, NetworkConfig, Outputs, Stacker,
+                                       fuse_outputs, training_loss)
+from model_build.models.image import layer_rates
+from model_build.models.mixup import mix_participants
 from model_build.models.options import TrainOptions
 from model_build.models.predict import autocast_for, infer, make_batch, predict_arrays
 from model_build.models.report import model_card, validation_metrics
@@ -65,13 +67,18 @@ def _warmup_factor(epoch: int, step: int, steps: int, warmup_epochs: float) -> f
 
 
 def _optimizer(model: FusionModel, options: TrainOptions) -> torch.optim.Optimizer:
-    backbone = [p for p in model.encoders["image"].parameters() if p.requires_grad] if "image" in model.encoders else []
+    """AdamW with a rate for the heads and tabular encoders, and one for the image encoder (or,
+    with ``layer_decay``, one per encoder level)."""
+    encoder = model.encoders["image"] if "image" in model.encoders else None
+    backbone = [p for p in encoder.parameters() if p.requires_grad] if encoder is not None else []
     backbone_ids = {id(p) for p in backbone}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in backbone_ids]
-    groups = [{"params": rest, "lr": options.learning_rate, "base_lr": options.learning_rate}]
-    if backbone:
-        groups.append({"params": backbone, "lr": options.backbone_learning_rate,
-                       "base_lr": options.backbone_learning_rate})
+    rates = [(options.learning_rate, rest)]
+    if backbone and options.layer_decay is not None:
+        rates += layer_rates(encoder, options.backbone_learning_rate, options.layer_decay)
+    elif backbone:
+        rates.append((options.backbone_learning_rate, backbone))
+    groups = [{"params": params, "lr": rate, "base_lr": rate} for rate, params in rates]
     return torch.optim.AdamW(groups, weight_decay=options.weight_decay)
 
 
@@ -151,6 +158,10 @@ class Trainer:
         self.timings: dict[str, float] = {"load_seconds": data.load_seconds}
         self._build_network()
         self.optimizer = _optimizer(self.model, options)
+        if options.mixup is not None and (data.modalities != ["image"] or data.branch is not None):
+            raise TrainingError(f"--mixup blends images, and this model also trains on "
+                                f"{', '.join(m for m in data.modalities if m != 'image')}: a participant's table "
+                                "would meet another participant's image; fix: add --modalities image, or drop --mixup")
         self.augmenter = Augmenter(options.seed, options.augmentation) \
             if options.augment and "image" in data.modalities else None
         train_labels = data.arrays.labels[data.train_index]
@@ -252,11 +263,15 @@ class Trainer:
             sample = None if options.images_per_step is None else \
                 (options.images_per_step, np.random.default_rng([options.seed, epoch, 2, number]))
             batch = make_batch(arrays, rows, self.data.preprocessor, augment, sample).to(self.device)
-            target = torch.from_numpy(arrays.labels[rows]).to(self.device)
+            partner, lam = np.arange(len(rows)), 1.0
+            if options.mixup is not None:
+                batch, partner, lam = mix_participants(batch, options.mixup,
+                                                       np.random.default_rng([options.seed, epoch, 3, number]))
             with autocast_for(self.device):
                 outputs = self.model(batch)
-            loss = training_loss(outputs, target, batch.present.float(), options.fusion,
-                                 self.class_weight.to(self.device)[target], kl_weight)
+            loss = lam * self._loss(outputs, batch, arrays.labels[rows], kl_weight)
+            if lam < 1.0:
+                loss = loss + (1.0 - lam) * self._loss(outputs, batch, arrays.labels[rows][partner], kl_weight)
             if penalty is not None:
                 loss = loss + penalty(self.model)
             self.optimizer.zero_grad(set_to_none=True)
@@ -267,6 +282,11 @@ class Trainer:
             total += float(loss.detach()) * len(rows)
             self.progress.advance(task)
         return total / len(order)
+
+    def _loss(self, outputs: Outputs, batch: ModelBatch, labels: np.ndarray, kl_weight: float) -> torch.Tensor:
+        target = torch.from_numpy(labels).to(self.device)
+        return training_loss(outputs, target, batch.present.float(), self.options.fusion,
+                             self.class_weight.to(self.device)[target], kl_weight)
 
     def held_out_outputs(self, stacker: Stacker | None = None,
                          model: FusionModel | None = None) -> tuple[Arrays, Outputs, FusionOutput]:

@@ -37,7 +37,7 @@ from model_build.models.bundle import save_weights
 from model_build.models.checkpoint import CHECKPOINT, RunState
 from model_build.models.data import ImageLibrary
 from model_build.models.fusion import FusionModel, Outputs, Stacker, fuse_outputs
-from model_build.models.recipes import RECIPES
+from model_build.models.recipes import how_asked
 from model_build.models.report import validation_metrics
 from model_build.models.splits import TrainingError, training_rows
 from model_build.models.train import Trainer, TrainOptions
@@ -68,10 +68,7 @@ def cross_fitted_splits(labels: np.ndarray, members: int, seed: int,
 def ensemble_asked(options: TrainOptions) -> str:
     """How the user asked for this ensemble, as the messages name it: the recipe that set it
     (``--recipe compact-x3``), else the flag."""
-    recipe = (options.recipe or {}).get("name")
-    if recipe is not None and RECIPES.get(recipe, {}).get("ensemble") == options.ensemble:
-        return f"--recipe {recipe} (an ensemble of {options.ensemble})"
-    return f"--ensemble {options.ensemble}"
+    return how_asked(options, "ensemble", "--ensemble", f"an ensemble of {options.ensemble}")
 
 
 def member_seed(seed: int, member: int) -> int:

@@ -124,6 +124,17 @@ def _short_side(cohort: Cohort, relative: str) -> int | None:
         return None
 
 
+def how_asked(options: TrainOptions, field: str, flag: str, says: str | None = None) -> str:
+    """How the user asked for an option, as refusals name it: the recipe that set it
+    (``--recipe compact-mixup (--mixup 0.2)``), else the flag (``--mixup 0.2``)."""
+    value = getattr(options, field)
+    says = says or f"{flag} {value}"
+    recipe = (options.recipe or {}).get("name")
+    if recipe is not None and RECIPES.get(recipe, {}).get(field) == value:
+        return f"--recipe {recipe} ({says})"
+    return f"{flag} {value}"
+
+
 def recipe_options(cohort: Cohort, recipe: str | None, quick: bool, **chosen) -> TrainOptions:
     """`sarco train`'s options: ``recipe`` (or, for an image model without one, the rule's choice)
     under the options the user gave (``chosen``; None means "not given"). ``--quick`` keeps its

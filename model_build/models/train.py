@@ -158,10 +158,6 @@ class Trainer:
         self.timings: dict[str, float] = {"load_seconds": data.load_seconds}
         self._build_network()
         self.optimizer = _optimizer(self.model, options)
-        if options.mixup is not None and (data.modalities != ["image"] or data.branch is not None):
-            raise TrainingError(f"--mixup blends images, and this model also trains on "
-                                f"{', '.join(m for m in data.modalities if m != 'image')}: a participant's table "
-                                "would meet another participant's image; fix: add --modalities image, or drop --mixup")
         self.augmenter = Augmenter(options.seed, options.augmentation) \
             if options.augment and "image" in data.modalities else None
         train_labels = data.arrays.labels[data.train_index]

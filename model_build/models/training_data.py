@@ -25,6 +25,7 @@ from model_build.models import MODALITIES
 from model_build.models.branch import ImageBranch
 from model_build.models.data import (TABULAR_MODALITIES, Arrays, ImageLibrary, build_arrays, count_media,
                                      data_hash, tabular_columns)
+from model_build.models.recipes import how_asked
 from model_build.models.splits import TrainingError, check_class_counts, inner_split, training_rows
 from model_build.models.tabular import TabularEncoder
 from sarco_core.preprocess import PreprocessParams, Preprocessor
@@ -107,6 +108,11 @@ class TrainingData:
         else:
             check_class_counts(rows, f"the {len(rows)} training participants")
         modalities = resolve_modalities(cohort, rows, options.modalities)
+        if options.mixup is not None and modalities != ["image"]:
+            raise TrainingError(f"{how_asked(options, 'mixup', '--mixup')} blends images, and this model also "
+                                f"trains on {', '.join(m for m in modalities if m != 'image')}: a participant's "
+                                "table would meet another participant's image; fix: add --modalities image, or "
+                                "drop the mixup")
         labels = rows["label"].astype(int).to_numpy()
         train_index, validation_index = split if split is not None else \
             inner_split(labels, options.validation_fraction, options.seed)

@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import typer
+from typer.testing import CliRunner
 
+from model_build.commands import train
 from model_build.models.fusion import ModelBatch
 from model_build.models.image import FlipAveraged, build_image_encoder, freeze_early_layers, layer_rates
 from model_build.models.mixup import mix_participants
@@ -86,8 +89,19 @@ def test_mixup_trains_on_blended_losses_and_is_refused_beside_tables(cohort: Pat
     assert mixed.state.history[0]["train_loss"] != pytest.approx(plain.state.history[0]["train_loss"])
     for key, value in mixed.model.state_dict().items():
         assert torch.isfinite(value.float()).all(), key
-    with pytest.raises(TrainingError, match="--mixup blends images, and this model also trains on lab.*fix:"):
+    with pytest.raises(TrainingError, match="--mixup 0.4 blends images, and this model also trains on lab.*fix:"):
         Trainer(replace(_image_options(mixup=0.4), modalities=["image", "lab"])).fit(cohort, tmp_path / "fused")
+
+
+def test_a_mixup_recipe_on_a_fused_cohort_is_refused_naming_the_recipe_before_any_image_is_read(
+        cohort: Path, tmp_path: Path) -> None:
+    app = typer.Typer()
+    train.register(app)
+    result = CliRunner().invoke(app, [str(cohort), "--out", str(tmp_path / "b"), "--recipe", "compact-mixup"])
+    assert result.exit_code != 0
+    assert "--recipe compact-mixup (--mixup 0.2) blends images, and this model also trains on clinical, lab" \
+        in result.output, result.output
+    assert "reading images" not in result.output
 
 
 @pytest.mark.parametrize(("settings", "message"), [

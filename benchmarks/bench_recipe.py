@@ -32,7 +32,7 @@ from scipy import stats as scipy_stats
 from model_build.cohort import load_cohort
 from model_build.models.crossval import out_of_fold
 from model_build.models.data import available_cores
-from model_build.models.recipes import RECIPES
+from model_build.models.recipes import RECIPES, one_standard_error_choice
 from model_build.models.train import TrainOptions
 from model_build.models.training_data import read_library
 from model_build.stats import auc_ci, compare_auc
@@ -119,6 +119,23 @@ def repeated(results: list[dict]) -> list[str]:
     return lines
 
 
+def rule_choices(results: list[dict]) -> list[str]:
+    """Per cohort, folds and seed: the recipe the one-standard-error rule picks (the rule that set
+    STILL_DEFAULT from busi-development's seed 0), among the shipped recipes measured there."""
+    groups: dict[tuple[str, int, int], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["cohort"], r["folds"], r["seed"]), []).append(r)
+    lines = []
+    for (cohort, _, seed), group in groups.items():
+        shipped = [r for r in group if RECIPES.get(r["recipe"]) == r["options"]]
+        if shipped:
+            chosen, best = one_standard_error_choice(shipped)
+            lines.append(f"{cohort:<20} seed {seed}: of {len(shipped)} shipped recipes the one-standard-error rule "
+                         f"chooses {chosen['recipe']} ({chosen['mean_auc']:.3f}); best {best['recipe']} "
+                         f"({best['mean_auc']:.3f})")
+    return lines
+
+
 def markdown(results: list[dict], reference: str) -> str:
     """The table docs/models.md shows."""
     lines = ["| cohort | recipe | options | seed | mean fold AUC [95 % CI] | pooled out-of-fold AUC [95 % CI] | "
@@ -172,7 +189,7 @@ def main() -> None:
                 temporary.replace(args.out)
     for result in results:
         print(line(result))
-    for summary in repeated(results):
+    for summary in repeated(results) + rule_choices(results):
         print(summary)
     if args.markdown:
         print(markdown(results, args.reference))

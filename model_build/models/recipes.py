@@ -51,10 +51,30 @@ RECIPES: dict[str, dict] = {
     "still-224": {"image_size": 224, "flip_average": True},
 }
 
-STILL_DEFAULT = "compact"
-"""Still images' default: among the recipes cross-validated on busi-development (real stills,
-docs/models.md, "Image recipes"), the cheapest on the device whose mean fold AUC is within one
-standard error of the best (the one-standard-error rule `sarco tune` uses)."""
+STILL_DEFAULT = "compact-frozen"
+"""Still images' default: :func:`one_standard_error_choice` of the seed-0 cross-validation on
+busi-development (real stills; docs/results/recipes-busi.json, docs/models.md "Image recipes")."""
+
+
+def device_cost(settings: dict) -> int:
+    """What a recipe's model costs the device per frame: input pixels times encoder passes."""
+    options = TrainOptions(**settings)
+    return options.image_size ** 2 * (2 if options.flip_average else 1) * options.ensemble
+
+
+def one_standard_error_choice(results: list[dict]) -> tuple[dict, dict]:
+    """(chosen, best) among cross-validation results of one cohort, folds and seed (as
+    `benchmarks/bench_recipe.py` writes them), shipped recipes only: the cheapest on the device,
+    then the fewest epochs, whose mean fold AUC is within one standard error (over its folds) of
+    the best's; the rule `sarco tune` uses for the study."""
+    shipped = [r for r in results if RECIPES.get(r["recipe"]) == r["options"]]
+    if not shipped:
+        raise ValueError("no result of a shipped recipe to choose from")
+    best = max(shipped, key=lambda r: r["mean_auc"])
+    folds = np.asarray(best["fold_aucs"])
+    floor = best["mean_auc"] - folds.std(ddof=1) / np.sqrt(len(folds))
+    within = [r for r in shipped if r["mean_auc"] >= floor]
+    return min(within, key=lambda r: (device_cost(r["options"]), TrainOptions(**r["options"]).epochs)), best
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from model_build.cohort import load_cohort
 from model_build.commands import train
 from model_build.models.options import TrainOptions
 from model_build.models.recipes import (RECIPES, STILL_DEFAULT, CohortFacts, choose_recipe, describe_cohort,
-                                        recipe_options)
+                                        device_cost, one_standard_error_choice, recipe_options)
 from model_build.models.splits import TrainingError
 from testkit.cohort_factory import FRAME_SIZE, make_cohort
+from tests.support.paths import REPO
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,32 @@ def test_every_recipe_is_a_valid_set_of_options() -> None:
         TrainOptions(**settings)  # raises on a contradiction (e.g. a warm-up as long as the training)
         weights = settings.get("image_weights")
         assert weights is None or Path(weights).is_file(), f"{name}: {weights} is not in the repository"
+
+
+def _result(recipe: str, folds: list[float], options: dict | None = None) -> dict:
+    return {"recipe": recipe, "options": RECIPES[recipe] if options is None else options, "fold_aucs": folds,
+            "mean_auc": float(np.mean(folds))}
+
+
+def test_the_rule_takes_the_cheapest_on_the_device_then_the_fewest_epochs_within_one_standard_error() -> None:
+    results = [_result("still-224", [0.95, 0.94, 0.96]),          # best: 0.95, standard error 0.0058
+               _result("compact-flip", [0.945, 0.945, 0.945]),    # within, half still-224's device cost of a pass
+               _result("compact-long", [0.944, 0.946, 0.945]),    # within, one pass, 20 epochs
+               _result("compact-frozen", [0.944, 0.945, 0.946]),  # within, one pass, 12 epochs
+               _result("compact", [0.94, 0.94, 0.94]),            # one pass, 12 epochs, but outside
+               _result("compact-ssl", [0.99, 0.99, 0.99], {"image_weights": "x.safetensors"})]  # not shipped
+    chosen, best = one_standard_error_choice(results)
+    assert (chosen["recipe"], best["recipe"]) == ("compact-frozen", "still-224")
+    assert one_standard_error_choice(results[:2])[0]["recipe"] == "compact-flip"
+    assert device_cost(RECIPES["still-224"]) == 224 * 224 * 2 and device_cost(RECIPES["compact-x3"]) == 128 * 128 * 3
+
+
+def test_the_still_default_is_the_rule_applied_to_the_committed_cross_validation() -> None:
+    results = json.loads((REPO / "docs" / "results" / "recipes-busi.json").read_text())
+    seed_0 = [r for r in results if r["cohort"] == "busi-development" and r["seed"] == 0 and r["folds"] == 5]
+    chosen, _ = one_standard_error_choice(seed_0)
+    assert chosen["recipe"] == STILL_DEFAULT
+    assert {r["recipe"] for r in seed_0} >= set(RECIPES)  # every shipped recipe was measured
 
 
 def test_recordings_get_the_compact_recipe() -> None:

@@ -122,6 +122,14 @@ def test_without_a_recipe_the_rule_chooses_and_says_why(cohort: Path) -> None:
     assert options.recipe["facts"]["recordings"] == 8 and "recordings" in options.recipe["reason"]
 
 
+def test_a_cohort_of_stills_trains_with_the_still_default_settings(tmp_path: Path) -> None:
+    stills = make_cohort(tmp_path / "stills", seed=2, n_participants=12, videos=False).root
+    options = recipe_options(load_cohort(stills), None, False)
+    assert options.recipe["name"] == STILL_DEFAULT and "stills and no recordings" in options.recipe["reason"]
+    for key, value in RECIPES[STILL_DEFAULT].items():
+        assert getattr(options, key) == value, key
+
+
 def test_quick_runs_and_tabular_models_name_no_recipe(cohort: Path) -> None:
     loaded = load_cohort(cohort)
     assert recipe_options(loaded, None, True).recipe is None

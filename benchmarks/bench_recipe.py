@@ -32,7 +32,7 @@ from scipy import stats as scipy_stats
 from model_build.cohort import load_cohort
 from model_build.models.crossval import out_of_fold
 from model_build.models.data import available_cores
-from model_build.models.recipes import RECIPES, one_standard_error_choice
+from model_build.models.recipes import RECIPES, is_shipped, one_standard_error_choice
 from model_build.models.train import TrainOptions
 from model_build.models.training_data import read_library
 from model_build.stats import auc_ci, compare_auc
@@ -106,7 +106,7 @@ def repeated(results: list[dict]) -> list[str]:
     seeds overlap in participants, so the error is a little optimistic)."""
     groups: dict[tuple[str, str, int], dict[int, dict]] = {}
     for r in results:
-        if RECIPES.get(r["recipe"]) == r["options"]:
+        if is_shipped(r):
             groups.setdefault((r["cohort"], r["recipe"], r["folds"]), {})[r["seed"]] = r
     lines = []
     for (cohort, recipe, _), by_seed in groups.items():
@@ -126,13 +126,14 @@ def rule_choices(results: list[dict]) -> list[str]:
     for r in results:
         groups.setdefault((r["cohort"], r["folds"], r["seed"]), []).append(r)
     lines = []
-    for (cohort, _, seed), group in groups.items():
-        shipped = [r for r in group if RECIPES.get(r["recipe"]) == r["options"]]
-        if shipped:
-            chosen, best = one_standard_error_choice(shipped)
-            lines.append(f"{cohort:<20} seed {seed}: of {len(shipped)} shipped recipes the one-standard-error rule "
-                         f"chooses {chosen['recipe']} ({chosen['mean_auc']:.3f}); best {best['recipe']} "
-                         f"({best['mean_auc']:.3f})")
+    for (cohort, folds, seed), group in groups.items():
+        try:
+            chosen, best = one_standard_error_choice(group)
+        except ValueError:
+            continue  # no shipped recipe measured here
+        lines.append(f"{cohort:<20} {folds} folds, seed {seed}: of the shipped recipes measured, the "
+                     f"one-standard-error rule chooses {chosen['recipe']} ({chosen['mean_auc']:.3f}); best "
+                     f"{best['recipe']} ({best['mean_auc']:.3f})")
     return lines
 
 
@@ -173,8 +174,7 @@ def main() -> None:
                      "e.g. ../shared/data/busi-development")
     results = json.loads(args.out.read_text()) if args.out.exists() else []
     # A pair is done when the recipe is still defined as it was measured.
-    done = {(r["cohort"], r["recipe"], r["folds"], r["seed"]) for r in results
-            if RECIPES.get(r["recipe"]) == r["options"]}
+    done = {(r["cohort"], r["recipe"], r["folds"], r["seed"]) for r in results if is_shipped(r)}
     with Progress(console=Console(stderr=True), transient=True) as progress:
         for cohort in args.cohorts:
             for recipe in recipes:

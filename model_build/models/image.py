@@ -53,10 +53,16 @@ class _EfficientNetFeatures(nn.Module):
     def stem(self) -> nn.Conv2d:
         return self.net._conv_stem
 
+    def levels(self) -> list[list[nn.Module]]:
+        """The encoder's levels from the input up: the stem, each MBConv block, the head
+        convolution; what freezing and layer-wise learning rates count in."""
+        net = self.net
+        return [[net._conv_stem, net._bn0], *([block] for block in net._blocks), [net._conv_head, net._bn1]]
+
     def _frozen_modules(self) -> list[nn.Module]:
         if not self.frozen_blocks:
             return []
-        return [self.net._conv_stem, self.net._bn0, *self.net._blocks[:self.frozen_blocks]]
+        return [module for level in self.levels()[:1 + self.frozen_blocks] for module in level]
 
     def freeze(self, blocks: int) -> None:
         self.frozen_blocks = blocks
@@ -219,10 +225,8 @@ def layer_rates(encoder: nn.Module, top_rate: float, decay: float) -> list[tuple
     features = encoder.encoder if isinstance(encoder, FlipAveraged) else encoder
     if not isinstance(features, _EfficientNetFeatures):
         raise ValueError("--layer-decay applies to efficientnet-lite0 only")
-    net = features.net
-    levels = [[net._conv_head, net._bn1], *([block] for block in reversed(net._blocks)), [net._conv_stem, net._bn0]]
     rates = []
-    for depth, modules in enumerate(levels):
+    for depth, modules in enumerate(reversed(features.levels())):
         parameters = [p for module in modules for p in module.parameters() if p.requires_grad]
         if parameters:
             rates.append((top_rate * decay ** depth, parameters))

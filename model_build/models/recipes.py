@@ -17,6 +17,7 @@ import numpy as np
 
 from model_build.models.options import TrainOptions
 from model_build.models.splits import TrainingError, training_rows
+from model_build.stats.selection import one_standard_error_rule
 
 if TYPE_CHECKING:
     from model_build.cohort import Cohort
@@ -62,19 +63,20 @@ def device_cost(settings: dict) -> int:
     return options.image_size ** 2 * (2 if options.flip_average else 1) * options.ensemble
 
 
+def is_shipped(result: dict) -> bool:
+    """Whether a cross-validation result measured a recipe as it is defined now."""
+    return RECIPES.get(result["recipe"]) == result["options"]
+
+
 def one_standard_error_choice(results: list[dict]) -> tuple[dict, dict]:
     """(chosen, best) among cross-validation results of one cohort, folds and seed (as
-    `benchmarks/bench_recipe.py` writes them), shipped recipes only: the cheapest on the device,
-    then the fewest epochs, whose mean fold AUC is within one standard error (over its folds) of
-    the best's; the rule `sarco tune` uses for the study."""
-    shipped = [r for r in results if RECIPES.get(r["recipe"]) == r["options"]]
+    `benchmarks/bench_recipe.py` writes them), shipped recipes only: the one-standard-error rule
+    (the one `sarco tune` uses for the study) with the cheapest on the device, then the fewest
+    epochs, as the simplest."""
+    shipped = [r for r in results if is_shipped(r)]
     if not shipped:
         raise ValueError("no result of a shipped recipe to choose from")
-    best = max(shipped, key=lambda r: r["mean_auc"])
-    folds = np.asarray(best["fold_aucs"])
-    floor = best["mean_auc"] - folds.std(ddof=1) / np.sqrt(len(folds))
-    within = [r for r in shipped if r["mean_auc"] >= floor]
-    return min(within, key=lambda r: (device_cost(r["options"]), TrainOptions(**r["options"]).epochs)), best
+    return one_standard_error_rule(shipped, lambda r: (device_cost(r["options"]), TrainOptions(**r["options"]).epochs))
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from model_build.cohort import load_cohort
 from model_build.models.crossval import out_of_fold
 from model_build.models.train import TrainOptions
 from model_build.models.training_data import available_modalities, read_library
+from model_build.stats.selection import one_standard_error_rule
 from model_build.study import TUNING_RULES
 from model_build.study.design import STUDY_THREADS, StudyError, assign_folds, image_options
 from model_build.study.provenance import provenance
@@ -153,12 +154,10 @@ def _score(cohort, rows: pd.DataFrame, fold_of: np.ndarray, library, options: Tu
 
 
 def choose(scored: list[dict], rule: str) -> tuple[dict, dict]:
-    """(chosen, best) among scored candidates under ``rule``; candidates are compared by mean fold AUC."""
-    best = max(scored, key=lambda c: (c["mean_auc"], -c["image_size"], -c["epochs"]))
-    if rule == "best":
-        return best, best
-    within = [c for c in scored if c["mean_auc"] >= best["mean_auc"] - best["se"]]
-    return min(within, key=lambda c: (c["image_size"], c["epochs"])), best
+    """(chosen, best) among scored candidates under ``rule``; candidates are compared by mean fold AUC,
+    the smaller image, then the fewer epochs, being the cheaper."""
+    chosen, best = one_standard_error_rule(scored, lambda c: (c["image_size"], c["epochs"]))
+    return (best, best) if rule == "best" else (chosen, best)
 
 
 def _reason(chosen: dict, best: dict, rule: str) -> str:

@@ -111,10 +111,10 @@ def test_tuning_does_not_move_when_validation_labels_change_and_repeats_exactly(
 
 
 def test_the_one_standard_error_rule_takes_the_cheapest_close_candidate() -> None:
-    scored = [{"image_size": 64, "epochs": 4, "mean_auc": 0.80, "se": 0.02},
-              {"image_size": 64, "epochs": 8, "mean_auc": 0.815, "se": 0.02},
-              {"image_size": 96, "epochs": 4, "mean_auc": 0.83, "se": 0.02},
-              {"image_size": 80, "epochs": 4, "mean_auc": 0.79, "se": 0.01}]
+    scored = [{"image_size": 64, "epochs": 4, "mean_auc": 0.80, "fold_aucs": [0.78, 0.82]},
+              {"image_size": 64, "epochs": 8, "mean_auc": 0.815, "fold_aucs": [0.795, 0.835]},
+              {"image_size": 96, "epochs": 4, "mean_auc": 0.83, "fold_aucs": [0.81, 0.85]},  # standard error 0.02
+              {"image_size": 80, "epochs": 4, "mean_auc": 0.79, "fold_aucs": [0.78, 0.80]}]
     chosen, best = choose(scored, "one-se")
     assert (best["image_size"], best["epochs"]) == (96, 4)
     assert (chosen["image_size"], chosen["epochs"]) == (64, 8)  # 0.815 >= 0.83 - 0.02; 0.80 is not

@@ -68,15 +68,21 @@ def is_shipped(result: dict) -> bool:
     return RECIPES.get(result["recipe"]) == result["options"]
 
 
+def simplicity(settings: dict) -> tuple[int, int, int]:
+    """The rule's order, simplest first: the device's cost per frame, then the fewest epochs,
+    then the most encoder blocks left frozen (the fewest weights fitted to the cohort)."""
+    options = TrainOptions(**settings)
+    return device_cost(settings), options.epochs, -options.freeze_blocks
+
+
 def one_standard_error_choice(results: list[dict]) -> tuple[dict, dict]:
     """(chosen, best) among cross-validation results of one cohort, folds and seed (as
     `benchmarks/bench_recipe.py` writes them), shipped recipes only: the one-standard-error rule
-    (the one `sarco tune` uses for the study) with the cheapest on the device, then the fewest
-    epochs, as the simplest."""
+    (the one `sarco tune` uses for the study) in :func:`simplicity`'s order."""
     shipped = [r for r in results if is_shipped(r)]
     if not shipped:
         raise ValueError("no result of a shipped recipe to choose from")
-    return one_standard_error_rule(shipped, lambda r: (device_cost(r["options"]), TrainOptions(**r["options"]).epochs))
+    return one_standard_error_rule(shipped, lambda r: simplicity(r["options"]))
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,12 @@ def test_the_rule_takes_the_cheapest_on_the_device_then_the_fewest_epochs_within
     assert device_cost(RECIPES["still-224"]) == 224 * 224 * 2 and device_cost(RECIPES["compact-x3"]) == 128 * 128 * 3
 
 
+def test_between_equally_cheap_recipes_within_the_band_the_rule_takes_the_more_frozen_whatever_the_order() -> None:
+    tied = [_result("compact", [0.84, 0.85, 0.86]), _result("compact-frozen", [0.845, 0.845, 0.845])]  # floor 0.844
+    assert one_standard_error_choice(tied)[0]["recipe"] == "compact-frozen"
+    assert one_standard_error_choice(tied[::-1])[0]["recipe"] == "compact-frozen"
+
+
 def test_the_still_default_is_the_rule_applied_to_the_committed_cross_validation() -> None:
     results = json.loads((REPO / "docs" / "results" / "recipes-busi.json").read_text())
     seed_0 = [r for r in results if r["cohort"] == "busi-development" and r["seed"] == 0 and r["folds"] == 5]

@@ -11,6 +11,9 @@ interval, epochs run and training minutes per fold. Results are written to FILE.
 recipe, and a rerun skips the (cohort, recipe) pairs already there, so the benchmark can be
 stopped and resumed or extended by a recipe.
 
+The synthetic side (docs/models.md): a `sarco synth PAPER --size paper` cohort with
+``--recipes compact-frozen,compact --folds 3`` (10-16 minutes per fold on 2 cores).
+
 Issue #21's targets: mean fold AUC >= 0.93 on `busi-development` with the default recipe, and
 its training on the 545-image cohort <= 15 min on 2 CPU cores.
 """

@@ -56,6 +56,11 @@ STILL_DEFAULT = "compact-frozen"
 """Still images' default: :func:`one_standard_error_choice` of the seed-0 cross-validation on
 busi-development (real stills; docs/results/recipes-busi.json, docs/models.md "Image recipes")."""
 
+RECORDING_DEFAULT = "compact-frozen"
+"""Recorded cohorts' default: :func:`one_standard_error_choice` of the 3-fold cross-validation on
+the synthetic paper-size cohort (stills and recordings; docs/results/recipes-paper.json). It is
+the still default too: one default serves both."""
+
 
 def device_cost(settings: dict) -> int:
     """What a recipe's model costs the device per frame: input pixels times encoder passes."""
@@ -107,8 +112,9 @@ class RecipeChoice:
                 "rule": RULE_TEXT}
 
 
-RULE_TEXT = (f"recordings: compact (the recipe measured on recorded cohorts); stills only: {STILL_DEFAULT} "
-             "(the one-standard-error choice of the cross-validation on real stills)")
+RULE_TEXT = (f"recordings: {RECORDING_DEFAULT} (the one-standard-error choice of the cross-validation on the "
+             f"synthetic paper-size cohort); stills only: {STILL_DEFAULT} (the one-standard-error choice of the "
+             "cross-validation on real stills)")
 
 
 def choose_recipe(facts: CohortFacts) -> RecipeChoice:
@@ -117,8 +123,8 @@ def choose_recipe(facts: CohortFacts) -> RecipeChoice:
     (still-160 or still-224 on 256 px stills) did not score higher, and one real labelled cohort
     cannot say how the choice should move with the cohort's size."""
     if facts.recordings:
-        return RecipeChoice("compact", f"{facts.recordings} recordings: compact is the recipe measured on "
-                                       "recorded cohorts", facts)
+        return RecipeChoice(RECORDING_DEFAULT, f"{facts.recordings} recordings: {RECORDING_DEFAULT} is the "
+                                               "cross-validated choice for recorded cohorts", facts)
     return RecipeChoice(STILL_DEFAULT, f"{facts.stills} stills and no recordings: {STILL_DEFAULT} is the "
                                        "cross-validated choice for stills", facts)
 
@@ -189,6 +195,7 @@ def recipe_options(cohort: Cohort, recipe: str | None, quick: bool, **chosen) ->
         choice = choose_recipe(facts)
         recipe, record = choice.name, choice.record()
     settings = {**RECIPES[recipe], "recipe": record}
+    _fit_backbone(settings, given.get("backbone", TrainOptions.backbone))
     weights = settings.get("image_weights")
     if weights is not None and "image_weights" not in given and not Path(weights).is_file():
         raise TrainingError(f"recipe {recipe} starts from {weights}, which is missing; fix: rebuild it with the "
@@ -202,3 +209,24 @@ def recipe_options(cohort: Cohort, recipe: str | None, quick: bool, **chosen) ->
         epochs = given.get("epochs", settings.get("epochs"))
         settings["warmup_epochs"] = min(settings.get("warmup_epochs", 0.0), epochs / 4)
     return TrainOptions(**{**settings, **given})
+
+
+EFFICIENTNET_ONLY = {"freeze_blocks": "--freeze-blocks", "layer_decay": "--layer-decay"}
+"""Recipe options that count EfficientNet-Lite0's blocks, and their flags."""
+
+
+def _fit_backbone(settings: dict, backbone: str) -> None:
+    """A recipe on another backbone: the rule's choice leaves its EfficientNet-only options out and
+    says so in its reason (the rule was measured on efficientnet-lite0); a recipe asked for by
+    name is refused, as a flag would be."""
+    tied = {key: settings[key] for key in EFFICIENTNET_ONLY if key in settings}
+    if backbone == "efficientnet-lite0" or not tied:
+        return
+    record, what = settings["recipe"], ", ".join(f"{EFFICIENTNET_ONLY[k]} {v}" for k, v in tied.items())
+    if record["chosen_by"] != "rule":
+        raise TrainingError(f"--recipe {record['name']} ({what}) counts efficientnet-lite0's blocks, and --backbone "
+                            f"{backbone} has none; fix: drop --backbone, or choose a recipe without it (e.g. compact)")
+    for key in tied:
+        del settings[key]
+    record["reason"] += f"; without its {what}, which counts efficientnet-lite0's blocks (--backbone {backbone})"
+

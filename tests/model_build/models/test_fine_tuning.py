@@ -109,6 +109,7 @@ def test_a_mixup_recipe_on_a_fused_cohort_is_refused_naming_the_recipe_before_an
     ({"layer_decay": 1.5}, "--layer-decay 1.5; fix"),
     ({"layer_decay": 0.9, "backbone": "densenet121"}, "--layer-decay with --backbone densenet121"),
     ({"mixup": 0.0}, "--mixup 0.0; fix"),
+    ({"freeze_blocks": 4, "backbone": "resnet18"}, "--freeze-blocks 4 with --backbone resnet18: .*fix: drop"),
 ])
 def test_impossible_fine_tuning_options_are_refused_with_a_fix(settings: dict, message: str) -> None:
     with pytest.raises(TrainingError, match=message):

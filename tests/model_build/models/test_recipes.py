@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from model_build.cohort import load_cohort
 from model_build.commands import train
 from model_build.models.options import TrainOptions
-from model_build.models.recipes import (RECIPES, STILL_DEFAULT, CohortFacts, choose_recipe, describe_cohort,
-                                        device_cost, one_standard_error_choice, recipe_options)
+from model_build.models.recipes import (RECIPES, RECORDING_DEFAULT, STILL_DEFAULT, CohortFacts, choose_recipe,
+                                        describe_cohort, device_cost, is_shipped, one_standard_error_choice,
+                                        recipe_options)
 from model_build.models.splits import TrainingError
 from testkit.cohort_factory import FRAME_SIZE, make_cohort
 from tests.support.paths import REPO
@@ -70,9 +71,16 @@ def test_the_still_default_is_the_rule_applied_to_the_committed_cross_validation
     assert {r["recipe"] for r in seed_0} >= set(RECIPES)  # every shipped recipe was measured
 
 
-def test_recordings_get_the_compact_recipe() -> None:
+def test_the_recording_default_is_the_rule_applied_to_the_committed_synthetic_cross_validation() -> None:
+    results = json.loads((REPO / "docs" / "results" / "recipes-paper.json").read_text())
+    chosen, _ = one_standard_error_choice([r for r in results if r["cohort"] == "paper" and r["seed"] == 0])
+    assert chosen["recipe"] == RECORDING_DEFAULT
+    assert {"compact", RECORDING_DEFAULT} <= {r["recipe"] for r in results if is_shipped(r)}
+
+
+def test_recordings_get_the_recording_default() -> None:
     choice = choose_recipe(CohortFacts(participants=300, stills=600, recordings=300, median_short_side=480))
-    assert choice.name == "compact" and "300 recordings" in choice.reason
+    assert choice.name == RECORDING_DEFAULT and "300 recordings" in choice.reason
 
 
 @pytest.mark.parametrize("side", [64, 256, 1024])
@@ -124,7 +132,7 @@ def test_given_options_override_the_recipe(cohort: Path) -> None:
 
 def test_without_a_recipe_the_rule_chooses_and_says_why(cohort: Path) -> None:
     options = recipe_options(load_cohort(cohort), None, False)
-    assert options.recipe["name"] == "compact" and options.recipe["chosen_by"] == "rule"
+    assert options.recipe["name"] == RECORDING_DEFAULT and options.recipe["chosen_by"] == "rule"
     assert options.recipe["facts"]["recordings"] == 8 and "recordings" in options.recipe["reason"]
 
 
@@ -134,6 +142,19 @@ def test_a_cohort_of_stills_trains_with_the_still_default_settings(tmp_path: Pat
     assert options.recipe["name"] == STILL_DEFAULT and "stills and no recordings" in options.recipe["reason"]
     for key, value in RECIPES[STILL_DEFAULT].items():
         assert getattr(options, key) == value, key
+
+
+def test_another_backbone_gets_the_rules_choice_without_efficientnet_freezing_and_a_named_recipe_is_refused(
+        cohort: Path) -> None:
+    loaded = load_cohort(cohort)
+    options = recipe_options(loaded, None, False, backbone="resnet18")
+    assert (options.recipe["name"], options.freeze_blocks, options.backbone) == (RECORDING_DEFAULT, 0, "resnet18")
+    assert options.recipe["reason"].endswith("without its --freeze-blocks 4, which counts efficientnet-lite0's "
+                                             "blocks (--backbone resnet18)")
+    with pytest.raises(TrainingError, match=r"--recipe compact-layer-decay \(--layer-decay 0.9\) counts "
+                                            "efficientnet-lite0's blocks, and --backbone densenet121 has none; fix"):
+        recipe_options(loaded, "compact-layer-decay", False, backbone="densenet121")
+    assert recipe_options(loaded, "compact-flip", False, backbone="resnet18").flip_average
 
 
 def test_quick_runs_and_tabular_models_name_no_recipe(cohort: Path) -> None:

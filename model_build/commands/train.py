@@ -53,7 +53,8 @@ def register(app: typer.Typer) -> None:
             exists=True, dir_okay=False, help="Backbone weights (.safetensors or state-dict .pth).")] = None,
         pretrained: Annotated[bool, typer.Option(help="Start EfficientNet-Lite0 from ImageNet.")] = True,
         freeze_blocks: Annotated[Optional[int], typer.Option(
-            min=0, max=16, help="Freeze stem + first N blocks (default: the recipe's; 0 in each shipped one).")
+            min=0, max=16,
+            help="Freeze the stem and first N EfficientNet-Lite0 blocks (default: the recipe's; 4 in compact-frozen).")
         ] = None,
         crop_to_scan: Annotated[bool, typer.Option(help="Crop each image to its detected scan area.")] = True,
         field_of_view_mm: Annotated[Optional[float], typer.Option(

@@ -61,8 +61,8 @@ class TrainOptions:
             raise TrainingError(f"--layer-decay with --backbone {self.backbone}: layer-wise rates are defined for "
                                 "efficientnet-lite0's blocks only; fix: drop --layer-decay")
         if self.freeze_blocks and self.backbone != "efficientnet-lite0":
-            raise TrainingError(f"--freeze-blocks {self.freeze_blocks} with --backbone {self.backbone}: freezing counts "
-                                "efficientnet-lite0's blocks only; fix: drop --freeze-blocks")
+            raise TrainingError(f"--freeze-blocks {self.freeze_blocks} with --backbone {self.backbone}: freezing "
+                                "counts efficientnet-lite0's blocks only; fix: drop --freeze-blocks")
         if self.mixup is not None and self.mixup <= 0.0:
             raise TrainingError(f"--mixup {self.mixup}; fix: a Beta parameter above 0, e.g. 0.2, or leave it out")
         if not 0.0 <= self.warmup_epochs < self.epochs:

@@ -29,10 +29,10 @@ demo: $(STAMP)
 
 # Two workers (pytest-xdist), a test file each at a time (its module fixtures are built once):
 # most of the suite's time is waiting on brokers, browsers and subprocesses. TEST_WORKERS=0 runs
-# it in one process.
+# it in one process. The slowest tests are listed at the end: CI must stay under 20 minutes.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -39,6 +39,7 @@ from model_build.models.recipes import RECIPES, is_shipped, one_standard_error_c
 from model_build.models.train import TrainOptions
 from model_build.models.training_data import read_library
 from model_build.stats import auc_ci, compare_auc
+from model_build.stats.selection import standard_error
 from model_build.study.design import assign_folds
 from model_build.study.results import auc_of
 from model_build.study.tuning import development_rows
@@ -66,7 +67,7 @@ def cross_validate(cohort_path: Path, recipe: str, folds: int, seed: int, thread
     minutes = [fold.seconds / 60 for fold in results]
     pooled = pd.concat([fold.predictions for fold in results])
     interval = auc_ci(pooled["label"].to_numpy(int), pooled["probability"].to_numpy(float))
-    mean, se = float(np.mean(aucs)), float(np.std(aucs, ddof=1) / np.sqrt(folds))
+    mean, se = float(np.mean(aucs)), standard_error(aucs)
     half = float(scipy_stats.t.ppf(0.975, folds - 1)) * se
     return {"cohort": cohort_path.name, "recipe": recipe, "options": RECIPES[recipe], "folds": folds, "seed": seed,
             "participants": len(rows), "fold_aucs": [round(a, 4) for a in aucs],
@@ -118,7 +119,7 @@ def repeated(results: list[dict]) -> list[str]:
             aucs = np.concatenate([r["fold_aucs"] for r in runs])
             lines.append(f"{cohort:<20} {recipe:<16} seeds {', '.join(str(r['seed']) for r in runs)}: "
                          f"mean of {len(aucs)} fold AUCs {aucs.mean():.3f} (standard error "
-                         f"{aucs.std(ddof=1) / np.sqrt(len(aucs)):.3f})")
+                         f"{standard_error(aucs):.3f})")
     return lines
 
 

@@ -229,4 +229,3 @@ def _fit_backbone(settings: dict, backbone: str) -> None:
     for key in tied:
         del settings[key]
     record["reason"] += f"; without its {what}, which counts efficientnet-lite0's blocks (--backbone {backbone})"
-

@@ -14,6 +14,12 @@ from typing import Any
 import numpy as np
 
 
+def standard_error(fold_aucs: Sequence[float]) -> float:
+    """The standard error of a mean over folds: their sample standard deviation over sqrt(k)."""
+    folds = np.asarray(fold_aucs, dtype=float)
+    return float(folds.std(ddof=1) / np.sqrt(len(folds)))
+
+
 def one_standard_error_rule(candidates: Sequence[dict], cost: Callable[[dict], Any]) -> tuple[dict, dict]:
     """(chosen, best) among ``candidates``, each with ``mean_auc`` and its ``fold_aucs``: the best
     has the highest mean fold AUC (the cheaper one on a tie); the chosen is the cheapest by
@@ -21,6 +27,5 @@ def one_standard_error_rule(candidates: Sequence[dict], cost: Callable[[dict], A
     if not candidates:
         raise ValueError("no candidates to choose from")
     best = min(candidates, key=lambda c: (-c["mean_auc"], cost(c)))
-    folds = np.asarray(best["fold_aucs"], dtype=float)
-    floor = best["mean_auc"] - folds.std(ddof=1) / np.sqrt(len(folds))
+    floor = best["mean_auc"] - standard_error(best["fold_aucs"])
     return min((c for c in candidates if c["mean_auc"] >= floor), key=cost), best

@@ -32,7 +32,7 @@ from model_build.cohort import load_cohort
 from model_build.models.crossval import out_of_fold
 from model_build.models.train import TrainOptions
 from model_build.models.training_data import available_modalities, read_library
-from model_build.stats.selection import one_standard_error_rule
+from model_build.stats.selection import one_standard_error_rule, standard_error
 from model_build.study import TUNING_RULES
 from model_build.study.design import STUDY_THREADS, StudyError, assign_folds, image_options
 from model_build.study.provenance import provenance
@@ -146,7 +146,7 @@ def _score(cohort, rows: pd.DataFrame, fold_of: np.ndarray, library, options: Tu
                         scratch / f"{size}px-{epochs}ep", advance)
     aucs = [auc_of(fold.predictions) for fold in folds]
     mean = float(np.mean(aucs))
-    se = float(np.std(aucs, ddof=1) / np.sqrt(len(aucs)))
+    se = standard_error(aucs)
     return {"image_size": size, "epochs": epochs, "fold_aucs": [round(a, 6) for a in aucs],
             "mean_auc": round(mean, 6), "se": round(se, 6),
             "pooled_auc": round(auc_of(pd.concat([fold.predictions for fold in folds])), 6),

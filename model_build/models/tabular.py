@@ -9,16 +9,19 @@ scikit-learn object: the bundle stores it as JSON and loading it never unpickles
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from model_build.cohort.schema import ColumnSpec
 from sarco_core.errors import SarcoError
+
+if TYPE_CHECKING:  # scikit-learn loads where a baseline is fitted, not with every encoder (1.5 s)
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "y"})
 FALSE_WORDS = frozenset({"0", "false", "no", "n"})
@@ -152,6 +155,8 @@ class TabularMLP(nn.Module):
 def baseline_logistic() -> LogisticRegression:
     """The baselines' logistic regression, unfitted: L2 (C = 1) on the encoded, standardised
     features, classes balanced (so 0.5 is the cut where both classes weigh the same)."""
+    from sklearn.linear_model import LogisticRegression
+
     return LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
 
 
@@ -162,6 +167,8 @@ def fit_baselines(features: np.ndarray, labels: np.ndarray, seed: int,
     They are comparisons for the MLP and fusion (reported in the training metadata and the
     benchmark), not part of the bundle.
     """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
     logistic = baseline_logistic()
     boosting = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
                                               class_weight="balanced", random_state=seed)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from model_build.models.augment import Augmenter, RandDepthCrop, RandDepthGainRamp
+from model_build.models.augment import Augmenter
+from model_build.models.ultrasound_transforms import RandDepthCrop, RandDepthGainRamp
 
 
 def _skin_on_top(size: int = 64) -> np.ndarray:

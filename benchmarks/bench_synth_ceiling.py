@@ -29,7 +29,6 @@ import argparse
 import warnings
 
 import numpy as np
-import pandas as pd
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table

@@ -285,12 +285,11 @@ def coordinator(
             _import_tenseal()
         party_kits = deploy.kit_folders(kits, [])
         options = replace(federation.federation_options(chosen, seed), threads=threads)
-        console.print(f"coordinator: server kit {party_kits.server}; waiting for {sites} site(s)")
         result = deploy.coordinate(party_kits.server, party_kits.admin, calibration, out,
                                    work or out.with_name(out.name + ".coordinator"), options, rounds, local_epochs,
                                    sites, min_sites or sites, wait_after_min, round_timeout, join_timeout,
                                    site_timeout=site_timeout, strategy=strategy, fedprox_mu=fedprox_mu,
-                                   privacy=privacy, secure_aggregation=secure_aggregation)
+                                   privacy=privacy, secure_aggregation=secure_aggregation, say=console.print)
     if result.statistics_from:
         console.print(f"clinical/lab encoders agreed from the column sums of {', '.join(result.statistics_from)}")
     table = Table(title=f"{strategy}, {rounds} rounds: which sites sent an update")

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -446,11 +447,14 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
                rounds: int, local_epochs: int, sites: int, min_sites: int, wait_after_min: int = 30,
                round_timeout: int = 0, join_timeout: float = 120.0, job_timeout: float = 3600.0,
                site_timeout: float = 60.0, strategy: str = "fedavg", fedprox_mu: float = DEFAULT_FEDPROX_MU,
-               privacy: UpdatePrivacy | None = None, secure_aggregation: bool = False) -> Deployment:
+               privacy: UpdatePrivacy | None = None, secure_aggregation: bool = False,
+               say: Callable[[str], None] = lambda line: None) -> Deployment:
     """Run the federation from the coordinator's side and write the bundle to ``out``; the
     decision threshold is chosen on ``calibration``'s inner validation split (a cohort the
     coordinator holds itself: no site's data is needed). With ``secure_aggregation`` the sites'
-    updates are encrypted and the server adds them without reading them (:func:`secure_recipe`)."""
+    updates are encrypted and the server adds them without reading them (:func:`secure_recipe`).
+    ``say`` gets a line once the arguments are checked and the server is up, while it waits for
+    the sites."""
     if not (calibration / "participants.csv").is_file():
         raise FederationError(f"{calibration}: no participants.csv; fix: give --calibration a cohort folder the "
                               "coordinator holds (its threshold is chosen there)")
@@ -470,6 +474,7 @@ def coordinate(server_kit: Path, admin_kit: Path, calibration: Path, out: Path, 
     with Coordinator(server_kit, admin_kit, work, site_timeout) as coordinator:
         coordinator.connect()
         seconds["server_up"] = time.perf_counter() - started
+        say(f"coordinator: server up ({server_kit}); waiting for {sites} site(s)")
         coordinator.wait_for_sites(sites, min_sites, join_timeout)
         seconds["sites_joined"] = time.perf_counter() - started
         encoders = {}

@@ -194,6 +194,7 @@ def test_mistakes_end_with_a_fix(tmp_path, monkeypatch):
     (tmp_path / "participants.csv").write_text("participant_id\n")  # past the calibration check, to the kits'
     refused = CliRunner().invoke(app, coordinator + ["--secure-aggregation"])
     assert refused.exit_code != 0 and "provisioned without secure aggregation" in refused.output, refused.output
+    assert "waiting for" not in refused.output  # no server was started, so nothing waits for the sites
 
     # Kits given by a relative path (as people type them): the server's settings get absolute paths,
     # which FLARE requires of its snapshot store.

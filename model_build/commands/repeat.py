@@ -7,7 +7,8 @@
 - ``compare A B --seeds docs/results/seeds.json``: two runs of one seed (two machines, or two
   thread counts) figure by figure, with the provenance that differs: where the provenance says
   they took the same float path every figure and section must be equal, else each figure must
-  stay within the seeds' range (exit 1 otherwise).
+  stay within the seeds' range, and a word figure (the selected model, the INT8 gate) may differ
+  only between values the seeds gave it (exit 1 otherwise).
 RESULTS may be a study's results.json or a kept seeds.json.
 """
 
@@ -81,7 +82,8 @@ def compare(
         numeric = isinstance(row.first, float) and isinstance(row.second, float)
         table.add_row(row.figure, show(row.first), show(row.second),
                       format_number(row.second - row.first) if numeric else "",
-                      "" if row.bound is None else format_number(row.bound), "yes" if row.within else "[red]NO[/]")
+                      " / ".join(row.seen) if row.bound is None else format_number(row.bound),
+                      "yes" if row.within else "[red]NO[/]")
     console.print(table)
     console.print("provenance that differs: " + ("; ".join(f"{key} {x} -> {y}" for key, (x, y) in
                                                            found.provenance.items()) or "none"))

@@ -108,8 +108,9 @@ class Difference:
     figure: str
     first: float | str | None
     second: float | str | None
-    bound: float | None      # 0 on the same float path, else the seeds' range; None: not numeric, must be equal
+    bound: float | None      # 0 on the same float path, else the seeds' range; None: not numeric
     within: bool
+    seen: tuple[str, ...] = ()  # a word figure on another float path: the values the seeds gave it
 
 
 @dataclass
@@ -121,7 +122,10 @@ class Comparison:
 
 def compare(first: dict, second: dict, seeds: list[dict]) -> Comparison:
     """Each headline figure of two runs of one seed (:func:`summary` of each): equal where the
-    runs took the same float path, else within the range over ``seeds`` (summaries, one per seed)."""
+    runs took the same float path, else within the range over ``seeds`` (summaries, one per seed).
+    A word figure (the selected model, the INT8 gate) on another path is explained when the seeds
+    gave it both values: a borderline gate that one seed passes and another fails can flip with
+    the float order as well."""
     if first["seed"] != second["seed"]:
         raise StudyReportError(f"the two runs have seeds {first['seed']} and {second['seed']}: compare two runs of "
                                "the same seed (on two machines, or with two thread counts)")
@@ -136,9 +140,11 @@ def compare(first: dict, second: dict, seeds: list[dict]) -> Comparison:
         values = [s[name] for s in spread if isinstance(s.get(name), float)]
         numeric = isinstance(a[name], float) and isinstance(b[name], float)
         bound = (0.0 if same_path else max(values) - min(values)) if numeric and len(values) >= 2 else None
+        seen = () if numeric or same_path else tuple(sorted({str(s[name]) for s in spread if name in s}))
         within = (abs(a[name] - b[name]) <= bound + 1e-12) if bound is not None else a[name] == b[name] or (
-            numeric and not same_path and math.isclose(a[name], b[name]))
-        rows.append(Difference(name, a[name], b[name], bound, within))
+            numeric and not same_path and math.isclose(a[name], b[name])) or (
+            len(seen) > 1 and {str(a[name]), str(b[name])} <= set(seen))
+        rows.append(Difference(name, a[name], b[name], bound, within, seen))
     return Comparison(rows, provenance, same_path)
 
 

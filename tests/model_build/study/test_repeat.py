@@ -98,6 +98,25 @@ def test_two_runs_of_one_seed_are_checked_against_the_seeds_range(runs: list[Pat
     assert other.exit_code == 1 and "compare two runs of the same seed" in other.output
 
 
+def test_a_word_figure_may_differ_on_another_float_path_only_between_values_the_seeds_gave_it() -> None:
+    """The demo on an AVX2 machine against the committed AVX512 run: the INT8 gate, accepted for
+    seed 1 and rejected for seeds 2 and 3 there, came out rejected; that is the seeds' variation,
+    not a new outcome. On the same float path, or with a value no seed gave, it is not."""
+    def run(seed: int, gate: str, selected: str, capability: str = "AVX512") -> dict:
+        return {"seed": seed, "figures": {"INT8 gate": gate, "selected model": selected},
+                "provenance": {"torch": {"cpu_capability": capability}}}
+    seeds = [run(1, "accepted", "image+clinical"), run(2, "rejected", "image"), run(3, "rejected", "image")]
+    committed = run(1, "accepted", "image+clinical")
+    elsewhere = compare(committed, run(1, "rejected", "image+clinical", "AVX2"), seeds)
+    assert [row.within for row in elsewhere.rows] == [True, True]
+    assert elsewhere.rows[0].seen == ("accepted", "rejected")
+    assert not compare(committed, run(1, "rejected", "image+clinical"), seeds).rows[0].within  # same path
+    unseen = compare(committed, run(1, "accepted", "image+clinical+lab", "AVX2"), seeds)
+    assert [row.figure for row in unseen.rows if not row.within] == ["selected model"]
+    steady = [run(n, "accepted", "image") for n in (1, 2, 3)]  # every seed passed: a rejection is new
+    assert not compare(committed, run(1, "rejected", "image+clinical", "AVX2"), steady).rows[0].within
+
+
 def _with_provenance(path: Path, usable_cores: int) -> dict:
     """A run as this machine would record it, lent ``usable_cores`` cores."""
     results = json.loads(path.read_text())

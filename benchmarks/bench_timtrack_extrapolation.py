@@ -28,26 +28,19 @@ import numpy as np
 
 from model_build.measure.evaluate import predicted_frame_labels
 from model_build.measure.infer import AponeurosisModel
-from model_build.measure.timtrack import (DATASETS, MIRRORED_DATASETS, disagreement, read_observers,
-                                         thickness_at_timtrack_position)
+from model_build.measure.timtrack import (DATASETS, MIRRORED_DATASETS, disagreement, muscle_edge_line,
+                                         read_observers, thickness_at_timtrack_position)
 from sarco_core.measure import DEEP, SUPERFICIAL, measure, pennation_angle
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def edge_line(labels: np.ndarray, label: int, order: int) -> np.ndarray:
-    """Polynomial (rows on columns) through the aponeurosis' edge that faces the muscle."""
-    present = labels == label
-    columns = np.flatnonzero(present.any(axis=0))
-    rows = (labels.shape[0] - 1 - np.argmax(present[::-1, columns], axis=0) if label == SUPERFICIAL
-            else np.argmax(present[:, columns], axis=0))
-    return np.polyfit(columns.astype(float), rows.astype(float), order)
-
-
 def at_extrapolation_column(labels: np.ndarray, alpha_deg: float, deep_order: int) -> tuple[float, float] | None:
     """(gap in pixels strictly between the lines, column as a fraction of the width) at TimTrack's
     extrapolation column of ``labels`` (already in TimTrack's frame), or None."""
-    superficial, deep = edge_line(labels, SUPERFICIAL, 1), edge_line(labels, DEEP, deep_order)
+    superficial, deep = muscle_edge_line(labels, SUPERFICIAL), muscle_edge_line(labels, DEEP, deep_order)
+    if superficial is None or deep is None:
+        return None
     centre = round(labels.shape[1] / 2)
     middle = (np.polyval(deep, centre) + np.polyval(superficial, centre)) / 2
     slope = -np.tan(np.radians(alpha_deg))

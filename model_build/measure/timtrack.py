@@ -87,19 +87,25 @@ def thickness_at_timtrack_position(labels: np.ndarray, mirrored: bool = False,
     the gap is not positive.
     """
     labels = np.asarray(labels)
-    height, width = labels.shape
-    lines = []
-    for label, facing_last in ((SUPERFICIAL, True), (DEEP, False)):
-        present = labels == label
-        columns = np.flatnonzero(present.any(axis=0))
-        if columns.size < 2:
-            return None
-        rows = (height - 1 - np.argmax(present[::-1, columns], axis=0) if facing_last
-                else np.argmax(present[:, columns], axis=0))
-        lines.append(np.polyfit(columns.astype(float), rows.astype(float), 1))
-    x = width - 1 - margin_px if mirrored else margin_px
+    lines = [muscle_edge_line(labels, label) for label in (SUPERFICIAL, DEEP)]
+    if any(line is None for line in lines):
+        return None
+    x = labels.shape[1] - 1 - margin_px if mirrored else margin_px
     gap = float(np.polyval(lines[1], x) - np.polyval(lines[0], x) - 1)
     return gap if gap > 0 else None
+
+
+def muscle_edge_line(labels: np.ndarray, label: int, order: int = 1) -> np.ndarray | None:
+    """Least-squares polynomial (rows on columns, ``np.polyfit``'s coefficients) through the edge
+    of aponeurosis ``label`` that faces the muscle: the superficial one's last row and the deep
+    one's first row in every column holding it; None when it spans too few columns."""
+    present = np.asarray(labels) == label
+    columns = np.flatnonzero(present.any(axis=0))
+    if columns.size <= order:
+        return None
+    rows = (present.shape[0] - 1 - np.argmax(present[::-1, columns], axis=0) if label == SUPERFICIAL
+            else np.argmax(present[:, columns], axis=0))
+    return np.polyfit(columns.astype(float), rows.astype(float), order)
 
 
 def _number(value) -> bool:

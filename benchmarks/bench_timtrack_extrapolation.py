@@ -29,7 +29,7 @@ import numpy as np
 from model_build.measure.evaluate import predicted_frame_labels
 from model_build.measure.infer import AponeurosisModel
 from model_build.measure.timtrack import (DATASETS, MIRRORED_DATASETS, disagreement, muscle_edge_line,
-                                         read_observers, thickness_at_timtrack_position)
+                                         read_observers, thickness_at_timtrack_position, timtrack_folder)
 from sarco_core.measure import DEEP, SUPERFICIAL, measure, pennation_angle
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -98,9 +98,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model", type=Path, help="measurement bundle (default: the shipped one)")
     args = parser.parse_args()
-    timtrack = args.data / "muscle-us-timtrack"
-    if not all((timtrack / f"dataset{dataset}").is_dir() for dataset in DATASETS):
-        parser.error(f"{timtrack}: no dataset2-4 folders; fix: --data the folder that holds muscle-us-timtrack")
+    try:
+        timtrack = timtrack_folder(args.data)
+    except FileNotFoundError as error:
+        parser.error(str(error))
     model = AponeurosisModel(args.model, threads=1)
     for dataset in DATASETS:
         report(dataset, dataset_rows(model, dataset, timtrack))

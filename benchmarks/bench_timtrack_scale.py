@@ -38,7 +38,7 @@ import numpy as np
 
 from model_build.measure.evaluate import predicted_frame_labels
 from model_build.measure.infer import AponeurosisModel
-from model_build.measure.timtrack import read_observers
+from model_build.measure.timtrack import read_observers, timtrack_folder
 from sarco_core.measure import DEEP, SUPERFICIAL
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -162,8 +162,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model", type=Path, help="measurement bundle (default: the shipped one)")
     args = parser.parse_args()
+    try:
+        timtrack = timtrack_folder(args.data, (1, 2, 3, 4))
+    except FileNotFoundError as error:
+        parser.error(str(error))
     model = AponeurosisModel(args.model, threads=1)
-    timtrack = args.data / "muscle-us-timtrack"
     for dataset in (1, 2, 3, 4):
         images = dataset1_observers(timtrack) if dataset == 1 else read_observers(timtrack, dataset)
         report(dataset, dataset_figures(model, dataset, images))

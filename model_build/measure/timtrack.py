@@ -73,6 +73,16 @@ def read_observers(timtrack: Path, dataset: int) -> dict[str, dict]:
     return images
 
 
+def timtrack_folder(data: Path, datasets: tuple[int, ...] = DATASETS) -> Path:
+    """``data/muscle-us-timtrack``, checked to hold a ``datasetN`` folder for each of ``datasets``."""
+    folder = Path(data) / "muscle-us-timtrack"
+    missing = [f"dataset{n}" for n in datasets if not (folder / f"dataset{n}").is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: no {', '.join(missing)}; fix: give the folder that holds "
+                                "muscle-us-timtrack (../shared/data)")
+    return folder
+
+
 def thickness_at_timtrack_position(labels: np.ndarray, mirrored: bool = False,
                                    margin_px: int = TIMTRACK_MARGIN_PX) -> float | None:
     """The muscle thickness where TimTrack takes it (module docstring), in pixels, or None.

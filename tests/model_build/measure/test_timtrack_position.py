@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from model_build.measure.timtrack import (MIRRORED_DATASETS, TIMTRACK_MARGIN_PX,
-                                          thickness_at_timtrack_position)
+                                          thickness_at_timtrack_position, timtrack_folder)
 from sarco_core.measure import DEEP, SUPERFICIAL
 
 
@@ -55,3 +55,12 @@ def test_none_without_both_aponeuroses_or_a_positive_gap():
     assert thickness_at_timtrack_position(np.zeros((50, 60), np.uint8)) is None
     swapped = np.where(labels == DEEP, SUPERFICIAL, np.where(labels == SUPERFICIAL, DEEP, 0)).astype(np.uint8)
     assert thickness_at_timtrack_position(swapped) is None
+
+
+def test_the_timtrack_folder_names_the_datasets_it_lacks(tmp_path):
+    (tmp_path / "muscle-us-timtrack" / "dataset2").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"no dataset3, dataset4; fix: give the folder that holds"):
+        timtrack_folder(tmp_path)
+    for n in (3, 4):
+        (tmp_path / "muscle-us-timtrack" / f"dataset{n}").mkdir()
+    assert timtrack_folder(tmp_path) == tmp_path / "muscle-us-timtrack"

@@ -14,6 +14,9 @@ Steps, as a real federation would take them:
 from __future__ import annotations
 
 import copy
+import multiprocessing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -177,6 +180,21 @@ def load_global_weights(path: Path) -> dict[str, torch.Tensor]:
     return {name: torch.as_tensor(value) for name, value in saved["model"].items()}
 
 
+@contextmanager
+def spawned_processes() -> Iterator[None]:
+    """Within the block, multiprocessing starts fresh interpreters (spawn), as FLARE's simulator
+    does on macOS. On Linux its default is fork, and FLARE forks this process to run the server.
+    Forking a process whose torch has run OpenMP threads is unsafe: here a forked child that sums a
+    4M-element tensor after its parent did never returns (libgomp is not fork-safe). A test
+    worker or a study that trained before simulating is such a process."""
+    method = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(method, force=True)
+
+
 def simulate(sites: list[Path], out: Path, work: Path, options: TrainOptions, rounds: int = 2,
              local_epochs: int = 1, strategy: str = "fedavg", fedprox_mu: float = DEFAULT_FEDPROX_MU,
              privacy: UpdatePrivacy | None = None) -> Federation:
@@ -196,7 +214,8 @@ def simulate(sites: list[Path], out: Path, work: Path, options: TrainOptions, ro
     env = SimEnv(clients=list(plan["sites"]), num_threads=len(sites), workspace_root=str(work.resolve() / "flare"),
                  log_config=str(_quiet_console(work / "flare-logging.json")))
     try:
-        recipe.execute(env)
+        with spawned_processes():
+            recipe.execute(env)
     except RuntimeError as failed:  # SimEnv's word for a simulator that exited non-zero
         raise FederationError(f"{failed}; fix: read the first error in those logs (a site's data, or FLARE's "
                               "installation)") from None

@@ -17,7 +17,7 @@ pytest.importorskip("nvflare", reason="NVIDIA FLARE is not installed (the option
 from model_build.api import load_model  # noqa: E402
 from model_build.federated.encoders import agree_encoders, site_statistics  # noqa: E402
 from model_build.cli import app  # noqa: E402
-from model_build.federated.simulate import load_global_weights, simulate  # noqa: E402
+from model_build.federated.simulate import load_global_weights, simulate, spawned_processes  # noqa: E402
 from model_build.federated.site import proximal_term  # noqa: E402
 from model_build.models.bundle import load_bundle  # noqa: E402
 from model_build.models.train import TrainOptions  # noqa: E402
@@ -174,3 +174,16 @@ def test_a_site_builds_its_network_from_a_first_model_that_arrives_flat(tmp_path
     held = site.load(flat).model.state_dict()
     assert all(torch.equal(held[name], shaped[name].to(held[name].dtype)) for name in shaped)
     assert all(held[name].dtype == shaped[name].dtype for name in shaped)
+
+
+def test_flares_simulator_starts_its_processes_fresh_and_the_method_is_restored():
+    """FLARE's simulator forks this process for its server unless told otherwise; a fork of a
+    process whose torch ran OpenMP threads can hang (spawned_processes' docstring)."""
+    import multiprocessing
+
+    before = multiprocessing.get_start_method(allow_none=True)
+    with pytest.raises(RuntimeError, match="inside"):
+        with spawned_processes():
+            assert multiprocessing.get_start_method() == "spawn"
+            raise RuntimeError("inside")
+    assert multiprocessing.get_start_method(allow_none=True) == before

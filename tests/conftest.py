@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -25,3 +27,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     --no-loadscope-reorder), so the long files start early instead of ending the run alone."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)
+
+
+EXIT_GRACE_S = 300
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure() -> None:
+    """Every test has run (pytest-timeout bounds each one); what remains is this process's exit:
+    fixtures' last cleanup, atexit handlers, threads left running. If that has not ended in
+    EXIT_GRACE_S, print every thread's stack and exit 1, instead of stalling CI until it is killed
+    (as stop 37's run did, its last lines lost in the output buffer). In a pytest-xdist worker the
+    controller already holds every result, so the run's verdict stands and the printed stack names
+    what held the worker; in a single process, or the controller, the run fails."""
+    faulthandler.dump_traceback_later(EXIT_GRACE_S, exit=True, file=sys.__stderr__)

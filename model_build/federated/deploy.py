@@ -41,7 +41,8 @@ from model_build.federated import DEFAULT_FEDPROX_MU
 from model_build.federated.encoders import agree_encoders
 from model_build.federated.privacy import UpdatePrivacy
 from model_build.federated.simulate import (CLIENT_SCRIPT, FederationError, bundle_of_federation, check_site,
-                                            network_arguments, recipe_arguments, recipe_class)
+                                            installed_package_first, network_arguments, recipe_arguments,
+                                            recipe_class)
 from model_build.federated.site import Site
 from model_build.models.tabular import TabularEncoder
 from model_build.models.train import TrainOptions
@@ -118,9 +119,11 @@ def provision(address: str, sites: list[str], out: Path, secure_aggregation: boo
 
 
 def flare_environment(**extra: str) -> dict[str, str]:
-    """This interpreter first on PATH (the kits' scripts call ``python3``), plus ``extra``."""
+    """This interpreter first on PATH (the kits' scripts call ``python3``), the installed
+    ``model_build`` first on PYTHONPATH (:func:`installed_package_first`), plus ``extra``."""
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = installed_package_first(env.get("PYTHONPATH"))
     env.update(extra)
     return env
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+import model_build
 from model_build.federated import DEFAULT_FEDPROX_MU, STRATEGIES
 from model_build.federated.encoders import agree_encoders, site_statistics, tabular_inputs
 from model_build.federated.privacy import UpdatePrivacy
@@ -180,19 +183,46 @@ def load_global_weights(path: Path) -> dict[str, torch.Tensor]:
     return {name: torch.as_tensor(value) for name, value in saved["model"].items()}
 
 
+def installed_package_first(python_path: str | None) -> str:
+    """``python_path`` (a PYTHONPATH value) with the folder that holds this installation's
+    ``model_build`` first: the repository for an editable install, site-packages otherwise.
+
+    Why: FLARE copies the project modules a job names (its controller, the site script) into the
+    job's ``custom`` folder and puts that folder on the path of the processes it starts. There
+    they form a partial ``model_build`` package. An editable install is found by a finder that
+    Python asks only after the path, so the partial copy wins and the server fails with "No
+    module named 'model_build.federated.network'" unless the command ran from the repository
+    root. With the complete package on the path, it is the one imported."""
+    root = str(Path(model_build.__file__).resolve().parents[1])
+    return os.pathsep.join([root, *filter(None, (python_path or "").split(os.pathsep))])
+
+
 @contextmanager
-def spawned_processes() -> Iterator[None]:
-    """Within the block, multiprocessing starts fresh interpreters (spawn), as FLARE's simulator
-    does on macOS. On Linux its default is fork, and FLARE forks this process to run the server.
-    Forking a process whose torch has run OpenMP threads is unsafe: here a forked child that sums a
-    4M-element tensor after its parent did never returns (libgomp is not fork-safe). A test
-    worker or a study that trained before simulating is such a process."""
+def flare_processes() -> Iterator[None]:
+    """How FLARE's simulator starts its processes within the block:
+
+    - fresh interpreters (spawn), as it does on macOS. On Linux its default is fork, and it forks
+      this process to run the server; forking a process whose torch has run OpenMP threads is
+      unsafe (here a forked child that sums a 4M-element tensor after its parent did never
+      returns: libgomp is not fork-safe), and a test worker or a study that trained before
+      simulating is such a process;
+    - with the installed ``model_build`` first on their path (:func:`installed_package_first`):
+      PYTHONPATH for the sites' processes, ``sys.path`` for the spawned server, which inherits it.
+    """
     method = multiprocessing.get_start_method(allow_none=True)
+    saved_path, saved_variable = sys.path[:], os.environ.get("PYTHONPATH")
     multiprocessing.set_start_method("spawn", force=True)
+    os.environ["PYTHONPATH"] = installed_package_first(saved_variable)
+    sys.path[:0] = os.environ["PYTHONPATH"].split(os.pathsep)[:1]
     try:
         yield
     finally:
         multiprocessing.set_start_method(method, force=True)
+        sys.path[:] = saved_path
+        if saved_variable is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved_variable
 
 
 def simulate(sites: list[Path], out: Path, work: Path, options: TrainOptions, rounds: int = 2,
@@ -214,7 +244,7 @@ def simulate(sites: list[Path], out: Path, work: Path, options: TrainOptions, ro
     env = SimEnv(clients=list(plan["sites"]), num_threads=len(sites), workspace_root=str(work.resolve() / "flare"),
                  log_config=str(_quiet_console(work / "flare-logging.json")))
     try:
-        with spawned_processes():
+        with flare_processes():
             recipe.execute(env)
     except RuntimeError as failed:  # SimEnv's word for a simulator that exited non-zero
         raise FederationError(f"{failed}; fix: read the first error in those logs (a site's data, or FLARE's "

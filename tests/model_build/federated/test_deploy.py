@@ -29,11 +29,11 @@ pytest.importorskip("nvflare", reason="NVIDIA FLARE is not installed (the option
 
 from model_build.cli import app  # noqa: E402
 from model_build.federated.encoders import agree_encoders  # noqa: E402
+from model_build.federated.simulate import CLIENT_SCRIPT  # noqa: E402
 from model_build.models.bundle import load_bundle  # noqa: E402
 from testkit.cohort_factory import make_cohort  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-REPOSITORY = Path(__file__).resolve().parents[3]
 SITES = ["site-1", "site-2", "site-3"]
 ROUNDS = 3  # site-3 is killed in round 1; rounds 1 and 2 go on without it
 
@@ -49,16 +49,16 @@ def sarco(*arguments: object) -> list[str]:
 
 
 @pytest.fixture
-def processes():
-    """Processes started by the test; every one left is killed with every process under it
-    (FLARE's job processes included) on the way out."""
+def processes(tmp_path):
+    """Processes started by the test, as a hospital starts them: outside the repository, with
+    no PYTHONPATH (the installed package alone); every one left is killed with every process
+    under it (FLARE's job processes included) on the way out."""
     started: list[subprocess.Popen] = []
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
 
     def start(command: list[str], log: Path) -> subprocess.Popen:
-        path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
-        env = dict(os.environ, PYTHONPATH=path)
         with open(log, "wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPOSITORY,
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
                                        start_new_session=True)
         started.append(process)
         return process
@@ -155,8 +155,9 @@ def test_a_site_killed_mid_round_does_not_stop_the_federation(tmp_path, processe
     for job in jobs:
         client_config = (job / "config" / "config_fed_client.json").read_text()
         assert not any(str(cohort) in client_config for cohort in cohorts.values())
-        shipped = {str(path.relative_to(job / "custom")) for path in (job / "custom").rglob("*.py")}
-        assert shipped == {"model_build/federated/client.py"}
+        shipped = sorted((job / "custom").rglob("*.py"))  # its folder follows the coordinator's working folder
+        assert [path.name for path in shipped] == ["client.py"]
+        assert shipped[0].read_text() == CLIENT_SCRIPT.read_text()
 
     # What a site sent: weights and aggregate numbers only.
     kept = torch.load(tmp_path / "site-1-work" / "site-1" / f"sent-round-{ROUNDS - 1}.pt", weights_only=True)

@@ -17,7 +17,7 @@ pytest.importorskip("nvflare", reason="NVIDIA FLARE is not installed (the option
 from model_build.api import load_model  # noqa: E402
 from model_build.federated.encoders import agree_encoders, site_statistics  # noqa: E402
 from model_build.cli import app  # noqa: E402
-from model_build.federated.simulate import load_global_weights, simulate, spawned_processes  # noqa: E402
+from model_build.federated.simulate import flare_processes, load_global_weights, simulate  # noqa: E402
 from model_build.federated.site import proximal_term  # noqa: E402
 from model_build.models.bundle import load_bundle  # noqa: E402
 from model_build.models.train import TrainOptions  # noqa: E402
@@ -176,14 +176,28 @@ def test_a_site_builds_its_network_from_a_first_model_that_arrives_flat(tmp_path
     assert all(held[name].dtype == shaped[name].dtype for name in shaped)
 
 
-def test_flares_simulator_starts_its_processes_fresh_and_the_method_is_restored():
-    """FLARE's simulator forks this process for its server unless told otherwise; a fork of a
-    process whose torch ran OpenMP threads can hang (spawned_processes' docstring)."""
+def test_flares_processes_start_fresh_and_find_the_whole_installed_package(tmp_path, monkeypatch):
+    """In the block, processes are spawned (a fork of a process whose torch ran OpenMP threads
+    can hang) and find the installed model_build before the partial copy FLARE ships into a
+    job's custom folder; afterwards every setting is as it was. The child runs outside the
+    repository, as `sarco federated simulate` does when called from elsewhere."""
     import multiprocessing
+    import os
+    import subprocess
+    import sys
 
-    before = multiprocessing.get_start_method(allow_none=True)
+    custom = tmp_path / "custom"
+    (custom / "model_build" / "federated").mkdir(parents=True)
+    (custom / "model_build" / "federated" / "controller.py").write_text("")  # what FLARE ships
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    importing = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(custom)!r}); "
+                 "import model_build.federated.network"]
+    before = multiprocessing.get_start_method(allow_none=True), sys.path[:]
     with pytest.raises(RuntimeError, match="inside"):
-        with spawned_processes():
+        with flare_processes():
             assert multiprocessing.get_start_method() == "spawn"
+            done = subprocess.run(importing, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
             raise RuntimeError("inside")
-    assert multiprocessing.get_start_method(allow_none=True) == before
+    assert (multiprocessing.get_start_method(allow_none=True), sys.path) == before
+    assert "PYTHONPATH" not in os.environ

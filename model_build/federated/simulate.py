@@ -193,8 +193,12 @@ def installed_package_first(python_path: str | None) -> str:
     Python asks only after the path, so the partial copy wins and the server fails with "No
     module named 'model_build.federated.network'" unless the command ran from the repository
     root. With the complete package on the path, it is the one imported."""
-    root = str(Path(model_build.__file__).resolve().parents[1])
-    return os.pathsep.join([root, *filter(None, (python_path or "").split(os.pathsep))])
+    return os.pathsep.join([installed_package_root(), *filter(None, (python_path or "").split(os.pathsep))])
+
+
+def installed_package_root() -> str:
+    """The folder that holds this installation's ``model_build`` (:func:`installed_package_first`)."""
+    return str(Path(model_build.__file__).resolve().parents[1])
 
 
 @contextmanager
@@ -213,7 +217,7 @@ def flare_processes() -> Iterator[None]:
     saved_path, saved_variable = sys.path[:], os.environ.get("PYTHONPATH")
     multiprocessing.set_start_method("spawn", force=True)
     os.environ["PYTHONPATH"] = installed_package_first(saved_variable)
-    sys.path[:0] = os.environ["PYTHONPATH"].split(os.pathsep)[:1]
+    sys.path.insert(0, installed_package_root())
     try:
         yield
     finally:

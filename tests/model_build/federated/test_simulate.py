@@ -8,6 +8,10 @@ the optional `federated` extra: pip install -c constraints.txt -e '.[workstation
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -181,11 +185,6 @@ def test_flares_processes_start_fresh_and_find_the_whole_installed_package(tmp_p
     can hang) and find the installed model_build before the partial copy FLARE ships into a
     job's custom folder; afterwards every setting is as it was. The child runs outside the
     repository, as `sarco federated simulate` does when called from elsewhere."""
-    import multiprocessing
-    import os
-    import subprocess
-    import sys
-
     custom = tmp_path / "custom"
     (custom / "model_build" / "federated").mkdir(parents=True)
     (custom / "model_build" / "federated" / "controller.py").write_text("")  # what FLARE ships

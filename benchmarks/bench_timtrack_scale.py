@@ -49,23 +49,6 @@ TENTHS = 10
 ROW_OFFSET = {4: {"SampleA": 48.0, "SampleB": 79.0}}
 
 
-def dataset1_observers(timtrack: Path) -> dict[str, dict]:
-    """Dataset 1 (vastus lateralis, the 458x514 crops): one sheet per observer (TZ, EM, BH; the
-    same three as dataset 2's), one row per image with ``spoint``/``dpoint``/``height``."""
-    import pandas as pd  # workstation-only, as in model_build.measure.timtrack
-
-    root = Path(timtrack) / "dataset1"
-    images: dict[str, dict] = {}
-    for observer, frame in pd.read_excel(root / "dataset1_for_manual_estimation.xlsx", sheet_name=None).items():
-        for _, row in frame.iterrows():
-            subject = int(row["subject"])
-            path = root / f"S{subject}" / f"S{subject}_{row['leg']}20_step_{int(row['name']):03d}.png"
-            if path.is_file():
-                images.setdefault(path.relative_to(root).as_posix(), {"path": path, "obs": {}})["obs"][observer] = {
-                    "spoint": float(row["spoint"]), "dpoint": float(row["dpoint"]), "height": float(row["height"])}
-    return images
-
-
 def band_edges(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per column: first and last row of the band (NaN where the column has none)."""
     present = mask.any(axis=0)
@@ -168,7 +151,7 @@ def main() -> None:
         parser.error(str(error))
     model = AponeurosisModel(args.model, threads=1)
     for dataset in (1, 2, 3, 4):
-        images = dataset1_observers(timtrack) if dataset == 1 else read_observers(timtrack, dataset)
+        images = read_observers(timtrack, dataset)
         report(dataset, dataset_figures(model, dataset, images))
 
 

@@ -1,10 +1,14 @@
-"""The TimTrack observers' sheets (``../shared/data/muscle-us-timtrack``, datasets 2-4): read them, and
-how much the observers disagree with each other (the human anchor of docs/measurements.md).
+"""The TimTrack observers' sheets (``../shared/data/muscle-us-timtrack``): read them, and how much the
+observers disagree with each other (the human anchor of docs/measurements.md).
 
-Each dataset has three observers (``datasetN_for_manual_estimation_obsK.xlsx``), one sheet per
-recording; per image: ``height`` (muscle thickness, pixels of the image), ``alpha`` (fascicle
-angle against the image's horizontal, degrees), ``betha``/``beta`` and ``gamma`` (superficial and
-deep aponeurosis angles) and, in dataset 2, the aponeuroses' vertical points ``spoint``/``dpoint``.
+Datasets 2-4 validate the measurements; dataset 1 (vastus lateralis, another muscle) is where the
+pennation method's free parameters are chosen (``benchmarks/tune_pennation.py``), so the two never
+overlap. Each dataset has three observers: datasets 2-4 in
+``datasetN_for_manual_estimation_obsK.xlsx``, one sheet per recording; dataset 1 in one file, one
+sheet per observer (TZ, EM, BH). Per image: ``height`` (muscle thickness, pixels of the image),
+``alpha`` (fascicle angle against the image's horizontal, degrees), ``betha``/``beta`` and
+``gamma`` (superficial and deep aponeurosis angles) and, in datasets 1 and 2, the aponeuroses'
+vertical points ``spoint``/``dpoint``.
 Reading the .xlsx files needs pandas and openpyxl (the workstation install).
 
 **Where TimTrack takes the thickness.** TimTrack (van der Zee & Kuo 2022; MATLAB,
@@ -32,7 +36,8 @@ import numpy as np
 
 from sarco_core.measure import DEEP, SUPERFICIAL
 
-DATASETS = (2, 3, 4)
+DATASETS = (2, 3, 4)  # validation
+TUNING_DATASET = 1    # where the pennation method's parameters are chosen
 TIMTRACK_MARGIN_PX = 20  # parms.apo.apomargin (= parms.apo.x) in TimTrack's default_parms.m
 MIRRORED_DATASETS = frozenset({4})  # parms.flip_image = 1 in TimTrack's run_TimTrack_on_datasets.m
 COLUMNS = {  # normalised name -> the spellings the observers' sheets use (lower case)
@@ -52,25 +57,30 @@ def read_observers(timtrack: Path, dataset: int) -> dict[str, dict]:
 
     root = Path(timtrack) / f"dataset{dataset}"
     images: dict[str, dict] = {}
+    for observer, sheet, frame in _observer_sheets(pd, root, dataset):
+        frame.columns = [str(c).strip().lower() for c in frame.columns]
+        names = {key: next((c for c in frame.columns if c in spellings), None) for key, spellings in COLUMNS.items()}
+        for _, row in frame.iterrows():
+            path = _dataset1_path(root, row) if dataset == 1 else _image_path(root, dataset, sheet, row.iloc[0])
+            if path is None:
+                continue
+            values = {key: float(row[col]) for key, col in names.items() if col is not None and _number(row[col])}
+            if "alpha" in values and "height" in values:
+                entry = images.setdefault(path.relative_to(root).as_posix(), {"path": path, "obs": {}})
+                entry["obs"].setdefault(observer, values)  # a sheet repeating an image: the first wins
+    return images
+
+
+def _observer_sheets(pd, root: Path, dataset: int):
+    """(observer, sheet name, table) for every sheet of a dataset's observer files."""
+    if dataset == 1:
+        for observer, frame in pd.read_excel(root / "dataset1_for_manual_estimation.xlsx", sheet_name=None).items():
+            yield observer, observer, frame
+        return
     for sheet_file in sorted(root.glob(f"dataset{dataset}_for_manual_estimation_obs*.xlsx")):
         observer = int(re.search(r"obs(\d+)", sheet_file.name).group(1))
         for sheet, frame in pd.read_excel(sheet_file, sheet_name=None).items():
-            frame.columns = [str(c).strip().lower() for c in frame.columns]
-            names = {key: next((c for c in frame.columns if c in spellings), None)
-                     for key, spellings in COLUMNS.items()}
-            for _, row in frame.iterrows():
-                name = row.iloc[0]
-                if not isinstance(name, (str, int, float)) or (isinstance(name, float) and np.isnan(name)):
-                    continue
-                path = _image_path(root, dataset, sheet, name)
-                if path is None:
-                    continue
-                values = {key: float(row[col]) for key, col in names.items()
-                          if col is not None and _number(row[col])}
-                if "alpha" in values and "height" in values:
-                    entry = images.setdefault(path.relative_to(root).as_posix(), {"path": path, "obs": {}})
-                    entry["obs"].setdefault(observer, values)  # a sheet repeating an image: the first wins
-    return images
+            yield observer, sheet, frame
 
 
 def timtrack_folder(data: Path, datasets: tuple[int, ...] = DATASETS) -> Path:
@@ -125,7 +135,18 @@ def _number(value) -> bool:
         return False
 
 
+def _dataset1_path(root: Path, row) -> Path | None:
+    """Dataset 1's image of a sheet row (``subject``, ``leg``, ``name``: S10/S10_L20_step_025.png)."""
+    if not all(_number(row.get(column)) for column in ("subject", "name")):
+        return None
+    subject = int(row["subject"])
+    path = root / f"S{subject}" / f"S{subject}_{row['leg']}20_step_{int(row['name']):03d}.png"
+    return path if path.is_file() else None
+
+
 def _image_path(root: Path, dataset: int, sheet: str, name) -> Path | None:
+    if not isinstance(name, (str, int, float)) or (isinstance(name, float) and np.isnan(name)):
+        return None
     if dataset == 2:
         jumping = "jump" in sheet
         folder, stem = ("jumping", "gastroc_jumping") if jumping else ("range-of-motion", "gastroc_range_of_motion")

@@ -12,7 +12,7 @@ model's input and output recipe (frame -> model input; logits -> labels -> measu
 from sarco_core.measure.echo import ECHO_CAVEAT, echo_intensity
 from sarco_core.measure.frame import MEASUREMENT_STATUSES, NO_SCAN_REGION, FrameMeasurement, measure
 from sarco_core.measure.labels import DEEP, LABEL_NAMES, OTHER, SUPERFICIAL, check_labels, find_bands, labels_from_bands
-from sarco_core.measure.pennation import PennationResult, deep_line_deg, fascicle_orientation, pennation_angle
+from sarco_core.measure.pennation import PennationResult, deep_line_deg, pennation_angle
 from sarco_core.measure.segmentation import (SegmentationInput, SegmentationRecipe, frame_labels, keep_main_bands,
                                              labels_from_logits, measure_segmented, prepare_segmentation_input)
 from sarco_core.measure.session import SessionMeasurement, aggregate_measurements
@@ -23,7 +23,7 @@ __all__ = [
     "DEEP", "ECHO_CAVEAT", "LABEL_NAMES", "MEASUREMENT_STATUSES", "NO_SCAN_REGION", "OTHER", "SUPERFICIAL", "THICKNESS_STATUSES",
     "ApoEdges", "FrameMeasurement", "PennationResult", "SegmentationInput", "SegmentationRecipe",
     "SessionMeasurement", "ThicknessResult", "aggregate_measurements", "aponeurosis_edges", "check_labels",
-    "deep_line_deg", "echo_intensity", "fascicle_orientation", "find_bands", "frame_labels", "keep_main_bands",
+    "deep_line_deg", "echo_intensity", "find_bands", "frame_labels", "keep_main_bands",
     "labels_from_bands", "labels_from_logits", "measure", "measure_segmented", "middle_half", "muscle_band",
     "muscle_thickness_px", "pennation_angle", "prepare_segmentation_input",
 ]

@@ -10,14 +10,14 @@ directions; no learned model, numpy + OpenCV only):
 2. The region: the muscle band (the pixels strictly between the aponeuroses), cut out at its
    bounding box and shrunk (area averaging) to at most 65536 pixels, which bounds the time per
    frame and keeps fascicles a few pixels apart whatever the scanner's resolution (shrinking
-   both axes by one factor leaves angles unchanged); then eroded by 8 pixels so that neither the
+   both axes by one factor leaves angles unchanged); then eroded by 2 pixels so that neither the
    bright aponeuroses nor the crop's edges count, and tapered to zero at its edge (a Gaussian of
    3 pixels) so that the band's own straight edges add little to the spectrum.
-3. The power spectrum of the tapered band, kept between periods of 4 and 30 pixels: finer is
+3. The power spectrum of the tapered band, kept between periods of 3 and 30 pixels: finer is
    speckle, coarser is the band's shading. Parallel fascicles put their power along one
    direction of the spectrum (perpendicular to them); the power is summed per 1-degree bin of
    orientation.
-4. The orientation profile is smoothed (2 degrees) and its broad trend (a 10-degree smoothing)
+4. The orientation profile is smoothed (5 degrees) and its broad trend (an 8-degree smoothing)
    subtracted, and the highest local peak 5-80 degrees either side of the deep aponeurosis' line
    is the fascicles' orientation (parabolic refinement between bins). The range is TimTrack's
    idea (it searches 10-80 degrees): power along the aponeurosis (its echo, and the lateral
@@ -27,6 +27,9 @@ directions; no learned model, numpy + OpenCV only):
    structure-tensor estimate, tried first) by 10-30 degrees on real scans (docs/measurements.md).
 5. The pennation angle is the acute angle between that orientation and the deep aponeurosis'
    line, so it does not depend on which way round the probe is held.
+
+The numbers in steps 2-4 are :class:`SpectrumSettings`' defaults, chosen on TimTrack's dataset 1
+only (``benchmarks/tune_pennation.py``), so that datasets 2-4 stay a validation.
 
 Not measured (``None``) when the eroded band holds too few pixels (300), is flat (texture below
 1 grey level rms) or no peak stands out of the trend by 2 %. That last check only rejects a
@@ -56,14 +59,30 @@ NO_DEEP_LINE = "no_deep_aponeurosis_line"
 NO_FASCICLES = "no_fascicle_orientation"
 
 MAX_PIXELS = 65536        # the band crop is shrunk to at most this many pixels
-MARGIN = 8                # px (at the working scale) kept clear of the aponeuroses and crop edges
 TAPER_SIGMA = 3.0         # px, the window's fall-off at the band's edge
-PERIODS = (4.0, 30.0)     # px, the fascicle spacings the spectrum is read over
 MIN_PIXELS = 300          # eroded band pixels needed to measure
-MIN_ANGLE, MAX_ANGLE = 5.0, 80.0   # degrees either side of the deep aponeurosis searched
-PEAK_SIGMA, TREND_SIGMA = 2.0, 10.0  # degrees: smoothing of the profile, and of its trend
 MIN_PROMINENCE = 0.02     # the peak must stand this far (relative) above the trend
 MIN_TEXTURE = 1.0         # grey levels (rms about the mean): below it the band is flat
+
+
+@dataclass(frozen=True)
+class SpectrumSettings:
+    """The method's free parameters (steps 2-4 of the module's method).
+
+    The defaults are chosen on TimTrack's dataset 1 (vastus lateralis, three observers) by
+    ``benchmarks/tune_pennation.py``, and nowhere else: datasets 2-4, the validation of
+    docs/measurements.md, take no part in the choice.
+    """
+
+    margin: int = 2                             # px (working scale) kept clear of the aponeuroses and crop edges
+    periods: tuple[float, float] = (3.0, 30.0)  # px, the fascicle spacings the spectrum is read over
+    peak_sigma: float = 5.0                     # degrees, the smoothing of the orientation profile
+    trend_sigma: float = 8.0                    # degrees, the smoothing that gives the profile's trend
+    min_angle: float = 5.0                      # degrees either side of the deep aponeurosis not searched
+    max_angle: float = 80.0                     # degrees from the deep aponeurosis searched up to
+
+
+SETTINGS = SpectrumSettings()
 
 
 @dataclass(frozen=True)
@@ -86,26 +105,13 @@ def deep_line_deg(edges: ApoEdges) -> float | None:
     points = np.column_stack([edges.columns, edges.deep_first]).astype(np.float32)
     vx, vy, _, _ = cv2.fitLine(points, cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
     angle = float(np.degrees(np.arctan2(-vy, vx)))  # image rows point down: flip y
-    return _half_turn(angle)
+    return half_turn(angle)
 
 
-def fascicle_orientation(grey: np.ndarray, region: np.ndarray, reference_deg: float = 0.0
-                         ) -> tuple[float, float] | None:
-    """(dominant orientation in [0, 180) degrees, y up; its prominence) inside ``region``.
-
-    Steps 2-4 of the module's method. Orientations within ``MIN_ANGLE`` of ``reference_deg``
-    or beyond ``MAX_ANGLE`` from it are not searched. None when the region is too small or no
-    orientation stands out of the trend.
-    """
-    rows, columns = np.nonzero(region)
-    if rows.size == 0:
-        return None
-    top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
-    return _orientation(grey[top:bottom, left:right], region[top:bottom, left:right], reference_deg)
-
-
-def _orientation(grey: np.ndarray, region: np.ndarray, reference_deg: float) -> tuple[float, float] | None:
-    """:func:`fascicle_orientation` on a crop already cut to the region's bounding box."""
+def orientation_profile(grey: np.ndarray, region: np.ndarray, margin: int, periods: tuple[float, float]
+                        ) -> np.ndarray | None:
+    """Steps 2-3 on a crop already cut to the region's bounding box: the band's spectral power per
+    1-degree orientation bin (y up), or None when the eroded band is too small or flat."""
     if not region.any():
         return None
     crop = grey.astype(np.float32)
@@ -116,7 +122,7 @@ def _orientation(grey: np.ndarray, region: np.ndarray, reference_deg: float) -> 
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
         inside = cv2.resize(inside, size, interpolation=cv2.INTER_NEAREST)
     inside = cv2.copyMakeBorder(inside, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    inside = cv2.erode(inside, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * MARGIN + 1, 2 * MARGIN + 1)))
+    inside = cv2.erode(inside, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * margin + 1, 2 * margin + 1)))
     inside = inside[1:-1, 1:-1].astype(np.float32)
     if float(inside.sum()) < MIN_PIXELS:
         return None
@@ -126,16 +132,20 @@ def _orientation(grey: np.ndarray, region: np.ndarray, reference_deg: float) -> 
     if float(np.sqrt((tissue ** 2).sum() / window.sum())) < MIN_TEXTURE:
         return None
     power = np.abs(np.fft.rfft2(tissue)) ** 2
-    bins, weights = _orientation_bins(tissue.shape)
+    bins, weights = _orientation_bins(tissue.shape, periods)
     profile = np.bincount(bins, weights=power.ravel()[weights], minlength=180)
-    if not float(profile.sum()) > 0.0:
-        return None
+    return profile if float(profile.sum()) > 0.0 else None
 
-    trend = _circular_smooth(profile, TREND_SIGMA)
-    excess = _circular_smooth(profile, PEAK_SIGMA) - trend
+
+def profile_peak(profile: np.ndarray, reference_deg: float, settings: SpectrumSettings = SETTINGS
+                 ) -> tuple[float, float] | None:
+    """Step 4: (the highest local peak of the profile above its trend, in the searched range,
+    refined between bins; its prominence), or None when no peak stands out."""
+    trend = _circular_smooth(profile, settings.trend_sigma)
+    excess = _circular_smooth(profile, settings.peak_sigma) - trend
     relative = (np.arange(180) + 0.5 - reference_deg) % 180.0
-    searched = (relative >= MIN_ANGLE) & (relative <= 180.0 - MIN_ANGLE) \
-        & ((relative <= MAX_ANGLE) | (relative >= 180.0 - MAX_ANGLE))
+    searched = (relative >= settings.min_angle) & (relative <= 180.0 - settings.min_angle) \
+        & ((relative <= settings.max_angle) | (relative >= 180.0 - settings.max_angle))
     peaks = searched & (excess > np.roll(excess, 1)) & (excess >= np.roll(excess, -1)) & (excess > 0)
     if not peaks.any():
         return None
@@ -149,7 +159,8 @@ def _orientation(grey: np.ndarray, region: np.ndarray, reference_deg: float) -> 
     return float((peak + 0.5 + shift) % 180.0), prominence
 
 
-def pennation_angle(grey_u8: np.ndarray, labels: np.ndarray, edges: ApoEdges | None = None) -> PennationResult:
+def pennation_angle(grey_u8: np.ndarray, labels: np.ndarray, edges: ApoEdges | None = None,
+                    settings: SpectrumSettings = SETTINGS) -> PennationResult:
     """Pennation angle of the muscle between the labelled aponeuroses (see the module's method)."""
     labels = check_labels(labels)
     if grey_u8.shape != labels.shape:
@@ -161,15 +172,16 @@ def pennation_angle(grey_u8: np.ndarray, labels: np.ndarray, edges: ApoEdges | N
         return PennationResult(None, None, None, None, NO_DEEP_LINE)
     top, left, band = band_crop(edges)
     crop = grey_u8[top:top + band.shape[0], left:left + band.shape[1]]
-    found = _orientation(crop, band, reference_deg=deep)
+    profile = orientation_profile(crop, band, settings.margin, settings.periods)  # band_crop: already its box
+    found = None if profile is None else profile_peak(profile, deep, settings)
     if found is None:
         return PennationResult(None, None, deep, None, NO_FASCICLES)
     fascicle, prominence = found
     between = (fascicle - deep) % 180.0
-    return PennationResult(float(min(between, 180.0 - between)), _half_turn(fascicle), deep, prominence, OK)
+    return PennationResult(float(min(between, 180.0 - between)), half_turn(fascicle), deep, prominence, OK)
 
 
-def _half_turn(angle: float) -> float:
+def half_turn(angle: float) -> float:
     """An undirected line's angle in (-90, 90]."""
     angle = (angle + 90.0) % 180.0 - 90.0
     return 90.0 if angle == -90.0 else angle
@@ -183,9 +195,9 @@ def _circular_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def _orientation_bins(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _orientation_bins(shape: tuple[int, int], periods: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """For ``rfft2`` of an image of ``shape``: the 1-degree orientation bin (y up) of the
-    structures each frequency within ``PERIODS`` stands for, and where those frequencies are.
+    structures each frequency within ``periods`` stands for, and where those frequencies are.
 
     A frequency vector points across its stripes, so the stripes run 90 degrees from it; the
     half-plane ``rfft2`` keeps covers every orientation once.
@@ -193,7 +205,7 @@ def _orientation_bins(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     fy = np.fft.fftfreq(shape[0])[:, None]
     fx = np.fft.rfftfreq(shape[1])[None, :]
     radius = np.hypot(fx, fy)
-    kept = ((radius >= 1.0 / PERIODS[1]) & (radius <= 1.0 / PERIODS[0])).ravel()
+    kept = ((radius >= 1.0 / periods[1]) & (radius <= 1.0 / periods[0])).ravel()
     degrees = (np.degrees(np.arctan2(-fy, fx)) + 90.0) % 180.0  # rows point down: flip y
     bins = np.floor(np.broadcast_to(degrees, radius.shape).ravel()[kept]).astype(np.int64) % 180
     return bins, np.flatnonzero(kept)

@@ -215,10 +215,15 @@ OBSERVED = [
 ]
 
 
+DATASET2_ALPHA_DISAGREEMENT_DEG = 1.91  # median over images of the median |difference| between two observers
+
+
 @pytest.mark.parametrize("name, spoint, dpoint, betha, alphas", OBSERVED)
 def test_fascicle_angle_on_real_scans_agrees_with_the_timtrack_observers(name, spoint, dpoint, betha, alphas):
     """On the observers' own aponeurosis lines (no segmentation), the fascicle angle found lies
-    within 1.5 deg of the three observers' mean; they disagree by a median 1.9 deg on this set."""
+    within issue #23's bar of the three observers' mean: the median disagreement between two
+    observers on this dataset (docs/measurements.md). The method's parameters were chosen on
+    dataset 1, not on these images (benchmarks/tune_pennation.py)."""
     path = real_file(f"muscle-us-timtrack/dataset2/{name}")
     grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     labels = np.zeros(grey.shape, np.uint8)
@@ -230,7 +235,7 @@ def test_fascicle_angle_on_real_scans_agrees_with_the_timtrack_observers(name, s
             labels[line + offset, columns] = label
     result = pennation_angle(grey, labels)
     assert result.deep_deg == pytest.approx(betha, abs=0.2)
-    assert abs(result.fascicle_deg) == pytest.approx(np.mean(alphas), abs=1.5)
+    assert abs(result.fascicle_deg) == pytest.approx(np.mean(alphas), abs=DATASET2_ALPHA_DISAGREEMENT_DEG)
 
 
 # --- one frame --------------------------------------------------------------------------------

@@ -47,6 +47,9 @@ def main() -> None:
               f"{'met' if found['within_pooled'] else 'missed'}); better than the median site(s) "
               f"{', '.join(found['median_sites'])} at P < 0.05: {'met' if found['beats_median_site'] else 'missed'}; "
               f"better than {', '.join(found['beats_sites']) or 'no site'}")
+        if "oracle_auc" in found:
+            print(f"  Bayes oracle {found['oracle_auc']:.3f}: better than the median site(s) at P < 0.05: "
+                  f"{'yes' if found['oracle_beats_median_site'] else 'no'}")
 
 
 if __name__ == "__main__":

@@ -204,6 +204,10 @@ def compare(
                       f"{'better' if found['beats_median_site'] else 'NOT better'} than the median site(s) "
                       f"{', '.join(found['median_sites'])} at P < 0.05; better than {len(found['beats_sites'])} "
                       f"site(s) alone")
+        if "oracle_auc" in found:
+            console.print(f"  the Bayes oracle (truth.csv) on {cohort}: AUC {found['oracle_auc']:.3f}, "
+                          f"{'better' if found['oracle_beats_median_site'] else 'NOT better'} than the median "
+                          "site(s) at P < 0.05: the ceiling of any training on these participants")
 
 
 @federated_app.command("provision")

@@ -11,6 +11,10 @@ DeLong tests (same participants) set every arm against pooled and each federatio
 site alone. The federation the targets are read from is the one with the lowest log loss of its
 last global model on the sites' inner validation splits: a development-only choice.
 
+On a synthetic consortium (``truth.csv`` beside the evaluation cohorts) the Bayes oracle of the
+same modalities joins the table as a last row, tested like a federation: how far any training
+could go on these participants, and whether even it is better than the median site at P < 0.05.
+
 Same options everywhere (:func:`.simulate.federation_options`); the references train as many
 epochs as a site does (rounds x local epochs), with `sarco train`'s early stopping on their own
 inner validation split.
@@ -30,10 +34,14 @@ from rich.progress import Progress
 from model_build.federated import STRATEGIES
 from model_build.federated.pooled import pool_sites
 from model_build.federated.simulate import FederationError, federation_options, simulate
+from model_build.stats import auc_ci
 from model_build.stats.delong import compare_auc
 from sarco_core.files import atomic_write, write_json
 
 DEVELOPMENT = "development"
+ORACLE = "Bayes oracle (truth.csv)"
+ORACLE_COLUMNS = {("image",): "p_image", ("clinical",): "p_clinical", ("lab",): "p_lab",
+                  ("clinical", "image", "lab"): "p_all"}  # truth.csv's Bayes-optimal probabilities
 CLOSE_TO_POOLED = 0.01  # issue #19's target: the federation's AUC within 0.01 of pooled
 ALPHA = 0.05
 
@@ -105,6 +113,10 @@ def compare(consortium: Path, out: Path, options: CompareOptions, progress: Prog
             table = pd.read_csv(where / "predictions.csv")
             predictions[arm["arm"]][cohort] = table[table["label"].notna()]
             arm["cohorts"][cohort] = {"auc": metrics["auc"], "auc_ci": metrics["auc_ci"], "n": metrics["n"]}
+    oracle = oracle_predictions(evaluation, options.modalities, predictions["pooled"])
+    if oracle is not None:
+        predictions[ORACLE] = oracle
+        arms.append({"arm": ORACLE, "oracle": True, "cohorts": {cohort: _auc(oracle[cohort]) for cohort in cohorts}})
     _tests(arms, predictions, cohorts)
     result = {"consortium": str(consortium.resolve()), "options": asdict(options),
               "sites": {site.name: _participants(site) for site in sites}, "cohorts": cohorts, "arms": arms,
@@ -118,6 +130,29 @@ def _timed(arm: str, bundle: Path, work: Callable[[], dict]) -> dict:
     started = time.perf_counter()
     extra = work()
     return {"arm": arm, "bundle": str(bundle), "train_seconds": round(time.perf_counter() - started, 1), **extra}
+
+
+def oracle_predictions(evaluation: Path, modalities: tuple[str, ...], like: dict[str, pd.DataFrame]
+                       ) -> dict[str, pd.DataFrame] | None:
+    """Per cohort, the Bayes oracle's probability for ``modalities`` on the participants of
+    ``like`` (an arm's predictions), or None without ``truth.csv`` or an oracle of these modalities."""
+    column = ORACLE_COLUMNS.get(tuple(sorted(modalities)))
+    truth_path = evaluation / "truth.csv"
+    if column is None or not truth_path.is_file():
+        return None
+    truth = pd.read_csv(truth_path, dtype={"participant_id": str})[["participant_id", column]]
+    found = {}
+    for cohort, table in like.items():
+        rows = table[["participant_id", "label"]].astype({"participant_id": str}).merge(truth, on="participant_id")
+        if len(rows) != len(table):
+            return None
+        found[cohort] = rows.rename(columns={column: "probability"})
+    return found
+
+
+def _auc(predictions: pd.DataFrame) -> dict:
+    interval = auc_ci(predictions["label"].astype(int), predictions["probability"], method="delong")
+    return {"auc": interval.auc, "auc_ci": [interval.lower, interval.upper], "n": len(predictions)}
 
 
 def _participants(site: Path) -> int:
@@ -148,7 +183,7 @@ def _tests(arms: list[dict], predictions: dict, cohorts: list[str]) -> None:
         for cohort in cohorts:
             found = arm["cohorts"][cohort]
             found["vs_pooled"] = paired(predictions[arm["arm"]][cohort], predictions[pooled][cohort])
-            if "strategy" in arm:
+            if "strategy" in arm or arm.get("oracle"):
                 found["vs_sites"] = {site: paired(predictions[arm["arm"]][cohort], predictions[site][cohort])
                                      for site in sites}
 
@@ -171,6 +206,12 @@ def targets(arms: list[dict], cohorts: list[str]) -> dict:
             "median_sites": sorted(middle),
             "beats_median_site": all(tests[s]["difference"] > 0 and tests[s]["p"] < ALPHA for s in middle),
             "beats_sites": sorted(s for s, t in tests.items() if t["difference"] > 0 and t["p"] < ALPHA)}
+        oracle = next((arm for arm in arms if arm.get("oracle")), None)
+        if oracle is not None:
+            versus = oracle["cohorts"][cohort]["vs_sites"]
+            found[cohort]["oracle_auc"] = oracle["cohorts"][cohort]["auc"]
+            found[cohort]["oracle_beats_median_site"] = all(versus[s]["difference"] > 0 and versus[s]["p"] < ALPHA
+                                                            for s in middle)
     return found
 
 
@@ -183,7 +224,7 @@ def table_markdown(result: dict) -> str:
     for arm in result["arms"]:
         site = arm["arm"].removeprefix("site ").removesuffix(" alone")
         n = result["sites"][site] if arm["arm"].startswith("site ") else sum(result["sites"].values())
-        cells = [arm["arm"], str(n), f"{arm['train_seconds']:.0f}"]
+        cells = [arm["arm"], "", ""] if arm.get("oracle") else [arm["arm"], str(n), f"{arm['train_seconds']:.0f}"]
         for cohort in cohorts:
             found = arm["cohorts"][cohort]
             low, high = found["auc_ci"]

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 pytest.importorskip("nvflare", reason="NVIDIA FLARE is not installed (the optional `federated` extra)")
 
 from model_build.cli import app  # noqa: E402
-from model_build.federated.compare import CompareOptions, consortium_parts, targets  # noqa: E402
+from model_build.federated.compare import (ORACLE, CompareOptions, _auc, _tests, consortium_parts,  # noqa: E402
+                                           oracle_predictions, table_markdown, targets)
 from model_build.federated.simulate import FederationError  # noqa: E402
 from testkit.federated_sites import image_site  # noqa: E402
 
@@ -85,3 +88,47 @@ def test_a_folder_that_is_not_a_consortium_is_refused_with_the_fix(tmp_path, con
         CompareOptions(strategies=("fedsgd",))
     result = CliRunner().invoke(app, ["federated", "compare", str(consortium / "sites"), "--out", str(tmp_path / "x")])
     assert result.exit_code == 1 and "sarco synth OUT --size consortium" in result.output
+
+
+def test_on_a_synthetic_consortium_the_bayes_oracle_is_the_last_row_and_tested_against_the_median_sites(tmp_path):
+    """With truth.csv beside the evaluation cohorts, the oracle of the arms' modalities is read on
+    the same participants and tested like a federation: here it separates the classes perfectly,
+    so it beats both median sites (noisy copies of it); a site whose scores are the oracle's own
+    is the best site, not a median one, and differs from it by nothing."""
+    rng = np.random.default_rng(0)
+    ids = [f"P{k:03d}" for k in range(60)]
+    labels = np.arange(60) % 2
+    oracle = np.where(labels == 1, 0.6, 0.4) + rng.uniform(-0.09, 0.09, 60)
+    pd.DataFrame({"participant_id": ids, "p_image": oracle, "p_all": 1 - oracle}).to_csv(tmp_path / "truth.csv",
+                                                                                         index=False)
+    def table(scores):
+        return pd.DataFrame({"participant_id": ids, "label": labels.astype(float), "probability": scores})
+    noisy = {f"site {s} alone": table(oracle + rng.normal(0, 0.3, 60)) for s in "ABC"}
+    noisy["site D alone"] = table(oracle)
+    predictions = {"pooled": {"external": table(rng.uniform(size=60))},
+                   **{arm: {"external": frame} for arm, frame in noisy.items()}}
+
+    assert oracle_predictions(tmp_path, ("clinical", "lab"), predictions["pooled"]) is None  # no such oracle
+    assert oracle_predictions(tmp_path / "elsewhere", ("image",), predictions["pooled"]) is None  # no truth.csv
+    found = oracle_predictions(tmp_path, ("image",), predictions["pooled"])
+    assert found["external"]["probability"].tolist() == pytest.approx(oracle.tolist())
+    assert oracle_predictions(tmp_path, ("lab", "image", "clinical"), predictions["pooled"])["external"][
+        "probability"].tolist() == pytest.approx((1 - oracle).tolist())
+
+    predictions[ORACLE] = found
+    arms = [{"arm": arm, "train_seconds": 1.0, "cohorts": {"external": _auc(frames["external"])}}
+            for arm, frames in predictions.items() if arm != ORACLE]
+    arms.insert(1, {**arms[0], "arm": "federated (fedavg)", "strategy": "fedavg", "validation_log_loss": 0.5})
+    predictions["federated (fedavg)"] = predictions["pooled"]
+    arms.append({"arm": ORACLE, "oracle": True, "cohorts": {"external": _auc(found["external"])}})
+    _tests(arms, predictions, ["external"])
+    assert arms[-1]["cohorts"]["external"]["auc"] == 1.0
+    assert arms[-1]["cohorts"]["external"]["vs_sites"]["site D alone"]["difference"] == 0.0
+    result = targets(arms, ["external"])["external"]
+    assert result["oracle_auc"] == 1.0
+    assert "site D alone" not in result["median_sites"]  # its AUC is the highest: not a median site
+    versus = arms[-1]["cohorts"]["external"]["vs_sites"]
+    assert all(versus[s]["difference"] > 0.1 and versus[s]["p"] < 0.05 for s in result["median_sites"])
+    assert result["oracle_beats_median_site"] and not result["beats_median_site"]  # pooled's scores are noise
+    markdown = table_markdown({"cohorts": ["external"], "arms": arms, "sites": {s: 10 for s in "ABCD"}})
+    assert markdown.splitlines()[-1].startswith(f"| {ORACLE} |  |  | 1.000 [")

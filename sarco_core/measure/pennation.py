@@ -10,14 +10,14 @@ directions; no learned model, numpy + OpenCV only):
 2. The region: the muscle band (the pixels strictly between the aponeuroses), cut out at its
    bounding box and shrunk (area averaging) to at most 65536 pixels, which bounds the time per
    frame and keeps fascicles a few pixels apart whatever the scanner's resolution (shrinking
-   both axes by one factor leaves angles unchanged); then eroded by 2 pixels so that neither the
+   both axes by one factor leaves angles unchanged); then eroded by 4 pixels so that neither the
    bright aponeuroses nor the crop's edges count, and tapered to zero at its edge (a Gaussian of
    3 pixels) so that the band's own straight edges add little to the spectrum.
 3. The power spectrum of the tapered band, kept between periods of 3 and 30 pixels: finer is
    speckle, coarser is the band's shading. Parallel fascicles put their power along one
    direction of the spectrum (perpendicular to them); the power is summed per 1-degree bin of
    orientation.
-4. The orientation profile is smoothed (5 degrees) and its broad trend (an 8-degree smoothing)
+4. The orientation profile is smoothed (4 degrees) and its broad trend (an 8-degree smoothing)
    subtracted, and the highest local peak 5-80 degrees either side of the deep aponeurosis' line
    is the fascicles' orientation (parabolic refinement between bins). The range is TimTrack's
    idea (it searches 10-80 degrees): power along the aponeurosis (its echo, and the lateral
@@ -28,8 +28,9 @@ directions; no learned model, numpy + OpenCV only):
 5. The pennation angle is the acute angle between that orientation and the deep aponeurosis'
    line, so it does not depend on which way round the probe is held.
 
-The numbers in steps 2-4 are :class:`SpectrumSettings`' defaults, chosen on TimTrack's dataset 1
-only (``benchmarks/tune_pennation.py``), so that datasets 2-4 stay a validation.
+The numbers in steps 2-4 are :class:`SpectrumSettings`' defaults, chosen on development images
+only (TimTrack's dataset 1 and synthetic stills; ``benchmarks/tune_pennation.py``), so that
+TimTrack's datasets 2-4 stay a validation.
 
 Not measured (``None``) when the eroded band holds too few pixels (300), is flat (texture below
 1 grey level rms) or no peak stands out of the trend by 2 %. That last check only rejects a
@@ -69,14 +70,15 @@ MIN_TEXTURE = 1.0         # grey levels (rms about the mean): below it the band 
 class SpectrumSettings:
     """The method's free parameters (steps 2-4 of the module's method).
 
-    The defaults are chosen on TimTrack's dataset 1 (vastus lateralis, three observers) by
-    ``benchmarks/tune_pennation.py``, and nowhere else: datasets 2-4, the validation of
-    docs/measurements.md, take no part in the choice.
+    The defaults are chosen by ``benchmarks/tune_pennation.py`` on development images only:
+    TimTrack's dataset 1 (vastus lateralis, three observers) and synthetic stills with the
+    generator's angle. TimTrack's datasets 2-4, the validation of docs/measurements.md, take no
+    part in the choice.
     """
 
-    margin: int = 2                             # px (working scale) kept clear of the aponeuroses and crop edges
+    margin: int = 4                             # px (working scale) kept clear of the aponeuroses and crop edges
     periods: tuple[float, float] = (3.0, 30.0)  # px, the fascicle spacings the spectrum is read over
-    peak_sigma: float = 5.0                     # degrees, the smoothing of the orientation profile
+    peak_sigma: float = 4.0                     # degrees, the smoothing of the orientation profile
     trend_sigma: float = 8.0                    # degrees, the smoothing that gives the profile's trend
     min_angle: float = 5.0                      # degrees either side of the deep aponeurosis not searched
     max_angle: float = 80.0                     # degrees from the deep aponeurosis searched up to

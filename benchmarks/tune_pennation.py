@@ -145,7 +145,8 @@ def main() -> None:
     anchor = np.median([r["alpha_disagreement_deg"]
                         for r in disagreement(read_observers(timtrack, TUNING_DATASET))["per_image"]])
     print(f"{len(ranked)} settings; TimTrack dataset 1: {len(sets['timtrack-dataset1'])} images (observers' median "
-          f"disagreement on alpha {anchor:.2f} deg); synthetic: {len(sets['synthetic'])} stills (seed {SYNTHETIC_SEED})")
+          f"disagreement on alpha {anchor:.2f} deg); synthetic: {len(sets['synthetic'])} stills "
+          f"(seed {SYNTHETIC_SEED})")
     for label, settings in [("chosen", ranked[0]), *[(f"#{k + 1}", s) for k, s in enumerate(ranked[1:4], 1)],
                             (f"current (#{ranked.index(SETTINGS) + 1})", SETTINGS)]:
         print(f"  {label:15s} {overall[settings]:.2f} deg: {asdict(settings)}")

@@ -42,10 +42,9 @@ from model_build.measure.evaluate import predicted_frame_labels
 from model_build.measure.infer import AponeurosisModel
 from model_build.measure.synthetic import write_synthetic_pairs
 from model_build.measure.timtrack import TUNING_DATASET, disagreement, read_observers, timtrack_folder
-from sarco_core.measure import measure
-from sarco_core.measure.pennation import (SETTINGS, SpectrumSettings, deep_line_deg, half_turn, orientation_profile,
-                                         profile_peak)
-from sarco_core.measure.thickness import aponeurosis_edges, band_crop
+from sarco_core.measure import muscle_thickness_px
+from sarco_core.measure.pennation import (SETTINGS, SpectrumSettings, acute_angle, band_pixels, deep_line_deg,
+                                         half_turn, orientation_profile, profile_peak)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYNTHETIC_SEED, SYNTHETIC_COUNT = 101, 300
@@ -61,29 +60,26 @@ GRID = {
 
 
 def band(model: AponeurosisModel, image: np.ndarray) -> dict | None:
-    """The grey crop of the muscle band, its mask and the deep aponeurosis' line, where the device
-    measures a thickness (as ``sarco measure evaluate`` requires before it reads the angle)."""
+    """The device's muscle band (grey crop and mask) and deep aponeurosis' line, where it measures
+    a thickness (as ``sarco measure evaluate`` requires before it reads the angle)."""
     labels, prepared = predicted_frame_labels(image, model.logits, model.recipe)
     if labels is None:
         return None
     x0, y0, x1, y1 = prepared.box
-    crop = labels[y0:y1, x0:x1]
-    edges, _ = aponeurosis_edges(crop)
-    if edges is None or measure(prepared.grey, crop).muscle_thickness_px is None:
-        return None
-    deep = deep_line_deg(edges)
+    thickness = muscle_thickness_px(labels[y0:y1, x0:x1])
+    deep = None if thickness.px is None else deep_line_deg(thickness.edges)
     if deep is None:
         return None
-    top, left, mask = band_crop(edges)
-    return {"band": mask, "deep": deep, "grey": prepared.grey[top:top + mask.shape[0], left:left + mask.shape[1]]}
+    grey, mask = band_pixels(prepared.grey, thickness.edges)
+    return {"band": mask, "deep": deep, "grey": grey}
 
 
-def timtrack_items(model: AponeurosisModel, timtrack: Path) -> list[dict]:
-    """Dataset 1: each image's band and the observers' mean fascicle angle (``fascicle`` truth)."""
-    images = read_observers(timtrack, TUNING_DATASET)
+def timtrack_items(model: AponeurosisModel, images: dict[str, dict], per_image: list[dict]) -> list[dict]:
+    """Dataset 1 (``read_observers``, ``disagreement``'s rows): each image's band and the
+    observers' mean fascicle angle (``fascicle`` truth)."""
     return [{"fascicle": entry["alpha_mean_deg"], **(band(model, cv2.imread(str(images[entry["image"]]["path"]),
                                                                           cv2.IMREAD_UNCHANGED)) or {})}
-            for entry in disagreement(images)["per_image"]]
+            for entry in per_image]
 
 
 def synthetic_items(model: AponeurosisModel) -> list[dict]:
@@ -101,8 +97,7 @@ def error(item: dict, orientation: float) -> float:
     or the pennation angle (the acute angle to the deep aponeurosis' line)."""
     if "fascicle" in item:
         return abs(abs(half_turn(orientation)) - item["fascicle"])
-    between = (orientation - item["deep"]) % 180.0
-    return abs(min(between, 180.0 - between) - item["pennation"])
+    return abs(acute_angle(orientation, item["deep"]) - item["pennation"])
 
 
 def scores(items: list[dict]) -> dict[SpectrumSettings, np.ndarray]:
@@ -138,12 +133,13 @@ def main() -> None:
     except FileNotFoundError as error_:
         parser.error(str(error_))
     model = AponeurosisModel(args.model, threads=1)
-    sets = {"timtrack-dataset1": timtrack_items(model, timtrack), "synthetic": synthetic_items(model)}
+    images = read_observers(timtrack, TUNING_DATASET)
+    per_image = disagreement(images)["per_image"]
+    sets = {"timtrack-dataset1": timtrack_items(model, images, per_image), "synthetic": synthetic_items(model)}
     found = {name: scores(items) for name, items in sets.items()}
     overall = {s: float(np.mean([found[name][s].mean() for name in sets])) for s in found["synthetic"]}
     ranked = sorted(overall, key=overall.get)
-    anchor = np.median([r["alpha_disagreement_deg"]
-                        for r in disagreement(read_observers(timtrack, TUNING_DATASET))["per_image"]])
+    anchor = np.median([r["alpha_disagreement_deg"] for r in per_image])
     print(f"{len(ranked)} settings; TimTrack dataset 1: {len(sets['timtrack-dataset1'])} images (observers' median "
           f"disagreement on alpha {anchor:.2f} deg); synthetic: {len(sets['synthetic'])} stills "
           f"(seed {SYNTHETIC_SEED})")

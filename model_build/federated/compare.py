@@ -195,6 +195,7 @@ def targets(arms: list[dict], cohorts: list[str]) -> dict:
     federations = [arm for arm in arms if "strategy" in arm]
     chosen = min(federations, key=lambda arm: arm["validation_log_loss"])
     sites = [arm for arm in arms if arm["arm"].startswith("site ")]
+    oracle = next((arm for arm in arms if arm.get("oracle")), None)
     found = {"federation": chosen["arm"], "chosen_by": "lowest validation log loss of the last global model"}
     for cohort in cohorts:
         ranked = sorted(sites, key=lambda arm: arm["cohorts"][cohort]["auc"])
@@ -206,7 +207,6 @@ def targets(arms: list[dict], cohorts: list[str]) -> dict:
             "median_sites": sorted(middle),
             "beats_median_site": all(tests[s]["difference"] > 0 and tests[s]["p"] < ALPHA for s in middle),
             "beats_sites": sorted(s for s, t in tests.items() if t["difference"] > 0 and t["p"] < ALPHA)}
-        oracle = next((arm for arm in arms if arm.get("oracle")), None)
         if oracle is not None:
             versus = oracle["cohorts"][cohort]["vs_sites"]
             found[cohort]["oracle_auc"] = oracle["cohorts"][cohort]["auc"]

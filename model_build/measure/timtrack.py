@@ -53,11 +53,9 @@ COLUMNS = {  # normalised name -> the spellings the observers' sheets use (lower
 def read_observers(timtrack: Path, dataset: int) -> dict[str, dict]:
     """{image key: {"path": Path, "obs": {observer: {column: value}}}} for the images on disk of
     ``timtrack/datasetN`` (``timtrack``: the muscle-us-timtrack folder)."""
-    import pandas as pd  # workstation-only dependency, like the .xlsx files themselves
-
     root = Path(timtrack) / f"dataset{dataset}"
     images: dict[str, dict] = {}
-    for observer, sheet, frame in _observer_sheets(pd, root, dataset):
+    for observer, sheet, frame in _observer_sheets(root, dataset):
         frame.columns = [str(c).strip().lower() for c in frame.columns]
         names = {key: next((c for c in frame.columns if c in spellings), None) for key, spellings in COLUMNS.items()}
         for _, row in frame.iterrows():
@@ -71,8 +69,10 @@ def read_observers(timtrack: Path, dataset: int) -> dict[str, dict]:
     return images
 
 
-def _observer_sheets(pd, root: Path, dataset: int):
+def _observer_sheets(root: Path, dataset: int):
     """(observer, sheet name, table) for every sheet of a dataset's observer files."""
+    import pandas as pd  # workstation-only dependency, like the .xlsx files themselves
+
     if dataset == 1:
         for observer, frame in pd.read_excel(root / "dataset1_for_manual_estimation.xlsx", sheet_name=None).items():
             yield observer, observer, frame

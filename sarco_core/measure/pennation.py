@@ -172,15 +172,27 @@ def pennation_angle(grey_u8: np.ndarray, labels: np.ndarray, edges: ApoEdges | N
     deep = None if edges is None else deep_line_deg(edges)
     if deep is None:
         return PennationResult(None, None, None, None, NO_DEEP_LINE)
-    top, left, band = band_crop(edges)
-    crop = grey_u8[top:top + band.shape[0], left:left + band.shape[1]]
-    profile = orientation_profile(crop, band, settings.margin, settings.periods)  # band_crop: already its box
+    crop, band = band_pixels(grey_u8, edges)
+    profile = orientation_profile(crop, band, settings.margin, settings.periods)
     found = None if profile is None else profile_peak(profile, deep, settings)
     if found is None:
         return PennationResult(None, None, deep, None, NO_FASCICLES)
     fascicle, prominence = found
-    between = (fascicle - deep) % 180.0
-    return PennationResult(float(min(between, 180.0 - between)), half_turn(fascicle), deep, prominence, OK)
+    return PennationResult(acute_angle(fascicle, deep), half_turn(fascicle), deep, prominence, OK)
+
+
+def band_pixels(grey_u8: np.ndarray, edges: ApoEdges) -> tuple[np.ndarray, np.ndarray]:
+    """(the grey image cut to the muscle band's bounding box, the band's mask there): the region
+    :func:`orientation_profile` reads."""
+    top, left, band = band_crop(edges)
+    return grey_u8[top:top + band.shape[0], left:left + band.shape[1]], band
+
+
+def acute_angle(orientation_deg: float, line_deg: float) -> float:
+    """The acute angle (0-90 degrees) between two undirected lines: the pennation angle of a
+    fascicle orientation against the deep aponeurosis' line."""
+    between = (orientation_deg - line_deg) % 180.0
+    return float(min(between, 180.0 - between))
 
 
 def half_turn(angle: float) -> float:
